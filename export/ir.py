@@ -1,0 +1,137 @@
+"""Graph IR: the integer network that every deployed form (Lava, ONNX, emulator) runs.
+
+Numpy only (no torch), so deploy backends can load it without the training stack.
+
+Integer LIF semantics (the single definition every backend implements; DESIGN.md sec. 1 and 3).
+For a spiking layer with integer weights W, bias B, threshold TH, fractional bits F and
+12-bit decay D (leak lam_q = (4096 - D) / 4096), at steps t = 1..T with V'[0] = 0:
+
+    I[t]  = W s_in[t] + B  (+ W_fb s_src[t-1] for each feedback edge into the layer, s_src[0] = 0)
+    V[t]  = decay(V'[t-1]) + (I[t] << F)          decay(x) = sign(x) * ((|x| * (4096 - D)) >> 12)
+    V[t]  = clip(V[t], -(2^23 - 1), 2^23 - 1)      (24-bit saturating state)
+    s[t]  = V[t] >= (TH << F)                      (fire at equality: the toolchain's one convention)
+    V'[t] = V[t] - s[t] * (TH << F)                (subtractive reset, leak after reset)
+
+The first layer's s_in is the quantized input x_q (integers, constant over time). Every other
+layer's s_in is the previous layer's binary spikes. The readout layer has no leak and no
+threshold: R[t] = R[t-1] + W s_N[t] + B, and its output is R[T] (the integer logit sum).
+Conv weights use torch's layout [C_out, C_in, kh, kw] and cross-correlation; dense [out, in].
+Inputs and feature maps are [C, H, W] per sample.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+STATE_BITS = 24
+STATE_MAX = (1 << (STATE_BITS - 1)) - 1
+DECAY_BITS = 12
+DECAY_ONE = 1 << DECAY_BITS
+
+
+@dataclass
+class Layer:
+    """One synaptic connection plus the neurons it drives."""
+    name: str
+    kind: str                     # "dense" | "conv" | "readout" (readout is dense into integrators)
+    weight: np.ndarray            # int64
+    bias: np.ndarray              # int64, one per output channel (conv) or neuron (dense)
+    in_shape: tuple               # (C, H, W) or (N,)
+    out_shape: tuple
+    threshold: int = 0            # integer TH (spiking layers)
+    stride: int = 1
+    padding: int = 0
+    scale: float = 1.0            # integer = float * scale for this layer's weights/bias/threshold
+    frac_bits: int = 6            # F: the state holds value << F
+
+    @property
+    def spiking(self) -> bool:
+        return self.kind != "readout"
+
+    @property
+    def n_out(self) -> int:
+        return int(np.prod(self.out_shape))
+
+    @property
+    def n_in(self) -> int:
+        return int(np.prod(self.in_shape))
+
+    @property
+    def fan_in(self) -> int:
+        if self.kind == "conv":
+            return int(np.prod(self.weight.shape[1:]))
+        return int(self.weight.shape[1])
+
+
+@dataclass
+class Feedback:
+    """A delayed connection from spiking layer `src` back to layer `dst` (dst <= src)."""
+    src: int
+    dst: int
+    kind: str                     # "dense" | "conv"
+    weight: np.ndarray            # int64; maps src's output shape to dst's output shape
+    stride: int = 1
+    padding: int = 0
+
+
+@dataclass
+class Graph:
+    layers: list                  # list[Layer]; sequential, the last one is the readout
+    T: int
+    lam: float                    # the trained leak
+    decay: int                    # 12-bit decay D; lam_q = (4096 - D) / 4096
+    input_shape: tuple
+    input_scale: float            # x_q = round(x * input_scale)
+    input_bits: int = 8
+    input_signed: bool = False
+    feedback: list = field(default_factory=list)   # list[Feedback]
+    target: str = "loihi2"
+    meta: dict = field(default_factory=dict)       # provenance: checkpoint hash, spec, ...
+
+    @property
+    def lam_q(self) -> float:
+        return (DECAY_ONE - self.decay) / DECAY_ONE
+
+    @property
+    def spiking_layers(self) -> list:
+        return [l for l in self.layers if l.spiking]
+
+    @property
+    def readout(self) -> Layer:
+        return self.layers[-1]
+
+    def feedback_into(self, dst: int) -> list:
+        return [f for f in self.feedback if f.dst == dst]
+
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        """Float input (already normalized as in training) -> integer x_q, clipped to input_bits."""
+        xq = np.rint(np.asarray(x, dtype=np.float64) * self.input_scale)
+        if self.input_signed:
+            lo, hi = -(1 << (self.input_bits - 1)), (1 << (self.input_bits - 1)) - 1
+        else:
+            lo, hi = 0, (1 << self.input_bits) - 1
+        return np.clip(xq, lo, hi).astype(np.int64)
+
+
+def decay_for(lam: float) -> int:
+    """12-bit decay constant D such that (4096 - D) / 4096 is lam, rounded to the nearest step."""
+    if not (0.0 < lam <= 1.0):
+        raise ValueError(f"lam must be in (0, 1], got {lam}")
+    return int(round(DECAY_ONE * (1.0 - lam)))
+
+
+def dyadic_exponent(lam: float) -> Optional[int]:
+    """k with lam == 2**-k exactly (k >= 0), else None."""
+    for k in range(0, DECAY_BITS + 1):
+        if lam == 2.0 ** -k:
+            return k
+    return None
+
+
+def trunc_decay(x: np.ndarray, decay: int) -> np.ndarray:
+    """Loihi's decay: x * (4096 - D) / 4096 truncated toward zero, in int64."""
+    x = np.asarray(x, dtype=np.int64)
+    m = DECAY_ONE - int(decay)
+    return np.sign(x) * ((np.abs(x) * m) >> DECAY_BITS)
