@@ -10,6 +10,15 @@ def _conv_out(h: int, k: int, stride: int, pad: int) -> int:
     return (h + 2 * pad - k) // stride + 1
 
 
+def _threshold(wt: np.ndarray, first: bool, wmax: int) -> int:
+    """First layer: a fraction of the mean |row| sum (graded input); later layers: about one standard
+    deviation of the input current for binary inputs firing ~30% of the time."""
+    if first:
+        return int(max(8, np.abs(wt).sum(1).mean() * 0.35))
+    std = wmax / np.sqrt(3.0) * np.sqrt(wt.shape[1] * 0.3)
+    return int(max(8, 0.6 * std))
+
+
 def random_graph(arch: str = "dense", T: int = 6, lam: float = 0.5, seed: int = 0,
                  feedback: bool = False, frac_bits: int = 6, wmax: int = 60,
                  input_shape: tuple = None) -> Graph:
@@ -29,7 +38,7 @@ def random_graph(arch: str = "dense", T: int = 6, lam: float = 0.5, seed: int = 
         sizes = [int(np.prod(shape)), 32, 16]
         for i in range(len(sizes) - 1):
             wt = w(sizes[i + 1], sizes[i])
-            th = int(max(8, np.abs(wt).sum(1).mean() * (0.35 if i == 0 else 0.5)))
+            th = _threshold(wt, first=(i == 0), wmax=wmax)
             layers.append(Layer(f"fc{i}", "dense", wt, rng.integers(-th // 4, th // 4 + 1, sizes[i + 1]),
                                 (sizes[i],), (sizes[i + 1],), threshold=th, frac_bits=frac_bits))
         in_shape = (sizes[-1],)
@@ -40,13 +49,13 @@ def random_graph(arch: str = "dense", T: int = 6, lam: float = 0.5, seed: int = 
         for i, (co, k, s, p) in enumerate(plan):
             wt = w(co, c, k, k)
             ho, wo = _conv_out(h, k, s, p), _conv_out(wd, k, s, p)
-            th = int(max(8, np.abs(wt).reshape(co, -1).sum(1).mean() * (0.35 if i == 0 else 0.5)))
+            th = _threshold(wt.reshape(co, -1), first=(i == 0), wmax=wmax)
             layers.append(Layer(f"conv{i}", "conv", wt, rng.integers(-th // 4, th // 4 + 1, co),
                                 (c, h, wd), (co, ho, wo), threshold=th, stride=s, padding=p, frac_bits=frac_bits))
             c, h, wd = co, ho, wo
         n = c * h * wd
         wt = w(16, n)
-        th = int(max(8, np.abs(wt).sum(1).mean() * 0.5))
+        th = _threshold(wt, first=False, wmax=wmax)
         layers.append(Layer("fc2", "dense", wt, rng.integers(-th // 4, th // 4 + 1, 16),
                             (n,), (16,), threshold=th, frac_bits=frac_bits))
         in_shape = (16,)
