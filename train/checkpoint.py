@@ -1,0 +1,120 @@
+"""Checkpoints: weights in safetensors with the model spec and training config as metadata.
+
+Nothing is unpickled: safetensors holds raw tensors and JSON strings. The resume state (optimizer,
+scheduler, epoch, RNG) is a plain dict of tensors/numbers loaded with torch.load(weights_only=True).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+
+from .spec import SpecError, plan
+
+FORMAT = "saf-checkpoint-1"
+CHECKPOINT = "model.safetensors"
+RESUME = "resume.pt"
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used; the message names the file and the problem."""
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(tmp_path) then rename into place, so a crash never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(path: Path, net, config: dict) -> None:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    meta = {"format": FORMAT, "spec": json.dumps(net.spec), "config": json.dumps(config)}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def resolve(path) -> Path:
+    """A checkpoint file, or a run directory holding model.safetensors."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / CHECKPOINT
+    if not p.exists():
+        raise CheckpointError(f"{p}: no such checkpoint")
+    return p
+
+
+def read_checkpoint(path) -> tuple:
+    """Returns (state_dict, spec, config), validated. Raises CheckpointError with one clear line."""
+    p = resolve(path)
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(p))
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types for corrupt files
+        raise CheckpointError(f"{p}: not a readable safetensors checkpoint ({str(e).splitlines()[0]})") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{p}: not a saf checkpoint (metadata format {meta.get('format')!r})")
+    try:
+        spec, config = json.loads(meta["spec"]), json.loads(meta["config"])
+        plan(spec)
+    except (KeyError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{p}: spec/config metadata unreadable ({e})") from None
+    except SpecError as e:
+        raise CheckpointError(f"{p}: invalid model spec ({e})") from None
+    for k, v in tensors.items():
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise CheckpointError(f"{p}: tensor {k} contains NaN or inf")
+    return tensors, spec, config
+
+
+def load_model(path, device: str = "cpu"):
+    """Build the network from the checkpoint's spec and load its weights (shapes checked)."""
+    from .modules.network import SpikingNet
+
+    p = resolve(path)
+    tensors, spec, config = read_checkpoint(p)
+    net = SpikingNet(spec, surrogate=config.get("surrogate", "sigmoid"), alpha=float(config.get("alpha", 4.0)))
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise CheckpointError(f"{p}: spec and weights disagree (missing {missing[:3]}, unexpected {extra[:3]})")
+    for k, v in expected.items():
+        if tuple(tensors[k].shape) != tuple(v.shape):
+            raise CheckpointError(f"{p}: spec and weights disagree: {k} has shape {list(tensors[k].shape)}, "
+                                  f"the spec needs {list(v.shape)}")
+    net.load_state_dict(tensors)
+    return net.to(device), spec, config
+
+
+def save_resume(path: Path, state: dict) -> None:
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_resume(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure means an unusable resume file
+        raise CheckpointError(f"{path}: cannot resume ({str(e).splitlines()[0]})") from None

@@ -1,0 +1,64 @@
+"""The two forms of one spiking layer (DESIGN.md sec. 1), as pure functions over tensors.
+
+LIF (deployment) form, SAF paper Eq. (1), subtractive reset, leak after reset:
+    u[t] = lam * (u[t-1] - theta * s[t-1]) + I[t],     s[t] = H(u[t] - theta)
+SAF (accumulation, training) form, Eq. (4) with the corrected bias coefficient c[t]:
+    U[t] = W a_in[t] + b c[t],   a[t] = lam * a[t-1] + H(U[t] - theta * (lam * a[t-1] + 1))
+Linked by Eq. (5): u[t] = U[t] - theta*lam*a[t-1] and s[t] = a[t] - lam*a[t-1].
+Any shape (dense [N, n] or conv [N, C, H, W]); `None` stands for the zero initial state.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+
+SpikeFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def bias_coeff(t: int, lam: float) -> float:
+    """c[t] = sum_{k=0}^{t-1} lam^k for t >= 1 (c[1] = 1); the paper's Eq. (4) misprints this.
+
+    Computed by the recursion c[t] = lam * c[t-1] + 1 (not the closed form (1 - lam^t) / (1 - lam),
+    which rounds differently), the same accumulation the LIF form performs on a constant input.
+    """
+    if t < 1:
+        raise ValueError(f"time steps start at 1, got t={t}")
+    c = 0.0
+    for _ in range(t):
+        c = lam * c + 1.0
+    return c
+
+
+def lif_step(current: torch.Tensor, u_prev: Optional[torch.Tensor], s_prev: Optional[torch.Tensor],
+             lam: float, theta: float, spike_fn: SpikeFn):
+    """One LIF step. Returns (u[t], s[t]). The caller decides whether u_prev/s_prev carry a graph."""
+    if u_prev is None:
+        u = current
+    else:
+        u = lam * (u_prev - theta * s_prev) + current
+    return u, spike_fn(u - theta)
+
+
+def saf_step(U: torch.Tensor, a_prev: Optional[torch.Tensor], lam: float, theta: float,
+             spike_fn: SpikeFn) -> torch.Tensor:
+    """One SAF step: a[t] = lam*a[t-1] + H(U[t] - theta*(lam*a[t-1] + 1))."""
+    if a_prev is None:
+        return spike_fn(U - theta)
+    la = lam * a_prev
+    return la + spike_fn(U - theta * (la + 1.0))
+
+
+def saf_spikes(a: torch.Tensor, a_prev: Optional[torch.Tensor], lam: float) -> torch.Tensor:
+    """Eq. (5): s[t] = a[t] - lam*a[t-1]."""
+    return a if a_prev is None else a - lam * a_prev
+
+
+def saf_potential(U: torch.Tensor, a_prev: Optional[torch.Tensor], lam: float, theta: float) -> torch.Tensor:
+    """Eq. (5): u[t] = U[t] - theta*lam*a[t-1]."""
+    return U if a_prev is None else U - theta * lam * a_prev
+
+
+def trace_step(s: torch.Tensor, a_prev: Optional[torch.Tensor], lam: float) -> torch.Tensor:
+    """Presynaptic trace / spike accumulation: a[t] = lam*a[t-1] + s[t]."""
+    return s if a_prev is None else lam * a_prev + s

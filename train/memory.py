@@ -1,0 +1,54 @@
+"""Deterministic activation-memory measurement: bytes of tensors autograd saves for backward.
+
+Each backward frees its graph, so the peak over graphs is what a method must hold at once
+(SAF/OTTT: one step's graph; BPTT: the whole sequence). Parameters are not activations and are
+excluded; a tensor saved by several ops is counted once (by storage pointer and size)."""
+from __future__ import annotations
+
+import torch
+
+
+class SavedTensorMeter:
+    def __init__(self, params=()):
+        self._param_ptrs = {p.data_ptr() for p in params}
+        self._seen: set = set()
+        self.current = 0
+        self.peak = 0
+        self._ctx = None
+
+    def _pack(self, t: torch.Tensor):
+        if t.data_ptr() not in self._param_ptrs:
+            key = (t.untyped_storage().data_ptr(), t.storage_offset(), t.numel(), t.dtype)
+            if key not in self._seen:
+                self._seen.add(key)
+                self.current += t.numel() * t.element_size()
+                self.peak = max(self.peak, self.current)
+        return t
+
+    @staticmethod
+    def _unpack(t):
+        return t
+
+    def graph_freed(self):
+        """Call after each backward: that graph's saved tensors are released."""
+        self._seen.clear()
+        self.current = 0
+
+    def __enter__(self):
+        self._ctx = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
+        self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._ctx.__exit__(*exc)
+        return False
+
+
+def state_bytes(state) -> int:
+    """Bytes carried from one step to the next (SAFState / LIFState)."""
+    total = 0
+    for name in ("a", "u", "s", "ahat"):
+        for t in getattr(state, name, []) or []:
+            if t is not None:
+                total += t.numel() * t.element_size()
+    return total

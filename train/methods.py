@@ -1,0 +1,91 @@
+"""Training methods, one flag (SAF paper Sec. 4; OTTT paper Sec. 4):
+
+saf-e   SAF forward, loss o[t] per step, gradient and update every step (Theorem 1: = OTTT_O).
+saf-f   SAF forward without a graph for t < T, one loss on sum_t lam^(T-t) o[t] / c[T] at t = T.
+ottt-o  LIF forward, presynaptic-trace weight gradient, update every step.
+ottt-a  as ottt-o, gradients accumulated over the T steps, one update per batch.
+bptt    LIF forward with the full graph through time, one update per batch.
+SAF and OTTT keep only the current step's graph: memory constant in T.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+
+from .functional.neuron import bias_coeff
+from .memory import state_bytes
+
+METHODS = ("saf-e", "saf-f", "ottt-o", "ottt-a", "bptt")
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r} (known: {', '.join(METHODS)})")
+    return method
+
+
+def train_batch(net, x: torch.Tensor, y: torch.Tensor, T: int, method: str, optimizer,
+                loss_fn: LossFn, after_backward: Optional[Callable[[int], None]] = None,
+                step_optimizer: bool = True) -> dict:
+    """Run one minibatch with `method`. Returns {"loss": float, "logits": Tensor [N, classes]}
+    (logits: sum_t o[t], or SAF-F's weighted readout). after_backward(t) is called after each
+    backward (tests use it to capture per-step gradients); step_optimizer=False skips updates."""
+    check_method(method)
+
+    def update():
+        if step_optimizer:
+            optimizer.step()
+
+    total, loss_sum = 0.0, 0.0
+    if method in ("saf-e", "ottt-o", "ottt-a"):
+        st = net.init_saf() if method == "saf-e" else net.init_lif()
+        if method == "ottt-a":
+            optimizer.zero_grad(set_to_none=True)
+        for t in range(1, T + 1):
+            if method == "saf-e":
+                o, st = net.saf_step(x, st)
+            else:
+                o, st = net.lif_step(x, st, "trace")
+            loss = loss_fn(o, y) / T
+            if method != "ottt-a":
+                optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if after_backward:
+                after_backward(t)
+            if method != "ottt-a":
+                update()
+            total = total + o.detach()
+            loss_sum += float(loss.detach())
+        if method == "ottt-a":
+            update()
+        return {"loss": loss_sum, "logits": total, "state_bytes": state_bytes(st)}
+    if method == "saf-f":
+        st = net.init_saf()
+        with torch.no_grad():
+            for _ in range(T - 1):
+                _, st = net.saf_step(x, st, readout="acc")
+        o_acc, st = net.saf_step(x, st, readout="acc")
+        logits = o_acc / bias_coeff(T, net.lam)
+        loss = loss_fn(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if after_backward:
+            after_backward(T)
+        update()
+        return {"loss": float(loss.detach()), "logits": logits.detach(), "state_bytes": state_bytes(st)}
+    # bptt
+    st = net.init_lif()
+    loss = 0.0
+    for _ in range(T):
+        o, st = net.lif_step(x, st, "bptt")
+        loss = loss + loss_fn(o, y) / T
+        total = total + o.detach()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if after_backward:
+        after_backward(T)
+    update()
+    return {"loss": float(loss.detach()), "logits": total, "state_bytes": state_bytes(st)}

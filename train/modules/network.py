@@ -1,0 +1,178 @@
+"""A spiking network built from a spec, stepping in either form.
+
+- `saf_step`: the accumulation (training) form, Eq. (4). Only a[t-1] per layer is carried (detached),
+  so a step's graph holds the current step only: memory constant in T.
+- `lif_step`: the LIF (deployment) form, Eq. (1). mode="trace" is OTTT (value W s[t], weight gradient
+  through the presynaptic trace), mode="bptt" keeps the graph through time, mode="plain" is inference.
+Both return the readout o[t] = W_o s_N[t] + b_o for the current step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+from ..functional.neuron import bias_coeff, lif_step, saf_potential, saf_spikes, saf_step, trace_step
+from ..functional.replace import replace
+from ..functional.surrogate import spike
+from ..spec import neuron_params, plan
+from .synapse import Synapse
+
+
+@dataclass
+class SAFState:
+    a: list                                    # a[t-1] per spiking layer (None before step 1)
+    t: int = 0
+
+
+@dataclass
+class LIFState:
+    u: list
+    s: list
+    ahat: list                                 # presynaptic traces (mode="trace")
+    t: int = 0
+
+
+@dataclass
+class Record:
+    """Optional per-step capture for tests/eval: spikes s[t] and potentials u[t] per spiking layer."""
+    spikes: list = field(default_factory=list)
+    potentials: list = field(default_factory=list)
+
+
+class SpikingNet(nn.Module):
+    def __init__(self, spec: dict, surrogate: str = "sigmoid", alpha: float = 4.0):
+        super().__init__()
+        self.spec = spec
+        self.plan = plan(spec)
+        self.lam, self.theta = neuron_params(spec)
+        self.surrogate, self.alpha = surrogate, alpha
+        ws = bool(spec.get("weight_standardization", True))
+        gamma = float(spec.get("gamma", 2.0))
+        blocks = []
+        for lp in self.plan.layers:
+            n_in = lp.in_shape[0]
+            kind = "conv" if lp.kind == "conv" else "linear"
+            is_ro = lp.kind == "readout"
+            blocks.append(Synapse(kind, n_in, lp.out, lp.kernel, lp.stride, lp.padding, lp.pre,
+                                  ws=ws and not is_ro, gamma=gamma))
+        self.blocks = nn.ModuleList(blocks[:-1])
+        self.readout = blocks[-1]
+        self.fb = nn.ModuleList(Synapse(f.kind, self.plan.layers[f.src].out, self.plan.layers[f.dst].out,
+                                        f.kernel, 1, f.padding, (), ws=ws, gamma=gamma, bias=False)
+                                for f in self.plan.feedback)
+        self.fb_edges = [(f.src, f.dst) for f in self.plan.feedback]
+
+    @property
+    def n_spiking(self) -> int:
+        return len(self.blocks)
+
+    def spike_fn(self, x):
+        return spike(x, self.surrogate, self.alpha)
+
+    def init_saf(self) -> SAFState:
+        return SAFState([None] * self.n_spiking)
+
+    def init_lif(self) -> LIFState:
+        n = self.n_spiking
+        return LIFState([None] * n, [None] * n, [None] * n)
+
+    def _fb_into(self, dst: int):
+        return [(k, src) for k, (src, d) in enumerate(self.fb_edges) if d == dst]
+
+    # ---------------------------------------------------------------- SAF (accumulation) form
+    def saf_step(self, x: torch.Tensor, st: SAFState, record: Optional[Record] = None,
+                 readout: str = "step"):
+        """One step of Eq. (4). Returns (o, new_state). readout="step" gives o[t] = W_o s_N[t] + b_o
+        (value) with the weight gradient through a_N[t]; readout="acc" gives sum_k lam^(t-k) o[k] =
+        W_o a_N[t] + b_o c[t] (SAF-F's loss input, before dividing by c[t])."""
+        t = st.t + 1
+        lam, theta = self.lam, self.theta
+        c = bias_coeff(t, lam)
+        inp = x * c                                          # accumulation of the constant input
+        new_a = []
+        for l, blk in enumerate(self.blocks):
+            U = blk(inp) + blk.bias_term(c)
+            for k, src in self._fb_into(l):
+                if st.a[src] is not None:                    # W_b a_src[t-1]
+                    U = U + self.fb[k](st.a[src])
+            a_prev = st.a[l]
+            a = saf_step(U, a_prev, lam, theta, self.spike_fn)
+            if record is not None:
+                with torch.no_grad():
+                    record.spikes.append(saf_spikes(a, a_prev, lam).detach())
+                    record.potentials.append(saf_potential(U, a_prev, lam, theta).detach())
+            new_a.append(a)
+            inp = a
+        a_N, a_prev_N = new_a[-1], st.a[-1]
+        ro = self.readout
+        if readout == "acc":
+            o = ro(a_N) + ro.bias_term(c)
+        else:
+            w = ro.effective_weight()
+            with torch.no_grad():
+                value = ro(saf_spikes(a_N, a_prev_N, lam), w.detach()) + ro.bias_term(1.0)
+            o = replace(value, ro(a_N, w) + ro.bias_term(c))
+        return o, SAFState([a.detach() for a in new_a], t)
+
+    # ---------------------------------------------------------------- LIF form
+    def _current(self, syn: Synapse, s_in, a_in, c: float, mode: str, bias: bool = True):
+        """Synaptic current W s + b. mode "trace": value from s, gradient through W a_hat + b c."""
+        if mode != "trace":
+            return syn(s_in) + (syn.bias_term(1.0) if bias else 0.0)
+        w = syn.effective_weight()
+        with torch.no_grad():
+            value = syn(s_in, w.detach()) + (syn.bias_term(1.0) if bias else 0.0)
+        return replace(value, syn(a_in, w) + (syn.bias_term(c) if bias else 0.0))
+
+    def lif_step(self, x: torch.Tensor, st: LIFState, mode: str = "plain",
+                 record: Optional[Record] = None):
+        """One step of Eq. (1). Returns (o, new_state)."""
+        t = st.t + 1
+        lam, theta = self.lam, self.theta
+        c = bias_coeff(t, lam)
+        keep = mode == "bptt"
+        s_in, a_in = x, x * c
+        new_u, new_s, new_a = [], [], []
+        for l, blk in enumerate(self.blocks):
+            cur = self._current(blk, s_in, a_in, c, mode)
+            for k, src in self._fb_into(l):
+                if st.s[src] is not None:                    # W_b s_src[t-1]
+                    cur = cur + self._current(self.fb[k], st.s[src], st.ahat[src], c, mode, bias=False)
+            u_prev = st.u[l] if keep or st.u[l] is None else st.u[l].detach()
+            s_prev = st.s[l] if keep or st.s[l] is None else st.s[l].detach()
+            u, s = lif_step(cur, u_prev, s_prev, lam, theta, self.spike_fn)
+            if record is not None:
+                record.spikes.append(s.detach())
+                record.potentials.append(u.detach())
+            ahat = trace_step(s, None if st.ahat[l] is None else st.ahat[l].detach(), lam) if mode == "trace" else None
+            new_u.append(u)
+            new_s.append(s)
+            new_a.append(ahat)
+            s_in, a_in = s, ahat
+        o = self._current(self.readout, s_in, a_in, c, mode)
+        if not keep:
+            new_u = [u.detach() for u in new_u]
+            new_s = [s.detach() for s in new_s]
+            new_a = [None if a is None else a.detach() for a in new_a]
+        return o, LIFState(new_u, new_s, new_a, t)
+
+    # ---------------------------------------------------------------- whole-sample inference
+    @torch.no_grad()
+    def infer(self, x: torch.Tensor, T: int, form: str = "saf", record: bool = False):
+        """Logit sums sum_t o[t] over T steps in the chosen form ("saf" or "lif"), and the per-step
+        records when asked (list over t of Record)."""
+        st = self.init_saf() if form == "saf" else self.init_lif()
+        total, recs = 0.0, []
+        for _ in range(T):
+            rec = Record() if record else None
+            if form == "saf":
+                o, st = self.saf_step(x, st, rec)
+            else:
+                o, st = self.lif_step(x, st, "plain", rec)
+            total = total + o
+            if record:
+                recs.append(rec)
+        return total, recs

@@ -1,0 +1,228 @@
+"""Model specs as data (JSON-able dicts) and their validation/shape inference.
+
+A spec lists spiking layers ("conv", "linear") and the linear glue between them ("avgpool", "gap",
+"flatten"); a non-spiking linear readout is always appended. Feedback edges connect a spiking
+layer `src` back into spiking layer `dst` (dst <= src), indices counted over spiking layers only.
+
+    {"name": "conv-digits", "input_shape": [1, 8, 8], "num_classes": 10,
+     "neuron": {"lam": 0.5, "theta": 1.0}, "weight_standardization": true, "gamma": 2.0,
+     "layers": [{"type": "conv", "out": 16, "kernel": 3, "padding": 1}, {"type": "avgpool", "kernel": 2},
+                {"type": "flatten"}, {"type": "linear", "out": 64}],
+     "feedback": [{"src": 1, "dst": 0, "kernel": 3, "padding": 1}]}
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from typing import Optional
+
+SPIKING = ("conv", "linear")
+GLUE = ("avgpool", "gap", "flatten")
+
+
+class SpecError(ValueError):
+    """An invalid model spec; the message says which field is wrong."""
+
+
+@dataclass
+class LayerPlan:
+    """One spiking layer (or the readout) with the glue applied to its input."""
+    kind: str                    # "conv" | "linear" | "readout"
+    pre: list                    # glue ops on the input: ("avgpool", k) | ("gap",) | ("flatten",)
+    in_shape: tuple              # shape after the glue (what the synapse sees)
+    out_shape: tuple
+    out: int
+    kernel: int = 1
+    stride: int = 1
+    padding: int = 0
+    raw_in_shape: tuple = ()     # shape before the glue (the previous layer's output)
+
+
+@dataclass
+class FeedbackPlan:
+    src: int
+    dst: int
+    kind: str                    # "conv" | "linear"
+    kernel: int = 1
+    padding: int = 0
+
+
+@dataclass
+class Plan:
+    layers: list = field(default_factory=list)     # spiking layers then the readout
+    feedback: list = field(default_factory=list)
+
+
+def _glue_shape(shape: tuple, op: tuple) -> tuple:
+    if op[0] == "flatten":
+        n = 1
+        for d in shape:
+            n *= d
+        return (n,)
+    if len(shape) != 3:
+        raise SpecError(f"{op[0]} needs a [C, H, W] input, got shape {list(shape)}")
+    if op[0] == "gap":
+        return (shape[0],)
+    k = op[1]
+    if shape[1] < k or shape[2] < k:
+        raise SpecError(f"avgpool kernel {k} larger than the {shape[1]}x{shape[2]} feature map")
+    return (shape[0], shape[1] // k, shape[2] // k)
+
+
+def plan(spec: dict) -> Plan:
+    """Validate a spec and infer every layer's shapes."""
+    try:
+        shape = tuple(int(d) for d in spec["input_shape"])
+        classes = int(spec["num_classes"])
+        layers = spec["layers"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise SpecError(f"spec needs input_shape, num_classes and layers ({e})") from None
+    if classes < 2:
+        raise SpecError(f"num_classes must be >= 2, got {classes}")
+    out = Plan()
+    pre: list = []
+    raw = shape
+    for i, ld in enumerate(layers):
+        t = ld.get("type")
+        if t in GLUE:
+            op = ("avgpool", int(ld.get("kernel", 2))) if t == "avgpool" else (t,)
+            pre.append(op)
+            shape = _glue_shape(shape, op)
+        elif t in SPIKING:
+            n = int(ld.get("out", 0))
+            if n < 1:
+                raise SpecError(f"layer {i} ({t}): 'out' must be a positive integer")
+            if t == "conv":
+                if len(shape) != 3:
+                    raise SpecError(f"layer {i} (conv): input must be [C, H, W], got {list(shape)} (remove the flatten?)")
+                k, s, p = int(ld.get("kernel", 3)), int(ld.get("stride", 1)), int(ld.get("padding", 0))
+                h, w = (shape[1] + 2 * p - k) // s + 1, (shape[2] + 2 * p - k) // s + 1
+                if h < 1 or w < 1:
+                    raise SpecError(f"layer {i} (conv): kernel {k} does not fit the {shape[1]}x{shape[2]} input")
+                o_shape = (n, h, w)
+                out.layers.append(LayerPlan("conv", pre, shape, o_shape, n, k, s, p, raw))
+            else:
+                if len(shape) != 1:
+                    raise SpecError(f"layer {i} (linear): input must be flat, got {list(shape)} (add a flatten or gap)")
+                o_shape = (n,)
+                out.layers.append(LayerPlan("linear", pre, shape, o_shape, n, raw_in_shape=raw))
+            shape, raw, pre = o_shape, o_shape, []
+        else:
+            raise SpecError(f"layer {i}: unknown type {t!r} (known: {', '.join(SPIKING + GLUE)})")
+    if not out.layers:
+        raise SpecError("spec has no spiking layer")
+    if len(shape) != 1:
+        pre = pre + [("flatten",)]
+        shape = _glue_shape(shape, ("flatten",))
+    out.layers.append(LayerPlan("readout", pre, shape, (classes,), classes, raw_in_shape=raw))
+    n_sp = len(out.layers) - 1
+    for j, fb in enumerate(spec.get("feedback", []) or []):
+        try:
+            src, dst = int(fb["src"]), int(fb["dst"])
+        except (KeyError, TypeError, ValueError):
+            raise SpecError(f"feedback {j}: needs integer 'src' and 'dst'") from None
+        if not (0 <= dst <= src < n_sp):
+            raise SpecError(f"feedback {j}: need 0 <= dst <= src < {n_sp} spiking layers, got src={src} dst={dst}")
+        a, b = out.layers[src], out.layers[dst]
+        if a.kind == "conv" and b.kind == "conv":
+            k, p = int(fb.get("kernel", 3)), int(fb.get("padding", 1))
+            if (a.out_shape[1] + 2 * p - k + 1, a.out_shape[2] + 2 * p - k + 1) != b.out_shape[1:]:
+                raise SpecError(f"feedback {j}: a {k}x{k} conv (padding {p}) from {list(a.out_shape)} "
+                                f"cannot produce {list(b.out_shape)}")
+            out.feedback.append(FeedbackPlan(src, dst, "conv", k, p))
+        elif a.kind == "linear" and b.kind == "linear":
+            out.feedback.append(FeedbackPlan(src, dst, "linear"))
+        else:
+            raise SpecError(f"feedback {j}: src and dst must both be conv (same spatial size) or both linear")
+    return out
+
+
+def neuron_params(spec: dict) -> tuple:
+    n = spec.get("neuron", {}) or {}
+    lam, theta = float(n.get("lam", 0.5)), float(n.get("theta", 1.0))
+    if not (0.0 < lam <= 1.0):
+        raise SpecError(f"neuron.lam must be in (0, 1], got {lam}")
+    if theta <= 0:
+        raise SpecError(f"neuron.theta must be positive, got {theta}")
+    return lam, theta
+
+
+def _conv(out, k=3, s=1, p=1):
+    return {"type": "conv", "out": out, "kernel": k, "stride": s, "padding": p}
+
+
+def vgg_layers(widths=(64, 128, 256, 256, 512, 512, 512, 512)) -> list:
+    """The paper's VGG: 64C3-128C3-AP2-256C3-256C3-AP2-512C3-512C3-AP2-512C3-512C3-GAP-(FC readout)."""
+    w = widths
+    return [_conv(w[0]), _conv(w[1]), {"type": "avgpool", "kernel": 2}, _conv(w[2]), _conv(w[3]),
+            {"type": "avgpool", "kernel": 2}, _conv(w[4]), _conv(w[5]), {"type": "avgpool", "kernel": 2},
+            _conv(w[6]), _conv(w[7]), {"type": "gap"}]
+
+
+def vgg_spec(name: str, widths=None, feedback: bool = False, input_shape=(3, 32, 32), classes=10) -> dict:
+    spec = {"name": name, "input_shape": list(input_shape), "num_classes": classes,
+            "layers": vgg_layers(widths or (64, 128, 256, 256, 512, 512, 512, 512))}
+    if feedback:  # VGG-F: the last conv feeds back into the first conv of its stage (same 4x4 map)
+        spec["feedback"] = [{"src": 7, "dst": 6, "kernel": 3, "padding": 1}]
+    return spec
+
+
+BUILTIN = {
+    "mlp-digits": {"input_shape": [1, 8, 8], "num_classes": 10,
+                   "layers": [{"type": "flatten"}, {"type": "linear", "out": 128}, {"type": "linear", "out": 64}]},
+    "mlp-iris": {"input_shape": [4], "num_classes": 3,
+                 "layers": [{"type": "linear", "out": 32}, {"type": "linear", "out": 16}]},
+    "conv-digits": {"input_shape": [1, 8, 8], "num_classes": 10,
+                    "layers": [_conv(16), _conv(32), {"type": "avgpool", "kernel": 2},
+                               {"type": "flatten"}, {"type": "linear", "out": 128}]},
+    "conv-digits-f": {"input_shape": [1, 8, 8], "num_classes": 10,
+                      "layers": [_conv(16), _conv(32), {"type": "avgpool", "kernel": 2},
+                                 {"type": "flatten"}, {"type": "linear", "out": 128}],
+                      "feedback": [{"src": 1, "dst": 0, "kernel": 3, "padding": 1}]},
+    "vgg11-cifar": vgg_spec("vgg11-cifar"),
+    "vggf-cifar": vgg_spec("vggf-cifar", feedback=True),
+    "vgg11-small-cifar": vgg_spec("vgg11-small-cifar", widths=(8, 16, 32, 32, 64, 64, 64, 64)),
+}
+
+
+def builtin_spec(name: str) -> dict:
+    if name not in BUILTIN:
+        raise SpecError(f"unknown model {name!r} (known: {', '.join(BUILTIN)}; or a path to a JSON spec)")
+    spec = copy.deepcopy(BUILTIN[name])
+    spec["name"] = name
+    return spec
+
+
+def load_spec(name_or_path: str) -> dict:
+    """A builtin name or a JSON file path."""
+    if name_or_path in BUILTIN:
+        return builtin_spec(name_or_path)
+    if name_or_path.endswith(".json"):
+        try:
+            with open(name_or_path) as f:
+                spec = json.load(f)
+        except FileNotFoundError:
+            raise SpecError(f"{name_or_path}: no such spec file") from None
+        except json.JSONDecodeError as e:
+            raise SpecError(f"{name_or_path}: not valid JSON ({e})") from None
+        if not isinstance(spec, dict):
+            raise SpecError(f"{name_or_path}: a spec must be a JSON object")
+        spec.setdefault("name", name_or_path.rsplit("/", 1)[-1][:-5])
+        plan(spec)
+        return spec
+    return builtin_spec(name_or_path)
+
+
+def with_neuron(spec: dict, lam: Optional[float] = None, theta: Optional[float] = None) -> dict:
+    spec = copy.deepcopy(spec)
+    n = dict(spec.get("neuron", {}) or {})
+    if lam is not None:
+        n["lam"] = lam
+    if theta is not None:
+        n["theta"] = theta
+    n.setdefault("lam", 0.5)
+    n.setdefault("theta", 1.0)
+    spec["neuron"] = n
+    neuron_params(spec)
+    return spec
