@@ -1,0 +1,198 @@
+"""The SAF accumulation (training) form on the quantized integer weights, in exact arithmetic.
+
+A second code path for the same network, independent of the LIF form (deploy/emulator.py):
+nothing here carries a membrane potential, truncates, or saturates. Per spiking layer
+(SAF paper Eq. 4 and 5, with DESIGN.md's typo fixes), with lam = graph.lam_q = (4096 - D) / 4096:
+
+    c[t]    = sum_{k=0}^{t-1} lam^k                       (c[1] = 1)
+    a_in[t] = c[t] * x_q  (layer 1, constant input)  or  a_{l-1}[t]  (the forwarded accumulation)
+    U[t]    = W a_in[t] + B c[t]  (+ W_fb a_src[t-1] for each feedback edge, a_src[0] = 0)
+    a[t]    = lam a[t-1] + H(U[t] - TH (lam a[t-1] + 1))       H(0) = 1 (fire at equality)
+    s[t]    = a[t] - lam a[t-1]                           (the spike, 0 or 1)
+    R       = sum_t (W_o s_N[t] + B_o)
+
+Exactness. Write lam = p / q in lowest terms; q = 2^j since lam_q has denominator 4096 (for a
+dyadic lam = 2^-k: p = 1, q = 2^k). Every accumulation is a polynomial in lam of degree <= t-1 with
+integer coefficients, so scaled by S = q^(T-1) it is an integer. We keep A = S a, C = S c and
+SU = S U as integers; the leak p * A[t-1] / q is an exact division for t <= T because
+A[t-1] = (a[t-1] q^(t-2)) q^(T-t+1) and T - t + 1 >= 1. The comparison H is scale-invariant, so
+the spikes are exactly those of the real-valued SAF form with lam = lam_q.
+
+No overflow. `_bounds` bounds every intermediate in Python ints: |a| <= c[T] <= T, so |A| <= C[T];
+|SU| <= (max_row sum |W| * max|a_in| + max|B| + max_row sum |W_fb|) * C[T] (|a_in| <= max|x_q| C[T]
+on layer 1, C[T] elsewhere); the threshold term TH * (p A / q + S) <= TH * (C[T] + S); the leak
+product p * A <= p * C[T]; potentials SU << F. If the largest is below 2^62 we compute in int64
+(this holds for dyadic lam on the usual T: S = 2^(k(T-1))), else in Python ints (object arrays),
+which cannot overflow (the non-dyadic case: S = 2048^(T-1) for lam_q = 1843/2048 already exceeds
+2^62 at T = 7).
+
+Potentials: u[t] = U[t] - TH lam a[t-1] in units of the LIF state (times 2^F): u_lif = SU_u 2^F / S,
+floored when not an integer (info["potentials_exact"] says whether every one was an integer; it is
+when F >= k (T-1) for dyadic lam). They are not saturated: where the LIF state saturates, the two
+forms differ, and that is what the comparison must report.
+"""
+from __future__ import annotations
+
+import time
+from math import gcd
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .ir import DECAY_ONE, Graph, dyadic_exponent
+
+if TYPE_CHECKING:
+    from deploy.result import BackendResult
+
+INT64_SAFE = 1 << 62
+
+
+def _ratio(graph: Graph) -> tuple:
+    """lam_q = p / q in lowest terms."""
+    m = DECAY_ONE - int(graph.decay)
+    g = gcd(m, DECAY_ONE)
+    return m // g, DECAY_ONE // g
+
+
+def _gather_index(in_shape: tuple, kh: int, kw: int, stride: int, pad: int) -> tuple:
+    """im2col indices into a flattened [C*H*W + 1] input whose last entry is 0 (the padding).
+    Returns (idx [P, C*kh*kw], P = Ho*Wo)."""
+    c, h, w = in_shape
+    ho = (h + 2 * pad - kh) // stride + 1
+    wo = (w + 2 * pad - kw) // stride + 1
+    oi, oj = np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij")
+    ci, ki, kj = np.meshgrid(np.arange(c), np.arange(kh), np.arange(kw), indexing="ij")
+    r = oi.reshape(-1, 1) * stride - pad + ki.reshape(1, -1)         # P, K
+    q = oj.reshape(-1, 1) * stride - pad + kj.reshape(1, -1)
+    ch = np.broadcast_to(ci.reshape(1, -1), r.shape)
+    inside = (r >= 0) & (r < h) & (q >= 0) & (q < w)
+    idx = np.where(inside, (ch * h + np.clip(r, 0, h - 1)) * w + np.clip(q, 0, w - 1), c * h * w)
+    return idx, ho * wo
+
+
+class _Linear:
+    """W applied to a batch of flattened accumulations [B, n_in] (int64 or object) -> [B, n_out]."""
+
+    def __init__(self, kind: str, weight: np.ndarray, in_shape: tuple, stride: int, pad: int):
+        self.kind = kind
+        self.w = np.asarray(weight, dtype=np.int64)
+        self.row_abs = int(np.abs(self.w.reshape(self.w.shape[0], -1)).sum(1).max(initial=0))
+        if kind == "conv":
+            co, _, kh, kw = self.w.shape
+            self.idx, self.P = _gather_index(tuple(in_shape), kh, kw, stride, pad)
+            self.wmat = self.w.reshape(co, -1).T                                       # K, Co
+
+    def __call__(self, a: np.ndarray) -> np.ndarray:
+        w = self.w if a.dtype != object else self.w.astype(object)
+        if self.kind != "conv":
+            return a @ w.T
+        b = a.shape[0]
+        ext = np.concatenate([a, np.zeros((b, 1), dtype=a.dtype)], axis=1)
+        cols = ext[:, self.idx]                                                    # B, P, K
+        out = cols @ (self.wmat if a.dtype != object else self.wmat.astype(object))  # B, P, Co
+        return out.transpose(0, 2, 1).reshape(b, -1)
+
+
+def _bias_full(layer) -> np.ndarray:
+    b = np.asarray(layer.bias, dtype=np.int64)
+    if layer.kind == "conv":
+        return np.repeat(b, int(np.prod(layer.out_shape[1:])))
+    return b
+
+
+def _bounds(graph: Graph, lin: list, fb: list, x_max: int, p: int, q: int) -> int:
+    """Largest magnitude of any intermediate (see the module docstring), in Python ints."""
+    T = graph.T
+    S = q ** (T - 1)
+    C = 0
+    for _ in range(T):
+        C = (p * C) // q + S                                     # C[T] = S c[T]
+    worst = p * C
+    for li, layer in enumerate(graph.spiking_layers):
+        a_in = x_max * C if li == 0 else C
+        fb_rows = sum(f.row_abs for _, f in fb[li])
+        bmax = int(np.abs(layer.bias).max(initial=0))
+        su = lin[li].row_abs * a_in + bmax * C + fb_rows * C
+        th = int(layer.threshold) * (C + S)
+        worst = max(worst, (su + th) << layer.frac_bits, p * C)
+    return worst
+
+
+def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_size: int = 256,
+                record_potentials: bool = False) -> BackendResult:
+    """The SAF form in exact integer arithmetic on xq [N, *input_shape] (backend "saf-int")."""
+    from deploy.result import BackendResult      # numpy-only; imported late so export/ never
+                                                 # pulls in deploy/__init__ at import time
+
+    t0 = time.perf_counter()
+    sp = graph.spiking_layers
+    if any(not l.spiking for l in graph.layers[:-1]) or graph.layers[-1].spiking:
+        raise ValueError("graph must list its spiking layers first and end with the readout")
+    p, q = _ratio(graph)
+    T = graph.T
+    S = q ** (T - 1)
+    lin = [_Linear(l.kind if l.spiking else "dense", l.weight, l.in_shape, l.stride, l.padding)
+           for l in graph.layers]
+    bias = [_bias_full(l) for l in graph.layers]
+    fb = [[] for _ in sp]
+    for f in graph.feedback:
+        if not (0 <= f.dst <= f.src < len(sp)):
+            raise ValueError(f"feedback {f.src}->{f.dst} must join spiking layers with dst <= src")
+        fb[f.dst].append((f.src, _Linear(f.kind, f.weight, sp[f.src].out_shape, f.stride, f.padding)))
+    x_max = (1 << (graph.input_bits - 1)) if graph.input_signed else (1 << graph.input_bits) - 1
+    xq = np.asarray(xq, dtype=np.int64)
+    n = xq.shape[0]
+    xq = xq.reshape(n, -1)
+    x_max = max(x_max, int(np.abs(xq).max(initial=0)))
+    bound = _bounds(graph, lin, fb, x_max, p, q)
+    dt = np.int64 if bound < INT64_SAFE else object
+
+    if dt is object:
+        bias = [b.astype(object) for b in bias]
+    readout = np.zeros((n, graph.readout.n_out), dtype=np.int64)
+    spikes = [np.zeros((n, T, l.n_out), dtype=bool) for l in sp] if record_spikes else None
+    pots = [np.zeros((n, T, l.n_out), dtype=np.int64) for l in sp] if record_potentials else None
+    pots_exact = True
+    for start in range(0, n, batch_size):
+        sl = slice(start, min(n, start + batch_size))
+        b = sl.stop - sl.start
+        x = xq[sl].astype(dt)
+        A = [np.zeros((b, l.n_out), dtype=dt) for l in sp]       # S a[t-1] per layer
+        counts = np.zeros((b, sp[-1].n_out), dtype=np.int64)
+        C = 0                                                    # S c[t-1], a Python int
+        for t in range(T):
+            C = (p * C) // q + S
+            old = list(A)                                        # a[t-1] of every layer
+            a_in = x * C
+            for li, layer in enumerate(sp):
+                SU = lin[li](a_in) + bias[li] * C
+                for src, f in fb[li]:
+                    SU = SU + f(old[src])
+                pa = p * old[li]
+                lam_a = pa // q
+                if np.any(lam_a * q != pa):
+                    raise ArithmeticError(f"{layer.name}: inexact leak at t={t + 1} (bug)")
+                th = int(layer.threshold)
+                H = np.asarray(SU >= th * (lam_a + S), dtype=bool)   # H(U - TH (lam a + 1))
+                A[li] = lam_a + H.astype(dt) * S
+                if record_spikes:
+                    spikes[li][sl, t] = H
+                if pots is not None:
+                    num = (SU - th * lam_a) * (1 << layer.frac_bits)  # (S u) 2^F
+                    val = num // S
+                    pots_exact = pots_exact and not np.any(val * S != num)
+                    pots[li][sl, t] = np.asarray(val, dtype=np.int64)
+                a_in = A[li]
+            # the spike s_N[t] = a[t] - lam a[t-1], recovered from the accumulations (exactly 0/1)
+            sN = A[-1] - p * old[-1] // q
+            s_bin = sN // S
+            if np.any(s_bin * S != sN) or np.any((s_bin != 0) & (s_bin != 1)):
+                raise ArithmeticError("accumulation does not give a binary spike (bug)")
+            counts += s_bin.astype(np.int64)
+        ro = graph.readout
+        readout[sl] = counts @ np.asarray(ro.weight, dtype=np.int64).T + T * bias[-1]
+    info = {"lam_q": (p, q), "dyadic_k": dyadic_exponent(graph.lam_q), "scale": S,
+            "bound": bound, "arithmetic": "int64" if dt is np.int64 else "python-int",
+            "potentials_exact": pots_exact if pots is not None else None}
+    return BackendResult(backend="saf-int", readout=readout, spikes=spikes, potentials=pots,
+                         seconds=time.perf_counter() - t0, info=info)
