@@ -1,0 +1,235 @@
+"""Hardware rules: small named checks, each `check_xxx(net, target) -> list[Violation]`, collected
+in RULES (the pattern of Rockpool's Xylo design-rule checks). `check(net, target)` runs them all.
+
+Every message is one line naming the layer (or the network) and the numbers. A rule that does not
+apply to a target (its Target field is None) returns nothing. Units are those of export/ir.py:
+a spiking layer adds (W s_in + B) << F to its state (F = net.frac_bits), the readout adds
+W s_in + B unshifted; thresholds compare against TH << F.
+
+Modelling choices:
+* Weights (check_weight_precision). Loihi's synapse word is `weight_bits` (8) bits and includes
+  the sign of mixed-sign layers: nengo-loihi shift_bits = 8 - weight_bits + is_mixed and Lava's
+  truncate_weights drop the lowest bit ((w >> 1) << 1). A mixed-sign layer is therefore exact if
+  its weights are all even (|w| <= 254), or if |w| <= 127: then the exporter stores 2w and sets
+  weight_exp = -1 (the dendrite shifts the sum back, exactly). Odd mixed-sign weights above 127
+  would silently change, so they are refused. Single-sign layers keep the full 8-bit magnitude.
+  -256 (representable for mixed sign in Lava) is refused with the 255 magnitude limit (choice).
+* Biases (check_bias). The state receives B << F as bias_mant << bias_exp. An arbitrary integer B
+  makes B << F have exactly F trailing zeros, so the exponent can be at most min(F, bias_exp_max)
+  and |B| <= bias_mantissa_max >> (F - min(F, bias_exp_max)) is exact (4,095 for F = 6). Larger
+  biases are exact only if their low bits are zero, which LayerDesc does not record: refused.
+* Currents (check_current). Loihi's synaptic input register is as wide as the state and wraps
+  (Lava: u wraps at 24 bits), so (|W s_in + B| << F) must fit. Without max_abs_current we use the
+  worst case fan_in x max|w| x max input + max|b| (input max 2**input_bits - 1 for graded input,
+  1 for spikes). The exporter should pass the tight bound max_i (sum_j |W_ij|) x max input + |B_i|.
+* Graded input on a target without graded spikes (Loihi 1) is injected by the host as a bias
+  (see mapper.py), so |W x + B| must fit the exact bias range above.
+* ONNX (check_float_exact): every integer the float32 graph holds (weights, TH << F, B << F,
+  inputs, currents plus the state they are added to, readout sums) must be <= 2**24.
+"""
+from __future__ import annotations
+
+from .base import LayerDesc, NetDesc, Target, Violation
+from .mapper import _as_target, single_neuron_problems
+
+IR_STATE_MAX = (1 << 23) - 1      # export/ir.py STATE_MAX: the IR clips every spiking state here
+
+
+def _n(v) -> str:
+    return f"{int(v):,}"
+
+
+def current_bound(layer: LayerDesc, net: NetDesc) -> tuple:
+    """(bound on |W s_in + B| per step, derived?): max_abs_current if given, else the worst case."""
+    if layer.max_abs_current is not None:
+        return int(layer.max_abs_current), False
+    in_max = (1 << net.input_bits) - 1 if layer.input_graded else 1
+    return layer.fan_in * layer.max_abs_weight * in_max + layer.max_abs_bias, True
+
+
+def exact_bias_limit(target: Target, frac_bits: int) -> int:
+    """Largest |B| such that every integer bias up to it is exact as mantissa << exponent."""
+    e = min(frac_bits, target.bias_exp_max)
+    return target.bias_mantissa_max >> (frac_bits - e)
+
+
+def _v(rule, layer, msg) -> Violation:
+    return Violation(rule=rule, layer=layer.name if layer is not None else None, message=msg)
+
+
+def check_layer_kind(net: NetDesc, target: Target) -> list:
+    ok = ", ".join(sorted(target.supported_kinds))
+    return [_v("layer_kind", l, f"layer {l.name}: kind '{l.kind}' is not supported on "
+               f"{target.name} (supported: {ok})")
+            for l in net.layers if l.kind not in target.supported_kinds]
+
+
+def check_weight_magnitude(net: NetDesc, target: Target) -> list:
+    m = target.weight_magnitude_max
+    if m is None:
+        return []
+    return [_v("weight_magnitude", l, f"layer {l.name}: |weight| {_n(l.max_abs_weight)} exceeds "
+               f"{target.name}'s {_n(m)} ({m.bit_length()}-bit magnitude)")
+            for l in net.layers if l.max_abs_weight > m]
+
+
+def check_weight_precision(net: NetDesc, target: Target) -> list:
+    if target.weight_bits is None:
+        return []
+    odd_max = (1 << (target.weight_bits - 1)) - 1
+    even_max = (target.weight_magnitude_max or (1 << target.weight_bits) - 1) & ~1
+    return [_v("weight_precision", l, f"layer {l.name}: mixed-sign odd weights up to "
+               f"|w| {_n(l.max_abs_weight)} lose their lowest bit on {target.name} (its "
+               f"{target.weight_bits}-bit synapse incl. sign holds even weights up to {even_max} "
+               f"or odd ones up to {odd_max})")
+            for l in net.layers
+            if l.mixed_sign and l.odd_weights and l.max_abs_weight > odd_max]
+
+
+def check_threshold(net: NetDesc, target: Target) -> list:
+    m = target.threshold_mantissa_max
+    if m is None:
+        return []
+    out = []
+    for l in net.layers:
+        if not l.spiking:
+            continue
+        if l.threshold < 0:
+            out.append(_v("threshold", l, f"layer {l.name}: threshold {_n(l.threshold)} is "
+                          f"negative; {target.name}'s threshold mantissa is unsigned (0..{_n(m)})"))
+        elif l.threshold > m:
+            out.append(_v("threshold", l, f"layer {l.name}: threshold {_n(l.threshold)} exceeds "
+                          f"{target.name}'s {m.bit_length()}-bit mantissa (0..{_n(m)})"))
+        elif target.max_abs_state is not None and \
+                (l.threshold << net.frac_bits) > target.max_abs_state:
+            out.append(_v("threshold", l, f"layer {l.name}: threshold {_n(l.threshold)} << "
+                          f"{net.frac_bits} = {_n(l.threshold << net.frac_bits)} exceeds "
+                          f"{target.name}'s state range {_n(target.max_abs_state)}"))
+    return out
+
+
+def check_bias(net: NetDesc, target: Target) -> list:
+    if target.bias_mantissa_max is None:
+        return []
+    lim, f = exact_bias_limit(target, net.frac_bits), net.frac_bits
+    return [_v("bias", l, f"layer {l.name}: |bias| {_n(l.max_abs_bias)} is not exact on "
+               f"{target.name}: bias << {f} must be mantissa (|m| <= {_n(target.bias_mantissa_max)})"
+               f" << exponent (<= {target.bias_exp_max}), exact up to |bias| {_n(lim)}")
+            for l in net.layers if l.max_abs_bias > lim]
+
+
+def check_state_bound(net: NetDesc, target: Target) -> list:
+    if target.state_bits is None:
+        return []
+    m = target.max_abs_state
+    return [_v("state_bound", l, f"layer {l.name}: worst-case |state| {_n(l.state_bound)} exceeds "
+               f"{target.name}'s {target.state_bits}-bit state (max {_n(m)}); it would saturate")
+            for l in net.layers if l.state_bound > m]
+
+
+def check_current(net: NetDesc, target: Target) -> list:
+    if target.state_bits is None:
+        return []
+    m, out = target.max_abs_state, []
+    for l in net.layers:
+        if l.input_graded and not target.graded_spikes:
+            continue                       # host-injected bias: check_graded_input
+        b, derived = current_bound(l, net)
+        shift = net.frac_bits if l.spiking else 0
+        if (b << shift) > m:
+            how = (f" (worst case fan-in {_n(l.fan_in)} x |w| {_n(l.max_abs_weight)} x input "
+                   f"max + |b| {_n(l.max_abs_bias)}; give max_abs_current for a tighter bound)"
+                   if derived else "")
+            out.append(_v("current", l, f"layer {l.name}: input current up to {_n(b)} << {shift}"
+                          f" = {_n(b << shift)} overflows {target.name}'s {target.state_bits}-bit "
+                          f"synaptic input (max {_n(m)}){how}"))
+    return out
+
+
+def check_decay(net: NetDesc, target: Target) -> list:
+    top = (1 << target.decay_bits) - 1
+    if 0 <= net.decay <= top:
+        return []
+    return [_v("decay", None, f"network {net.name}: decay {_n(net.decay)} (lam {net.lam:g}) does "
+               f"not fit {target.name}'s {target.decay_bits}-bit decay (0..{_n(top)})")]
+
+
+def check_graded_input(net: NetDesc, target: Target) -> list:
+    out = []
+    for l in net.layers:
+        if not l.input_graded:
+            continue
+        if net.input_bits < 1:
+            out.append(_v("graded_input", l, f"layer {l.name}: input_bits {net.input_bits} < 1"))
+        elif target.graded_spikes and target.max_message_bits and \
+                net.input_bits > target.max_message_bits:
+            out.append(_v("graded_input", l, f"layer {l.name}: {net.input_bits}-bit graded input "
+                          f"exceeds {target.name}'s {target.max_message_bits}-bit spike payload"))
+        elif not target.graded_spikes and target.bias_mantissa_max is not None:
+            b, _ = current_bound(l, net)
+            lim = exact_bias_limit(target, net.frac_bits)
+            if b > lim:
+                out.append(_v("graded_input", l, f"layer {l.name}: {target.name} has binary "
+                              f"spikes, so the host injects the graded input as a bias; |W x + B| "
+                              f"up to {_n(b)} exceeds the exact bias range {_n(lim)}"))
+    return out
+
+
+def check_frac_bits(net: NetDesc, target: Target) -> list:
+    if target.kind != "loihi" or not target.frac_bits or net.frac_bits == target.frac_bits:
+        return []
+    return [_v("frac_bits", None, f"network {net.name}: frac_bits {net.frac_bits} differs from "
+               f"{target.name}'s fixed {target.frac_bits}-bit alignment of input and threshold")]
+
+
+def check_reset_interval(net: NetDesc, target: Target) -> list:
+    r = net.reset_interval
+    if not target.reset_interval_pow2 or r is None or (r >= 1 and r & (r - 1) == 0):
+        return []
+    up = 1 << max(0, int(r) - 1).bit_length()
+    return [_v("reset_interval", None, f"network {net.name}: reset interval {_n(r)} steps is not "
+               f"a power of two, which {target.name} requires (pad to {_n(up)})")]
+
+
+def check_float_exact(net: NetDesc, target: Target) -> list:
+    x = target.float_exact_int
+    if x is None:
+        return []
+    f, out = net.frac_bits, []
+
+    def over(l, what, v):
+        if v > x:
+            out.append(_v("float_exact", l, f"layer {l.name}: {what} {_n(v)} exceeds the exact "
+                          f"integer range of {target.name}'s float32 ({_n(x)} = 2**24)"))
+
+    for l in net.layers:
+        over(l, "|weight|", l.max_abs_weight)
+        b, _ = current_bound(l, net)
+        if l.input_graded:
+            over(l, "graded input max", (1 << net.input_bits) - 1)
+        if l.spiking:
+            over(l, f"threshold << {f}", l.threshold << f)
+            over(l, f"|bias| << {f}", l.max_abs_bias << f)
+            state = min(l.state_bound or IR_STATE_MAX, IR_STATE_MAX)
+            over(l, f"|state| + (input current << {f})", state + (b << f))
+        else:
+            over(l, "|bias|", l.max_abs_bias)
+            over(l, "readout sum", l.state_bound or net.T * b)
+    return out
+
+
+def check_fan_in(net: NetDesc, target: Target) -> list:
+    """One neuron's synapses and inputs must fit one core (mapper.single_neuron_problems)."""
+    return [Violation("fan_in", l.name, msg) for l in net.layers
+            for msg in single_neuron_problems(l, target)]
+
+
+RULES = [check_layer_kind, check_weight_magnitude, check_weight_precision, check_threshold,
+         check_bias, check_state_bound, check_current, check_decay, check_graded_input,
+         check_frac_bits, check_reset_interval, check_float_exact, check_fan_in]
+
+
+def check(net: NetDesc, target) -> list:
+    """Run every rule in RULES; [] means the network is deployable on `target` as described."""
+    target = _as_target(target)
+    return [v for rule in RULES for v in rule(net, target)]
