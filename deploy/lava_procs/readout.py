@@ -1,0 +1,69 @@
+"""Integrator: the non-spiking readout (no leak, no threshold, no clip).
+
+Per logical step t: R = (0 if t == 0 else R) + a_in + bias; after t = T - 1 the `probe` OutPort
+(an external pipe to the host) carries the sample's R[T], the integer logit sum. Same schedule as
+SoftResetLIF (see phase.py).
+"""
+from __future__ import annotations
+
+import numpy as np
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.process.variable import Var
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+from deploy.lava_procs.phase import AbstractPhasedModel
+
+
+class Integrator(AbstractProcess):
+    """n integrating readout units; a_in: current; probe: R[T] of every sample (external pipe)."""
+
+    def __init__(self, *, n: int, bias: np.ndarray, period: int, offset: int, T: int,
+                 n_samples: int, probe_buffer: int = 64, name: str = None):
+        super().__init__(n=int(n), period=int(period), offset=int(offset), T=int(T),
+                         n_samples=int(n_samples), name=name)
+        self.a_in = InPort(shape=(n,))
+        self.probe = OutPort(shape=(n,))
+        self.probe.flag_external_pipe(buffer_size=int(probe_buffer))
+        self.v = Var(shape=(n,), init=0)
+        self.bias = Var(shape=(n,), init=np.broadcast_to(np.asarray(bias), (int(n),)).copy())
+
+
+class _AbstractIntegratorModel(AbstractPhasedModel):
+    a_in = probe = v = bias = None
+
+    def run_spk(self):
+        a = self.a_in.recv()
+        pos = self.position()
+        if pos is None:
+            return
+        _, t = pos
+        if t == 0:
+            self.v[:] = 0
+        self.v[:] = self.v + a + self.bias
+        if t == self.T - 1:
+            self.probe.send(self.v.copy())
+
+
+@implements(proc=Integrator, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyIntegratorFixed(_AbstractIntegratorModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64, precision=24)
+    probe: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64, precision=32)
+    v: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=32)
+    bias: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
+
+
+@implements(proc=Integrator, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyIntegratorFloat(_AbstractIntegratorModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    probe: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    v: np.ndarray = LavaPyType(np.ndarray, float)
+    bias: np.ndarray = LavaPyType(np.ndarray, float)
