@@ -1,0 +1,321 @@
+"""Graph -> ONNX model computing the integer LIF semantics of export/ir.py bit-exactly (numpy + onnx).
+
+Model contract (opset 17, producer "saf-toolchain"):
+  input  "x":                float32 [T, N, *input_shape], the quantized input x_q repeated over T
+  output "readout":          int64 [N, classes], the readout integrators' R[T]
+  output "spikes_<layer>":   bool [T, N, n_out] per spiking layer (only when built with spikes=True)
+
+Time is unrolled (T is fixed in the model). Layers are grouped into blocks: a layer not spanned by a
+feedback edge is one block; layers spanned by a feedback edge (dst..src) step together. A block's
+first layer gets its feed-forward current for all T steps from one MatMul/Conv over the T*N stacked
+inputs; inside a block the synapses run step by step. Synapses run in float32 or on the int64 path
+as export/onnx_exact.py proves exact; LIF state arithmetic is int64.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from .ir import DECAY_BITS, DECAY_ONE, STATE_MAX, Graph
+from .onnx_exact import check_exact, feedback_quantity, onnx_exactness, synapse_dtypes
+
+OPSET = 17
+IR_VERSION = 8          # onnx IR 8 pairs with opset 17 and loads in onnxruntime >= 1.10
+PRODUCER = "saf-toolchain"
+META_FINGERPRINT = "saf.graph_sha256"
+META_SPIKES = "saf.spikes"
+
+
+class OnnxExportError(ValueError):
+    """The graph cannot be exported: the message names the layer and what is wrong."""
+
+
+def _conv_out(n: int, k: int, stride: int, pad: int) -> int:
+    return (n + 2 * pad - k) // stride + 1
+
+
+def _check_synapse(where: str, kind: str, w: np.ndarray, in_shape: tuple, out_shape: tuple,
+                   stride: int, pad: int) -> None:
+    if np.asarray(w).dtype.kind not in "iub":
+        raise OnnxExportError(f"{where}: weights must be integers, got dtype {w.dtype}")
+    n_in, n_out = int(np.prod(in_shape)), int(np.prod(out_shape))
+    if kind == "conv":
+        if w.ndim != 4 or len(in_shape) != 3 or len(out_shape) != 3 or w.shape[1] != in_shape[0]:
+            raise OnnxExportError(f"{where}: conv weight {w.shape} does not fit input shape {in_shape}")
+        if stride < 1 or pad < 0:
+            raise OnnxExportError(f"{where}: conv needs stride >= 1 and padding >= 0")
+        want = (w.shape[0], _conv_out(in_shape[1], w.shape[2], stride, pad),
+                _conv_out(in_shape[2], w.shape[3], stride, pad))
+        if tuple(out_shape) != want:
+            raise OnnxExportError(f"{where}: conv output shape {tuple(out_shape)} != computed {want}")
+    elif kind in ("dense", "readout"):
+        if w.shape != (n_out, n_in):
+            raise OnnxExportError(f"{where}: dense weight {w.shape} should be {(n_out, n_in)}")
+    else:
+        raise OnnxExportError(f"{where}: unknown kind {kind!r} (expected dense, conv or readout)")
+
+
+def validate_graph(graph: Graph) -> None:
+    """Structural checks a user can violate; raises OnnxExportError with a one-line message."""
+    if int(graph.T) < 1:
+        raise OnnxExportError(f"T must be >= 1, got {graph.T}")
+    if not 0 <= int(graph.decay) <= DECAY_ONE:
+        raise OnnxExportError(f"decay must be in [0, {DECAY_ONE}], got {graph.decay}")
+    if not graph.layers or graph.layers[-1].kind != "readout":
+        raise OnnxExportError("the last layer must be the readout")
+    names = [l.name for l in graph.layers]
+    if len(set(names)) != len(names):
+        raise OnnxExportError(f"layer names must be unique, got {names}")
+    shape = tuple(graph.input_shape)
+    for i, l in enumerate(graph.layers):
+        where = f"layer {l.name!r}"
+        if l.kind == "readout" and i != len(graph.layers) - 1:
+            raise OnnxExportError(f"{where}: only the last layer may be a readout")
+        if int(np.prod(l.in_shape)) != int(np.prod(shape)):
+            raise OnnxExportError(f"{where}: input shape {tuple(l.in_shape)} does not match "
+                                  f"the previous output {shape}")
+        _check_synapse(where, l.kind, l.weight, tuple(l.in_shape), tuple(l.out_shape), l.stride, l.padding)
+        nb = l.out_shape[0] if l.kind == "conv" else l.n_out
+        if np.asarray(l.bias).shape != (nb,) or np.asarray(l.bias).dtype.kind not in "iub":
+            raise OnnxExportError(f"{where}: bias must be {nb} integers, got {np.asarray(l.bias).shape}")
+        if int(l.frac_bits) < 0:
+            raise OnnxExportError(f"{where}: frac_bits must be >= 0, got {l.frac_bits}")
+        shape = tuple(l.out_shape)
+    n_sp = len(graph.layers) - 1
+    for fb in graph.feedback:
+        where = f"feedback {fb.src}->{fb.dst}"
+        if not 0 <= fb.dst <= fb.src < n_sp:
+            raise OnnxExportError(f"{where}: needs 0 <= dst <= src < {n_sp} (spiking layers)")
+        src, dst = graph.layers[fb.src], graph.layers[fb.dst]
+        _check_synapse(where, fb.kind, fb.weight, tuple(src.out_shape), tuple(dst.out_shape),
+                       fb.stride, fb.padding)
+
+
+def graph_fingerprint(graph: Graph) -> str:
+    """sha256 of everything the model computes from, stored in the model to catch mix-ups."""
+    h = hashlib.sha256()
+    h.update(json.dumps([int(graph.T), int(graph.decay), list(graph.input_shape),
+                         int(graph.input_bits), bool(graph.input_signed)]).encode())
+    for l in graph.layers:
+        h.update(json.dumps([l.name, l.kind, list(l.in_shape), list(l.out_shape), int(l.threshold),
+                             int(l.stride), int(l.padding), int(l.frac_bits)]).encode())
+        h.update(np.ascontiguousarray(l.weight, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(l.bias, dtype=np.int64).tobytes())
+    for fb in graph.feedback:
+        h.update(json.dumps([fb.src, fb.dst, fb.kind, int(fb.stride), int(fb.padding)]).encode())
+        h.update(np.ascontiguousarray(fb.weight, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def _blocks(n: int, feedback: list) -> list:
+    """Consecutive spiking-layer ranges (a, z) that must be stepped together."""
+    reach = list(range(n))
+    for fb in feedback:
+        reach[fb.dst] = max(reach[fb.dst], fb.src)
+    out, a = [], 0
+    while a < n:
+        z, l = reach[a], a
+        while l <= z:
+            z, l = max(z, reach[l]), l + 1
+        out.append((a, z))
+        a = z + 1
+    return out
+
+
+class _Builder:
+    """Collects nodes and initializers; every tensor gets a fresh unique name."""
+
+    def __init__(self):
+        self.nodes, self.inits, self._count, self._memo = [], [], 0, {}
+
+    def fresh(self, base: str) -> str:
+        self._count += 1
+        return f"{base}_{self._count}"
+
+    def tensor(self, key, arr: np.ndarray, base: str = "c") -> str:
+        """An initializer, shared across all uses with the same key."""
+        if key not in self._memo:
+            name = self.fresh(base)
+            self.inits.append(numpy_helper.from_array(np.array(arr, order="C"), name))
+            self._memo[key] = name
+        return self._memo[key]
+
+    def i64(self, value) -> str:
+        arr = np.asarray(value, dtype=np.int64)
+        return self.tensor(("i64", arr.shape, arr.tobytes()), arr)
+
+    def op(self, op_type: str, inputs: list, out: str = None, **attrs) -> str:
+        out = out or self.fresh(op_type.lower())
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=f"n_{out}", **attrs))
+        return out
+
+    def cast(self, x: str, to: int) -> str:
+        return self.op("Cast", [x], to=to)
+
+
+def _synapse(b: _Builder, key, x: str, kind: str, w: np.ndarray, in_shape: tuple, out_shape: tuple,
+             stride: int, pad: int, dtype: str) -> str:
+    """float32 x [M, n_in] -> exact int64 synaptic sums [M, n_out] (dtype: float32 or int64 path)."""
+    n_out = int(np.prod(out_shape))
+    if kind != "conv":
+        if dtype == "float32":
+            wt = b.tensor((key, "f32"), w.T.astype(np.float32), "w")
+            return b.cast(b.op("MatMul", [x, wt]), TensorProto.INT64)
+        wt = b.tensor((key, "i64"), w.T.astype(np.int64), "w")
+        return b.op("MatMul", [b.cast(x, TensorProto.INT64), wt])
+    x4 = b.op("Reshape", [x, b.i64([-1, *in_shape])])
+    co, ci, kh, kw = w.shape
+    if dtype == "float32":
+        wf = b.tensor((key, "f32"), w.astype(np.float32), "w")
+        y = b.op("Conv", [x4, wf], strides=[stride, stride], pads=[pad] * 4, kernel_shape=[kh, kw])
+        return b.cast(b.op("Reshape", [y, b.i64([-1, n_out])]), TensorProto.INT64)
+    # Exact integer convolution: im2col by zero Pad + strided Slice (no arithmetic), then int64 MatMul.
+    ho, wo = int(out_shape[1]), int(out_shape[2])
+    xp = b.cast(x4, TensorProto.INT64)
+    if pad:
+        xp = b.op("Pad", [xp, b.i64([0, 0, pad, pad, 0, 0, pad, pad])])
+    cols = [b.op("Slice", [xp, b.i64([i, j]), b.i64([i + stride * (ho - 1) + 1, j + stride * (wo - 1) + 1]),
+                           b.i64([2, 3]), b.i64([stride, stride])])
+            for i in range(kh) for j in range(kw)]
+    cat = b.op("Concat", cols, axis=1) if len(cols) > 1 else cols[0]     # [M, kh*kw*ci, ho, wo]
+    k = kh * kw * ci
+    flat = b.op("Transpose", [b.op("Reshape", [cat, b.i64([-1, k, ho * wo])])], perm=[0, 2, 1])
+    w2 = b.tensor((key, "i64col"), w.transpose(2, 3, 1, 0).reshape(k, co).astype(np.int64), "w")
+    y = b.op("Transpose", [b.op("MatMul", [flat, w2])], perm=[0, 2, 1])      # [M, co, ho*wo]
+    return b.op("Reshape", [y, b.i64([-1, n_out])])
+
+
+def _full_bias(layer) -> np.ndarray:
+    bias = np.asarray(layer.bias, dtype=np.int64)
+    if layer.kind == "conv":
+        return np.repeat(bias, int(np.prod(layer.out_shape[1:])))
+    return bias
+
+
+def _decay(b: _Builder, v: str, m: int) -> str:
+    """sign(v) * ((|v| * m) >> 12), with >> 12 as Div of a non-negative int64 by 4096."""
+    if m == DECAY_ONE:
+        return v
+    mag = b.op("Div", [b.op("Mul", [b.op("Abs", [v]), b.i64(m)]), b.i64(1 << DECAY_BITS)])
+    return b.op("Mul", [mag, b.op("Sign", [v])])
+
+
+def _lif_step(b: _Builder, cur: str, vprev, layer, m: int):
+    """One step of one layer: int64 current I [N, n] -> (spikes bool, state after reset)."""
+    f = int(layer.frac_bits)
+    shifted = b.op("Mul", [cur, b.i64(1 << f)]) if f else cur
+    v = shifted if vprev is None else b.op("Add", [_decay(b, vprev, m), shifted])
+    v = b.op("Clip", [v, b.i64(-STATE_MAX), b.i64(STATE_MAX)])
+    th = b.i64(int(layer.threshold) << f)
+    s = b.op("GreaterOrEqual", [v, th])
+    return s, b.op("Where", [s, b.op("Sub", [v, th]), v])
+
+
+def build_onnx_model(graph: Graph, spikes: bool = True) -> onnx.ModelProto:
+    """The ONNX model of `graph` (contract in the module docstring). Raises OnnxExportError for a
+    malformed graph and OnnxExactnessError when some intermediate cannot be held exactly."""
+    validate_graph(graph)
+    items = onnx_exactness(graph)
+    check_exact(items)
+    dtypes = synapse_dtypes(items)
+    b, T = _Builder(), int(graph.T)
+    spiking, m = graph.spiking_layers, DECAY_ONE - int(graph.decay)
+    outputs = []
+    # Input as a float32 stack [T, N, n_in] (flat features); every later stack is a block's spikes.
+    stack = b.op("Reshape", ["x", b.i64([T, -1, int(np.prod(graph.input_shape))])])
+    spk_f = {}                                          # (layer, t) -> float32 spikes [N, n]
+
+    def spikes_f(l: int, t: int, s_bool: dict) -> str:
+        if (l, t) not in spk_f:
+            spk_f[(l, t)] = b.cast(s_bool[(l, t)], TensorProto.FLOAT)
+        return spk_f[(l, t)]
+
+    def syn(l: int, x: str) -> str:
+        layer = spiking[l]
+        return _synapse(b, ("ff", l), x, layer.kind, layer.weight, tuple(layer.in_shape),
+                        tuple(layer.out_shape), layer.stride, layer.padding, dtypes[(layer.name, "synaptic sum")])
+
+    for a, z in _blocks(len(spiking), graph.feedback):
+        head = spiking[a]
+        flat = b.op("Reshape", [stack, b.i64([-1, head.n_in])])
+        cur_all = b.op("Reshape", [syn(a, flat), b.i64([T, -1, head.n_out])])
+        cur_all = b.op("Add", [cur_all, b.tensor(("bias", a), _full_bias(head), "b")])
+        s_bool, state = {}, {l: None for l in range(a, z + 1)}
+        for t in range(T):
+            for l in range(a, z + 1):
+                layer = spiking[l]
+                if l == a:
+                    cur = b.op("Gather", [cur_all, b.i64(t)], axis=0)
+                else:
+                    cur = b.op("Add", [syn(l, spikes_f(l - 1, t, s_bool)),
+                                       b.tensor(("bias", l), _full_bias(layer), "b")])
+                for k, fb in enumerate(graph.feedback):
+                    if fb.dst != l or t == 0:
+                        continue
+                    src = spiking[fb.src]
+                    q = feedback_quantity(graph, k)
+                    fsum = _synapse(b, ("fb", k), spikes_f(fb.src, t - 1, s_bool), fb.kind, fb.weight,
+                                    tuple(src.out_shape), tuple(layer.out_shape), fb.stride, fb.padding,
+                                    dtypes[(layer.name, q)])
+                    cur = b.op("Add", [cur, fsum])
+                s_bool[(l, t)], state[l] = _lif_step(b, cur, state[l], layer, m)
+        for l in range(a, z + 1):
+            layer = spiking[l]
+            steps = [b.op("Unsqueeze", [s_bool[(l, t)], b.i64([0])]) for t in range(T)]
+            name = f"spikes_{layer.name}" if spikes else None
+            out = b.op("Concat", steps, out=name, axis=0) if T > 1 else b.op("Identity", steps, out=name)
+            if spikes:
+                outputs.append(helper.make_tensor_value_info(name, TensorProto.BOOL, [T, "N", layer.n_out]))
+            stack = out
+        stack = b.cast(stack, TensorProto.FLOAT)
+    ro = graph.readout
+    count = b.op("ReduceSum", [stack, b.i64([0])], keepdims=0)       # [N, n_in]: spikes per input
+    rsum = _synapse(b, ("ro",), count, "dense", ro.weight, tuple(ro.in_shape), tuple(ro.out_shape), 1, 0,
+                    dtypes[(ro.name, "synaptic sum over T steps")])
+    b.op("Add", [rsum, b.tensor(("bias", "ro"), T * np.asarray(ro.bias, dtype=np.int64), "b")], out="readout")
+    outputs.insert(0, helper.make_tensor_value_info("readout", TensorProto.INT64, ["N", ro.n_out]))
+    x_info = helper.make_tensor_value_info("x", TensorProto.FLOAT, [T, "N", *graph.input_shape])
+    g = helper.make_graph(b.nodes, "saf_integer_lif", [x_info], outputs, b.inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name=PRODUCER,
+                              producer_version=_version(),
+                              doc_string="Integer LIF network (saf-toolchain); semantics: export/ir.py")
+    model.ir_version = IR_VERSION
+    helper.set_model_props(model, {META_FINGERPRINT: graph_fingerprint(graph),
+                                   META_SPIKES: "1" if spikes else "0", "saf.T": str(T),
+                                   "saf.synapse_dtypes": json.dumps({f"{k[0]}: {k[1]}": v
+                                                                     for k, v in dtypes.items()})})
+    return model
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("saf-toolchain")
+    except Exception:               # not installed (running from a source tree)
+        return "0"
+
+
+def save_onnx_model(graph: Graph, path, spikes: bool = True) -> None:
+    """Build and write the model atomically: a temporary file in the same folder, then a rename."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise OnnxExportError(f"cannot write {path}: folder {path.parent} does not exist")
+    data = build_onnx_model(graph, spikes=spikes).SerializeToString()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
