@@ -27,7 +27,7 @@ def register(sub) -> None:
     d = TrainConfig()
     p.add_argument("--model", default=d.model, help=f"builtin ({', '.join(BUILTIN)}) or a JSON spec path")
     add_data_args(p)
-    p.add_argument("--method", default=d.method, choices=METHODS)
+    p.add_argument("--method", default=d.method, help=f"{', '.join(METHODS)} (default {d.method})")
     p.add_argument("--T", type=int, default=d.T, help="time steps per sample")
     p.add_argument("--lam", type=float, default=d.lam, help="leak lambda in (0, 1]")
     p.add_argument("--theta", type=float, default=d.theta, help="firing threshold")
@@ -71,11 +71,12 @@ def cmd_train(a) -> int:
     out = Path(a.out)
     if out.exists() and any(out.iterdir()) and not (a.resume or a.force):
         raise TrainingError(f"{out}: directory exists and is not empty (use --resume to continue or --force)")
-    if a.force and not a.resume and out.exists():
-        import shutil
-        shutil.rmtree(out)
     data = load_dataset(cfg.dataset, cfg.data_root, seed=cfg.seed)
     tr = Trainer(cfg, out, data, progress=not a.no_progress, resume=a.resume)
+    if a.force and not a.resume and out.exists():
+        # only now that model, dataset and method are known to be valid: a typo never costs a run
+        import shutil
+        shutil.rmtree(out)
     print(f"training {cfg.model} on {cfg.dataset} with {cfg.method}, T={cfg.T}, lam={cfg.lam}, "
           f"device={tr.device}, {sum(p.numel() for p in tr.net.parameters())} parameters")
     metrics = tr.fit()

@@ -18,6 +18,7 @@ import torch
 from .checkpoint import CHECKPOINT, RESUME, atomic_write, load_resume, save_checkpoint, save_resume
 from .evaluate import evaluate
 from .functional.loss import ce_mse_loss
+from .functional.surrogate import SURROGATES
 from .methods import check_method, train_batch
 from .modules.network import SpikingNet
 from .spec import load_spec, with_neuron
@@ -90,7 +91,12 @@ def build(cfg: TrainConfig):
 class Trainer:
     def __init__(self, cfg: TrainConfig, out: Path, data, progress: bool = True, resume: bool = False,
                  log=print, ddp=None):
-        check_method(cfg.method)
+        try:
+            check_method(cfg.method)
+        except ValueError as e:
+            raise TrainingError(f"--method: {e}") from None
+        if cfg.surrogate not in SURROGATES:
+            raise TrainingError(f"--surrogate: unknown surrogate {cfg.surrogate!r} (known: {', '.join(SURROGATES)})")
         if cfg.T < 1:
             raise TrainingError(f"--T must be >= 1, got {cfg.T}")
         self.cfg, self.out, self.data, self.progress, self.log = cfg, Path(out), data, progress, log
@@ -122,15 +128,35 @@ class Trainer:
         if not path.exists():
             raise TrainingError(f"{path}: nothing to resume (no resume state in {self.out})")
         st = load_resume(path)
-        self.net.load_state_dict(st["model"])
+        try:
+            self.net.load_state_dict(st["model"])
+        except RuntimeError:
+            raise TrainingError(f"{path}: the resume state does not fit --model {self.cfg.model} "
+                                f"(resume with the model the run was started with)") from None
         self.opt.load_state_dict(st["optimizer"])
-        self.sched.load_state_dict(st["scheduler"])
+        if int(st["scheduler"].get("T_max", 0)) == self.sched.T_max:
+            self.sched.load_state_dict(st["scheduler"])
+        else:
+            # --epochs changed on resume (a run extended or shortened): continue the cosine schedule
+            # of the new length, exactly as a run started with it would have reached this epoch.
+            self._replay_schedule(int(st["epoch"]))
         self.gen.set_state(st["generator"])
         torch.set_rng_state(st["torch_rng"])
         self.start_epoch = int(st["epoch"])
         mpath = self.out / "metrics.jsonl"
         if mpath.exists():
             self.metrics = [json.loads(l) for l in mpath.read_text().splitlines() if l.strip()][:self.start_epoch]
+
+    def _replay_schedule(self, epochs_done: int) -> None:
+        import warnings
+
+        for g in self.opt.param_groups:
+            g["lr"] = g.get("initial_lr", self.cfg.lr)
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(1, self.cfg.epochs))
+        with warnings.catch_warnings():       # "scheduler.step() before optimizer.step()": intended
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(epochs_done):
+                self.sched.step()
 
     def _batches(self, x, y):
         n = len(x)
@@ -158,16 +184,19 @@ class Trainer:
             from tqdm import tqdm
             it = tqdm(it, total=n_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
         tot_loss, correct, seen = 0.0, 0, 0
+        lr = self.opt.param_groups[0]["lr"]
         for b, (xb, yb) in enumerate(it):
             r = train_batch(self.model, xb, yb, cfg.T, cfg.method, self.opt, loss_fn)
             if not math.isfinite(r["loss"]):
+                kept = (f"last good checkpoint kept in {self.out}" if (self.out / CHECKPOINT).exists()
+                        else "no checkpoint written")
                 raise TrainingError(f"loss became {r['loss']} at epoch {epoch + 1}, batch {b + 1} "
-                                    f"(try a lower --lr; last good checkpoint kept in {self.out})")
+                                    f"(try a lower --lr; {kept})")
             tot_loss += r["loss"] * len(yb)
             correct += int((r["logits"].argmax(1) == yb).sum())
             seen += len(yb)
         self.sched.step()
-        return {"train_loss": tot_loss / max(1, seen), "train_acc": correct / max(1, seen)}
+        return {"train_loss": tot_loss / max(1, seen), "train_acc": correct / max(1, seen), "lr": lr}
 
     def fit(self) -> list:
         cfg = self.cfg
@@ -182,7 +211,7 @@ class Trainer:
                 train_time = time.perf_counter() - t0
                 ev = evaluate(self.net, self.data.x_test, self.data.y_test, cfg.T, "saf", device=self.device)
                 m.update(epoch=epoch + 1, test_acc=ev["accuracy"], firing_rates=ev["firing_rates"],
-                         lr=self.opt.param_groups[0]["lr"], time_s=train_time,
+                         time_s=train_time,
                          peak_memory_bytes=peak_memory_bytes(self.device))
                 self.metrics.append(m)
                 if self.is_main:
