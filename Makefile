@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 demo: venv
-	$(VENV)/bin/saf demo --out $(DEMO_OUT)
+	$(VENV)/bin/saf demo --out $(DEMO_OUT) --force
 
 test: venv
 	$(PY) -m pytest -q tests

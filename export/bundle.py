@@ -21,6 +21,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.npz"
 ONNX_FILE = "model.onnx"
+SOURCE_FILE = "source.safetensors"     # the trained float checkpoint, copied
 
 
 class BundleError(Exception):
@@ -76,6 +77,9 @@ def write_bundle(g: Graph, out: Path, extra: Optional[dict] = None,
             raise BundleError(f"{out}: directory exists and is not empty (use --force to replace it)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o777 & ~mask)                   # mkdtemp creates 0700; give the usual mode
     try:
         np.savez(tmp / WEIGHTS, **_arrays(g))
         for name, fn in (writers or {}).items():

@@ -56,6 +56,7 @@ class Target:
     conv_weight_sharing: bool = False           # conv kernel stored once per core
     reset_interval_pow2: bool = False           # per-sample state reset period must be 2**k
     onnx_opset: Optional[int] = None
+    programmable_neurons: bool = False          # neuron arithmetic (e.g. its shift F) is microcode
 
     @property
     def max_abs_state(self) -> Optional[int]:

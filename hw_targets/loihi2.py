@@ -77,4 +77,7 @@ LOIHI2 = Target(
     conv_weight_sharing=True,
     # [DES] "On real Loihi 2 a reset interval must be a power of two".
     reset_interval_pow2=True,
+    # [L2B] "programmable neurons" (microcode): the state's fractional bits F are the neuron
+    # model's choice, so F = k (T - 1) > 6 for an exact leak at larger T is representable.
+    programmable_neurons=True,
 )

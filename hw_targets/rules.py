@@ -176,7 +176,8 @@ def check_graded_input(net: NetDesc, target: Target) -> list:
 
 
 def check_frac_bits(net: NetDesc, target: Target) -> list:
-    if target.kind != "loihi" or not target.frac_bits or net.frac_bits == target.frac_bits:
+    if (target.kind != "loihi" or not target.frac_bits or target.programmable_neurons
+            or net.frac_bits == target.frac_bits):
         return []
     return [_v("frac_bits", None, f"network {net.name}: frac_bits {net.frac_bits} differs from "
                f"{target.name}'s fixed {target.frac_bits}-bit alignment of input and threshold")]

@@ -1,0 +1,68 @@
+"""`saf bench infer`: every backend on the same inputs in one run; samples/s, time per time step,
+and speed ratios against Lava."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+DEFAULT_BACKENDS = ("emulator", "onnx", "onnx-cuda", "saf-int", "lif-float", "lava")
+
+
+def _onnx_cuda_available() -> bool:
+    import onnxruntime as ort
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def bench_infer(bundle_path, data=None, limit=None, backends=DEFAULT_BACKENDS, lava_limit=50,
+                repeats: int = 3, data_root=None) -> dict:
+    """Median of `repeats` runs per backend (Lava: one run, it is slow) on the test inputs; every
+    backend's predictions must agree with the emulator's on the samples it ran (else flagged)."""
+    from .backends import Bundle, run_backend
+    from .cli import load_inputs
+
+    b = Bundle.load(bundle_path)
+    xq, y, name = load_inputs(b, data, data_root, limit)
+    T = b.graph.T
+    rows, ref = [], None
+    for be in backends:
+        if be == "onnx-cuda" and not _onnx_cuda_available():
+            rows.append({"backend": be, "available": False, "note": "onnxruntime has no CUDAExecutionProvider here"})
+            continue
+        x = xq[:lava_limit] if be == "lava" else xq
+        opts = {"providers": ["CUDAExecutionProvider"]} if be == "onnx-cuda" else {}
+        name_ = "onnx" if be == "onnx-cuda" else be
+        times, r, compile_s = [], None, 0.0
+        for _ in range(1 if be == "lava" else repeats):
+            t0 = time.perf_counter()
+            r = run_backend(name_, b, x, record_spikes=False, **opts)
+            times.append(time.perf_counter() - t0)
+        sec = float(np.median(times))
+        if be == "lava":          # steady-state streaming rate: build + compile reported separately
+            compile_s = r.info.get("build_compile_s", 0.0)
+            sec = r.info["ms_per_sample"] * len(x) / 1000.0
+        if ref is None and be == "emulator":
+            ref = r.predictions
+        agree = None if ref is None else float((r.predictions == ref[:len(x)]).mean())
+        rows.append({"backend": be, "available": True, "samples": int(len(x)), "seconds": sec,
+                     "samples_per_s": len(x) / sec, "ms_per_sample": 1000 * sec / len(x),
+                     "us_per_time_step": 1e6 * sec / (len(x) * T), "agree_with_emulator": agree,
+                     "note": f"excludes {compile_s:.1f} s build+compile" if be == "lava" else ""})
+    lava = next((r for r in rows if r["backend"] == "lava" and r.get("available")), None)
+    for r in rows:
+        if lava and r.get("available"):
+            r["speedup_vs_lava"] = r["samples_per_s"] / lava["samples_per_s"]
+    return {"bundle": str(bundle_path), "dataset": name, "T": T, "rows": rows}
+
+
+def format_bench_infer(res: dict) -> str:
+    lines = [f"saf bench infer: {res['bundle']} on {res['dataset']} (T={res['T']})",
+             f"{'backend':<10} {'samples':>7} {'samples/s':>11} {'ms/sample':>10} {'us/step':>9} {'x Lava':>9}"]
+    for r in res["rows"]:
+        if not r.get("available"):
+            lines.append(f"{r['backend']:<10} not available: {r['note']}")
+            continue
+        sp = r.get("speedup_vs_lava")
+        lines.append(f"{r['backend']:<10} {r['samples']:>7} {r['samples_per_s']:>11.1f} {r['ms_per_sample']:>10.3f} "
+                     f"{r['us_per_time_step']:>9.2f} {(f'{sp:.0f}x' if sp else '-'):>9}")
+    return "\n".join(lines)

@@ -1,0 +1,141 @@
+"""`saf run`, `saf verify` and `saf demo`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from export.bundle import BundleError
+from train.data import DatasetError
+
+from .backends import BACKENDS, FAULTS, INTEGER_BACKENDS, BackendError, Bundle
+from .golden import GoldenError
+
+USER_ERRORS = (BundleError, DatasetError, BackendError, GoldenError)
+
+
+def _data_args(p, limit_help: str) -> None:
+    p.add_argument("--data", default=None, help="dataset (default: the one the network was trained on)")
+    p.add_argument("--data-root", default=None, help="directory with MNIST IDX / CIFAR-10 batches")
+    p.add_argument("--limit", type=int, default=None, help=limit_help)
+
+
+def register(sub) -> None:
+    r = sub.add_parser("run", help="run a bundle on a backend: accuracy, spikes, synaptic ops, rates",
+                       description="Run an exported bundle on the test set of a dataset.")
+    r.add_argument("bundle")
+    r.add_argument("--backend", default="emulator", choices=BACKENDS)
+    _data_args(r, "first N test samples (default: all)")
+    r.add_argument("--raster", default=None, metavar="PNG", help="draw a spike raster of one sample")
+    r.add_argument("--sample", type=int, default=0, help="sample index for --raster")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_run)
+
+    v = sub.add_parser("verify", help="prove LIF form == SAF form: certificate + every spike of every layer",
+                       description="Re-derive the exactness certificate and compare every layer's spike "
+                                   "train at every time step between backends; optional golden regression.")
+    v.add_argument("bundle")
+    _data_args(v, "first N test samples for the non-Lava backends (default: all)")
+    v.add_argument("--backends", default="saf-int,emulator,onnx,lava",
+                   help=f"comma list of {', '.join(BACKENDS)} (saf-float adds the float-to-quantized change)")
+    v.add_argument("--lava-limit", type=int, default=50, help="samples run on Lava (slow) (default 50)")
+    v.add_argument("--golden", default=None, metavar="DIR", help="compare against golden outputs in DIR")
+    v.add_argument("--update-golden", action="store_true", help="(re)write DIR's golden outputs first")
+    v.add_argument("--mismatch-bound", type=float, default=0.01,
+                   help="largest spike mismatch rate accepted where the certificate is not exact")
+    v.add_argument("--inject-fault", default=None, choices=sorted(FAULTS),
+                   help="self-test: add a deliberately faulty emulator that verify must catch")
+    v.add_argument("--out", default=None, help="directory for verify.json and summary.txt "
+                                               "(default: BUNDLE-verify)")
+    v.add_argument("--report", default=None, metavar="MD", help="also write a Markdown report with PNGs")
+    v.add_argument("--no-progress", action="store_true")
+    v.set_defaults(func=cmd_verify)
+
+    d = sub.add_parser("demo", help="the whole pipeline on the embedded digits: train, export, Lava, verify")
+    d.add_argument("--out", default="demo-out")
+    d.add_argument("--epochs", type=int, default=8)
+    d.add_argument("--lava-limit", type=int, default=50)
+    d.add_argument("--force", action="store_true", help="replace an existing --out")
+    d.set_defaults(func=cmd_demo)
+
+
+def load_inputs(bundle: Bundle, data: str, root, limit) -> tuple:
+    """(xq int64 [N, ...], labels, dataset name) of the test split, quantized as the bundle says."""
+    from train.data import load_dataset
+
+    name = data or bundle.dataset
+    if not name:
+        raise DatasetError(f"{bundle.path}: the bundle names no training dataset; pass --data NAME")
+    ds = load_dataset(name, root)
+    if tuple(ds.input_shape) != tuple(bundle.graph.input_shape):
+        raise DatasetError(f"dataset {ds.name} has input {list(ds.input_shape)}, the bundle expects "
+                           f"{list(bundle.graph.input_shape)}")
+    if limit is not None and limit < 1:
+        raise DatasetError(f"--limit must be >= 1, got {limit}")
+    x, y = ds.x_test.numpy(), ds.y_test.numpy()
+    if limit:
+        x, y = x[:limit], y[:limit]
+    return bundle.graph.quantize_input(x), y, ds.name
+
+
+def cmd_run(a) -> int:
+    from .stats import run_stats
+
+    b = Bundle.load(a.bundle)
+    xq, y, name = load_inputs(b, a.data, a.data_root, a.limit)
+    from .backends import run_backend
+
+    r = run_backend(a.backend, b, xq, record_spikes=True, progress=not a.json)
+    st = run_stats(b.graph, r, xq, y)
+    if a.raster:
+        from .plots import plot_raster
+        if not (0 <= a.sample < len(xq)):
+            raise DatasetError(f"--sample {a.sample} out of range (0..{len(xq) - 1})")
+        plot_raster(r, b.graph, a.sample, Path(a.raster))
+        st["raster"] = a.raster
+    if a.json:
+        print(json.dumps(st, indent=2))
+        return 0
+    print(f"{r.backend} on {name}: {st['samples']} samples, accuracy {st['accuracy']:.4f}")
+    print(f"  spikes per inference {st['spikes_per_inference']:.1f}, synaptic ops per inference "
+          f"{st['synops_per_inference']:.0f}, {st['steps_per_s']:.1f} time steps/s "
+          f"({st['ms_per_sample']:.2f} ms/sample)")
+    for l in st["layers"]:
+        print(f"  {l['layer']:<10} firing rate {l['firing_rate']:.4f}  spikes/inference {l['spikes_per_inference']:.1f}")
+    if a.raster:
+        print(f"  raster of sample {a.sample} written to {a.raster}")
+    return 0
+
+
+def cmd_verify(a) -> int:
+    from .verify import format_report, verify
+    from .verify_io import write_outputs
+
+    backends = [s.strip() for s in a.backends.split(",") if s.strip()]
+    bad = [s for s in backends if s not in BACKENDS]
+    if bad or not backends:
+        raise BackendError(f"--backends: unknown {', '.join(bad) or '(none given)'} (known: {', '.join(BACKENDS)})")
+    if len([s for s in backends if s in INTEGER_BACKENDS]) + (1 if a.inject_fault else 0) < 2:
+        raise BackendError("--backends: need at least two integer backends to compare "
+                           f"({', '.join(INTEGER_BACKENDS)})")
+    if a.update_golden and not a.golden:
+        raise BackendError("--update-golden needs --golden DIR")
+    if not (0 <= a.mismatch_bound <= 1):
+        raise BackendError(f"--mismatch-bound must be in [0, 1], got {a.mismatch_bound}")
+    b = Bundle.load(a.bundle)
+    xq, y, name = load_inputs(b, a.data, a.data_root, a.limit)
+    rep = verify(b, xq, y, backends, lava_limit=a.lava_limit, fault=a.inject_fault, golden_dir=a.golden,
+                 update_golden=a.update_golden, mismatch_bound=a.mismatch_bound,
+                 progress=not a.no_progress, dataset=name)
+    text = format_report(rep)
+    print(text)
+    out = Path(a.out) if a.out else Path(str(Path(a.bundle)).rstrip("/") + "-verify")
+    write_outputs(rep, text, out, a.report)
+    print(f"wrote {out / 'verify.json'}" + (f" and {a.report}" if a.report else ""))
+    return 0 if rep.ok else 1
+
+
+def cmd_demo(a) -> int:
+    from .demo import run_demo
+    return run_demo(Path(a.out), epochs=a.epochs, lava_limit=a.lava_limit, force=a.force)

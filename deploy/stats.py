@@ -1,0 +1,51 @@
+"""What `saf run` reports: accuracy, spikes and synaptic operations per inference, rates, speed."""
+from __future__ import annotations
+
+import numpy as np
+
+from export.ir import Graph
+
+from .result import BackendResult
+
+
+def _cover(n_in: int, n_out: int, k: int, stride: int, pad: int) -> np.ndarray:
+    """For each input position, how many output positions' kernels cover it (one axis)."""
+    o = np.arange(n_out)[:, None] * stride - pad + np.arange(k)[None, :]
+    c = np.zeros(n_in, dtype=np.int64)
+    v = o[(o >= 0) & (o < n_in)]
+    np.add.at(c, v, 1)
+    return c
+
+
+def fan_out(layer) -> np.ndarray:
+    """Synapses each input neuron of `layer` drives (flattened input order)."""
+    if layer.kind == "conv":
+        co, _, kh, kw = layer.weight.shape
+        c, h, w = layer.in_shape
+        _, ho, wo = layer.out_shape
+        cov = np.outer(_cover(h, ho, kh, layer.stride, layer.padding), _cover(w, wo, kw, layer.stride, layer.padding))
+        return np.broadcast_to(co * cov, (c, h, w)).reshape(-1)
+    return np.full(layer.n_in, layer.weight.shape[0], dtype=np.int64)
+
+
+def run_stats(graph: Graph, r: BackendResult, xq: np.ndarray, labels: np.ndarray) -> dict:
+    n, T = len(r.readout), graph.T
+    layers, synops = [], 0.0
+    # graded input events: every non-zero input value is sent at every step
+    nz = (np.asarray(xq[:n]).reshape(n, -1) != 0)
+    synops += float((nz * fan_out(graph.layers[0])).sum()) * T
+    for i, (l, s) in enumerate(zip(graph.spiking_layers, r.spikes)):
+        per_neuron = s.sum(axis=1)                                   # [N, n_out]
+        nxt = graph.layers[i + 1]
+        synops += float((per_neuron * fan_out(nxt)).sum())
+        for f in graph.feedback:
+            if f.src == i:
+                synops += float(per_neuron.sum()) * int(np.prod(f.weight.shape[:1]) *
+                                                        (np.prod(f.weight.shape[2:]) if f.kind == "conv" else 1))
+        layers.append({"layer": l.name, "neurons": l.n_out, "firing_rate": float(s.mean()),
+                       "spikes_per_inference": float(s.sum()) / n})
+    secs = r.info.get("run_seconds") or r.seconds
+    return {"backend": r.backend, "samples": n, "accuracy": float((r.predictions == labels[:n]).mean()),
+            "spikes_per_inference": sum(l["spikes_per_inference"] for l in layers),
+            "synops_per_inference": synops / n, "layers": layers, "seconds": r.seconds,
+            "steps_per_s": n * T / secs if secs else float("inf"), "ms_per_sample": 1000 * secs / n}

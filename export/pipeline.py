@@ -1,0 +1,142 @@
+"""checkpoint -> fold -> quantize -> certificate -> resource check -> bundle (atomic).
+
+Imports train (checkpoint, data) and hw_targets, never deploy or lava: the bundle it writes holds
+everything the Lava backend needs to build its process graph (weights.npz + manifest.json) and
+the ONNX model (model.onnx).
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .bundle import ONNX_FILE, SOURCE_FILE, BundleError, write_bundle
+from .certificate import certify
+from .fold import fold_network
+from .ir import Graph
+from .quantize import input_quantization, quantize
+from .resources import check_resources
+
+
+ADVISORY_RULES = ("state_bound", "current", "float_exact")
+
+
+class ExportError(ValueError):
+    """The export cannot go on; one clear line naming the file or layer."""
+
+
+def _input_range(net, cfg: dict, data) -> tuple:
+    """(input_scale, bits, signed, exact) from the calibration/training dataset."""
+    x = data.x_train
+    return input_quantization(float(x.max()), float(x.min()), data.input_scale)
+
+
+def _accuracy_report(net, graph: Graph, data, T: int, limit: Optional[int]) -> dict:
+    """Float accuracy (trained model, SAF form) vs quantized accuracy (exact integer SAF form)."""
+    from train.evaluate import evaluate
+
+    from .saf_int import run_saf_int
+
+    x, y = data.x_test, data.y_test
+    if limit:
+        x, y = x[:limit], y[:limit]
+    fl = evaluate(net, x.double(), y, T, "saf")
+    xq = graph.quantize_input(x.numpy())
+    r = run_saf_int(graph, xq, record_spikes=False)
+    q_acc = float((r.readout.argmax(1) == y.numpy()).mean())
+    agree = float((r.readout.argmax(1) == fl["predictions"].numpy()).mean())
+    return {"dataset": data.name, "n": int(len(y)), "float_accuracy": fl["accuracy"],
+            "quantized_accuracy": q_acc, "accuracy_change": q_acc - fl["accuracy"],
+            "prediction_agreement": agree}
+
+
+def _source(checkpoint, random_model: Optional[str], seed: int):
+    """(net, spec, cfg, provenance) from a checkpoint, or a randomly initialised builtin model."""
+    from train.checkpoint import file_sha256, load_model, resolve
+
+    if random_model:
+        import torch
+
+        from train.modules.network import SpikingNet
+        from train.spec import load_spec, with_neuron
+
+        torch.manual_seed(seed)
+        spec = with_neuron(load_spec(random_model))
+        return SpikingNet(spec), spec, {}, {"checkpoint": None, "random_model": random_model, "seed": seed}
+    ckpt = resolve(checkpoint)
+    net, spec, cfg = load_model(ckpt)
+    return net, spec, cfg, {"checkpoint": str(ckpt), "checkpoint_sha256": file_sha256(ckpt)}
+
+
+def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optional[str] = None,
+                      data_root: Optional[str] = None, force: bool = False, T: Optional[int] = None,
+                      calibrate_limit: Optional[int] = None, input_scale: Optional[float] = None,
+                      input_bits: int = 8, input_signed: bool = False, random_model: Optional[str] = None,
+                      seed: int = 0) -> dict:
+    """Export a checkpoint to a bundle directory. Returns the manifest extras (certificate,
+    resources, quantization, calibration). Raises a user error with one clear line."""
+    from hw_targets import get_target
+    from train.data import load_dataset
+
+    from .onnx_model import save_onnx_model
+
+    t0 = time.perf_counter()
+    target = get_target(target_name)
+    out = Path(out)
+    if out.exists() and (out.is_file() or any(out.iterdir())) and not force:
+        raise BundleError(f"{out}: exists and is not empty (use --force to replace it)")
+    net, spec, cfg, prov = _source(checkpoint, random_model, seed)
+    net = net.double()
+    T = int(T if T is not None else (spec.get("T") or cfg.get("T", 6)))
+    if T < 1:
+        raise ExportError(f"--T must be >= 1, got {T}")
+    data = None
+    dataset = calibrate_data or (None if input_scale else cfg.get("dataset"))
+    if dataset:
+        data = load_dataset(dataset, data_root or cfg.get("data_root"))
+        if tuple(data.input_shape) != tuple(spec["input_shape"]):
+            raise ExportError(f"dataset {data.name} has input {list(data.input_shape)}, the model expects "
+                              f"{list(spec['input_shape'])}")
+    if input_scale:
+        if not (input_scale > 0 and np.isfinite(input_scale)):
+            raise ExportError(f"--input-scale must be a positive number, got {input_scale}")
+        if not (1 <= int(input_bits) <= 24):
+            raise ExportError(f"--input-bits must be in 1..24, got {input_bits}")
+        scale, bits, signed, exact_in = float(input_scale), int(input_bits), bool(input_signed), False
+    elif data is not None:
+        scale, bits, signed, exact_in = _input_range(net, cfg, data)
+    else:
+        raise ExportError("no dataset to calibrate the input quantization: pass --calibrate-data NAME "
+                          "or --input-scale S [--input-bits B]")
+    layers, feedback = fold_network(net)
+    meta = dict(prov, spec=spec, theta=net.theta, input_exact=exact_in, target_name=target_name,
+                train_config={k: cfg.get(k) for k in ("method", "dataset", "lam", "theta", "T", "epochs", "seed")})
+    graph, qrep = quantize(layers, feedback, T=T, lam=net.lam, theta=net.theta, target=target,
+                           input_scale=scale, input_bits=bits, input_signed=signed, input_exact=exact_in,
+                           meta=meta)
+    cert = certify(graph)
+    resources, violations = check_resources(graph, target)
+    # Range rules are exactness questions, answered by the certificate (a saturating layer makes it
+    # "not exact" with the reason) and by the ONNX builder (int64 where float32 would round); they
+    # do not stop the export. Everything else (formats, kinds, fit) does.
+    advisories = [str(v) for v in violations if v.rule in ADVISORY_RULES]
+    violations = [v for v in violations if v.rule not in ADVISORY_RULES]
+    if violations or not resources.fits:
+        msgs = list(resources.problems) + [str(v) for v in violations]
+        more = f" (and {len(msgs) - 1} more)" if len(msgs) > 1 else ""
+        raise ExportError(f"{spec.get('name', 'network')} does not fit {target.name}: {msgs[0]}{more}")
+    extra = {"certificate": cert.to_dict(), "resources": resources.to_dict(), "advisories": advisories,
+             "quantization": qrep.to_dict(), "target_description": target.description}
+    if calibrate_data and data is not None:
+        extra["calibration"] = _accuracy_report(net, graph, data, T, calibrate_limit)
+    writers = {ONNX_FILE: lambda p: save_onnx_model(graph, p, spikes=True)}
+    if prov.get("checkpoint"):       # the trained float weights travel with the bundle (saf-float)
+        writers[SOURCE_FILE] = lambda p: shutil.copyfile(prov["checkpoint"], p)
+    write_bundle(graph, out, extra=extra, writers=writers, force=force)
+    extra["seconds"] = time.perf_counter() - t0
+    extra["resources_text"] = resources.format()
+    extra["certificate_text"] = cert.format()
+    return extra

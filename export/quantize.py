@@ -1,0 +1,155 @@
+"""Float folded network -> integer Graph in a target's number formats.
+
+Choice (documented in the README): one scale per layer, relative to the threshold.
+- Spiking layer l: its integer threshold is TH_l = floor(theta * w_int_max / m_l), where m_l is the
+  largest |weight| reaching the layer (its feed-forward weights, divided by the input scale on the
+  first layer, and its feedback weights) and w_int_max the target's largest weight (Loihi: 254 for
+  mixed-sign 8-bit weights, whose lowest bit Lava drops; we use even values so nothing is dropped).
+  The layer scale is then s_l = TH_l / theta, so the integer threshold is exact by construction,
+  and W_int = round(W s_l), B_int = round(b s_l), never beyond w_int_max. Per-channel scales would
+  need per-neuron thresholds; the IR keeps one threshold per layer, so scales are per layer (the
+  next layer only sees binary spikes, so scales never propagate).
+- Readout: s = w_int_max / m_readout; the argmax of R[T] does not depend on the scale.
+- Fractional bits: F = max(target F, k (T - 1)) for lam = 2^-k, the bits that make every decay
+  exact (DESIGN.md sec. 3). If the worst-case state of a layer would not fit 24 bits, the layer's
+  weight scale is halved (fewer weight bits, same threshold semantics) until it fits or its weights
+  would drop below MIN_WEIGHT_LEVELS; then the certificate says "not exact" and names the layer.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .fold import FloatFeedback, FloatLayer
+from .ir import STATE_MAX, Feedback, Graph, Layer, decay_for, dyadic_exponent
+from .state_bound import geometric_sum, layer_current_bound
+
+MIN_WEIGHT_LEVELS = 16     # do not lower a layer's weight precision below this many levels
+
+
+class QuantizeError(ValueError):
+    """The network cannot be represented on the target; the message names the layer."""
+
+
+@dataclass
+class QuantizeReport:
+    input_scale: float
+    input_bits: int
+    input_exact: bool
+    frac_bits: int
+    layers: list = field(default_factory=list)     # per layer: name, scale, threshold, w_max, lowered
+
+    def to_dict(self) -> dict:
+        return {"input_scale": self.input_scale, "input_bits": self.input_bits,
+                "input_exact": self.input_exact, "frac_bits": self.frac_bits, "layers": self.layers}
+
+
+def weight_grid(target) -> tuple:
+    """(largest integer weight, step) the target's synapses hold for mixed-sign weights."""
+    wmax = target.weight_magnitude_max
+    if wmax is None:                       # ONNX: any integer; keep 8-bit weights like the chip
+        return 127, 1
+    bits = target.weight_bits
+    if bits:
+        step = max(1, (wmax + 1) >> (bits - 1))   # Loihi 8-bit incl. sign: step 2, max 254
+        return (wmax // step) * step, step
+    return wmax, 1
+
+
+def input_quantization(x_max: float, x_min: float, dataset_scale, bits_max: int = 8) -> tuple:
+    """(input_scale, input_bits, signed, exact). A dataset that promises integer pixels after a
+    known scale (digits: 16, MNIST: 255) is quantized without loss; otherwise the range is
+    calibrated to bits_max bits."""
+    signed = x_min < 0
+    if dataset_scale:
+        top = int(round(max(abs(x_max), abs(x_min)) * dataset_scale))
+        bits = max(1, int(top).bit_length() + (1 if signed else 0))
+        return float(dataset_scale), bits, signed, True
+    peak = max(abs(x_max), abs(x_min)) or 1.0
+    levels = (1 << (bits_max - 1)) - 1 if signed else (1 << bits_max) - 1
+    return levels / peak, bits_max, signed, False
+
+
+def _round_to(a: np.ndarray, step: int) -> np.ndarray:
+    return (np.rint(a / step) * step).astype(np.int64)
+
+
+def _spiking_layer(i, fl: FloatLayer, fbs: list, theta: float, wmax: int, step: int, in_scale: float,
+                   x_max: int, F: int, geo: float, th_max) -> tuple:
+    w_eff = fl.weight / in_scale if i == 0 else fl.weight
+    m = max([float(np.abs(w_eff).max(initial=0.0))] + [float(np.abs(f.weight).max(initial=0.0)) for f in fbs])
+    if m == 0:
+        raise QuantizeError(f"layer {fl.name}: all weights are zero; nothing to quantize")
+    top, lowered = wmax, 0
+    while True:
+        th = int(math.floor(theta * top / m))
+        if th_max is not None:
+            th = min(th, th_max)
+        if th < 1:
+            raise QuantizeError(f"layer {fl.name}: threshold {theta} is below one weight step "
+                                f"(max |w| = {m:.3g}); the integer threshold would be 0")
+        s = th / theta
+        W = _round_to(w_eff * s, step)
+        B = np.rint(fl.bias * s).astype(np.int64)
+        FW = [_round_to(f.weight * s, step) for f in fbs]
+        bound = layer_current_bound(W, B, FW, x_max if i == 0 else 1)
+        fits = (bound << F) * geo <= STATE_MAX and (th << F) <= STATE_MAX
+        if fits or top // 2 < MIN_WEIGHT_LEVELS * step:
+            return W, B, FW, th, s, lowered
+        top, lowered = (top // 2 // step) * step, lowered + 1
+
+
+def quantize(layers: list, feedback: list, *, T: int, lam: float, theta: float, target,
+             input_scale: float, input_bits: int, input_signed: bool, input_exact: bool,
+             meta: dict = None) -> tuple:
+    """(Graph, QuantizeReport) of the folded float network on `target` (an hw_targets.Target)."""
+    if T < 1:
+        raise QuantizeError(f"T must be >= 1, got {T}")
+    if not (0 < lam <= 1):
+        raise QuantizeError(f"lam must be in (0, 1], got {lam}")
+    D = decay_for(lam)
+    if D >= 1 << target.decay_bits:
+        raise QuantizeError(f"lam {lam} needs decay {D}, beyond the {target.decay_bits}-bit decay of {target.name}")
+    if D == 1 << 12 or (4096 - D) == 0:
+        raise QuantizeError(f"lam {lam} rounds to 0 on a 12-bit decay; {target.name} cannot represent it")
+    lam_q = (4096 - D) / 4096
+    k = dyadic_exponent(lam_q)
+    F = max(int(target.frac_bits), k * (T - 1) if k is not None else 0)
+    if (1 << F) > STATE_MAX >> 4:
+        raise QuantizeError(f"T={T} with lam={lam} needs F={F} fractional bits for an exact leak; the 24-bit "
+                            f"state then has fewer than 4 bits left for the threshold (use T <= "
+                            f"{19 // k + 1} or lam closer to 1)")
+    geo = geometric_sum(D, T)
+    wmax, step = weight_grid(target)
+    x_max = (1 << (input_bits - 1)) if input_signed else (1 << input_bits) - 1
+    th_max = target.threshold_mantissa_max
+    out, rep = [], QuantizeReport(input_scale, input_bits, input_exact, F)
+    fb_q = [None] * len(feedback)
+    n_sp = len(layers) - 1
+    for i, fl in enumerate(layers[:n_sp]):
+        fbs = [(j, f) for j, f in enumerate(feedback) if f.dst == i]
+        W, B, FW, th, s, lowered = _spiking_layer(i, fl, [f for _, f in fbs], theta, wmax, step,
+                                                  input_scale, x_max, F, geo, th_max)
+        for (j, f), w in zip(fbs, FW):
+            fb_q[j] = Feedback(src=f.src, dst=f.dst, kind=f.kind, weight=w, stride=f.stride, padding=f.padding)
+        out.append(Layer(name=fl.name, kind=fl.kind, weight=W, bias=B, in_shape=fl.in_shape,
+                         out_shape=fl.out_shape, threshold=th, stride=fl.stride, padding=fl.padding,
+                         scale=s, frac_bits=F))
+        rep.layers.append({"name": fl.name, "scale": s, "threshold": th, "weight_max": int(np.abs(W).max()),
+                           "bias_max": int(np.abs(B).max(initial=0)), "weight_step": step,
+                           "precision_lowered_by_bits": lowered})
+    ro = layers[-1]
+    m = float(np.abs(ro.weight).max(initial=0.0)) or 1.0
+    s = wmax / m
+    W, B = _round_to(ro.weight * s, step), np.rint(ro.bias * s).astype(np.int64)
+    out.append(Layer(name=ro.name, kind="readout", weight=W, bias=B, in_shape=ro.in_shape,
+                     out_shape=ro.out_shape, scale=s, frac_bits=F))
+    rep.layers.append({"name": ro.name, "scale": s, "threshold": None, "weight_max": int(np.abs(W).max()),
+                       "bias_max": int(np.abs(B).max(initial=0)), "weight_step": step,
+                       "precision_lowered_by_bits": 0})
+    g = Graph(layers=out, T=int(T), lam=float(lam), decay=D, input_shape=tuple(layers[0].in_shape),
+              input_scale=float(input_scale), input_bits=int(input_bits), input_signed=bool(input_signed),
+              feedback=[f for f in fb_q if f is not None], target=target.name, meta=dict(meta or {}))
+    return g, rep

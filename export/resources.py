@@ -1,0 +1,76 @@
+"""Describe an integer Graph for hw_targets (a leaf package that knows nothing of the IR) and run its
+rule checks and core mapper."""
+from __future__ import annotations
+
+import numpy as np
+
+from .certificate import input_max
+from .ir import Graph
+from .state_bound import layer_current_bound, state_bound
+
+
+def _valid_taps(n_in: int, n_out: int, k: int, stride: int, pad: int) -> int:
+    """sum over output positions of in-bounds kernel taps along one axis."""
+    o = np.arange(n_out)[:, None] * stride - pad + np.arange(k)[None, :]
+    return int(((o >= 0) & (o < n_in)).sum())
+
+
+def conv_synapses(layer) -> int:
+    co, ci, kh, kw = layer.weight.shape
+    _, h, w = layer.in_shape
+    _, ho, wo = layer.out_shape
+    return int(co * ci * _valid_taps(h, ho, kh, layer.stride, layer.padding)
+               * _valid_taps(w, wo, kw, layer.stride, layer.padding))
+
+
+def describe(graph: Graph):
+    """hw_targets.NetDesc of the graph (feedback synapses are counted into their destination layer's
+    synapses and weights; the destination is marked has_feedback_in)."""
+    from hw_targets import LayerDesc, NetDesc
+    from hw_targets.base import weight_stats
+
+    descs = []
+    x_in = input_max(graph)
+    for i, l in enumerate(graph.layers):
+        fbs = graph.feedback_into(i) if l.spiking else []
+        syn = conv_synapses(l) if l.kind == "conv" else int(l.weight.size)
+        ws = weight_stats(l.weight)
+        for f in fbs:
+            syn += conv_synapses(_FbView(f, graph)) if f.kind == "conv" else int(f.weight.size)
+            fs = weight_stats(f.weight)
+            ws = dict(max_abs_weight=max(ws["max_abs_weight"], fs["max_abs_weight"]),
+                      n_weights=ws["n_weights"] + fs["n_weights"],
+                      mixed_sign=ws["mixed_sign"] or fs["mixed_sign"],
+                      odd_weights=ws["odd_weights"] or fs["odd_weights"])
+        cur = layer_current_bound(l.weight, l.bias, [f.weight for f in fbs], x_in if i == 0 else 1)
+        bound = state_bound(cur, l.frac_bits, graph.decay, graph.T) if l.spiking else cur * graph.T
+        kernel = tuple(l.weight.shape[2:]) if l.kind == "conv" else None
+        descs.append(LayerDesc(
+            name=l.name, kind=l.kind, in_shape=tuple(l.in_shape), out_shape=tuple(l.out_shape),
+            n_neurons=l.n_out, fan_in=l.fan_in, n_synapses=syn, threshold=int(l.threshold),
+            max_abs_bias=int(np.abs(l.bias).max(initial=0)), state_bound=int(bound), input_graded=(i == 0),
+            has_feedback_in=bool(fbs), kernel=kernel, stride=int(l.stride), padding=int(l.padding),
+            max_abs_current=int(cur), **ws))
+    # Real Loihi 2 resets state every 2^k steps: a sample occupies T steps padded to the next power
+    # of two (the padding steps' spikes are not read out).
+    reset = 1 << max(0, int(graph.T) - 1).bit_length()
+    return NetDesc(layers=descs, T=int(graph.T), lam=float(graph.lam_q), decay=int(graph.decay), reset_interval=reset,
+                   frac_bits=int(graph.layers[0].frac_bits), input_bits=int(graph.input_bits),
+                   name=str(graph.meta.get("spec", {}).get("name", "net")))
+
+
+class _FbView:
+    """A feedback edge seen as a conv layer (for synapse counting)."""
+
+    def __init__(self, f, graph: Graph):
+        self.weight, self.stride, self.padding = f.weight, f.stride, f.padding
+        self.in_shape = graph.layers[f.src].out_shape
+        self.out_shape = graph.layers[f.dst].out_shape
+
+
+def check_resources(graph: Graph, target) -> tuple:
+    """(ResourceReport, violations) for the graph on the target."""
+    from hw_targets import check, map_network
+
+    net = describe(graph)
+    return map_network(net, target), check(net, target)
