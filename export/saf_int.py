@@ -35,14 +35,11 @@ from __future__ import annotations
 
 import time
 from math import gcd
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .ir import DECAY_ONE, Graph, dyadic_exponent
-
-if TYPE_CHECKING:
-    from deploy.result import BackendResult
+from .result import BackendResult
 
 INT64_SAFE = 1 << 62
 
@@ -121,8 +118,6 @@ def _bounds(graph: Graph, lin: list, fb: list, x_max: int, p: int, q: int) -> in
 def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_size: int = 256,
                 record_potentials: bool = False) -> BackendResult:
     """The SAF form in exact integer arithmetic on xq [N, *input_shape] (backend "saf-int")."""
-    from deploy.result import BackendResult      # numpy-only; imported late so export/ never
-                                                 # pulls in deploy/__init__ at import time
 
     t0 = time.perf_counter()
     sp = graph.spiking_layers
