@@ -22,7 +22,21 @@ import numpy as np
 
 from export.ir import Graph
 
-from .lava_procs import ConvSyn, DenseSyn, GradedSource, Integrator, SoftResetLIF
+
+def _let_lava_choose_fork() -> None:
+    """Lava's message infrastructure calls multiprocessing.set_start_method('fork') at import and
+    fails with "context has already been set" if anything before it (e.g. tqdm's multiprocessing
+    lock) fixed the start method. Clear it so Lava's import can set the method it needs."""
+    import multiprocessing as mp
+    import sys
+
+    if "lava.magma.runtime.message_infrastructure.multiprocessing" not in sys.modules \
+            and mp.get_start_method(allow_none=True) is not None:
+        mp.set_start_method(None, force=True)
+
+
+_let_lava_choose_fork()
+from .lava_procs import ConvSyn, DenseSyn, GradedSource, Integrator, SoftResetLIF  # noqa: E402
 
 WEIGHT_MAX = 255          # Loihi: 8-bit magnitude + sign
 
