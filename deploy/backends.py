@@ -13,7 +13,7 @@ own tests (and `saf verify --inject-fault`) show that every kind of conversion e
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -45,6 +45,7 @@ class Bundle:
     path: Optional[Path]
     manifest: dict
     graph: Graph
+    cache: dict = field(default_factory=dict)
 
     @classmethod
     def load(cls, path) -> "Bundle":
@@ -121,8 +122,13 @@ def run_backend(name: str, bundle: Bundle, xq: np.ndarray, record_spikes: bool =
         from export.saf_int import run_saf_int
         return run_saf_int(g, xq, record_spikes=record_spikes)
     if name == "emulator":
-        from .emulator import run_emulator
-        return run_emulator(g, xq, record_spikes=record_spikes, progress=False)
+        from .emulator import _Plan, emulate
+        plan = bundle.cache.get("emulator_plan") if graph is None else None
+        if plan is None:                       # unrolled synapses: built once per bundle
+            plan = _Plan(g, 0)
+            if graph is None:
+                bundle.cache["emulator_plan"] = plan
+        return emulate(g, xq, record_spikes=record_spikes, plan=plan)
     if name == "onnx":
         from .onnx_runner import run_onnx
         if bundle.path is None or not (bundle.path / ONNX_FILE).is_file():
