@@ -78,7 +78,7 @@ def certify(graph: Graph) -> Certificate:
                                 f"F = {F} {'>=' if F >= need else '<'} k(T-1) = {k}*{T - 1} = {need}"
                                 + ("" if F >= need else ": the last decays drop bits")))
         cur = layer_current_bound(layer.weight, layer.bias, [f.weight for f in graph.feedback_into(i)],
-                                  x_in if i == 0 else 1)
+                                  x_in if i == 0 else 1, graph.input_signed and i == 0)
         v = state_bound(cur, F, D, T)
         th = int(layer.threshold) << F
         ok = v <= STATE_MAX and 0 < th <= STATE_MAX

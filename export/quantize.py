@@ -77,7 +77,7 @@ def _round_to(a: np.ndarray, step: int) -> np.ndarray:
 
 
 def _spiking_layer(i, fl: FloatLayer, fbs: list, theta: float, wmax: int, step: int, in_scale: float,
-                   x_max: int, F: int, geo: float, th_max) -> tuple:
+                   x_max: int, F: int, geo: float, th_max, in_signed: bool) -> tuple:
     w_eff = fl.weight / in_scale if i == 0 else fl.weight
     m = max([float(np.abs(w_eff).max(initial=0.0))] + [float(np.abs(f.weight).max(initial=0.0)) for f in fbs])
     if m == 0:
@@ -94,7 +94,7 @@ def _spiking_layer(i, fl: FloatLayer, fbs: list, theta: float, wmax: int, step: 
         W = _round_to(w_eff * s, step)
         B = np.rint(fl.bias * s).astype(np.int64)
         FW = [_round_to(f.weight * s, step) for f in fbs]
-        bound = layer_current_bound(W, B, FW, x_max if i == 0 else 1)
+        bound = layer_current_bound(W, B, FW, x_max if i == 0 else 1, in_signed and i == 0)
         fits = (bound << F) * geo <= STATE_MAX and (th << F) <= STATE_MAX
         if fits or top // 2 < MIN_WEIGHT_LEVELS * step:
             return W, B, FW, th, s, lowered
@@ -131,7 +131,7 @@ def quantize(layers: list, feedback: list, *, T: int, lam: float, theta: float, 
     for i, fl in enumerate(layers[:n_sp]):
         fbs = [(j, f) for j, f in enumerate(feedback) if f.dst == i]
         W, B, FW, th, s, lowered = _spiking_layer(i, fl, [f for _, f in fbs], theta, wmax, step,
-                                                  input_scale, x_max, F, geo, th_max)
+                                                  input_scale, x_max, F, geo, th_max, input_signed)
         for (j, f), w in zip(fbs, FW):
             fb_q[j] = Feedback(src=f.src, dst=f.dst, kind=f.kind, weight=w, stride=f.stride, padding=f.padding)
         out.append(Layer(name=fl.name, kind=fl.kind, weight=W, bias=B, in_shape=fl.in_shape,

@@ -42,7 +42,8 @@ def describe(graph: Graph):
                       n_weights=ws["n_weights"] + fs["n_weights"],
                       mixed_sign=ws["mixed_sign"] or fs["mixed_sign"],
                       odd_weights=ws["odd_weights"] or fs["odd_weights"])
-        cur = layer_current_bound(l.weight, l.bias, [f.weight for f in fbs], x_in if i == 0 else 1)
+        cur = layer_current_bound(l.weight, l.bias, [f.weight for f in fbs], x_in if i == 0 else 1,
+                                  graph.input_signed and i == 0)
         bound = state_bound(cur, l.frac_bits, graph.decay, graph.T) if l.spiking else cur * graph.T
         kernel = tuple(l.weight.shape[2:]) if l.kind == "conv" else None
         descs.append(LayerDesc(

@@ -23,10 +23,31 @@ def abs_row_sum_max(weight: np.ndarray) -> int:
     return int(rows.sum(axis=1).max())
 
 
-def layer_current_bound(weight, bias, fb_weights=(), in_max: int = 1) -> int:
-    """max |W s_in + B + sum W_fb s_fb| with |s_in| <= in_max and feedback spikes in {0, 1}."""
-    b = int(np.abs(np.asarray(bias, dtype=np.int64)).max(initial=0))
-    return abs_row_sum_max(weight) * int(in_max) + b + sum(abs_row_sum_max(w) for w in fb_weights)
+def _row_sums(w: np.ndarray) -> tuple:
+    rows = np.asarray(w, dtype=np.int64).reshape(np.shape(w)[0], -1)
+    return np.where(rows > 0, rows, 0).sum(1), np.where(rows < 0, rows, 0).sum(1)
+
+
+def layer_current_bound(weight, bias, fb_weights=(), in_max: int = 1, in_signed: bool = False) -> int:
+    """max over neurons of |W s_in + B + sum W_fb s_fb|, for inputs in [0, in_max] (spikes: in_max=1;
+    or [-in_max, in_max] when in_signed) and feedback spikes in {0, 1}. Per neuron the current lies
+    in [in_max * sum(w < 0) + B, in_max * sum(w > 0) + B] (plus the feedback's sums), so the bound
+    is the larger end, per neuron (a conv channel's bias covers all its positions)."""
+    w = np.asarray(weight)
+    if w.size == 0:
+        return 0
+    pos, neg = _row_sums(w)
+    if in_signed:
+        pos, neg = pos - neg, neg - pos                        # sum |w| both ways
+    pos, neg = pos * int(in_max), neg * int(in_max)
+    for f in fb_weights:
+        fp, fn = _row_sums(f)
+        if len(fp) != len(pos):                                # conv: per output channel
+            raise ValueError("feedback weight must have one row per output channel of the layer")
+        pos, neg = pos + fp, neg + fn
+    b = np.asarray(bias, dtype=np.int64).reshape(-1)
+    b = np.broadcast_to(b, pos.shape) if b.size in (1, pos.size) else np.zeros_like(pos)
+    return int(max(int((pos + b).max()), int((-(neg + b)).max()), 0))
 
 
 def geometric_sum(decay: int, T: int) -> Fraction:
