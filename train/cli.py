@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import fields
 from pathlib import Path
 
 from .checkpoint import CheckpointError
 from .data import DATASETS, DatasetError
+from .distributed import DistributedError
 from .methods import METHODS
 from .spec import BUILTIN, SpecError
 from .trainer import TrainConfig, TrainingError
 
-USER_ERRORS = (CheckpointError, DatasetError, SpecError, TrainingError)
+USER_ERRORS = (CheckpointError, DatasetError, DistributedError, SpecError, TrainingError)
 
 
 def add_data_args(p: argparse.ArgumentParser, default: str = "digits") -> None:
@@ -47,6 +49,10 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--ddp", action="store_true",
+                   help="data-parallel training over the processes of a torchrun job (NCCL on GPUs, gloo "
+                        "on CPU); --batch-size is the global batch, split across the processes; rank 0 "
+                        "writes --out. e.g. torchrun --nproc_per_node=4 -m deploy.main train --ddp ...")
     p.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a checkpoint in SAF form and LIF form (float)")
@@ -69,6 +75,8 @@ def cmd_train(a) -> int:
 
     cfg = config_from_args(a)
     out = Path(a.out)
+    if getattr(a, "ddp", False):
+        return _train_ddp(a, cfg, out)
     if out.exists() and any(out.iterdir()) and not (a.resume or a.force):
         raise TrainingError(f"{out}: directory exists and is not empty (use --resume to continue or --force)")
     data = load_dataset(cfg.dataset, cfg.data_root, seed=cfg.seed)
@@ -83,6 +91,49 @@ def cmd_train(a) -> int:
     last = metrics[-1] if metrics else {}
     print(f"done: test accuracy (SAF form) {last.get('test_acc', float('nan')):.4f}; checkpoint {out / 'model.safetensors'}")
     return 0
+
+
+def _train_ddp(a, cfg: TrainConfig, out: Path) -> int:
+    """`saf train --ddp`, one torchrun process (train/distributed.py): every rank validates and
+    trains on its share of each global batch; rank 0 checks, clears and writes --out and prints."""
+    import shutil
+
+    from .data import load_dataset
+    from .distributed import DDPContext
+    from .trainer import Trainer
+
+    world = os.environ.get("WORLD_SIZE", "")
+    if world.isdigit() and int(world) > 0 and cfg.batch_size % int(world):
+        raise DistributedError(f"--batch-size {cfg.batch_size} (the global batch) must be a multiple of "
+                               f"the number of processes ({world})")
+    ctx = DDPContext.from_env(cfg.device)
+    try:
+
+        def check_out():
+            if out.exists() and any(out.iterdir()) and not (a.resume or a.force):
+                raise TrainingError(f"{out}: directory exists and is not empty (use --resume to continue or --force)")
+        ctx.run_on_main(check_out, USER_ERRORS)          # every rank raises it; none waits forever
+        data = load_dataset(cfg.dataset, cfg.data_root, seed=cfg.seed)
+        main = ctx.is_main
+        tr = Trainer(cfg, out, data, progress=main and not a.no_progress, resume=a.resume,
+                     log=print if main else (lambda *_: None), ddp=ctx)
+        if main and a.force and not a.resume and out.exists():
+            shutil.rmtree(out)
+        ctx.barrier()
+        if main:
+            print(f"training {cfg.model} on {cfg.dataset} with {cfg.method}, T={cfg.T}, lam={cfg.lam}, "
+                  f"DDP over {ctx.world} processes ({ctx.backend}; rank 0 on {tr.device}), global batch "
+                  f"{cfg.batch_size} = {ctx.world} x {cfg.batch_size // ctx.world}, "
+                  f"{sum(p.numel() for p in tr.net.parameters())} parameters")
+        metrics = tr.fit()
+        ctx.barrier()
+        if main:
+            last = metrics[-1] if metrics else {}
+            print(f"done: test accuracy (SAF form) {last.get('test_acc', float('nan')):.4f}; "
+                  f"checkpoint {out / 'model.safetensors'}")
+        return 0
+    finally:
+        ctx.close()
 
 
 def eval_checkpoint(path, dataset=None, data_root=None, T=None) -> dict:

@@ -64,9 +64,11 @@ def train_batch(net, x: torch.Tensor, y: torch.Tensor, T: int, method: str, opti
         return {"loss": loss_sum, "logits": total, "state_bytes": state_bytes(st)}
     if method == "saf-f":
         st = net.init_saf()
-        with torch.no_grad():
+        with torch.no_grad():                                # no graph, no readout, sWS computed once
+            ws = net.effective_weights() if T > 1 else None
             for _ in range(T - 1):
-                _, st = net.saf_step(x, st, readout="acc")
+                _, st = net.saf_step(x, st, readout="none", weights=ws)
+            del ws
         o_acc, st = net.saf_step(x, st, readout="acc")
         logits = o_acc / bias_coeff(T, net.lam)
         loss = loss_fn(logits, y)

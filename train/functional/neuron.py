@@ -13,6 +13,8 @@ from typing import Callable, Optional
 
 import torch
 
+from .surrogate import spike, surrogate_grad
+
 SpikeFn = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -47,6 +49,43 @@ def saf_step(U: torch.Tensor, a_prev: Optional[torch.Tensor], lam: float, theta:
         return spike_fn(U - theta)
     la = lam * a_prev
     return la + spike_fn(U - theta * (la + 1.0))
+
+
+class _SAFStep(torch.autograd.Function):
+    """`saf_step` as one autograd node: the same ops in the same order (bit-identical forward and
+    gradient), done in place in two buffers, saving only x = U - theta*(lam*a[t-1] + 1) for the
+    surrogate. a[t-1] is a constant here (SAF carries it detached), so it gets no gradient."""
+
+    @staticmethod
+    def forward(ctx, U, a_prev, lam, theta, surrogate, alpha):
+        if a_prev is None:
+            x = torch.sub(U, theta)
+            a = (x >= 0).to(U.dtype)
+        else:
+            a = torch.mul(a_prev, lam)                # la = lam * a[t-1]
+            x = torch.add(a, 1.0)
+            x.mul_(theta)                             # theta * (la + 1)
+            torch.sub(U, x, out=x)                    # U - theta * (la + 1)
+            a.add_(x >= 0)                            # la + H(x)
+        ctx.save_for_backward(x)
+        ctx.surrogate, ctx.alpha = surrogate, alpha
+        return a
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return surrogate_grad(x, grad, ctx.surrogate, ctx.alpha), None, None, None, None, None
+
+
+def saf_step_fused(U: torch.Tensor, a_prev: Optional[torch.Tensor], lam: float, theta: float,
+                   surrogate: str = "sigmoid", alpha: float = 4.0) -> torch.Tensor:
+    """`saf_step` with `spike(., surrogate, alpha)`, bit for bit, in fewer passes and buffers (what
+    SpikingNet trains with). Falls back to `saf_step` when a[t-1] itself needs a gradient."""
+    if a_prev is not None and a_prev.requires_grad and torch.is_grad_enabled():
+        return saf_step(U, a_prev, lam, theta, lambda v: spike(v, surrogate, alpha))
+    if U.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        raise TypeError(f"saf_step_fused needs a floating-point U, got {U.dtype}")
+    return _SAFStep.apply(U, a_prev, lam, theta, surrogate, alpha)
 
 
 def saf_spikes(a: torch.Tensor, a_prev: Optional[torch.Tensor], lam: float) -> torch.Tensor:

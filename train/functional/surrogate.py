@@ -10,6 +10,32 @@ import torch
 SURROGATES = ("sigmoid", "rect")
 
 
+def sigmoid_surrogate_grad(x: torch.Tensor, grad: torch.Tensor, alpha: float) -> torch.Tensor:
+    """grad * (alpha * sg * (1 - sg)) with sg = sigmoid(alpha * x), bit for bit, in two buffers
+    instead of six (the same ops in the same order, done in place; multiplication commutes exactly)."""
+    sg = torch.mul(x, alpha)
+    sg.sigmoid_()
+    one_minus = torch.rsub(sg, 1.0)
+    sg.mul_(alpha)
+    sg.mul_(one_minus)
+    if sg.shape == grad.shape:
+        return sg.mul_(grad)
+    return grad * sg
+
+
+def rect_surrogate_grad(x: torch.Tensor, grad: torch.Tensor, width: float) -> torch.Tensor:
+    return grad * (x.abs() < width).to(grad.dtype)
+
+
+def surrogate_grad(x: torch.Tensor, grad: torch.Tensor, surrogate: str, alpha: float) -> torch.Tensor:
+    """d spike(x) / dx applied to the incoming gradient (the backward of `spike`)."""
+    if surrogate == "sigmoid":
+        return sigmoid_surrogate_grad(x, grad, alpha)
+    if surrogate == "rect":
+        return rect_surrogate_grad(x, grad, alpha)
+    raise ValueError(f"unknown surrogate {surrogate!r} (known: {', '.join(SURROGATES)})")
+
+
 class _SigmoidSpike(torch.autograd.Function):
     """H(x) forward; d/dx = alpha * sig(alpha x) * (1 - sig(alpha x)) backward."""
 
@@ -22,8 +48,7 @@ class _SigmoidSpike(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        sg = torch.sigmoid(ctx.alpha * x)
-        return grad * (ctx.alpha * sg * (1.0 - sg)), None
+        return sigmoid_surrogate_grad(x, grad, ctx.alpha), None
 
 
 class _RectSpike(torch.autograd.Function):
@@ -38,7 +63,7 @@ class _RectSpike(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return grad * (x.abs() < ctx.width).to(grad.dtype), None
+        return rect_surrogate_grad(x, grad, ctx.width), None
 
 
 def spike(x: torch.Tensor, surrogate: str = "sigmoid", alpha: float = 4.0) -> torch.Tensor:

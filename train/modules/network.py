@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from ..functional.neuron import bias_coeff, lif_step, saf_potential, saf_spikes, saf_step, trace_step
+from ..functional.neuron import bias_coeff, lif_step, saf_potential, saf_spikes, saf_step_fused, trace_step
 from ..functional.replace import replace
 from ..functional.surrogate import spike
 from ..spec import neuron_params, plan
@@ -79,27 +79,38 @@ class SpikingNet(nn.Module):
         n = self.n_spiking
         return LIFState([None] * n, [None] * n, [None] * n)
 
+    def effective_weights(self) -> dict:
+        """The weights the network computes with (sWS applied), for reuse across steps while the
+        parameters do not change (SAF-F's graph-free steps, inference): {"blocks", "fb", "readout"}."""
+        return {"blocks": [b.effective_weight() for b in self.blocks],
+                "fb": [f.effective_weight() for f in self.fb],
+                "readout": self.readout.effective_weight()}
+
     def _fb_into(self, dst: int):
         return [(k, src) for k, (src, d) in enumerate(self.fb_edges) if d == dst]
 
     # ---------------------------------------------------------------- SAF (accumulation) form
     def saf_step(self, x: torch.Tensor, st: SAFState, record: Optional[Record] = None,
-                 readout: str = "step"):
+                 readout: str = "step", weights: Optional[dict] = None):
         """One step of Eq. (4). Returns (o, new_state). readout="step" gives o[t] = W_o s_N[t] + b_o
         (value) with the weight gradient through a_N[t]; readout="acc" gives sum_k lam^(t-k) o[k] =
-        W_o a_N[t] + b_o c[t] (SAF-F's loss input, before dividing by c[t])."""
+        W_o a_N[t] + b_o c[t] (SAF-F's loss input, before dividing by c[t]); readout="none" skips the
+        readout (o is None). weights: `effective_weights()` computed once, to skip recomputing sWS
+        each step where the parameters do not change in between (identical values)."""
         t = st.t + 1
         lam, theta = self.lam, self.theta
         c = bias_coeff(t, lam)
         inp = x * c                                          # accumulation of the constant input
         new_a = []
+        wb = weights["blocks"] if weights is not None else [None] * len(self.blocks)
+        wf = weights["fb"] if weights is not None else [None] * len(self.fb)
         for l, blk in enumerate(self.blocks):
-            U = blk(inp) + blk.bias_term(c)
+            U = blk(inp, wb[l]) + blk.bias_term(c)
             for k, src in self._fb_into(l):
                 if st.a[src] is not None:                    # W_b a_src[t-1]
-                    U = U + self.fb[k](st.a[src])
+                    U = U + self.fb[k](st.a[src], wf[k])
             a_prev = st.a[l]
-            a = saf_step(U, a_prev, lam, theta, self.spike_fn)
+            a = saf_step_fused(U, a_prev, lam, theta, self.surrogate, self.alpha)
             if record is not None:
                 with torch.no_grad():
                     record.spikes.append(saf_spikes(a, a_prev, lam).detach())
@@ -108,10 +119,12 @@ class SpikingNet(nn.Module):
             inp = a
         a_N, a_prev_N = new_a[-1], st.a[-1]
         ro = self.readout
-        if readout == "acc":
-            o = ro(a_N) + ro.bias_term(c)
+        if readout == "none":
+            o = None
+        elif readout == "acc":
+            o = ro(a_N, None if weights is None else weights["readout"]) + ro.bias_term(c)
         else:
-            w = ro.effective_weight()
+            w = ro.effective_weight() if weights is None else weights["readout"]
             with torch.no_grad():
                 value = ro(saf_spikes(a_N, a_prev_N, lam), w.detach()) + ro.bias_term(1.0)
             o = replace(value, ro(a_N, w) + ro.bias_term(c))
@@ -165,11 +178,12 @@ class SpikingNet(nn.Module):
         """Logit sums sum_t o[t] over T steps in the chosen form ("saf" or "lif"), and the per-step
         records when asked (list over t of Record)."""
         st = self.init_saf() if form == "saf" else self.init_lif()
+        ws = self.effective_weights() if form == "saf" else None
         total, recs = 0.0, []
         for _ in range(T):
             rec = Record() if record else None
             if form == "saf":
-                o, st = self.saf_step(x, st, rec)
+                o, st = self.saf_step(x, st, rec, weights=ws)
             else:
                 o, st = self.lif_step(x, st, "plain", rec)
             total = total + o
