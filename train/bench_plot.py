@@ -44,10 +44,13 @@ def format_bench_train(r: dict) -> str:
     comp = r.get("compile") or {}
     lines.append("")
     if comp.get("ok"):
-        sp = "  ".join(f"{m} {comp['eager_s'][m] * 1e3:.0f}->{comp['compiled_s'][m] * 1e3:.0f} ms "
-                       f"(x{comp['speedup'][m]:.2f})" for m in comp["speedup"])
         lines.append(f"torch.compile of the neuron steps (T={comp['T']}, compile {comp.get('compile_s')} s, "
-                     f"bit-exact SAF step: {comp.get('bit_exact_saf_step')}): {sp}")
+                     f"bit-exact SAF step: {comp.get('bit_exact_saf_step')}); eager -> compiled:")
+        cpu = comp.get("speedup_cpu_time", {})
+        for m in comp["speedup"]:
+            extra = f", cpu time x{cpu[m]:.2f}" if m in cpu else ""
+            lines.append(f"  {m:7s} {comp['eager_s'][m] * 1e3:8.1f} -> {comp['compiled_s'][m] * 1e3:8.1f} ms "
+                         f"(x{comp['speedup'][m]:.2f}{extra})")
     elif comp.get("tried"):
         lines.append(f"torch.compile of the neuron steps: failed, eager used ({comp.get('error')})")
     else:
