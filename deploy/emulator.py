@@ -84,13 +84,6 @@ class _Synapse:
         return y.astype(np.int64)     # exact: every partial sum is an integer below 2^24 / 2^53
 
 
-def _bias_full(layer) -> np.ndarray:
-    b = np.asarray(layer.bias, dtype=np.int64)
-    if layer.kind == "conv":
-        return np.repeat(b, int(np.prod(layer.out_shape[1:])))
-    return b
-
-
 def _decay(v: np.ndarray, decay: int) -> np.ndarray:
     """sign(v) * ((|v| * (4096 - D)) >> 12), truncation toward zero, int64."""
     if decay == 0:
@@ -119,8 +112,7 @@ class _Plan:
         n_sp = len(self.spiking)
         if any(not l.spiking for l in graph.layers[:-1]) or graph.layers[-1].spiking:
             raise ValueError("graph must list its spiking layers first and end with the readout")
-        in_bits = graph.input_bits
-        x_max = max(int(x_max), (1 << (in_bits - 1)) if graph.input_signed else (1 << in_bits) - 1)
+        x_max = max(int(x_max), graph.input_max)
         self.x_max = x_max                      # the exact-dtype choice assumes |x_q| <= x_max
         self.syn, self.bias = [], []
         for i, layer in enumerate(graph.layers):
@@ -128,7 +120,7 @@ class _Plan:
                                      layer.in_shape, layer.out_shape, layer.stride, layer.padding,
                                      x_max if i == 0 else (graph.T if not layer.spiking else 1),
                                      layer.name))
-            self.bias.append(_bias_full(layer))
+            self.bias.append(layer.full_bias())
         self.fb = [[] for _ in range(n_sp)]
         for f in graph.feedback:
             if not (0 <= f.dst <= f.src < n_sp):

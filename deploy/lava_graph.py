@@ -175,9 +175,7 @@ def build_lava_network(graph: Graph, xq: np.ndarray = None, record_spikes: bool 
         syn = _synapse(l.kind if l.kind != "readout" else "dense", l.weight, l.in_shape, l.stride,
                        l.padding, f"{l.name}.syn")
         pre.connect(syn.s_in)
-        bias = np.asarray(l.bias, dtype=np.int64)
-        if l.kind == "conv":
-            bias = np.repeat(bias, int(np.prod(l.out_shape[1:])))
+        bias = l.full_bias()
         if l.spiking:
             nrn = SoftResetLIF(n=l.n_out, bias=bias, threshold=l.threshold, frac_bits=l.frac_bits,
                                decay=graph.decay, period=P, offset=sched.offsets[i], T=T,

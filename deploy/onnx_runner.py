@@ -9,7 +9,6 @@ import onnx
 import onnxruntime as ort
 
 from export.ir import Graph
-from export.onnx_exact import input_bound
 from export.onnx_model import META_FINGERPRINT, META_SPIKES, graph_fingerprint
 
 from .result import BackendResult
@@ -36,8 +35,8 @@ def _check_input(graph: Graph, xq) -> np.ndarray:
     want = tuple(graph.input_shape)
     if xq.ndim != len(want) + 1 or tuple(xq.shape[1:]) != want:
         raise ValueError(f"xq must have shape [N, {', '.join(map(str, want))}], got {list(xq.shape)}")
-    lo = -input_bound(graph) if graph.input_signed else 0
-    hi = input_bound(graph) - 1 if graph.input_signed else input_bound(graph)
+    lo = -graph.input_max if graph.input_signed else 0
+    hi = graph.input_max - 1 if graph.input_signed else graph.input_max
     if xq.size and (xq.min() < lo or xq.max() > hi):
         raise ValueError(f"xq values must lie in [{lo}, {hi}] ({graph.input_bits}-bit input), "
                          f"got [{xq.min()}, {xq.max()}]")

@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from .ir import DECAY_ONE, STATE_MAX, Graph, dyadic_exponent
-from .state_bound import abs_row_sum_max, layer_current_bound, state_bound
+from .onnx_exact import abs_row_sum_max
+from .state_bound import layer_current_bound, state_bound
 
 TIE_RULE = "fire when V >= TH << F (SAF: H(0) = 1) in every form"
 
@@ -50,11 +51,6 @@ class Certificate:
         return "\n".join([head, *rows, *[f"  note: {i}" for i in self.info]])
 
 
-def input_max(graph: Graph) -> int:
-    bits = int(graph.input_bits)
-    return (1 << (bits - 1)) if graph.input_signed else (1 << bits) - 1
-
-
 def certify(graph: Graph) -> Certificate:
     checks, info = [], []
     T, D = int(graph.T), int(graph.decay)
@@ -69,7 +65,7 @@ def certify(graph: Graph) -> Certificate:
     if abs(lam_q - graph.lam) > 0:
         info.append(f"trained lam {graph.lam} is stored as {lam_q:.6g} on the 12-bit decay (float-vs-integer "
                     f"accuracy may change; LIF-vs-SAF exactness is about lam_q)")
-    x_in = input_max(graph)
+    x_in = graph.input_max
     for i, layer in enumerate(graph.spiking_layers):
         F = int(layer.frac_bits)
         if k is not None:

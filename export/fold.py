@@ -74,10 +74,9 @@ def fold_glue_into_dense(w: np.ndarray, pre: list, raw_shape: tuple) -> np.ndarr
 
 def _fold_conv(name: str, w: np.ndarray, lp) -> tuple:
     shape, stride, padding = tuple(lp.raw_in_shape), int(lp.stride), int(lp.padding)
-    for op in reversed(lp.pre):     # innermost glue (applied last) folds first
+    for op in lp.pre:               # composition: pool_k2(pool_k1(x)) == pool_{k1 k2}(x) when divisible
         if op[0] != "avgpool":
             raise FoldError(f"layer {name}: cannot fold {op[0]} in front of a conv")
-    for op in lp.pre:               # composition: pool_k2(pool_k1(x)) == pool_{k1 k2}(x) when divisible
         k = int(op[1])
         if shape[1] % k or shape[2] % k:
             raise FoldError(f"layer {name}: avgpool {k} on a {shape[1]}x{shape[2]} map drops pixels; "

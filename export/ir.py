@@ -58,6 +58,11 @@ class Layer:
     def n_in(self) -> int:
         return int(np.prod(self.in_shape))
 
+    def full_bias(self) -> np.ndarray:
+        """int64 bias per output neuron (a conv channel's bias repeated over its positions)."""
+        b = np.asarray(self.bias, dtype=np.int64)
+        return np.repeat(b, int(np.prod(self.out_shape[1:]))) if self.kind == "conv" else b
+
     @property
     def fan_in(self) -> int:
         if self.kind == "conv":
@@ -97,6 +102,12 @@ class Graph:
     @property
     def spiking_layers(self) -> list:
         return [l for l in self.layers if l.spiking]
+
+    @property
+    def input_max(self) -> int:
+        """Largest |x_q| the input quantization admits."""
+        bits = int(self.input_bits)
+        return (1 << (bits - 1)) if self.input_signed else (1 << bits) - 1
 
     @property
     def readout(self) -> Layer:

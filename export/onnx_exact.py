@@ -54,14 +54,6 @@ class ExactnessItem:
         return line + (f" -- {self.reason}" if self.reason else "")
 
 
-def input_bound(graph: Graph) -> int:
-    """Largest |x_q| the graph's input quantization admits."""
-    bits = int(graph.input_bits)
-    if graph.input_signed:
-        return 1 << (bits - 1)
-    return (1 << bits) - 1
-
-
 def abs_row_sum_max(weight: np.ndarray) -> int:
     """max over output neurons (first axis) of sum |w|, as an exact Python int."""
     w = _integers(weight)
@@ -111,7 +103,7 @@ def onnx_exactness(graph: Graph) -> list:
     """Per layer, the worst-case magnitude of every intermediate of the ONNX model, against the
     exact range of the dtype that holds it. Returns list[ExactnessItem] in computation order."""
     items = []
-    xmax = input_bound(graph)
+    xmax = graph.input_max
     ok = xmax <= FLOAT32_EXACT
     items.append(ExactnessItem("input", "x_q in float32", xmax, FLOAT32_EXACT, ok, "float32",
                                "" if ok else f"input_bits={graph.input_bits} admits |x_q| = {xmax} > 2^24, "

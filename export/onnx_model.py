@@ -192,13 +192,6 @@ def _synapse(b: _Builder, key, x: str, kind: str, w: np.ndarray, in_shape: tuple
     return b.op("Reshape", [y, b.i64([-1, n_out])])
 
 
-def _full_bias(layer) -> np.ndarray:
-    bias = np.asarray(layer.bias, dtype=np.int64)
-    if layer.kind == "conv":
-        return np.repeat(bias, int(np.prod(layer.out_shape[1:])))
-    return bias
-
-
 def _decay(b: _Builder, v: str, m: int) -> str:
     """sign(v) * ((|v| * m) >> 12), with >> 12 as Div of a non-negative int64 by 4096."""
     if m == DECAY_ONE:
@@ -246,7 +239,7 @@ def build_onnx_model(graph: Graph, spikes: bool = True) -> onnx.ModelProto:
         head = spiking[a]
         flat = b.op("Reshape", [stack, b.i64([-1, head.n_in])])
         cur_all = b.op("Reshape", [syn(a, flat), b.i64([T, -1, head.n_out])])
-        cur_all = b.op("Add", [cur_all, b.tensor(("bias", a), _full_bias(head), "b")])
+        cur_all = b.op("Add", [cur_all, b.tensor(("bias", a), head.full_bias(), "b")])
         s_bool, state = {}, {l: None for l in range(a, z + 1)}
         for t in range(T):
             for l in range(a, z + 1):
@@ -255,7 +248,7 @@ def build_onnx_model(graph: Graph, spikes: bool = True) -> onnx.ModelProto:
                     cur = b.op("Gather", [cur_all, b.i64(t)], axis=0)
                 else:
                     cur = b.op("Add", [syn(l, spikes_f(l - 1, t, s_bool)),
-                                       b.tensor(("bias", l), _full_bias(layer), "b")])
+                                       b.tensor(("bias", l), layer.full_bias(), "b")])
                 for k, fb in enumerate(graph.feedback):
                     if fb.dst != l or t == 0:
                         continue

@@ -28,12 +28,6 @@ class ExportError(ValueError):
     """The export cannot go on; one clear line naming the file or layer."""
 
 
-def _input_range(net, cfg: dict, data) -> tuple:
-    """(input_scale, bits, signed, exact) from the calibration/training dataset."""
-    x = data.x_train
-    return input_quantization(float(x.max()), float(x.min()), data.input_scale)
-
-
 def _accuracy_report(net, graph: Graph, data, T: int, limit: Optional[int]) -> dict:
     """Float accuracy (trained model, SAF form) vs quantized accuracy (exact integer SAF form)."""
     from train.evaluate import evaluate
@@ -107,7 +101,8 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
             raise ExportError(f"--input-bits must be in 1..24, got {input_bits}")
         scale, bits, signed, exact_in = float(input_scale), int(input_bits), bool(input_signed), False
     elif data is not None:
-        scale, bits, signed, exact_in = _input_range(net, cfg, data)
+        x = data.x_train
+        scale, bits, signed, exact_in = input_quantization(float(x.max()), float(x.min()), data.input_scale)
     else:
         raise ExportError("no dataset to calibrate the input quantization: pass --calibrate-data NAME "
                           "or --input-scale S [--input-bits B]")

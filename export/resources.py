@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .certificate import input_max
 from .ir import Graph
 from .state_bound import layer_current_bound, state_bound
 
 
-def _valid_taps(n_in: int, n_out: int, k: int, stride: int, pad: int) -> int:
-    """sum over output positions of in-bounds kernel taps along one axis."""
-    o = np.arange(n_out)[:, None] * stride - pad + np.arange(k)[None, :]
-    return int(((o >= 0) & (o < n_in)).sum())
-
-
-def conv_synapses(layer) -> int:
-    co, ci, kh, kw = layer.weight.shape
-    _, h, w = layer.in_shape
-    _, ho, wo = layer.out_shape
-    return int(co * ci * _valid_taps(h, ho, kh, layer.stride, layer.padding)
-               * _valid_taps(w, wo, kw, layer.stride, layer.padding))
+def _conv_synapses(weight, in_shape, stride: int, padding: int) -> int:
+    from hw_targets import conv_synapse_count
+    return conv_synapse_count(in_shape, weight.shape[0], weight.shape[2:], stride, padding)
 
 
 def describe(graph: Graph):
@@ -30,13 +20,14 @@ def describe(graph: Graph):
     from hw_targets.base import weight_stats
 
     descs = []
-    x_in = input_max(graph)
+    x_in = graph.input_max
     for i, l in enumerate(graph.layers):
         fbs = graph.feedback_into(i) if l.spiking else []
-        syn = conv_synapses(l) if l.kind == "conv" else int(l.weight.size)
+        syn = _conv_synapses(l.weight, l.in_shape, l.stride, l.padding) if l.kind == "conv" else int(l.weight.size)
         ws = weight_stats(l.weight)
         for f in fbs:
-            syn += conv_synapses(_FbView(f, graph)) if f.kind == "conv" else int(f.weight.size)
+            syn += (_conv_synapses(f.weight, graph.layers[f.src].out_shape, f.stride, f.padding)
+                    if f.kind == "conv" else int(f.weight.size))
             fs = weight_stats(f.weight)
             ws = dict(max_abs_weight=max(ws["max_abs_weight"], fs["max_abs_weight"]),
                       n_weights=ws["n_weights"] + fs["n_weights"],
@@ -58,15 +49,6 @@ def describe(graph: Graph):
     return NetDesc(layers=descs, T=int(graph.T), lam=float(graph.lam_q), decay=int(graph.decay), reset_interval=reset,
                    frac_bits=int(graph.layers[0].frac_bits), input_bits=int(graph.input_bits),
                    name=str(graph.meta.get("spec", {}).get("name", "net")))
-
-
-class _FbView:
-    """A feedback edge seen as a conv layer (for synapse counting)."""
-
-    def __init__(self, f, graph: Graph):
-        self.weight, self.stride, self.padding = f.weight, f.stride, f.padding
-        self.in_shape = graph.layers[f.src].out_shape
-        self.out_shape = graph.layers[f.dst].out_shape
 
 
 def check_resources(graph: Graph, target) -> tuple:

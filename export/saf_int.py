@@ -90,13 +90,6 @@ class _Linear:
         return out.transpose(0, 2, 1).reshape(b, -1)
 
 
-def _bias_full(layer) -> np.ndarray:
-    b = np.asarray(layer.bias, dtype=np.int64)
-    if layer.kind == "conv":
-        return np.repeat(b, int(np.prod(layer.out_shape[1:])))
-    return b
-
-
 def _bounds(graph: Graph, lin: list, fb: list, x_max: int, p: int, q: int) -> int:
     """Largest magnitude of any intermediate (see the module docstring), in Python ints."""
     T = graph.T
@@ -128,13 +121,13 @@ def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_
     S = q ** (T - 1)
     lin = [_Linear(l.kind if l.spiking else "dense", l.weight, l.in_shape, l.stride, l.padding)
            for l in graph.layers]
-    bias = [_bias_full(l) for l in graph.layers]
+    bias = [l.full_bias() for l in graph.layers]
     fb = [[] for _ in sp]
     for f in graph.feedback:
         if not (0 <= f.dst <= f.src < len(sp)):
             raise ValueError(f"feedback {f.src}->{f.dst} must join spiking layers with dst <= src")
         fb[f.dst].append((f.src, _Linear(f.kind, f.weight, sp[f.src].out_shape, f.stride, f.padding)))
-    x_max = (1 << (graph.input_bits - 1)) if graph.input_signed else (1 << graph.input_bits) - 1
+    x_max = graph.input_max
     xq = np.asarray(xq, dtype=np.int64)
     n = xq.shape[0]
     xq = xq.reshape(n, -1)

@@ -14,15 +14,6 @@ import numpy as np
 from .ir import DECAY_ONE
 
 
-def abs_row_sum_max(weight: np.ndarray) -> int:
-    """max over output units (first axis) of sum |w| (conv: over C_in*kh*kw), as a Python int."""
-    w = np.asarray(weight)
-    if w.size == 0:
-        return 0
-    rows = np.abs(w.reshape(w.shape[0], -1).astype(np.int64))
-    return int(rows.sum(axis=1).max())
-
-
 def _row_sums(w: np.ndarray) -> tuple:
     rows = np.asarray(w, dtype=np.int64).reshape(np.shape(w)[0], -1)
     return np.where(rows > 0, rows, 0).sum(1), np.where(rows < 0, rows, 0).sum(1)
