@@ -19,8 +19,8 @@ from typing import Optional
 
 import numpy as np
 
-from export.bundle import ONNX_FILE, SOURCE_FILE, BundleError, load_graph, read_manifest
-from export.ir import Graph
+from saf.export.bundle import ONNX_FILE, SOURCE_FILE, BundleError, load_graph, read_manifest
+from saf.export.ir import Graph
 
 from .result import BackendResult
 
@@ -73,7 +73,7 @@ def inject_fault(graph: Graph, fault: str) -> tuple:
 
 
 def _float_model(bundle: Bundle):
-    from train.checkpoint import load_model
+    from saf.train.checkpoint import load_model
 
     if bundle.path is None or not (bundle.path / SOURCE_FILE).is_file():
         raise BackendError(f"{bundle.path}: no {SOURCE_FILE} in the bundle (exported from a random model?); "
@@ -119,7 +119,7 @@ def run_backend(name: str, bundle: Bundle, xq: np.ndarray, record_spikes: bool =
         r.backend = f"emulator[{fault}]"
         return r
     if name == "saf-int":
-        from export.saf_int import run_saf_int
+        from saf.export.saf_int import run_saf_int
         return run_saf_int(g, xq, record_spikes=record_spikes)
     if name == "emulator":
         from .emulator import _Plan, emulate
@@ -148,7 +148,7 @@ def potentials_for(name: str, bundle: Bundle, xq_one: np.ndarray, fault: Optiona
     them (emulator, saf-int), else the correct emulator's (the LIF form all LIF backends implement)."""
     g = bundle.graph
     if name == "saf-int":
-        from export.saf_int import run_saf_int
+        from saf.export.saf_int import run_saf_int
         return "saf-int u", run_saf_int(g, xq_one, record_potentials=True).potentials
     from .emulator import emulate
     if name == "emulator" and fault:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from train.bench import SMALL, BenchError, FULL
-from train.methods import METHODS
+from saf.train.bench import SMALL, BenchError, FULL
+from saf.train.methods import METHODS
 
 USER_ERRORS = (BenchError,)
 
@@ -74,7 +74,7 @@ def _write_json(path: str, obj) -> None:
 
 
 def cmd_bench_train(a) -> int:
-    from train.bench import bench_train, format_bench_train, parse_methods, parse_Ts
+    from saf.train.bench import bench_train, format_bench_train, parse_methods, parse_Ts
 
     Ts = parse_Ts(a.T) if a.T is not None else None          # bad input fails before any work
     methods = parse_methods(a.methods)
@@ -89,15 +89,15 @@ def cmd_bench_train(a) -> int:
         _write_json(a.out, r)
         print(f"wrote {a.out}")
     if a.plot:
-        from train.bench_plot import plot_bench_train
+        from saf.train.bench_plot import plot_bench_train
         plot_bench_train(r, a.plot)
         print(f"wrote {a.plot}")
     return 0
 
 
 def cmd_bench_infer(a) -> int:
-    import deploy.bench_infer as bi
-    from deploy.bench_infer import bench_infer, format_bench_infer
+    import saf.deploy.bench_infer as bi
+    from saf.deploy.bench_infer import bench_infer, format_bench_infer
 
     if a.limit is not None and a.limit < 1:
         raise BenchError(f"--limit must be >= 1, got {a.limit}")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from export.bundle import BundleError
-from train.data import DatasetError
+from saf.export.bundle import BundleError
+from saf.train.data import DatasetError
 
 from .backends import BACKENDS, FAULTS, INTEGER_BACKENDS, BackendError, Bundle
 from .golden import GoldenError
@@ -62,7 +62,7 @@ def register(sub) -> None:
 
 def load_inputs(bundle: Bundle, data: str, root, limit) -> tuple:
     """(xq int64 [N, ...], labels, dataset name) of the test split, quantized as the bundle says."""
-    from train.data import load_dataset
+    from saf.train.data import load_dataset
 
     name = data or bundle.dataset
     if not name:

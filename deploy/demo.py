@@ -6,7 +6,7 @@ import shutil
 import time
 from pathlib import Path
 
-from export.bundle import BundleError
+from saf.export.bundle import BundleError
 
 
 def _saf(argv: list) -> int:

@@ -23,7 +23,7 @@ from collections import deque
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from export.ir import DECAY_BITS, DECAY_ONE, STATE_BITS, STATE_MAX, Graph
+from saf.export.ir import DECAY_BITS, DECAY_ONE, STATE_BITS, STATE_MAX, Graph
 
 from .result import BackendResult
 

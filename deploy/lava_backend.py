@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from export.ir import Graph
+from saf.export.ir import Graph
 
 from .lava_graph import build_lava_network
 from .result import BackendResult

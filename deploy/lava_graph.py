@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from export.ir import Graph
+from saf.export.ir import Graph
 
 
 def _let_lava_choose_fork() -> None:

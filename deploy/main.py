@@ -9,7 +9,7 @@ import sys
 
 # (module, attribute with the user-error exception types); imported lazily so `saf train` never
 # imports Lava and `saf --help` stays fast.
-CLI_MODULES = ("train.cli", "export.cli", "deploy.cli", "deploy.bench_cli")
+CLI_MODULES = ("saf.train.cli", "saf.export.cli", "saf.deploy.cli", "saf.deploy.bench_cli")
 
 
 def _modules():

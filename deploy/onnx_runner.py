@@ -8,8 +8,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from export.ir import Graph
-from export.onnx_model import META_FINGERPRINT, META_SPIKES, graph_fingerprint
+from saf.export.ir import Graph
+from saf.export.onnx_model import META_FINGERPRINT, META_SPIKES, graph_fingerprint
 
 from .result import BackendResult
 

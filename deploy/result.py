@@ -1,5 +1,5 @@
 """BackendResult lives in export/result.py (export's integer SAF form returns one too, and imports
 flow train <- export <- deploy); re-exported here for deploy's backends."""
-from export.result import BackendResult
+from saf.export.result import BackendResult
 
 __all__ = ["BackendResult"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from export.ir import Graph
+from saf.export.ir import Graph
 
 from .result import BackendResult
 

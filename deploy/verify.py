@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from export.certificate import certify
+from saf.export.certificate import certify
 
 from .backends import FLOAT_BACKENDS, LIF_FORM, Bundle, run_backend
 from .compare import accuracy, compare_pair, firing_rates

@@ -16,7 +16,7 @@ def _default(o):
 
 
 def write_outputs(rep, text: str, out: Path, report_md=None) -> None:
-    from train.checkpoint import atomic_write
+    from saf.train.checkpoint import atomic_write
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -28,7 +28,7 @@ def write_outputs(rep, text: str, out: Path, report_md=None) -> None:
 
 
 def write_markdown(rep, path: Path) -> None:
-    from train.checkpoint import atomic_write
+    from saf.train.checkpoint import atomic_write
 
     from .plots import plot_rates
 

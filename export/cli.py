@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 
-from hw_targets.base import TargetError
-from train.checkpoint import CheckpointError
-from train.data import DatasetError
-from train.spec import SpecError
+from saf.hw_targets.base import TargetError
+from saf.train.checkpoint import CheckpointError
+from saf.train.data import DatasetError
+from saf.train.spec import SpecError
 
 from .bundle import BundleError, read_manifest
 from .fold import FoldError

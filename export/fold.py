@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from train.modules.synapse import apply_glue
+from saf.train.modules.synapse import apply_glue
 
 
 class FoldError(ValueError):

@@ -30,7 +30,7 @@ class ExportError(ValueError):
 
 def _accuracy_report(net, graph: Graph, data, T: int, limit: Optional[int]) -> dict:
     """Float accuracy (trained model, SAF form) vs quantized accuracy (exact integer SAF form)."""
-    from train.evaluate import evaluate
+    from saf.train.evaluate import evaluate
 
     from .saf_int import run_saf_int
 
@@ -49,13 +49,13 @@ def _accuracy_report(net, graph: Graph, data, T: int, limit: Optional[int]) -> d
 
 def _source(checkpoint, random_model: Optional[str], seed: int):
     """(net, spec, cfg, provenance) from a checkpoint, or a randomly initialised builtin model."""
-    from train.checkpoint import file_sha256, load_model, resolve
+    from saf.train.checkpoint import file_sha256, load_model, resolve
 
     if random_model:
         import torch
 
-        from train.modules.network import SpikingNet
-        from train.spec import load_spec, with_neuron
+        from saf.train.modules.network import SpikingNet
+        from saf.train.spec import load_spec, with_neuron
 
         torch.manual_seed(seed)
         spec = with_neuron(load_spec(random_model))
@@ -72,8 +72,8 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
                       seed: int = 0) -> dict:
     """Export a checkpoint to a bundle directory. Returns the manifest extras (certificate,
     resources, quantization, calibration). Raises a user error with one clear line."""
-    from hw_targets import get_target
-    from train.data import load_dataset
+    from saf.hw_targets import get_target
+    from saf.train.data import load_dataset
 
     from .onnx_model import save_onnx_model
 

@@ -9,15 +9,15 @@ from .state_bound import layer_current_bound, state_bound
 
 
 def _conv_synapses(weight, in_shape, stride: int, padding: int) -> int:
-    from hw_targets import conv_synapse_count
+    from saf.hw_targets import conv_synapse_count
     return conv_synapse_count(in_shape, weight.shape[0], weight.shape[2:], stride, padding)
 
 
 def describe(graph: Graph):
     """hw_targets.NetDesc of the graph (feedback synapses are counted into their destination layer's
     synapses and weights; the destination is marked has_feedback_in)."""
-    from hw_targets import LayerDesc, NetDesc
-    from hw_targets.base import weight_stats
+    from saf.hw_targets import LayerDesc, NetDesc
+    from saf.hw_targets.base import weight_stats
 
     descs = []
     x_in = graph.input_max
@@ -53,7 +53,7 @@ def describe(graph: Graph):
 
 def check_resources(graph: Graph, target) -> tuple:
     """(ResourceReport, violations) for the graph on the target."""
-    from hw_targets import check, map_network
+    from saf.hw_targets import check, map_network
 
     net = describe(graph)
     return map_network(net, target), check(net, target)

@@ -3,7 +3,7 @@
 Leaf package: stdlib + numpy only; it imports nothing from train/export/deploy (the exporter
 describes its integer graph as a NetDesc of LayerDescs and asks `check` and `map_network`).
 
-    from hw_targets import get_target, check, map_network
+    from saf.hw_targets import get_target, check, map_network
     t = get_target("loihi2")
     violations = check(net, t)          # list[Violation]; [] means deployable as described
     report = map_network(net, t)        # ResourceReport: cores, chips, memory; report.fits

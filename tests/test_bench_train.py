@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from deploy.main import main
-from train.bench import (PAPER, BenchError, bench_train, compute_checks, format_bench_train, parse_methods,
+from saf.deploy.main import main
+from saf.train.bench import (PAPER, BenchError, bench_train, compute_checks, format_bench_train, parse_methods,
                          parse_Ts)
-from train.methods import METHODS
+from saf.train.methods import METHODS
 
 torch.set_num_threads(1)
 
@@ -73,7 +73,7 @@ def test_report_text_names_pairs_and_paper(tiny):
 
 
 def test_plot(tiny, tmp_path):
-    from train.bench_plot import plot_bench_train
+    from saf.train.bench_plot import plot_bench_train
     out = plot_bench_train(tiny, tmp_path / "fig.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -154,7 +154,7 @@ def test_cli_small_run_writes_json_and_plot(tmp_path, capsys):
 
 
 def test_bench_infer_calls_the_lead_module_lazily(monkeypatch, capsys):
-    import deploy.bench_infer as bi
+    import saf.deploy.bench_infer as bi
     seen = {}
 
     def fake(bundle, **kw):
@@ -176,8 +176,8 @@ def test_bench_infer_calls_the_lead_module_lazily(monkeypatch, capsys):
 @pytest.mark.parametrize("surrogate,alpha", [("sigmoid", 4.0), ("rect", 1.0)])
 @pytest.mark.parametrize("first", [True, False])
 def test_fused_saf_step_is_bit_identical_to_the_formula(dtype, surrogate, alpha, first):
-    from train.functional.neuron import saf_step, saf_step_fused
-    from train.functional.surrogate import spike
+    from saf.train.functional.neuron import saf_step, saf_step_fused
+    from saf.train.functional.surrogate import spike
     g = torch.Generator().manual_seed(5)
     lam, theta = 0.5, 1.0
     a_prev = None if first else torch.randint(0, 4, (3, 5, 6, 6), generator=g).to(dtype) * 0.75
@@ -198,8 +198,8 @@ def test_fused_saf_step_is_bit_identical_to_the_formula(dtype, surrogate, alpha,
 
 
 def test_saf_f_with_cached_weights_equals_recomputing_them():
-    from train.modules.network import SpikingNet
-    from train.spec import builtin_spec, with_neuron
+    from saf.train.modules.network import SpikingNet
+    from saf.train.spec import builtin_spec, with_neuron
     torch.manual_seed(0)
     net = SpikingNet(with_neuron(builtin_spec("conv-digits-f")))
     x = torch.rand(4, 1, 8, 8)

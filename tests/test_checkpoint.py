@@ -12,11 +12,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-import train.checkpoint as ckpt
-from train.checkpoint import (CHECKPOINT, FORMAT, CheckpointError, atomic_write, load_model, load_resume,
+import saf.train.checkpoint as ckpt
+from saf.train.checkpoint import (CHECKPOINT, FORMAT, CheckpointError, atomic_write, load_model, load_resume,
                               read_checkpoint, save_checkpoint, save_resume)
-from train.modules.network import SpikingNet
-from train.spec import builtin_spec, with_neuron
+from saf.train.modules.network import SpikingNet
+from saf.train.spec import builtin_spec, with_neuron
 
 torch.set_num_threads(1)
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from train.data import DATASETS, Dataset, DatasetError, batches, load_dataset
-from train.data.augment import random_crop_flip
+from saf.train.data import DATASETS, Dataset, DatasetError, batches, load_dataset
+from saf.train.data.augment import random_crop_flip
 
 torch.set_num_threads(1)
 

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from train.distributed import DistributedError, shard_indices, spawn_local
-from train.trainer import TrainConfig, Trainer
+from saf.train.distributed import DistributedError, shard_indices, spawn_local
+from saf.train.trainer import TrainConfig, Trainer
 
 torch.set_num_threads(1)
 
@@ -61,7 +61,7 @@ def test_shard_rejects_a_batch_not_divisible_by_the_world():
 
 
 def test_ddp_outside_torchrun_is_a_clear_error(monkeypatch):
-    from train.distributed import DDPContext
+    from saf.train.distributed import DDPContext
     for v in ("RANK", "WORLD_SIZE"):
         monkeypatch.delenv(v, raising=False)
     with pytest.raises(DistributedError, match="torchrun"):
@@ -70,7 +70,7 @@ def test_ddp_outside_torchrun_is_a_clear_error(monkeypatch):
 
 # ---------------------------------------------------------------- 2 processes == 1 process
 def _data(n: int):
-    from train.data import load_dataset
+    from saf.train.data import load_dataset
     d = load_dataset("digits")
     return SimpleNamespace(name="digits", x_train=d.x_train[:n].double(), y_train=d.y_train[:n],
                            x_test=d.x_test[:40].double(), y_test=d.y_test[:40], num_classes=10,
@@ -93,7 +93,7 @@ def _train(cfg_tuple, ddp=None, out="unused"):
 
 def _worker(rank: int, out_dir: str) -> None:
     torch.set_num_threads(1)
-    from train.distributed import DDPContext
+    from saf.train.distributed import DDPContext
     ctx = DDPContext.from_env("cpu")
     try:
         assert ctx.world == 2 and ctx.backend == "gloo"
@@ -120,7 +120,7 @@ def test_two_processes_match_one_process_on_the_same_global_batch(tmp_path):
 
 def _cli_worker(rank: int, out_dir: str) -> None:
     torch.set_num_threads(1)
-    from deploy.main import main
+    from saf.deploy.main import main
     base = ["train", "--ddp", "--model", "mlp-digits", "--epochs", "1", "--T", "2", "--device", "cpu",
             "--limit-train", "128", "--no-progress", "--out", out_dir]
     assert main(base + ["--batch-size", "33"]) == 2          # not a multiple of 2: refused before any setup

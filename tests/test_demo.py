@@ -10,7 +10,7 @@ import sys
 
 def test_demo_pipeline_end_to_end(tmp_path):
     out = tmp_path / "demo"
-    p = subprocess.run([sys.executable, "-m", "deploy.main", "demo", "--out", str(out), "--epochs", "3",
+    p = subprocess.run([sys.executable, "-m", "saf.deploy.main", "demo", "--out", str(out), "--epochs", "3",
                         "--lava-limit", "8"], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert "verify: PASS" in p.stdout and "identical predictions: 100.00%" in p.stdout

@@ -13,12 +13,12 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from reference_lif import reference_batch  # noqa: E402
 
-import deploy.emulator as emu  # noqa: E402
-import export.saf_int as saf  # noqa: E402
-from deploy.emulator import emulate, run_emulator  # noqa: E402
-from export.ir import Feedback, Graph, Layer, decay_for  # noqa: E402
-from export.saf_int import run_saf_int  # noqa: E402
-from export.synthetic import random_graph, random_inputs  # noqa: E402
+import saf.deploy.emulator as emu  # noqa: E402
+import saf.export.saf_int as saf  # noqa: E402
+from saf.deploy.emulator import emulate, run_emulator  # noqa: E402
+from saf.export.ir import Feedback, Graph, Layer, decay_for  # noqa: E402
+from saf.export.saf_int import run_saf_int  # noqa: E402
+from saf.export.synthetic import random_graph, random_inputs  # noqa: E402
 
 
 def spike_mismatches(a, b) -> int:

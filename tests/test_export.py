@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from deploy.main import main
-from export.bundle import BundleError, load_graph, read_manifest
-from export.certificate import certify
-from export.fold import fold_network, float_forward
-from export.ir import decay_for
-from export.synthetic import random_graph
-from train.checkpoint import save_checkpoint
-from train.modules.network import SpikingNet
-from train.spec import load_spec, with_neuron
+from saf.deploy.main import main
+from saf.export.bundle import BundleError, load_graph, read_manifest
+from saf.export.certificate import certify
+from saf.export.fold import fold_network, float_forward
+from saf.export.ir import decay_for
+from saf.export.synthetic import random_graph
+from saf.train.checkpoint import save_checkpoint
+from saf.train.modules.network import SpikingNet
+from saf.train.spec import load_spec, with_neuron
 
 GOLDEN_CKPT = Path(__file__).parent / "golden" / "demo" / "model.safetensors"
 
@@ -112,8 +112,8 @@ def test_oversized_network_is_refused_with_numbers(tmp_path, capsys):
 
 
 def test_network_needing_more_cores_than_the_system_is_refused(tmp_path):
-    from export.pipeline import ExportError, export_checkpoint
-    from hw_targets import get_target
+    from saf.export.pipeline import ExportError, export_checkpoint
+    from saf.hw_targets import get_target
 
     one_chip = get_target("loihi2").with_chips(1, "one Loihi 2 chip")
     with pytest.raises(ExportError, match=r"needs [0-9,]+ cores .* has 128"):
@@ -139,8 +139,8 @@ def test_certificate_reasons():
 
 def test_quantizer_lowers_precision_instead_of_overflowing(tmp_path, capsys):
     """A layer whose worst-case state would overflow at full precision gets fewer weight levels."""
-    from export.quantize import quantize
-    from hw_targets import get_target
+    from saf.export.quantize import quantize
+    from saf.hw_targets import get_target
 
     net = _net("mlp-digits").double()
     layers, fb = fold_network(net)
@@ -192,8 +192,8 @@ def test_export_bad_input(tmp_path, capsys, case):
 def test_layer_kind_a_target_cannot_take(tmp_path):
     import dataclasses
 
-    from export.pipeline import ExportError, export_checkpoint
-    from hw_targets import get_target
+    from saf.export.pipeline import ExportError, export_checkpoint
+    from saf.hw_targets import get_target
 
     dense_only = dataclasses.replace(get_target("loihi2"), name="dense-chip",
                                      supported_kinds=frozenset({"dense", "readout"}))

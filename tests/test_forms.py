@@ -11,8 +11,8 @@ import copy
 import pytest
 import torch
 
-import train.modules.network as network_mod
-from train.modules.network import Record, SpikingNet
+import saf.train.modules.network as network_mod
+from saf.train.modules.network import Record, SpikingNet
 
 torch.set_num_threads(1)
 

@@ -13,9 +13,9 @@ import copy
 import pytest
 import torch
 
-from train.functional.loss import ce_mse_loss
-from train.methods import train_batch
-from train.modules.network import SpikingNet
+from saf.train.functional.loss import ce_mse_loss
+from saf.train.methods import train_batch
+from saf.train.modules.network import SpikingNet
 
 torch.set_num_threads(1)
 

@@ -14,12 +14,12 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from reference_lif import reference_batch  # noqa: E402
 
-import deploy.emulator as emu  # noqa: E402
-from deploy.emulator import emulate  # noqa: E402
-from deploy.lava_backend import run_lava  # noqa: E402
-from deploy.lava_graph import make_schedule  # noqa: E402
-from export.ir import STATE_MAX, Feedback, Graph, Layer, decay_for  # noqa: E402
-from export.synthetic import random_graph, random_inputs  # noqa: E402
+import saf.deploy.emulator as emu  # noqa: E402
+from saf.deploy.emulator import emulate  # noqa: E402
+from saf.deploy.lava_backend import run_lava  # noqa: E402
+from saf.deploy.lava_graph import make_schedule  # noqa: E402
+from saf.export.ir import STATE_MAX, Feedback, Graph, Layer, decay_for  # noqa: E402
+from saf.export.synthetic import random_graph, random_inputs  # noqa: E402
 
 
 def assert_matches_reference(g, x, res, tag="fixed_pt"):

@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from train.functional.loss import ce_mse_loss
-from train.memory import SavedTensorMeter, state_bytes
-from train.methods import METHODS, train_batch
-from train.modules.network import LIFState, SAFState, SpikingNet
-from train.spec import builtin_spec, with_neuron
+from saf.train.functional.loss import ce_mse_loss
+from saf.train.memory import SavedTensorMeter, state_bytes
+from saf.train.methods import METHODS, train_batch
+from saf.train.modules.network import LIFState, SAFState, SpikingNet
+from saf.train.spec import builtin_spec, with_neuron
 
 torch.set_num_threads(1)
 

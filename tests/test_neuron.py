@@ -11,10 +11,10 @@ from fractions import Fraction
 import pytest
 import torch
 
-from train.functional.neuron import (bias_coeff, lif_step, saf_potential, saf_spikes, saf_step,
+from saf.train.functional.neuron import (bias_coeff, lif_step, saf_potential, saf_spikes, saf_step,
                                      trace_step)
-from train.functional.replace import replace
-from train.functional.surrogate import SURROGATES, heaviside, spike
+from saf.train.functional.replace import replace
+from saf.train.functional.surrogate import SURROGATES, heaviside, spike
 
 torch.set_num_threads(1)
 

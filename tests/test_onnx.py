@@ -15,15 +15,15 @@ from onnx import TensorProto
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from reference_lif import reference_batch  # noqa: E402
 
-import deploy.emulator as emu  # noqa: E402
-import export.onnx_exact as onnx_exact  # noqa: E402
-from deploy.emulator import emulate  # noqa: E402
-from deploy.onnx_runner import run_onnx  # noqa: E402
-from export.ir import STATE_MAX, Feedback, Graph, Layer, decay_for  # noqa: E402
-from export.onnx_exact import OnnxExactnessError, onnx_exactness  # noqa: E402
-from export.onnx_model import (META_FINGERPRINT, OnnxExportError, build_onnx_model,  # noqa: E402
+import saf.deploy.emulator as emu  # noqa: E402
+import saf.export.onnx_exact as onnx_exact  # noqa: E402
+from saf.deploy.emulator import emulate  # noqa: E402
+from saf.deploy.onnx_runner import run_onnx  # noqa: E402
+from saf.export.ir import STATE_MAX, Feedback, Graph, Layer, decay_for  # noqa: E402
+from saf.export.onnx_exact import OnnxExactnessError, onnx_exactness  # noqa: E402
+from saf.export.onnx_model import (META_FINGERPRINT, OnnxExportError, build_onnx_model,  # noqa: E402
                                save_onnx_model)
-from export.synthetic import random_graph, random_inputs  # noqa: E402
+from saf.export.synthetic import random_graph, random_inputs  # noqa: E402
 
 
 def checked_model(g, spikes=True):

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploy.backends import Bundle, run_backend
-from deploy.main import main
-from deploy.verify import verify
-from export.bundle import write_bundle
-from export.synthetic import random_graph, random_inputs
+from saf.deploy.backends import Bundle, run_backend
+from saf.deploy.main import main
+from saf.deploy.verify import verify
+from saf.export.bundle import write_bundle
+from saf.export.synthetic import random_graph, random_inputs
 
 GOLDEN = Path(__file__).parent / "golden" / "demo"
 
@@ -72,8 +72,8 @@ def test_one_lsb_in_a_deep_layer_is_caught_there(demo_bundle):
     b = Bundle.load(demo_bundle)
     import copy
 
-    from deploy.cli import load_inputs
-    from deploy.emulator import emulate
+    from saf.deploy.cli import load_inputs
+    from saf.deploy.emulator import emulate
     xq, y, _ = load_inputs(b, "digits", None, 120)
     good = emulate(b.graph, xq, record_potentials=True)
     # a neuron of fc3 that fires with less than one weight step (2 << F) to spare, and an input that
@@ -85,14 +85,14 @@ def test_one_lsb_in_a_deep_layer_is_caught_there(demo_bundle):
     g = copy.deepcopy(b.graph)
     g.layers[2].weight[j, i] -= 2
     bad = run_backend("emulator", b, xq, graph=g)
-    from deploy.compare import compare_pair
+    from saf.deploy.compare import compare_pair
     p = compare_pair(good, bad, [l.name for l in b.graph.spiking_layers])
     assert p["layers"][0]["mismatches"] == 0 and p["layers"][1]["mismatches"] == 0
     assert p["layers"][2]["mismatches"] > 0 and p["first"]["layer"] == "fc3" and p["first"]["t"] <= t + 1
 
 
 def _synthetic_bundle(tmp_path, g) -> Bundle:
-    from export.onnx_model import save_onnx_model
+    from saf.export.onnx_model import save_onnx_model
 
     out = write_bundle(g, tmp_path / "syn", extra={"certificate": {"exact": None}},
                        writers={"model.onnx": lambda p: save_onnx_model(g, p)})

@@ -299,7 +299,7 @@ def _saf_reference(U, a_prev, lam, theta, surrogate, alpha):
 def compiled_neurons(enabled: bool = True):
     """Swap the network's elementwise neuron steps (SAF: saf_step_fused; LIF: lif_step, used by
     OTTT and BPTT) for torch.compile'd ones, forward and backward; restored on exit."""
-    import train.modules.network as netmod
+    import saf.train.modules.network as netmod
     if not enabled:
         yield
         return

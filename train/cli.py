@@ -52,7 +52,7 @@ def register(sub) -> None:
     p.add_argument("--ddp", action="store_true",
                    help="data-parallel training over the processes of a torchrun job (NCCL on GPUs, gloo "
                         "on CPU); --batch-size is the global batch, split across the processes; rank 0 "
-                        "writes --out. e.g. torchrun --nproc_per_node=4 -m deploy.main train --ddp ...")
+                        "writes --out. e.g. torchrun --nproc_per_node=4 -m saf.deploy.main train --ddp ...")
     p.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a checkpoint in SAF form and LIF form (float)")

@@ -16,7 +16,7 @@ from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from deploy.lava_procs.phase import AbstractPhasedModel
+from saf.deploy.lava_procs.phase import AbstractPhasedModel
 
 
 class Integrator(AbstractProcess):
