@@ -1,14 +1,18 @@
-"""One interface over every inference backend: run(bundle, xq) -> BackendResult.
+"""Every inference backend as a typed record (deploy/backend_spec.py), and one entry point:
+run_backend(name, bundle, xq) -> BackendResult.
 
-  lava       the bundle's Lava process graph on Loihi2SimCfg(select_tag="fixed_pt")
-  onnx       onnxruntime on the bundle's model.onnx
-  emulator   the fast bit-accurate numpy emulator of the integer LIF form
   saf-int    the SAF accumulation (training) form on the integer weights, exact arithmetic
+  emulator   the fast bit-accurate numpy emulator of the integer LIF form
+  onnx       onnxruntime's CPU provider on the bundle's model.onnx (covered by the certificate)
+  onnx-cuda  the same model on onnxruntime's CUDA provider: NOT covered by the certificate (cuDNN may
+             pick FFT/Winograd or TF32); compared like every backend, against the mismatch bound
+  lava       the bundle's Lava process graph on Loihi2SimCfg(select_tag="fixed_pt") (slow: a subset)
   saf-float  the trained float model (the bundle's source.safetensors), SAF form
   lif-float  the trained float model, LIF form (the PyTorch LIF model)
 
-Fault injection (FAULTS) turns the emulator into a deliberately wrong backend, so the verifier's
-own tests (and `saf verify --inject-fault`) show that every kind of conversion error is caught.
+Fault injection (FAULTS) makes a deliberately wrong emulator backend (fault_backend), so the
+verifier's own tests (and `saf verify --inject-fault`) show each kind of conversion error is caught.
+A faulty backend declares the correct convention: its fault is a bug, which the comparison must find.
 """
 from __future__ import annotations
 
@@ -20,24 +24,20 @@ from typing import Optional
 import numpy as np
 
 from saf.export.bundle import ONNX_FILE, SOURCE_FILE, BundleError, load_graph, read_manifest
-from saf.export.ir import Graph
+from saf.export.ir import Convention, Graph
 
+from .backend_spec import BACKENDS, BackendError, BackendSpec, Form, get_backend, register  # noqa: F401
 from .result import BackendResult
 
-INTEGER_BACKENDS = ("saf-int", "emulator", "onnx", "lava")
-FLOAT_BACKENDS = ("saf-float", "lif-float")
-BACKENDS = INTEGER_BACKENDS + FLOAT_BACKENDS
-LIF_FORM = ("emulator", "onnx", "lava")          # integer LIF implementations: always bit-identical
 FAULTS = {
     "lsb": "one weight of the first layer changed by one LSB",
     "tie": "strict threshold comparison V > TH<<F (Lava's stock LIF) instead of >=",
     "hard-reset": "hard reset V' = 0 instead of subtractive",
     "delay": "Lava's one-step synaptic delay left uncompensated on every feed-forward connection",
+    "u-21bit": "the current I<<F held in a 21-bit register that wraps (Loihi's u register has 24 bits)",
 }
-
-
-class BackendError(ValueError):
-    """A backend cannot run on this bundle (one clear line)."""
+_FAULT_OPTS = {"tie": {"tie": "gt"}, "hard-reset": {"reset": "zero"}, "delay": {"feedforward_delay": 1},
+               "u-21bit": {"current_bits": 21}}
 
 
 @dataclass
@@ -49,6 +49,7 @@ class Bundle:
 
     @classmethod
     def load(cls, path) -> "Bundle":
+        """Load and authenticate (schema, manifest digest, every file's sha256; see export/bundle_auth.py)."""
         path = Path(path)
         return cls(path, read_manifest(path), load_graph(path))
 
@@ -68,8 +69,51 @@ def inject_fault(graph: Graph, fault: str) -> tuple:
         idx = np.unravel_index(int(np.argmax(flat)), w.shape)
         w[idx] += -1 if w[idx] > 0 else 1          # one LSB towards zero (stays in range)
         return g, {}
-    opts = {"tie": {"tie": "gt"}, "hard-reset": {"reset": "zero"}, "delay": {"feedforward_delay": 1}}[fault]
-    return graph, opts
+    return graph, _FAULT_OPTS[fault]
+
+
+def _run_saf_int(bundle, g, xq, record_spikes, record_potentials, progress, **opts):
+    from saf.export.saf_int import run_saf_int
+    return run_saf_int(g, xq, record_spikes=record_spikes, record_potentials=record_potentials)
+
+
+def _run_emulator(bundle, g, xq, record_spikes, record_potentials, progress, **opts):
+    from .emulator import _Plan, emulate
+    own = g is bundle.graph
+    plan = bundle.cache.get("emulator_plan") if own else None
+    if plan is None:                           # unrolled synapses: built once per bundle
+        plan = _Plan(g, 0)
+        if own:
+            bundle.cache["emulator_plan"] = plan
+    return emulate(g, xq, record_spikes=record_spikes, record_potentials=record_potentials, plan=plan)
+
+
+def _onnx_path(bundle) -> str:
+    if bundle.path is None or not (bundle.path / ONNX_FILE).is_file():
+        raise BundleError(f"{bundle.path}: no {ONNX_FILE} in the bundle")
+    return str(bundle.path / ONNX_FILE)
+
+
+def _run_onnx(bundle, g, xq, record_spikes, record_potentials, progress, providers=None, **opts):
+    from .onnx_runner import run_onnx
+    return run_onnx(_onnx_path(bundle), g, xq, record_spikes=record_spikes, progress=progress,
+                    providers=providers, **opts)
+
+
+def _run_onnx_cuda(bundle, g, xq, record_spikes, record_potentials, progress, **opts):
+    return _run_onnx(bundle, g, xq, record_spikes, record_potentials, progress,
+                     providers=["CUDAExecutionProvider"], **opts)
+
+
+def _cuda_missing() -> str:
+    import onnxruntime as ort
+    return "" if "CUDAExecutionProvider" in ort.get_available_providers() else \
+        "onnxruntime has no CUDAExecutionProvider"
+
+
+def _run_lava(bundle, g, xq, record_spikes, record_potentials, progress, **opts):
+    from .lava_backend import run_lava
+    return run_lava(g, xq, record_spikes=record_spikes, progress=progress, **opts)
 
 
 def _float_model(bundle: Bundle):
@@ -82,77 +126,88 @@ def _float_model(bundle: Bundle):
     return net.double()
 
 
-def _run_float(bundle: Bundle, xq: np.ndarray, form: str, record_spikes: bool) -> BackendResult:
-    import time
+def _run_float(form: str):
+    def run(bundle, g, xq, record_spikes, record_potentials, progress, **opts) -> BackendResult:
+        import time
 
-    import torch
+        import torch
 
-    t0 = time.perf_counter()
-    net = _float_model(bundle)
-    g = bundle.graph
-    x = torch.from_numpy(np.asarray(xq, np.float64) / g.input_scale)
-    readouts, spikes = [], [[] for _ in range(net.n_spiking)]
-    for i in range(0, len(x), 256):
-        total, recs = net.infer(x[i:i + 256], g.T, form, record=record_spikes)
-        readouts.append(total.numpy())
-        if record_spikes:
-            for l in range(net.n_spiking):
-                spikes[l].append(np.stack([r.spikes[l].flatten(1).numpy() > 0.5 for r in recs], axis=1))
-    sp = [np.concatenate(s) for s in spikes] if record_spikes else None
-    return BackendResult(backend=f"{form}-float", readout=np.concatenate(readouts), spikes=sp,
-                         seconds=time.perf_counter() - t0, info={"dtype": "float64"})
+        t0 = time.perf_counter()
+        net = _float_model(bundle)
+        x = torch.from_numpy(np.asarray(xq, np.float64) / g.input_scale)
+        readouts, spikes = [], [[] for _ in range(net.n_spiking)]
+        for i in range(0, len(x), 256):
+            total, recs = net.infer(x[i:i + 256], g.T, form, record=record_spikes)
+            readouts.append(total.numpy())
+            if record_spikes:
+                for l in range(net.n_spiking):
+                    spikes[l].append(np.stack([r.spikes[l].flatten(1).numpy() > 0.5 for r in recs], axis=1))
+        sp = [np.concatenate(s) for s in spikes] if record_spikes else None
+        return BackendResult(backend=f"{form}-float", readout=np.concatenate(readouts), spikes=sp,
+                             seconds=time.perf_counter() - t0, info={"dtype": "float64"})
+    return run
+
+
+def _declared(module: str) -> Convention:
+    import importlib
+    return importlib.import_module(module).CONVENTION
+
+
+# Each integer backend declares its tie comparison and reset; the certificate's convention row
+# checks them against the IR's. Lava's is declared here (importing lava_procs needs lava):
+# lava_procs/lif.py overrides the stock LIF's compare (>=) and reset_voltage (subtract).
+register(BackendSpec("saf-int", Form.SAF, True, _run_saf_int, _declared("saf.export.saf_int"),
+                     description="SAF form, exact integer arithmetic"))
+register(BackendSpec("emulator", Form.LIF, True, _run_emulator, _declared("saf.deploy.emulator"),
+                     description="numpy emulator of the integer LIF form"))
+register(BackendSpec("onnx", Form.LIF, False, _run_onnx, _declared("saf.export.onnx_model"),
+                     description="onnxruntime, CPU provider"))
+register(BackendSpec("onnx-cuda", Form.LIF, False, _run_onnx_cuda, _declared("saf.export.onnx_model"),
+                     covered=False, unavailable=_cuda_missing,
+                     description="onnxruntime, CUDA provider (not covered by the certificate)"))
+register(BackendSpec("lava", Form.LIF, False, _run_lava, Convention(">=", "subtract"), subset=True,
+                     description="Lava Loihi2SimCfg fixed_pt"))
+register(BackendSpec("saf-float", Form.FLOAT, False, _run_float("saf"), None, description="trained float, SAF form"))
+register(BackendSpec("lif-float", Form.FLOAT, False, _run_float("lif"), None, description="trained float, LIF form"))
+
+
+def fault_backend(fault: str) -> BackendSpec:
+    """The emulator with one injected fault, as its own record (never registered, never parsed)."""
+    if fault not in FAULTS:
+        raise BackendError(f"unknown fault {fault!r} (known: {', '.join(FAULTS)})")
+
+    def run(bundle, g, xq, record_spikes, record_potentials, progress, **opts):
+        from .emulator import emulate
+        g2, fopts = inject_fault(g, fault)
+        return emulate(g2, xq, record_spikes=record_spikes, record_potentials=record_potentials, **fopts)
+    base = BACKENDS["emulator"]
+    return BackendSpec(f"emulator[{fault}]", Form.LIF, True, run, base.convention,
+                       description=f"emulator with an injected fault: {FAULTS[fault]}")
+
+
+def run_spec(spec: BackendSpec, bundle: Bundle, xq: np.ndarray, record_spikes: bool = True,
+             record_potentials: bool = False, progress: bool = False, graph: Optional[Graph] = None,
+             **opts) -> BackendResult:
+    """Run one backend record; the result is labelled with the record's name."""
+    if record_potentials and not spec.reports_potentials:
+        raise BackendError(f"{spec.name} cannot report membrane potentials")
+    g = graph if graph is not None else bundle.graph
+    r = spec.runner(bundle, g, xq, record_spikes, record_potentials, progress, **opts)
+    r.info.setdefault("implementation", r.backend)
+    r.backend = spec.name
+    return r
 
 
 def run_backend(name: str, bundle: Bundle, xq: np.ndarray, record_spikes: bool = True,
                 progress: bool = False, fault: Optional[str] = None, graph: Optional[Graph] = None,
-                **opts) -> BackendResult:
+                record_potentials: bool = False, **opts) -> BackendResult:
     """Run backend `name` on quantized inputs xq [N, *input_shape]. `fault` (emulator only) injects
     one of FAULTS; `graph` overrides the bundle's graph (tests)."""
-    g = graph if graph is not None else bundle.graph
     if fault is not None:
         if name != "emulator":
             raise BackendError(f"faults are injected into the emulator backend, not {name}")
-        from .emulator import emulate
-
-        g, fopts = inject_fault(g, fault)
-        r = emulate(g, xq, record_spikes=record_spikes, **fopts)
-        r.backend = f"emulator[{fault}]"
-        return r
-    if name == "saf-int":
-        from saf.export.saf_int import run_saf_int
-        return run_saf_int(g, xq, record_spikes=record_spikes)
-    if name == "emulator":
-        from .emulator import _Plan, emulate
-        plan = bundle.cache.get("emulator_plan") if graph is None else None
-        if plan is None:                       # unrolled synapses: built once per bundle
-            plan = _Plan(g, 0)
-            if graph is None:
-                bundle.cache["emulator_plan"] = plan
-        return emulate(g, xq, record_spikes=record_spikes, plan=plan)
-    if name == "onnx":
-        from .onnx_runner import run_onnx
-        if bundle.path is None or not (bundle.path / ONNX_FILE).is_file():
-            raise BundleError(f"{bundle.path}: no {ONNX_FILE} in the bundle")
-        return run_onnx(str(bundle.path / ONNX_FILE), g, xq, record_spikes=record_spikes, progress=progress,
-                        **opts)
-    if name == "lava":
-        from .lava_backend import run_lava
-        return run_lava(g, xq, record_spikes=record_spikes, progress=progress, **opts)
-    if name in FLOAT_BACKENDS:
-        return _run_float(bundle, xq, name.split("-")[0], record_spikes)
-    raise BackendError(f"unknown backend {name!r} (known: {', '.join(BACKENDS)})")
-
-
-def potentials_for(name: str, bundle: Bundle, xq_one: np.ndarray, fault: Optional[str] = None) -> tuple:
-    """(label, potentials per layer [1, T, n]) for one sample: the backend's own where it can report
-    them (emulator, saf-int), else the correct emulator's (the LIF form all LIF backends implement)."""
-    g = bundle.graph
-    if name == "saf-int":
-        from saf.export.saf_int import run_saf_int
-        return "saf-int u", run_saf_int(g, xq_one, record_potentials=True).potentials
-    from .emulator import emulate
-    if name == "emulator" and fault:
-        g2, fopts = inject_fault(g, fault)
-        return f"emulator[{fault}] V", emulate(g2, xq_one, record_potentials=True, **fopts).potentials
-    label = "V" if name == "emulator" else "V (emulator)"
-    return label, emulate(g, xq_one, record_potentials=True).potentials
+        spec = fault_backend(fault)
+    else:
+        spec = get_backend(name)
+    return run_spec(spec, bundle, xq, record_spikes=record_spikes, record_potentials=record_potentials,
+                    progress=progress, graph=graph, **opts)

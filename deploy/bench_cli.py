@@ -103,6 +103,8 @@ def cmd_bench_infer(a) -> int:
         raise BenchError(f"--limit must be >= 1, got {a.limit}")
     if a.repeats < 1:
         raise BenchError(f"--repeats must be >= 1, got {a.repeats}")
+    if a.lava_limit < 1:
+        raise BenchError(f"--lava-limit must be >= 1, got {a.lava_limit}")
     kw = {}
     if a.backends is not None:
         backends = tuple(b.strip() for b in a.backends.split(",") if b.strip())

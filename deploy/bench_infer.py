@@ -9,16 +9,11 @@ import numpy as np
 DEFAULT_BACKENDS = ("emulator", "onnx", "onnx-cuda", "saf-int", "lif-float", "lava")
 
 
-def _onnx_cuda_available() -> bool:
-    import onnxruntime as ort
-    return "CUDAExecutionProvider" in ort.get_available_providers()
-
-
 def bench_infer(bundle_path, data=None, limit=None, backends=DEFAULT_BACKENDS, lava_limit=50,
                 repeats: int = 3, data_root=None) -> dict:
     """Median of `repeats` runs per backend (Lava: one run, it is slow) on the test inputs; every
     backend's predictions must agree with the emulator's on the samples it ran (else flagged)."""
-    from .backends import Bundle, run_backend
+    from .backends import Bundle, get_backend, run_spec
     from .cli import load_inputs
 
     b = Bundle.load(bundle_path)
@@ -26,16 +21,16 @@ def bench_infer(bundle_path, data=None, limit=None, backends=DEFAULT_BACKENDS, l
     T = b.graph.T
     rows, ref = [], None
     for be in backends:
-        if be == "onnx-cuda" and not _onnx_cuda_available():
-            rows.append({"backend": be, "available": False, "note": "onnxruntime has no CUDAExecutionProvider here"})
+        spec = get_backend(be)
+        why = spec.unavailable()
+        if why:
+            rows.append({"backend": be, "available": False, "note": why})
             continue
-        x = xq[:lava_limit] if be == "lava" else xq
-        opts = {"providers": ["CUDAExecutionProvider"]} if be == "onnx-cuda" else {}
-        name_ = "onnx" if be == "onnx-cuda" else be
+        x = xq[:lava_limit] if spec.subset else xq
         times, r, compile_s = [], None, 0.0
-        for _ in range(1 if be == "lava" else repeats):
+        for _ in range(1 if spec.subset else repeats):
             t0 = time.perf_counter()
-            r = run_backend(name_, b, x, record_spikes=False, **opts)
+            r = run_spec(spec, b, x, record_spikes=False)
             times.append(time.perf_counter() - t0)
         sec = float(np.median(times))
         if be == "lava":          # steady-state streaming rate: build + compile reported separately
@@ -47,7 +42,9 @@ def bench_infer(bundle_path, data=None, limit=None, backends=DEFAULT_BACKENDS, l
         rows.append({"backend": be, "available": True, "samples": int(len(x)), "seconds": sec,
                      "samples_per_s": len(x) / sec, "ms_per_sample": 1000 * sec / len(x),
                      "us_per_time_step": 1e6 * sec / (len(x) * T), "agree_with_emulator": agree,
-                     "note": f"excludes {compile_s:.1f} s build+compile" if be == "lava" else ""})
+                     "covered": spec.covered,
+                     "note": "; ".join(n for n in (f"excludes {compile_s:.1f} s build+compile" if be == "lava" else "",
+                                                   "" if spec.covered else "not covered by the certificate") if n)})
     lava = next((r for r in rows if r["backend"] == "lava" and r.get("available")), None)
     for r in rows:
         if lava and r.get("available"):
@@ -64,5 +61,6 @@ def format_bench_infer(res: dict) -> str:
             continue
         sp = r.get("speedup_vs_lava")
         lines.append(f"{r['backend']:<10} {r['samples']:>7} {r['samples_per_s']:>11.1f} {r['ms_per_sample']:>10.3f} "
-                     f"{r['us_per_time_step']:>9.2f} {(f'{sp:.0f}x' if sp else '-'):>9}")
+                     f"{r['us_per_time_step']:>9.2f} {(f'{sp:.0f}x' if sp else '-'):>9}"
+                     + (f"  ({r['note']})" if r.get("note") else ""))
     return "\n".join(lines)

@@ -9,7 +9,7 @@ import numpy as np
 from saf.export.bundle import BundleError
 from saf.train.data import DatasetError
 
-from .backends import BACKENDS, FAULTS, INTEGER_BACKENDS, BackendError, Bundle
+from .backends import BACKENDS, FAULTS, BackendError, Bundle
 from .golden import GoldenError
 
 USER_ERRORS = (BundleError, DatasetError, BackendError, GoldenError)
@@ -25,7 +25,7 @@ def register(sub) -> None:
     r = sub.add_parser("run", help="run a bundle on a backend: accuracy, spikes, synaptic ops, rates",
                        description="Run an exported bundle on the test set of a dataset.")
     r.add_argument("bundle")
-    r.add_argument("--backend", default="emulator", choices=BACKENDS)
+    r.add_argument("--backend", default="emulator", choices=list(BACKENDS))
     _data_args(r, "first N test samples (default: all)")
     r.add_argument("--raster", default=None, metavar="PNG", help="draw a spike raster of one sample")
     r.add_argument("--sample", type=int, default=0, help="sample index for --raster")
@@ -37,9 +37,17 @@ def register(sub) -> None:
                                    "train at every time step between backends; optional golden regression.")
     v.add_argument("bundle")
     _data_args(v, "first N test samples for the non-Lava backends (default: all)")
+    v.add_argument("--inputs", default=None, metavar="NPY",
+                   help="compare on these quantized inputs (int array [N, *input_shape], e.g. a saved fuzz "
+                        "failure) instead of the dataset")
     v.add_argument("--backends", default="saf-int,emulator,onnx,lava",
-                   help=f"comma list of {', '.join(BACKENDS)} (saf-float adds the float-to-quantized change)")
+                   help=f"comma list of {', '.join(BACKENDS)}, at least two distinct integer ones "
+                        f"(saf-float adds the float-to-quantized change)")
     v.add_argument("--lava-limit", type=int, default=50, help="samples run on Lava (slow) (default 50)")
+    v.add_argument("--fuzz", type=int, default=0, metavar="N",
+                   help="also compare on N inputs beyond the dataset: uniform, sparse, extreme, and inputs "
+                        "constructed to hit a threshold tie and a near-24-bit state in every spiking layer")
+    v.add_argument("--seed", type=int, default=0, help="seed for --fuzz (default 0)")
     v.add_argument("--golden", default=None, metavar="DIR", help="compare against golden outputs in DIR")
     v.add_argument("--update-golden", action="store_true", help="(re)write DIR's golden outputs first")
     v.add_argument("--mismatch-bound", type=float, default=0.01,
@@ -79,9 +87,37 @@ def load_inputs(bundle: Bundle, data: str, root, limit) -> tuple:
     return bundle.graph.quantize_input(x), y, ds.name
 
 
+def check_count(flag: str, value, minimum: int = 1) -> None:
+    """Count flags: one line naming the flag when the value is below its minimum."""
+    if value is not None and value < minimum:
+        raise BackendError(f"{flag} must be >= {minimum}, got {value}")
+
+
+def load_npy_inputs(bundle: Bundle, path: str) -> np.ndarray:
+    """Quantized inputs from a .npy file, checked against the bundle's input shape and range."""
+    from .fuzz import input_range
+
+    p = Path(path)
+    try:
+        x = np.load(p, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"--inputs {path}: cannot read a .npy array ({e})") from None
+    want = tuple(bundle.graph.input_shape)
+    lo, hi = input_range(bundle.graph)
+    if x.dtype.kind not in "iu":
+        raise DatasetError(f"--inputs {path}: needs quantized integers, got dtype {x.dtype}")
+    if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want or len(x) < 1:
+        raise DatasetError(f"--inputs {path}: shape {list(x.shape)}, the bundle expects [N>=1, {', '.join(map(str, want))}]")
+    if x.min() < lo or x.max() > hi:
+        raise DatasetError(f"--inputs {path}: values in [{x.min()}, {x.max()}], the bundle's input range is [{lo}, {hi}]")
+    return x.astype(np.int64)
+
+
 def cmd_run(a) -> int:
     from .stats import run_stats
 
+    check_count("--limit", a.limit)
+    check_count("--sample", a.sample, 0)
     b = Bundle.load(a.bundle)
     xq, y, name = load_inputs(b, a.data, a.data_root, a.limit)
     from .backends import run_backend
@@ -112,30 +148,71 @@ def cmd_verify(a) -> int:
     from .verify import format_report, verify
     from .verify_io import write_outputs
 
-    backends = [s.strip() for s in a.backends.split(",") if s.strip()]
-    bad = [s for s in backends if s not in BACKENDS]
-    if bad or not backends:
-        raise BackendError(f"--backends: unknown {', '.join(bad) or '(none given)'} (known: {', '.join(BACKENDS)})")
-    if len([s for s in backends if s in INTEGER_BACKENDS]) + (1 if a.inject_fault else 0) < 2:
-        raise BackendError("--backends: need at least two integer backends to compare "
-                           f"({', '.join(INTEGER_BACKENDS)})")
+    from .backend_spec import resolve_backends
+
+    backends = a.backends.split(",")
+    resolve_backends(backends)                     # names, duplicates, >= 2 distinct integer backends
+    check_count("--lava-limit", a.lava_limit)
+    check_count("--limit", a.limit)
+    check_count("--seed", a.seed, 0)
+    if a.fuzz:
+        check_count("--fuzz", a.fuzz)
     if a.update_golden and not a.golden:
         raise BackendError("--update-golden needs --golden DIR")
     if not (0 <= a.mismatch_bound <= 1):
         raise BackendError(f"--mismatch-bound must be in [0, 1], got {a.mismatch_bound}")
+    if a.inputs and (a.data or a.limit):
+        raise BackendError("--inputs replaces the dataset: drop --data/--limit")
     b = Bundle.load(a.bundle)
-    xq, y, name = load_inputs(b, a.data, a.data_root, a.limit)
+    if a.inputs:
+        xq, y, name = load_npy_inputs(b, a.inputs), None, a.inputs
+    else:
+        xq, y, name = load_inputs(b, a.data, a.data_root, a.limit)
+    if a.fuzz:
+        from .fuzz import min_fuzz
+        check_count("--fuzz", a.fuzz, min_fuzz(b.graph))
     rep = verify(b, xq, y, backends, lava_limit=a.lava_limit, fault=a.inject_fault, golden_dir=a.golden,
                  update_golden=a.update_golden, mismatch_bound=a.mismatch_bound,
-                 progress=not a.no_progress, dataset=name)
+                 progress=not a.no_progress, dataset=name, fuzz=a.fuzz, seed=a.seed)
+    out = Path(a.out) if a.out else Path(str(Path(a.bundle)).rstrip("/") + "-verify")
+    if rep.fuzz is not None:
+        _save_fuzz_failure(rep.fuzz, a, out)
     text = format_report(rep)
     print(text)
-    out = Path(a.out) if a.out else Path(str(Path(a.bundle)).rstrip("/") + "-verify")
     write_outputs(rep, text, out, a.report)
     print(f"wrote {out / 'verify.json'}" + (f" and {a.report}" if a.report else ""))
     return 0 if rep.ok else 1
 
 
+def _save_fuzz_failure(fz: dict, a, out: Path) -> None:
+    """Save the first failing fuzz input as .npy (atomically) with a command line that reproduces it."""
+    from saf.train.checkpoint import atomic_write
+
+    x = fz.pop("failing_input", None)
+    if x is None:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "fuzz-failure.npy"
+
+    def save(tmp):
+        with open(tmp, "wb") as f:
+            np.save(f, x)
+    atomic_write(path, save)
+    pair = [fz["failing"]["a"], fz["failing"]["b"]]
+    fault_name = f"emulator[{a.inject_fault}]" if a.inject_fault else None
+    names = [n if n != fault_name else "emulator" for n in pair]
+    for extra in ("saf-int", "emulator"):
+        if len(set(names)) < 2:
+            names.append(extra)
+    names = list(dict.fromkeys(names))
+    cmd = f"saf verify {a.bundle} --backends {','.join(names)} --inputs {path} --out {out / 'fuzz-repro'}"
+    if a.inject_fault:
+        cmd += f" --inject-fault {a.inject_fault}"
+    fz["failing_file"], fz["reproduce"] = str(path), cmd
+
+
 def cmd_demo(a) -> int:
+    check_count("--lava-limit", a.lava_limit)
+    check_count("--epochs", a.epochs)
     from .demo import run_demo
     return run_demo(Path(a.out), epochs=a.epochs, lava_limit=a.lava_limit, force=a.force)

@@ -75,3 +75,24 @@ def firing_rates(r: BackendResult) -> list:
 def accuracy(r: BackendResult, labels: np.ndarray) -> float:
     n = len(r.readout)
     return float((r.predictions == labels[:n]).mean()) if n else float("nan")
+
+
+def compare_potentials(a: list, b: list, layer_names: list) -> dict:
+    """Membrane potentials V[t] of two backends that both report them: mismatches per layer over the
+    samples both recorded, and the first one (ordered like first_mismatch) with each side's value."""
+    n = min(len(a[0]), len(b[0])) if a and b else 0
+    layers, best = [], None
+    for li, (name, x, y) in enumerate(zip(layer_names, a, b)):
+        d = x[:n] != y[:n]
+        layers.append({"layer": name, "mismatches": int(d.sum()), "total": int(d.size)})
+        if d.any():
+            s = int(np.argmax(d.any(axis=(1, 2))))
+            t = int(np.argmax(d[s].any(axis=1)))
+            cand = (s, t, li, int(np.argmax(d[s, t])))
+            best = cand if best is None or cand < best else best
+    rep = {"samples": n, "layers": layers, "mismatches": sum(l["mismatches"] for l in layers), "first": None}
+    if best is not None:
+        s, t, li, k = best
+        rep["first"] = {"sample": s, "layer": layer_names[li], "layer_index": li, "t": t + 1, "neuron": k,
+                        "potential_a": int(a[li][s, t, k]), "potential_b": int(b[li][s, t, k])}
+    return rep

@@ -13,7 +13,9 @@ dense matrix; large ones use a strided im2col view (sliding_window_view) and one
                        (d = 1: Lava's per-connection delay left uncompensated)
   feedback_delay=d     delay of feedback edges (correct: 1; 2 = one step too many)
   overflow="wrap"      24-bit wrap-around instead of saturation
-The defaults are the correct semantics.
+  current_bits=b       the current I << F held in a b-bit register that wraps (Loihi's u register is
+                       24 bits and the certificate keeps it from wrapping; b = 21: a too-narrow one)
+The defaults are the correct semantics (CONVENTION: fire at V >= TH<<F, subtractive reset).
 """
 from __future__ import annotations
 
@@ -23,10 +25,12 @@ from collections import deque
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from saf.export.ir import DECAY_BITS, DECAY_ONE, STATE_BITS, STATE_MAX, Graph
+from saf.export.ir import DECAY_BITS, DECAY_ONE, STATE_BITS, STATE_MAX, Convention, Graph
 
 from .result import BackendResult
 
+# What emulate() computes with its default options (declared for the certificate's convention row).
+CONVENTION = Convention(">=", "subtract")
 # Convolutions with n_in * n_out up to this many entries are unrolled into a dense matrix.
 DENSE_CONV_LIMIT = 1 << 22
 
@@ -92,13 +96,17 @@ def _decay(v: np.ndarray, decay: int) -> np.ndarray:
     return np.where(v < 0, -mag, mag)
 
 
+def _wrap(v: np.ndarray, bits: int) -> np.ndarray:
+    half = 1 << (bits - 1)
+    return ((v + half) & ((1 << bits) - 1)) - half
+
+
 def _limit(v: np.ndarray, overflow: str) -> tuple:
     """Apply the 24-bit state limit; returns (limited state, number of elements changed)."""
     if overflow == "clip":
         out = np.clip(v, -STATE_MAX, STATE_MAX)
     elif overflow == "wrap":
-        half = 1 << (STATE_BITS - 1)
-        out = ((v + half) & ((1 << STATE_BITS) - 1)) - half
+        out = _wrap(v, STATE_BITS)
     else:
         raise ValueError(f"overflow must be 'clip' or 'wrap', got {overflow!r}")
     return out, int(np.count_nonzero(out != v))
@@ -133,7 +141,7 @@ class _Plan:
 
 def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subtract",
             feedforward_delay: int = 0, feedback_delay: int = 1, overflow: str = "clip",
-            record_spikes: bool = True, record_potentials: bool = False, batch_size: int = 512,
+            current_bits: int = 0, record_spikes: bool = True, record_potentials: bool = False, batch_size: int = 512,
             progress: bool = False, plan: _Plan = None) -> BackendResult:
     """Run the integer LIF form on xq [N, *input_shape]; the keyword options inject faults."""
     if tie not in ("ge", "gt"):
@@ -178,7 +186,8 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
                 I = I + plan.bias[li]
                 for src, syn in plan.fb[li]:
                     I = I + syn(hist[-feedback_delay][src])
-                v = _decay(V[li], graph.decay) + (I << layer.frac_bits)
+                u = I << layer.frac_bits
+                v = _decay(V[li], graph.decay) + (_wrap(u, current_bits) if current_bits else u)
                 v, k = _limit(v, overflow)
                 sat[layer.name] += k
                 vmax[layer.name] = max(vmax[layer.name], int(np.abs(v).max(initial=0)))
@@ -199,7 +208,8 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
             print(f"emulator: {sl.stop}/{n} samples", flush=True)
     info = {"saturated": sat, "max_abs_v": vmax,
             "faults": {"tie": tie, "reset": reset, "feedforward_delay": feedforward_delay,
-                       "feedback_delay": feedback_delay, "overflow": overflow},
+                       "feedback_delay": feedback_delay, "overflow": overflow,
+                       "current_bits": current_bits},
             "synapse_dtypes": {s.name: np.dtype(s.dtype).name for s in plan.syn}}
     return BackendResult(backend="emulator", readout=readout, spikes=spikes, potentials=pots,
                          seconds=time.perf_counter() - t0, info=info)

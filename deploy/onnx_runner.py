@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from saf.export.bundle_error import BundleError
 from saf.export.ir import Graph
 from saf.export.onnx_model import META_FINGERPRINT, META_SPIKES, graph_fingerprint
 
@@ -58,7 +59,9 @@ def run_onnx(model_path_or_bytes, graph: Graph, xq, batch_size: int = 256, recor
     sess = _session(model_path_or_bytes, providers)
     meta = sess.get_modelmeta().custom_metadata_map
     if meta.get(META_FINGERPRINT) not in (None, graph_fingerprint(graph)):
-        raise ValueError("the ONNX model was built from a different graph (fingerprint mismatch)")
+        where = model_path_or_bytes if isinstance(model_path_or_bytes, (str, Path)) else "the ONNX model"
+        raise BundleError(f"{where}: built from a different graph than the bundle's manifest and weights "
+                          f"(fingerprint mismatch)")
     spiking = graph.spiking_layers
     names = ["readout"]
     if record_spikes:

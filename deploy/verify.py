@@ -1,10 +1,15 @@
-"""`saf verify`: static certificate (re-derived from the bundle's weights) + dynamic comparison of
-every layer's spike train at every time step across backends, + optional golden regression.
+"""`saf verify`: static certificate (re-derived from the bundle's weights and the compared backends'
+declared conventions) + dynamic comparison of every layer's spike train at every time step across
+backends (and of the membrane potentials wherever both sides report them), + optional golden
+regression, + optional fuzzing beyond the dataset (deploy/verify_fuzz.py).
 
-Which pairs must match exactly:
-- two integer LIF implementations (emulator, ONNX, Lava) always: they implement one arithmetic;
-- the SAF form on integer weights (saf-int) against any LIF implementation when the certificate
-  says exact; otherwise their measured spike mismatch rate is reported against `mismatch_bound`.
+Which pairs must match exactly (decided from the backends' records, deploy/backend_spec.py):
+- two integer LIF implementations the certificate covers (emulator, ONNX CPU, Lava) always: they
+  implement one arithmetic;
+- the SAF form on integer weights (saf-int) against any covered LIF implementation when the
+  certificate says exact;
+- otherwise (not exact, or a backend the certificate does not cover, e.g. onnx-cuda) the measured
+  spike mismatch rate is reported against `mismatch_bound`.
 """
 from __future__ import annotations
 
@@ -17,9 +22,12 @@ import numpy as np
 
 from saf.export.certificate import certify
 
-from .backends import FLOAT_BACKENDS, LIF_FORM, Bundle, run_backend
-from .compare import accuracy, compare_pair, firing_rates
+from .backend_spec import BackendError, BackendSpec, Form, resolve_backends
+from .backends import Bundle, fault_backend, run_spec
+from .compare import accuracy, compare_pair, compare_potentials, firing_rates
 from .golden import compare_golden, golden_record, inputs_hash, read_golden, write_golden
+
+POTENTIAL_BUDGET = 1 << 25          # int64 potentials recorded per backend and input set (256 MiB)
 
 
 @dataclass
@@ -31,6 +39,7 @@ class VerifyReport:
     accuracy: dict                     # backend -> accuracy
     firing_rates: dict                 # backend -> per-layer rates
     seconds: dict
+    backends: dict = field(default_factory=dict)   # backend -> its record (form, convention, covered)
     pairs: list = field(default_factory=list)
     golden: list = field(default_factory=list)
     float_to_quantized: Optional[dict] = None
@@ -39,62 +48,128 @@ class VerifyReport:
     failures: list = field(default_factory=list)
     layer_names: list = field(default_factory=list)
     fault: Optional[str] = None
+    fuzz: Optional[dict] = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
 
-def _expected_exact(a: str, b: str, exact: bool) -> bool:
-    lif = lambda n: any(n == f or n.startswith(f + "-") or n.startswith(f + "[") for f in LIF_FORM)  # noqa: E731
-    if lif(a) and lif(b):
+def describe(spec: BackendSpec) -> dict:
+    return {"form": spec.form.value, "reports_potentials": spec.reports_potentials,
+            "convention": str(spec.convention) if spec.convention else None, "covered": spec.covered,
+            "subset": spec.subset, "description": spec.description}
+
+
+def backend_specs(backends, fault: Optional[str] = None) -> list:
+    """Records for a backend list (names are resolved and checked: >= 2 distinct integer backends),
+    plus the faulty emulator when `fault` is given."""
+    specs = resolve_backends(backends) if all(isinstance(b, str) for b in backends) else list(backends)
+    return specs + ([fault_backend(fault)] if fault else [])
+
+
+def expected_exact(a: BackendSpec, b: BackendSpec, exact: bool) -> bool:
+    if not (a.covered and b.covered) or a.convention != b.convention:
+        return False
+    if a.form is Form.LIF and b.form is Form.LIF:
         return True
     return exact
 
 
+def run_all(bundle: Bundle, xq: np.ndarray, specs: list, lava_limit: int, progress: bool) -> tuple:
+    """Every backend on xq (subset backends on the first lava_limit samples). Backends that report
+    potentials record them on as many samples as POTENTIAL_BUDGET allows."""
+    g = bundle.graph
+    per_sample = g.T * sum(l.n_out for l in g.spiking_layers)
+    results, seconds = {}, {}
+    for spec in specs:
+        x = xq[:lava_limit] if spec.subset else xq
+        if len(x) < 1:
+            raise BackendError(f"{spec.name}: no samples to compare (check --limit / --lava-limit / --inputs)")
+        k = min(len(x), max(1, POTENTIAL_BUDGET // per_sample)) if spec.reports_potentials else 0
+        t0 = time.perf_counter()
+        r = run_spec(spec, bundle, x, record_spikes=True, record_potentials=(k == len(x)), progress=progress)
+        if 0 < k < len(x):
+            r.potentials = run_spec(spec, bundle, x[:k], record_spikes=False, record_potentials=True).potentials
+        seconds[spec.name] = time.perf_counter() - t0
+        results[spec.name] = r
+    return results, seconds
+
+
+def _own_potential(spec: BackendSpec, r, bundle: Bundle, xq: np.ndarray, f: dict):
+    """(value, source) of one side's own V at a mismatch, or (None, why not)."""
+    if not spec.reports_potentials:
+        return None, f"{spec.name} cannot report its potential"
+    s, li, t, k = f["sample"], f["layer_index"], f["t"] - 1, f["neuron"]
+    pots = r.potentials if r.potentials is not None and s < len(r.potentials[0]) else \
+        run_spec(spec, bundle, xq[s:s + 1], record_spikes=False, record_potentials=True).potentials
+    row = 0 if pots is not r.potentials else s
+    return int(pots[li][row, t, k]), f"{spec.name}'s own V"
+
+
+def compare_all(bundle: Bundle, xq: np.ndarray, results: dict, specs: list, exact: bool,
+                mismatch_bound: float) -> tuple:
+    """(pairs, failures) over every pair of integer backends."""
+    g = bundle.graph
+    names = [l.name for l in g.spiking_layers]
+    pairs, failures = [], []
+    ints = [s for s in specs if s.integer]
+    for sa, sb in itertools.combinations(ints, 2):
+        ra, rb = results[sa.name], results[sb.name]
+        p = compare_pair(ra, rb, names)
+        if p["samples"] < 1:
+            raise BackendError(f"{sa.name} vs {sb.name}: compared no samples")
+        p["expected_exact"] = expected_exact(sa, sb, exact)
+        p["covered"] = sa.covered and sb.covered
+        p["bound"] = 0.0 if p["expected_exact"] else mismatch_bound
+        pm = None
+        if ra.potentials is not None and rb.potentials is not None:
+            pm = p["potentials"] = compare_potentials(ra.potentials, rb.potentials, names)
+        same = p["spike_mismatches"] == 0 and p["readout_mismatches"] == 0 and (pm is None or pm["mismatches"] == 0)
+        p["ok"] = same if p["expected_exact"] else p["mismatch_rate"] <= mismatch_bound
+        f = p["first"]
+        if f is not None and f["t"] is not None:
+            for side, spec, r in (("a", sa, ra), ("b", sb, rb)):
+                f[f"potential_{side}"], f[f"potential_{side}_source"] = _own_potential(spec, r, bundle, xq, f)
+            layer = g.layers[f["layer_index"]]
+            f["threshold_state"] = int(layer.threshold) << int(layer.frac_bits)
+        pairs.append(p)
+        if not p["ok"]:
+            failures.append(pair_failure(p))
+    return pairs, failures
+
+
 def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backends: list,
            lava_limit: int = 50, fault: Optional[str] = None, golden_dir=None, update_golden: bool = False,
-           mismatch_bound: float = 0.01, progress: bool = False, dataset: str = "") -> VerifyReport:
+           mismatch_bound: float = 0.01, progress: bool = False, dataset: str = "", fuzz: int = 0,
+           seed: int = 0) -> VerifyReport:
+    """backends: names (checked: >= 2 distinct integer backends) or BackendSpec records."""
+    if int(lava_limit) < 1:
+        raise BackendError(f"--lava-limit must be >= 1, got {lava_limit}")
+    specs = backend_specs(backends, fault)
     g = bundle.graph
-    cert = certify(g)
+    cert = certify(g, conventions={s.name: s.convention for s in specs if s.integer})
     stored = bundle.manifest.get("certificate", {}).get("exact")
+    exported = certify(g).exact if cert.exact != stored else cert.exact   # export's own conventions
     names = [l.name for l in g.spiking_layers]
-    results, seconds = {}, {}
-    for name in backends:
-        x = xq[:lava_limit] if name == "lava" else xq
-        t0 = time.perf_counter()
-        r = run_backend(name, bundle, x, record_spikes=True, progress=progress)
-        seconds[name] = time.perf_counter() - t0
-        results[r.backend] = r
-    if fault:
-        r = run_backend("emulator", bundle, xq, fault=fault)
-        results[r.backend] = r
-        seconds[r.backend] = r.seconds
+    results, seconds = run_all(bundle, xq, specs, lava_limit, progress)
     rep = VerifyReport(bundle=str(bundle.path), certificate=cert.to_dict(),
-                       certificate_matches_manifest=(stored is None or stored == cert.exact),
+                       certificate_matches_manifest=(stored is None or stored == exported),
                        samples={k: int(len(r.readout)) for k, r in results.items()},
                        accuracy={k: accuracy(r, labels) for k, r in results.items()} if labels is not None else {},
                        firing_rates={k: firing_rates(r) for k, r in results.items()}, seconds=seconds,
+                       backends={s.name: describe(s) for s in specs},
                        mismatch_bound=mismatch_bound, layer_names=names, fault=fault)
     if not rep.certificate_matches_manifest:
-        rep.failures.append(f"the manifest's certificate says exact={stored}, re-derived exact={cert.exact}")
-    ints = [k for k in results if k not in FLOAT_BACKENDS]
-    for a, b in itertools.combinations(ints, 2):
-        p = compare_pair(results[a], results[b], names)
-        p["expected_exact"] = _expected_exact(a, b, cert.exact)
-        p["bound"] = 0.0 if p["expected_exact"] else mismatch_bound
-        p["ok"] = (p["spike_mismatches"] == 0 and p["readout_mismatches"] == 0) if p["expected_exact"] \
-            else p["mismatch_rate"] <= mismatch_bound
-        if p["first"] is not None and p["first"]["t"] is not None:
-            _add_potentials(p, bundle, xq, fault)
-        rep.pairs.append(p)
-        if not p["ok"]:
-            rep.failures.append(_pair_failure(p))
+        rep.failures.append(f"the manifest's certificate says exact={stored}, re-derived exact={exported}")
+    rep.pairs, fails = compare_all(bundle, xq, results, specs, cert.exact, mismatch_bound)
+    rep.failures += fails
     if "saf-float" in results and "saf-int" in results and labels is not None:
         n = min(len(results["saf-float"].readout), len(results["saf-int"].readout))
         fa, qa = accuracy(results["saf-float"], labels[:n]), accuracy(results["saf-int"], labels[:n])
         rep.float_to_quantized = {"float_accuracy": fa, "quantized_accuracy": qa, "change": qa - fa, "samples": n,
                                   "prediction_agreement": float((results["saf-float"].predictions[:n]
                                                                  == results["saf-int"].predictions[:n]).mean())}
+    ints = [s.name for s in specs if s.integer]
     if golden_dir is not None:
         h = inputs_hash(xq)
         ref = results.get("saf-int") or results[ints[0]]
@@ -106,38 +181,52 @@ def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backend
             rep.golden.append(d)
             if not d["ok"]:
                 rep.failures.append(f"golden drift ({k}): {d['reason']}")
+    if fuzz:
+        from .verify_fuzz import fuzz_verify
+        rep.fuzz = fuzz_verify(bundle, specs, int(fuzz), int(seed), lava_limit, cert.exact, mismatch_bound, xq)
+        rep.failures += [f"fuzz: {f}" for f in rep.fuzz["failures"]]
     rep.ok = not rep.failures
     return rep
 
 
-def _add_potentials(p: dict, bundle: Bundle, xq: np.ndarray, fault: Optional[str]) -> None:
-    from .backends import potentials_for
-
-    f = p["first"]
-    one = xq[f["sample"]:f["sample"] + 1]
-    for side in ("a", "b"):
-        name = p[side]
-        base, fl = name.split("[")[0], (name.split("[")[1].rstrip("]") if "[" in name else None)
-        label, pots = potentials_for(base, bundle, one, fault=fl)
-        f[f"potential_{side}"] = int(pots[f["layer_index"]][0, f["t"] - 1, f["neuron"]])
-        f[f"potential_{side}_source"] = label
-    f["threshold_state"] = int(bundle.graph.layers[f["layer_index"]].threshold) << \
-        int(bundle.graph.layers[f["layer_index"]].frac_bits)
+def _side(p: dict, f: dict, side: str) -> str:
+    v = f.get(f"potential_{side}")
+    src = f.get(f"potential_{side}_source", "")
+    return f"{p[side]} spike={int(f[f'spike_{side}'])} " + (f"V={v}" if v is not None else f"V unknown ({src})")
 
 
-def _pair_failure(p: dict) -> str:
+def pair_failure(p: dict) -> str:
     f = p["first"]
     where = ""
     if f is not None and f["t"] is not None:
         where = (f"; first at sample {f['sample']}, layer {f['layer']}, t={f['t']}, neuron {f['neuron']} "
-                 f"({p['a']} spike={int(f['spike_a'])} V={f.get('potential_a')}, "
-                 f"{p['b']} spike={int(f['spike_b'])} V={f.get('potential_b')}, TH<<F={f.get('threshold_state')})")
+                 f"({_side(p, f, 'a')}, {_side(p, f, 'b')}, TH<<F={f.get('threshold_state')})")
     elif f is not None:
         where = f"; first at sample {f['sample']}, readout class {f['neuron']}"
+    pm = p.get("potentials")
+    if pm and pm["first"] is not None:
+        q = pm["first"]
+        where += (f"; {pm['mismatches']} potentials differ, first at sample {q['sample']}, layer {q['layer']}, "
+                  f"t={q['t']}, neuron {q['neuron']} ({p['a']} V={q['potential_a']}, {p['b']} V={q['potential_b']})")
     kind = "must be identical" if p["expected_exact"] else \
         f"mismatch rate {p['mismatch_rate']:.2e} > bound {p['bound']:.2e}"
     return (f"{p['a']} vs {p['b']} ({kind}): {p['spike_mismatches']}/{p['spikes_total']} spikes and "
             f"{p['readout_mismatches']}/{p['readout_total']} readouts differ{where}")
+
+
+def format_pairs(pairs: list, mismatch_bound: float) -> list:
+    lines = []
+    for p in pairs:
+        per = ", ".join(f"{l['layer']} {l['mismatches']}/{l['total']}" for l in p["layers"])
+        tag = "exact required" if p["expected_exact"] else f"bound {mismatch_bound:.0e}"
+        if not p.get("covered", True):
+            tag += "; not covered by the certificate"
+        pm = p.get("potentials")
+        pot = f", potentials {pm['mismatches']}/{sum(l['total'] for l in pm['layers'])} differ" if pm else ""
+        lines.append(f"  {'OK  ' if p['ok'] else 'FAIL'} {p['a']} vs {p['b']} on {p['samples']}: "
+                     f"{p['spike_mismatches']} mismatching spikes [{per}], readout {p['readout_mismatches']} "
+                     f"differ{pot} ({tag})")
+    return lines
 
 
 def format_report(rep: VerifyReport) -> str:
@@ -150,21 +239,20 @@ def format_report(rep: VerifyReport) -> str:
     for k, n in rep.samples.items():
         acc = rep.accuracy.get(k)
         rates = " ".join(f"{r:.3f}" for r in rep.firing_rates[k])
-        lines.append(f"  {k:<18} {n:>5} samples  accuracy {acc:.4f}  firing rates [{rates}]"
-                     if acc is not None else f"  {k:<18} {n:>5} samples")
+        note = "" if rep.backends.get(k, {}).get("covered", True) else "  (not covered by the certificate)"
+        lines.append(f"  {k:<18} {n:>5} samples  accuracy {acc:.4f}  firing rates [{rates}]{note}"
+                     if acc is not None else f"  {k:<18} {n:>5} samples{note}")
     if rep.float_to_quantized:
         f = rep.float_to_quantized
         lines.append(f"float -> quantized accuracy: {f['float_accuracy']:.4f} -> {f['quantized_accuracy']:.4f} "
                      f"({f['change']:+.4f}), same prediction {f['prediction_agreement']:.2%}")
     lines.append("spike trains, every layer and time step:")
-    for p in rep.pairs:
-        per = ", ".join(f"{l['layer']} {l['mismatches']}/{l['total']}" for l in p["layers"])
-        tag = "exact required" if p["expected_exact"] else f"bound {rep.mismatch_bound:.0e}"
-        lines.append(f"  {'OK  ' if p['ok'] else 'FAIL'} {p['a']} vs {p['b']} on {p['samples']}: "
-                     f"{p['spike_mismatches']} mismatching spikes [{per}], readout {p['readout_mismatches']} "
-                     f"differ ({tag})")
+    lines += format_pairs(rep.pairs, rep.mismatch_bound)
     for d in rep.golden:
         lines.append(f"  golden {d['backend']}: " + ("no drift" if d["ok"] else d["reason"]))
+    if rep.fuzz:
+        from .verify_fuzz import format_fuzz
+        lines += format_fuzz(rep.fuzz, rep.mismatch_bound)
     lines += [f"FAIL: {f}" for f in rep.failures]
     lines.append("verify: PASS" if rep.ok else "verify: FAIL")
     return "\n".join(lines)

@@ -1,11 +1,12 @@
 """Bundle on disk: one directory with manifest.json, weights.npz and model.onnx.
 
 Written to a temporary sibling directory and renamed into place, so a failed export leaves
-nothing behind. Every file's sha256 is in the manifest; loading checks them (tamper detection).
+nothing behind. Authenticated (export/bundle_auth.py): every file's sha256 and the manifest's own
+canonical digest are in the manifest; loading checks the schema (export/manifest_schema.py), the
+manifest digest and every file, and refuses missing or extra files.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -15,25 +16,16 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from .bundle_auth import check_files, check_manifest, seal
+from .bundle_error import BundleError
 from .ir import Feedback, Graph, Layer
+from .manifest_schema import validate_manifest
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.npz"
 ONNX_FILE = "model.onnx"
 SOURCE_FILE = "source.safetensors"     # the trained float checkpoint, copied
-
-
-class BundleError(Exception):
-    """A bundle that cannot be loaded: the message names the file and what is wrong."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _layer_meta(l: Layer) -> dict:
@@ -86,7 +78,7 @@ def write_bundle(g: Graph, out: Path, extra: Optional[dict] = None,
             fn(tmp / name)
         manifest = graph_manifest(g)
         manifest.update(extra or {})
-        manifest["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
+        manifest = seal(manifest, tmp, MANIFEST)         # every file's sha256 + the manifest's own
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False))
         if out.exists():
             shutil.rmtree(out)
@@ -97,7 +89,8 @@ def write_bundle(g: Graph, out: Path, extra: Optional[dict] = None,
     return out
 
 
-def read_manifest(bundle: Path, check_hashes: bool = True) -> dict:
+def read_manifest(bundle: Path) -> dict:
+    """The manifest, after its schema, its own digest and every file's sha256 are checked."""
     bundle = Path(bundle)
     mpath = bundle / MANIFEST
     if not bundle.is_dir():
@@ -108,22 +101,20 @@ def read_manifest(bundle: Path, check_hashes: bool = True) -> dict:
         manifest = json.loads(mpath.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BundleError(f"{mpath}: not valid JSON ({e})") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{mpath}: must be a JSON object")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise BundleError(f"{mpath}: format_version {manifest.get('format_version')!r}, "
                           f"this saf reads {FORMAT_VERSION}")
-    if check_hashes:
-        for name, digest in manifest.get("files", {}).items():
-            p = bundle / name
-            if not p.is_file():
-                raise BundleError(f"{p}: listed in the manifest but missing")
-            if sha256_file(p) != digest:
-                raise BundleError(f"{p}: sha256 does not match the manifest (file modified or corrupt)")
+    validate_manifest(manifest, mpath)
+    check_manifest(manifest, mpath)
+    check_files(bundle, manifest, MANIFEST)
     return manifest
 
 
-def load_graph(bundle: Path, check_hashes: bool = True) -> Graph:
+def load_graph(bundle: Path) -> Graph:
     bundle = Path(bundle)
-    m = read_manifest(bundle, check_hashes)
+    m = read_manifest(bundle)
     wpath = bundle / WEIGHTS
     try:
         with np.load(wpath, allow_pickle=False) as z:
@@ -138,6 +129,8 @@ def load_graph(bundle: Path, check_hashes: bool = True) -> Graph:
             raise BundleError(f"{wpath}: missing array {e.args[0]}") from None
         if list(w.shape) != lm["weight_shape"]:
             raise BundleError(f"{wpath}: layer{i}_weight has shape {list(w.shape)}, manifest says {lm['weight_shape']}")
+        if b.ndim != 1 or len(b) != w.shape[0]:
+            raise BundleError(f"{wpath}: layer{i}_bias has shape {list(b.shape)}, expected [{w.shape[0]}]")
         layers.append(Layer(name=lm["name"], kind=lm["kind"], weight=w.astype(np.int64), bias=b.astype(np.int64),
                             in_shape=tuple(lm["in_shape"]), out_shape=tuple(lm["out_shape"]),
                             threshold=int(lm["threshold"]), stride=int(lm["stride"]), padding=int(lm["padding"]),

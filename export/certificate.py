@@ -7,7 +7,9 @@ Conditions (DESIGN.md sec. 3), each a named check with a one-line reason:
 - frac_bits:   F >= k (T - 1) per layer, so every decay over T steps drops no bit;
 - state_24bit: worst-case |V| (state_bound.py) <= 2^23 - 1 per layer, and TH << F fits too;
 - readout:     the readout integrator's worst case |R[T]| fits the 24-bit state of a compartment;
-- tie:         one threshold-tie convention everywhere: fire when V >= TH << F (SAF: H(0) = 1).
+- convention:  every backend's declared tie comparison and reset equal the IR's (fire when
+               V >= TH << F, subtractive reset; SAF: H(0) = 1). Derived from the declarations passed
+               in (verify: the backends it compares; export: the forms it writes, saf-int and ONNX).
 Also informational: whether the trained lam is representable (lam_q == lam) and whether the input
 quantization was lossless; these concern float-vs-integer accuracy, not LIF-vs-SAF exactness.
 """
@@ -15,11 +17,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .ir import DECAY_ONE, STATE_MAX, Graph, dyadic_exponent
+from .ir import DECAY_ONE, IR_CONVENTION, STATE_MAX, Graph, dyadic_exponent
 from .onnx_exact import abs_row_sum_max
 from .state_bound import layer_current_bound, state_bound
-
-TIE_RULE = "fire when V >= TH << F (SAF: H(0) = 1) in every form"
 
 
 @dataclass
@@ -51,7 +51,26 @@ class Certificate:
         return "\n".join([head, *rows, *[f"  note: {i}" for i in self.info]])
 
 
-def certify(graph: Graph) -> Certificate:
+def export_conventions() -> dict:
+    """The conventions declared by the forms export itself writes: the SAF form and the ONNX model."""
+    from .onnx_model import CONVENTION as ONNX
+    from .saf_int import CONVENTION as SAF_INT
+    return {"saf-int": SAF_INT, "onnx": ONNX}
+
+
+def convention_check(conventions: dict) -> Check:
+    """The convention row: every declared (tie comparison, reset) must equal the IR's."""
+    if not conventions:
+        return Check("convention", "all", False, "no backend declared its tie comparison and reset")
+    bad = {n: c for n, c in conventions.items() if c != IR_CONVENTION}
+    if bad:
+        return Check("convention", "all", False, "; ".join(f"{n} declares '{c}'" for n, c in bad.items())
+                     + f", the IR says '{IR_CONVENTION}'")
+    return Check("convention", "all", True, f"{', '.join(conventions)} declare the IR's '{IR_CONVENTION}'")
+
+
+def certify(graph: Graph, conventions: dict = None) -> Certificate:
+    """conventions: backend name -> declared Convention (default: export_conventions())."""
     checks, info = [], []
     T, D = int(graph.T), int(graph.decay)
     lam_q = graph.lam_q
@@ -90,7 +109,7 @@ def certify(graph: Graph) -> Certificate:
     r = T * (abs_row_sum_max(ro.weight) + int(abs(ro.bias).max(initial=0)))
     checks.append(Check("readout", ro.name, r <= STATE_MAX,
                         f"worst |R[T]| = {r:,} {'<=' if r <= STATE_MAX else '>'} 2^23-1"))
-    checks.append(Check("tie", "all", True, TIE_RULE))
+    checks.append(convention_check(export_conventions() if conventions is None else conventions))
     if graph.meta.get("input_exact") is False:
         info.append(f"input quantized with scale {graph.input_scale:.6g} to {graph.input_bits} bits (lossy)")
     return Certificate(all(c.ok for c in checks), checks, info)

@@ -31,6 +31,21 @@ DECAY_BITS = 12
 DECAY_ONE = 1 << DECAY_BITS
 
 
+@dataclass(frozen=True)
+class Convention:
+    """How a form resolves a threshold tie and resets, as each backend declares it:
+    compare ">=" fires at V == TH << F, ">" does not; reset "subtract" (V' = V - TH << F) or "zero"."""
+    compare: str
+    reset: str
+
+    def __str__(self) -> str:
+        return f"fire when V {self.compare} TH<<F, {'subtractive' if self.reset == 'subtract' else 'hard'} reset"
+
+
+# The semantics above, which every backend must declare (and the certificate's convention row checks).
+IR_CONVENTION = Convention(">=", "subtract")
+
+
 @dataclass
 class Layer:
     """One synaptic connection plus the neurons it drives."""

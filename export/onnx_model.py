@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .ir import DECAY_BITS, DECAY_ONE, STATE_MAX, Graph
+from .ir import DECAY_BITS, DECAY_ONE, STATE_MAX, Convention, Graph
 from .onnx_exact import check_exact, feedback_quantity, onnx_exactness, synapse_dtypes
 
 OPSET = 17
@@ -200,6 +200,12 @@ def _decay(b: _Builder, v: str, m: int) -> str:
     return b.op("Mul", [mag, b.op("Sign", [v])])
 
 
+# What this model computes at a tie and on a spike (declared for the certificate's convention row;
+# _lif_step builds exactly this).
+CONVENTION = Convention(">=", "subtract")
+_COMPARE_OP = {">=": "GreaterOrEqual", ">": "Greater"}
+
+
 def _lif_step(b: _Builder, cur: str, vprev, layer, m: int):
     """One step of one layer: int64 current I [N, n] -> (spikes bool, state after reset)."""
     f = int(layer.frac_bits)
@@ -207,8 +213,9 @@ def _lif_step(b: _Builder, cur: str, vprev, layer, m: int):
     v = shifted if vprev is None else b.op("Add", [_decay(b, vprev, m), shifted])
     v = b.op("Clip", [v, b.i64(-STATE_MAX), b.i64(STATE_MAX)])
     th = b.i64(int(layer.threshold) << f)
-    s = b.op("GreaterOrEqual", [v, th])
-    return s, b.op("Where", [s, b.op("Sub", [v, th]), v])
+    s = b.op(_COMPARE_OP[CONVENTION.compare], [v, th])
+    after = b.op("Sub", [v, th]) if CONVENTION.reset == "subtract" else b.i64(0)
+    return s, b.op("Where", [s, after, v])
 
 
 def build_onnx_model(graph: Graph, spikes: bool = True) -> onnx.ModelProto:

@@ -38,10 +38,13 @@ from math import gcd
 
 import numpy as np
 
-from .ir import DECAY_ONE, Graph, dyadic_exponent
+from .ir import DECAY_ONE, Convention, Graph, dyadic_exponent
 from .result import BackendResult
 
 INT64_SAFE = 1 << 62
+# H(0) = 1 with the accumulation's built-in subtraction: the LIF convention this form is equal to
+# (declared for the certificate's convention row).
+CONVENTION = Convention(">=", "subtract")
 
 
 def _ratio(graph: Graph) -> tuple:

@@ -39,7 +39,7 @@ def test_demo_network_all_backends_agree_and_match_golden(demo_bundle, tmp_path,
     assert rc == 0, out + err
     rep = json.loads((tmp_path / "v" / "verify.json").read_text())
     assert rep["certificate"]["exact"] and rep["ok"]
-    assert rep["samples"] == {"saf-int": 360, "emulator": 360, "onnx": 360, "lava-fixed_pt": 20, "saf-float": 360}
+    assert rep["samples"] == {"saf-int": 360, "emulator": 360, "onnx": 360, "lava": 20, "saf-float": 360}
     pairs = {(p["a"], p["b"]): p for p in rep["pairs"]}
     assert len(pairs) == 6 and all(p["spike_mismatches"] == 0 and p["readout_mismatches"] == 0 for p in pairs.values())
     assert pairs[("saf-int", "emulator")]["spikes_total"] == 360 * 6 * (1024 + 2048 + 128)

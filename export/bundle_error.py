@@ -1,0 +1,6 @@
+"""The one exception type for a bundle that cannot be written or loaded (its own module so the
+bundle's reader, authentication and schema check share it without importing each other)."""
+
+
+class BundleError(Exception):
+    """A bundle that cannot be loaded: the message names the file and what is wrong."""
