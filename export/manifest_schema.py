@@ -8,8 +8,8 @@ from pathlib import Path
 from .bundle_auth import MANIFEST_HASH_KEY
 from .bundle_error import BundleError
 
-INT, NUM, STR, BOOL, LIST, DICT = "integer", "number", "string", "boolean", "list", "object"
-INTS = "list of integers"
+INT, NUM, STR, BOOL, LIST, DICT = "an integer", "a number", "a string", "a boolean", "a list", "an object"
+INTS = "a list of integers"
 
 TOP = {"format_version": INT, "target": STR, "T": INT, "lam": NUM, "decay": INT, "input_shape": INTS,
        "input_scale": NUM, "input_bits": INT, "input_signed": BOOL, "layers": LIST, "feedback": LIST,
@@ -35,9 +35,11 @@ def _check(obj, schema: dict, mpath: Path, where: str) -> None:
         raise BundleError(f"{mpath}: {where or 'the manifest'} must be a JSON object")
     for key, kind in schema.items():
         if key not in obj:
-            raise BundleError(f"{mpath}: missing key {where}{key!r}")
+            old = " (written by an older saf without bundle authentication? re-export it)" \
+                if key == MANIFEST_HASH_KEY else ""
+            raise BundleError(f"{mpath}: missing key {where}{key!r}{old}")
         if not _is(obj[key], kind):
-            raise BundleError(f"{mpath}: key {where}{key!r} must be a {kind}, got {obj[key]!r:.60}")
+            raise BundleError(f"{mpath}: key {where}{key!r} must be {kind}, got {obj[key]!r:.60}")
 
 
 def _require(ok: bool, mpath: Path, key: str, what: str) -> None:
