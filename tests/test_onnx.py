@@ -19,6 +19,7 @@ import saf.deploy.emulator as emu  # noqa: E402
 import saf.export.onnx_exact as onnx_exact  # noqa: E402
 from saf.deploy.emulator import emulate  # noqa: E402
 from saf.deploy.onnx_runner import run_onnx  # noqa: E402
+from saf.export.bundle_error import BundleError  # noqa: E402
 from saf.export.ir import STATE_MAX, Feedback, Graph, Layer, decay_for  # noqa: E402
 from saf.export.onnx_exact import OnnxExactnessError, onnx_exactness  # noqa: E402
 from saf.export.onnx_model import (META_FINGERPRINT, OnnxExportError, build_onnx_model,  # noqa: E402
@@ -354,7 +355,7 @@ def test_run_onnx_rejects_bad_inputs(tmp_path):
         run_onnx(model, g, x - 1)
     with pytest.raises(ValueError, match="batch_size"):
         run_onnx(model, g, x, batch_size=0)
-    with pytest.raises(ValueError, match="fingerprint"):
+    with pytest.raises(BundleError, match="fingerprint"):       # a bundle error: one line, exit 2
         run_onnx(model, random_graph("dense", T=3, seed=3), x)
     with pytest.raises(ValueError, match="record_spikes=False"):
         run_onnx(checked_model(g, spikes=False), g, x)

@@ -159,7 +159,7 @@ def test_run_reports_stats_and_raster(demo_bundle, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,msg", [
     (["verify", "{b}", "--backends", "emulator,tpu"], "unknown tpu"),
-    (["verify", "{b}", "--backends", "emulator"], "at least two integer backends"),
+    (["verify", "{b}", "--backends", "emulator"], "at least two distinct integer backends"),
     (["verify", "{b}", "--update-golden"], "--update-golden needs --golden"),
     (["verify", "{b}", "--backends", "saf-int,emulator", "--golden", "{tmp}/nogold"], "no golden outputs"),
     (["run", "{tmp}/nobundle"], "not a bundle directory"),
