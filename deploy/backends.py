@@ -189,6 +189,9 @@ def run_spec(spec: BackendSpec, bundle: Bundle, xq: np.ndarray, record_spikes: b
              record_potentials: bool = False, progress: bool = False, graph: Optional[Graph] = None,
              **opts) -> BackendResult:
     """Run one backend record; the result is labelled with the record's name."""
+    why = spec.unavailable()
+    if why:
+        raise BackendError(f"{spec.name} cannot run here: {why}")
     if record_potentials and not spec.reports_potentials:
         raise BackendError(f"{spec.name} cannot report membrane potentials")
     g = graph if graph is not None else bundle.graph
