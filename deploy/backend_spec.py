@@ -70,8 +70,9 @@ def resolve_backends(names, flag: str = "--backends") -> list:
     specs = [BACKENDS[n] for n in names]
     ints = [s.name for s in specs if s.integer]
     if len(ints) < 2:
+        known = ", ".join(n for n, s in BACKENDS.items() if s.integer)
         raise BackendError(f"{flag}: need at least two distinct integer backends to compare, got "
-                           f"{', '.join(ints) or 'none'} (integer: {', '.join(n for n, s in BACKENDS.items() if s.integer)})")
+                           f"{', '.join(ints) or 'none'} (integer: {known})")
     for s in specs:
         why = s.unavailable()
         if why:

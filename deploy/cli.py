@@ -107,9 +107,11 @@ def load_npy_inputs(bundle: Bundle, path: str) -> np.ndarray:
     if x.dtype.kind not in "iu":
         raise DatasetError(f"--inputs {path}: needs quantized integers, got dtype {x.dtype}")
     if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want or len(x) < 1:
-        raise DatasetError(f"--inputs {path}: shape {list(x.shape)}, the bundle expects [N>=1, {', '.join(map(str, want))}]")
+        raise DatasetError(f"--inputs {path}: shape {list(x.shape)}, the bundle expects "
+                           f"[N>=1, {', '.join(map(str, want))}]")
     if x.min() < lo or x.max() > hi:
-        raise DatasetError(f"--inputs {path}: values in [{x.min()}, {x.max()}], the bundle's input range is [{lo}, {hi}]")
+        raise DatasetError(f"--inputs {path}: values in [{x.min()}, {x.max()}], "
+                           f"the bundle's input range is [{lo}, {hi}]")
     return x.astype(np.int64)
 
 

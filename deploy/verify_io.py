@@ -59,8 +59,9 @@ def write_markdown(rep, path: Path) -> None:
         md += ["", f"## Fuzz: {fz['n']} inputs beyond the dataset (seed {fz['seed']})", "",
                "| layer | ties (fuzz) | ties (constructed) | ties (dataset) | max abs V fuzz | max abs V dataset | "
                "abs V >= 2^22 (fuzz) |", "|---|---|---|---|---|---|---|"]
-        md += [f"| {f['layer']} | {f['ties']} | {f['ties_by_class'].get('tie', 0)} | {d['ties']} | {f['max_abs_v']:,} | "
-               f"{d['max_abs_v']:,} | {f['near_bound']} |" for f, d in zip(fz["layers"], fz["dataset_layers"])]
+        md += [f"| {f['layer']} | {f['ties']} | {f['ties_by_class'].get('tie', 0)} | {d['ties']} | "
+               f"{f['max_abs_v']:,} | {d['max_abs_v']:,} | {f['near_bound']} |"
+               for f, d in zip(fz["layers"], fz["dataset_layers"])]
         md += [f"| {p['a']} vs {p['b']} | {p['samples']} samples | {p['spike_mismatches']} spikes differ | "
                f"{'ok' if p['ok'] else 'FAIL'} | | | |" for p in fz["pairs"]]
     md += ["", "## Firing rates", "", f"![per-layer firing rates]({png.name})", ""]

@@ -106,7 +106,8 @@ def test_replaced_weights_with_updated_hash_is_refused(bundle, tmp_path, capsys)
     _refused_everywhere(capsys, b, tmp_path, "manifest.json: content does not match")
 
 
-@pytest.mark.parametrize("how,names", [("extra", "notes.txt: not listed"), ("missing", "model.onnx: listed in the manifest but missing"),
+@pytest.mark.parametrize("how,names", [("extra", "notes.txt: not listed"),
+                                       ("missing", "model.onnx: listed in the manifest but missing"),
                                        ("changed", "model.onnx: sha256 does not match"),
                                        ("old", "missing key 'manifest_sha256'")])
 def test_missing_extra_changed_file_or_old_bundle_is_refused(bundle, tmp_path, capsys, how, names):

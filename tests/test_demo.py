@@ -15,7 +15,7 @@ def test_demo_pipeline_end_to_end(tmp_path):
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert "verify: PASS" in p.stdout and "identical predictions: 100.00%" in p.stdout
     rep = json.loads((out / "verify" / "verify.json").read_text())
-    assert rep["certificate"]["exact"] and rep["samples"]["lava-fixed_pt"] == 8 and rep["samples"]["onnx"] == 360
+    assert rep["certificate"]["exact"] and rep["samples"]["lava"] == 8 and rep["samples"]["onnx"] == 360
     assert all(pair["spike_mismatches"] == 0 for pair in rep["pairs"])
     for f in ("run/curves.png", "raster.png", "verify/report.md", "bundle-onnx/model.onnx"):
         assert (out / f).stat().st_size > 0

@@ -30,8 +30,9 @@ def demo_bundle(tmp_path_factory):
 def fuzzed(demo_bundle, tmp_path_factory):
     out = tmp_path_factory.mktemp("fz") / "v"
     rc = main(["verify", str(demo_bundle), "--backends", "saf-int,emulator,onnx", "--fuzz", "30", "--seed", "1",
-               "--out", str(out), "--no-progress"])
-    return rc, json.loads((out / "verify.json").read_text()), (out / "summary.txt").read_text()
+               "--out", str(out), "--report", str(out / "r.md"), "--no-progress"])
+    text = (out / "summary.txt").read_text() + (out / "r.md").read_text()
+    return rc, json.loads((out / "verify.json").read_text()), text
 
 
 def test_fuzz_finds_a_tie_in_every_layer_and_goes_beyond_the_dataset(fuzzed):
@@ -46,7 +47,7 @@ def test_fuzz_finds_a_tie_in_every_layer_and_goes_beyond_the_dataset(fuzzed):
     # the closest approach to the 24-bit bound: beyond every dataset input (conv1 by construction)
     assert max(f["max_abs_v"] for f in fz["layers"]) > max(d["max_abs_v"] for d in fz["dataset_layers"])
     assert fz["layers"][0]["max_abs_v"] > 2 * fz["dataset_layers"][0]["max_abs_v"]
-    assert "ties fuzz" in text and "fuzz: 30 inputs beyond the dataset" in text
+    assert "ties fuzz" in text and "fuzz: 30 inputs beyond the dataset" in text and "## Fuzz: 30 inputs" in text
 
 
 def test_constructed_inputs_really_sit_on_the_threshold(demo_bundle):
