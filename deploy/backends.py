@@ -25,8 +25,11 @@ import numpy as np
 
 from saf.export.bundle import ONNX_FILE, SOURCE_FILE, BundleError, load_graph, read_manifest
 from saf.export.ir import Convention, Graph
+from saf.export.onnx_exact import CONVENTION as ONNX_CONVENTION
+from saf.export.saf_int import CONVENTION as SAF_INT_CONVENTION
 
 from .backend_spec import BACKENDS, BackendError, BackendSpec, Form, get_backend, register  # noqa: F401
+from .emulator import CONVENTION as EMULATOR_CONVENTION
 from .result import BackendResult
 
 FAULTS = {
@@ -148,21 +151,16 @@ def _run_float(form: str):
     return run
 
 
-def _declared(module: str) -> Convention:
-    import importlib
-    return importlib.import_module(module).CONVENTION
-
-
 # Each integer backend declares its tie comparison and reset; the certificate's convention row
 # checks them against the IR's. Lava's is declared here (importing lava_procs needs lava):
 # lava_procs/lif.py overrides the stock LIF's compare (>=) and reset_voltage (subtract).
-register(BackendSpec("saf-int", Form.SAF, True, _run_saf_int, _declared("saf.export.saf_int"),
+register(BackendSpec("saf-int", Form.SAF, True, _run_saf_int, SAF_INT_CONVENTION,
                      description="SAF form, exact integer arithmetic"))
-register(BackendSpec("emulator", Form.LIF, True, _run_emulator, _declared("saf.deploy.emulator"),
+register(BackendSpec("emulator", Form.LIF, True, _run_emulator, EMULATOR_CONVENTION,
                      description="numpy emulator of the integer LIF form"))
-register(BackendSpec("onnx", Form.LIF, False, _run_onnx, _declared("saf.export.onnx_model"),
+register(BackendSpec("onnx", Form.LIF, False, _run_onnx, ONNX_CONVENTION,
                      description="onnxruntime, CPU provider"))
-register(BackendSpec("onnx-cuda", Form.LIF, False, _run_onnx_cuda, _declared("saf.export.onnx_model"),
+register(BackendSpec("onnx-cuda", Form.LIF, False, _run_onnx_cuda, ONNX_CONVENTION,
                      covered=False, unavailable=_cuda_missing,
                      description="onnxruntime, CUDA provider (not covered by the certificate)"))
 register(BackendSpec("lava", Form.LIF, False, _run_lava, Convention(">=", "subtract"), subset=True,

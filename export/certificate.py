@@ -53,7 +53,7 @@ class Certificate:
 
 def export_conventions() -> dict:
     """The conventions declared by the forms export itself writes: the SAF form and the ONNX model."""
-    from .onnx_model import CONVENTION as ONNX
+    from .onnx_exact import CONVENTION as ONNX
     from .saf_int import CONVENTION as SAF_INT
     return {"saf-int": SAF_INT, "onnx": ONNX}
 

@@ -28,7 +28,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ir import DECAY_ONE, STATE_MAX, Graph
+from .ir import DECAY_ONE, STATE_MAX, Convention, Graph
+
+# What the ONNX model computes at a tie and on a spike (onnx_model._lif_step builds exactly this);
+# declared here, without importing onnx, for the certificate's convention row and the backend records.
+CONVENTION = Convention(">=", "subtract")
 
 FLOAT32_EXACT = 1 << 24
 INT64_MAX = (1 << 63) - 1

@@ -23,8 +23,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .ir import DECAY_BITS, DECAY_ONE, STATE_MAX, Convention, Graph
-from .onnx_exact import check_exact, feedback_quantity, onnx_exactness, synapse_dtypes
+from .ir import DECAY_BITS, DECAY_ONE, STATE_MAX, Graph
+from .onnx_exact import CONVENTION, check_exact, feedback_quantity, onnx_exactness, synapse_dtypes
 
 OPSET = 17
 IR_VERSION = 8          # onnx IR 8 pairs with opset 17 and loads in onnxruntime >= 1.10
@@ -200,9 +200,7 @@ def _decay(b: _Builder, v: str, m: int) -> str:
     return b.op("Mul", [mag, b.op("Sign", [v])])
 
 
-# What this model computes at a tie and on a spike (declared for the certificate's convention row;
-# _lif_step builds exactly this).
-CONVENTION = Convention(">=", "subtract")
+# _lif_step builds the comparison and reset that onnx_exact.CONVENTION declares.
 _COMPARE_OP = {">=": "GreaterOrEqual", ">": "Greater"}
 
 
