@@ -156,7 +156,8 @@ def make_fuzz_inputs(g: Graph, n: int, seed: int) -> FuzzSet:
             xs.append(pop[:PER_LAYER])
             classes += [kind] * PER_LAYER
             entry[kind] = int(-sc[0]) if kind == "tie" else int(sc[0])
-        entry["tie_found"] = entry.pop("tie") == 0
+        entry["closest_tie_gap"] = entry.pop("tie")           # min |V - TH<<F| the search reached
+        entry["tie_found"] = entry["closest_tie_gap"] == 0
         entry["max_abs_v"] = entry.pop("bound")
         search.append(entry)
     rest = n - len(classes)

@@ -59,6 +59,10 @@ def format_fuzz(fz: dict, mismatch_bound: float) -> list:
         lines.append(f"  {f['layer']:<10} {f['ties']:>10} {f['ties_by_class'].get('tie', 0):>13} {d['ties']:>10} "
                      f"{f['max_abs_v']:>12,} {d['max_abs_v']:>12,} {f['fraction_of_bound']:>9.1%} "
                      f"{f['near_bound']:>10}")
+    for s in fz["search"]:
+        if not s["tie_found"]:
+            lines.append(f"  note: the search found no input putting a neuron of {s['layer']} exactly on its threshold "
+                         f"(closest: |V - TH<<F| = {s['closest_tie_gap']}); ties there are only those counted above")
     lines += format_pairs(fz["pairs"], mismatch_bound)
     if fz.get("failing_file"):
         lines.append(f"  failing input saved to {fz['failing_file']}; reproduce with: {fz['reproduce']}")

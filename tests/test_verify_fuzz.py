@@ -100,3 +100,27 @@ def test_lava_runs_on_a_subset_of_the_fuzz_inputs(demo_bundle, tmp_path):
     assert rep["fuzz"]["samples"] == {"saf-int": 15, "emulator": 15, "lava": 8}
     lava_pairs = [p for p in rep["fuzz"]["pairs"] if "lava" in (p["a"], p["b"])]
     assert len(lava_pairs) == 2 and all(p["samples"] == 8 and p["ok"] for p in lava_pairs)
+
+
+def test_first_layer_extremes_reach_the_exact_current_bound(demo_bundle):
+    """The constructed near-bound input of the first layer is the worst case, not an approximation:
+    its current at t = 1 equals the certificate's interval bound on |W x + B|."""
+    from saf.deploy.fuzz import first_layer_extremes
+    from saf.export.state_bound import layer_current_bound
+
+    g = Bundle.load(demo_bundle).graph
+    lay = g.layers[0]
+    x = first_layer_extremes(g)
+    v1 = emulate(g, x, record_potentials=True).potentials[0][:, 0]            # V[1] = I << F
+    assert int(np.abs(v1).max()) == layer_current_bound(lay.weight, lay.bias, (), g.input_max) << lay.frac_bits
+
+
+def test_a_layer_without_a_constructed_tie_is_reported():
+    from saf.deploy.verify_fuzz import format_fuzz
+
+    row = {"layer": "l", "ties": 0, "ties_by_class": {}, "max_abs_v": 1, "fraction_of_bound": 0.0, "near_bound": 0}
+    fz = {"n": 15, "seed": 0, "classes": {"tie": 2}, "samples": {"a": 15}, "layers": [row],
+          "dataset_layers": [dict(row)], "pairs": [],
+          "search": [{"layer": "l", "tie_found": False, "closest_tie_gap": 32, "max_abs_v": 1}]}
+    assert "found no input putting a neuron of l exactly on its threshold (closest: |V - TH<<F| = 32)" \
+        in "\n".join(format_fuzz(fz, 0.01))
