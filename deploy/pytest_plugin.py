@@ -4,7 +4,9 @@ line in your own test suite.
     def test_my_net_is_faithful(saf_fidelity):
         saf_fidelity("bundles/my-net", data="digits", golden="tests/golden/my-net")
 
-The fixture re-derives the bundle's certificate, runs the backends on the dataset's test split,
+The fixture loads the bundle authenticated (a changed, missing or extra file or manifest field raises
+BundleError naming the file), re-derives the bundle's certificate, runs the backends (at least two
+distinct integer ones) on the dataset's test split,
 requires every pair the certificate says is exact to match spike for spike, and (with golden=)
 fails on any drift from the stored golden outputs (create them once with update_golden=True).
 """
