@@ -8,6 +8,7 @@ loihi2.py and onnx.py, each with its source.
 from __future__ import annotations
 
 import dataclasses
+import enum
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -57,6 +58,10 @@ class Target:
     reset_interval_pow2: bool = False           # per-sample state reset period must be 2**k
     onnx_opset: Optional[int] = None
     programmable_neurons: bool = False          # neuron arithmetic (e.g. its shift F) is microcode
+    # --- neuron model (what a compartment computes on a spike; rules.check_neuron_model)
+    subtractive_reset: bool = True              # V' = V - threshold on a spike (False: V' = 0)
+    fires_at_equality: bool = True              # compares V >= threshold (False: strictly V > it)
+    threshold_step: int = 1                     # the compared threshold is a multiple of this
 
     @property
     def max_abs_state(self) -> Optional[int]:
@@ -180,6 +185,9 @@ class NetDesc:
     input_bits: int = 8
     reset_interval: Optional[int] = None   # steps between per-sample resets when streaming
     name: str = "net"
+    # the neuron the network was trained for (export/ir.py: subtractive reset, fire at V >= TH << F)
+    subtractive_reset: bool = True
+    fires_at_equality: bool = True
 
     def __post_init__(self):
         if not self.layers:
@@ -193,12 +201,20 @@ class NetDesc:
         return sum(l.n_neurons for l in self.layers)
 
 
+class Severity(enum.IntEnum):
+    """How a broken rule stops an export; ordered, the most severe is reported first."""
+    ADVISORY = 0    # a range question the exactness certificate answers; the export goes on
+    ERROR = 1       # the network does not fit the target as described
+    REFUSE = 2      # the target's neurons cannot run the network at all
+
+
 @dataclass
 class Violation:
     """One broken rule. `message` names the layer and the numbers."""
     rule: str
     layer: Optional[str]
     message: str
+    severity: Severity = Severity.ERROR
 
     def __str__(self) -> str:
         return self.message

@@ -107,8 +107,27 @@ def test_oversized_network_is_refused_with_numbers(tmp_path, capsys):
     out = tmp_path / "big"
     rc, _, err = _cli(capsys, "export", "--random-model", "vgg11-cifar", "--target", "loihi1", "--out", str(out),
                       "--input-scale", "64", "--input-signed")
-    assert rc == 2 and "does not fit loihi1" in err and "4,096" in err and len(err.strip().splitlines()) == 1
+    # Loihi 1's neurons refuse first (rule neuron_model); the mapper's numbers follow ("and N more")
+    assert rc == 2 and "does not fit loihi1" in err and "(rule neuron_model) (and " in err
+    assert len(err.strip().splitlines()) == 1
     assert not out.exists() and not list(tmp_path.glob(".big*"))
+
+
+def test_demo_net_on_loihi1_is_refused_in_one_line_naming_the_rule(tmp_path, capsys):
+    """Done when 2: Loihi 1 cannot run a subtractive reset, V >= TH << 6 at its threshold granularity
+    64, or graded input; the demo export is refused in one line naming the rule, nothing written."""
+    out = tmp_path / "l1"
+    rc, text, err = _cli(capsys, "export", str(GOLDEN_CKPT), "--target", "loihi1", "--calibrate-data",
+                         "digits", "--out", str(out))
+    assert rc == 2 and text == "" and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err and "loihi1's neurons cannot run a subtractive reset" in err
+    assert "threshold granularity 64" in err and "graded input (layer conv1" in err
+    assert "(rule neuron_model)" in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    # the same checkpoint exports to Loihi 2 (the refusal is about Loihi 1's neurons, not the net)
+    rc, _, err = _cli(capsys, "export", str(GOLDEN_CKPT), "--target", "loihi2", "--calibrate-data", "digits",
+                      "--out", str(tmp_path / "l2"))
+    assert rc == 0, err
 
 
 def test_network_needing_more_cores_than_the_system_is_refused(tmp_path):

@@ -63,6 +63,12 @@ def vgg11() -> NetDesc:
     return NetDesc(layers=layers, T=4, lam=1.0, decay=0, name="vgg11")
 
 
+def loihi1_native(net: NetDesc) -> NetDesc:
+    """The network as Loihi 1's compartments compute: hard reset, strict compare, binary input."""
+    layers = [dataclasses.replace(l, input_graded=False) for l in net.layers]
+    return dataclasses.replace(net, layers=layers, subtractive_reset=False, fires_at_equality=False)
+
+
 def with_layer(net: NetDesc, i: int, **changes) -> NetDesc:
     layers = list(net.layers)
     layers[i] = dataclasses.replace(layers[i], **changes)
@@ -71,6 +77,10 @@ def with_layer(net: NetDesc, i: int, **changes) -> NetDesc:
 
 # (rule, target, violating network, substrings its message must contain)
 CASES = [
+    (R.check_neuron_model, L1, lambda n: n,
+     ["network good: loihi1's neurons cannot run a subtractive reset (its compartments reset V to 0",
+      "firing at V >= TH << F (layer conv1: V > 6,399, not a multiple of its threshold granularity 64)",
+      "graded input (layer conv1: its spikes are binary) (rule neuron_model)"]),
     (R.check_layer_kind, L2, lambda n: dataclasses.replace(n, layers=[n.layers[0], LayerDesc(
         name="pool1", kind="maxpool", in_shape=(4, 8, 8), out_shape=(4, 4, 4), n_neurons=64,
         fan_in=4, n_weights=0, n_synapses=256, max_abs_weight=0), *n.layers[1:]]),
@@ -122,9 +132,14 @@ def _id(case):
     return f"{case[0].__name__}-{case[1].name}"
 
 
+def _good(target) -> NetDesc:
+    """A network the target can run: the exporter's on Loihi 2 and ONNX, Loihi 1's own neurons there."""
+    return loihi1_native(good_net()) if target is L1 else good_net()
+
+
 @pytest.mark.parametrize("rule,target,make,expect", CASES, ids=[_id(c) for c in CASES])
 def test_rule_fires_with_numbers(rule, target, make, expect):
-    assert rule(good_net(), target) == []
+    assert rule(_good(target), target) == []
     got = rule(make(good_net()), target)
     assert got and all(isinstance(v, Violation) for v in got)
     text = "\n".join(v.message for v in got)
@@ -144,12 +159,35 @@ def test_every_rule_has_a_case():
 @pytest.mark.parametrize("name", ["loihi1", "loihi2", "onnx"])
 def test_compliant_network_passes(name):
     t = get_target(name)
-    net = good_net()
+    net = _good(t)
     assert check(net, t) == []
     for rule in RULES:
         assert rule(net, t) == []
     rep = map_network(net, t)
     assert rep.fits and rep.problems == []
+
+
+def test_neuron_model_refusal_is_one_line_of_severity_refuse():
+    """Loihi 1 refuses the exporter's neuron (soft reset, fire at equality, graded input) with one
+    REFUSE violation naming every missing piece; each piece alone is enough to refuse."""
+    got = check(good_net(), L1)
+    nm = [v for v in got if v.rule == "neuron_model"]
+    assert len(nm) == 1 and nm[0].severity == R.Severity.REFUSE and nm[0].layer is None
+    assert max(v.severity for v in got) == R.Severity.REFUSE
+    native = loihi1_native(good_net())
+    for change, word in [(dict(subtractive_reset=True), "subtractive reset"),
+                         (dict(fires_at_equality=True), "firing at V >= TH << F"),
+                         (dict(layers=good_net().layers), "graded input")]:
+        msg = R.check_neuron_model(dataclasses.replace(native, **change), L1)
+        assert len(msg) == 1 and word in msg[0].message and msg[0].message.count(";") == 0
+    # a strict-compare net on a >= target needs TH << F + 1 on the grid: Loihi 2 (step 1) holds it
+    assert R.check_neuron_model(dataclasses.replace(good_net(), fires_at_equality=False), L2) == []
+    coarse = dataclasses.replace(L2, name="coarse", threshold_step=64)
+    msg = R.check_neuron_model(dataclasses.replace(good_net(), fires_at_equality=False), coarse)
+    assert "firing at V > TH << F (layer conv1: V >= 6,401, not a multiple" in msg[0].message
+    # the other rules keep their own severities
+    assert {v.severity for v in check(with_layer(good_net(), 1, max_abs_current=200_000), L2)} == \
+        {R.Severity.ADVISORY}
 
 
 def test_weight_precision_allows_even_or_7bit_or_single_sign():
