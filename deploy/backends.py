@@ -33,6 +33,7 @@ FAULTS = {
     "tie": "strict threshold comparison V > TH<<F (Lava's stock LIF) instead of >=",
     "hard-reset": "hard reset V' = 0 instead of subtractive",
     "delay": "Lava's one-step synaptic delay left uncompensated on every feed-forward connection",
+    "readout-leak": "the readout's leak ignored: a plain sum where the trained readout leaks with lam",
 }
 
 
@@ -68,7 +69,11 @@ def inject_fault(graph: Graph, fault: str) -> tuple:
         idx = np.unravel_index(int(np.argmax(flat)), w.shape)
         w[idx] += -1 if w[idx] > 0 else 1          # one LSB towards zero (stays in range)
         return g, {}
-    opts = {"tie": {"tie": "gt"}, "hard-reset": {"reset": "zero"}, "delay": {"feedforward_delay": 1}}[fault]
+    if fault == "readout-leak" and not graph.readout.decay:
+        raise BackendError("fault readout-leak needs a bundle whose readout leaks (trained with saf-f); "
+                           "this readout does not, so the fault would change nothing")
+    opts = {"tie": {"tie": "gt"}, "hard-reset": {"reset": "zero"}, "delay": {"feedforward_delay": 1},
+            "readout-leak": {"readout_leak": False}}[fault]
     return graph, opts
 
 

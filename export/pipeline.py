@@ -113,10 +113,11 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
                           "or --input-scale S [--input-bits B]")
     layers, feedback = fold_network(net)
     meta = dict(prov, spec=spec, theta=net.theta, input_exact=exact_in, target_name=target_name,
+                readout=net.readout_kind.name,
                 train_config={k: cfg.get(k) for k in ("method", "dataset", "lam", "theta", "T", "epochs", "seed")})
     graph, qrep = quantize(layers, feedback, T=T, lam=net.lam, theta=net.theta, target=target,
                            input_scale=scale, input_bits=bits, input_signed=signed, input_exact=exact_in,
-                           meta=meta)
+                           meta=meta, readout_leaks=net.readout_kind.leaks_with_lam)
     cert = certify(graph)
     resources, violations = check_resources(graph, target)
     # ADVISORY rules (ranges) are exactness questions, answered by the certificate (a saturating layer
