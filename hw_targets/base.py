@@ -91,6 +91,29 @@ class Target:
         return d
 
 
+@dataclass(frozen=True)
+class FeedbackDesc:
+    """A delayed connection into a layer from the spikes of a later spiking layer `src` (DESIGN.md
+    sec. 1, one step of delay). in_shape is src's output shape, out_shape the destination's; conv
+    maps them with kernel/stride/padding, dense connects every source neuron to every destination
+    neuron. The mapper costs its synapses and input axons on the destination's cores and its
+    output axons on the source's."""
+    src: str
+    kind: str                     # "dense" | "conv"
+    in_shape: tuple
+    out_shape: tuple
+    n_weights: int
+    kernel: Optional[tuple] = None
+    stride: int = 1
+    padding: int = 0
+
+    @property
+    def fan_in(self) -> int:
+        if self.kind == "conv":
+            return int(self.in_shape[0]) * int(np.prod(self.kernel))
+        return int(np.prod(self.in_shape))
+
+
 @dataclass
 class LayerDesc:
     """One layer as the exporter will deploy it (integer units of export/ir.py).
@@ -100,7 +123,8 @@ class LayerDesc:
     exporter's worst-case |V| in state units (already << frac_bits); max_abs_current, if known,
     is a bound on the per-step input |W s_in + B| (else rules derive a conservative one).
     mixed_sign / odd_weights describe the weights (see weight_stats): mixed-sign synapses spend one
-    of their bits on the sign.
+    of their bits on the sign. feedback lists the FeedbackDesc edges into the layer (their weights
+    are included in n_weights, n_synapses and the weight statistics).
     """
     name: str
     kind: str                     # "dense" | "conv" | "readout" | anything else (refused)
@@ -122,10 +146,17 @@ class LayerDesc:
     mixed_sign: bool = True
     odd_weights: bool = False
     max_abs_current: Optional[int] = None
+    feedback: tuple = ()          # FeedbackDesc edges into this layer
 
     def __post_init__(self):
         self.in_shape = tuple(int(v) for v in self.in_shape)
         self.out_shape = tuple(int(v) for v in self.out_shape)
+        self.feedback = tuple(self.feedback)
+        self.has_feedback_in = self.has_feedback_in or bool(self.feedback)
+        for f in self.feedback:
+            if tuple(f.out_shape) != self.out_shape:
+                raise ValueError(f"layer {self.name}: feedback from {f.src} ends in {tuple(f.out_shape)}, "
+                                 f"the layer's output is {self.out_shape}")
         if int(np.prod(self.out_shape)) != self.n_neurons:
             raise ValueError(f"layer {self.name}: n_neurons {self.n_neurons} != prod(out_shape "
                              f"{self.out_shape}) = {int(np.prod(self.out_shape))}")

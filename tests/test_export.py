@@ -242,3 +242,30 @@ def test_tampered_bundle_is_refused(tmp_path, capsys):
 
 def test_decay_for_matches_dyadic_leaks():
     assert decay_for(0.5) == 2048 and decay_for(0.25) == 3072 and decay_for(1.0) == 0
+
+
+@pytest.mark.parametrize("target", ["loihi2", "loihi1"])
+def test_feedback_network_needs_more_resources(target):
+    """conv-digits-f as the exporter describes it: its conv feedback edge (conv2 -> conv1) costs
+    synapses, memory and input axons on conv1's cores and output axons on conv2's, so it needs more
+    than the same quantized network with the edge removed."""
+    import copy
+
+    from saf.export.quantize import quantize
+    from saf.export.resources import describe
+    from saf.hw_targets import get_target, map_network
+
+    layers, fb = fold_network(_net("conv-digits-f").double())
+    g, _ = quantize(layers, fb, T=6, lam=0.5, theta=1.0, target=get_target(target), input_scale=16,
+                    input_bits=5, input_signed=False, input_exact=True)
+    plain = copy.deepcopy(g)
+    plain.feedback = []
+    net = describe(g)
+    assert [f.src for f in net.layers[0].feedback] == ["conv2"] and net.layers[0].feedback[0].kind == "conv"
+    a, b = map_network(net, target), map_network(describe(plain), target)
+    assert a.fits and b.fits
+    total = lambda r, f: sum(getattr(l, f) * l.cores for l in r.layers)  # noqa: E731
+    for f in ("memory_bytes_per_core", "input_axons_per_core", "output_axons_per_core"):
+        assert total(a, f) > total(b, f), f
+    assert a.cores_used > b.cores_used
+    assert a.layer("conv1").input_axons_per_core > b.layer("conv1").input_axons_per_core

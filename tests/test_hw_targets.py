@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from saf import hw_targets
-from saf.hw_targets import (RULES, TARGETS, LayerDesc, NetDesc, ResourceReport, TargetError, Violation,
-                        check, get_target, map_network, weight_stats)
+from saf.hw_targets import (RULES, TARGETS, FeedbackDesc, LayerDesc, NetDesc, ResourceReport, TargetError,
+                        Violation, check, get_target, map_network, weight_stats)
 from saf.hw_targets import rules as R
 from saf.hw_targets.mapper import conv_synapse_count
 
@@ -319,3 +319,54 @@ def test_leaf_package():
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _fb_net(feedback: bool, n_in=256, n1=512, n2=256, kind="dense") -> NetDesc:
+    """fc1 -> fc2 -> readout, optionally with a dense (or conv) feedback edge fc2 -> fc1."""
+    fc1 = dense("fc1", n_in, n1)
+    if feedback:
+        fb = FeedbackDesc(src="fc2", kind="dense", in_shape=(n2,), out_shape=(n1,), n_weights=n1 * n2)
+        fc1 = dataclasses.replace(fc1, feedback=(fb,), n_weights=fc1.n_weights + n1 * n2,
+                                  n_synapses=fc1.n_synapses + n1 * n2)
+    return NetDesc(layers=[fc1, dense("fc2", n1, n2), dense("out", n2, 10, kind="readout", threshold=0)],
+                   T=4, lam=1.0, decay=0, name="fb" if feedback else "nofb")
+
+
+@pytest.mark.parametrize("target", [L1, L2], ids=["loihi1", "loihi2"])
+def test_feedback_costs_synapses_memory_and_axons(target):
+    """A feedback edge's synapses and input axons land on the destination's cores and its spikes
+    leave the source through output axons: the feedback net needs more than the same net without."""
+    a, b = map_network(_fb_net(True), target), map_network(_fb_net(False), target)
+    assert a.fits and b.fits
+    fa, fb_ = a.layer("fc1"), b.layer("fc1")
+    assert fa.input_axons_per_core == fb_.input_axons_per_core + 256       # + one axon per fc2 neuron
+    assert fa.memory_bytes_per_core * fa.cores > fb_.memory_bytes_per_core * fb_.cores
+    assert a.layer("fc2").output_axons_per_core > b.layer("fc2").output_axons_per_core
+    assert a.layer("fc2").output_axons_per_core == b.layer("fc2").output_axons_per_core + \
+        a.layer("fc2").neurons_per_core * fa.cores                       # every fc1 core it reaches
+    total = lambda r, f: sum(getattr(l, f) * l.cores for l in r.layers)  # noqa: E731
+    for f in ("memory_bytes_per_core", "input_axons_per_core", "output_axons_per_core"):
+        assert total(a, f) > total(b, f), f
+    assert a.parameters == b.parameters + 512 * 256
+
+
+def test_feedback_can_make_a_layer_refused():
+    """3,000 forward inputs fit a core's 4,096 input axons; 2,000 feedback inputs more do not."""
+    ok = _fb_net(False, n_in=3000, n2=2000)
+    bad = _fb_net(True, n_in=3000, n2=2000)
+    assert map_network(ok, L2).fits and not check(ok, L2)
+    rep = map_network(bad, L2)
+    assert not rep.fits and not rep.layer("fc1").feasible
+    assert "layer fc1: one neuron's fan-in of 3,000 synapses needs 5,000 input axons, a core takes 4,096" \
+        in rep.problems
+    assert any(v.rule == "fan_in" and "5,000 input axons" in v.message for v in check(bad, L2))
+
+
+def test_feedback_desc_checks_shapes():
+    fb = FeedbackDesc(src="fc2", kind="dense", in_shape=(4,), out_shape=(7,), n_weights=28)
+    with pytest.raises(ValueError, match="feedback from fc2 ends in"):
+        dataclasses.replace(dense("fc1", 8, 5), feedback=(fb,))
+    net = NetDesc(layers=[dataclasses.replace(dense("fc1", 8, 7), feedback=(dataclasses.replace(fb, src="x"),)),
+                          dense("out", 7, 2, kind="readout", threshold=0)], T=2, lam=1.0, decay=0)
+    with pytest.raises(ValueError, match="feedback from unknown layer 'x'"):
+        map_network(net, L2)
