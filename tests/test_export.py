@@ -267,5 +267,5 @@ def test_feedback_network_needs_more_resources(target):
     total = lambda r, f: sum(getattr(l, f) * l.cores for l in r.layers)  # noqa: E731
     for f in ("memory_bytes_per_core", "input_axons_per_core", "output_axons_per_core"):
         assert total(a, f) > total(b, f), f
-    assert a.cores_used > b.cores_used
+    assert (a.cores_used, b.cores_used) == {"loihi2": (6, 5), "loihi1": (15, 11)}[target]   # README
     assert a.layer("conv1").input_axons_per_core > b.layer("conv1").input_axons_per_core
