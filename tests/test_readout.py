@@ -200,6 +200,7 @@ def test_saf_f_digits_net_deploys_the_readout_it_trained(tmp_path, capsys):
     assert m["lam"] == 0.5 and m["decay"] == 2048 and m["meta"]["readout"] == "leaky-sum"
     assert m["layers"][-1]["kind"] == "readout" and m["layers"][-1]["decay"] == 2048
     assert m["certificate"]["exact"] and m["calibration"]["prediction_agreement"] >= 0.995
+    assert main(["info", str(out)]) == 0 and "integrator leaking (decay D=2048)" in capsys.readouterr().out
     b = Bundle.load(out)
     data = load_dataset("digits")
     xq, y = b.graph.quantize_input(data.x_test.numpy()), data.y_test.numpy()
@@ -214,3 +215,15 @@ def test_saf_f_digits_net_deploys_the_readout_it_trained(tmp_path, capsys):
     lava = run_backend("lava", b, xq[:50], record_spikes=False).readout
     np.testing.assert_array_equal(lava, run_saf_int(b.graph, xq[:50]).readout)
     assert (lava.argmax(1) == fl).mean() >= 0.98
+
+
+def test_eval_uses_the_recorded_readout(capsys):
+    """`saf eval` evaluates the SAF-F checkpoint with the leaking readout it trained, and says so."""
+    from saf.deploy.main import main
+    from saf.train.cli import eval_checkpoint
+
+    r = eval_checkpoint(SAFF_CKPT)
+    assert r["readout"] == "leaky-sum" and r["readout_leak"] == 0.5 and r["n"] == 360
+    assert r["saf_accuracy"] >= 0.97 and r["prediction_agreement"] == 1.0
+    assert main(["eval", str(SAFF_CKPT)]) == 0
+    assert "readout leaky-sum (leak 0.5 per step, as trained)" in capsys.readouterr().out
