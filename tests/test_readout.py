@@ -210,6 +210,10 @@ def test_saf_f_digits_net_deploys_the_readout_it_trained(tmp_path, capsys):
     assert all(p["spike_mismatches"] == 0 and p["readout_mismatches"] == 0 for p in rep.pairs)
     f2q = rep.float_to_quantized
     assert f2q["samples"] == 360 and f2q["prediction_agreement"] >= 0.995
+    # the leak decides predictions here: a plain-sum deployment of the same spikes agrees on 358/360
+    fl_all = run_backend("saf-float", b, xq, record_spikes=False).readout.argmax(1)
+    assert (emulate(b.graph, xq).readout.argmax(1) == fl_all).sum() == 360
+    assert (emulate(b.graph, xq, readout_leak=False).readout.argmax(1) == fl_all).sum() == 358
     # the deployed readout on Lava predicts what the float SAF form predicts
     fl = run_backend("saf-float", b, xq[:50], record_spikes=False).readout.argmax(1)
     lava = run_backend("lava", b, xq[:50], record_spikes=False).readout
