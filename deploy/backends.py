@@ -38,9 +38,10 @@ FAULTS = {
     "hard-reset": "hard reset V' = 0 instead of subtractive",
     "delay": "Lava's one-step synaptic delay left uncompensated on every feed-forward connection",
     "u-21bit": "the current I<<F held in a 21-bit register that wraps (Loihi's u register has 24 bits)",
+    "readout-leak": "the readout's leak ignored: a plain sum where the trained readout leaks with lam",
 }
 _FAULT_OPTS = {"tie": {"tie": "gt"}, "hard-reset": {"reset": "zero"}, "delay": {"feedforward_delay": 1},
-               "u-21bit": {"current_bits": 21}}
+               "u-21bit": {"current_bits": 21}, "readout-leak": {"readout_leak": False}}
 
 
 @dataclass
@@ -72,6 +73,9 @@ def inject_fault(graph: Graph, fault: str) -> tuple:
         idx = np.unravel_index(int(np.argmax(flat)), w.shape)
         w[idx] += -1 if w[idx] > 0 else 1          # one LSB towards zero (stays in range)
         return g, {}
+    if fault == "readout-leak" and not graph.readout.decay:
+        raise BackendError("fault readout-leak needs a bundle whose readout leaks (trained with saf-f); "
+                           "this readout does not, so the fault would change nothing")
     return graph, _FAULT_OPTS[fault]
 
 

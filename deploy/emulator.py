@@ -15,6 +15,7 @@ dense matrix; large ones use a strided im2col view (sliding_window_view) and one
   overflow="wrap"      24-bit wrap-around instead of saturation
   current_bits=b       the current I << F held in a b-bit register that wraps (Loihi's u register is
                        24 bits and the certificate keeps it from wrapping; b = 21: a too-narrow one)
+  readout_leak=False   the readout's leak ignored (a plain sum where the trained readout leaks)
 The defaults are the correct semantics (CONVENTION: fire at V >= TH<<F, subtractive reset).
 """
 from __future__ import annotations
@@ -141,7 +142,8 @@ class _Plan:
 
 def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subtract",
             feedforward_delay: int = 0, feedback_delay: int = 1, overflow: str = "clip",
-            current_bits: int = 0, record_spikes: bool = True, record_potentials: bool = False, batch_size: int = 512,
+            current_bits: int = 0, readout_leak: bool = True, record_spikes: bool = True,
+            record_potentials: bool = False, batch_size: int = 512,
             progress: bool = False, plan: _Plan = None) -> BackendResult:
     """Run the integer LIF form on xq [N, *input_shape]; the keyword options inject faults."""
     if tie not in ("ge", "gt"):
@@ -159,6 +161,7 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
         plan = _Plan(graph, x_abs)
     T, sp = graph.T, plan.spiking
     ro = graph.readout
+    ro_decay = int(ro.decay) if readout_leak else 0
     readout = np.zeros((n, ro.n_out), dtype=np.int64)
     spikes = [np.zeros((n, T, l.n_out), dtype=bool) for l in sp] if record_spikes else None
     pots = [np.zeros((n, T, l.n_out), dtype=np.int64) for l in sp] if record_potentials else None
@@ -174,6 +177,7 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
         depth = max(feedforward_delay, feedback_delay) + 1
         hist = deque([list(zeros) for _ in range(depth)], maxlen=depth)
         counts = np.zeros((b, sp[-1].n_out), dtype=np.int64)
+        R = np.zeros((b, ro.n_out), dtype=np.int64)            # leaking readout: R[t]
         for t in range(T):
             cur = []
             for li, layer in enumerate(sp):
@@ -202,14 +206,16 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
             hist.append(cur)
             last = cur[-1] if feedforward_delay == 0 else hist[-1 - feedforward_delay][-1]
             counts += last
-        # readout integrator: R[T] = sum_t (W_o s_N[t] + B_o) = W_o (sum_t s_N[t]) + T * B_o
-        readout[sl] = plan.syn[-1](counts) + T * plan.bias[-1]
+            if ro.decay:             # R[t] = decay_r(R[t-1]) + ((W_o s_N[t] + B_o) << F_r)
+                R = _decay(R, ro_decay) + ((plan.syn[-1](last) + plan.bias[-1]) << ro.readout_shift)
+        # non-leaking readout: R[T] = sum_t (W_o s_N[t] + B_o) = W_o (sum_t s_N[t]) + T * B_o
+        readout[sl] = R if ro.decay else plan.syn[-1](counts) + T * plan.bias[-1]
         if progress:
             print(f"emulator: {sl.stop}/{n} samples", flush=True)
     info = {"saturated": sat, "max_abs_v": vmax,
             "faults": {"tie": tie, "reset": reset, "feedforward_delay": feedforward_delay,
                        "feedback_delay": feedback_delay, "overflow": overflow,
-                       "current_bits": current_bits},
+                       "current_bits": current_bits, "readout_leak": readout_leak},
             "synapse_dtypes": {s.name: np.dtype(s.dtype).name for s in plan.syn}}
     return BackendResult(backend="emulator", readout=readout, spikes=spikes, potentials=pots,
                          seconds=time.perf_counter() - t0, info=info)

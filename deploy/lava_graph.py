@@ -185,7 +185,8 @@ def build_lava_network(graph: Graph, xq: np.ndarray = None, record_spikes: bool 
             pre = nrn.s_out
         else:
             nrn = Integrator(n=l.n_out, bias=bias, period=P, offset=sched.offsets[i], T=T,
-                             n_samples=N, probe_buffer=probe_buffer, name=l.name)
+                             n_samples=N, probe_buffer=probe_buffer, decay=l.decay,
+                             shift=l.readout_shift, name=l.name)
         syn.a_out.connect(nrn.a_in)
         synapses.append(syn)
     fbs = []

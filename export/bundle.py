@@ -29,10 +29,22 @@ SOURCE_FILE = "source.safetensors"     # the trained float checkpoint, copied
 
 
 def _layer_meta(l: Layer) -> dict:
-    return {"name": l.name, "kind": l.kind, "in_shape": list(l.in_shape), "out_shape": list(l.out_shape),
-            "threshold": int(l.threshold), "stride": l.stride, "padding": l.padding,
-            "scale": float(l.scale), "frac_bits": int(l.frac_bits),
-            "weight_shape": list(l.weight.shape)}
+    d = {"name": l.name, "kind": l.kind, "in_shape": list(l.in_shape), "out_shape": list(l.out_shape),
+         "threshold": int(l.threshold), "stride": l.stride, "padding": l.padding,
+         "scale": float(l.scale), "frac_bits": int(l.frac_bits),
+         "weight_shape": list(l.weight.shape)}
+    if not l.spiking:
+        d["decay"] = int(l.decay)          # the readout's leak, 12-bit D (0 for none)
+    return d
+
+
+def _readout_decay(lm: dict, decay: int, where: Path) -> int:
+    """The readout's leak D_r. A manifest written before readouts could leak has no "decay": its
+    readout is the non-leaking sum (D_r = 0)."""
+    d = int(lm.get("decay", 0))
+    if d not in (0, int(decay)):
+        raise BundleError(f"{where}: readout decay {d} must be 0 or the network's decay {decay}")
+    return d
 
 
 def graph_manifest(g: Graph) -> dict:
@@ -131,10 +143,11 @@ def load_graph(bundle: Path) -> Graph:
             raise BundleError(f"{wpath}: layer{i}_weight has shape {list(w.shape)}, manifest says {lm['weight_shape']}")
         if b.ndim != 1 or len(b) != w.shape[0]:
             raise BundleError(f"{wpath}: layer{i}_bias has shape {list(b.shape)}, expected [{w.shape[0]}]")
+        decay = _readout_decay(lm, m["decay"], bundle / MANIFEST) if lm["kind"] == "readout" else 0
         layers.append(Layer(name=lm["name"], kind=lm["kind"], weight=w.astype(np.int64), bias=b.astype(np.int64),
                             in_shape=tuple(lm["in_shape"]), out_shape=tuple(lm["out_shape"]),
                             threshold=int(lm["threshold"]), stride=int(lm["stride"]), padding=int(lm["padding"]),
-                            scale=float(lm["scale"]), frac_bits=int(lm["frac_bits"])))
+                            scale=float(lm["scale"]), frac_bits=int(lm["frac_bits"]), decay=decay))
     feedback = []
     for j, fm in enumerate(m.get("feedback", [])):
         key = f"feedback{j}_weight"

@@ -6,7 +6,11 @@ Conditions (DESIGN.md sec. 3), each a named check with a one-line reason:
 - leak:        the 12-bit decay is lam_q = 2^-k exactly (a non-dyadic lam truncates at every step);
 - frac_bits:   F >= k (T - 1) per layer, so every decay over T steps drops no bit;
 - state_24bit: worst-case |V| (state_bound.py) <= 2^23 - 1 per layer, and TH << F fits too;
-- readout:     the readout integrator's worst case |R[T]| fits the 24-bit state of a compartment;
+- readout:     the readout integrator's worst case |R[T]| (state_bound with its leak and F_r) fits the
+               24-bit state of a compartment;
+- readout_leak (leaking readouts only): D_r is the network's dyadic decay 2^-k and F_r >= k(T-1), so
+               R[T] = (sum_t lam^(T-t) (W s_N[t] + B)) << F_r is an integer and no truncation of the
+               leak drops a bit: the deployed readout is the trained one, sum_t lam^(T-t) o[t];
 - convention:  every backend's declared tie comparison and reset equal the IR's (fire when
                V >= TH << F, subtractive reset; SAF: H(0) = 1). Derived from the declarations passed
                in (verify: the backends it compares; export: the forms it writes, saf-int and ONNX).
@@ -18,7 +22,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from .ir import DECAY_ONE, IR_CONVENTION, STATE_MAX, Graph, dyadic_exponent
-from .onnx_exact import abs_row_sum_max
 from .state_bound import layer_current_bound, state_bound
 
 
@@ -49,6 +52,21 @@ class Certificate:
             "certificate: NOT EXACT -- " + "; ".join(self.reasons)
         rows = [f"  [{'ok' if c.ok else 'NO'}] {c.check:<12} {c.layer:<10} {c.detail}" for c in self.checks]
         return "\n".join([head, *rows, *[f"  note: {i}" for i in self.info]])
+
+
+def _readout_leak(D_r: int, D: int, F_r: int, T: int, name: str) -> Check:
+    k = dyadic_exponent((DECAY_ONE - D_r) / DECAY_ONE)
+    if D_r != D:
+        return Check("readout_leak", name, False, f"readout decay {D_r} differs from the network's {D}")
+    if k is None:
+        return Check("readout_leak", name, False, f"readout leaks with {DECAY_ONE - D_r}/4096 (decay {D_r}), "
+                     f"not a power of two: its truncating decay drifts from sum_t lam^(T-t) o[t]")
+    need = k * (T - 1)
+    ok = F_r >= need
+    return Check("readout_leak", name, ok,
+                 f"leaks with lam_q = 2^-{k} (decay {D_r}); F_r = {F_r} {'>=' if ok else '<'} k(T-1) = {need}"
+                 + (": R[T] = sum_t lam^(T-t) (W s[t] + B) << F_r exactly" if ok else
+                    ": the last decays drop bits of the trained sum_t lam^(T-t) o[t]"))
 
 
 def export_conventions() -> dict:
@@ -106,9 +124,12 @@ def certify(graph: Graph, conventions: dict = None) -> Certificate:
             detail += ": the state can saturate where the SAF form does not"
         checks.append(Check("state_24bit", layer.name, ok, detail))
     ro = graph.readout
-    r = T * (abs_row_sum_max(ro.weight) + int(abs(ro.bias).max(initial=0)))
+    D_r, F_r = int(ro.decay), ro.readout_shift
+    r = state_bound(layer_current_bound(ro.weight, ro.bias), F_r, D_r, T)
     checks.append(Check("readout", ro.name, r <= STATE_MAX,
                         f"worst |R[T]| = {r:,} {'<=' if r <= STATE_MAX else '>'} 2^23-1"))
+    if D_r:
+        checks.append(_readout_leak(D_r, D, F_r, T, ro.name))
     checks.append(convention_check(export_conventions() if conventions is None else conventions))
     if graph.meta.get("input_exact") is False:
         info.append(f"input quantized with scale {graph.input_scale:.6g} to {graph.input_bits} bits (lossy)")

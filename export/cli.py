@@ -77,7 +77,8 @@ def summarize(m: dict) -> str:
              f"(decay D={m['decay']}), input {m['input_shape']} x{m['input_scale']:g} "
              f"({m['input_bits']}-bit{' signed' if m['input_signed'] else ''})"]
     for l in m["layers"]:
-        th = f"TH={l['threshold']}" if l["kind"] != "readout" else "integrator"
+        th = f"TH={l['threshold']}" if l["kind"] != "readout" else \
+            (f"integrator leaking (decay D={l['decay']})" if l.get("decay") else "integrator (no leak)")
         lines.append(f"  {l['name']:<10} {l['kind']:<8} {str(l['in_shape']):>14} -> {str(l['out_shape']):<14} "
                      f"w{l['weight_shape']} {th} F={l['frac_bits']}")
     for f in m.get("feedback", []):

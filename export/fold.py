@@ -10,7 +10,8 @@ What folds, and why it is exact (all of it is linear algebra on the weights):
 - any glue in front of a dense layer or the readout (avgpool, global average pooling, flatten):
   the dense weight becomes W' = W J where J is the glue's (linear) Jacobian, computed with one
   vector-Jacobian product, so W' x_raw == W glue(x_raw) for every x_raw;
-- the readout `o[t] = W s[t] + b` summed over T steps is a non-leaking integrator R[T] (export/ir.py).
+- the readout `o[t] = W s[t] + b` summed over T steps is an integrator R[T] (export/ir.py), leaking with
+  lam when the model was trained on that sum (train/readout.py; quantize sets its decay).
 
 The result is float64 numpy, one FloatLayer per IR layer, plus FloatFeedback edges.
 """

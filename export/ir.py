@@ -13,8 +13,16 @@ For a spiking layer with integer weights W, bias B, threshold TH, fractional bit
     V'[t] = V[t] - s[t] * (TH << F)                (subtractive reset, leak after reset)
 
 The first layer's s_in is the quantized input x_q (integers, constant over time). Every other
-layer's s_in is the previous layer's binary spikes. The readout layer has no leak and no
-threshold: R[t] = R[t-1] + W s_N[t] + B, and its output is R[T] (the integer logit sum).
+layer's s_in is the previous layer's binary spikes. The readout layer is an integrator with no
+threshold and no clip, leaking with its own 12-bit decay D_r (layer.decay: 0, or the network's D
+when the trained readout leaks with lam, train/readout.py):
+
+    R[t] = decay_r(R[t-1]) + ((W s_N[t] + B) << F_r),   R[0] = 0,   output R[T] (integer logits)
+
+with F_r = Layer.readout_shift: 0 for a non-leaking readout (R[T] = sum_t (W s_N[t] + B), as every
+bundle before leaking readouts), its frac_bits F when it leaks. F >= k(T-1) for lam_q = 2^-k makes
+R[T] = (sum_t lam^(T-t) (W s_N[t] + B)) << F exact: every truncated decay drops only zero bits (the
+certificate's readout_leak check).
 Conv weights use torch's layout [C_out, C_in, kh, kw] and cross-correlation; dense [out, in].
 Inputs and feature maps are [C, H, W] per sample.
 """
@@ -60,6 +68,7 @@ class Layer:
     padding: int = 0
     scale: float = 1.0            # integer = float * scale for this layer's weights/bias/threshold
     frac_bits: int = 6            # F: the state holds value << F
+    decay: int = 0                # readout only: its 12-bit leak D_r (0: none; else the graph's decay)
 
     @property
     def spiking(self) -> bool:
@@ -72,6 +81,11 @@ class Layer:
     @property
     def n_in(self) -> int:
         return int(np.prod(self.in_shape))
+
+    @property
+    def readout_shift(self) -> int:
+        """F_r of the readout integrator: its frac_bits when it leaks (decay > 0), else 0."""
+        return int(self.frac_bits) if self.decay else 0
 
     def full_bias(self) -> np.ndarray:
         """int64 bias per output neuron (a conv channel's bias repeated over its positions)."""

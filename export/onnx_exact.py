@@ -138,11 +138,24 @@ def onnx_exactness(graph: Graph) -> list:
         xin = 1
     ro = graph.readout
     T = int(graph.T)
-    count = T * xin                     # sum over T steps of the readout's input
-    syn = max(abs_row_sum_max(ro.weight) * count, abs_max(ro.weight), count)
-    items.append(_synapse_item(ro.name, "synaptic sum over T steps", syn))
-    items.append(_int_item(ro.name, "readout R[T]", syn + T * abs_max(ro.bias)))
+    if not ro.decay:
+        count = T * xin                 # sum over T steps of the readout's input
+        syn = max(abs_row_sum_max(ro.weight) * count, abs_max(ro.weight), count)
+        items.append(_synapse_item(ro.name, readout_sum_quantity(graph), syn))
+        items.append(_int_item(ro.name, "readout R[T]", syn + T * abs_max(ro.bias)))
+        return items
+    # leaking readout, stepped: R = decay_r(R) + ((W s + B) << F_r), |R| <= T |(W s + B) << F_r|
+    syn = max(abs_row_sum_max(ro.weight) * xin, abs_max(ro.weight), xin)
+    items.append(_synapse_item(ro.name, readout_sum_quantity(graph), syn))
+    r = T * ((syn + abs_max(ro.bias)) << ro.readout_shift)
+    items.append(_int_item(ro.name, "readout R[T]", r))
+    items.append(_int_item(ro.name, "decay product |R|*(4096-D)", r * (DECAY_ONE - int(ro.decay))))
     return items
+
+
+def readout_sum_quantity(graph: Graph) -> str:
+    """The item name of the readout's synaptic sum (over T steps, or per step when it leaks)."""
+    return "synaptic sum per step" if graph.readout.decay else "synaptic sum over T steps"
 
 
 def check_exact(items: list) -> None:

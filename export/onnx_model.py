@@ -24,7 +24,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .ir import DECAY_BITS, DECAY_ONE, STATE_MAX, Graph
-from .onnx_exact import CONVENTION, check_exact, feedback_quantity, onnx_exactness, synapse_dtypes
+from .onnx_exact import CONVENTION, check_exact, feedback_quantity, onnx_exactness, readout_sum_quantity, synapse_dtypes
 
 OPSET = 17
 IR_VERSION = 8          # onnx IR 8 pairs with opset 17 and loads in onnxruntime >= 1.10
@@ -105,7 +105,8 @@ def graph_fingerprint(graph: Graph) -> str:
                          int(graph.input_bits), bool(graph.input_signed)]).encode())
     for l in graph.layers:
         h.update(json.dumps([l.name, l.kind, list(l.in_shape), list(l.out_shape), int(l.threshold),
-                             int(l.stride), int(l.padding), int(l.frac_bits)]).encode())
+                             int(l.stride), int(l.padding), int(l.frac_bits)]
+                            + ([int(l.decay)] if l.decay else [])).encode())
         h.update(np.ascontiguousarray(l.weight, dtype=np.int64).tobytes())
         h.update(np.ascontiguousarray(l.bias, dtype=np.int64).tobytes())
     for fb in graph.feedback:
@@ -216,6 +217,28 @@ def _lif_step(b: _Builder, cur: str, vprev, layer, m: int):
     return s, b.op("Where", [s, after, v])
 
 
+def _readout(b: _Builder, graph: Graph, stack: str, dtype: str) -> None:
+    """Output "readout" from the last spiking layer's float32 spikes stack [T, N, n_in]."""
+    ro, T = graph.readout, int(graph.T)
+    if not ro.decay:                   # R[T] = W (sum_t s[t]) + T B
+        count = b.op("ReduceSum", [stack, b.i64([0])], keepdims=0)       # [N, n_in]: spikes per input
+        rsum = _synapse(b, ("ro",), count, "dense", ro.weight, tuple(ro.in_shape), tuple(ro.out_shape), 1, 0,
+                        dtype)
+        b.op("Add", [rsum, b.tensor(("bias", "ro"), T * np.asarray(ro.bias, dtype=np.int64), "b")], out="readout")
+        return
+    # leaking: R[t] = decay_r(R[t-1]) + ((W s[t] + B) << F_r), one synapse over the T*N stacked spikes
+    flat = b.op("Reshape", [stack, b.i64([-1, ro.n_in])])
+    cur = b.op("Reshape", [_synapse(b, ("ro",), flat, "dense", ro.weight, tuple(ro.in_shape), tuple(ro.out_shape),
+                                    1, 0, dtype), b.i64([T, -1, ro.n_out])])
+    cur = b.op("Mul", [b.op("Add", [cur, b.tensor(("bias", "ro"), np.asarray(ro.bias, dtype=np.int64), "b")]),
+                       b.i64(1 << ro.readout_shift)])
+    r = None
+    for t in range(T):
+        step = b.op("Gather", [cur, b.i64(t)], axis=0)
+        r = step if r is None else b.op("Add", [_decay(b, r, DECAY_ONE - int(ro.decay)), step])
+    b.op("Identity", [r], out="readout")
+
+
 def build_onnx_model(graph: Graph, spikes: bool = True) -> onnx.ModelProto:
     """The ONNX model of `graph` (contract in the module docstring). Raises OnnxExportError for a
     malformed graph and OnnxExactnessError when some intermediate cannot be held exactly."""
@@ -273,11 +296,8 @@ def build_onnx_model(graph: Graph, spikes: bool = True) -> onnx.ModelProto:
                 outputs.append(helper.make_tensor_value_info(name, TensorProto.BOOL, [T, "N", layer.n_out]))
             stack = out
         stack = b.cast(stack, TensorProto.FLOAT)
+    _readout(b, graph, stack, dtypes[(graph.readout.name, readout_sum_quantity(graph))])
     ro = graph.readout
-    count = b.op("ReduceSum", [stack, b.i64([0])], keepdims=0)       # [N, n_in]: spikes per input
-    rsum = _synapse(b, ("ro",), count, "dense", ro.weight, tuple(ro.in_shape), tuple(ro.out_shape), 1, 0,
-                    dtypes[(ro.name, "synaptic sum over T steps")])
-    b.op("Add", [rsum, b.tensor(("bias", "ro"), T * np.asarray(ro.bias, dtype=np.int64), "b")], out="readout")
     outputs.insert(0, helper.make_tensor_value_info("readout", TensorProto.INT64, ["N", ro.n_out]))
     x_info = helper.make_tensor_value_info("x", TensorProto.FLOAT, [T, "N", *graph.input_shape])
     g = helper.make_graph(b.nodes, "saf_integer_lif", [x_info], outputs, b.inits)

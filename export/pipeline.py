@@ -13,6 +13,8 @@ from typing import Optional
 
 import numpy as np
 
+from saf.hw_targets import Severity
+
 from .bundle import ONNX_FILE, SOURCE_FILE, BundleError, write_bundle
 from .certificate import certify
 from .fold import fold_network
@@ -21,11 +23,14 @@ from .quantize import input_quantization, quantize
 from .resources import check_resources
 
 
-ADVISORY_RULES = ("state_bound", "current", "float_exact")
-
-
 class ExportError(ValueError):
     """The export cannot go on; one clear line naming the file or layer."""
+
+
+def _named(v) -> str:
+    """A violation's message, naming its rule."""
+    tag = f"(rule {v.rule})"
+    return v.message if tag in v.message else f"{v.message} {tag}"
 
 
 def _accuracy_report(net, graph: Graph, data, T: int, limit: Optional[int]) -> dict:
@@ -108,19 +113,22 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
                           "or --input-scale S [--input-bits B]")
     layers, feedback = fold_network(net)
     meta = dict(prov, spec=spec, theta=net.theta, input_exact=exact_in, target_name=target_name,
+                readout=net.readout_kind.name,
                 train_config={k: cfg.get(k) for k in ("method", "dataset", "lam", "theta", "T", "epochs", "seed")})
     graph, qrep = quantize(layers, feedback, T=T, lam=net.lam, theta=net.theta, target=target,
                            input_scale=scale, input_bits=bits, input_signed=signed, input_exact=exact_in,
-                           meta=meta)
+                           meta=meta, readout_leaks=net.readout_kind.leaks_with_lam)
     cert = certify(graph)
     resources, violations = check_resources(graph, target)
-    # Range rules are exactness questions, answered by the certificate (a saturating layer makes it
-    # "not exact" with the reason) and by the ONNX builder (int64 where float32 would round); they
-    # do not stop the export. Everything else (formats, kinds, fit) does.
-    advisories = [str(v) for v in violations if v.rule in ADVISORY_RULES]
-    violations = [v for v in violations if v.rule not in ADVISORY_RULES]
-    if violations or not resources.fits:
-        msgs = list(resources.problems) + [str(v) for v in violations]
+    # ADVISORY rules (ranges) are exactness questions, answered by the certificate (a saturating layer
+    # makes it "not exact" with the reason) and by the ONNX builder (int64 where float32 would round);
+    # they do not stop the export. Everything else (neurons, formats, kinds, fit) does: a target that
+    # refuses the neuron model is reported first; every rule's message names the rule.
+    advisories = [str(v) for v in violations if v.severity == Severity.ADVISORY]
+    refused = [_named(v) for v in violations if v.severity == Severity.REFUSE]
+    errors = [_named(v) for v in violations if v.severity == Severity.ERROR]
+    if refused or errors or not resources.fits:
+        msgs = refused + list(resources.problems) + errors
         more = f" (and {len(msgs) - 1} more)" if len(msgs) > 1 else ""
         raise ExportError(f"{spec.get('name', 'network')} does not fit {target.name}: {msgs[0]}{more}")
     extra = {"certificate": cert.to_dict(), "resources": resources.to_dict(), "advisories": advisories,

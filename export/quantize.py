@@ -9,7 +9,10 @@ Choice (documented in the README): one scale per layer, relative to the threshol
   and W_int = round(W s_l), B_int = round(b s_l), never beyond w_int_max. Per-channel scales would
   need per-neuron thresholds; the IR keeps one threshold per layer, so scales are per layer (the
   next layer only sees binary spikes, so scales never propagate).
-- Readout: s = w_int_max / m_readout; the argmax of R[T] does not depend on the scale.
+- Readout: s = w_int_max / m_readout; the argmax of R[T] does not depend on the scale. A readout
+  the model trained leaking with lam (readout_leaks) gets the network's decay D (its state then
+  holds R << F, export/ir.py), a non-leaking one D_r = 0. If its worst-case |R[T]| would not fit
+  24 bits, its weight scale is halved like a spiking layer's.
 - Fractional bits: F = max(target F, k (T - 1)) for lam = 2^-k, the bits that make every decay
   exact (DESIGN.md sec. 3). If the worst-case state of a layer would not fit 24 bits, the layer's
   weight scale is halved (fewer weight bits, same threshold semantics) until it fits or its weights
@@ -24,7 +27,7 @@ import numpy as np
 
 from .fold import FloatFeedback, FloatLayer
 from .ir import STATE_MAX, Feedback, Graph, Layer, decay_for, dyadic_exponent
-from .state_bound import geometric_sum, layer_current_bound
+from .state_bound import geometric_sum, layer_current_bound, state_bound
 
 MIN_WEIGHT_LEVELS = 16     # do not lower a layer's weight precision below this many levels
 
@@ -101,10 +104,23 @@ def _spiking_layer(i, fl: FloatLayer, fbs: list, theta: float, wmax: int, step: 
         top, lowered = (top // 2 // step) * step, lowered + 1
 
 
+def _readout_layer(ro: FloatLayer, wmax: int, step: int, F: int, D: int, T: int) -> tuple:
+    """(W, B, scale, bits lowered) of the readout whose state R << F (leak D) must fit 24 bits."""
+    m = float(np.abs(ro.weight).max(initial=0.0)) or 1.0
+    top, lowered = wmax, 0
+    while True:
+        s = top / m
+        W, B = _round_to(ro.weight * s, step), np.rint(ro.bias * s).astype(np.int64)
+        if state_bound(layer_current_bound(W, B), F, D, T) <= STATE_MAX or top // 2 < MIN_WEIGHT_LEVELS * step:
+            return W, B, s, lowered
+        top, lowered = (top // 2 // step) * step, lowered + 1
+
+
 def quantize(layers: list, feedback: list, *, T: int, lam: float, theta: float, target,
              input_scale: float, input_bits: int, input_signed: bool, input_exact: bool,
-             meta: dict = None) -> tuple:
-    """(Graph, QuantizeReport) of the folded float network on `target` (an hw_targets.Target)."""
+             meta: dict = None, readout_leaks: bool = False) -> tuple:
+    """(Graph, QuantizeReport) of the folded float network on `target` (an hw_targets.Target).
+    readout_leaks: the trained readout is sum_t lam^(T-t) o[t] (SAF-F), deployed leaking with D."""
     if T < 1:
         raise QuantizeError(f"T must be >= 1, got {T}")
     if not (0 < lam <= 1):
@@ -141,14 +157,13 @@ def quantize(layers: list, feedback: list, *, T: int, lam: float, theta: float, 
                            "bias_max": int(np.abs(B).max(initial=0)), "weight_step": step,
                            "precision_lowered_by_bits": lowered})
     ro = layers[-1]
-    m = float(np.abs(ro.weight).max(initial=0.0)) or 1.0
-    s = wmax / m
-    W, B = _round_to(ro.weight * s, step), np.rint(ro.bias * s).astype(np.int64)
+    D_r = D if readout_leaks else 0
+    W, B, s, lowered = _readout_layer(ro, wmax, step, F if D_r else 0, D_r, T)
     out.append(Layer(name=ro.name, kind="readout", weight=W, bias=B, in_shape=ro.in_shape,
-                     out_shape=ro.out_shape, scale=s, frac_bits=F))
+                     out_shape=ro.out_shape, scale=s, frac_bits=F, decay=D_r))
     rep.layers.append({"name": ro.name, "scale": s, "threshold": None, "weight_max": int(np.abs(W).max()),
                        "bias_max": int(np.abs(B).max(initial=0)), "weight_step": step,
-                       "precision_lowered_by_bits": 0})
+                       "precision_lowered_by_bits": lowered, "decay": D_r})
     g = Graph(layers=out, T=int(T), lam=float(lam), decay=D, input_shape=tuple(layers[0].in_shape),
               input_scale=float(input_scale), input_bits=int(input_bits), input_signed=bool(input_signed),
               feedback=[f for f in fb_q if f is not None], target=target.name, meta=dict(meta or {}))

@@ -14,10 +14,11 @@ def _conv_synapses(weight, in_shape, stride: int, padding: int) -> int:
 
 
 def describe(graph: Graph):
-    """hw_targets.NetDesc of the graph (feedback synapses are counted into their destination layer's
-    synapses and weights; the destination is marked has_feedback_in)."""
+    """hw_targets.NetDesc of the graph. Feedback edges are FeedbackDesc entries of their destination
+    layer (the mapper costs their synapses, input axons and the source's output axons) and are also
+    counted into its synapses, weights and weight statistics."""
     from saf.hw_targets import LayerDesc, NetDesc
-    from saf.hw_targets.base import weight_stats
+    from saf.hw_targets.base import FeedbackDesc, weight_stats
 
     descs = []
     x_in = graph.input_max
@@ -35,14 +36,20 @@ def describe(graph: Graph):
                       odd_weights=ws["odd_weights"] or fs["odd_weights"])
         cur = layer_current_bound(l.weight, l.bias, [f.weight for f in fbs], x_in if i == 0 else 1,
                                   graph.input_signed and i == 0)
-        bound = state_bound(cur, l.frac_bits, graph.decay, graph.T) if l.spiking else cur * graph.T
+        bound = state_bound(cur, l.frac_bits, graph.decay, graph.T) if l.spiking else \
+            state_bound(cur, l.readout_shift, l.decay, graph.T)            # R[T] (<< F_r when it leaks)
         kernel = tuple(l.weight.shape[2:]) if l.kind == "conv" else None
+        fdescs = tuple(FeedbackDesc(src=graph.layers[f.src].name, kind=f.kind,
+                                    in_shape=tuple(graph.layers[f.src].out_shape), out_shape=tuple(l.out_shape),
+                                    n_weights=int(f.weight.size),
+                                    kernel=tuple(f.weight.shape[2:]) if f.kind == "conv" else None,
+                                    stride=int(f.stride), padding=int(f.padding)) for f in fbs)
         descs.append(LayerDesc(
             name=l.name, kind=l.kind, in_shape=tuple(l.in_shape), out_shape=tuple(l.out_shape),
             n_neurons=l.n_out, fan_in=l.fan_in, n_synapses=syn, threshold=int(l.threshold),
             max_abs_bias=int(np.abs(l.bias).max(initial=0)), state_bound=int(bound), input_graded=(i == 0),
             has_feedback_in=bool(fbs), kernel=kernel, stride=int(l.stride), padding=int(l.padding),
-            max_abs_current=int(cur), **ws))
+            max_abs_current=int(cur), feedback=fdescs, **ws))
     # Real Loihi 2 resets state every 2^k steps: a sample occupies T steps padded to the next power
     # of two (the padding steps' spikes are not read out).
     reset = 1 << max(0, int(graph.T) - 1).bit_length()

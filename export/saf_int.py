@@ -9,7 +9,13 @@ nothing here carries a membrane potential, truncates, or saturates. Per spiking 
     U[t]    = W a_in[t] + B c[t]  (+ W_fb a_src[t-1] for each feedback edge, a_src[0] = 0)
     a[t]    = lam a[t-1] + H(U[t] - TH (lam a[t-1] + 1))       H(0) = 1 (fire at equality)
     s[t]    = a[t] - lam a[t-1]                           (the spike, 0 or 1)
-    R       = sum_t (W_o s_N[t] + B_o)
+    R       = sum_t (W_o s_N[t] + B_o)                    (non-leaking readout, D_r = 0)
+    R       = (W_o a_N[T] + B_o c[T]) << F_r              (readout leaking with lam: D_r = D)
+
+The leaking readout is the SAF form's own: sum_t lam^(T-t) (W_o s_N[t] + B_o) telescopes to
+W_o a_N[T] + B_o c[T] (s[t] = a[t] - lam a[t-1]), what SAF-F's loss sees times c[T]. In units of
+the readout state (<< F_r) it is (W_o A_N + B_o C) 2^F_r / S, floored when not an integer
+(info["readout_exact"] says whether it always was: it is when F_r >= k (T - 1)).
 
 Exactness. Write lam = p / q in lowest terms; q = 2^j since lam_q has denominator 4096 (for a
 dyadic lam = 2^-k: p = 1, q = 2^k). Every accumulation is a polynomial in lam of degree <= t-1 with
@@ -108,6 +114,10 @@ def _bounds(graph: Graph, lin: list, fb: list, x_max: int, p: int, q: int) -> in
         su = lin[li].row_abs * a_in + bmax * C + fb_rows * C
         th = int(layer.threshold) * (C + S)
         worst = max(worst, (su + th) << layer.frac_bits, p * C)
+    ro = graph.readout
+    if ro.decay:                                                 # (W_o A_N + B_o C) << F_r
+        ro_abs = int(np.abs(ro.weight).sum(1).max(initial=0))
+        worst = max(worst, (ro_abs * C + int(np.abs(ro.bias).max(initial=0)) * C) << ro.readout_shift)
     return worst
 
 
@@ -143,7 +153,9 @@ def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_
     readout = np.zeros((n, graph.readout.n_out), dtype=np.int64)
     spikes = [np.zeros((n, T, l.n_out), dtype=bool) for l in sp] if record_spikes else None
     pots = [np.zeros((n, T, l.n_out), dtype=np.int64) for l in sp] if record_potentials else None
-    pots_exact = True
+    pots_exact = ro_exact = True
+    if graph.readout.decay not in (0, graph.decay):
+        raise ValueError(f"readout decay {graph.readout.decay} must be 0 or the network's {graph.decay}")
     for start in range(0, n, batch_size):
         sl = slice(start, min(n, start + batch_size))
         b = sl.stop - sl.start
@@ -181,9 +193,17 @@ def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_
                 raise ArithmeticError("accumulation does not give a binary spike (bug)")
             counts += s_bin.astype(np.int64)
         ro = graph.readout
-        readout[sl] = counts @ np.asarray(ro.weight, dtype=np.int64).T + T * bias[-1]
+        if not ro.decay:
+            readout[sl] = counts @ np.asarray(ro.weight, dtype=np.int64).T + T * bias[-1]
+        else:                          # the accumulation itself: S (W_o a_N[T] + B_o c[T]), then << F_r / S
+            w = np.asarray(ro.weight, dtype=np.int64).astype(dt)
+            num = (A[-1] @ w.T + bias[-1] * C) * (1 << ro.readout_shift)
+            val = num // S
+            ro_exact = ro_exact and not np.any(val * S != num)
+            readout[sl] = np.asarray(val, dtype=np.int64)
     info = {"lam_q": (p, q), "dyadic_k": dyadic_exponent(graph.lam_q), "scale": S,
             "bound": bound, "arithmetic": "int64" if dt is np.int64 else "python-int",
-            "potentials_exact": pots_exact if pots is not None else None}
+            "potentials_exact": pots_exact if pots is not None else None,
+            "readout_leak": int(graph.readout.decay), "readout_exact": ro_exact}
     return BackendResult(backend="saf-int", readout=readout, spikes=spikes, potentials=pots,
                          seconds=time.perf_counter() - t0, info=info)

@@ -10,7 +10,7 @@ describes its integer graph as a NetDesc of LayerDescs and asks `check` and `map
 """
 from __future__ import annotations
 
-from .base import LayerDesc, NetDesc, Target, TargetError, Violation, weight_stats
+from .base import FeedbackDesc, LayerDesc, NetDesc, Severity, Target, TargetError, Violation, weight_stats
 from .loihi1 import LOIHI1
 from .loihi2 import LOIHI2
 from .mapper import conv_synapse_count, map_network
@@ -32,6 +32,6 @@ def get_target(name) -> Target:
     return TARGETS[key]
 
 
-__all__ = ["Target", "LayerDesc", "NetDesc", "Violation", "TargetError", "RULES", "check",
+__all__ = ["Target", "LayerDesc", "FeedbackDesc", "NetDesc", "Violation", "Severity", "TargetError", "RULES", "check",
            "map_network", "ResourceReport", "LayerReport", "TARGETS", "get_target",
            "weight_stats", "current_bound", "conv_synapse_count", "LOIHI1", "LOIHI2", "ONNX"]

@@ -8,6 +8,7 @@ loihi2.py and onnx.py, each with its source.
 from __future__ import annotations
 
 import dataclasses
+import enum
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -57,6 +58,10 @@ class Target:
     reset_interval_pow2: bool = False           # per-sample state reset period must be 2**k
     onnx_opset: Optional[int] = None
     programmable_neurons: bool = False          # neuron arithmetic (e.g. its shift F) is microcode
+    # --- neuron model (what a compartment computes on a spike; rules.check_neuron_model)
+    subtractive_reset: bool = True              # V' = V - threshold on a spike (False: V' = 0)
+    fires_at_equality: bool = True              # compares V >= threshold (False: strictly V > it)
+    threshold_step: int = 1                     # the compared threshold is a multiple of this
 
     @property
     def max_abs_state(self) -> Optional[int]:
@@ -86,6 +91,29 @@ class Target:
         return d
 
 
+@dataclass(frozen=True)
+class FeedbackDesc:
+    """A delayed connection into a layer from the spikes of a later spiking layer `src` (DESIGN.md
+    sec. 1, one step of delay). in_shape is src's output shape, out_shape the destination's; conv
+    maps them with kernel/stride/padding, dense connects every source neuron to every destination
+    neuron. The mapper costs its synapses and input axons on the destination's cores and its
+    output axons on the source's."""
+    src: str
+    kind: str                     # "dense" | "conv"
+    in_shape: tuple
+    out_shape: tuple
+    n_weights: int
+    kernel: Optional[tuple] = None
+    stride: int = 1
+    padding: int = 0
+
+    @property
+    def fan_in(self) -> int:
+        if self.kind == "conv":
+            return int(self.in_shape[0]) * int(np.prod(self.kernel))
+        return int(np.prod(self.in_shape))
+
+
 @dataclass
 class LayerDesc:
     """One layer as the exporter will deploy it (integer units of export/ir.py).
@@ -95,7 +123,8 @@ class LayerDesc:
     exporter's worst-case |V| in state units (already << frac_bits); max_abs_current, if known,
     is a bound on the per-step input |W s_in + B| (else rules derive a conservative one).
     mixed_sign / odd_weights describe the weights (see weight_stats): mixed-sign synapses spend one
-    of their bits on the sign.
+    of their bits on the sign. feedback lists the FeedbackDesc edges into the layer (their weights
+    are included in n_weights, n_synapses and the weight statistics).
     """
     name: str
     kind: str                     # "dense" | "conv" | "readout" | anything else (refused)
@@ -117,10 +146,17 @@ class LayerDesc:
     mixed_sign: bool = True
     odd_weights: bool = False
     max_abs_current: Optional[int] = None
+    feedback: tuple = ()          # FeedbackDesc edges into this layer
 
     def __post_init__(self):
         self.in_shape = tuple(int(v) for v in self.in_shape)
         self.out_shape = tuple(int(v) for v in self.out_shape)
+        self.feedback = tuple(self.feedback)
+        self.has_feedback_in = self.has_feedback_in or bool(self.feedback)
+        for f in self.feedback:
+            if tuple(f.out_shape) != self.out_shape:
+                raise ValueError(f"layer {self.name}: feedback from {f.src} ends in {tuple(f.out_shape)}, "
+                                 f"the layer's output is {self.out_shape}")
         if int(np.prod(self.out_shape)) != self.n_neurons:
             raise ValueError(f"layer {self.name}: n_neurons {self.n_neurons} != prod(out_shape "
                              f"{self.out_shape}) = {int(np.prod(self.out_shape))}")
@@ -180,6 +216,9 @@ class NetDesc:
     input_bits: int = 8
     reset_interval: Optional[int] = None   # steps between per-sample resets when streaming
     name: str = "net"
+    # the neuron the network was trained for (export/ir.py: subtractive reset, fire at V >= TH << F)
+    subtractive_reset: bool = True
+    fires_at_equality: bool = True
 
     def __post_init__(self):
         if not self.layers:
@@ -193,12 +232,20 @@ class NetDesc:
         return sum(l.n_neurons for l in self.layers)
 
 
+class Severity(enum.IntEnum):
+    """How a broken rule stops an export; ordered, the most severe is reported first."""
+    ADVISORY = 0    # a range question the exactness certificate answers; the export goes on
+    ERROR = 1       # the network does not fit the target as described
+    REFUSE = 2      # the target's neurons cannot run the network at all
+
+
 @dataclass
 class Violation:
     """One broken rule. `message` names the layer and the numbers."""
     rule: str
     layer: Optional[str]
     message: str
+    severity: Severity = Severity.ERROR
 
     def __str__(self) -> str:
         return self.message

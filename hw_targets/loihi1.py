@@ -76,4 +76,10 @@ LOIHI1 = Target(
     conv_weight_sharing=False,
     # choice: Loihi 1 state resets are issued by the host/embedded x86 cores (no hardware period).
     reset_interval_pow2=False,
+    # [LAVA] AbstractPyLifModelFixed.reset_voltage sets v = 0 on a spike and spiking_activation
+    # fires on v > (vth << 6) strictly; [D18] Loihi 1 compartments have no microcode: the reset
+    # and the compare are fixed, and the compared threshold is vth_mant << 6 (a multiple of 64).
+    subtractive_reset=False,
+    fires_at_equality=False,
+    threshold_step=64,
 )

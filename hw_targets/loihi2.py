@@ -80,4 +80,9 @@ LOIHI2 = Target(
     # [L2B] "programmable neurons" (microcode): the state's fractional bits F are the neuron
     # model's choice, so F = k (T - 1) > 6 for an exact leak at larger T is representable.
     programmable_neurons=True,
+    # [L2B] microcode neurons: a subtractive reset and a V >= TH << F compare are a few
+    # instructions (DESIGN.md sec. 5: the stock LIF with reset_voltage and the compare replaced).
+    subtractive_reset=True,
+    fires_at_equality=True,
+    threshold_step=1,
 )

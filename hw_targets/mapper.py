@@ -27,6 +27,13 @@ model. It is an estimate, not Intel's compiler. Modelling choices:
 * A readout whose fan-in does not fit one core is split into `groups` fan-in slices on separate
   cores; the host adds the partial sums (the readout is linear). Spiking layers cannot be split
   that way (the threshold is not linear): if one neuron does not fit a core the layer is refused.
+* Feedback edges (LayerDesc.feedback) are input connections like the forward one: their synapses
+  and input axons are costed on every core of the destination layer (dense: every source neuron
+  reaches every destination neuron; conv: the same receptive-field model as a forward conv), and
+  the source layer's output axons count the destination cores each of its neurons reaches. The
+  destination is placed after the source (mapping runs last to first), so the mapper repeats the
+  pass with the previous pass's placement of each feedback destination until the placement no
+  longer changes (the first pass assumes one destination core per neuron).
 * A graded input layer on a target without graded spikes (Loihi 1) is host-injected: the host
   computes W x + B (constant over the T steps) and sets it as the neurons' bias, so the layer
   holds neurons but no synapses or input axons (rules.check_graded_input checks the bias range).
@@ -141,25 +148,35 @@ def _out_axons(layer: LayerDesc, tile: tuple, nxt, target: Target) -> int:
     return tc * tr * tw * info["cores_per_group"]
 
 
-def _tile_cost(layer: LayerDesc, tile: tuple, target: Target, fan_in: int) -> tuple:
-    """(neurons, memory bytes, input axons) of the worst core holding `tile`."""
+def _conn_cost(conn, out_shape: tuple, tile: tuple, target: Target, fan_in: int) -> tuple:
+    """(memory bytes, input axons) of one input connection (a layer's forward synapses or a
+    FeedbackDesc) on the worst core holding `tile` of an output of shape out_shape."""
     tc, tr, tw = tile
     n = tc * tr * tw
-    state = n * target.neuron_state_bytes
-    if _host_injected(layer, target):
-        return n, state, 0
-    if layer.kind != "conv":               # dense / readout: every input reaches every neuron
-        return n, fan_in * int(list_bits(n, target)) // 8 + state, fan_in
-    c_in, h, w = layer.in_shape
-    kh, kw = layer.kernel
-    nr, rows = _axis(layer.out_shape[1], tr, kh, layer.stride, layer.padding, h)
-    nc, cols = _axis(layer.out_shape[2], tw, kw, layer.stride, layer.padding, w)
+    if conn.kind != "conv":                # dense / readout: every input reaches every neuron
+        return fan_in * int(list_bits(n, target)) // 8, fan_in
+    c_in, h, w = conn.in_shape
+    kh, kw = conn.kernel
+    nr, rows = _axis(out_shape[1], tr, kh, conn.stride, conn.padding, h)
+    nc, cols = _axis(out_shape[2], tw, kw, conn.stride, conn.padding, w)
     if target.conv_weight_sharing:
         syn = c_in * kh * kw * int(list_bits(tc, target)) // 8
-        return n, syn + nr * nc * target.axon_entry_bytes + state, nr * nc
+        return syn + nr * nc * target.axon_entry_bytes, nr * nc
     per_axon = tc * np.outer(np.array(rows), np.array(cols))
     syn = c_in * int(list_bits(per_axon, target, _index_bits(n, target)).sum()) // 8
-    return n, syn + state, c_in * nr * nc
+    return syn, c_in * nr * nc
+
+
+def _tile_cost(layer: LayerDesc, tile: tuple, target: Target, fan_in: int) -> tuple:
+    """(neurons, memory bytes, input axons) of the worst core holding `tile`: its forward synapses
+    (none when host-injected) and those of every feedback edge into the layer."""
+    n = tile[0] * tile[1] * tile[2]
+    mem, axons = n * target.neuron_state_bytes, 0
+    conns = [] if _host_injected(layer, target) else [(layer, fan_in)]
+    for conn, f in conns + [(fb, fb.fan_in) for fb in layer.feedback]:
+        m, a = _conn_cost(conn, layer.out_shape, tile, target, f)
+        mem, axons = mem + m, axons + a
+    return n, mem, axons
 
 
 def _limits_problem(layer, target, n, mem, ax_in, ax_out, what) -> list:
@@ -191,8 +208,14 @@ def single_neuron_problems(layer: LayerDesc, target: Target) -> list:
     return _limits_problem(layer, target, n, mem, ax_in, 0, what)
 
 
-def _map_layer(layer: LayerDesc, target: Target, nxt) -> tuple:
-    """Place one layer. Returns (LayerReport, placement info or None, problems)."""
+def _all_out_axons(layer: LayerDesc, tile: tuple, nxt, fb_dests: list, target: Target) -> int:
+    """Output axons to the next layer plus those to every feedback destination (fb, placement)."""
+    return _out_axons(layer, tile, nxt, target) + sum(_out_axons(layer, tile, d, target) for d in fb_dests)
+
+
+def _map_layer(layer: LayerDesc, target: Target, nxt, fb_dests: list = ()) -> tuple:
+    """Place one layer. Returns (LayerReport, placement info or None, problems). fb_dests: one
+    (FeedbackDesc, destination placement or None) per feedback edge leaving the layer."""
     npc, mem_max = target.neurons_per_core, target.synaptic_memory_bytes_per_core
     rep = LayerReport(name=layer.name, kind=layer.kind, neurons=layer.n_neurons, cores=0,
                       neurons_per_core=0, tile=(), groups=1, memory_bytes_per_core=0,
@@ -226,7 +249,7 @@ def _map_layer(layer: LayerDesc, target: Target, nxt) -> tuple:
     tiles.sort(key=lambda t: (ncores[t], -t[0] * t[1] * t[2]))
     for tile in tiles:
         n, mem, ax_in = _tile_cost(layer, tile, target, fan_in)
-        ax_out = _out_axons(layer, tile, nxt, target)
+        ax_out = _all_out_axons(layer, tile, nxt, fb_dests, target)
         if mem <= mem_max and ax_in <= target.input_axons_per_core and \
                 ax_out <= target.output_axons_per_core:
             cores = ncores[tile] * groups
@@ -239,7 +262,7 @@ def _map_layer(layer: LayerDesc, target: Target, nxt) -> tuple:
     n, mem, ax_in = _tile_cost(layer, (1, 1, 1), target, fan_in)
     rep.feasible = False
     return rep, None, _limits_problem(layer, target, n, mem, ax_in,
-                                      _out_axons(layer, (1, 1, 1), nxt, target), "one neuron")
+                                      _all_out_axons(layer, (1, 1, 1), nxt, fb_dests, target), "one neuron")
 
 
 def _params(layer: LayerDesc) -> int:
@@ -256,6 +279,35 @@ def _as_target(target) -> Target:
     return target
 
 
+MAX_PASSES = 8
+
+
+def _place(net: NetDesc, target: Target) -> tuple:
+    """(LayerReports, problems): last to first (output axons need the next layer's placement),
+    repeated while a feedback destination's placement changes (see the module docstring)."""
+    index = {l.name: i for i, l in enumerate(net.layers)}
+    fb_from = {}                                   # source index -> [(FeedbackDesc, dest index)]
+    for j, l in enumerate(net.layers):
+        for fb in l.feedback:
+            if fb.src not in index:
+                raise ValueError(f"layer {l.name}: feedback from unknown layer {fb.src!r}")
+            fb_from.setdefault(index[fb.src], []).append((fb, j))
+    infos = [None] * len(net.layers)
+    for _ in range(MAX_PASSES):
+        reports, problems, nxt, placed = [None] * len(net.layers), [], None, [None] * len(net.layers)
+        for i in range(len(net.layers) - 1, -1, -1):
+            layer = net.layers[i]
+            dests = [(fb, placed[j] if j > i else infos[j]) for fb, j in fb_from.get(i, [])]
+            rep, info, probs = _map_layer(layer, target, nxt, dests)
+            reports[i], placed[i] = rep, info
+            problems = probs + problems
+            nxt = (layer, info)
+        if not fb_from or placed == infos:
+            break
+        infos = placed
+    return reports, problems
+
+
 def map_network(net: NetDesc, target) -> ResourceReport:
     """Assign every layer's neurons and synapses to cores of `target` (a Target or its name)."""
     target = _as_target(target)
@@ -268,13 +320,7 @@ def map_network(net: NetDesc, target) -> ResourceReport:
         # float32 initializers: 4 bytes per stored parameter
         return ResourceReport(target=target.name, system=target.description, layers=layers,
                               parameters=params, parameter_bytes=4 * params)
-    reports, problems, nxt = [None] * len(net.layers), [], None
-    for i in range(len(net.layers) - 1, -1, -1):     # last to first: out axons need the next
-        layer = net.layers[i]
-        rep, info, probs = _map_layer(layer, target, nxt)
-        reports[i] = rep
-        problems = probs + problems
-        nxt = (layer, info)
+    reports, problems = _place(net, target)
     cores = sum(r.cores for r in reports)
     chips = -(-cores // target.cores_per_chip)
     total = target.total_cores

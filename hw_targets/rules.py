@@ -1,5 +1,8 @@
-"""Hardware rules: small named checks, each `check_xxx(net, target) -> list[Violation]`, collected
-in RULES (the pattern of Rockpool's Xylo design-rule checks). `check(net, target)` runs them all.
+"""Hardware rules: small named checks, each `check_xxx(net, target) -> list[Violation]` with its
+Severity (the `severity` decorator), collected in RULES (the pattern of Rockpool's Xylo design-rule
+checks). `check(net, target)` runs them all and stamps each violation with its rule's severity:
+REFUSE (the target's neurons cannot run the network), ERROR (does not fit as described),
+ADVISORY (a range question the exactness certificate answers: state_bound, current, float_exact).
 
 Every message is one line naming the layer (or the network) and the numbers. A rule that does not
 apply to a target (its Target field is None) returns nothing. Units are those of export/ir.py:
@@ -24,12 +27,22 @@ Modelling choices:
   1 for spikes). The exporter should pass the tight bound max_i (sum_j |W_ij|) x max input + |B_i|.
 * Graded input on a target without graded spikes (Loihi 1) is injected by the host as a bias
   (see mapper.py), so |W x + B| must fit the exact bias range above.
+* Neuron model (check_neuron_model). The network states the neuron it was trained for
+  (NetDesc.subtractive_reset, fires_at_equality: the exporter's is V' = V - TH << F and
+  V >= TH << F); the target states what its compartments do (Target fields of the same names and
+  threshold_step, the granularity of the compared threshold). V >= X equals V > X - 1, so firing
+  at equality on a strict-compare target needs X - 1 on its threshold grid (and V > X on a
+  >=-target needs X + 1). Loihi 1 resets to zero, compares strictly against vth_mant << 6 (never
+  X - 1) and takes binary spikes only, so it refuses every network this toolchain trains, in one
+  line naming the rule (DESIGN.md sec. 5). Loihi 2's microcode neurons run it.
 * ONNX (check_float_exact): every integer the float32 graph holds (weights, TH << F, B << F,
   inputs, currents plus the state they are added to, readout sums) must be <= 2**24.
 """
 from __future__ import annotations
 
-from .base import LayerDesc, NetDesc, Target, Violation
+import dataclasses
+
+from .base import LayerDesc, NetDesc, Severity, Target, Violation
 from .mapper import _as_target, single_neuron_problems
 
 IR_STATE_MAX = (1 << 23) - 1      # export/ir.py STATE_MAX: the IR clips every spiking state here
@@ -53,10 +66,44 @@ def exact_bias_limit(target: Target, frac_bits: int) -> int:
     return target.bias_mantissa_max >> (frac_bits - e)
 
 
+def severity(level: Severity):
+    """Decorator: the Severity of every violation a rule reports."""
+    def mark(fn):
+        fn.severity = level
+        return fn
+    return mark
+
+
 def _v(rule, layer, msg) -> Violation:
     return Violation(rule=rule, layer=layer.name if layer is not None else None, message=msg)
 
 
+@severity(Severity.REFUSE)
+def check_neuron_model(net: NetDesc, target: Target) -> list:
+    """One violation listing what the target's neurons cannot run of this network."""
+    cannot, F, g = [], net.frac_bits, max(1, int(target.threshold_step))
+    spiking = [l for l in net.layers if l.spiking]
+    if spiking and net.subtractive_reset and not target.subtractive_reset:
+        cannot.append("a subtractive reset (its compartments reset V to 0 on a spike)")
+    if spiking and net.fires_at_equality != target.fires_at_equality:
+        # the compared threshold the target would need: V >= X is V > X - 1, V > X is V >= X + 1
+        off = -1 if net.fires_at_equality else 1
+        bad = [l for l in spiking if ((int(l.threshold) << F) + off) % g]
+        if bad:
+            x = int(bad[0].threshold) << F
+            want, op = ("V >= TH << F", ">") if net.fires_at_equality else ("V > TH << F", ">=")
+            cannot.append(f"firing at {want} (layer {bad[0].name}: V {op} {_n(x + off)}, not a "
+                          f"multiple of its threshold granularity {_n(g)})")
+    graded = [l.name for l in net.layers if l.input_graded]
+    if graded and not target.graded_spikes:
+        cannot.append(f"graded input (layer {graded[0]}: its spikes are binary)")
+    if not cannot:
+        return []
+    return [_v("neuron_model", None, f"network {net.name}: {target.name}'s neurons cannot run "
+               + "; ".join(cannot) + " (rule neuron_model)")]
+
+
+@severity(Severity.ERROR)
 def check_layer_kind(net: NetDesc, target: Target) -> list:
     ok = ", ".join(sorted(target.supported_kinds))
     return [_v("layer_kind", l, f"layer {l.name}: kind '{l.kind}' is not supported on "
@@ -64,6 +111,7 @@ def check_layer_kind(net: NetDesc, target: Target) -> list:
             for l in net.layers if l.kind not in target.supported_kinds]
 
 
+@severity(Severity.ERROR)
 def check_weight_magnitude(net: NetDesc, target: Target) -> list:
     m = target.weight_magnitude_max
     if m is None:
@@ -73,6 +121,7 @@ def check_weight_magnitude(net: NetDesc, target: Target) -> list:
             for l in net.layers if l.max_abs_weight > m]
 
 
+@severity(Severity.ERROR)
 def check_weight_precision(net: NetDesc, target: Target) -> list:
     if target.weight_bits is None:
         return []
@@ -86,6 +135,7 @@ def check_weight_precision(net: NetDesc, target: Target) -> list:
             if l.mixed_sign and l.odd_weights and l.max_abs_weight > odd_max]
 
 
+@severity(Severity.ERROR)
 def check_threshold(net: NetDesc, target: Target) -> list:
     m = target.threshold_mantissa_max
     if m is None:
@@ -108,6 +158,7 @@ def check_threshold(net: NetDesc, target: Target) -> list:
     return out
 
 
+@severity(Severity.ERROR)
 def check_bias(net: NetDesc, target: Target) -> list:
     if target.bias_mantissa_max is None:
         return []
@@ -118,6 +169,7 @@ def check_bias(net: NetDesc, target: Target) -> list:
             for l in net.layers if l.max_abs_bias > lim]
 
 
+@severity(Severity.ADVISORY)
 def check_state_bound(net: NetDesc, target: Target) -> list:
     if target.state_bits is None:
         return []
@@ -127,6 +179,7 @@ def check_state_bound(net: NetDesc, target: Target) -> list:
             for l in net.layers if l.state_bound > m]
 
 
+@severity(Severity.ADVISORY)
 def check_current(net: NetDesc, target: Target) -> list:
     if target.state_bits is None:
         return []
@@ -146,6 +199,7 @@ def check_current(net: NetDesc, target: Target) -> list:
     return out
 
 
+@severity(Severity.ERROR)
 def check_decay(net: NetDesc, target: Target) -> list:
     top = (1 << target.decay_bits) - 1
     if 0 <= net.decay <= top:
@@ -154,6 +208,7 @@ def check_decay(net: NetDesc, target: Target) -> list:
                f"not fit {target.name}'s {target.decay_bits}-bit decay (0..{_n(top)})")]
 
 
+@severity(Severity.ERROR)
 def check_graded_input(net: NetDesc, target: Target) -> list:
     out = []
     for l in net.layers:
@@ -175,6 +230,7 @@ def check_graded_input(net: NetDesc, target: Target) -> list:
     return out
 
 
+@severity(Severity.ERROR)
 def check_frac_bits(net: NetDesc, target: Target) -> list:
     if (target.kind != "loihi" or not target.frac_bits or target.programmable_neurons
             or net.frac_bits == target.frac_bits):
@@ -183,6 +239,7 @@ def check_frac_bits(net: NetDesc, target: Target) -> list:
                f"{target.name}'s fixed {target.frac_bits}-bit alignment of input and threshold")]
 
 
+@severity(Severity.ERROR)
 def check_reset_interval(net: NetDesc, target: Target) -> list:
     r = net.reset_interval
     if not target.reset_interval_pow2 or r is None or (r >= 1 and r & (r - 1) == 0):
@@ -192,6 +249,7 @@ def check_reset_interval(net: NetDesc, target: Target) -> list:
                f"a power of two, which {target.name} requires (pad to {_n(up)})")]
 
 
+@severity(Severity.ADVISORY)
 def check_float_exact(net: NetDesc, target: Target) -> list:
     x = target.float_exact_int
     if x is None:
@@ -219,18 +277,21 @@ def check_float_exact(net: NetDesc, target: Target) -> list:
     return out
 
 
+@severity(Severity.ERROR)
 def check_fan_in(net: NetDesc, target: Target) -> list:
     """One neuron's synapses and inputs must fit one core (mapper.single_neuron_problems)."""
     return [Violation("fan_in", l.name, msg) for l in net.layers
             for msg in single_neuron_problems(l, target)]
 
 
-RULES = [check_layer_kind, check_weight_magnitude, check_weight_precision, check_threshold,
+RULES = [check_neuron_model, check_layer_kind, check_weight_magnitude, check_weight_precision, check_threshold,
          check_bias, check_state_bound, check_current, check_decay, check_graded_input,
          check_frac_bits, check_reset_interval, check_float_exact, check_fan_in]
 
 
 def check(net: NetDesc, target) -> list:
-    """Run every rule in RULES; [] means the network is deployable on `target` as described."""
+    """Run every rule in RULES; [] means the network is deployable on `target` as described. Each
+    Violation carries its rule's severity."""
     target = _as_target(target)
-    return [v for rule in RULES for v in rule(net, target)]
+    return [dataclasses.replace(v, severity=rule.severity) for rule in RULES
+            for v in rule(net, target)]

@@ -78,7 +78,12 @@ def reference_run(graph, xq_one: np.ndarray):
             cur_s.append(s)
             s_in = s
         ro = graph.readout
-        R = R + ro.weight @ s_in + ro.bias
+        I = ro.weight @ s_in + ro.bias
+        if ro.decay:                   # leaking readout: R = decay(R) + (I << F), F = its frac_bits
+            R = np.array([_decay(int(R[c]), ro.decay) + (int(I[c]) << ro.frac_bits)
+                          for c in range(ro.n_out)], dtype=np.int64)
+        else:
+            R = R + I
         prev_s = cur_s
     return R, spikes, pots
 

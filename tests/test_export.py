@@ -107,8 +107,27 @@ def test_oversized_network_is_refused_with_numbers(tmp_path, capsys):
     out = tmp_path / "big"
     rc, _, err = _cli(capsys, "export", "--random-model", "vgg11-cifar", "--target", "loihi1", "--out", str(out),
                       "--input-scale", "64", "--input-signed")
-    assert rc == 2 and "does not fit loihi1" in err and "4,096" in err and len(err.strip().splitlines()) == 1
+    # Loihi 1's neurons refuse first (rule neuron_model); the mapper's numbers follow ("and N more")
+    assert rc == 2 and "does not fit loihi1" in err and "(rule neuron_model) (and " in err
+    assert len(err.strip().splitlines()) == 1
     assert not out.exists() and not list(tmp_path.glob(".big*"))
+
+
+def test_demo_net_on_loihi1_is_refused_in_one_line_naming_the_rule(tmp_path, capsys):
+    """Done when 2: Loihi 1 cannot run a subtractive reset, V >= TH << 6 at its threshold granularity
+    64, or graded input; the demo export is refused in one line naming the rule, nothing written."""
+    out = tmp_path / "l1"
+    rc, text, err = _cli(capsys, "export", str(GOLDEN_CKPT), "--target", "loihi1", "--calibrate-data",
+                         "digits", "--out", str(out))
+    assert rc == 2 and text == "" and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err and "loihi1's neurons cannot run a subtractive reset" in err
+    assert "threshold granularity 64" in err and "graded input (layer conv1" in err
+    assert "(rule neuron_model)" in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    # the same checkpoint exports to Loihi 2 (the refusal is about Loihi 1's neurons, not the net)
+    rc, _, err = _cli(capsys, "export", str(GOLDEN_CKPT), "--target", "loihi2", "--calibrate-data", "digits",
+                      "--out", str(tmp_path / "l2"))
+    assert rc == 0, err
 
 
 def test_network_needing_more_cores_than_the_system_is_refused(tmp_path):
@@ -223,3 +242,30 @@ def test_tampered_bundle_is_refused(tmp_path, capsys):
 
 def test_decay_for_matches_dyadic_leaks():
     assert decay_for(0.5) == 2048 and decay_for(0.25) == 3072 and decay_for(1.0) == 0
+
+
+@pytest.mark.parametrize("target", ["loihi2", "loihi1"])
+def test_feedback_network_needs_more_resources(target):
+    """conv-digits-f as the exporter describes it: its conv feedback edge (conv2 -> conv1) costs
+    synapses, memory and input axons on conv1's cores and output axons on conv2's, so it needs more
+    than the same quantized network with the edge removed."""
+    import copy
+
+    from saf.export.quantize import quantize
+    from saf.export.resources import describe
+    from saf.hw_targets import get_target, map_network
+
+    layers, fb = fold_network(_net("conv-digits-f").double())
+    g, _ = quantize(layers, fb, T=6, lam=0.5, theta=1.0, target=get_target(target), input_scale=16,
+                    input_bits=5, input_signed=False, input_exact=True)
+    plain = copy.deepcopy(g)
+    plain.feedback = []
+    net = describe(g)
+    assert [f.src for f in net.layers[0].feedback] == ["conv2"] and net.layers[0].feedback[0].kind == "conv"
+    a, b = map_network(net, target), map_network(describe(plain), target)
+    assert a.fits and b.fits
+    total = lambda r, f: sum(getattr(l, f) * l.cores for l in r.layers)  # noqa: E731
+    for f in ("memory_bytes_per_core", "input_axons_per_core", "output_axons_per_core"):
+        assert total(a, f) > total(b, f), f
+    assert (a.cores_used, b.cores_used) == {"loihi2": (6, 5), "loihi1": (15, 11)}[target]   # README
+    assert a.layer("conv1").input_axons_per_core > b.layer("conv1").input_axons_per_core

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from saf import hw_targets
-from saf.hw_targets import (RULES, TARGETS, LayerDesc, NetDesc, ResourceReport, TargetError, Violation,
-                        check, get_target, map_network, weight_stats)
+from saf.hw_targets import (RULES, TARGETS, FeedbackDesc, LayerDesc, NetDesc, ResourceReport, TargetError,
+                        Violation, check, get_target, map_network, weight_stats)
 from saf.hw_targets import rules as R
 from saf.hw_targets.mapper import conv_synapse_count
 
@@ -63,6 +63,12 @@ def vgg11() -> NetDesc:
     return NetDesc(layers=layers, T=4, lam=1.0, decay=0, name="vgg11")
 
 
+def loihi1_native(net: NetDesc) -> NetDesc:
+    """The network as Loihi 1's compartments compute: hard reset, strict compare, binary input."""
+    layers = [dataclasses.replace(l, input_graded=False) for l in net.layers]
+    return dataclasses.replace(net, layers=layers, subtractive_reset=False, fires_at_equality=False)
+
+
 def with_layer(net: NetDesc, i: int, **changes) -> NetDesc:
     layers = list(net.layers)
     layers[i] = dataclasses.replace(layers[i], **changes)
@@ -71,6 +77,10 @@ def with_layer(net: NetDesc, i: int, **changes) -> NetDesc:
 
 # (rule, target, violating network, substrings its message must contain)
 CASES = [
+    (R.check_neuron_model, L1, lambda n: n,
+     ["network good: loihi1's neurons cannot run a subtractive reset (its compartments reset V to 0",
+      "firing at V >= TH << F (layer conv1: V > 6,399, not a multiple of its threshold granularity 64)",
+      "graded input (layer conv1: its spikes are binary) (rule neuron_model)"]),
     (R.check_layer_kind, L2, lambda n: dataclasses.replace(n, layers=[n.layers[0], LayerDesc(
         name="pool1", kind="maxpool", in_shape=(4, 8, 8), out_shape=(4, 4, 4), n_neurons=64,
         fan_in=4, n_weights=0, n_synapses=256, max_abs_weight=0), *n.layers[1:]]),
@@ -122,9 +132,14 @@ def _id(case):
     return f"{case[0].__name__}-{case[1].name}"
 
 
+def _good(target) -> NetDesc:
+    """A network the target can run: the exporter's on Loihi 2 and ONNX, Loihi 1's own neurons there."""
+    return loihi1_native(good_net()) if target is L1 else good_net()
+
+
 @pytest.mark.parametrize("rule,target,make,expect", CASES, ids=[_id(c) for c in CASES])
 def test_rule_fires_with_numbers(rule, target, make, expect):
-    assert rule(good_net(), target) == []
+    assert rule(_good(target), target) == []
     got = rule(make(good_net()), target)
     assert got and all(isinstance(v, Violation) for v in got)
     text = "\n".join(v.message for v in got)
@@ -144,12 +159,35 @@ def test_every_rule_has_a_case():
 @pytest.mark.parametrize("name", ["loihi1", "loihi2", "onnx"])
 def test_compliant_network_passes(name):
     t = get_target(name)
-    net = good_net()
+    net = _good(t)
     assert check(net, t) == []
     for rule in RULES:
         assert rule(net, t) == []
     rep = map_network(net, t)
     assert rep.fits and rep.problems == []
+
+
+def test_neuron_model_refusal_is_one_line_of_severity_refuse():
+    """Loihi 1 refuses the exporter's neuron (soft reset, fire at equality, graded input) with one
+    REFUSE violation naming every missing piece; each piece alone is enough to refuse."""
+    got = check(good_net(), L1)
+    nm = [v for v in got if v.rule == "neuron_model"]
+    assert len(nm) == 1 and nm[0].severity == R.Severity.REFUSE and nm[0].layer is None
+    assert max(v.severity for v in got) == R.Severity.REFUSE
+    native = loihi1_native(good_net())
+    for change, word in [(dict(subtractive_reset=True), "subtractive reset"),
+                         (dict(fires_at_equality=True), "firing at V >= TH << F"),
+                         (dict(layers=good_net().layers), "graded input")]:
+        msg = R.check_neuron_model(dataclasses.replace(native, **change), L1)
+        assert len(msg) == 1 and word in msg[0].message and msg[0].message.count(";") == 0
+    # a strict-compare net on a >= target needs TH << F + 1 on the grid: Loihi 2 (step 1) holds it
+    assert R.check_neuron_model(dataclasses.replace(good_net(), fires_at_equality=False), L2) == []
+    coarse = dataclasses.replace(L2, name="coarse", threshold_step=64)
+    msg = R.check_neuron_model(dataclasses.replace(good_net(), fires_at_equality=False), coarse)
+    assert "firing at V > TH << F (layer conv1: V >= 6,401, not a multiple" in msg[0].message
+    # the other rules keep their own severities
+    assert {v.severity for v in check(with_layer(good_net(), 1, max_abs_current=200_000), L2)} == \
+        {R.Severity.ADVISORY}
 
 
 def test_weight_precision_allows_even_or_7bit_or_single_sign():
@@ -281,3 +319,54 @@ def test_leaf_package():
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _fb_net(feedback: bool, n_in=256, n1=512, n2=256, kind="dense") -> NetDesc:
+    """fc1 -> fc2 -> readout, optionally with a dense (or conv) feedback edge fc2 -> fc1."""
+    fc1 = dense("fc1", n_in, n1)
+    if feedback:
+        fb = FeedbackDesc(src="fc2", kind="dense", in_shape=(n2,), out_shape=(n1,), n_weights=n1 * n2)
+        fc1 = dataclasses.replace(fc1, feedback=(fb,), n_weights=fc1.n_weights + n1 * n2,
+                                  n_synapses=fc1.n_synapses + n1 * n2)
+    return NetDesc(layers=[fc1, dense("fc2", n1, n2), dense("out", n2, 10, kind="readout", threshold=0)],
+                   T=4, lam=1.0, decay=0, name="fb" if feedback else "nofb")
+
+
+@pytest.mark.parametrize("target", [L1, L2], ids=["loihi1", "loihi2"])
+def test_feedback_costs_synapses_memory_and_axons(target):
+    """A feedback edge's synapses and input axons land on the destination's cores and its spikes
+    leave the source through output axons: the feedback net needs more than the same net without."""
+    a, b = map_network(_fb_net(True), target), map_network(_fb_net(False), target)
+    assert a.fits and b.fits
+    fa, fb_ = a.layer("fc1"), b.layer("fc1")
+    assert fa.input_axons_per_core == fb_.input_axons_per_core + 256       # + one axon per fc2 neuron
+    assert fa.memory_bytes_per_core * fa.cores > fb_.memory_bytes_per_core * fb_.cores
+    assert a.layer("fc2").output_axons_per_core > b.layer("fc2").output_axons_per_core
+    assert a.layer("fc2").output_axons_per_core == b.layer("fc2").output_axons_per_core + \
+        a.layer("fc2").neurons_per_core * fa.cores                       # every fc1 core it reaches
+    total = lambda r, f: sum(getattr(l, f) * l.cores for l in r.layers)  # noqa: E731
+    for f in ("memory_bytes_per_core", "input_axons_per_core", "output_axons_per_core"):
+        assert total(a, f) > total(b, f), f
+    assert a.parameters == b.parameters + 512 * 256
+
+
+def test_feedback_can_make_a_layer_refused():
+    """3,000 forward inputs fit a core's 4,096 input axons; 2,000 feedback inputs more do not."""
+    ok = _fb_net(False, n_in=3000, n2=2000)
+    bad = _fb_net(True, n_in=3000, n2=2000)
+    assert map_network(ok, L2).fits and not check(ok, L2)
+    rep = map_network(bad, L2)
+    assert not rep.fits and not rep.layer("fc1").feasible
+    assert "layer fc1: one neuron's fan-in of 3,000 synapses needs 5,000 input axons, a core takes 4,096" \
+        in rep.problems
+    assert any(v.rule == "fan_in" and "5,000 input axons" in v.message for v in check(bad, L2))
+
+
+def test_feedback_desc_checks_shapes():
+    fb = FeedbackDesc(src="fc2", kind="dense", in_shape=(4,), out_shape=(7,), n_weights=28)
+    with pytest.raises(ValueError, match="feedback from fc2 ends in"):
+        dataclasses.replace(dense("fc1", 8, 5), feedback=(fb,))
+    net = NetDesc(layers=[dataclasses.replace(dense("fc1", 8, 7), feedback=(dataclasses.replace(fb, src="x"),)),
+                          dense("out", 7, 2, kind="readout", threshold=0)], T=2, lam=1.0, decay=0)
+    with pytest.raises(ValueError, match="feedback from unknown layer 'x'"):
+        map_network(net, L2)

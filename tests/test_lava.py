@@ -80,6 +80,19 @@ def test_fixed_pt_matches_reference(arch, feedback, T, lam, period):
         assert spike_mismatches(reference_batch(g, x)[1], s) > 0
 
 
+@pytest.mark.parametrize("tag", ["fixed_pt", "floating_pt"])
+def test_leaking_readout_matches_reference(tag):
+    """The Integrator leaks with the readout's decay on F fractional bits (a SAF-F model's readout):
+    equal to the oracle's R[t] = decay(R[t-1]) + ((W s + B) << F), and not to the plain sum."""
+    g = random_graph("dense", T=6, lam=0.5, seed=7, feedback=True)
+    g.layers[-1].decay, g.layers[-1].frac_bits = g.decay, g.layers[0].frac_bits
+    x = random_inputs(g, 3, seed=4)
+    res = run_lava(g, x, tag=tag)
+    assert_matches_reference(g, x, res, tag=tag)
+    g.layers[-1].decay = 0
+    assert (reference_batch(g, x)[0] != res.readout).any()
+
+
 def test_conv_and_parallel_feedback_edges():
     g = conv_feedback_graph()
     x = random_inputs(g, 3, seed=2)

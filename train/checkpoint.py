@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 
+from .readout import ReadoutError, readout_from_json
 from .spec import SpecError, plan
 
 FORMAT = "saf-checkpoint-1"
@@ -50,7 +51,8 @@ def _umask() -> int:
 
 def save_checkpoint(path: Path, net, config: dict) -> None:
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    meta = {"format": FORMAT, "spec": json.dumps(net.spec), "config": json.dumps(config)}
+    meta = {"format": FORMAT, "spec": json.dumps(net.spec), "config": json.dumps(config),
+            "readout": net.readout_kind.to_json()}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
@@ -72,8 +74,10 @@ def resolve(path) -> Path:
     return p
 
 
-def read_checkpoint(path) -> tuple:
-    """Returns (state_dict, spec, config), validated. Raises CheckpointError with one clear line."""
+def read_checkpoint(path, with_readout: bool = False) -> tuple:
+    """Returns (state_dict, spec, config), validated, and the recorded Readout (train/readout.py; a
+    checkpoint without the record has the non-leaking sum) when with_readout. Raises
+    CheckpointError with one clear line."""
     p = resolve(path)
     try:
         with safe_open(str(p), framework="pt") as f:
@@ -93,7 +97,11 @@ def read_checkpoint(path) -> tuple:
     for k, v in tensors.items():
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise CheckpointError(f"{p}: tensor {k} contains NaN or inf")
-    return tensors, spec, config
+    try:
+        readout = readout_from_json(meta.get("readout"))
+    except ReadoutError as e:
+        raise CheckpointError(f"{p}: {e}") from None
+    return (tensors, spec, config, readout) if with_readout else (tensors, spec, config)
 
 
 def load_model(path, device: str = "cpu"):
@@ -101,8 +109,9 @@ def load_model(path, device: str = "cpu"):
     from .modules.network import SpikingNet
 
     p = resolve(path)
-    tensors, spec, config = read_checkpoint(p)
-    net = SpikingNet(spec, surrogate=config.get("surrogate", "sigmoid"), alpha=float(config.get("alpha", 4.0)))
+    tensors, spec, config, readout = read_checkpoint(p, with_readout=True)
+    net = SpikingNet(spec, surrogate=config.get("surrogate", "sigmoid"), alpha=float(config.get("alpha", 4.0)),
+                     readout=readout)
     expected = net.state_dict()
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))

@@ -148,6 +148,7 @@ def eval_checkpoint(path, dataset=None, data_root=None, T=None) -> dict:
     lif = evaluate(net, data.x_test, data.y_test, T, "lif")
     agree = float((saf["predictions"] == lif["predictions"]).float().mean())
     return {"checkpoint": str(path), "dataset": data.name, "T": T, "n": len(data.y_test),
+            "readout": net.readout_kind.name, "readout_leak": net.readout_kind.leak(net.lam),
             "saf_accuracy": saf["accuracy"], "lif_accuracy": lif["accuracy"], "prediction_agreement": agree,
             "saf_firing_rates": saf["firing_rates"], "lif_firing_rates": lif["firing_rates"]}
 
@@ -157,7 +158,8 @@ def cmd_eval(a) -> int:
     if a.json:
         print(json.dumps(r, indent=2))
     else:
-        print(f"{r['dataset']} test set ({r['n']} samples), T={r['T']}")
+        print(f"{r['dataset']} test set ({r['n']} samples), T={r['T']}, readout {r['readout']} "
+              f"(leak {r['readout_leak']:g} per step, as trained)")
         print(f"  SAF form accuracy  {r['saf_accuracy']:.4f}")
         print(f"  LIF form accuracy  {r['lif_accuracy']:.4f}")
         print(f"  identical predictions: {r['prediction_agreement'] * 100:.2f}%")

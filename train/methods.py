@@ -15,8 +15,11 @@ import torch
 
 from .functional.neuron import bias_coeff
 from .memory import state_bytes
+from .readout import LEAKY_SUM, SUM, Readout
 
 METHODS = ("saf-e", "saf-f", "ottt-o", "ottt-a", "bptt")
+# the readout each method's loss sees (DESIGN.md sec. 6); SAF-F's leaks with lam
+READOUT = {"saf-e": SUM, "saf-f": LEAKY_SUM, "ottt-o": SUM, "ottt-a": SUM, "bptt": SUM}
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -25,6 +28,11 @@ def check_method(method: str) -> str:
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r} (known: {', '.join(METHODS)})")
     return method
+
+
+def readout_for(method: str) -> Readout:
+    """The readout `method` trains (and so the one to evaluate and deploy)."""
+    return READOUT[check_method(method)]
 
 
 def train_batch(net, x: torch.Tensor, y: torch.Tensor, T: int, method: str, optimizer,

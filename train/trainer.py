@@ -19,7 +19,7 @@ from .checkpoint import CHECKPOINT, RESUME, atomic_write, load_resume, save_chec
 from .evaluate import evaluate
 from .functional.loss import ce_mse_loss
 from .functional.surrogate import SURROGATES
-from .methods import check_method, train_batch
+from .methods import check_method, readout_for, train_batch
 from .modules.network import SpikingNet
 from .spec import load_spec, with_neuron
 
@@ -85,7 +85,7 @@ def peak_memory_bytes(device: str) -> int:
 def build(cfg: TrainConfig):
     spec = with_neuron(load_spec(cfg.model), cfg.lam, cfg.theta)
     spec["T"] = cfg.T
-    return SpikingNet(spec, surrogate=cfg.surrogate, alpha=cfg.alpha)
+    return SpikingNet(spec, surrogate=cfg.surrogate, alpha=cfg.alpha, readout=readout_for(cfg.method))
 
 
 class Trainer:

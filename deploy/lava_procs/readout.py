@@ -1,8 +1,11 @@
-"""Integrator: the non-spiking readout (no leak, no threshold, no clip).
+"""Integrator: the non-spiking readout (no threshold, no clip), leaking as the model was trained.
 
-Per logical step t: R = (0 if t == 0 else R) + a_in + bias; after t = T - 1 the `probe` OutPort
-(an external pipe to the host) carries the sample's R[T], the integer logit sum. Same schedule as
-SoftResetLIF (see phase.py).
+Per logical step t (export/ir.py): R = decay_r(0 if t == 0 else R) + ((a_in + bias) << F_r) with
+decay_r(x) = sign(x) * ((|x| * (4096 - D_r)) >> 12); D_r = 0, F_r = 0 for a non-leaking readout
+(R = R + a_in + bias). After t = T - 1 the `probe` OutPort (an external pipe to the host) carries
+the sample's R[T], the integer logits. floating_pt runs R = lam_r R + (a_in + bias) 2^F_r in float64
+with the exact leak (4096 - D_r) / 4096 (equal to fixed_pt where the decay is exact). Same schedule
+as SoftResetLIF (see phase.py).
 """
 from __future__ import annotations
 
@@ -23,9 +26,12 @@ class Integrator(AbstractProcess):
     """n integrating readout units; a_in: current; probe: R[T] of every sample (external pipe)."""
 
     def __init__(self, *, n: int, bias: np.ndarray, period: int, offset: int, T: int,
-                 n_samples: int, probe_buffer: int = 64, name: str = None):
+                 n_samples: int, probe_buffer: int = 64, decay: int = 0, shift: int = 0,
+                 name: str = None):
+        if not 0 <= int(decay) < 4096 or int(shift) < 0:
+            raise ValueError(f"readout decay must be in [0, 4095] and shift >= 0, got {decay}, {shift}")
         super().__init__(n=int(n), period=int(period), offset=int(offset), T=int(T),
-                         n_samples=int(n_samples), name=name)
+                         n_samples=int(n_samples), decay=int(decay), shift=int(shift), name=name)
         self.a_in = InPort(shape=(n,))
         self.probe = OutPort(shape=(n,))
         self.probe.flag_external_pipe(buffer_size=int(probe_buffer))
@@ -36,6 +42,13 @@ class Integrator(AbstractProcess):
 class _AbstractIntegratorModel(AbstractPhasedModel):
     a_in = probe = v = bias = None
 
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.decay, self.shift = self.proc_params["decay"], self.proc_params["shift"]
+
+    def leak(self, v):
+        raise NotImplementedError
+
     def run_spk(self):
         a = self.a_in.recv()
         pos = self.position()
@@ -44,7 +57,7 @@ class _AbstractIntegratorModel(AbstractPhasedModel):
         _, t = pos
         if t == 0:
             self.v[:] = 0
-        self.v[:] = self.v + a + self.bias
+        self.v[:] = self.leak(self.v) + (a + self.bias) * (1 << self.shift)
         if t == self.T - 1:
             self.probe.send(self.v.copy())
 
@@ -58,6 +71,13 @@ class PyIntegratorFixed(_AbstractIntegratorModel):
     v: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=32)
     bias: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
 
+    def leak(self, v):
+        """sign(v) * ((|v| * (4096 - D_r)) >> 12): Loihi's truncating 12-bit decay."""
+        if not self.decay:
+            return v
+        mag = (np.abs(v) * (4096 - self.decay)) >> 12
+        return np.where(v < 0, -mag, mag)
+
 
 @implements(proc=Integrator, protocol=LoihiProtocol)
 @requires(CPU)
@@ -67,3 +87,6 @@ class PyIntegratorFloat(_AbstractIntegratorModel):
     probe: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     v: np.ndarray = LavaPyType(np.ndarray, float)
     bias: np.ndarray = LavaPyType(np.ndarray, float)
+
+    def leak(self, v):
+        return v * ((4096 - self.decay) / 4096)

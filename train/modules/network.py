@@ -17,6 +17,7 @@ import torch.nn as nn
 from ..functional.neuron import bias_coeff, lif_step, saf_potential, saf_spikes, saf_step_fused, trace_step
 from ..functional.replace import replace
 from ..functional.surrogate import spike
+from ..readout import SUM, Readout
 from ..spec import neuron_params, plan
 from .synapse import Synapse
 
@@ -43,9 +44,10 @@ class Record:
 
 
 class SpikingNet(nn.Module):
-    def __init__(self, spec: dict, surrogate: str = "sigmoid", alpha: float = 4.0):
+    def __init__(self, spec: dict, surrogate: str = "sigmoid", alpha: float = 4.0, readout: Readout = SUM):
         super().__init__()
         self.spec = spec
+        self.readout_kind = readout             # the readout the loss sees (train/readout.py)
         self.plan = plan(spec)
         self.lam, self.theta = neuron_params(spec)
         self.surrogate, self.alpha = surrogate, alpha
@@ -175,10 +177,12 @@ class SpikingNet(nn.Module):
     # ---------------------------------------------------------------- whole-sample inference
     @torch.no_grad()
     def infer(self, x: torch.Tensor, T: int, form: str = "saf", record: bool = False):
-        """Logit sums sum_t o[t] over T steps in the chosen form ("saf" or "lif"), and the per-step
-        records when asked (list over t of Record)."""
+        """Logits over T steps in the chosen form ("saf" or "lif"): the readout the network was trained
+        with, sum_t o[t] or (leaking readout) sum_t lam^(T-t) o[t]; and the per-step records when
+        asked (list over t of Record)."""
         st = self.init_saf() if form == "saf" else self.init_lif()
         ws = self.effective_weights() if form == "saf" else None
+        leak = self.readout_kind.leak(self.lam)
         total, recs = 0.0, []
         for _ in range(T):
             rec = Record() if record else None
@@ -186,7 +190,7 @@ class SpikingNet(nn.Module):
                 o, st = self.saf_step(x, st, rec, weights=ws)
             else:
                 o, st = self.lif_step(x, st, "plain", rec)
-            total = total + o
+            total = total * leak + o if leak != 1.0 else total + o
             if record:
                 recs.append(rec)
         return total, recs
