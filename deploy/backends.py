@@ -1,6 +1,7 @@
 """One interface over every inference backend: run(bundle, xq) -> BackendResult.
 
   lava       the bundle's Lava process graph on Loihi2SimCfg(select_tag="fixed_pt")
+  lava-stock the same network on Lava's own Dense/Conv/LIFReset models (deploy/lava_stock.py)
   onnx       onnxruntime on the bundle's model.onnx
   emulator   the fast bit-accurate numpy emulator of the integer LIF form
   saf-int    the SAF accumulation (training) form on the integer weights, exact arithmetic
@@ -24,10 +25,10 @@ from saf.export.ir import Graph
 
 from .result import BackendResult
 
-INTEGER_BACKENDS = ("saf-int", "emulator", "onnx", "lava")
+INTEGER_BACKENDS = ("saf-int", "emulator", "onnx", "lava", "lava-stock")
 FLOAT_BACKENDS = ("saf-float", "lif-float")
 BACKENDS = INTEGER_BACKENDS + FLOAT_BACKENDS
-LIF_FORM = ("emulator", "onnx", "lava")          # integer LIF implementations: always bit-identical
+LIF_FORM = ("emulator", "onnx", "lava", "lava-stock")          # integer LIF implementations: always bit-identical
 FAULTS = {
     "lsb": "one weight of the first layer changed by one LSB",
     "tie": "strict threshold comparison V > TH<<F (Lava's stock LIF) instead of >=",
@@ -138,6 +139,12 @@ def run_backend(name: str, bundle: Bundle, xq: np.ndarray, record_spikes: bool =
     if name == "lava":
         from .lava_backend import run_lava
         return run_lava(g, xq, record_spikes=record_spikes, progress=progress, **opts)
+    if name == "lava-stock":
+        from .lava_stock import StockModelError, run_lava_stock
+        try:
+            return run_lava_stock(g, xq, record_spikes=record_spikes, progress=progress, **opts)
+        except StockModelError as e:
+            raise BackendError(f"lava-stock: {e}") from None
     if name in FLOAT_BACKENDS:
         return _run_float(bundle, xq, name.split("-")[0], record_spikes)
     raise BackendError(f"unknown backend {name!r} (known: {', '.join(BACKENDS)})")

@@ -60,7 +60,7 @@ def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backend
     names = [l.name for l in g.spiking_layers]
     results, seconds = {}, {}
     for name in backends:
-        x = xq[:lava_limit] if name == "lava" else xq
+        x = xq[:lava_limit] if name in ("lava", "lava-stock") else xq
         t0 = time.perf_counter()
         r = run_backend(name, bundle, x, record_spikes=True, progress=progress)
         seconds[name] = time.perf_counter() - t0
