@@ -32,6 +32,7 @@ from .lava_graph import make_schedule, validate_graph, validate_input
 from .lava_procs.readout import Integrator
 from .lava_procs.stock_lif import OVERRIDDEN, PySoftResetLifBitAcc
 from .lava_procs.tap import SpikeTap
+from .model_listing import describe_part
 from .result import BackendResult
 
 VTH_MAX = (1 << 17) - 1            # lava LIF: vth is an unsigned 17-bit mantissa
@@ -163,34 +164,14 @@ def build_stock_network(graph: Graph, xq: np.ndarray, probe_buffer: int = 64,
     return net, sched
 
 
-def _cls(c) -> str:
-    return f"{c.__module__}.{c.__qualname__}"
-
-
 def describe_models(net: StockNetwork) -> list:
-    """Per layer, the Process and ProcessModel classes that ran (after compilation) and what is own code."""
-    def part(role, p, extra=None):
-        m = p.model_class
-        own = m.__module__.startswith("saf.")
-        d = {"role": role, "process": _cls(type(p)), "model": _cls(m),
-             "own_code": "none (Lava's Process and model)" if not own else "model"}
-        if own and not type(p).__module__.startswith("saf."):
-            base = next(b for b in m.__mro__[1:] if b.__module__.startswith("lava."))
-            over = sorted(k for k, v in vars(m).items() if callable(v) and not k.startswith("__"))
-            d["model_base"] = _cls(base)
-            d["own_code"] = f"model subclass overriding only {', '.join(over)}"
-        elif own:
-            d["own_code"] = "Process and model"
-        if extra:
-            d["encoding"] = extra
-        return d
-
-    out = [{"layer": "input", "parts": [part("graded input", net.source)]}]
+    """Per layer, the Process and ProcessModel classes that ran (call after compilation)."""
+    out = [{"layer": "input", "parts": [describe_part("graded input", net.source)]}]
     for d in net.layers:
-        parts = [part("synapse", s, d["encoding"]) for s in d["synapses"]]
-        parts.append(part("readout" if d["neuron"] is net.readout else "neuron", d["neuron"]))
+        parts = [describe_part("synapse", s, d["encoding"]) for s in d["synapses"]]
+        parts.append(describe_part("readout" if d["neuron"] is net.readout else "neuron", d["neuron"]))
         if d["tap"] is not None:
-            parts.append(part("spike probe (observer)", d["tap"]))
+            parts.append(describe_part("spike probe (observer)", d["tap"]))
         out.append({"layer": d["name"], "parts": parts})
     return out
 

@@ -20,6 +20,7 @@ from saf.export.certificate import certify
 from .backends import FLOAT_BACKENDS, LIF_FORM, Bundle, run_backend
 from .compare import accuracy, compare_pair, firing_rates
 from .golden import compare_golden, golden_record, inputs_hash, read_golden, write_golden
+from .model_listing import format_models
 
 
 @dataclass
@@ -39,6 +40,7 @@ class VerifyReport:
     failures: list = field(default_factory=list)
     layer_names: list = field(default_factory=list)
     fault: Optional[str] = None
+    models: dict = field(default_factory=dict)     # Lava backend -> per layer, the classes that ran
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -74,7 +76,8 @@ def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backend
                        samples={k: int(len(r.readout)) for k, r in results.items()},
                        accuracy={k: accuracy(r, labels) for k, r in results.items()} if labels is not None else {},
                        firing_rates={k: firing_rates(r) for k, r in results.items()}, seconds=seconds,
-                       mismatch_bound=mismatch_bound, layer_names=names, fault=fault)
+                       mismatch_bound=mismatch_bound, layer_names=names, fault=fault,
+                       models={k: r.info["models"] for k, r in results.items() if "models" in r.info})
     if not rep.certificate_matches_manifest:
         rep.failures.append(f"the manifest's certificate says exact={stored}, re-derived exact={cert.exact}")
     ints = [k for k in results if k not in FLOAT_BACKENDS]
@@ -156,6 +159,8 @@ def format_report(rep: VerifyReport) -> str:
         f = rep.float_to_quantized
         lines.append(f"float -> quantized accuracy: {f['float_accuracy']:.4f} -> {f['quantized_accuracy']:.4f} "
                      f"({f['change']:+.4f}), same prediction {f['prediction_agreement']:.2%}")
+    for k, m in rep.models.items():
+        lines += [f"{k}: Lava Processes / ProcessModels that ran, per layer"] + format_models(m, "    ")
     lines.append("spike trains, every layer and time step:")
     for p in rep.pairs:
         per = ", ".join(f"{l['layer']} {l['mismatches']}/{l['total']}" for l in p["layers"])

@@ -7,6 +7,10 @@ Conditions (DESIGN.md sec. 3), each a named check with a one-line reason:
 - frac_bits:   F >= k (T - 1) per layer, so every decay over T steps drops no bit;
 - state_24bit: worst-case |V| (state_bound.py) <= 2^23 - 1 per layer, and TH << F fits too;
 - readout:     the readout integrator's worst case |R[T]| fits the 24-bit state of a compartment;
+- current_reg (targets whose neuron has one, hw_targets Target.current_register_bits): the
+               synaptic input enters a register u as (W s_in + feedback) << frac_bits, which WRAPS
+               (Lava/Loihi: 24 bits), so its worst case must stay <= 2^23 - 1 per spiking layer. The
+               bias is not in u: Loihi adds it to v as bias_mant << bias_exp;
 - tie:         one threshold-tie convention everywhere: fire when V >= TH << F (SAF: H(0) = 1).
 Also informational: whether the trained lam is representable (lam_q == lam) and whether the input
 quantization was lossless; these concern float-vs-integer accuracy, not LIF-vs-SAF exactness.
@@ -14,6 +18,8 @@ quantization was lossless; these concern float-vs-integer accuracy, not LIF-vs-S
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+
+import numpy as np
 
 from .ir import DECAY_ONE, STATE_MAX, Graph, dyadic_exponent
 from .onnx_exact import abs_row_sum_max
@@ -66,6 +72,7 @@ def certify(graph: Graph) -> Certificate:
         info.append(f"trained lam {graph.lam} is stored as {lam_q:.6g} on the 12-bit decay (float-vs-integer "
                     f"accuracy may change; LIF-vs-SAF exactness is about lam_q)")
     x_in = graph.input_max
+    reg = _current_register(graph)
     for i, layer in enumerate(graph.spiking_layers):
         F = int(layer.frac_bits)
         if k is not None:
@@ -86,6 +93,8 @@ def certify(graph: Graph) -> Certificate:
         elif v > STATE_MAX:
             detail += ": the state can saturate where the SAF form does not"
         checks.append(Check("state_24bit", layer.name, ok, detail))
+        if reg is not None:
+            checks.append(current_register_check(graph, i, reg))
     ro = graph.readout
     r = T * (abs_row_sum_max(ro.weight) + int(abs(ro.bias).max(initial=0)))
     checks.append(Check("readout", ro.name, r <= STATE_MAX,
@@ -94,3 +103,28 @@ def certify(graph: Graph) -> Certificate:
     if graph.meta.get("input_exact") is False:
         info.append(f"input quantized with scale {graph.input_scale:.6g} to {graph.input_bits} bits (lossy)")
     return Certificate(all(c.ok for c in checks), checks, info)
+
+
+def _current_register(graph: Graph):
+    """(register bits, shift) of the graph's target neuron's input register, or None."""
+    from saf.hw_targets import TargetError, get_target
+
+    try:
+        t = get_target(graph.target)
+    except TargetError:
+        return None
+    return None if t.current_register_bits is None else (int(t.current_register_bits), int(t.frac_bits))
+
+
+def current_register_check(graph: Graph, i: int, reg: tuple) -> Check:
+    """Spiking layer i: worst |W s_in + sum W_fb s_fb| << shift must not wrap the signed register."""
+    bits, shift = reg
+    layer = graph.spiking_layers[i]
+    a = layer_current_bound(layer.weight, np.zeros(1, np.int64), [f.weight for f in graph.feedback_into(i)],
+                            graph.input_max if i == 0 else 1, graph.input_signed and i == 0)
+    top = (1 << (bits - 1)) - 1
+    u = a << shift
+    ok = u <= top
+    return Check("current_reg", layer.name, ok,
+                 f"worst |W s_in| << {shift} = {u:,} {'<=' if ok else '>'} 2^{bits - 1}-1 = {top:,}"
+                 + ("" if ok else f": the {bits}-bit input register u wraps (the LIF form does not)"))
