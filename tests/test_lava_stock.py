@@ -22,7 +22,9 @@ import saf.deploy.lava_stock as stock  # noqa: E402
 import saf.deploy.lava_stock_encode as enc  # noqa: E402
 from saf.deploy.emulator import emulate  # noqa: E402
 from saf.deploy.lava_procs.stock_lif import PySoftResetLifBitAcc  # noqa: E402
+from saf.deploy.backends import Bundle  # noqa: E402
 from saf.deploy.main import main  # noqa: E402
+from saf.deploy.verify import verify  # noqa: E402
 from saf.export.bundle import write_bundle  # noqa: E402
 from saf.export.certificate import certify  # noqa: E402
 from saf.export.ir import STATE_MAX, Graph, Layer, decay_for  # noqa: E402
@@ -230,6 +232,12 @@ def test_wrap_is_predicted_by_the_certificate_and_shown_by_stock_lava():
     r_nw, s_nw = loihi_register_model(g, x, wrap=lambda a: a)
     np.testing.assert_array_equal(r_nw, reference_batch(g, x)[0])
     assert mismatches(res.spikes, s_nw) > 0
+    # saf verify says the same: NOT EXACT naming fc0's register, and lava-stock departs at fc0
+    rep = verify(Bundle(None, {}, g), x, None, ["emulator", "lava-stock"])
+    assert not rep.ok and not rep.certificate["exact"]
+    assert any(r.startswith("current_reg (fc0)") for r in rep.certificate["reasons"])
+    (p,) = rep.pairs
+    assert p["expected_exact"] and p["first"]["layer"] == "fc0" and p["first"]["neuron"] == 0
 
 
 def test_current_register_is_its_own_condition():
@@ -300,6 +308,9 @@ def test_demo_verify_compares_stock_and_own_lava_with_every_form(demo_bundle, tm
         assert p["spikes_total"] == 50 * 6 * (1024 + 2048 + 128)
     models = rep["models"]["lava-stock"]
     assert [m["layer"] for m in models] == ["input", "conv1", "conv2", "fc3", "readout"]
+    own = rep["models"]["lava-fixed_pt"]              # the own-model backend says it is all own code
+    assert [m["layer"] for m in own] == ["input", "conv1", "conv2", "fc3", "readout"]
+    assert all(p["own_code"] == "Process and ProcessModel" for m in own for p in m["parts"])
     assert "lava-stock: Lava Processes / ProcessModels that ran" in out
     assert "lava.proc.conv.process.Conv / lava.proc.conv.models.PyConvModelFixed" in out
 
