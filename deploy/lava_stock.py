@@ -66,7 +66,7 @@ def stock_problems(graph: Graph) -> list:
 @dataclass
 class StockNetwork:
     source: object
-    layers: list = field(default_factory=list)    # per IR layer: dict(synapses, neuron, tap, codes)
+    layers: list = field(default_factory=list)    # per IR layer: dict(name, synapses, neuron, tap, encoding)
     readout: Integrator = None
     layouts: list = field(default_factory=list)   # per spiking layer: (C, H, W) if WHC in Lava, else None
 
