@@ -63,6 +63,14 @@ def stock_problems(graph: Graph) -> list:
     return out
 
 
+def check_stock(graph: Graph) -> None:
+    """Raise (one line) unless Lava's stock models can run `graph` exactly as the IR says."""
+    validate_graph(graph)
+    problems = stock_problems(graph)
+    if problems:
+        raise StockModelError(problems[0])
+
+
 @dataclass
 class StockNetwork:
     source: object
@@ -113,10 +121,7 @@ def build_stock_network(graph: Graph, xq: np.ndarray, probe_buffer: int = 64,
     from lava.proc.io.source import RingBuffer
     from lava.proc.lif.process import LIFReset
 
-    validate_graph(graph)
-    problems = stock_problems(graph)
-    if problems:
-        raise StockModelError(problems[0])
+    check_stock(graph)
     data = validate_input(graph, xq)
     sched = make_schedule(graph, data.shape[0])
     T, N = sched.T, sched.n_samples
@@ -125,7 +130,7 @@ def build_stock_network(graph: Graph, xq: np.ndarray, probe_buffer: int = 64,
     steps = sched.total_steps
     if data.shape[1] * steps > MAX_BUFFER:
         raise StockModelError(f"{N} samples x {T} steps x {data.shape[1]} inputs exceed the input buffer "
-                              f"({MAX_BUFFER:,} values); run fewer samples")
+                              f"({MAX_BUFFER:,} values); run_lava_stock splits them")
     buf = np.zeros((steps, data.shape[1]), dtype=np.int32)
     buf[:N * T] = np.repeat(data, T, axis=0)               # column k is sent at Lava step k + 1
     buf = enc.chw_to_whc(buf, layout) if layout else buf
@@ -176,15 +181,60 @@ def describe_models(net: StockNetwork) -> list:
     return out
 
 
+def samples_per_network(graph: Graph) -> int:
+    """How many samples one compiled network streams: its input RingBuffer holds every step's input."""
+    n_in, L = int(np.prod(graph.input_shape)), len(graph.layers)
+    per = (MAX_BUFFER // max(1, n_in) - L - 1) // int(graph.T)
+    if per < 1:
+        raise StockModelError(f"one sample ({n_in} inputs x {graph.T} steps) exceeds the input buffer "
+                              f"({MAX_BUFFER:,} values)")
+    return per
+
+
 def run_lava_stock(graph: Graph, xq: np.ndarray, record_spikes: bool = True, progress: bool = False,
                    chunk_samples: int = 32) -> BackendResult:
-    """Run N samples through Lava's stock Processes; same outputs as deploy/lava_backend.run_lava."""
+    """Run N samples through Lava's stock Processes; same outputs as deploy/lava_backend.run_lava.
+    Samples stream through one compiled network, or several in turn when the input buffer of one
+    would exceed MAX_BUFFER values."""
+    t_start = time.perf_counter()
+    xq = np.asarray(xq)
+    check_stock(graph)
+    validate_input(graph, xq)
+    per = samples_per_network(graph)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(xq), desc="lava-stock", unit="sample")
+    runs = []
+    try:
+        for a in range(0, len(xq), per):
+            runs.append(_run_network(graph, xq[a:a + per], record_spikes, max(1, int(chunk_samples)), bar))
+    finally:
+        if bar is not None:
+            bar.close()
+    if not runs:
+        raise StockModelError("no samples to run")
+    run_s = sum(r["run_s"] for r in runs)
+    steps = sum(r["steps"] for r in runs)
+    spikes = None
+    if record_spikes:
+        spikes = [np.concatenate([r["spikes"][i] for r in runs]) for i in range(len(graph.spiking_layers))]
+    info = {"lava_steps": steps, "steps_per_s": steps / run_s if run_s > 0 else float("inf"),
+            "ms_per_sample": 1000.0 * run_s / len(xq), "build_compile_s": sum(r["compile_s"] for r in runs),
+            "networks": len(runs), "offsets": runs[0]["offsets"], "processes": runs[0]["processes"],
+            "tag": "fixed_pt", "neuron_overrides": list(OVERRIDDEN), "models": runs[0]["models"],
+            "input_injection": "stock io.source.RingBuffer: x_q as graded spikes into the first stock synapse"}
+    return BackendResult(backend="lava-stock", readout=np.concatenate([r["readout"] for r in runs]),
+                         spikes=spikes, seconds=time.perf_counter() - t_start, info=info)
+
+
+def _run_network(graph: Graph, xq: np.ndarray, record_spikes: bool, chunk: int, bar) -> dict:
+    """Build, compile and run one network on xq; drains the probes every `chunk` samples."""
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.lif.process import LIFReset
 
     t_start = time.perf_counter()
-    chunk = max(1, int(chunk_samples))
     net, sched = build_stock_network(graph, xq, probe_buffer=chunk + 2, record_spikes=record_spikes)
     T, N = sched.T, sched.n_samples
     spiking = graph.spiking_layers
@@ -195,10 +245,6 @@ def run_lava_stock(graph: Graph, xq: np.ndarray, record_spikes: bool = True, pro
         ports += [(d["tap"].probe, sched.offsets[i], i) for i, d in enumerate(net.layers[:-1])]
     got = [0] * len(ports)
     cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map={LIFReset: PySoftResetLifBitAcc})
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=N, desc="lava-stock", unit="sample")
     run_s, done, total = 0.0, 0, sched.total_steps
     try:
         net.source.create_runtime(run_cfg=cfg)
@@ -223,16 +269,9 @@ def run_lava_stock(graph: Graph, xq: np.ndarray, record_spikes: bool = True, pro
                 bar.update(got[0] - before)
         models = describe_models(net)
     finally:
-        if bar is not None:
-            bar.close()
         net.source.stop()
-    info = {"lava_steps": total, "steps_per_s": total / run_s if run_s > 0 else float("inf"),
-            "ms_per_sample": 1000.0 * run_s / N, "build_compile_s": t_compiled - t_start,
-            "offsets": list(sched.offsets), "processes": len(net.processes), "tag": "fixed_pt",
-            "neuron_overrides": list(OVERRIDDEN), "models": models,
-            "input_injection": "stock io.source.RingBuffer: x_q as graded spikes into the first stock synapse"}
-    return BackendResult(backend="lava-stock", readout=readout, spikes=spikes,
-                         seconds=time.perf_counter() - t_start, info=info)
+    return {"readout": readout, "spikes": spikes, "run_s": run_s, "compile_s": t_compiled - t_start,
+            "steps": total, "offsets": list(sched.offsets), "processes": len(net.processes), "models": models}
 
 
 def _unpack(msg, T: int, layer, layout) -> np.ndarray:

@@ -75,6 +75,16 @@ def test_stock_models_match_reference(arch, T, lam):
     assert res.info["lava_steps"] == len(g.layers) + 1 + 3 * T - 1
 
 
+def test_many_samples_stream_through_several_networks(monkeypatch):
+    g = random_graph("conv", T=3, lam=0.5, seed=6)
+    x = random_inputs(g, 7, seed=6)
+    monkeypatch.setattr(stock, "MAX_BUFFER", 64 * (3 * 3 + 5))     # 3 samples per network
+    assert stock.samples_per_network(g) == 3
+    res = stock.run_lava_stock(g, x, chunk_samples=2)
+    assert res.info["networks"] == 3
+    assert_matches_reference(g, x, res)
+
+
 def test_stock_conv_layout_and_flip(monkeypatch):
     g = odd_conv_graph()
     x = random_inputs(g, 3, seed=4)
