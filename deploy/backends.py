@@ -28,7 +28,7 @@ from .result import BackendResult
 INTEGER_BACKENDS = ("saf-int", "emulator", "onnx", "lava", "lava-stock")
 FLOAT_BACKENDS = ("saf-float", "lif-float")
 BACKENDS = INTEGER_BACKENDS + FLOAT_BACKENDS
-LIF_FORM = ("emulator", "onnx", "lava", "lava-stock")          # integer LIF implementations: always bit-identical
+LIF_FORM = ("emulator", "onnx", "lava", "lava-stock")   # integer LIF implementations: always bit-identical
 FAULTS = {
     "lsb": "one weight of the first layer changed by one LSB",
     "tie": "strict threshold comparison V > TH<<F (Lava's stock LIF) instead of >=",
