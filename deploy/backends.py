@@ -7,6 +7,7 @@ run_backend(name, bundle, xq) -> BackendResult.
   onnx-cuda  the same model on onnxruntime's CUDA provider: NOT covered by the certificate (cuDNN may
              pick FFT/Winograd or TF32); compared like every backend, against the mismatch bound
   lava       the bundle's Lava process graph on Loihi2SimCfg(select_tag="fixed_pt") (slow: a subset)
+  lava-stock the same network on Lava's own Dense/Conv/LIFReset fixed-point models (deploy/lava_stock.py)
   saf-float  the trained float model (the bundle's source.safetensors), SAF form
   lif-float  the trained float model, LIF form (the PyTorch LIF model)
 
@@ -123,6 +124,14 @@ def _run_lava(bundle, g, xq, record_spikes, record_potentials, progress, **opts)
     return run_lava(g, xq, record_spikes=record_spikes, progress=progress, **opts)
 
 
+def _run_lava_stock(bundle, g, xq, record_spikes, record_potentials, progress, **opts):
+    from .lava_stock import StockModelError, run_lava_stock
+    try:
+        return run_lava_stock(g, xq, record_spikes=record_spikes, progress=progress, **opts)
+    except StockModelError as e:
+        raise BackendError(f"lava-stock: {e}") from None
+
+
 def _float_model(bundle: Bundle):
     from saf.train.checkpoint import load_model
 
@@ -169,6 +178,9 @@ register(BackendSpec("onnx-cuda", Form.LIF, False, _run_onnx_cuda, ONNX_CONVENTI
                      description="onnxruntime, CUDA provider (not covered by the certificate)"))
 register(BackendSpec("lava", Form.LIF, False, _run_lava, Convention(">=", "subtract"), subset=True,
                      description="Lava Loihi2SimCfg fixed_pt"))
+# lava_procs/stock_lif.py subclasses Lava's own fixed-point LIFReset model overriding only these two.
+register(BackendSpec("lava-stock", Form.LIF, False, _run_lava_stock, Convention(">=", "subtract"), subset=True,
+                     description="Lava's own Dense/Conv/LIF models (fixed_pt), compare and reset overridden"))
 register(BackendSpec("saf-float", Form.FLOAT, False, _run_float("saf"), None, description="trained float, SAF form"))
 register(BackendSpec("lif-float", Form.FLOAT, False, _run_float("lif"), None, description="trained float, LIF form"))
 

@@ -126,6 +126,8 @@ def cmd_run(a) -> int:
 
     r = run_backend(a.backend, b, xq, record_spikes=True, progress=not a.json)
     st = run_stats(b.graph, r, xq, y)
+    if "models" in r.info:
+        st["lava_models"] = r.info["models"]
     if a.raster:
         from .plots import plot_raster
         if not (0 <= a.sample < len(xq)):
@@ -141,6 +143,10 @@ def cmd_run(a) -> int:
           f"({st['ms_per_sample']:.2f} ms/sample)")
     for l in st["layers"]:
         print(f"  {l['layer']:<10} firing rate {l['firing_rate']:.4f}  spikes/inference {l['spikes_per_inference']:.1f}")
+    if "lava_models" in st:
+        from .model_listing import format_models
+        print("  Lava Processes / ProcessModels that ran, per layer:")
+        print("\n".join(format_models(st["lava_models"], "    ")))
     if a.raster:
         print(f"  raster of sample {a.sample} written to {a.raster}")
     return 0

@@ -16,6 +16,7 @@ import numpy as np
 from saf.export.ir import Graph
 
 from .lava_graph import build_lava_network
+from .model_listing import describe_part
 from .result import BackendResult
 
 TAGS = ("fixed_pt", "floating_pt")
@@ -51,6 +52,18 @@ class _Probes:
                     dst[:] = np.unpackbits(msg)[:dst.size].reshape(dst.shape).astype(bool)
                 self.got[j] += 1
         return self.got[0]
+
+
+def describe_models(net) -> list:
+    """Per layer, the Process and ProcessModel classes that ran (all the toolchain's own here)."""
+    out = [{"layer": "input", "parts": [describe_part("graded input", net.source)]}]
+    for i, l in enumerate(net.graph.layers):
+        nrn = net.neurons[i] if l.spiking else net.readout
+        out.append({"layer": l.name, "parts": [describe_part("synapse", net.synapses[i]),
+                                               describe_part("neuron" if l.spiking else "readout", nrn)]})
+    for fb, syn in zip(net.graph.feedback, net.feedback):
+        out.append({"layer": f"feedback {fb.src}->{fb.dst}", "parts": [describe_part("synapse", syn)]})
+    return out
 
 
 def run_lava(graph: Graph, xq: np.ndarray, record_spikes: bool = True, progress: bool = False,
@@ -96,6 +109,7 @@ def run_lava(graph: Graph, xq: np.ndarray, record_spikes: bool = True, progress:
             after = probes.drain(done)
             if bar is not None:
                 bar.update(after - before)
+        models = describe_models(net)
     finally:
         if bar is not None:
             bar.close()
@@ -111,6 +125,7 @@ def run_lava(graph: Graph, xq: np.ndarray, record_spikes: bool = True, progress:
         "processes": len(net.processes),
         "tag": tag,
         "input_injection": "graded spikes (x_q payloads) into the first synapse Process",
+        "models": models,
     }
     return BackendResult(backend=f"lava-{tag}", readout=probes.readout, spikes=probes.spikes,
                          seconds=seconds, info=info)

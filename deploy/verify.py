@@ -26,6 +26,7 @@ from .backend_spec import BackendError, BackendSpec, Form, resolve_backends
 from .backends import Bundle, fault_backend, run_spec
 from .compare import accuracy, compare_pair, compare_potentials, firing_rates
 from .golden import compare_golden, golden_record, inputs_hash, read_golden, write_golden
+from .model_listing import format_models
 
 POTENTIAL_BUDGET = 1 << 25          # int64 potentials recorded per backend and input set (256 MiB)
 
@@ -49,6 +50,7 @@ class VerifyReport:
     layer_names: list = field(default_factory=list)
     fault: Optional[str] = None
     fuzz: Optional[dict] = None
+    models: dict = field(default_factory=dict)     # Lava backend -> per layer, the classes that ran
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -158,7 +160,8 @@ def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backend
                        accuracy={k: accuracy(r, labels) for k, r in results.items()} if labels is not None else {},
                        firing_rates={k: firing_rates(r) for k, r in results.items()}, seconds=seconds,
                        backends={s.name: describe(s) for s in specs},
-                       mismatch_bound=mismatch_bound, layer_names=names, fault=fault)
+                       mismatch_bound=mismatch_bound, layer_names=names, fault=fault,
+                       models={k: r.info["models"] for k, r in results.items() if "models" in r.info})
     if not rep.certificate_matches_manifest:
         rep.failures.append(f"the manifest's certificate says exact={stored}, re-derived exact={exported}")
     rep.pairs, fails = compare_all(bundle, xq, results, specs, cert.exact, mismatch_bound)
@@ -246,6 +249,8 @@ def format_report(rep: VerifyReport) -> str:
         f = rep.float_to_quantized
         lines.append(f"float -> quantized accuracy: {f['float_accuracy']:.4f} -> {f['quantized_accuracy']:.4f} "
                      f"({f['change']:+.4f}), same prediction {f['prediction_agreement']:.2%}")
+    for k, m in rep.models.items():
+        lines += [f"{k}: Lava Processes / ProcessModels that ran, per layer"] + format_models(m, "    ")
     lines.append("spike trains, every layer and time step:")
     lines += format_pairs(rep.pairs, rep.mismatch_bound)
     for d in rep.golden:

@@ -11,6 +11,10 @@ Conditions (DESIGN.md sec. 3), each a named check with a one-line reason:
 - readout_leak (leaking readouts only): D_r is the network's dyadic decay 2^-k and F_r >= k(T-1), so
                R[T] = (sum_t lam^(T-t) (W s_N[t] + B)) << F_r is an integer and no truncation of the
                leak drops a bit: the deployed readout is the trained one, sum_t lam^(T-t) o[t];
+- current_reg (targets whose neuron has one, hw_targets Target.current_register_bits): the
+               synaptic input enters a register u as (W s_in + feedback) << frac_bits, which WRAPS
+               (Lava/Loihi: 24 bits), so its worst case must stay <= 2^23 - 1 per spiking layer. The
+               bias is not in u: Loihi adds it to v as bias_mant << bias_exp;
 - convention:  every backend's declared tie comparison and reset equal the IR's (fire when
                V >= TH << F, subtractive reset; SAF: H(0) = 1). Derived from the declarations passed
                in (verify: the backends it compares; export: the forms it writes, saf-int and ONNX).
@@ -21,7 +25,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from .ir import DECAY_ONE, IR_CONVENTION, STATE_MAX, Graph, dyadic_exponent
+from .onnx_exact import abs_row_sum_max
 from .state_bound import layer_current_bound, state_bound
 
 
@@ -103,6 +110,7 @@ def certify(graph: Graph, conventions: dict = None) -> Certificate:
         info.append(f"trained lam {graph.lam} is stored as {lam_q:.6g} on the 12-bit decay (float-vs-integer "
                     f"accuracy may change; LIF-vs-SAF exactness is about lam_q)")
     x_in = graph.input_max
+    reg = _current_register(graph)
     for i, layer in enumerate(graph.spiking_layers):
         F = int(layer.frac_bits)
         if k is not None:
@@ -123,6 +131,8 @@ def certify(graph: Graph, conventions: dict = None) -> Certificate:
         elif v > STATE_MAX:
             detail += ": the state can saturate where the SAF form does not"
         checks.append(Check("state_24bit", layer.name, ok, detail))
+        if reg is not None:
+            checks.append(current_register_check(graph, i, reg))
     ro = graph.readout
     D_r, F_r = int(ro.decay), ro.readout_shift
     r = state_bound(layer_current_bound(ro.weight, ro.bias), F_r, D_r, T)
@@ -134,3 +144,28 @@ def certify(graph: Graph, conventions: dict = None) -> Certificate:
     if graph.meta.get("input_exact") is False:
         info.append(f"input quantized with scale {graph.input_scale:.6g} to {graph.input_bits} bits (lossy)")
     return Certificate(all(c.ok for c in checks), checks, info)
+
+
+def _current_register(graph: Graph):
+    """(register bits, shift) of the graph's target neuron's input register, or None."""
+    from saf.hw_targets import TargetError, get_target
+
+    try:
+        t = get_target(graph.target)
+    except TargetError:
+        return None
+    return None if t.current_register_bits is None else (int(t.current_register_bits), int(t.frac_bits))
+
+
+def current_register_check(graph: Graph, i: int, reg: tuple) -> Check:
+    """Spiking layer i: worst |W s_in + sum W_fb s_fb| << shift must not wrap the signed register."""
+    bits, shift = reg
+    layer = graph.spiking_layers[i]
+    a = layer_current_bound(layer.weight, np.zeros(1, np.int64), [f.weight for f in graph.feedback_into(i)],
+                            graph.input_max if i == 0 else 1, graph.input_signed and i == 0)
+    top = (1 << (bits - 1)) - 1
+    u = a << shift
+    ok = u <= top
+    return Check("current_reg", layer.name, ok,
+                 f"worst |W s_in| << {shift} = {u:,} {'<=' if ok else '>'} 2^{bits - 1}-1 = {top:,}"
+                 + ("" if ok else f": the {bits}-bit input register u wraps (the LIF form does not)"))

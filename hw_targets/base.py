@@ -30,6 +30,7 @@ class Target:
     weight_magnitude_max: Optional[int] = None  # largest |w| a synapse holds
     weight_bits: Optional[int] = None           # synapse word incl. sign for mixed-sign layers
     state_bits: Optional[int] = None            # signed state register width (saturating)
+    current_register_bits: Optional[int] = None  # signed input register u (input << frac_bits), WRAPS
     frac_bits: int = 0                          # hardware MSB alignment of input and threshold
     threshold_mantissa_max: Optional[int] = None
     bias_mantissa_max: Optional[int] = None

@@ -32,6 +32,9 @@ LOIHI1 = Target(
     # [D18], [LAVA] models.py: "State variables u and v are 24-bits wide" (uv_bitwidth = 24);
     # v saturates at +-(2**23 - 1).
     state_bits=24,
+    # [LAVA] AbstractPyLifModelFixed: u = decayed u + (a_in << act_shift), 24 bits, wraps ("Overflows
+    # are handled by wrapping around"); [DES] sec. 5: the current-register condition.
+    current_register_bits=24,
     # [LAVA] models.py: vth_shift = 6 and act_shift = 6 ("Threshold and incoming activation are
     # MSB-aligned using 6-bits").
     frac_bits=6,

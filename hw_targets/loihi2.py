@@ -33,6 +33,9 @@ LOIHI2 = Target(
     weight_bits=8,
     # [LAVA] uv_bitwidth = 24 (saturating v at +-(2**23 - 1)); [DES] "Loihi state is 24-bit".
     state_bits=24,
+    # [LAVA] AbstractPyLifModelFixed: u = decayed u + (a_in << act_shift), 24 bits, wraps ("Overflows
+    # are handled by wrapping around"); [DES] sec. 5: the current-register condition.
+    current_register_bits=24,
     # [LAVA] vth_shift = act_shift = 6.
     frac_bits=6,
     # [LAVA] "vth: unsigned 17-bit integer (0 to 131071)".

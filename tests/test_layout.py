@@ -10,7 +10,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = {"train": {"export", "deploy", "hw_targets"}, "hw_targets": {"train", "export", "deploy", "torch"},
              "export": {"deploy"}}
-LAVA_OK = ("deploy/lava_backend.py", "deploy/lava_graph.py", "deploy/lava_procs/")
+LAVA_OK = ("deploy/lava_backend.py", "deploy/lava_graph.py", "deploy/lava_procs/", "deploy/lava_stock.py",
+           "deploy/lava_stock_encode.py")
 
 
 def _package_of(name: str) -> str:
