@@ -1,5 +1,6 @@
 """`saf bench infer`: every backend on the same inputs in one run; samples/s, time per time step,
-and speed ratios against Lava."""
+speed ratios against Lava, and each backend's dense-equivalent throughput as a fraction of this
+machine's float32 matmul peak measured in the same run (`peak_fraction`; bench_peak.py)."""
 from __future__ import annotations
 
 import time
@@ -10,15 +11,18 @@ DEFAULT_BACKENDS = ("emulator", "onnx", "onnx-cuda", "saf-int", "lif-float", "la
 
 
 def bench_infer(bundle_path, data=None, limit=None, backends=DEFAULT_BACKENDS, lava_limit=50,
-                repeats: int = 3, data_root=None) -> dict:
+                repeats: int = 3, data_root=None, peak_seconds: float = 1.0) -> dict:
     """Median of `repeats` runs per backend (Lava: one run, it is slow) on the test inputs; every
     backend's predictions must agree with the emulator's on the samples it ran (else flagged)."""
     from .backends import Bundle, get_backend, run_spec
+    from .bench_peak import PEAK_FRACTION_GOAL, dense_equivalent_macs, matmul_peak_gflops, peak_fraction
     from .cli import load_inputs
 
     b = Bundle.load(bundle_path)
     xq, y, name = load_inputs(b, data, data_root, limit)
     T = b.graph.T
+    macs = dense_equivalent_macs(b.graph)
+    peak = matmul_peak_gflops(seconds=peak_seconds)
     rows, ref = [], None
     for be in backends:
         spec = get_backend(be)
@@ -46,21 +50,37 @@ def bench_infer(bundle_path, data=None, limit=None, backends=DEFAULT_BACKENDS, l
                      "note": "; ".join(n for n in (f"excludes {compile_s:.1f} s build+compile" if be == "lava" else "",
                                                    "" if spec.covered else "not covered by the certificate") if n)})
     lava = next((r for r in rows if r["backend"] == "lava" and r.get("available")), None)
+    peak2 = matmul_peak_gflops(seconds=peak_seconds)        # again after the backends: a shared CPU shows here
     for r in rows:
         if lava and r.get("available"):
             r["speedup_vs_lava"] = r["samples_per_s"] / lava["samples_per_s"]
-    return {"bundle": str(bundle_path), "dataset": name, "T": T, "rows": rows}
+        if r.get("available"):
+            r["dense_gflops"] = r["samples_per_s"] * 2.0 * macs / 1e9
+            r["peak_fraction"] = peak_fraction(r["samples_per_s"], macs, peak["gflops"])
+            if r["backend"] in ("emulator", "onnx"):
+                r["meets_peak_goal"] = r["peak_fraction"] >= PEAK_FRACTION_GOAL
+    return {"bundle": str(bundle_path), "dataset": name, "T": T, "rows": rows,
+            "dense_macs_per_sample": macs, "matmul_peak": peak, "matmul_peak_after": peak2,
+            "peak_fraction_goal": PEAK_FRACTION_GOAL}
 
 
 def format_bench_infer(res: dict) -> str:
+    pk, pk2 = res["matmul_peak"], res["matmul_peak_after"]
     lines = [f"saf bench infer: {res['bundle']} on {res['dataset']} (T={res['T']})",
-             f"{'backend':<10} {'samples':>7} {'samples/s':>11} {'ms/sample':>10} {'us/step':>9} {'x Lava':>9}"]
+             f"float32 matmul peak of this machine: {pk['gflops']:.1f} GFLOP/s ({pk['n']}x{pk['n']}, best of "
+             f"{pk['reps']}; {pk2['gflops']:.1f} after the backends: a large difference means a busy CPU)",
+             f"dense-equivalent work: {res['dense_macs_per_sample'] / 1e6:.2f} M multiply-adds per sample; "
+             f"goal for emulator and onnx: >= {res['peak_fraction_goal']:.0%} of peak",
+             f"{'backend':<10} {'samples':>7} {'samples/s':>11} {'ms/sample':>10} {'us/step':>9} {'GFLOP/s':>8} "
+             f"{'of peak':>8} {'x Lava':>9}"]
     for r in res["rows"]:
         if not r.get("available"):
             lines.append(f"{r['backend']:<10} not available: {r['note']}")
             continue
         sp = r.get("speedup_vs_lava")
         lines.append(f"{r['backend']:<10} {r['samples']:>7} {r['samples_per_s']:>11.1f} {r['ms_per_sample']:>10.3f} "
-                     f"{r['us_per_time_step']:>9.2f} {(f'{sp:.0f}x' if sp else '-'):>9}"
+                     f"{r['us_per_time_step']:>9.2f} {r['dense_gflops']:>8.1f} {r['peak_fraction']:>8.1%} "
+                     f"{(f'{sp:.0f}x' if sp else '-'):>9}"
+                     + ({True: "  meets goal", False: "  below goal"}[r["meets_peak_goal"]] if "meets_peak_goal" in r else "")
                      + (f"  ({r['note']})" if r.get("note") else ""))
     return "\n".join(lines)

@@ -128,6 +128,8 @@ def cmd_run(a) -> int:
     st = run_stats(b.graph, r, xq, y)
     if "models" in r.info:
         st["lava_models"] = r.info["models"]
+    from saf.export.energy import activity_estimate
+    st["loihi_estimate"] = activity_estimate(b.manifest, st.pop("activity"))
     if a.raster:
         from .plots import plot_raster
         if not (0 <= a.sample < len(xq)):
@@ -143,6 +145,11 @@ def cmd_run(a) -> int:
           f"({st['ms_per_sample']:.2f} ms/sample)")
     for l in st["layers"]:
         print(f"  {l['layer']:<10} firing rate {l['firing_rate']:.4f}  spikes/inference {l['spikes_per_inference']:.1f}")
+    if st["loihi_estimate"]:
+        from saf.hw_targets.energy import format_estimate
+        print(format_estimate(st["loihi_estimate"]))
+    else:
+        print(f"  energy/latency: no Loihi estimate for target {b.manifest.get('target')} (a Loihi bundle has one)")
     if "lava_models" in st:
         from .model_listing import format_models
         print("  Lava Processes / ProcessModels that ran, per layer:")

@@ -30,22 +30,28 @@ def fan_out(layer) -> np.ndarray:
 
 def run_stats(graph: Graph, r: BackendResult, xq: np.ndarray, labels: np.ndarray) -> dict:
     n, T = len(r.readout), graph.T
-    layers, synops = [], 0.0
+    layers = []
+    # synaptic ops per IR layer (its input connection and the feedback edges into it)
+    syn = np.zeros(len(graph.layers), dtype=np.float64)
     # graded input events: every non-zero input value is sent at every step
     nz = (np.asarray(xq[:n]).reshape(n, -1) != 0)
-    synops += float((nz * fan_out(graph.layers[0])).sum()) * T
+    syn[0] += float((nz * fan_out(graph.layers[0])).sum()) * T
     for i, (l, s) in enumerate(zip(graph.spiking_layers, r.spikes)):
         per_neuron = s.sum(axis=1)                                   # [N, n_out]
         nxt = graph.layers[i + 1]
-        synops += float((per_neuron * fan_out(nxt)).sum())
+        syn[i + 1] += float((per_neuron * fan_out(nxt)).sum())
         for f in graph.feedback:
             if f.src == i:
-                synops += float(per_neuron.sum()) * int(np.prod(f.weight.shape[:1]) *
-                                                        (np.prod(f.weight.shape[2:]) if f.kind == "conv" else 1))
+                syn[f.dst] += float(per_neuron.sum()) * int(np.prod(f.weight.shape[:1]) *
+                                                            (np.prod(f.weight.shape[2:]) if f.kind == "conv" else 1))
         layers.append({"layer": l.name, "neurons": l.n_out, "firing_rate": float(s.mean()),
-                       "spikes_per_inference": float(s.sum()) / n})
+                       "spikes_per_inference": float(s.sum()) / n, "synops_per_inference": syn[i] / n})
+    ro = graph.readout
+    activity = [(l["layer"], l["neurons"], l["synops_per_inference"], l["spikes_per_inference"]) for l in layers]
+    activity.append((ro.name, ro.n_out, syn[-1] / n, 0.0))
     secs = r.info.get("run_seconds") or r.seconds
     return {"backend": r.backend, "samples": n, "accuracy": float((r.predictions == labels[:n]).mean()),
             "spikes_per_inference": sum(l["spikes_per_inference"] for l in layers),
-            "synops_per_inference": synops / n, "layers": layers, "seconds": r.seconds,
-            "steps_per_s": n * T / secs if secs else float("inf"), "ms_per_sample": 1000 * secs / n}
+            "synops_per_inference": float(syn.sum()) / n, "layers": layers, "seconds": r.seconds,
+            "steps_per_s": n * T / secs if secs else float("inf"), "ms_per_sample": 1000 * secs / n,
+            "activity": activity}

@@ -101,8 +101,17 @@ def summarize(m: dict) -> str:
 
 def cmd_info(a) -> int:
     m = read_manifest(a.bundle)
+    from .energy import upper_bound_estimate
+    from saf.hw_targets.energy import format_estimate
+
+    est = upper_bound_estimate(m)
     if a.json:
-        print(json.dumps(m, indent=2))
+        print(json.dumps(dict(m, loihi_estimate=est) if est else m, indent=2))
+        return 0
+    print(summarize(m))
+    if est:
+        print(f"energy/latency per inference, {est['activity']}:")
+        print(format_estimate(est))
     else:
-        print(summarize(m))
+        print(f"energy/latency: no Loihi estimate for target {m.get('target')} (export with --target loihi)")
     return 0
