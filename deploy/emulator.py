@@ -3,8 +3,12 @@
 Numpy only, batched over samples. Synapses are exact integer sums computed with BLAS: a layer's
 weights and inputs are integers, so a float32 (float64) matmul is exact whenever every partial sum
 stays below 2^24 (2^53) in magnitude; `_Synapse` bounds max_row(sum |w|) * max|input| and picks
-float32, float64 or (beyond 2^53) int64 accordingly. Small convolutions are unrolled once into a
-dense matrix; large ones use a strided im2col view (sliding_window_view) and one matmul per step.
+float32, float64 or (beyond 2^53) int64 accordingly. A small convolution whose kernel covers much of
+its input is unrolled once into a dense matrix; any other gathers its receptive fields with one
+precomputed index (im2col) and does one matmul per step. What is constant is computed once per
+batch: the first layer's current W x_q + B and its shifted u (the input is constant over the T
+steps). The neuron state runs in float64 holding exact integers while the plan's state bound allows
+(_Plan.state_dtype; every operation, the truncating decay included, is then exact), else in int64.
 
 `emulate` takes fault-injection options so the verifier's tests can show each fault is caught:
   tie="gt"             fire on V > TH<<F instead of V >= TH<<F (Lava's strict comparison, unconverted)
@@ -34,6 +38,12 @@ from .result import BackendResult
 CONVENTION = Convention(">=", "subtract")
 # Convolutions with n_in * n_out up to this many entries are unrolled into a dense matrix.
 DENSE_CONV_LIMIT = 1 << 22
+# The neuron state runs in float64 (fewer, cheaper passes than int64; every value an integer, so
+# exact) while every state bound of the plan stays below this; beyond it, int64.
+FLOAT_STATE_LIMIT = 1 << 40
+# ... and only when n_in <= this many times the kernel's fan-in C_in*kh*kw (the unrolled matrix then
+# does at most this many times the multiply-adds of the convolution itself).
+UNROLL_WASTE = 4
 
 
 def _conv_im2col(x: np.ndarray, w: np.ndarray, stride: int, pad: int) -> np.ndarray:
@@ -46,6 +56,22 @@ def _conv_im2col(x: np.ndarray, w: np.ndarray, stride: int, pad: int) -> np.ndar
     cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(b * ho * wo, c * kh * kw)
     out = cols @ w.reshape(co, -1).T                                                # B*Ho*Wo, Co
     return out.reshape(b, ho, wo, co).transpose(0, 3, 1, 2)
+
+
+def _gather_index(in_shape: tuple, out_shape: tuple, wshape: tuple, stride: int, pad: int) -> np.ndarray:
+    """Flat indices [Ho*Wo*C*kh*kw] into a flattened input [C*H*W] (+ one appended zero at index
+    C*H*W for taps in the padding): row (oy, ox) of the im2col matrix, columns ordered (c, ky, kx)
+    like w.reshape(Co, -1)."""
+    c, h, w = in_shape
+    _, ho, wo = out_shape
+    _, _, kh, kw = wshape
+    oy, ox = np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij")
+    cc, ky, kx = np.meshgrid(np.arange(c), np.arange(kh), np.arange(kw), indexing="ij")
+    iy = oy.reshape(-1, 1) * stride - pad + ky.reshape(1, -1)
+    ix = ox.reshape(-1, 1) * stride - pad + kx.reshape(1, -1)
+    ok = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+    flat = cc.reshape(1, -1) * (h * w) + np.clip(iy, 0, h - 1) * w + np.clip(ix, 0, w - 1)
+    return np.where(ok, flat, c * h * w).reshape(-1).astype(np.intp)
 
 
 def _exact_dtype(bound: int):
@@ -71,46 +97,66 @@ class _Synapse:
         self.dtype = _exact_dtype(self.bound)
         n_in, n_out = int(np.prod(in_shape)), int(np.prod(out_shape))
         self.mat = None
-        if kind == "conv" and n_in * max(n_in, n_out) <= DENSE_CONV_LIMIT:
+        # a conv is unrolled into a dense matrix only where that matrix is not mostly zeros (its
+        # kernel covers much of its input); else the gathered im2col does ~n_in / fan-in less work
+        dense_enough = n_in <= UNROLL_WASTE * int(np.prod(w.shape[1:]))
+        if kind == "conv" and n_in * max(n_in, n_out) <= DENSE_CONV_LIMIT and dense_enough:
             eye = np.eye(n_in, dtype=np.int64).reshape(n_in, *in_shape)
             self.mat = _conv_im2col(eye, w, stride, padding).reshape(n_in, n_out).astype(self.dtype)
         elif kind == "conv":
-            self.w = w.astype(self.dtype)
+            self.idx = _gather_index(in_shape, out_shape, w.shape, stride, padding)
+            self.wmat = w.reshape(w.shape[0], -1).T.astype(self.dtype)               # C*kh*kw, Co
         else:
             self.mat = w.T.astype(self.dtype)                                          # n_in, n_out
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = x.astype(self.dtype, copy=False)
+    def __call__(self, x: np.ndarray, out_dtype=np.int64) -> np.ndarray:
         if self.mat is not None:
-            y = x @ self.mat
-        else:
-            y = _conv_im2col(x.reshape(x.shape[0], *self.in_shape), self.w, self.stride,
-                             self.padding).reshape(x.shape[0], -1)
-        return y.astype(np.int64)     # exact: every partial sum is an integer below 2^24 / 2^53
+            y = x.astype(self.dtype, copy=False) @ self.mat
+        else:                     # gather the receptive fields (a padding tap reads the appended 0)
+            b, co = x.shape[0], self.wmat.shape[1]
+            xe = np.concatenate([x, np.zeros((b, 1), dtype=x.dtype)], axis=1)
+            cols = xe.take(self.idx, axis=1).reshape(-1, self.wmat.shape[0]).astype(self.dtype, copy=False)
+            y = (cols @ self.wmat).reshape(b, -1, co).transpose(0, 2, 1).reshape(b, -1)
+        # exact: every partial sum is an integer below 2^24 / 2^53 (int64 beyond)
+        return y.astype(out_dtype, copy=False)
 
 
 def _decay(v: np.ndarray, decay: int) -> np.ndarray:
-    """sign(v) * ((|v| * (4096 - D)) >> 12), truncation toward zero, int64."""
+    """sign(v) * ((|v| * (4096 - D)) >> 12), truncation toward zero. int64, or float64 holding
+    integers below 2^41: then v * ((4096 - D) / 4096) is the exact rational (the factor is a dyadic
+    fraction and the product stays below 2^53) and trunc rounds it toward zero exactly."""
     if decay == 0:
         return v
+    if v.dtype == np.float64:
+        return np.trunc(v * ((DECAY_ONE - decay) / DECAY_ONE))
     mag = (np.abs(v) * (DECAY_ONE - decay)) >> DECAY_BITS
     return np.where(v < 0, -mag, mag)
 
 
 def _wrap(v: np.ndarray, bits: int) -> np.ndarray:
     half = 1 << (bits - 1)
+    if v.dtype == np.float64:                   # exact integer arithmetic in float64 (|v| < 2^53)
+        return np.mod(v + half, float(1 << bits)) - half
     return ((v + half) & ((1 << bits) - 1)) - half
 
 
+def _shift(x: np.ndarray, bits: int) -> np.ndarray:
+    """x << bits for int64, x * 2^bits (exact) for float64."""
+    return x * float(1 << bits) if x.dtype == np.float64 else x << bits
+
+
 def _limit(v: np.ndarray, overflow: str) -> tuple:
-    """Apply the 24-bit state limit; returns (limited state, number of elements changed)."""
+    """Apply the 24-bit state limit; returns (limited state, number of elements changed, max |v|)."""
+    lo, hi = (v.min(), v.max()) if v.size else (0, 0)
+    if -STATE_MAX <= lo and hi <= STATE_MAX:
+        return v, 0, int(max(hi, -lo))
     if overflow == "clip":
         out = np.clip(v, -STATE_MAX, STATE_MAX)
     elif overflow == "wrap":
         out = _wrap(v, STATE_BITS)
     else:
         raise ValueError(f"overflow must be 'clip' or 'wrap', got {overflow!r}")
-    return out, int(np.count_nonzero(out != v))
+    return out, int(np.count_nonzero(out != v)), int(np.abs(out).max(initial=0))
 
 
 class _Plan:
@@ -138,6 +184,15 @@ class _Plan:
             syn = _Synapse(f.kind, f.weight, src.out_shape, dst.out_shape, f.stride, f.padding, 1,
                            f"feedback {f.src}->{f.dst}")
             self.fb[f.dst].append((f.src, syn))
+        # state dtype: float64 while every |V| (and |V| * 4096 in the decay) stays exact, else int64
+        worst = 0
+        for li, layer in enumerate(self.spiking):
+            cur = self.syn[li].bound + int(np.abs(self.bias[li]).max(initial=0)) + \
+                sum(syn.bound for _, syn in self.fb[li])
+            worst = max(worst, (cur << layer.frac_bits) + (int(layer.threshold) << layer.frac_bits))
+        float_syn = all(np.dtype(sy.dtype).kind == "f" for sy in self.syn[:n_sp]) and \
+            all(np.dtype(sy.dtype).kind == "f" for fb in self.fb for _, sy in fb)
+        self.state_dtype = np.float64 if float_syn and worst + 2 * STATE_MAX < FLOAT_STATE_LIMIT else np.int64
 
 
 def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subtract",
@@ -152,6 +207,8 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
         raise ValueError(f"reset must be 'subtract' or 'zero', got {reset!r}")
     if feedforward_delay < 0 or feedback_delay < 1:
         raise ValueError("need feedforward_delay >= 0 and feedback_delay >= 1")
+    if overflow not in ("clip", "wrap"):
+        raise ValueError(f"overflow must be 'clip' or 'wrap', got {overflow!r}")
     t0 = time.perf_counter()
     xq = np.asarray(xq, dtype=np.int64)
     n = xq.shape[0]
@@ -167,11 +224,16 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
     pots = [np.zeros((n, T, l.n_out), dtype=np.int64) for l in sp] if record_potentials else None
     sat = {l.name: 0 for l in sp}
     vmax = {l.name: 0 for l in sp}
+    sdt = plan.state_dtype
     for start in range(0, n, batch_size):
         sl = slice(start, min(n, start + batch_size))
         b = sl.stop - sl.start
-        I0 = plan.syn[0](xq[sl])                                # the constant input current (no bias)
-        V = [np.zeros((b, l.n_out), dtype=np.int64) for l in sp]
+        # the input is constant over the T steps: its current (with the bias) is computed once
+        I0 = plan.syn[0](xq[sl], sdt) + plan.bias[0].astype(sdt)
+        if not plan.fb[0]:                                      # ... and so is the whole u of layer 0
+            u0 = _shift(I0, sp[0].frac_bits)
+            u0 = _wrap(u0, current_bits) if current_bits else u0
+        V = [np.zeros((b, l.n_out), dtype=sdt) for l in sp]
         zeros = [np.zeros((b, l.n_out), dtype=bool) for l in sp]
         # hist[t'] = list of spike arrays of step t' (most recent last), enough for both delays
         depth = max(feedforward_delay, feedback_delay) + 1
@@ -181,20 +243,23 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
         for t in range(T):
             cur = []
             for li, layer in enumerate(sp):
-                if li == 0:
-                    I = I0 if t >= feedforward_delay else 0
-                elif feedforward_delay == 0:
-                    I = plan.syn[li](cur[li - 1])
+                if li == 0 and not plan.fb[0]:
+                    u = u0 if t >= feedforward_delay else _shift(plan.bias[0].astype(sdt), layer.frac_bits)
+                    u = _wrap(u, current_bits) if current_bits and t < feedforward_delay else u
                 else:
-                    I = plan.syn[li](hist[-feedforward_delay][li - 1])
-                I = I + plan.bias[li]
-                for src, syn in plan.fb[li]:
-                    I = I + syn(hist[-feedback_delay][src])
-                u = I << layer.frac_bits
-                v = _decay(V[li], graph.decay) + (_wrap(u, current_bits) if current_bits else u)
-                v, k = _limit(v, overflow)
+                    if li == 0:
+                        I = I0 if t >= feedforward_delay else plan.bias[0].astype(sdt)
+                    else:
+                        x_in = cur[li - 1] if feedforward_delay == 0 else hist[-feedforward_delay][li - 1]
+                        I = plan.syn[li](x_in, sdt) + plan.bias[li]
+                    for src, syn in plan.fb[li]:
+                        I = I + syn(hist[-feedback_delay][src], sdt)
+                    u = _shift(I, layer.frac_bits)
+                    u = _wrap(u, current_bits) if current_bits else u
+                v = _decay(V[li], graph.decay) + u
+                v, k, vm = _limit(v, overflow)
                 sat[layer.name] += k
-                vmax[layer.name] = max(vmax[layer.name], int(np.abs(v).max(initial=0)))
+                vmax[layer.name] = max(vmax[layer.name], vm)
                 th = layer.threshold << layer.frac_bits
                 s = v >= th if tie == "ge" else v > th
                 if pots is not None:
@@ -216,7 +281,8 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
             "faults": {"tie": tie, "reset": reset, "feedforward_delay": feedforward_delay,
                        "feedback_delay": feedback_delay, "overflow": overflow,
                        "current_bits": current_bits, "readout_leak": readout_leak},
-            "synapse_dtypes": {s.name: np.dtype(s.dtype).name for s in plan.syn}}
+            "synapse_dtypes": {s.name: np.dtype(s.dtype).name for s in plan.syn},
+            "state_dtype": np.dtype(plan.state_dtype).name}
     return BackendResult(backend="emulator", readout=readout, spikes=spikes, potentials=pots,
                          seconds=time.perf_counter() - t0, info=info)
 

@@ -308,3 +308,38 @@ def test_inputs_beyond_input_bits_stay_exact():
     res = run_emulator(g, x, record_potentials=True)
     assert res.info["synapse_dtypes"]["fc0"] == "float64"
     assert_matches_reference(g, x, res)
+
+
+@pytest.mark.parametrize("state_limit,waste", [(0, emu.UNROLL_WASTE), (emu.FLOAT_STATE_LIMIT, 0),
+                                               (emu.FLOAT_STATE_LIMIT, 1 << 30)])
+def test_state_dtype_and_conv_paths_match_the_oracle(monkeypatch, state_limit, waste):
+    """The int64 state path (limit 0), the float64 one, the gathered im2col (waste 0) and the
+    unrolled conv all give the oracle's spikes and potentials (saturating states included)."""
+    monkeypatch.setattr(emu, "FLOAT_STATE_LIMIT", state_limit)
+    monkeypatch.setattr(emu, "UNROLL_WASTE", waste)
+    g = conv_self_feedback_graph()
+    x = random_inputs(g, 3, seed=4)
+    res = run_emulator(g, x, record_potentials=True)
+    assert res.info["state_dtype"] == ("int64" if state_limit == 0 else "float64")
+    assert_matches_reference(g, x, res)
+    gs = random_graph("dense", T=6, lam=0.5, seed=5, wmax=20000, frac_bits=4)
+    xs = random_inputs(gs, 4, seed=5)
+    r = run_emulator(gs, xs, record_potentials=True)
+    assert_matches_reference(gs, xs, r)
+    assert r.info["saturated"]["fc0"] > 0
+
+
+def test_float_state_equals_int_state_under_every_fault(monkeypatch):
+    g = conv_self_feedback_graph()
+    x = random_inputs(g, 5, seed=6)
+    opts = [{}, {"tie": "gt"}, {"reset": "zero"}, {"feedforward_delay": 1}, {"feedback_delay": 2},
+            {"overflow": "wrap"}, {"current_bits": 12}, {"readout_leak": False}]
+    for kw in opts:
+        a = emulate(g, x, record_potentials=True, **kw)
+        monkeypatch.setattr(emu, "FLOAT_STATE_LIMIT", 0)
+        b = emulate(g, x, record_potentials=True, **kw)
+        monkeypatch.undo()
+        assert a.info["state_dtype"] == "float64" and b.info["state_dtype"] == "int64"
+        assert np.array_equal(a.readout, b.readout), kw
+        assert all(np.array_equal(p, q) for p, q in zip(a.potentials, b.potentials)), kw
+        assert a.info["saturated"] == b.info["saturated"] and a.info["max_abs_v"] == b.info["max_abs_v"]
