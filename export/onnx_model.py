@@ -8,7 +8,9 @@ Model contract (opset 17, producer "saf-toolchain"):
 Time is unrolled (T is fixed in the model). Layers are grouped into blocks: a layer not spanned by a
 feedback edge is one block; layers spanned by a feedback edge (dst..src) step together. A block's
 first layer gets its feed-forward current for all T steps from one MatMul/Conv over the T*N stacked
-inputs; inside a block the synapses run step by step. Synapses run in float32 or on the int64 path
+inputs; inside a block the synapses run step by step. The network's input is constant over the T
+steps (graph.input_time_varying False): the first block's feed-forward current is then computed
+once, from x[0], and reused at every step (the model reads only x[0]; the runner repeats x_q). Synapses run in float32 or on the int64 path
 as export/onnx_exact.py proves exact; LIF state arithmetic is int64.
 """
 from __future__ import annotations
@@ -263,17 +265,23 @@ def build_onnx_model(graph: Graph, spikes: bool = True) -> onnx.ModelProto:
         return _synapse(b, ("ff", l), x, layer.kind, layer.weight, tuple(layer.in_shape),
                         tuple(layer.out_shape), layer.stride, layer.padding, dtypes[(layer.name, "synaptic sum")])
 
+    constant_input = not getattr(graph, "input_time_varying", False)
     for a, z in _blocks(len(spiking), graph.feedback):
         head = spiking[a]
-        flat = b.op("Reshape", [stack, b.i64([-1, head.n_in])])
-        cur_all = b.op("Reshape", [syn(a, flat), b.i64([T, -1, head.n_out])])
-        cur_all = b.op("Add", [cur_all, b.tensor(("bias", a), head.full_bias(), "b")])
+        if a == 0 and constant_input:                  # one current [N, n_out], the same at every step
+            x0 = b.op("Gather", [stack, b.i64(0)], axis=0)
+            cur0 = b.op("Add", [syn(a, x0), b.tensor(("bias", a), head.full_bias(), "b")])
+        else:
+            flat = b.op("Reshape", [stack, b.i64([-1, head.n_in])])
+            cur_all = b.op("Reshape", [syn(a, flat), b.i64([T, -1, head.n_out])])
+            cur_all = b.op("Add", [cur_all, b.tensor(("bias", a), head.full_bias(), "b")])
+            cur0 = None
         s_bool, state = {}, {l: None for l in range(a, z + 1)}
         for t in range(T):
             for l in range(a, z + 1):
                 layer = spiking[l]
                 if l == a:
-                    cur = b.op("Gather", [cur_all, b.i64(t)], axis=0)
+                    cur = cur0 if cur0 is not None else b.op("Gather", [cur_all, b.i64(t)], axis=0)
                 else:
                     cur = b.op("Add", [syn(l, spikes_f(l - 1, t, s_bool)),
                                        b.tensor(("bias", l), layer.full_bias(), "b")])

@@ -90,3 +90,28 @@ def test_bench_infer_reports_peak_fraction(demo_bundles, tmp_path, capsys):
         assert row["peak_fraction"] == pytest.approx(
             row["samples_per_s"] * 2 * r["dense_macs_per_sample"] / (r["matmul_peak"]["gflops"] * 1e9))
         assert isinstance(row["meets_peak_goal"], bool)
+
+
+def test_onnx_computes_the_constant_input_current_once():
+    """With a constant input the model reads x[0] only (one first-layer synapse for all T steps):
+    garbage in x[1:] changes nothing, while x[0] does; outputs equal the emulator's."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from saf.deploy.emulator import run_emulator
+    from saf.export.onnx_model import build_onnx_model
+    from saf.export.synthetic import random_graph, random_inputs
+
+    g = random_graph("conv", T=4, lam=0.5, seed=3)
+    x = random_inputs(g, 6, seed=3)
+    sess = ort.InferenceSession(build_onnx_model(g, spikes=False).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    xs = np.repeat(x[None].astype(np.float32), g.T, axis=0)
+    ref = run_emulator(g, x, record_spikes=False).readout
+    assert np.array_equal(sess.run(["readout"], {"x": xs})[0], ref)
+    junk = xs.copy()
+    junk[1:] = np.random.default_rng(0).integers(0, g.input_max + 1, size=junk[1:].shape)
+    assert np.array_equal(sess.run(["readout"], {"x": junk})[0], ref)
+    bad = xs.copy()
+    bad[0] = junk[1]
+    assert not np.array_equal(sess.run(["readout"], {"x": bad})[0], ref)
