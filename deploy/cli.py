@@ -8,11 +8,12 @@ import numpy as np
 
 from saf.export.bundle import BundleError
 from saf.train.data import DatasetError
+from saf.train.outdir import OutputError, check_file_target
 
-from .backends import BACKENDS, FAULTS, INTEGER_BACKENDS, BackendError, Bundle
+from .backends import BACKENDS, FAULTS, INTEGER_BACKENDS, BackendError, Bundle, require_lava
 from .golden import GoldenError
 
-USER_ERRORS = (BundleError, DatasetError, BackendError, GoldenError)
+USER_ERRORS = (BundleError, DatasetError, BackendError, GoldenError, OutputError)
 
 
 def _data_args(p, limit_help: str) -> None:
@@ -56,7 +57,7 @@ def register(sub) -> None:
     d.add_argument("--out", default="demo-out")
     d.add_argument("--epochs", type=int, default=8)
     d.add_argument("--lava-limit", type=int, default=50)
-    d.add_argument("--force", action="store_true", help="replace an existing --out")
+    d.add_argument("--force", action="store_true", help="replace the saf demo output in --out, once the new one is complete")
     d.set_defaults(func=cmd_demo)
 
 
@@ -82,16 +83,20 @@ def load_inputs(bundle: Bundle, data: str, root, limit) -> tuple:
 def cmd_run(a) -> int:
     from .stats import run_stats
 
+    if a.raster:
+        check_file_target(a.raster, "--raster")
+    if a.backend == "lava":
+        require_lava("--backend")
     b = Bundle.load(a.bundle)
     xq, y, name = load_inputs(b, a.data, a.data_root, a.limit)
     from .backends import run_backend
 
+    if a.raster and not (0 <= a.sample < len(xq)):
+        raise DatasetError(f"--sample {a.sample} out of range (0..{len(xq) - 1})")
     r = run_backend(a.backend, b, xq, record_spikes=True, progress=not a.json)
     st = run_stats(b.graph, r, xq, y)
     if a.raster:
         from .plots import plot_raster
-        if not (0 <= a.sample < len(xq)):
-            raise DatasetError(f"--sample {a.sample} out of range (0..{len(xq) - 1})")
         plot_raster(r, b.graph, a.sample, Path(a.raster))
         st["raster"] = a.raster
     if a.json:
@@ -110,7 +115,7 @@ def cmd_run(a) -> int:
 
 def cmd_verify(a) -> int:
     from .verify import format_report, verify
-    from .verify_io import write_outputs
+    from .verify_io import check_outputs, write_outputs
 
     backends = [s.strip() for s in a.backends.split(",") if s.strip()]
     bad = [s for s in backends if s not in BACKENDS]
@@ -123,6 +128,10 @@ def cmd_verify(a) -> int:
         raise BackendError("--update-golden needs --golden DIR")
     if not (0 <= a.mismatch_bound <= 1):
         raise BackendError(f"--mismatch-bound must be in [0, 1], got {a.mismatch_bound}")
+    if "lava" in backends:
+        require_lava("--backends")
+    out = Path(a.out) if a.out else Path(str(Path(a.bundle)).rstrip("/") + "-verify")
+    check_outputs(out, a.report)
     b = Bundle.load(a.bundle)
     xq, y, name = load_inputs(b, a.data, a.data_root, a.limit)
     rep = verify(b, xq, y, backends, lava_limit=a.lava_limit, fault=a.inject_fault, golden_dir=a.golden,
@@ -130,7 +139,6 @@ def cmd_verify(a) -> int:
                  progress=not a.no_progress, dataset=name)
     text = format_report(rep)
     print(text)
-    out = Path(a.out) if a.out else Path(str(Path(a.bundle)).rstrip("/") + "-verify")
     write_outputs(rep, text, out, a.report)
     print(f"wrote {out / 'verify.json'}" + (f" and {a.report}" if a.report else ""))
     return 0 if rep.ok else 1

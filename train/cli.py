@@ -191,8 +191,14 @@ def eval_checkpoint(path, dataset=None, data_root=None, T=None) -> dict:
     from .data import load_dataset
     from .evaluate import evaluate
 
+    if T is not None and T < 1:
+        raise ConfigError(f"--T must be >= 1, got {T}")
     net, spec, cfg = load_model(path)
     data = load_dataset(dataset or cfg.get("dataset", "digits"), data_root or cfg.get("data_root"))
+    if tuple(data.input_shape) != tuple(spec["input_shape"]) or data.num_classes != spec["num_classes"]:
+        raise DatasetError(f"--data {data.name}: its samples are {list(data.input_shape)} in {data.num_classes} "
+                           f"classes, the checkpoint {path} takes {list(spec['input_shape'])} in "
+                           f"{spec['num_classes']} classes")
     T = int(T or spec.get("T") or cfg.get("T", 6))
     saf = evaluate(net, data.x_test, data.y_test, T, "saf")
     lif = evaluate(net, data.x_test, data.y_test, T, "lif")

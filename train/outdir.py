@@ -100,6 +100,17 @@ def check_target(out: Path, kinds: tuple, force: bool, flag: str = "--out") -> N
                           f"nothing was changed (move it away or choose another {flag})")
 
 
+def check_file_target(path, flag: str) -> Path:
+    """An output FILE (a PNG, a report, a JSON): not a directory, in a directory saf can write."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{flag} {path}: is a directory; give a file name")
+    if path.exists() and not path.is_file():
+        raise OutputError(f"{flag} {path}: exists and is not a regular file")
+    _check_parent(path, flag)
+    return path
+
+
 def _check_parent(out: Path, flag: str) -> None:
     for anc in out.parents:
         if anc.exists():
