@@ -95,7 +95,7 @@ def check_target(out: Path, kinds: tuple, force: bool, flag: str = "--out") -> N
     reasons = [why_not_ours(out, k) for k in kinds]
     if all(reasons):
         r = next((r for r in reasons if not r.startswith("(")), None)
-        detail = f"it holds {r!r}, which saf did not write" if r else f"no {kinds[0].marker} written by saf"
+        detail = f"it holds {r!r}, which saf did not write" if r else f"it holds no {kinds[0].marker} written by saf"
         raise OutputError(f"{flag} {out}: --force replaces only a {what}, and {detail}; "
                           f"nothing was changed (move it away or choose another {flag})")
 
