@@ -182,3 +182,25 @@ def test_fault_unblocked_signal_during_the_swap_is_caught_by_the_check(tmp_path,
     out = _swap_with_sigterm_mid_way(tmp_path, monkeypatch)
     assert not out.exists()
     assert any(".saf-old-" in p.name for p in tmp_path.iterdir())
+
+
+def test_export_and_verify_replace_their_own_outputs(tmp_path, capsys):
+    """`export --force` over a saf bundle and a repeated `verify --out` over its own report replace
+    them whole, leaving nothing beside them."""
+    import json
+
+    from saf.deploy.main import main
+
+    ckpt = Path(__file__).parent / "golden" / "demo" / "model.safetensors"
+    b = tmp_path / "b"
+    assert main(["export", str(ckpt), "--target", "onnx", "--out", str(b)]) == 0
+    assert main(["export", str(ckpt), "--target", "loihi", "--out", str(b), "--force"]) == 0
+    assert json.loads((b / "manifest.json").read_text())["target"] == "loihi2"
+    v = tmp_path / "v"
+    for backends in ("saf-int,emulator", "saf-int,onnx"):
+        assert main(["verify", str(b), "--backends", backends, "--limit", "3", "--out", str(v), "--report",
+                     str(v / "report.md"), "--no-progress"]) == 0
+    assert "onnx" in json.loads((v / "verify.json").read_text())["samples"]
+    assert "emulator" not in json.loads((v / "verify.json").read_text())["samples"]
+    assert sorted(p.name for p in v.iterdir()) == ["report.md", "report.rates.png", "summary.txt", "verify.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "v"]
