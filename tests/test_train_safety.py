@@ -78,10 +78,11 @@ def test_resume_restores_the_stored_configuration(started, tmp_path, capsys):
     assert cfg["method"] == "bptt" and cfg["lam"] == 0.25 and cfg["T"] == 3 and cfg["lr"] == 0.05
     assert {k: v for k, v in cfg.items()} == ref                  # every field, epochs_done included
     assert same_weights(out, two)                                 # and it trained as the uninterrupted run
-    # explicit flags that agree with the stored run are fine
+    # explicit flags that agree with the stored run are fine, and --device / --data-root may change
     shutil.rmtree(out)
     shutil.copytree(one, out)
-    assert main(["train", *STARTED, *BASE, "--out", str(out), "--resume", "--epochs", "2"]) == 0
+    assert main(["train", *STARTED, *BASE, "--out", str(out), "--resume", "--epochs", "2", "--device", "auto",
+                 "--data-root", str(tmp_path)]) == 0
     assert same_weights(out, two)
 
 
@@ -178,6 +179,42 @@ def test_nan_under_force_leaves_the_old_run(tmp_path, capsys, monkeypatch):
     user_error(capsys, ["train", "--model", "mlp-digits", *BASE, "--epochs", "3", "--seed", "5", "--out", str(out),
                         "--force"], "at epoch 2", f"the previous run in {out} is unchanged")
     assert tree(tmp_path) == before                                # and no temporary sibling
+
+
+def test_nan_weights_are_never_saved(tmp_path, capsys, monkeypatch):
+    """Weights that became non-finite in an epoch whose losses were finite are caught before saving."""
+    out = tmp_path / "w"
+    real = trainer_mod.Trainer.train_epoch
+
+    def poisoned(self, epoch):
+        m = real(self, epoch)
+        if epoch == 1:
+            with torch.no_grad():
+                next(self.net.parameters()).view(-1)[0] = float("inf")
+        return m
+
+    monkeypatch.setattr(trainer_mod.Trainer, "train_epoch", poisoned)
+    user_error(capsys, ["train", "--model", "mlp-digits", *BASE, "--epochs", "3", "--out", str(out)],
+               "weights became NaN or inf at epoch 2", "last good checkpoint (epoch 1) kept in")
+    assert load_model(out)[2]["epochs_done"] == 1
+
+
+def test_interrupted_resume_stays_at_its_last_epoch(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "r"
+    assert main(["train", "--model", "mlp-digits", *BASE, "--epochs", "1", "--out", str(out)]) == 0
+    real = trainer_mod.Trainer.train_epoch
+
+    def interrupted(self, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real(self, epoch)
+
+    monkeypatch.setattr(trainer_mod.Trainer, "train_epoch", interrupted)
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "4", "--no-progress"]) == 130
+    assert load_model(out)[2]["epochs_done"] == 2 and torch.load(out / "resume.pt", weights_only=True)["epoch"] == 2
+    monkeypatch.undo()
+    assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0    # the stored 4 epochs
+    assert config(out)["epochs_done"] == 4 and config(out)["epochs"] == 4
 
 
 # ------------------------------------------------------------------------------ --force
