@@ -204,3 +204,18 @@ def test_export_and_verify_replace_their_own_outputs(tmp_path, capsys):
     assert "emulator" not in json.loads((v / "verify.json").read_text())["samples"]
     assert sorted(p.name for p in v.iterdir()) == ["report.md", "report.rates.png", "summary.txt", "verify.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "v"]
+
+
+def test_out_changed_while_writing_keeps_both(tmp_path):
+    """A user's file lands in --out while the new output is being built: --out is not replaced (it is
+    no longer only saf's), and the complete new output is kept in a visible sibling, named."""
+    out = saf_run(tmp_path / "run")
+    with pytest.raises(OutputError, match="the new output is complete and was kept in") as e:
+        with Staged(out, (RUN_DIR,), force=True) as tmp:
+            saf_run(tmp)
+            (tmp / "metrics.jsonl").write_text("new")
+            (out / "notes.txt").write_text("written during training")
+    assert (out / "notes.txt").read_text() == "written during training" and (out / "metrics.jsonl").read_text() != "new"
+    kept = Path(str(e.value).rsplit(" ", 1)[1])
+    assert kept.parent.parent == tmp_path and (kept / "metrics.jsonl").read_text() == "new"
+    assert not [p for p in tmp_path.iterdir() if ".saf-tmp-" in p.name]

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 
-from .outdir import OutputKind
+from .outdir import OutputKind, current_umask
 from .spec import SpecError, plan
 
 FORMAT = "saf-checkpoint-1"
@@ -38,7 +38,7 @@ def atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())          # mkstemp creates 0600; give the usual mode
+        os.chmod(tmp, 0o666 & ~current_umask())          # mkstemp creates 0600; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -61,12 +61,6 @@ def is_saf_checkpoint(path: Path) -> bool:
 
 # A training run directory: what `saf train --force` may replace (train/outdir.py).
 RUN_DIR = OutputKind("saf training run", CHECKPOINT, is_saf_checkpoint, (CHECKPOINT, RESUME, METRICS, CURVES))
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def save_checkpoint(path: Path, net, config: dict) -> None:

@@ -121,6 +121,12 @@ def _check_parent(out: Path, flag: str) -> None:
             return
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def make_dirs(path: Path) -> Optional[Path]:
     """mkdir -p; returns the topmost directory it created (None if `path` existed), so a failure
     can remove exactly what it made."""
@@ -160,21 +166,29 @@ class Staged:
         except OSError as e:
             remove_made(self._made)
             raise OutputError(f"{self.flag} {self.out}: cannot write beside it ({e.strerror or e})") from None
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(self.path, 0o777 & ~mask)                # mkdtemp creates 0700; give the usual mode
+        os.chmod(self.path, 0o777 & ~current_umask())     # mkdtemp creates 0700; give the usual mode
         return self.path
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is None:
             try:
                 self.commit()
+            except OutputError as e:                      # --out changed under us: keep both
+                self._keep_new(e)
             except BaseException:
                 self.abort()
                 raise
         else:
             self.abort()
         return False
+
+    def _keep_new(self, why: OutputError) -> None:
+        """The new output is complete but --out may no longer be replaced (someone wrote into it
+        meanwhile): leave --out alone and keep the new output in a visible sibling."""
+        kept = Path(tempfile.mkdtemp(prefix=f"{self.out.name}.saf-new-", dir=self.out.parent))
+        os.rename(self.path, kept / self.out.name)
+        self.path = None
+        raise OutputError(f"{why}; the new output is complete and was kept in {kept / self.out.name}") from None
 
     def abort(self) -> None:
         if self.path is not None and self.path.exists():
