@@ -278,6 +278,7 @@ def test_fault_the_battery_catches(ws, tmp_path, capsys, monkeypatch, effect, ne
 
 UNWRITABLE = [
     ("train", ["train", *TINY, "--out", "{ro}/run"]),
+    ("train-force-over-a-run-there", ["train", *TINY, "--out", "{ro}/oldrun", "--force"]),
     ("export", ["export", "{ws}/run", "--target", "onnx", "--out", "{ro}/bundle"]),
     ("verify", ["verify", "{ws}/bundle", "--backends", "saf-int,emulator", "--out", "{ro}/v"]),
     ("demo", ["demo", "--out", "{ro}/demo"]),
@@ -293,6 +294,7 @@ def ro_ws(ws, tmp_path_factory):
         shutil.copytree(ws / name, root / name)
     (root / "ro").mkdir()
     (root / "ro" / "keep.txt").write_text("x")
+    shutil.copytree(ws / "run", root / "ro" / "oldrun")
     os.chmod(root / "ro", 0o555)
     yield root
     os.chmod(root / "ro", 0o755)
@@ -311,7 +313,7 @@ def test_the_read_only_folder_is_really_read_only(ro_ws):
     p = subprocess.run([sys.executable, "-c", f"open({str(ro_ws / 'ro' / 'x')!r}, 'w')"], capture_output=True,
                        text=True, preexec_fn=_without_root_override, timeout=60)
     assert p.returncode != 0 and "PermissionError" in p.stderr
-    assert sorted(x.name for x in (ro_ws / "ro").iterdir()) == ["keep.txt"]
+    assert sorted(x.name for x in (ro_ws / "ro").iterdir()) == ["keep.txt", "oldrun"]
 
 
 @pytest.mark.parametrize("name,argv", UNWRITABLE, ids=[u[0] for u in UNWRITABLE])

@@ -256,3 +256,18 @@ def test_force_refuses_what_saf_did_not_write(tmp_path, capsys):
                "it holds no model.safetensors written by saf")
     user_error(capsys, [*argv, "--out", str(run)], str(run), "'notes.txt', which saf did not write")
     assert tree(tmp_path) == before
+
+
+def test_a_spec_files_own_neuron_and_T_are_used_not_overridden(tmp_path, capsys):
+    spec = tmp_path / "leaky.json"
+    spec.write_text(json.dumps({"input_shape": [1, 8, 8], "num_classes": 10, "neuron": {"lam": 0.25, "theta": 2.0},
+                                "T": 3, "layers": [{"type": "flatten"}, {"type": "linear", "out": 16}]}))
+    out = tmp_path / "r"
+    argv = ["train", "--model", str(spec), *BASE, "--epochs", "1", "--out", str(out)]
+    for flag, value in (("--lam", "0.5"), ("--theta", "1.0"), ("--T", "6")):
+        user_error(capsys, [*argv, flag, value], f"{flag} {value} conflicts with", str(spec))
+    assert not out.exists()
+    assert main([*argv, "--lam", "0.25"]) == 0                    # agreeing is fine
+    _, stored, cfg = load_model(out)
+    assert (cfg["lam"], cfg["theta"], cfg["T"]) == (0.25, 2.0, 3)
+    assert stored["neuron"] == {"lam": 0.25, "theta": 2.0} and stored["T"] == 3

@@ -14,8 +14,8 @@ from .distributed import DistributedError
 from .functional.surrogate import SURROGATES
 from .methods import METHODS
 from .outdir import OutputError, Staged, check_target
-from .run_config import OPTIMIZERS, ConfigError, check_config, resumed_config
-from .spec import BUILTIN, SpecError
+from .run_config import OPTIMIZERS, ConfigError, check_config, flag, resumed_config
+from .spec import BUILTIN, SpecError, load_spec, with_neuron
 from .trainer import NonFiniteError, TrainConfig, TrainingError
 
 USER_ERRORS = (CheckpointError, ConfigError, DatasetError, DistributedError, OutputError, SpecError, TrainingError)
@@ -77,10 +77,6 @@ def explicit_config(a) -> dict:
     return {k: v for k, v in vars(a).items() if k in CONFIG_FIELDS and v is not None}
 
 
-def config_from_args(a) -> TrainConfig:
-    return TrainConfig(**explicit_config(a))
-
-
 def plan_run(a) -> tuple:
     """(config, stored spec or None, replacing) from the flags, before anything is loaded or
     written: ranges checked, a resumed run's stored configuration restored, --out checked."""
@@ -92,22 +88,36 @@ def plan_run(a) -> tuple:
             raise OutputError(f"--out {out}: exists and is not a directory")
         cfg, spec = resumed_config(out, explicit_config(a))
         return cfg, spec, False
-    cfg = check_config(config_from_args(a))
+    explicit = explicit_config(a)
+    model = explicit.get("model", TrainConfig.model)
+    raw = _load_spec(model)
+    for name, value in _spec_settings(raw).items():   # a spec file's neuron / T: used, never overridden
+        if name in explicit and explicit[name] != value:
+            raise ConfigError(f"{flag(name)} {explicit[name]} conflicts with {value} in the model spec {model}; "
+                              f"give one of them")
+        explicit[name] = value
+    cfg = check_config(TrainConfig(**explicit))
     check_target(out, (RUN_DIR,), a.force)
     replacing = out.is_dir() and any(out.iterdir())
-    return cfg, spec_for(cfg), replacing
-
-
-def spec_for(cfg: TrainConfig) -> dict:
-    """The model spec the run trains (validated: types, ranges, shapes), before --out is touched."""
-    from .spec import load_spec, with_neuron
-
-    try:
-        spec = with_neuron(load_spec(cfg.model), cfg.lam, cfg.theta)
-    except SpecError as e:
-        raise SpecError(f"--model {cfg.model}: {e}" if not str(e).startswith(cfg.model) else str(e)) from None
+    spec = with_neuron(raw, cfg.lam, cfg.theta)
     spec["T"] = cfg.T
-    return spec
+    return cfg, spec, replacing
+
+
+def _load_spec(model: str) -> dict:
+    """The model spec the run trains (validated: types, ranges, shapes), before --out is touched."""
+    try:
+        return load_spec(model)
+    except SpecError as e:
+        raise SpecError(f"--model {model}: {e}" if not str(e).startswith(model) else str(e)) from None
+
+
+def _spec_settings(spec: dict) -> dict:
+    """The training settings a spec file carries itself (neuron lam/theta, T)."""
+    got = {k: v for k, v in (spec.get("neuron") or {}).items() if k in ("lam", "theta")}
+    if spec.get("T") is not None:
+        got["T"] = spec["T"]
+    return got
 
 
 def fit_into(tr, out: Path, replacing: bool, writes: bool = True) -> list:

@@ -6,8 +6,8 @@ that decides what `--force` may replace and how a directory is replaced.
   Anything else (a user's folder, a run with the user's notes added) is refused in one line.
 - New output is built in a temporary sibling `.NAME.saf-tmp-*` and swapped in only on success;
   until then the old directory is untouched. A failure, Ctrl-C or SIGTERM (deploy/main.py turns
-  it into an exception) removes the temporary sibling; the swap itself runs with SIGINT/SIGTERM
-  blocked, so it completes or never starts. (SIGKILL cannot be caught: it may leave the hidden
+  it into an exception) removes the temporary sibling; SIGINT/SIGTERM arriving during the swap
+  itself are handled once it is done, so it completes or never starts. (SIGKILL cannot be caught: it may leave the hidden
   temporary sibling behind, never a damaged old output.)
 
 Lives in train/ because train, export and deploy all use it (imports flow train <- export <- deploy).
@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -82,8 +83,8 @@ def check_target(out: Path, kinds: tuple, force: bool, flag: str = "--out") -> N
     out = Path(out)
     if out.is_symlink():
         raise OutputError(f"{flag} {out}: is a symbolic link; give the real directory")
+    _check_parent(out, flag)                  # the new output is built beside --out, in its parent
     if not out.exists():
-        _check_parent(out, flag)
         return
     if not out.is_dir():
         raise OutputError(f"{flag} {out}: exists and is not a directory")
@@ -199,7 +200,7 @@ class Staged:
 
     def commit(self) -> None:
         check_target(self.out, self.kinds, self.force, self.flag)   # still ours (nobody wrote in meanwhile)?
-        with _signals_blocked():
+        with _signals_deferred():
             swap_in(self.path, self.out)
         self.path = None
 
@@ -221,12 +222,27 @@ def swap_in(new: Path, out: Path) -> None:
     shutil.rmtree(holder, ignore_errors=True)
 
 
-class _signals_blocked:
-    SIGNALS = {signal.SIGINT, signal.SIGTERM}
+class _signals_deferred:
+    """SIGINT/SIGTERM arriving inside the block are recorded and handed to their own handlers once
+    it ends. Python runs signal handlers in the main thread whichever thread the OS delivered the
+    signal to, so swapping the Python-level handlers (not a per-thread signal mask) is what makes
+    this hold in a process with other threads (torch, Lava)."""
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __enter__(self):
-        self.old = signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
+        self.pending, self.old = [], {}
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self.old[s] = signal.signal(s, lambda signum, frame: self.pending.append((signum, frame)))
+        return self
 
     def __exit__(self, *exc):
-        signal.pthread_sigmask(signal.SIG_SETMASK, self.old)
+        for s, h in self.old.items():
+            signal.signal(s, h)
+        for signum, frame in self.pending[:1]:
+            handler = self.old[signum]
+            if callable(handler):
+                handler(signum, frame)                  # e.g. raises KeyboardInterrupt / Terminated
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)            # the default action, now that the swap is done
         return False
