@@ -63,6 +63,22 @@ class Bundle:
         return (self.manifest.get("meta", {}).get("train_config") or {}).get("dataset")
 
 
+LAVA_BACKENDS = frozenset({"lava", "lava-stock"})   # the backends that import lava (require_lava first)
+
+
+def require_lava(flag: str) -> None:
+    """Fail up front, in one line, when the Lava backend cannot be imported here (lava-nc 0.10.0
+    needs Python 3.10), instead of after every other backend has run."""
+    try:
+        import saf.deploy.lava_backend  # noqa: F401 - imports lava
+    except ImportError as e:
+        if isinstance(e, ModuleNotFoundError) and not (e.name or "lava").startswith("lava"):
+            raise                                     # one of ours is missing: a bug, not the user's
+        raise BackendError(f"{flag}: the lava backend cannot run on this Python ({type(e).__name__}: {e}); "
+                           f"install lava-nc 0.10.0 (Python 3.10) or use the other backends "
+                           f"(saf-int, emulator, onnx)") from None
+
+
 def inject_fault(graph: Graph, fault: str) -> tuple:
     """(graph for the faulty backend, emulate() keyword options) for one fault name."""
     if fault not in FAULTS:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from saf.train.bench import SMALL, BenchError, FULL
 from saf.train.methods import METHODS
+from saf.train.outdir import OutputError, check_file_target
 
-USER_ERRORS = (BenchError,)
+USER_ERRORS = (BenchError, OutputError)
 
 
 def register(sub) -> None:
@@ -81,6 +82,8 @@ def cmd_bench_train(a) -> int:
     for flag, path in (("--plot", a.plot), ("--out", a.out)):
         if path and not Path(path).resolve().parent.exists():
             raise BenchError(f"{flag} {path}: directory {Path(path).resolve().parent} does not exist")
+        if path:
+            check_file_target(path, flag)
     log = None if a.quiet else (lambda s: print(s, flush=True))
     r = bench_train(a.model, a.batch, Ts, methods, a.device, a.steps, a.warmup, a.small,
                     compile=a.compile, lam=a.lam, seed=a.seed, log=log)
@@ -105,6 +108,8 @@ def cmd_bench_infer(a) -> int:
         raise BenchError(f"--repeats must be >= 1, got {a.repeats}")
     if a.lava_limit < 1:
         raise BenchError(f"--lava-limit must be >= 1, got {a.lava_limit}")
+    if a.out:
+        check_file_target(a.out, "--out")
     kw = {}
     if a.backends is not None:
         backends = tuple(b.strip() for b in a.backends.split(",") if b.strip())

@@ -8,11 +8,13 @@ import numpy as np
 
 from saf.export.bundle import BundleError
 from saf.train.data import DatasetError
+from saf.train.outdir import OutputError, check_file_target
 
-from .backends import BACKENDS, FAULTS, BackendError, Bundle
+from .backends import BACKENDS, FAULTS, LAVA_BACKENDS, BackendError, Bundle, require_lava
 from .golden import GoldenError
+from .verify_io import FUZZ_FAILURE
 
-USER_ERRORS = (BundleError, DatasetError, BackendError, GoldenError)
+USER_ERRORS = (BundleError, DatasetError, BackendError, GoldenError, OutputError)
 
 
 def _data_args(p, limit_help: str) -> None:
@@ -64,7 +66,7 @@ def register(sub) -> None:
     d.add_argument("--out", default="demo-out")
     d.add_argument("--epochs", type=int, default=8)
     d.add_argument("--lava-limit", type=int, default=50)
-    d.add_argument("--force", action="store_true", help="replace an existing --out")
+    d.add_argument("--force", action="store_true", help="replace the saf demo output in --out, once the new one is complete")
     d.set_defaults(func=cmd_demo)
 
 
@@ -120,10 +122,16 @@ def cmd_run(a) -> int:
 
     check_count("--limit", a.limit)
     check_count("--sample", a.sample, 0)
+    if a.raster:
+        check_file_target(a.raster, "--raster")
+    if a.backend in LAVA_BACKENDS:
+        require_lava("--backend")
     b = Bundle.load(a.bundle)
     xq, y, name = load_inputs(b, a.data, a.data_root, a.limit)
     from .backends import run_backend
 
+    if a.raster and not (0 <= a.sample < len(xq)):
+        raise DatasetError(f"--sample {a.sample} out of range (0..{len(xq) - 1})")
     r = run_backend(a.backend, b, xq, record_spikes=True, progress=not a.json)
     st = run_stats(b.graph, r, xq, y)
     if "models" in r.info:
@@ -132,8 +140,6 @@ def cmd_run(a) -> int:
     st["loihi_estimate"] = activity_estimate(b.manifest, st.pop("activity"))
     if a.raster:
         from .plots import plot_raster
-        if not (0 <= a.sample < len(xq)):
-            raise DatasetError(f"--sample {a.sample} out of range (0..{len(xq) - 1})")
         plot_raster(r, b.graph, a.sample, Path(a.raster))
         st["raster"] = a.raster
     if a.json:
@@ -161,7 +167,7 @@ def cmd_run(a) -> int:
 
 def cmd_verify(a) -> int:
     from .verify import format_report, verify
-    from .verify_io import write_outputs
+    from .verify_io import check_outputs, write_outputs
 
     from .backend_spec import resolve_backends
 
@@ -178,6 +184,10 @@ def cmd_verify(a) -> int:
         raise BackendError(f"--mismatch-bound must be in [0, 1], got {a.mismatch_bound}")
     if a.inputs and (a.data or a.limit):
         raise BackendError("--inputs replaces the dataset: drop --data/--limit")
+    if LAVA_BACKENDS & set(backends):
+        require_lava("--backends")
+    out = Path(a.out) if a.out else Path(str(Path(a.bundle)).rstrip("/") + "-verify")
+    check_outputs(out, a.report)
     b = Bundle.load(a.bundle)
     if a.inputs:
         xq, y, name = load_npy_inputs(b, a.inputs), None, a.inputs
@@ -190,29 +200,25 @@ def cmd_verify(a) -> int:
                  update_golden=a.update_golden, mismatch_bound=a.mismatch_bound,
                  progress=not a.no_progress, dataset=name, fuzz=a.fuzz, seed=a.seed)
     out = Path(a.out) if a.out else Path(str(Path(a.bundle)).rstrip("/") + "-verify")
-    if rep.fuzz is not None:
-        _save_fuzz_failure(rep.fuzz, a, out)
+    extra = _fuzz_failure(rep.fuzz, a, out) if rep.fuzz is not None else {}
     text = format_report(rep)
     print(text)
-    write_outputs(rep, text, out, a.report)
+    write_outputs(rep, text, out, a.report, extra)
     print(f"wrote {out / 'verify.json'}" + (f" and {a.report}" if a.report else ""))
     return 0 if rep.ok else 1
 
 
-def _save_fuzz_failure(fz: dict, a, out: Path) -> None:
-    """Save the first failing fuzz input as .npy (atomically) with a command line that reproduces it."""
-    from saf.train.checkpoint import atomic_write
-
+def _fuzz_failure(fz: dict, a, out: Path) -> dict:
+    """The first failing fuzz input as an extra file of the verify output ({name: writer}), and a
+    command line that reproduces it recorded in the report."""
     x = fz.pop("failing_input", None)
     if x is None:
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "fuzz-failure.npy"
+        return {}
+    path = out / FUZZ_FAILURE
 
-    def save(tmp):
-        with open(tmp, "wb") as f:
+    def save(target: Path) -> None:
+        with open(target, "wb") as f:
             np.save(f, x)
-    atomic_write(path, save)
     pair = [fz["failing"]["a"], fz["failing"]["b"]]
     fault_name = f"emulator[{a.inject_fault}]" if a.inject_fault else None
     names = [n if n != fault_name else "emulator" for n in pair]
@@ -220,10 +226,12 @@ def _save_fuzz_failure(fz: dict, a, out: Path) -> None:
         if len(set(names)) < 2:
             names.append(extra)
     names = list(dict.fromkeys(names))
-    cmd = f"saf verify {a.bundle} --backends {','.join(names)} --inputs {path} --out {out / 'fuzz-repro'}"
+    repro = Path(str(out).rstrip("/") + "-fuzz-repro")
+    cmd = f"saf verify {a.bundle} --backends {','.join(names)} --inputs {path} --out {repro}"
     if a.inject_fault:
         cmd += f" --inject-fault {a.inject_fault}"
     fz["failing_file"], fz["reproduce"] = str(path), cmd
+    return {FUZZ_FAILURE: save}
 
 
 def cmd_demo(a) -> int:

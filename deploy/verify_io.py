@@ -1,10 +1,41 @@
-"""Write a VerifyReport: verify.json + summary.txt (atomic), optional Markdown report with PNGs."""
+"""Write a VerifyReport: verify.json + summary.txt in a directory built beside the old one and swapped
+in when complete (train/outdir.py), optional Markdown report with PNGs."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
+
+from saf.train.outdir import OutputKind, Staged, check_file_target, check_target
+
+VERIFY_JSON = "verify.json"
+SUMMARY = "summary.txt"
+REPORT_MD = "report.md"
+FUZZ_FAILURE = "fuzz-failure.npy"    # verify --fuzz: the first failing input
+
+
+def _is_verify_json(path: Path) -> bool:
+    try:
+        r = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(r, dict) and "certificate" in r and "pairs" in r
+
+
+# A verify output directory: a later `saf verify --out` replaces it (and nothing else) as a whole.
+VERIFY_DIR = OutputKind("saf verify report", VERIFY_JSON, _is_verify_json,
+                        (VERIFY_JSON, SUMMARY, REPORT_MD, Path(REPORT_MD).with_suffix(".rates.png").name,
+                         FUZZ_FAILURE))
+
+
+def check_outputs(out: Path, report_md: Optional[str]) -> None:
+    """Before verify runs anything: --out is absent, empty or an earlier verify report; --report is a
+    file saf can write."""
+    check_target(out, (VERIFY_DIR,), force=True)
+    if report_md:
+        check_file_target(report_md, "--report")
 
 
 def _default(o):
@@ -15,16 +46,22 @@ def _default(o):
     return str(o)
 
 
-def write_outputs(rep, text: str, out: Path, report_md=None) -> None:
-    from saf.train.checkpoint import atomic_write
-
+def write_outputs(rep, text: str, out: Path, report_md=None, extra: Optional[dict] = None) -> None:
+    """verify.json, summary.txt (and the report, when it lives in `out`) plus `extra` files
+    (name -> writer(path)), all swapped in together."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     data = json.dumps(rep.to_dict(), indent=2, default=_default)
-    atomic_write(out / "verify.json", lambda tmp: Path(tmp).write_text(data))
-    atomic_write(out / "summary.txt", lambda tmp: Path(tmp).write_text(text + "\n"))
-    if report_md:
-        write_markdown(rep, Path(report_md))
+    report = Path(report_md) if report_md else None
+    inside = report is not None and report.resolve().parent == out.resolve()
+    with Staged(out, (VERIFY_DIR,), force=True) as tmp:
+        (tmp / VERIFY_JSON).write_text(data)
+        (tmp / SUMMARY).write_text(text + "\n")
+        for name, writer in (extra or {}).items():
+            writer(tmp / name)
+        if inside:                                  # the report travels with the directory
+            write_markdown(rep, tmp / report.name)
+    if report is not None and not inside:
+        write_markdown(rep, report)
 
 
 def write_markdown(rep, path: Path) -> None:

@@ -1,20 +1,20 @@
 """Bundle on disk: one directory with manifest.json, weights.npz and model.onnx.
 
-Written to a temporary sibling directory and renamed into place, so a failed export leaves
-nothing behind. Authenticated (export/bundle_auth.py): every file's sha256 and the manifest's own
-canonical digest are in the manifest; loading checks the schema (export/manifest_schema.py), the
-manifest digest and every file, and refuses missing or extra files.
+Written to a temporary sibling directory and swapped into place only when complete (train/outdir.py),
+so a failed export leaves nothing behind and `--force` replaces only a saf bundle. Authenticated
+(export/bundle_auth.py): every file's sha256 and the manifest's own canonical digest are in the
+manifest; loading checks the schema (export/manifest_schema.py), the manifest digest and every file,
+and refuses missing or extra files.
 """
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
+
+from saf.train.outdir import OutputKind, Staged
 
 from .bundle_auth import check_files, check_manifest, seal
 from .bundle_error import BundleError
@@ -26,6 +26,18 @@ MANIFEST = "manifest.json"
 WEIGHTS = "weights.npz"
 ONNX_FILE = "model.onnx"
 SOURCE_FILE = "source.safetensors"     # the trained float checkpoint, copied
+
+
+def _is_saf_manifest(path: Path) -> bool:
+    try:
+        m = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(m, dict) and "format_version" in m and isinstance(m.get("files"), dict)
+
+
+# A bundle directory: what `saf export --force` may replace (train/outdir.py).
+BUNDLE_DIR = OutputKind("saf bundle", MANIFEST, _is_saf_manifest, (MANIFEST, WEIGHTS, ONNX_FILE, SOURCE_FILE))
 
 
 def _layer_meta(l: Layer) -> dict:
@@ -72,19 +84,10 @@ def _arrays(g: Graph) -> dict:
 
 def write_bundle(g: Graph, out: Path, extra: Optional[dict] = None,
                  writers: Optional[dict] = None, force: bool = False) -> Path:
-    """Write graph + extra manifest fields + extra files (name -> fn(path)) atomically to `out`."""
+    """Write graph + extra manifest fields + extra files (name -> fn(path)) atomically to `out`
+    (an existing `out` is replaced only with `force` and only if it is a saf bundle)."""
     out = Path(out)
-    if out.exists():
-        if out.is_file():
-            raise BundleError(f"{out}: exists and is a file, not a bundle directory")
-        if any(out.iterdir()) and not force:
-            raise BundleError(f"{out}: directory exists and is not empty (use --force to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o777 & ~mask)                   # mkdtemp creates 0700; give the usual mode
-    try:
+    with Staged(out, (BUNDLE_DIR,), force=force) as tmp:
         np.savez(tmp / WEIGHTS, **_arrays(g))
         for name, fn in (writers or {}).items():
             fn(tmp / name)
@@ -92,12 +95,6 @@ def write_bundle(g: Graph, out: Path, extra: Optional[dict] = None,
         manifest.update(extra or {})
         manifest = seal(manifest, tmp, MANIFEST)         # every file's sha256 + the manifest's own
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -6,6 +6,7 @@ import json
 from saf.hw_targets.base import TargetError
 from saf.train.checkpoint import CheckpointError
 from saf.train.data import DatasetError
+from saf.train.outdir import OutputError
 from saf.train.spec import SpecError
 
 from .bundle import BundleError, read_manifest
@@ -15,7 +16,7 @@ from .pipeline import ExportError
 from .quantize import QuantizeError
 
 USER_ERRORS = (BundleError, ExportError, FoldError, OnnxExportError, QuantizeError, TargetError,
-               CheckpointError, DatasetError, SpecError)
+               CheckpointError, DatasetError, OutputError, SpecError)
 TARGET_NAMES = ("loihi", "loihi2", "loihi1", "onnx")
 
 
@@ -32,12 +33,12 @@ def register(sub) -> None:
     p.add_argument("--calibrate-limit", type=int, default=None, help="test samples for the accuracy report")
     p.add_argument("--T", type=int, default=None, help="time steps (default: the checkpoint's)")
     p.add_argument("--input-scale", type=float, default=None, help="x_q = round(x * S), skips calibration")
-    p.add_argument("--input-bits", type=int, default=8)
-    p.add_argument("--input-signed", action="store_true")
+    p.add_argument("--input-bits", type=int, default=None, help="with --input-scale (default 8)")
+    p.add_argument("--input-signed", action="store_true", help="with --input-scale")
     p.add_argument("--random-model", default=None, metavar="NAME",
                    help="export a randomly initialised builtin model instead of a checkpoint (mapping studies)")
     p.add_argument("--seed", type=int, default=0, help="seed for --random-model")
-    p.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--force", action="store_true", help="replace the saf bundle in --out, once the new one is written")
     p.add_argument("--json", action="store_true", help="print the manifest extras as JSON")
     p.set_defaults(func=cmd_export)
 

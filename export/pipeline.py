@@ -14,8 +14,9 @@ from typing import Optional
 import numpy as np
 
 from saf.hw_targets import Severity
+from saf.train.outdir import check_target
 
-from .bundle import ONNX_FILE, SOURCE_FILE, BundleError, write_bundle
+from .bundle import BUNDLE_DIR, ONNX_FILE, SOURCE_FILE, BundleError, write_bundle
 from .certificate import certify
 from .fold import fold_network
 from .ir import Graph
@@ -70,11 +71,30 @@ def _source(checkpoint, random_model: Optional[str], seed: int):
     return net, spec, cfg, {"checkpoint": str(ckpt), "checkpoint_sha256": file_sha256(ckpt)}
 
 
+def check_options(T, calibrate_data, calibrate_limit, input_scale, input_bits, input_signed) -> None:
+    """Every numeric option in range, and none given where it would be silently ignored."""
+    if T is not None and T < 1:
+        raise ExportError(f"--T must be >= 1, got {T}")
+    if calibrate_limit is not None:
+        if calibrate_limit < 1:
+            raise ExportError(f"--calibrate-limit must be >= 1, got {calibrate_limit}")
+        if not calibrate_data:
+            raise ExportError("--calibrate-limit applies to --calibrate-data's accuracy report: give --calibrate-data NAME")
+    if input_scale is None:
+        if input_bits is not None or input_signed:
+            raise ExportError("--input-bits/--input-signed apply with --input-scale S (calibration chooses them otherwise)")
+        return
+    if not (input_scale > 0 and np.isfinite(input_scale)):
+        raise ExportError(f"--input-scale must be a positive number, got {input_scale}")
+    if input_bits is not None and not (1 <= int(input_bits) <= 24):
+        raise ExportError(f"--input-bits must be in 1..24, got {input_bits}")
+
+
 def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optional[str] = None,
                       data_root: Optional[str] = None, force: bool = False, T: Optional[int] = None,
                       calibrate_limit: Optional[int] = None, input_scale: Optional[float] = None,
-                      input_bits: int = 8, input_signed: bool = False, random_model: Optional[str] = None,
-                      seed: int = 0) -> dict:
+                      input_bits: Optional[int] = None, input_signed: bool = False,
+                      random_model: Optional[str] = None, seed: int = 0) -> dict:
     """Export a checkpoint to a bundle directory. Returns the manifest extras (certificate,
     resources, quantization, calibration). Raises a user error with one clear line."""
     from saf.hw_targets import get_target
@@ -85,26 +105,23 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
     t0 = time.perf_counter()
     target = get_target(target_name)
     out = Path(out)
-    if out.exists() and (out.is_file() or any(out.iterdir())) and not force:
-        raise BundleError(f"{out}: exists and is not empty (use --force to replace it)")
+    check_options(T, calibrate_data, calibrate_limit, input_scale, input_bits, input_signed)
+    check_target(out, (BUNDLE_DIR,), force)               # before any work: nothing is lost to a typo
     net, spec, cfg, prov = _source(checkpoint, random_model, seed)
     net = net.double()
     T = int(T if T is not None else (spec.get("T") or cfg.get("T", 6)))
     if T < 1:
         raise ExportError(f"--T must be >= 1, got {T}")
     data = None
-    dataset = calibrate_data or (None if input_scale else cfg.get("dataset"))
+    dataset = calibrate_data or (None if input_scale is not None else cfg.get("dataset"))
     if dataset:
         data = load_dataset(dataset, data_root or cfg.get("data_root"))
         if tuple(data.input_shape) != tuple(spec["input_shape"]):
             raise ExportError(f"dataset {data.name} has input {list(data.input_shape)}, the model expects "
                               f"{list(spec['input_shape'])}")
-    if input_scale:
-        if not (input_scale > 0 and np.isfinite(input_scale)):
-            raise ExportError(f"--input-scale must be a positive number, got {input_scale}")
-        if not (1 <= int(input_bits) <= 24):
-            raise ExportError(f"--input-bits must be in 1..24, got {input_bits}")
-        scale, bits, signed, exact_in = float(input_scale), int(input_bits), bool(input_signed), False
+    if input_scale is not None:
+        bits = 8 if input_bits is None else int(input_bits)
+        scale, signed, exact_in = float(input_scale), bool(input_signed), False
     elif data is not None:
         x = data.x_train
         scale, bits, signed, exact_in = input_quantization(float(x.max()), float(x.min()), data.input_scale)

@@ -118,22 +118,37 @@ def test_two_processes_match_one_process_on_the_same_global_batch(tmp_path):
             assert err < 1e-9, (cfg, k, err)
 
 
-def _cli_worker(rank: int, out_dir: str) -> None:
+def _cli_worker(rank: int, out_dir: str, step: str) -> None:
+    """One torchrun-like job per step (a process group is initialised once per process)."""
     torch.set_num_threads(1)
     from saf.deploy.main import main
     base = ["train", "--ddp", "--model", "mlp-digits", "--epochs", "1", "--T", "2", "--device", "cpu",
             "--limit-train", "128", "--no-progress", "--out", out_dir]
-    assert main(base + ["--batch-size", "33"]) == 2          # not a multiple of 2: refused before any setup
-    assert main(base + ["--batch-size", "64"]) == 0
+    if step == "first":
+        assert main(base + ["--batch-size", "33"]) == 2      # not a multiple of 2: refused before any setup
+        assert main(base + ["--batch-size", "64"]) == 0
+    elif step == "force":
+        assert main(base + ["--batch-size", "64", "--seed", "4", "--force"]) == 0    # replaced on success
+    else:
+        assert main(["train", "--ddp", "--out", out_dir, "--resume", "--epochs", "2", "--no-progress"]) == 0
 
 
 def test_saf_train_ddp_cli_rank_0_writes(tmp_path, capfd):
+    import json
+
+    from safetensors import safe_open
+
     out = tmp_path / "run"
-    spawn_local(2, _cli_worker, str(out))
+    for step in ("first", "force", "resume"):
+        spawn_local(2, _cli_worker, str(out), step)
     assert (out / "model.safetensors").exists() and (out / "metrics.jsonl").exists()
+    with safe_open(str(out / "model.safetensors"), framework="pt") as f:
+        cfg = json.loads(f.metadata()["config"])
+    assert (cfg["seed"], cfg["batch_size"], cfg["epochs_done"]) == (4, 64, 2)   # --force, then --resume
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]                       # nothing left beside it
     text = capfd.readouterr()
     assert "multiple of the number of processes (2)" in text.err
-    assert text.out.count("DDP over 2 processes (gloo") == 1 and text.out.count("done: test accuracy") == 1
+    assert text.out.count("DDP over 2 processes (gloo") == 3 and text.out.count("done: test accuracy") == 3
 
 
 def _train_init(cfg_tuple):

@@ -154,7 +154,9 @@ def test_resume_with_another_model(run1, tmp_path, capsys):
     shutil.copytree(run1, out)
     argv = ["train", *TINY, "--epochs", "2", "--out", str(out), "--resume"]
     argv[argv.index("mlp-digits")] = "conv-digits"
-    user_error(capsys, argv, "resume.pt", "conv-digits")
+    before = snapshot(out)
+    user_error(capsys, argv, str(out / "model.safetensors"), "--model conv-digits", "stored model 'mlp-digits'")
+    assert snapshot(out) == before
 
 
 # ------------------------------------------------------------------------------------ bad input

@@ -88,8 +88,11 @@ def test_fault_missed_by_the_dataset_is_caught_by_fuzz_and_reproduced(demo_bundl
     argv = shlex.split(fz["reproduce"])
     assert argv[:2] == ["saf", "verify"]
     assert main(argv[1:] + ["--no-progress"]) == 1
-    again = json.loads((tmp_path / "fz" / "fuzz-repro" / "verify.json").read_text())
+    again = json.loads((tmp_path / "fz-fuzz-repro" / "verify.json").read_text())
     assert not again["ok"] and again["samples"]["saf-int"] == 1
+    # the report folder holds only what verify writes, so a rerun into it replaces it (no --force needed)
+    assert sorted(p.name for p in (tmp_path / "fz").iterdir()) == ["fuzz-failure.npy", "summary.txt", "verify.json"]
+    assert main(args + ["--fuzz", "15", "--out", str(tmp_path / "fz")]) == 1
 
 
 def test_lava_runs_on_a_subset_of_the_fuzz_inputs(demo_bundle, tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import tempfile
 from pathlib import Path
 
@@ -15,12 +16,15 @@ import torch
 from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 
+from .outdir import OutputKind, current_umask
 from .readout import ReadoutError, readout_from_json
 from .spec import SpecError, plan
 
 FORMAT = "saf-checkpoint-1"
 CHECKPOINT = "model.safetensors"
 RESUME = "resume.pt"
+METRICS = "metrics.jsonl"
+CURVES = "curves.png"
 
 
 class CheckpointError(Exception):
@@ -35,7 +39,7 @@ def atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())          # mkstemp creates 0600; give the usual mode
+        os.chmod(tmp, 0o666 & ~current_umask())          # mkstemp creates 0600; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -43,10 +47,21 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def is_saf_checkpoint(path: Path) -> bool:
+    """A safetensors file whose metadata says it is a saf checkpoint (header only, no tensors read)."""
+    try:
+        with open(path, "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            if not 2 <= n <= 100_000_000:
+                return False
+            meta = json.loads(f.read(n)).get("__metadata__") or {}
+    except (OSError, ValueError, struct.error, AttributeError):
+        return False
+    return meta.get("format") == FORMAT
+
+
+# A training run directory: what `saf train --force` may replace (train/outdir.py).
+RUN_DIR = OutputKind("saf training run", CHECKPOINT, is_saf_checkpoint, (CHECKPOINT, RESUME, METRICS, CURVES))
 
 
 def save_checkpoint(path: Path, net, config: dict) -> None:

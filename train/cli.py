@@ -6,48 +6,57 @@ import json
 import os
 from dataclasses import fields
 from pathlib import Path
+from typing import Optional
 
-from .checkpoint import CheckpointError
+from .checkpoint import CHECKPOINT, RUN_DIR, CheckpointError
 from .data import DATASETS, DatasetError
 from .distributed import DistributedError
+from .functional.surrogate import SURROGATES
 from .methods import METHODS
-from .spec import BUILTIN, SpecError
-from .trainer import TrainConfig, TrainingError
+from .outdir import OutputError, Staged, check_target
+from .run_config import OPTIMIZERS, ConfigError, check_config, flag, resumed_config
+from .spec import BUILTIN, SpecError, load_spec, with_neuron
+from .trainer import NonFiniteError, TrainConfig, TrainingError
 
-USER_ERRORS = (CheckpointError, DatasetError, DistributedError, SpecError, TrainingError)
+USER_ERRORS = (CheckpointError, ConfigError, DatasetError, DistributedError, OutputError, SpecError, TrainingError)
+CONFIG_FIELDS = tuple(f.name for f in fields(TrainConfig))
 
 
-def add_data_args(p: argparse.ArgumentParser, default: str = "digits") -> None:
+def add_data_args(p: argparse.ArgumentParser, default: Optional[str] = "digits") -> None:
     p.add_argument("--dataset", "--data", dest="dataset", default=default,
-                   help=f"dataset name ({', '.join(DATASETS)}); default {default}")
+                   help=f"dataset name ({', '.join(DATASETS)}); default {default or TrainConfig.dataset}")
     p.add_argument("--data-root", default=None, help="directory with MNIST IDX / CIFAR-10 python batches")
 
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a spiking network (SAF-E, SAF-F, OTTT_O, OTTT_A, BPTT)",
                        description="Train an SNN and write model.safetensors, metrics.jsonl and curves.png to --out.")
+    # Training flags default to None ("not given"), so --resume can tell an explicit flag (which must
+    # agree with the stored run) from a default (the stored value is used); defaults: TrainConfig.
     d = TrainConfig()
-    p.add_argument("--model", default=d.model, help=f"builtin ({', '.join(BUILTIN)}) or a JSON spec path")
-    add_data_args(p)
-    p.add_argument("--method", default=d.method, help=f"{', '.join(METHODS)} (default {d.method})")
-    p.add_argument("--T", type=int, default=d.T, help="time steps per sample")
-    p.add_argument("--lam", type=float, default=d.lam, help="leak lambda in (0, 1]")
-    p.add_argument("--theta", type=float, default=d.theta, help="firing threshold")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--optimizer", default=d.optimizer, choices=("sgd", "adam"))
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--momentum", type=float, default=d.momentum)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--mse-weight", type=float, default=d.mse_weight, help="a in (1-a) CE + a MSE")
-    p.add_argument("--surrogate", default=d.surrogate, choices=("sigmoid", "rect"))
-    p.add_argument("--alpha", type=float, default=d.alpha, help="surrogate slope (sigmoid) or half-width (rect)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default=d.device, help="auto (CUDA when available), cpu, cuda, cuda:N")
+    p.add_argument("--model", help=f"builtin ({', '.join(BUILTIN)}) or a JSON spec path (default {d.model})")
+    add_data_args(p, default=None)
+    p.add_argument("--method", help=f"{', '.join(METHODS)} (default {d.method})")
+    p.add_argument("--T", type=int, help=f"time steps per sample (default {d.T})")
+    p.add_argument("--lam", type=float, help=f"leak lambda in (0, 1] (default {d.lam})")
+    p.add_argument("--theta", type=float, help=f"firing threshold (default {d.theta})")
+    p.add_argument("--epochs", type=int, help=f"default {d.epochs}; with --resume, the new total")
+    p.add_argument("--batch-size", type=int, help=f"default {d.batch_size}")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help=f"default {d.optimizer}")
+    p.add_argument("--lr", type=float, help=f"default {d.lr}")
+    p.add_argument("--momentum", type=float, help=f"default {d.momentum}")
+    p.add_argument("--weight-decay", type=float, help=f"default {d.weight_decay}")
+    p.add_argument("--mse-weight", type=float, help=f"a in (1-a) CE + a MSE (default {d.mse_weight})")
+    p.add_argument("--surrogate", choices=tuple(SURROGATES), help=f"default {d.surrogate}")
+    p.add_argument("--alpha", type=float, help=f"surrogate slope (sigmoid) or half-width (rect) (default {d.alpha})")
+    p.add_argument("--seed", type=int, help=f"default {d.seed}")
+    p.add_argument("--device", help="auto (CUDA when available), cpu, cuda, cuda:N (default auto)")
     p.add_argument("--limit-train", type=int, default=None, help="use only the first N training samples")
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
-    p.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out with its stored configuration; --epochs N extends it")
+    p.add_argument("--force", action="store_true",
+                   help="replace the saf training run in --out, once the new run completes")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--ddp", action="store_true",
                    help="data-parallel training over the processes of a torchrun job (NCCL on GPUs, gloo "
@@ -63,74 +72,125 @@ def register(sub) -> None:
     e.set_defaults(func=cmd_eval)
 
 
-def config_from_args(a) -> TrainConfig:
-    names = {f.name for f in fields(TrainConfig)}
-    kw = {k: v for k, v in vars(a).items() if k in names}
-    return TrainConfig(**kw)
+def explicit_config(a) -> dict:
+    """The training flags given on the command line (argparse leaves the others None)."""
+    return {k: v for k, v in vars(a).items() if k in CONFIG_FIELDS and v is not None}
+
+
+def plan_run(a) -> tuple:
+    """(config, stored spec or None, replacing) from the flags, before anything is loaded or
+    written: ranges checked, a resumed run's stored configuration restored, --out checked."""
+    out = Path(a.out)
+    if a.resume and a.force:
+        raise ConfigError("--resume continues the run in --out and --force replaces it: give one of them")
+    if a.resume:
+        if out.exists() and not out.is_dir():
+            raise OutputError(f"--out {out}: exists and is not a directory")
+        cfg, spec = resumed_config(out, explicit_config(a))
+        return cfg, spec, False
+    explicit = explicit_config(a)
+    model = explicit.get("model", TrainConfig.model)
+    raw = _load_spec(model)
+    for name, value in _spec_settings(raw).items():   # a spec file's neuron / T: used, never overridden
+        if name in explicit and explicit[name] != value:
+            raise ConfigError(f"{flag(name)} {explicit[name]} conflicts with {value} in the model spec {model}; "
+                              f"give one of them")
+        explicit[name] = value
+    cfg = check_config(TrainConfig(**explicit))
+    check_target(out, (RUN_DIR,), a.force)
+    replacing = out.is_dir() and any(out.iterdir())
+    spec = with_neuron(raw, cfg.lam, cfg.theta)
+    spec["T"] = cfg.T
+    return cfg, spec, replacing
+
+
+def _load_spec(model: str) -> dict:
+    """The model spec the run trains (validated: types, ranges, shapes), before --out is touched."""
+    try:
+        return load_spec(model)
+    except SpecError as e:
+        raise SpecError(f"--model {model}: {e}" if not str(e).startswith(model) else str(e)) from None
+
+
+def _spec_settings(spec: dict) -> dict:
+    """The training settings a spec file carries itself (neuron lam/theta, T)."""
+    got = {k: v for k, v in (spec.get("neuron") or {}).items() if k in ("lam", "theta")}
+    if spec.get("T") is not None:
+        got["T"] = spec["T"]
+    return got
+
+
+def fit_into(tr, out: Path, replacing: bool, writes: bool = True) -> list:
+    """Run tr.fit(). Replacing an existing run (--force), the new run is built in a temporary
+    sibling and swapped in only when it completes; until then the old run is untouched."""
+    try:
+        if replacing and writes:
+            with Staged(out, (RUN_DIR,), force=True) as tmp:
+                tr.out = tmp
+                metrics = tr.fit()
+            tr.out = out
+            return metrics
+        return tr.fit()
+    except NonFiniteError as e:
+        if replacing:
+            kept = f"the previous run in {out} is unchanged"
+        elif (out / CHECKPOINT).exists():
+            kept = f"last good checkpoint (epoch {len(tr.metrics)}) kept in {out}"
+        else:
+            kept = "no checkpoint written"
+        raise TrainingError(f"{e}; {kept}") from None
 
 
 def cmd_train(a) -> int:
     from .data import load_dataset
     from .trainer import Trainer
 
-    cfg = config_from_args(a)
-    out = Path(a.out)
     if getattr(a, "ddp", False):
-        return _train_ddp(a, cfg, out)
-    if out.exists() and any(out.iterdir()) and not (a.resume or a.force):
-        raise TrainingError(f"{out}: directory exists and is not empty (use --resume to continue or --force)")
+        return _train_ddp(a)
+    cfg, spec, replacing = plan_run(a)
+    out = Path(a.out)
     data = load_dataset(cfg.dataset, cfg.data_root, seed=cfg.seed)
-    tr = Trainer(cfg, out, data, progress=not a.no_progress, resume=a.resume)
-    if a.force and not a.resume and out.exists():
-        # only now that model, dataset and method are known to be valid: a typo never costs a run
-        import shutil
-        shutil.rmtree(out)
+    tr = Trainer(cfg, out, data, progress=not a.no_progress, resume=a.resume, spec=spec)
     print(f"training {cfg.model} on {cfg.dataset} with {cfg.method}, T={cfg.T}, lam={cfg.lam}, "
-          f"device={tr.device}, {sum(p.numel() for p in tr.net.parameters())} parameters")
-    metrics = tr.fit()
+          f"device={tr.device}, {sum(p.numel() for p in tr.net.parameters())} parameters", flush=True)
+    metrics = fit_into(tr, out, replacing)
     last = metrics[-1] if metrics else {}
-    print(f"done: test accuracy (SAF form) {last.get('test_acc', float('nan')):.4f}; checkpoint {out / 'model.safetensors'}")
+    print(f"done: test accuracy (SAF form) {last.get('test_acc', float('nan')):.4f}; checkpoint {out / CHECKPOINT}")
     return 0
 
 
-def _train_ddp(a, cfg: TrainConfig, out: Path) -> int:
-    """`saf train --ddp`, one torchrun process (train/distributed.py): every rank validates and
-    trains on its share of each global batch; rank 0 checks, clears and writes --out and prints."""
-    import shutil
-
+def _train_ddp(a) -> int:
+    """`saf train --ddp`, one torchrun process (train/distributed.py): every rank validates (the same
+    files, so every rank raises the same user error before any collective) and trains on its share
+    of each global batch; rank 0 writes --out (replacing an old run only on success) and prints."""
     from .data import load_dataset
     from .distributed import DDPContext
     from .trainer import Trainer
 
+    cfg, spec, replacing = plan_run(a)
+    out = Path(a.out)
     world = os.environ.get("WORLD_SIZE", "")
     if world.isdigit() and int(world) > 0 and cfg.batch_size % int(world):
         raise DistributedError(f"--batch-size {cfg.batch_size} (the global batch) must be a multiple of "
                                f"the number of processes ({world})")
     ctx = DDPContext.from_env(cfg.device)
     try:
-
-        def check_out():
-            if out.exists() and any(out.iterdir()) and not (a.resume or a.force):
-                raise TrainingError(f"{out}: directory exists and is not empty (use --resume to continue or --force)")
-        ctx.run_on_main(check_out, USER_ERRORS)          # every rank raises it; none waits forever
         data = load_dataset(cfg.dataset, cfg.data_root, seed=cfg.seed)
         main = ctx.is_main
         tr = Trainer(cfg, out, data, progress=main and not a.no_progress, resume=a.resume,
-                     log=print if main else (lambda *_: None), ddp=ctx)
-        if main and a.force and not a.resume and out.exists():
-            shutil.rmtree(out)
+                     log=print if main else (lambda *_: None), ddp=ctx, spec=spec)
         ctx.barrier()
         if main:
             print(f"training {cfg.model} on {cfg.dataset} with {cfg.method}, T={cfg.T}, lam={cfg.lam}, "
                   f"DDP over {ctx.world} processes ({ctx.backend}; rank 0 on {tr.device}), global batch "
                   f"{cfg.batch_size} = {ctx.world} x {cfg.batch_size // ctx.world}, "
                   f"{sum(p.numel() for p in tr.net.parameters())} parameters")
-        metrics = tr.fit()
+        metrics = fit_into(tr, out, replacing, writes=main)
         ctx.barrier()
         if main:
             last = metrics[-1] if metrics else {}
             print(f"done: test accuracy (SAF form) {last.get('test_acc', float('nan')):.4f}; "
-                  f"checkpoint {out / 'model.safetensors'}")
+                  f"checkpoint {out / CHECKPOINT}")
         return 0
     finally:
         ctx.close()
@@ -141,8 +201,14 @@ def eval_checkpoint(path, dataset=None, data_root=None, T=None) -> dict:
     from .data import load_dataset
     from .evaluate import evaluate
 
+    if T is not None and T < 1:
+        raise ConfigError(f"--T must be >= 1, got {T}")
     net, spec, cfg = load_model(path)
     data = load_dataset(dataset or cfg.get("dataset", "digits"), data_root or cfg.get("data_root"))
+    if tuple(data.input_shape) != tuple(spec["input_shape"]) or data.num_classes != spec["num_classes"]:
+        raise DatasetError(f"--data {data.name}: its samples are {list(data.input_shape)} in {data.num_classes} "
+                           f"classes, the checkpoint {path} takes {list(spec['input_shape'])} in "
+                           f"{spec['num_classes']} classes")
     T = int(T or spec.get("T") or cfg.get("T", 6))
     saf = evaluate(net, data.x_test, data.y_test, T, "saf")
     lif = evaluate(net, data.x_test, data.y_test, T, "lif")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -54,93 +55,166 @@ class Plan:
     feedback: list = field(default_factory=list)
 
 
-def _glue_shape(shape: tuple, op: tuple) -> tuple:
+MAX_DIM = 1 << 20                   # any one size, channel count or kernel in a spec
+MAX_PARAMETERS = 1 << 31            # weights in the whole network (8 GiB of float32)
+LAYER_KEYS = {"conv": {"type", "out", "kernel", "stride", "padding"}, "linear": {"type", "out"},
+              "avgpool": {"type", "kernel"}, "gap": {"type"}, "flatten": {"type"}}
+FEEDBACK_KEYS = {"src", "dst", "kernel", "padding"}
+
+
+def _int(d: dict, key: str, where: str, default=None, lo: int = 0) -> int:
+    """d[key] as an int in [lo, MAX_DIM]: JSON integers only (no 3.0, "3" or true)."""
+    v = d.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise SpecError(f"{where}: '{key}' must be an integer, got {v!r}")
+    if not lo <= v <= MAX_DIM:
+        raise SpecError(f"{where}: '{key}' must be in {lo}..{MAX_DIM}, got {v}")
+    return v
+
+
+def _number(d: dict, key: str, where: str, default: float) -> float:
+    v = d.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise SpecError(f"{where}: '{key}' must be a finite number, got {v!r}")
+    return float(v)
+
+
+def _keys(d, allowed: set, where: str) -> dict:
+    if not isinstance(d, dict):
+        raise SpecError(f"{where}: must be a JSON object, got {type(d).__name__} {d!r}")
+    extra = sorted(set(d) - allowed)
+    if extra:
+        raise SpecError(f"{where}: unknown key {extra[0]!r} (known: {', '.join(sorted(allowed))})")
+    return d
+
+
+def _glue_shape(shape: tuple, op: tuple, where: str = "") -> tuple:
     if op[0] == "flatten":
         n = 1
         for d in shape:
             n *= d
         return (n,)
     if len(shape) != 3:
-        raise SpecError(f"{op[0]} needs a [C, H, W] input, got shape {list(shape)}")
+        raise SpecError(f"{where}{op[0]} needs a [C, H, W] input, got shape {list(shape)}")
     if op[0] == "gap":
         return (shape[0],)
     k = op[1]
     if shape[1] < k or shape[2] < k:
-        raise SpecError(f"avgpool kernel {k} larger than the {shape[1]}x{shape[2]} feature map")
+        raise SpecError(f"{where}avgpool kernel {k} larger than the {shape[1]}x{shape[2]} feature map")
     return (shape[0], shape[1] // k, shape[2] // k)
 
 
+def _top_level(spec) -> tuple:
+    """(input shape, classes, layers) with every top-level field's type and range checked."""
+    if not isinstance(spec, dict):
+        raise SpecError(f"a spec must be a JSON object, got {type(spec).__name__}")
+    missing = [k for k in ("input_shape", "num_classes", "layers") if k not in spec]
+    if missing:
+        raise SpecError(f"spec needs input_shape, num_classes and layers (missing {', '.join(missing)})")
+    shape = spec["input_shape"]
+    if not isinstance(shape, list) or not shape:
+        raise SpecError(f"'input_shape' must be a non-empty list of positive integers, got {shape!r}")
+    shape = tuple(_int({"input_shape": d}, "input_shape", "spec", lo=1) for d in shape)
+    classes = _int(spec, "num_classes", "spec", lo=2)
+    layers = spec["layers"]
+    if not isinstance(layers, list):
+        raise SpecError(f"'layers' must be a list, got {type(layers).__name__}")
+    if "T" in spec and spec["T"] is not None:
+        _int(spec, "T", "spec", lo=1)
+    if "name" in spec and not isinstance(spec["name"], str):
+        raise SpecError(f"'name' must be a string, got {spec['name']!r}")
+    if not isinstance(spec.get("weight_standardization", True), bool):
+        raise SpecError(f"'weight_standardization' must be true or false, got {spec['weight_standardization']!r}")
+    if _number(spec, "gamma", "spec", 2.0) <= 0:
+        raise SpecError(f"'gamma' must be positive, got {spec['gamma']}")
+    if spec.get("neuron") is not None:
+        neuron_params(spec)
+    return shape, classes, layers
+
+
+def _count_parameters(p: "Plan") -> int:
+    n = 0
+    for lp in p.layers:
+        n += lp.out * (lp.in_shape[0] * lp.kernel * lp.kernel if lp.kind == "conv" else lp.in_shape[0]) + lp.out
+    for f in p.feedback:
+        n += p.layers[f.dst].out * p.layers[f.src].out * f.kernel * f.kernel
+    return n
+
+
 def plan(spec: dict) -> Plan:
-    """Validate a spec and infer every layer's shapes."""
-    try:
-        shape = tuple(int(d) for d in spec["input_shape"])
-        classes = int(spec["num_classes"])
-        layers = spec["layers"]
-    except (KeyError, TypeError, ValueError) as e:
-        raise SpecError(f"spec needs input_shape, num_classes and layers ({e})") from None
-    if classes < 2:
-        raise SpecError(f"num_classes must be >= 2, got {classes}")
+    """Validate a spec (types, ranges, unknown keys, shapes that compose) and infer every layer's shapes."""
+    shape, classes, layers = _top_level(spec)
     out = Plan()
     pre: list = []
     raw = shape
     for i, ld in enumerate(layers):
-        t = ld.get("type")
-        if t in GLUE:
-            op = ("avgpool", int(ld.get("kernel", 2))) if t == "avgpool" else (t,)
-            pre.append(op)
-            shape = _glue_shape(shape, op)
-        elif t in SPIKING:
-            n = int(ld.get("out", 0))
-            if n < 1:
-                raise SpecError(f"layer {i} ({t}): 'out' must be a positive integer")
-            if t == "conv":
-                if len(shape) != 3:
-                    raise SpecError(f"layer {i} (conv): input must be [C, H, W], got {list(shape)} (remove the flatten?)")
-                k, s, p = int(ld.get("kernel", 3)), int(ld.get("stride", 1)), int(ld.get("padding", 0))
-                h, w = (shape[1] + 2 * p - k) // s + 1, (shape[2] + 2 * p - k) // s + 1
-                if h < 1 or w < 1:
-                    raise SpecError(f"layer {i} (conv): kernel {k} does not fit the {shape[1]}x{shape[2]} input")
-                o_shape = (n, h, w)
-                out.layers.append(LayerPlan("conv", pre, shape, o_shape, n, k, s, p, raw))
-            else:
-                if len(shape) != 1:
-                    raise SpecError(f"layer {i} (linear): input must be flat, got {list(shape)} (add a flatten or gap)")
-                o_shape = (n,)
-                out.layers.append(LayerPlan("linear", pre, shape, o_shape, n, raw_in_shape=raw))
-            shape, raw, pre = o_shape, o_shape, []
-        else:
+        t = ld.get("type") if isinstance(ld, dict) else None
+        if not isinstance(t, str) or t not in LAYER_KEYS:
+            if not isinstance(ld, dict):
+                raise SpecError(f"layer {i}: must be a JSON object like {{\"type\": \"linear\", \"out\": 64}}, got {ld!r}")
             raise SpecError(f"layer {i}: unknown type {t!r} (known: {', '.join(SPIKING + GLUE)})")
+        where = f"layer {i} ({t})"
+        _keys(ld, LAYER_KEYS[t], where)
+        if t in GLUE:
+            op = ("avgpool", _int(ld, "kernel", where, 2, lo=1)) if t == "avgpool" else (t,)
+            pre.append(op)
+            shape = _glue_shape(shape, op, f"{where}: ")
+            continue
+        n = _int(ld, "out", where, None, lo=1)
+        if t == "conv":
+            if len(shape) != 3:
+                raise SpecError(f"{where}: input must be [C, H, W], got {list(shape)} (remove the flatten?)")
+            k, st, pad = (_int(ld, "kernel", where, 3, lo=1), _int(ld, "stride", where, 1, lo=1),
+                          _int(ld, "padding", where, 0))
+            h, w = (shape[1] + 2 * pad - k) // st + 1, (shape[2] + 2 * pad - k) // st + 1
+            if h < 1 or w < 1:
+                raise SpecError(f"{where}: kernel {k} does not fit the {shape[1]}x{shape[2]} input")
+            o_shape = (n, h, w)
+            out.layers.append(LayerPlan("conv", pre, shape, o_shape, n, k, st, pad, raw))
+        else:
+            if len(shape) != 1:
+                raise SpecError(f"{where}: input must be flat, got {list(shape)} (add a flatten or gap)")
+            o_shape = (n,)
+            out.layers.append(LayerPlan("linear", pre, shape, o_shape, n, raw_in_shape=raw))
+        shape, raw, pre = o_shape, o_shape, []
     if not out.layers:
         raise SpecError("spec has no spiking layer")
     if len(shape) != 1:
         pre = pre + [("flatten",)]
         shape = _glue_shape(shape, ("flatten",))
     out.layers.append(LayerPlan("readout", pre, shape, (classes,), classes, raw_in_shape=raw))
+    fbs = spec.get("feedback", []) or []
+    if not isinstance(fbs, list):
+        raise SpecError(f"'feedback' must be a list, got {type(fbs).__name__}")
     n_sp = len(out.layers) - 1
-    for j, fb in enumerate(spec.get("feedback", []) or []):
-        try:
-            src, dst = int(fb["src"]), int(fb["dst"])
-        except (KeyError, TypeError, ValueError):
-            raise SpecError(f"feedback {j}: needs integer 'src' and 'dst'") from None
+    for j, fb in enumerate(fbs):
+        where = f"feedback {j}"
+        _keys(fb, FEEDBACK_KEYS, where)
+        src, dst = _int(fb, "src", where, None), _int(fb, "dst", where, None)
         if not (0 <= dst <= src < n_sp):
-            raise SpecError(f"feedback {j}: need 0 <= dst <= src < {n_sp} spiking layers, got src={src} dst={dst}")
+            raise SpecError(f"{where}: need 0 <= dst <= src < {n_sp} spiking layers, got src={src} dst={dst}")
         a, b = out.layers[src], out.layers[dst]
         if a.kind == "conv" and b.kind == "conv":
-            k, p = int(fb.get("kernel", 3)), int(fb.get("padding", 1))
+            k, p = _int(fb, "kernel", where, 3, lo=1), _int(fb, "padding", where, 1)
             if (a.out_shape[1] + 2 * p - k + 1, a.out_shape[2] + 2 * p - k + 1) != b.out_shape[1:]:
-                raise SpecError(f"feedback {j}: a {k}x{k} conv (padding {p}) from {list(a.out_shape)} "
+                raise SpecError(f"{where}: a {k}x{k} conv (padding {p}) from {list(a.out_shape)} "
                                 f"cannot produce {list(b.out_shape)}")
             out.feedback.append(FeedbackPlan(src, dst, "conv", k, p))
         elif a.kind == "linear" and b.kind == "linear":
             out.feedback.append(FeedbackPlan(src, dst, "linear"))
         else:
-            raise SpecError(f"feedback {j}: src and dst must both be conv (same spatial size) or both linear")
+            raise SpecError(f"{where}: src and dst must both be conv (same spatial size) or both linear")
+    n_params = _count_parameters(out)
+    if n_params > MAX_PARAMETERS:
+        raise SpecError(f"the network has {n_params:,} weights; saf accepts at most {MAX_PARAMETERS:,}")
     return out
 
 
 def neuron_params(spec: dict) -> tuple:
     n = spec.get("neuron", {}) or {}
-    lam, theta = float(n.get("lam", 0.5)), float(n.get("theta", 1.0))
+    if not isinstance(n, dict):
+        raise SpecError(f"'neuron' must be a JSON object like {{\"lam\": 0.5, \"theta\": 1.0}}, got {n!r}")
+    lam, theta = _number(n, "lam", "neuron", 0.5), _number(n, "theta", "neuron", 1.0)
     if not (0.0 < lam <= 1.0):
         raise SpecError(f"neuron.lam must be in (0, 1], got {lam}")
     if theta <= 0:
@@ -195,21 +269,26 @@ def builtin_spec(name: str) -> dict:
 
 
 def load_spec(name_or_path: str) -> dict:
-    """A builtin name or a JSON file path."""
+    """A builtin name or a JSON file path; a file's spec is validated fully and its errors name it."""
     if name_or_path in BUILTIN:
         return builtin_spec(name_or_path)
     if name_or_path.endswith(".json"):
         try:
-            with open(name_or_path) as f:
+            with open(name_or_path, encoding="utf-8") as f:
                 spec = json.load(f)
         except FileNotFoundError:
             raise SpecError(f"{name_or_path}: no such spec file") from None
-        except json.JSONDecodeError as e:
+        except OSError as e:
+            raise SpecError(f"{name_or_path}: cannot read the spec file ({e.strerror or e})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise SpecError(f"{name_or_path}: not valid JSON ({e})") from None
         if not isinstance(spec, dict):
             raise SpecError(f"{name_or_path}: a spec must be a JSON object")
         spec.setdefault("name", name_or_path.rsplit("/", 1)[-1][:-5])
-        plan(spec)
+        try:
+            plan(spec)
+        except SpecError as e:
+            raise SpecError(f"{name_or_path}: {e}") from None
         return spec
     return builtin_spec(name_or_path)
 

@@ -6,7 +6,6 @@ import math
 import os
 import random
 import resource
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,17 +14,23 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .checkpoint import CHECKPOINT, RESUME, atomic_write, load_resume, save_checkpoint, save_resume
+from .checkpoint import CHECKPOINT, CURVES, METRICS, RESUME, atomic_write, load_resume, save_checkpoint, save_resume
 from .evaluate import evaluate
 from .functional.loss import ce_mse_loss
 from .functional.surrogate import SURROGATES
 from .methods import check_method, readout_for, train_batch
 from .modules.network import SpikingNet
+from .outdir import make_dirs, remove_made
 from .spec import load_spec, with_neuron
 
 
 class TrainingError(Exception):
     """Training cannot go on (NaN loss, bad config); one clear line."""
+
+
+class NonFiniteError(TrainingError):
+    """The loss or the weights became NaN/inf; the message names the epoch. Nothing of that epoch
+    is saved, so the run's last checkpoint is the last good one."""
 
 
 @dataclass
@@ -82,15 +87,17 @@ def peak_memory_bytes(device: str) -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
 
 
-def build(cfg: TrainConfig):
-    spec = with_neuron(load_spec(cfg.model), cfg.lam, cfg.theta)
-    spec["T"] = cfg.T
+def build(cfg: TrainConfig, spec: Optional[dict] = None):
+    """The network of `cfg`; `spec` (a resumed run's stored spec) replaces loading cfg.model again."""
+    if spec is None:
+        spec = with_neuron(load_spec(cfg.model), cfg.lam, cfg.theta)
+        spec["T"] = cfg.T
     return SpikingNet(spec, surrogate=cfg.surrogate, alpha=cfg.alpha, readout=readout_for(cfg.method))
 
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, out: Path, data, progress: bool = True, resume: bool = False,
-                 log=print, ddp=None):
+                 log=print, ddp=None, spec: Optional[dict] = None):
         try:
             check_method(cfg.method)
         except ValueError as e:
@@ -103,7 +110,7 @@ class Trainer:
         self.ddp = ddp  # optional train.distributed.DDPContext
         self.device = pick_device(cfg.device) if ddp is None else ddp.device
         seed_everything(cfg.seed)
-        self.net = build(cfg).to(self.device)
+        self.net = build(cfg, spec).to(self.device)
         if tuple(self.net.spec["input_shape"]) != tuple(data.input_shape):
             raise TrainingError(f"model {cfg.model} expects input {list(self.net.spec['input_shape'])}, "
                                 f"dataset {cfg.dataset} gives {list(data.input_shape)}")
@@ -143,7 +150,7 @@ class Trainer:
         self.gen.set_state(st["generator"])
         torch.set_rng_state(st["torch_rng"])
         self.start_epoch = int(st["epoch"])
-        mpath = self.out / "metrics.jsonl"
+        mpath = self.out / METRICS
         if mpath.exists():
             self.metrics = [json.loads(l) for l in mpath.read_text().splitlines() if l.strip()][:self.start_epoch]
 
@@ -188,10 +195,7 @@ class Trainer:
         for b, (xb, yb) in enumerate(it):
             r = train_batch(self.model, xb, yb, cfg.T, cfg.method, self.opt, loss_fn)
             if not math.isfinite(r["loss"]):
-                kept = (f"last good checkpoint kept in {self.out}" if (self.out / CHECKPOINT).exists()
-                        else "no checkpoint written")
-                raise TrainingError(f"loss became {r['loss']} at epoch {epoch + 1}, batch {b + 1} "
-                                    f"(try a lower --lr; {kept})")
+                raise NonFiniteError(f"loss became {r['loss']} at epoch {epoch + 1}, batch {b + 1} (try a lower --lr)")
             tot_loss += r["loss"] * len(yb)
             correct += int((r["logits"].argmax(1) == yb).sum())
             seen += len(yb)
@@ -200,8 +204,7 @@ class Trainer:
 
     def fit(self) -> list:
         cfg = self.cfg
-        created = not self.out.exists()
-        self.out.mkdir(parents=True, exist_ok=True)
+        made = make_dirs(self.out) if self.is_main else None
         try:
             for epoch in range(self.start_epoch, cfg.epochs):
                 t0 = time.perf_counter()
@@ -213,6 +216,9 @@ class Trainer:
                 m.update(epoch=epoch + 1, test_acc=ev["accuracy"], firing_rates=ev["firing_rates"],
                          time_s=train_time,
                          peak_memory_bytes=peak_memory_bytes(self.device))
+                bad = [k for k, v in self.net.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+                if bad:
+                    raise NonFiniteError(f"weights became NaN or inf at epoch {epoch + 1} ({bad[0]}; try a lower --lr)")
                 self.metrics.append(m)
                 if self.is_main:
                     self._save(epoch + 1)
@@ -220,8 +226,8 @@ class Trainer:
                              f"test {m['test_acc']:.4f}  rates {' '.join(f'{r:.3f}' for r in m['firing_rates'])}  "
                              f"{train_time:.1f}s")
         except BaseException:
-            if created and not (self.out / CHECKPOINT).exists():
-                shutil.rmtree(self.out, ignore_errors=True)   # nothing half-written
+            if made is not None and not (self.out / CHECKPOINT).exists():
+                remove_made(made)                             # nothing half-written
             raise
         return self.metrics
 
@@ -233,9 +239,9 @@ class Trainer:
                                         "scheduler": self.sched.state_dict(), "generator": self.gen.get_state(),
                                         "torch_rng": torch.get_rng_state(), "epoch": epoch})
         text = "".join(json.dumps(m) + "\n" for m in self.metrics)
-        atomic_write(self.out / "metrics.jsonl", lambda tmp: Path(tmp).write_text(text))
+        atomic_write(self.out / METRICS, lambda tmp: Path(tmp).write_text(text))
         try:
             from .plots import plot_curves
-            atomic_write(self.out / "curves.png", lambda tmp: plot_curves(self.metrics, Path(tmp)))
+            atomic_write(self.out / CURVES, lambda tmp: plot_curves(self.metrics, Path(tmp)))
         except ImportError:
             pass
