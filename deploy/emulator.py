@@ -145,7 +145,8 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
             current_bits: int = 0, readout_leak: bool = True, record_spikes: bool = True,
             record_potentials: bool = False, batch_size: int = 512,
             progress: bool = False, plan: _Plan = None) -> BackendResult:
-    """Run the integer LIF form on xq [N, *input_shape]; the keyword options inject faults."""
+    """Run the integer LIF form on xq [N, *input_shape] (constant) or [N, T, *input_shape] (frame x[t]
+    at step t); the keyword options inject faults."""
     if tie not in ("ge", "gt"):
         raise ValueError(f"tie must be 'ge' or 'gt', got {tie!r}")
     if reset not in ("subtract", "zero"):
@@ -153,10 +154,11 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
     if feedforward_delay < 0 or feedback_delay < 1:
         raise ValueError("need feedforward_delay >= 0 and feedback_delay >= 1")
     t0 = time.perf_counter()
-    xq = np.asarray(xq, dtype=np.int64)
-    n = xq.shape[0]
-    xq = xq.reshape(n, -1)
-    x_abs = int(np.abs(xq).max(initial=0))
+    frames = graph.input_frames(xq)                         # [N, T, n_in]: constant or x[t]
+    varying = np.asarray(xq).ndim == len(graph.input_shape) + 2
+    n = frames.shape[0]
+    xq = frames[:, 0]
+    x_abs = int(np.abs(frames).max(initial=0))
     if plan is None or x_abs > plan.x_max:      # inputs beyond input_bits: re-derive exact dtypes
         plan = _Plan(graph, x_abs)
     T, sp = graph.T, plan.spiking
@@ -171,6 +173,8 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
         sl = slice(start, min(n, start + batch_size))
         b = sl.stop - sl.start
         I0 = plan.syn[0](xq[sl])                                # the constant input current (no bias)
+        if varying:                                             # x[t]: one current per step
+            I0 = [plan.syn[0](frames[sl, t]) for t in range(T)]
         V = [np.zeros((b, l.n_out), dtype=np.int64) for l in sp]
         zeros = [np.zeros((b, l.n_out), dtype=bool) for l in sp]
         # hist[t'] = list of spike arrays of step t' (most recent last), enough for both delays
@@ -182,7 +186,8 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
             cur = []
             for li, layer in enumerate(sp):
                 if li == 0:
-                    I = I0 if t >= feedforward_delay else 0
+                    I = 0 if t < feedforward_delay else (
+                        I0[t - feedforward_delay] if varying else I0)
                 elif feedforward_delay == 0:
                     I = plan.syn[li](cur[li - 1])
                 else:
