@@ -71,11 +71,14 @@ def register(sub) -> None:
 def load_inputs(bundle: Bundle, data: str, root, limit) -> tuple:
     """(xq int64 [N, ...], labels, dataset name) of the test split, quantized as the bundle says."""
     from saf.train.data import load_dataset
+    from saf.train.data.coding import InputCoding
 
     name = data or bundle.dataset
     if not name:
         raise DatasetError(f"{bundle.path}: the bundle names no training dataset; pass --data NAME")
-    ds = load_dataset(name, root)
+    g = bundle.graph                  # events binned / images encoded exactly as at training and export
+    coding = InputCoding.from_dict(g.meta.get("input_coding")) if g.input_time_varying else InputCoding()
+    ds = load_dataset(name, root, T=g.T, coding=coding)
     if tuple(ds.input_shape) != tuple(bundle.graph.input_shape):
         raise DatasetError(f"dataset {ds.name} has input {list(ds.input_shape)}, the bundle expects "
                            f"{list(bundle.graph.input_shape)}")

@@ -9,6 +9,9 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError
 from .data import DATASETS, DatasetError
+from .data.coding import InputCoding
+from .data.encoders import ENCODERS
+from .data.events import BIN_MODES
 from .distributed import DistributedError
 from .methods import METHODS
 from .spec import BUILTIN, SpecError
@@ -20,7 +23,23 @@ USER_ERRORS = (CheckpointError, DatasetError, DistributedError, SpecError, Train
 def add_data_args(p: argparse.ArgumentParser, default: str = "digits") -> None:
     p.add_argument("--dataset", "--data", dest="dataset", default=default,
                    help=f"dataset name ({', '.join(DATASETS)}); default {default}")
-    p.add_argument("--data-root", default=None, help="directory with MNIST IDX / CIFAR-10 python batches")
+    p.add_argument("--data-root", default=None, help="directory with MNIST IDX / CIFAR-10 python batches / "
+                   "N-MNIST Train/ and Test/ folders (README: event datasets)")
+
+
+def add_coding_args(p: argparse.ArgumentParser, d) -> None:
+    p.add_argument("--encoder", default=d.encoder, choices=ENCODERS,
+                   help="how a static image becomes x[t]: constant current (default), rate (Bernoulli, "
+                        "seeded by --encoder-seed) or latency (time to first spike); carried in the checkpoint")
+    p.add_argument("--encoder-seed", type=int, default=d.encoder_seed, help="seed of the rate encoder")
+    p.add_argument("--bin-by", default=d.bin_by, choices=BIN_MODES,
+                   help="event datasets: bin events into T frames by time (default) or by event count")
+
+
+def data_for(cfg, load_dataset):
+    """The training config's dataset as the network's per-step input (events binned, images encoded)."""
+    return load_dataset(cfg.dataset, cfg.data_root, seed=cfg.seed, T=cfg.T,
+                        coding=InputCoding.from_config(vars(cfg)))
 
 
 def register(sub) -> None:
@@ -29,6 +48,7 @@ def register(sub) -> None:
     d = TrainConfig()
     p.add_argument("--model", default=d.model, help=f"builtin ({', '.join(BUILTIN)}) or a JSON spec path")
     add_data_args(p)
+    add_coding_args(p, d)
     p.add_argument("--method", default=d.method, help=f"{', '.join(METHODS)} (default {d.method})")
     p.add_argument("--T", type=int, default=d.T, help="time steps per sample")
     p.add_argument("--lam", type=float, default=d.lam, help="leak lambda in (0, 1]")
@@ -79,7 +99,7 @@ def cmd_train(a) -> int:
         return _train_ddp(a, cfg, out)
     if out.exists() and any(out.iterdir()) and not (a.resume or a.force):
         raise TrainingError(f"{out}: directory exists and is not empty (use --resume to continue or --force)")
-    data = load_dataset(cfg.dataset, cfg.data_root, seed=cfg.seed)
+    data = data_for(cfg, load_dataset)
     tr = Trainer(cfg, out, data, progress=not a.no_progress, resume=a.resume)
     if a.force and not a.resume and out.exists():
         # only now that model, dataset and method are known to be valid: a typo never costs a run
@@ -113,7 +133,7 @@ def _train_ddp(a, cfg: TrainConfig, out: Path) -> int:
             if out.exists() and any(out.iterdir()) and not (a.resume or a.force):
                 raise TrainingError(f"{out}: directory exists and is not empty (use --resume to continue or --force)")
         ctx.run_on_main(check_out, USER_ERRORS)          # every rank raises it; none waits forever
-        data = load_dataset(cfg.dataset, cfg.data_root, seed=cfg.seed)
+        data = data_for(cfg, load_dataset)
         main = ctx.is_main
         tr = Trainer(cfg, out, data, progress=main and not a.no_progress, resume=a.resume,
                      log=print if main else (lambda *_: None), ddp=ctx)
@@ -142,8 +162,9 @@ def eval_checkpoint(path, dataset=None, data_root=None, T=None) -> dict:
     from .evaluate import evaluate
 
     net, spec, cfg = load_model(path)
-    data = load_dataset(dataset or cfg.get("dataset", "digits"), data_root or cfg.get("data_root"))
     T = int(T or spec.get("T") or cfg.get("T", 6))
+    data = load_dataset(dataset or cfg.get("dataset", "digits"), data_root or cfg.get("data_root"), T=T,
+                        coding=InputCoding.from_config(cfg))
     saf = evaluate(net, data.x_test, data.y_test, T, "saf")
     lif = evaluate(net, data.x_test, data.y_test, T, "lif")
     agree = float((saf["predictions"] == lif["predictions"]).float().mean())
