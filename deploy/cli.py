@@ -27,7 +27,8 @@ def register(sub) -> None:
     r.add_argument("bundle")
     r.add_argument("--backend", default="emulator", choices=list(BACKENDS))
     _data_args(r, "first N test samples (default: all)")
-    r.add_argument("--raster", default=None, metavar="PNG", help="draw a spike raster of one sample")
+    r.add_argument("--raster", default=None, metavar="PNG", help="draw a spike raster of one sample: its input events "
+                   "(each step's non-zero inputs) above every layer's spikes")
     r.add_argument("--sample", type=int, default=0, help="sample index for --raster")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_run)
@@ -109,9 +110,10 @@ def load_npy_inputs(bundle: Bundle, path: str) -> np.ndarray:
     lo, hi = input_range(bundle.graph)
     if x.dtype.kind not in "iu":
         raise DatasetError(f"--inputs {path}: needs quantized integers, got dtype {x.dtype}")
-    if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want or len(x) < 1:
+    train = (int(bundle.graph.T), *want)                  # one frame per step (spike trains, events)
+    if x.ndim < 1 or len(x) < 1 or tuple(x.shape[1:]) not in (want, train):
         raise DatasetError(f"--inputs {path}: shape {list(x.shape)}, the bundle expects "
-                           f"[N>=1, {', '.join(map(str, want))}]")
+                           f"[N>=1, {', '.join(map(str, want))}] or [N>=1, {', '.join(map(str, train))}]")
     if x.min() < lo or x.max() > hi:
         raise DatasetError(f"--inputs {path}: values in [{x.min()}, {x.max()}], "
                            f"the bundle's input range is [{lo}, {hi}]")
@@ -135,7 +137,7 @@ def cmd_run(a) -> int:
         from .plots import plot_raster
         if not (0 <= a.sample < len(xq)):
             raise DatasetError(f"--sample {a.sample} out of range (0..{len(xq) - 1})")
-        plot_raster(r, b.graph, a.sample, Path(a.raster))
+        plot_raster(r, b.graph, a.sample, Path(a.raster), xq=xq)
         st["raster"] = a.raster
     if a.json:
         print(json.dumps(st, indent=2))

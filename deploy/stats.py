@@ -31,9 +31,9 @@ def fan_out(layer) -> np.ndarray:
 def run_stats(graph: Graph, r: BackendResult, xq: np.ndarray, labels: np.ndarray) -> dict:
     n, T = len(r.readout), graph.T
     layers, synops = [], 0.0
-    # graded input events: every non-zero input value is sent at every step
-    nz = (np.asarray(xq[:n]).reshape(n, -1) != 0)
-    synops += float((nz * fan_out(graph.layers[0])).sum()) * T
+    # graded input events: every non-zero input value of each step's frame (an image: every step)
+    nz = graph.input_frames(np.asarray(xq[:n])) != 0                  # [n, T, n_in]
+    synops += float((nz * fan_out(graph.layers[0])).sum())
     for i, (l, s) in enumerate(zip(graph.spiking_layers, r.spikes)):
         per_neuron = s.sum(axis=1)                                   # [N, n_out]
         nxt = graph.layers[i + 1]

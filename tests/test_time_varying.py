@@ -111,3 +111,44 @@ def test_onnx_and_lava_equal_oracle_on_trains(arch, feedback):
     y = reversed_in_time(x)
     assert mismatches(run_onnx(model, g, y).spikes, s) > 0
     assert mismatches(run_lava(g, y).spikes, s) > 0
+
+
+# ---------------------------------------------------------------- certificate bound on trains
+
+def worst_train(g, neuron: int, sign: int):
+    """The train driving first-layer neuron `neuron` to its extreme current at every step: x[t]_j =
+    x_max where sign * w_j > 0, else 0 (the same frame each step maximizes |V| over every train)."""
+    w = g.layers[0].weight[neuron]
+    frame = np.where(sign * w > 0, g.input_max, 0).astype(np.int64)
+    return np.repeat(frame[None, None], g.T, axis=1)
+
+
+@pytest.mark.parametrize("lam", [1.0, 0.5])
+def test_state_bound_holds_and_is_reached_by_a_constructed_train(lam):
+    """The certificate bounds |V| by (Imax << F) sum_j lam^j for ANY train in the input range. A
+    constructed train reaches it (IF: exactly; leaky: within the truncation of T decays); random
+    trains stay below it; a bound computed for a smaller input range is beaten."""
+    from saf.export.certificate import certify
+    from saf.export.state_bound import layer_current_bound, state_bound
+
+    g = narrow_input(random_graph("dense", T=6, lam=lam, seed=21), 2)    # x[t] in [0, 3]
+    l0 = g.layers[0]
+    l0.bias = np.zeros_like(l0.bias)
+    l0.threshold = 1 << 16                       # TH<<F beyond any V: no spike, no reset, V is a pure sum
+    cur = layer_current_bound(l0.weight, l0.bias, in_max=g.input_max)
+    bound = state_bound(cur, l0.frac_bits, g.decay, g.T)
+    ends = np.stack([np.where(l0.weight > 0, l0.weight, 0).sum(1), -np.where(l0.weight < 0, l0.weight, 0).sum(1)])
+    sign_i, row = np.unravel_index(int(np.argmax(ends)), ends.shape)
+    x = worst_train(g, int(row), 1 if sign_i == 0 else -1)
+    e = run_emulator(g, x, record_potentials=True)
+    reached = int(np.abs(e.potentials[0]).max())
+    assert reached <= bound
+    assert bound - reached <= (0 if lam == 1.0 else g.T)
+    cert = certify(g)
+    check = next(c for c in cert.checks if c.check == "state_24bit" and c.layer == l0.name)
+    assert f"{bound:,}" in check.detail
+    rnd = run_emulator(g, random_trains(g, 20, seed=3, density=0.6), record_potentials=True)
+    assert int(np.abs(rnd.potentials[0]).max()) < reached
+    short = state_bound(layer_current_bound(l0.weight, l0.bias, in_max=g.input_max - 1), l0.frac_bits,
+                        g.decay, g.T)
+    assert reached > short                       # the check can fail: a too-small bound is exceeded
