@@ -5,6 +5,8 @@ Each .bin file is one recording, a sequence of 5-byte (40-bit) events, big-endia
   byte 2: bit 7 polarity (1 ON, 0 OFF), bits 6-0 timestamp bits 22-16,
   bytes 3-4: timestamp bits 15-0 (microseconds).
 (the layout of the dataset's Read_Ndataset.m and of tonic.io.read_mnist_file). Sensor 34x34.
+An event with y == 240 is a timestamp-overflow marker (as in tonic and the dataset's eventvision.py):
+every later timestamp is advanced by 2^13 and the marker itself is dropped.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from .base import Dataset, DatasetError
 from .events import Events, bin_events, check_events, frames_dataset
 
 WIDTH = HEIGHT = 34
+OVERFLOW_Y, OVERFLOW_STEP = 240, 1 << 13
 SPLITS = {"train": "Train", "test": "Test"}
 
 
@@ -24,7 +27,10 @@ def decode_nmnist(raw: bytes, path="<bytes>") -> Events:
         raise DatasetError(f"{path}: {len(raw)} bytes is not a whole number of 5-byte N-MNIST events")
     b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 5).astype(np.int64)
     t = ((b[:, 2] & 0x7F) << 16) | (b[:, 3] << 8) | b[:, 4]
-    return check_events(Events(x=b[:, 0], y=b[:, 1], t=t, p=b[:, 2] >> 7), HEIGHT, WIDTH, path)
+    marker = b[:, 1] == OVERFLOW_Y
+    t = t + np.cumsum(marker) * OVERFLOW_STEP                  # markers advance every later event
+    keep = ~marker
+    return check_events(Events(x=b[keep, 0], y=b[keep, 1], t=t[keep], p=b[keep, 2] >> 7), HEIGHT, WIDTH, path)
 
 
 def encode_nmnist(ev: Events) -> bytes:

@@ -7,6 +7,8 @@ import torch
 
 from .base import Dataset, DatasetError
 from .cifar import load_cifar10
+from .cifar10dvs import load_cifar10dvs
+from .dvsgesture import load_dvsgesture
 from .coding import InputCoding
 from .embedded import load_digits_dataset, load_iris_dataset
 from .encoders import encode
@@ -14,11 +16,12 @@ from .idx import load_idx_dataset
 from .nmnist import load_nmnist
 from .synthetic import load_synthetic
 
-EVENT_READERS = {"nmnist": load_nmnist}         # name -> load(root, T, bin_by); one module per format
+EVENT_READERS = {"nmnist": load_nmnist, "dvsgesture": load_dvsgesture, "cifar10dvs": load_cifar10dvs}         # name -> load(root, T, bin_by); one module per format
 DATASETS = ("digits", "iris", "mnist", "fashion-mnist", "cifar10", "synthetic", *EVENT_READERS)
 NEEDS_ROOT = ("mnist", "fashion-mnist", "cifar10", *EVENT_READERS)
 _ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist",
-            "cifar-10": "cifar10", "cifar_10": "cifar10"}
+            "cifar-10": "cifar10", "cifar_10": "cifar10",
+            "n-mnist": "nmnist", "dvs-gesture": "dvsgesture", "cifar10-dvs": "cifar10dvs"}
 
 
 def load_dataset(name: str, root: Optional[str] = None, seed: int = 0, T: Optional[int] = None,
@@ -28,7 +31,7 @@ def load_dataset(name: str, root: Optional[str] = None, seed: int = 0, T: Option
     digits and iris are bundled with scikit-learn; mnist, fashion-mnist and cifar10 read local
     files under `root` (nothing is downloaded); synthetic takes shape, classes, n_train, n_test,
     noise. `seed` only affects synthetic data: the real datasets use fixed splits.
-    Event datasets (nmnist) are binned into T frames by coding.bin_by; a static dataset with
+    Event datasets (nmnist, dvsgesture, cifar10dvs) are binned into T frames by coding.bin_by; a static dataset with
     coding.encoder rate/latency becomes T-step spike trains (both: x [N, T, *input_shape]).
     """
     coding = coding or InputCoding()
