@@ -158,7 +158,7 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
     varying = np.asarray(xq).ndim == len(graph.input_shape) + 2
     n = frames.shape[0]
     xq = frames[:, 0]
-    x_abs = int(np.abs(frames).max(initial=0))
+    x_abs = int(np.abs(frames if varying else xq).max(initial=0))
     if plan is None or x_abs > plan.x_max:      # inputs beyond input_bits: re-derive exact dtypes
         plan = _Plan(graph, x_abs)
     T, sp = graph.T, plan.spiking

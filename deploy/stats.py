@@ -32,8 +32,11 @@ def run_stats(graph: Graph, r: BackendResult, xq: np.ndarray, labels: np.ndarray
     n, T = len(r.readout), graph.T
     layers, synops = [], 0.0
     # graded input events: every non-zero input value of each step's frame (an image: every step)
-    nz = graph.input_frames(np.asarray(xq[:n])) != 0                  # [n, T, n_in]
-    synops += float((nz * fan_out(graph.layers[0])).sum())
+    x = np.asarray(xq[:n])
+    if x.ndim == len(graph.input_shape) + 1:                          # constant: the same frame T times
+        synops += float(((x.reshape(n, -1) != 0) * fan_out(graph.layers[0])).sum()) * T
+    else:
+        synops += float(((graph.input_frames(x) != 0) * fan_out(graph.layers[0])).sum())
     for i, (l, s) in enumerate(zip(graph.spiking_layers, r.spikes)):
         per_neuron = s.sum(axis=1)                                   # [N, n_out]
         nxt = graph.layers[i + 1]

@@ -155,8 +155,8 @@ class Graph:
         shape, T = tuple(self.input_shape), int(self.T)
         n_in = int(np.prod(shape))
         if xq.ndim == len(shape) + 1 and tuple(xq.shape[1:]) == shape:
-            flat = xq.reshape(xq.shape[0], 1, n_in)
-            return np.broadcast_to(flat, (xq.shape[0], T, n_in)).astype(np.int64)
+            flat = xq.reshape(xq.shape[0], 1, n_in).astype(np.int64, copy=False)
+            return np.broadcast_to(flat, (xq.shape[0], T, n_in))        # a read-only view, no copy
         if xq.ndim == len(shape) + 2 and tuple(xq.shape[1:]) == (T, *shape):
             return xq.reshape(xq.shape[0], T, n_in).astype(np.int64)
         dims = ", ".join(map(str, shape))

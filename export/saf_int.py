@@ -147,7 +147,7 @@ def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_
     frames = graph.input_frames(xq)                                   # [N, T, n_in]
     n = frames.shape[0]
     xq = frames[:, 0]
-    x_max = max(x_max, int(np.abs(frames).max(initial=0)))
+    x_max = max(x_max, int(np.abs(frames if varying else xq).max(initial=0)))
     bound = _bounds(graph, lin, fb, x_max, p, q)
     dt = np.int64 if bound < INT64_SAFE else object
 
