@@ -152,3 +152,21 @@ def test_state_bound_holds_and_is_reached_by_a_constructed_train(lam):
     short = state_bound(layer_current_bound(l0.weight, l0.bias, in_max=g.input_max - 1), l0.frac_bits,
                         g.decay, g.T)
     assert reached > short                       # the check can fail: a too-small bound is exceeded
+
+
+def test_fuzz_makes_trains_for_a_time_varying_graph():
+    """`saf verify --fuzz` on a time-varying bundle draws trains [T, ...] (frames differ in time); the
+    emulator and the SAF form agree on every one, and the constructed bound input is the extreme train."""
+    from saf.deploy.fuzz import first_layer_extremes, make_fuzz_inputs
+
+    g = narrow_input(random_graph("dense", T=5, lam=0.5, seed=8), 2)
+    fz = make_fuzz_inputs(g, 30, seed=1)
+    assert fz.xq.shape == (30, 5, 64)
+    assert any(not np.array_equal(x[0], x[t]) for x in fz.xq for t in range(1, 5))
+    e, f = run_emulator(g, fz.xq), run_saf_int(g, fz.xq)
+    np.testing.assert_array_equal(e.readout, f.readout)
+    assert mismatches(e.spikes, f.spikes) == 0
+    ext = first_layer_extremes(g)
+    assert ext.shape[1:] == (5, 64) and all(np.array_equal(x[0], x[t]) for x in ext for t in range(5))
+    g.input_time_varying = False
+    assert make_fuzz_inputs(g, 30, seed=1).xq.shape == (30, 64)
