@@ -29,7 +29,8 @@ def register(sub) -> None:
     r.add_argument("bundle")
     r.add_argument("--backend", default="emulator", choices=list(BACKENDS))
     _data_args(r, "first N test samples (default: all)")
-    r.add_argument("--raster", default=None, metavar="PNG", help="draw a spike raster of one sample")
+    r.add_argument("--raster", default=None, metavar="PNG", help="draw a spike raster of one sample: its input events "
+                   "(each step's non-zero inputs) above every layer's spikes")
     r.add_argument("--sample", type=int, default=0, help="sample index for --raster")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_run)
@@ -73,11 +74,14 @@ def register(sub) -> None:
 def load_inputs(bundle: Bundle, data: str, root, limit) -> tuple:
     """(xq int64 [N, ...], labels, dataset name) of the test split, quantized as the bundle says."""
     from saf.train.data import load_dataset
+    from saf.train.data.coding import InputCoding
 
     name = data or bundle.dataset
     if not name:
         raise DatasetError(f"{bundle.path}: the bundle names no training dataset; pass --data NAME")
-    ds = load_dataset(name, root)
+    g = bundle.graph                  # events binned / images encoded exactly as at training and export
+    coding = InputCoding.from_dict(g.meta.get("input_coding")) if g.input_time_varying else InputCoding()
+    ds = load_dataset(name, root, T=g.T, coding=coding)
     if tuple(ds.input_shape) != tuple(bundle.graph.input_shape):
         raise DatasetError(f"dataset {ds.name} has input {list(ds.input_shape)}, the bundle expects "
                            f"{list(bundle.graph.input_shape)}")
@@ -108,9 +112,10 @@ def load_npy_inputs(bundle: Bundle, path: str) -> np.ndarray:
     lo, hi = input_range(bundle.graph)
     if x.dtype.kind not in "iu":
         raise DatasetError(f"--inputs {path}: needs quantized integers, got dtype {x.dtype}")
-    if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want or len(x) < 1:
+    train = (int(bundle.graph.T), *want)                  # one frame per step (spike trains, events)
+    if x.ndim < 1 or len(x) < 1 or tuple(x.shape[1:]) not in (want, train):
         raise DatasetError(f"--inputs {path}: shape {list(x.shape)}, the bundle expects "
-                           f"[N>=1, {', '.join(map(str, want))}]")
+                           f"[N>=1, {', '.join(map(str, want))}] or [N>=1, {', '.join(map(str, train))}]")
     if x.min() < lo or x.max() > hi:
         raise DatasetError(f"--inputs {path}: values in [{x.min()}, {x.max()}], "
                            f"the bundle's input range is [{lo}, {hi}]")
@@ -140,7 +145,7 @@ def cmd_run(a) -> int:
     st["loihi_estimate"] = activity_estimate(b.manifest, st.pop("activity"))
     if a.raster:
         from .plots import plot_raster
-        plot_raster(r, b.graph, a.sample, Path(a.raster))
+        plot_raster(r, b.graph, a.sample, Path(a.raster), xq=xq)
         st["raster"] = a.raster
     if a.json:
         print(json.dumps(st, indent=2))

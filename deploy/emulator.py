@@ -200,7 +200,8 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
             current_bits: int = 0, readout_leak: bool = True, record_spikes: bool = True,
             record_potentials: bool = False, batch_size: int = 512,
             progress: bool = False, plan: _Plan = None) -> BackendResult:
-    """Run the integer LIF form on xq [N, *input_shape]; the keyword options inject faults."""
+    """Run the integer LIF form on xq [N, *input_shape] (constant) or [N, T, *input_shape] (frame x[t]
+    at step t); the keyword options inject faults."""
     if tie not in ("ge", "gt"):
         raise ValueError(f"tie must be 'ge' or 'gt', got {tie!r}")
     if reset not in ("subtract", "zero"):
@@ -210,10 +211,11 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
     if overflow not in ("clip", "wrap"):
         raise ValueError(f"overflow must be 'clip' or 'wrap', got {overflow!r}")
     t0 = time.perf_counter()
-    xq = np.asarray(xq, dtype=np.int64)
-    n = xq.shape[0]
-    xq = xq.reshape(n, -1)
-    x_abs = int(np.abs(xq).max(initial=0))
+    frames = graph.input_frames(xq)                         # [N, T, n_in]: constant or x[t]
+    varying = np.asarray(xq).ndim == len(graph.input_shape) + 2
+    n = frames.shape[0]
+    xq = frames[:, 0]
+    x_abs = int(np.abs(frames if varying else xq).max(initial=0))
     if plan is None or x_abs > plan.x_max:      # inputs beyond input_bits: re-derive exact dtypes
         plan = _Plan(graph, x_abs)
     T, sp = graph.T, plan.spiking
@@ -228,11 +230,16 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
     for start in range(0, n, batch_size):
         sl = slice(start, min(n, start + batch_size))
         b = sl.stop - sl.start
-        # the input is constant over the T steps: its current (with the bias) is computed once
-        I0 = plan.syn[0](xq[sl], sdt) + plan.bias[0].astype(sdt)
+        # a constant input's current (with the bias) is computed once; a train x[t] gets one per step
+        if varying:
+            I0 = [plan.syn[0](frames[sl, t], sdt) + plan.bias[0].astype(sdt) for t in range(T)]
+        else:
+            I0 = plan.syn[0](xq[sl], sdt) + plan.bias[0].astype(sdt)
         if not plan.fb[0]:                                      # ... and so is the whole u of layer 0
-            u0 = _shift(I0, sp[0].frac_bits)
-            u0 = _wrap(u0, current_bits) if current_bits else u0
+            def _u(i):
+                u = _shift(i, sp[0].frac_bits)
+                return _wrap(u, current_bits) if current_bits else u
+            u0 = [_u(i) for i in I0] if varying else _u(I0)
         V = [np.zeros((b, l.n_out), dtype=sdt) for l in sp]
         zeros = [np.zeros((b, l.n_out), dtype=bool) for l in sp]
         # hist[t'] = list of spike arrays of step t' (most recent last), enough for both delays
@@ -244,11 +251,15 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
             cur = []
             for li, layer in enumerate(sp):
                 if li == 0 and not plan.fb[0]:
-                    u = u0 if t >= feedforward_delay else _shift(plan.bias[0].astype(sdt), layer.frac_bits)
-                    u = _wrap(u, current_bits) if current_bits and t < feedforward_delay else u
+                    if t >= feedforward_delay:
+                        u = u0[t - feedforward_delay] if varying else u0
+                    else:
+                        u = _shift(plan.bias[0].astype(sdt), layer.frac_bits)
+                        u = _wrap(u, current_bits) if current_bits else u
                 else:
                     if li == 0:
-                        I = I0 if t >= feedforward_delay else plan.bias[0].astype(sdt)
+                        I = (I0[t - feedforward_delay] if varying else I0) if t >= feedforward_delay \
+                            else plan.bias[0].astype(sdt)
                     else:
                         x_in = cur[li - 1] if feedforward_delay == 0 else hist[-feedforward_delay][li - 1]
                         I = plan.syn[li](x_in, sdt) + plan.bias[li]

@@ -8,7 +8,9 @@ Classes (every value inside the admissible input range [lo, hi] of the bundle's 
   sparse   mostly zero, a few random values
   extreme  all lo, all hi, random {lo, hi} masks of several densities, checkerboards
 Constructed inputs come first (two per layer and class), then the others in turn, so a backend
-run on a prefix (Lava) sees every class.
+run on a prefix (Lava) sees every class. A graph trained on time-varying input gets trains
+[T, *input_shape] (every value drawn per step; the bound seeds repeat the extreme frame every step,
+the train that maximizes the first layer's |V|); hill-climbing mutates single (step, input) entries.
 """
 from __future__ import annotations
 
@@ -38,13 +40,18 @@ def input_range(g: Graph) -> tuple:
     return (-g.input_max, g.input_max - 1) if g.input_signed else (0, g.input_max)
 
 
+def sample_shape(g: Graph) -> tuple:
+    """One fuzz input: an image [*input_shape], or a train [T, *input_shape] for a time-varying graph."""
+    return (int(g.T), *g.input_shape) if g.input_time_varying else tuple(g.input_shape)
+
+
 def min_fuzz(g: Graph) -> int:
     return 2 * PER_LAYER * len(g.spiking_layers) + 3
 
 
 def _random(kind: str, g: Graph, n: int, rng) -> np.ndarray:
     lo, hi = input_range(g)
-    shape = (n, *g.input_shape)
+    shape = (n, *sample_shape(g))
     if kind == "uniform":
         return rng.integers(lo, hi + 1, size=shape)
     zero = max(lo, 0)
@@ -91,7 +98,8 @@ def first_layer_extremes(g: Graph) -> np.ndarray:
         else:
             x = patch.reshape(g.input_shape)
         out.append(x)
-    return np.stack(out) if out else np.zeros((0, *g.input_shape), dtype=np.int64)
+    x = np.stack(out) if out else np.zeros((0, *g.input_shape), dtype=np.int64)
+    return np.repeat(x[:, None], g.T, axis=1) if g.input_time_varying else x
 
 
 def _potentials(g: Graph, x: np.ndarray, plan: _Plan, layer: int) -> np.ndarray:
@@ -163,7 +171,7 @@ def make_fuzz_inputs(g: Graph, n: int, seed: int) -> FuzzSet:
     rest = n - len(classes)
     kinds = [("uniform", "sparse", "extreme")[i % 3] for i in range(rest)]
     parts = {k: iter(_random(k, g, kinds.count(k), rng)) for k in ("uniform", "sparse", "extreme")}
-    xs.append(np.stack([next(parts[k]) for k in kinds]) if rest else np.zeros((0, *g.input_shape), np.int64))
+    xs.append(np.stack([next(parts[k]) for k in kinds]) if rest else np.zeros((0, *sample_shape(g)), np.int64))
     classes += kinds
     return FuzzSet(np.concatenate(xs).astype(np.int64), classes, search)
 

@@ -135,10 +135,9 @@ def validate_graph(graph: Graph) -> None:
 
 
 def validate_input(graph: Graph, xq: np.ndarray) -> np.ndarray:
+    """xq [N, *input_shape] (constant) or [N, T, *input_shape] (frames) -> int64 frames [N, T, n_in]."""
     xq = np.asarray(xq)
-    if xq.ndim != len(graph.input_shape) + 1 or tuple(xq.shape[1:]) != tuple(graph.input_shape):
-        raise ValueError(f"xq must have shape [N, {', '.join(map(str, graph.input_shape))}], "
-                         f"got {list(xq.shape)}")
+    frames = graph.input_frames(xq)
     if xq.dtype.kind not in "iu":
         raise ValueError(f"xq must hold quantized integers (graph.quantize_input), got {xq.dtype}")
     if graph.input_signed:
@@ -148,7 +147,7 @@ def validate_input(graph: Graph, xq: np.ndarray) -> np.ndarray:
     if xq.size and (xq.min() < lo or xq.max() > hi):
         raise ValueError(f"xq values [{xq.min()}, {xq.max()}] outside the graph's "
                          f"{graph.input_bits}-bit input range [{lo}, {hi}]")
-    return xq.reshape(xq.shape[0], -1).astype(np.int64)
+    return frames
 
 
 def _synapse(kind, weight, in_shape, stride, padding, name):
@@ -160,7 +159,7 @@ def _synapse(kind, weight, in_shape, stride, padding, name):
 
 def build_lava_network(graph: Graph, xq: np.ndarray = None, record_spikes: bool = True,
                        probe_buffer: int = 64) -> LavaNetwork:
-    """Processes and connections for `graph` streaming the samples xq [N, *input_shape] (one zero
+    """Processes and connections for `graph` streaming the samples xq [N, (T,) *input_shape] (one zero
     sample if None). probe_buffer: samples the host may leave unread in each probe pipe."""
     validate_graph(graph)
     if xq is None:
@@ -168,7 +167,7 @@ def build_lava_network(graph: Graph, xq: np.ndarray = None, record_spikes: bool 
     data = validate_input(graph, xq)
     sched = make_schedule(graph, data.shape[0])
     P, T, N = sched.period, sched.T, sched.n_samples
-    source = GradedSource(data=data, period=P, T=T, name="input")
+    source = GradedSource(data=data.reshape(N * T, -1), period=P, T=T, name="input")
     pre = source.s_out
     synapses, neurons = [], []
     for i, l in enumerate(graph.layers):

@@ -117,7 +117,7 @@ def _synapses(layer, pre_port, pre_layout, graded_bits: int, name: str):
 
 def build_stock_network(graph: Graph, xq: np.ndarray, probe_buffer: int = 64,
                         record_spikes: bool = True) -> tuple:
-    """(StockNetwork, Schedule) streaming xq [N, *input_shape] through Lava's stock Processes."""
+    """(StockNetwork, Schedule) streaming xq [N, (T,) *input_shape] through Lava's stock Processes."""
     from lava.proc.io.source import RingBuffer
     from lava.proc.lif.process import LIFReset
 
@@ -128,11 +128,11 @@ def build_stock_network(graph: Graph, xq: np.ndarray, probe_buffer: int = 64,
     first = graph.layers[0]
     layout = tuple(graph.input_shape) if first.kind == "conv" else None
     steps = sched.total_steps
-    if data.shape[1] * steps > MAX_BUFFER:
-        raise StockModelError(f"{N} samples x {T} steps x {data.shape[1]} inputs exceed the input buffer "
+    if data.shape[2] * steps > MAX_BUFFER:
+        raise StockModelError(f"{N} samples x {T} steps x {data.shape[2]} inputs exceed the input buffer "
                               f"({MAX_BUFFER:,} values); run_lava_stock splits them")
-    buf = np.zeros((steps, data.shape[1]), dtype=np.int32)
-    buf[:N * T] = np.repeat(data, T, axis=0)               # column k is sent at Lava step k + 1
+    buf = np.zeros((steps, data.shape[2]), dtype=np.int32)
+    buf[:N * T] = data.reshape(N * T, -1)                  # column k is sent at Lava step k + 1 (frame per step)
     buf = enc.chw_to_whc(buf, layout) if layout else buf
     source = RingBuffer(data=np.moveaxis(buf, 0, -1).copy())
     net = StockNetwork(source=source)

@@ -33,20 +33,19 @@ def _check_input(graph: Graph, xq) -> np.ndarray:
     xq = np.asarray(xq)
     if xq.dtype.kind not in "iub":
         raise ValueError(f"xq must hold quantized integers (see Graph.quantize_input), got dtype {xq.dtype}")
-    want = tuple(graph.input_shape)
-    if xq.ndim != len(want) + 1 or tuple(xq.shape[1:]) != want:
-        raise ValueError(f"xq must have shape [N, {', '.join(map(str, want))}], got {list(xq.shape)}")
+    frames = graph.input_frames(xq)                  # [N, T, n_in]; raises on a wrong shape
     lo = -graph.input_max if graph.input_signed else 0
     hi = graph.input_max - 1 if graph.input_signed else graph.input_max
     if xq.size and (xq.min() < lo or xq.max() > hi):
         raise ValueError(f"xq values must lie in [{lo}, {hi}] ({graph.input_bits}-bit input), "
                          f"got [{xq.min()}, {xq.max()}]")
-    return xq.astype(np.int64, copy=False)
+    return frames
 
 
 def run_onnx(model_path_or_bytes, graph: Graph, xq, batch_size: int = 256, record_spikes: bool = True,
              providers=None, progress: bool = False) -> BackendResult:
-    """Run the model on quantized inputs xq (int [N, *input_shape]) in batches of batch_size.
+    """Run the model on quantized inputs xq (int [N, *input_shape], or [N, T, *input_shape] one frame
+    per step) in batches of batch_size.
 
     Returns BackendResult(backend="onnx") with readout int64 [N, classes] and, when record_spikes,
     spikes bool [N, T, n_out] per spiking layer. The exactness proof (export/onnx_exact.py) covers
@@ -77,8 +76,8 @@ def run_onnx(model_path_or_bytes, graph: Graph, xq, batch_size: int = 256, recor
         starts = tqdm(starts, desc="onnx", unit="batch")
     seconds = 0.0
     for s in starts:
-        chunk = xq[s:s + int(batch_size)].astype(np.float32)
-        x = np.ascontiguousarray(np.broadcast_to(chunk[None], (T, *chunk.shape)))
+        chunk = xq[s:s + int(batch_size)].astype(np.float32)              # [b, T, n_in]
+        x = np.ascontiguousarray(chunk.transpose(1, 0, 2).reshape(T, chunk.shape[0], *graph.input_shape))
         t0 = time.perf_counter()
         outs = sess.run(names, {"x": x})
         seconds += time.perf_counter() - t0

@@ -18,16 +18,21 @@ def _save(fig, path: Path) -> None:
     atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
 
 
-def plot_raster(r, graph, sample: int, path: Path) -> None:
+def plot_raster(r, graph, sample: int, path: Path, xq=None) -> None:
+    """One sample's spikes per layer and time step; with xq, the input events on top (the non-zero
+    entries of each step's frame x[t]: an event train, or a constant image repeated every step)."""
     plt = _plt()
-    sp = r.spikes
-    fig, axes = plt.subplots(len(sp), 1, figsize=(7, 2.2 * len(sp)), squeeze=False)
-    for ax, l, s in zip(axes[:, 0], graph.spiking_layers, sp):
-        t, k = np.nonzero(s[sample])
-        ax.scatter(t + 1, k, s=4, marker="|", color="k")
-        ax.set_ylabel(f"{l.name}\nneuron")
+    sp = list(r.spikes)
+    rows = [("input", "input\nindex", graph.input_frames(np.asarray(xq)[sample:sample + 1])[0] != 0)] \
+        if xq is not None else []
+    rows += [(l.name, f"{l.name}\nneuron", s[sample]) for l, s in zip(graph.spiking_layers, sp)]
+    fig, axes = plt.subplots(len(rows), 1, figsize=(7, 2.2 * len(rows)), squeeze=False)
+    for ax, (name, label, s) in zip(axes[:, 0], rows):
+        t, k = np.nonzero(s)
+        ax.scatter(t + 1, k, s=4, marker="|", color="tab:blue" if name == "input" else "k")
+        ax.set_ylabel(label)
         ax.set_xlim(0.5, graph.T + 0.5)
-        ax.set_ylim(-0.5, l.n_out - 0.5)
+        ax.set_ylim(-0.5, s.shape[1] - 0.5)
     axes[-1, 0].set_xlabel("time step")
     fig.suptitle(f"{r.backend}: spike raster of sample {sample} (prediction {int(r.predictions[sample])})")
     fig.tight_layout()

@@ -33,9 +33,12 @@ def run_stats(graph: Graph, r: BackendResult, xq: np.ndarray, labels: np.ndarray
     layers = []
     # synaptic ops per IR layer (its input connection and the feedback edges into it)
     syn = np.zeros(len(graph.layers), dtype=np.float64)
-    # graded input events: every non-zero input value is sent at every step
-    nz = (np.asarray(xq[:n]).reshape(n, -1) != 0)
-    syn[0] += float((nz * fan_out(graph.layers[0])).sum()) * T
+    # graded input events: every non-zero input value of each step's frame (an image: every step)
+    x = np.asarray(xq[:n])
+    if x.ndim == len(graph.input_shape) + 1:                          # constant: the same frame T times
+        syn[0] += float(((x.reshape(n, -1) != 0) * fan_out(graph.layers[0])).sum()) * T
+    else:
+        syn[0] += float(((graph.input_frames(x) != 0) * fan_out(graph.layers[0])).sum())
     for i, (l, s) in enumerate(zip(graph.spiking_layers, r.spikes)):
         per_neuron = s.sum(axis=1)                                   # [N, n_out]
         nxt = graph.layers[i + 1]

@@ -60,7 +60,7 @@ def _readout_decay(lm: dict, decay: int, where: Path) -> int:
 
 
 def graph_manifest(g: Graph) -> dict:
-    return {
+    m = {
         "format_version": FORMAT_VERSION,
         "target": g.target, "T": g.T, "lam": g.lam, "decay": g.decay,
         "input_shape": list(g.input_shape), "input_scale": g.input_scale,
@@ -70,6 +70,9 @@ def graph_manifest(g: Graph) -> dict:
                       "padding": f.padding, "weight_shape": list(f.weight.shape)} for f in g.feedback],
         "meta": g.meta,
     }
+    if g.input_time_varying:          # omitted when False: constant-input bundles stay byte-identical
+        m["input_time_varying"] = True
+    return m
 
 
 def _arrays(g: Graph) -> dict:
@@ -155,4 +158,5 @@ def load_graph(bundle: Path) -> Graph:
     return Graph(layers=layers, T=int(m["T"]), lam=float(m["lam"]), decay=int(m["decay"]),
                  input_shape=tuple(m["input_shape"]), input_scale=float(m["input_scale"]),
                  input_bits=int(m["input_bits"]), input_signed=bool(m["input_signed"]),
-                 feedback=feedback, target=m["target"], meta=m.get("meta", {}))
+                 feedback=feedback, target=m["target"], meta=m.get("meta", {}),
+                 input_time_varying=bool(m.get("input_time_varying", False)))

@@ -12,8 +12,10 @@ For a spiking layer with integer weights W, bias B, threshold TH, fractional bit
     s[t]  = V[t] >= (TH << F)                      (fire at equality: the toolchain's one convention)
     V'[t] = V[t] - s[t] * (TH << F)                (subtractive reset, leak after reset)
 
-The first layer's s_in is the quantized input x_q (integers, constant over time). Every other
-layer's s_in is the previous layer's binary spikes. The readout layer is an integrator with no
+The first layer's s_in[t] is the quantized input: x_q constant over time (an image, the default),
+or a time-varying x_q[t] (a spike train / event frames, one frame per step: xq [N, T, *input_shape];
+Graph.input_time_varying records that the model was trained on such input). Every other layer's
+s_in is the previous layer's binary spikes. The readout layer is an integrator with no
 threshold and no clip, leaking with its own 12-bit decay D_r (layer.decay: 0, or the network's D
 when the trained readout leaks with lam, train/readout.py):
 
@@ -122,6 +124,7 @@ class Graph:
     input_signed: bool = False
     feedback: list = field(default_factory=list)   # list[Feedback]
     target: str = "loihi2"
+    input_time_varying: bool = False               # trained on x[t] frames (events, encoded trains)
     meta: dict = field(default_factory=dict)       # provenance: checkpoint hash, spec, ...
 
     @property
@@ -144,6 +147,21 @@ class Graph:
 
     def feedback_into(self, dst: int) -> list:
         return [f for f in self.feedback if f.dst == dst]
+
+    def input_frames(self, xq: np.ndarray) -> np.ndarray:
+        """The first layer's input per step, int64 [N, T, n_in]: xq [N, *input_shape] (constant, repeated
+        over T) or xq [N, T, *input_shape] (one frame per step). The one place every form reads x[t]."""
+        xq = np.asarray(xq)
+        shape, T = tuple(self.input_shape), int(self.T)
+        n_in = int(np.prod(shape))
+        if xq.ndim == len(shape) + 1 and tuple(xq.shape[1:]) == shape:
+            flat = xq.reshape(xq.shape[0], 1, n_in).astype(np.int64, copy=False)
+            return np.broadcast_to(flat, (xq.shape[0], T, n_in))        # a read-only view, no copy
+        if xq.ndim == len(shape) + 2 and tuple(xq.shape[1:]) == (T, *shape):
+            return xq.reshape(xq.shape[0], T, n_in).astype(np.int64)
+        dims = ", ".join(map(str, shape))
+        raise ValueError(f"xq must have shape [N, {dims}] (constant) or [N, {T}, {dims}] (one frame "
+                         f"per step), got {list(xq.shape)}")
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
         """Float input (already normalized as in training) -> integer x_q, clipped to input_bits."""

@@ -50,6 +50,8 @@ def _require(ok: bool, mpath: Path, key: str, what: str) -> None:
 def validate_manifest(m, mpath: Path) -> None:
     """Raise BundleError naming the manifest and the first bad key."""
     _check(m, TOP, mpath, "")
+    _require(isinstance(m.get("input_time_varying", False), bool), mpath, "'input_time_varying'",
+             "must be a boolean (omitted: constant input)")
     _require(m["T"] >= 1, mpath, "'T'", f"must be >= 1, got {m['T']}")
     _require(0 <= m["decay"] < 4096, mpath, "'decay'", f"must be in [0, 4095], got {m['decay']}")
     _require(1 <= m["input_bits"] <= 32, mpath, "'input_bits'", f"must be in [1, 32], got {m['input_bits']}")

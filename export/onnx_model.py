@@ -1,7 +1,7 @@
 """Graph -> ONNX model computing the integer LIF semantics of export/ir.py bit-exactly (numpy + onnx).
 
 Model contract (opset 17, producer "saf-toolchain"):
-  input  "x":                float32 [T, N, *input_shape], the quantized input x_q repeated over T
+  input  "x":                float32 [T, N, *input_shape], the quantized input x_q[t] per step (an image repeated)
   output "readout":          int64 [N, classes], the readout integrators' R[T]
   output "spikes_<layer>":   bool [T, N, n_out] per spiking layer (only when built with spikes=True)
 

@@ -99,6 +99,7 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
     resources, quantization, calibration). Raises a user error with one clear line."""
     from saf.hw_targets import get_target
     from saf.train.data import load_dataset
+    from saf.train.data.coding import InputCoding
 
     from .onnx_model import save_onnx_model
 
@@ -113,9 +114,10 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
     if T < 1:
         raise ExportError(f"--T must be >= 1, got {T}")
     data = None
+    coding = InputCoding.from_config(cfg)             # the encoder / binning the model was trained with
     dataset = calibrate_data or (None if input_scale is not None else cfg.get("dataset"))
     if dataset:
-        data = load_dataset(dataset, data_root or cfg.get("data_root"))
+        data = load_dataset(dataset, data_root or cfg.get("data_root"), T=T, coding=coding)
         if tuple(data.input_shape) != tuple(spec["input_shape"]):
             raise ExportError(f"dataset {data.name} has input {list(data.input_shape)}, the model expects "
                               f"{list(spec['input_shape'])}")
@@ -135,6 +137,9 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
     graph, qrep = quantize(layers, feedback, T=T, lam=net.lam, theta=net.theta, target=target,
                            input_scale=scale, input_bits=bits, input_signed=signed, input_exact=exact_in,
                            meta=meta, readout_leaks=net.readout_kind.leaks_with_lam)
+    if data is not None and data.time_steps is not None:   # trained on x[t]: deploy feeds the same trains
+        graph.input_time_varying = True
+        graph.meta["input_coding"] = coding.to_dict()
     cert = certify(graph)
     resources, violations = check_resources(graph, target)
     # ADVISORY rules (ranges) are exactness questions, answered by the certificate (a saturating layer

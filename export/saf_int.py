@@ -5,7 +5,8 @@ nothing here carries a membrane potential, truncates, or saturates. Per spiking 
 (SAF paper Eq. 4 and 5, with DESIGN.md's typo fixes), with lam = graph.lam_q = (4096 - D) / 4096:
 
     c[t]    = sum_{k=0}^{t-1} lam^k                       (c[1] = 1)
-    a_in[t] = c[t] * x_q  (layer 1, constant input)  or  a_{l-1}[t]  (the forwarded accumulation)
+    a_in[t] = lam a_in[t-1] + x_q[t]  (layer 1; = c[t] * x_q for constant input)
+              or  a_{l-1}[t]  (the forwarded accumulation)
     U[t]    = W a_in[t] + B c[t]  (+ W_fb a_src[t-1] for each feedback edge, a_src[0] = 0)
     a[t]    = lam a[t-1] + H(U[t] - TH (lam a[t-1] + 1))       H(0) = 1 (fire at equality)
     s[t]    = a[t] - lam a[t-1]                           (the spike, 0 or 1)
@@ -123,7 +124,8 @@ def _bounds(graph: Graph, lin: list, fb: list, x_max: int, p: int, q: int) -> in
 
 def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_size: int = 256,
                 record_potentials: bool = False) -> BackendResult:
-    """The SAF form in exact integer arithmetic on xq [N, *input_shape] (backend "saf-int")."""
+    """The SAF form in exact integer arithmetic on xq [N, *input_shape] or, one frame per step,
+    [N, T, *input_shape] (backend "saf-int")."""
 
     t0 = time.perf_counter()
     sp = graph.spiking_layers
@@ -141,10 +143,11 @@ def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_
             raise ValueError(f"feedback {f.src}->{f.dst} must join spiking layers with dst <= src")
         fb[f.dst].append((f.src, _Linear(f.kind, f.weight, sp[f.src].out_shape, f.stride, f.padding)))
     x_max = graph.input_max
-    xq = np.asarray(xq, dtype=np.int64)
-    n = xq.shape[0]
-    xq = xq.reshape(n, -1)
-    x_max = max(x_max, int(np.abs(xq).max(initial=0)))
+    varying = np.asarray(xq).ndim == len(graph.input_shape) + 2
+    frames = graph.input_frames(xq)                                   # [N, T, n_in]
+    n = frames.shape[0]
+    xq = frames[:, 0]
+    x_max = max(x_max, int(np.abs(frames if varying else xq).max(initial=0)))
     bound = _bounds(graph, lin, fb, x_max, p, q)
     dt = np.int64 if bound < INT64_SAFE else object
 
@@ -160,13 +163,21 @@ def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_
         sl = slice(start, min(n, start + batch_size))
         b = sl.stop - sl.start
         x = xq[sl].astype(dt)
+        Ain = np.zeros_like(x)                                   # S a_in[t-1] of layer 1 (time-varying)
         A = [np.zeros((b, l.n_out), dtype=dt) for l in sp]       # S a[t-1] per layer
         counts = np.zeros((b, sp[-1].n_out), dtype=np.int64)
         C = 0                                                    # S c[t-1], a Python int
         for t in range(T):
             C = (p * C) // q + S
             old = list(A)                                        # a[t-1] of every layer
-            a_in = x * C
+            if varying:                    # S a_in[t] = lam S a_in[t-1] + S x[t]; exact as A's leak
+                pin = p * Ain
+                Ain = pin // q + frames[sl, t].astype(dt) * S
+                if np.any((pin // q) * q != pin):
+                    raise ArithmeticError(f"inexact input accumulation at t={t + 1} (bug)")
+                a_in = Ain
+            else:
+                a_in = x * C
             for li, layer in enumerate(sp):
                 SU = lin[li](a_in) + bias[li] * C
                 for src, f in fb[li]:

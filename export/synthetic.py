@@ -79,3 +79,12 @@ def random_inputs(g: Graph, n: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     hi = (1 << g.input_bits) - 1
     return rng.integers(0, hi + 1, size=(n, *g.input_shape)).astype(np.int64)
+
+
+def random_trains(g: Graph, n: int, seed: int = 0, density: float = 0.3) -> np.ndarray:
+    """Time-varying inputs x_q[t], shape [n, T, *input_shape]: each entry is 0 with probability
+    1 - density, else a value in the graph's input range (1 for a 1-bit spike train)."""
+    rng = np.random.default_rng(seed)
+    hi = (1 << g.input_bits) - 1
+    vals = rng.integers(1, hi + 1, size=(n, g.T, *g.input_shape))
+    return np.where(rng.random(vals.shape) < density, vals, 0).astype(np.int64)

@@ -54,7 +54,9 @@ def reference_run(graph, xq_one: np.ndarray):
     pots = [np.zeros((graph.T, l.n_out), dtype=np.int64) for l in spiking]
     R = np.zeros(graph.readout.n_out, dtype=np.int64)
     for t in range(graph.T):
-        s_in = np.asarray(xq_one, dtype=np.int64).reshape(-1)
+        x = np.asarray(xq_one, dtype=np.int64)
+        # a spike train / frames [T, *input_shape] feeds frame t at step t; an image every step
+        s_in = (x[t] if x.ndim == len(graph.input_shape) + 1 else x).reshape(-1)
         cur_s = []
         for li, layer in enumerate(spiking):
             I = _synapse(layer.kind, layer.weight, s_in, layer.in_shape, layer.out_shape,

@@ -10,6 +10,9 @@ from typing import Optional
 
 from .checkpoint import CHECKPOINT, RUN_DIR, CheckpointError
 from .data import DATASETS, DatasetError
+from .data.coding import InputCoding
+from .data.encoders import ENCODERS
+from .data.events import BIN_MODES
 from .distributed import DistributedError
 from .functional.surrogate import SURROGATES
 from .methods import METHODS
@@ -25,7 +28,25 @@ CONFIG_FIELDS = tuple(f.name for f in fields(TrainConfig))
 def add_data_args(p: argparse.ArgumentParser, default: Optional[str] = "digits") -> None:
     p.add_argument("--dataset", "--data", dest="dataset", default=default,
                    help=f"dataset name ({', '.join(DATASETS)}); default {default or TrainConfig.dataset}")
-    p.add_argument("--data-root", default=None, help="directory with MNIST IDX / CIFAR-10 python batches")
+    p.add_argument("--data-root", default=None, help="directory with MNIST IDX / CIFAR-10 python batches / "
+                   "N-MNIST Train/ and Test/ folders (README: event datasets)")
+
+
+def add_coding_args(p: argparse.ArgumentParser, d) -> None:
+    """Input coding flags; like every training flag they default to None (the stored value on --resume)."""
+    p.add_argument("--encoder", choices=ENCODERS,
+                   help="how a static image becomes x[t]: constant current, rate (Bernoulli, seeded by "
+                        f"--encoder-seed) or latency (time to first spike); carried in the checkpoint "
+                        f"(default {d.encoder})")
+    p.add_argument("--encoder-seed", type=int, help=f"seed of the rate encoder (default {d.encoder_seed})")
+    p.add_argument("--bin-by", choices=BIN_MODES,
+                   help=f"event datasets: bin events into T frames by time or by event count (default {d.bin_by})")
+
+
+def data_for(cfg, load_dataset):
+    """The training config's dataset as the network's per-step input (events binned, images encoded)."""
+    return load_dataset(cfg.dataset, cfg.data_root, seed=cfg.seed, T=cfg.T,
+                        coding=InputCoding.from_config(vars(cfg)))
 
 
 def register(sub) -> None:
@@ -36,6 +57,7 @@ def register(sub) -> None:
     d = TrainConfig()
     p.add_argument("--model", help=f"builtin ({', '.join(BUILTIN)}) or a JSON spec path (default {d.model})")
     add_data_args(p, default=None)
+    add_coding_args(p, d)
     p.add_argument("--method", help=f"{', '.join(METHODS)} (default {d.method})")
     p.add_argument("--T", type=int, help=f"time steps per sample (default {d.T})")
     p.add_argument("--lam", type=float, help=f"leak lambda in (0, 1] (default {d.lam})")
@@ -149,7 +171,7 @@ def cmd_train(a) -> int:
         return _train_ddp(a)
     cfg, spec, replacing = plan_run(a)
     out = Path(a.out)
-    data = load_dataset(cfg.dataset, cfg.data_root, seed=cfg.seed)
+    data = data_for(cfg, load_dataset)
     tr = Trainer(cfg, out, data, progress=not a.no_progress, resume=a.resume, spec=spec)
     print(f"training {cfg.model} on {cfg.dataset} with {cfg.method}, T={cfg.T}, lam={cfg.lam}, "
           f"device={tr.device}, {sum(p.numel() for p in tr.net.parameters())} parameters", flush=True)
@@ -175,7 +197,7 @@ def _train_ddp(a) -> int:
                                f"the number of processes ({world})")
     ctx = DDPContext.from_env(cfg.device)
     try:
-        data = load_dataset(cfg.dataset, cfg.data_root, seed=cfg.seed)
+        data = data_for(cfg, load_dataset)
         main = ctx.is_main
         tr = Trainer(cfg, out, data, progress=main and not a.no_progress, resume=a.resume,
                      log=print if main else (lambda *_: None), ddp=ctx, spec=spec)
@@ -204,12 +226,13 @@ def eval_checkpoint(path, dataset=None, data_root=None, T=None) -> dict:
     if T is not None and T < 1:
         raise ConfigError(f"--T must be >= 1, got {T}")
     net, spec, cfg = load_model(path)
-    data = load_dataset(dataset or cfg.get("dataset", "digits"), data_root or cfg.get("data_root"))
+    T = int(T or spec.get("T") or cfg.get("T", 6))
+    data = load_dataset(dataset or cfg.get("dataset", "digits"), data_root or cfg.get("data_root"), T=T,
+                        coding=InputCoding.from_config(cfg))
     if tuple(data.input_shape) != tuple(spec["input_shape"]) or data.num_classes != spec["num_classes"]:
         raise DatasetError(f"--data {data.name}: its samples are {list(data.input_shape)} in {data.num_classes} "
                            f"classes, the checkpoint {path} takes {list(spec['input_shape'])} in "
                            f"{spec['num_classes']} classes")
-    T = int(T or spec.get("T") or cfg.get("T", 6))
     saf = evaluate(net, data.x_test, data.y_test, T, "saf")
     lif = evaluate(net, data.x_test, data.y_test, T, "lif")
     agree = float((saf["predictions"] == lif["predictions"]).float().mean())

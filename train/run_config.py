@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 from .checkpoint import CHECKPOINT, RESUME, read_checkpoint
+from .data.encoders import ENCODERS
+from .data.events import BIN_MODES
 from .functional.surrogate import SURROGATES
 from .methods import METHODS
 from .trainer import TrainConfig
@@ -58,6 +60,9 @@ RULES = (
     Rule("method", lambda v: v in METHODS, "", METHODS),
     Rule("optimizer", lambda v: v in OPTIMIZERS, "", OPTIMIZERS),
     Rule("surrogate", lambda v: v in SURROGATES, "", tuple(SURROGATES)),
+    Rule("encoder", lambda v: v in ENCODERS, "", ENCODERS),
+    Rule("encoder_seed", lambda v: isinstance(v, int) and 0 <= v <= SEED_MAX, f"an integer in 0..{SEED_MAX}"),
+    Rule("bin_by", lambda v: v in BIN_MODES, "", BIN_MODES),
 )
 
 

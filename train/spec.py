@@ -254,6 +254,9 @@ BUILTIN = {
                       "layers": [_conv(16), _conv(32), {"type": "avgpool", "kernel": 2},
                                  {"type": "flatten"}, {"type": "linear", "out": 128}],
                       "feedback": [{"src": 1, "dst": 0, "kernel": 3, "padding": 1}]},
+    # N-MNIST event frames (2 polarity channels, 34x34): strided convs keep the Lava graph small
+    "nmnist-conv": {"input_shape": [2, 34, 34], "num_classes": 10,
+                    "layers": [_conv(8, s=2), _conv(16, s=2), {"type": "flatten"}, {"type": "linear", "out": 64}]},
     "vgg11-cifar": vgg_spec("vgg11-cifar"),
     "vggf-cifar": vgg_spec("vggf-cifar", feedback=True),
     "vgg11-small-cifar": vgg_spec("vgg11-small-cifar", widths=(8, 16, 32, 32, 64, 64, 64, 64)),

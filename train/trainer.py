@@ -54,6 +54,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     limit_train: Optional[int] = None
+    encoder: str = "constant"             # static images -> x[t]: constant | rate | latency
+    encoder_seed: int = 0                 # the rate encoder's seed (trains are reproducible from it)
+    bin_by: str = "time"                  # event datasets: frames by "time" or event "count"
     extra: dict = field(default_factory=dict)
 
 

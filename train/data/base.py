@@ -30,6 +30,7 @@ class Dataset:
     input_shape: tuple
     input_scale: Optional[float]
     augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None
+    time_steps: Optional[int] = None     # set: x_* are trains/frames [N, T, *input_shape], x[t] per step
 
     def __post_init__(self) -> None:
         self.input_shape = tuple(int(d) for d in self.input_shape)
@@ -39,9 +40,10 @@ class Dataset:
             if x.dtype != torch.float32 or y.dtype != torch.int64:
                 raise ValueError(f"dataset {self.name}: x_{split} must be float32 and y_{split} "
                                  f"int64, got {x.dtype} and {y.dtype}")
-            if tuple(x.shape[1:]) != self.input_shape:
+            want = self.input_shape if self.time_steps is None else (int(self.time_steps), *self.input_shape)
+            if tuple(x.shape[1:]) != want:
                 raise ValueError(f"dataset {self.name}: x_{split} has per-sample shape "
-                                 f"{tuple(x.shape[1:])}, expected {self.input_shape}")
+                                 f"{tuple(x.shape[1:])}, expected {want}")
             if y.dim() != 1 or y.shape[0] != x.shape[0]:
                 raise ValueError(f"dataset {self.name}: y_{split} shape {tuple(y.shape)} does not "
                                  f"match {x.shape[0]} samples")

@@ -5,6 +5,10 @@
 - `lif_step`: the LIF (deployment) form, Eq. (1). mode="trace" is OTTT (value W s[t], weight gradient
   through the presynaptic trace), mode="bptt" keeps the graph through time, mode="plain" is inference.
 Both return the readout o[t] = W_o s_N[t] + b_o for the current step.
+
+Input: x is an image [B, *in_shape] fed as a constant current every step (the accumulation is
+x c[t]), or a time-varying train [B, T, *in_shape] (event frames, encoded spikes): step t reads
+x[:, t-1] and the input accumulation is a_in[t] = lam a_in[t-1] + x[t] (carried in the state).
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from .synapse import Synapse
 class SAFState:
     a: list                                    # a[t-1] per spiking layer (None before step 1)
     t: int = 0
+    a_in: Optional[torch.Tensor] = None        # input accumulation a_in[t-1] (time-varying input)
 
 
 @dataclass
@@ -34,6 +39,7 @@ class LIFState:
     s: list
     ahat: list                                 # presynaptic traces (mode="trace")
     t: int = 0
+    a_in: Optional[torch.Tensor] = None        # input trace a_in[t-1] (time-varying input)
 
 
 @dataclass
@@ -88,6 +94,20 @@ class SpikingNet(nn.Module):
                 "fb": [f.effective_weight() for f in self.fb],
                 "readout": self.readout.effective_weight()}
 
+    def varying(self, x: torch.Tensor) -> bool:
+        """True for a train [B, T, *in_shape], False for an image [B, *in_shape]."""
+        return x.dim() == len(self.plan.layers[0].in_shape) + 2
+
+    def step_input(self, x: torch.Tensor, t: int, c: float, a_in_prev) -> tuple:
+        """(s_in[t], a_in[t]) of the first layer at step t (1-based): the image x and x c[t], or frame
+        x[:, t-1] of a train [B, T, *in_shape] and lam a_in[t-1] + x[t]."""
+        if not self.varying(x):
+            return x, x * c
+        if t > x.shape[1]:
+            raise ValueError(f"input train has {x.shape[1]} steps, step {t} asked")
+        xt = x[:, t - 1]
+        return xt, (xt if a_in_prev is None else self.lam * a_in_prev + xt)
+
     def _fb_into(self, dst: int):
         return [(k, src) for k, (src, d) in enumerate(self.fb_edges) if d == dst]
 
@@ -102,7 +122,8 @@ class SpikingNet(nn.Module):
         t = st.t + 1
         lam, theta = self.lam, self.theta
         c = bias_coeff(t, lam)
-        inp = x * c                                          # accumulation of the constant input
+        _, inp = self.step_input(x, t, c, st.a_in)           # accumulation of the input
+        a_in = inp.detach() if self.varying(x) else None     # carried only for a train
         new_a = []
         wb = weights["blocks"] if weights is not None else [None] * len(self.blocks)
         wf = weights["fb"] if weights is not None else [None] * len(self.fb)
@@ -130,7 +151,7 @@ class SpikingNet(nn.Module):
             with torch.no_grad():
                 value = ro(saf_spikes(a_N, a_prev_N, lam), w.detach()) + ro.bias_term(1.0)
             o = replace(value, ro(a_N, w) + ro.bias_term(c))
-        return o, SAFState([a.detach() for a in new_a], t)
+        return o, SAFState([a.detach() for a in new_a], t, a_in)
 
     # ---------------------------------------------------------------- LIF form
     def _current(self, syn: Synapse, s_in, a_in, c: float, mode: str, bias: bool = True):
@@ -149,7 +170,8 @@ class SpikingNet(nn.Module):
         lam, theta = self.lam, self.theta
         c = bias_coeff(t, lam)
         keep = mode == "bptt"
-        s_in, a_in = x, x * c
+        s_in, a_in = self.step_input(x, t, c, st.a_in)
+        a_in0 = a_in.detach() if self.varying(x) else None
         new_u, new_s, new_a = [], [], []
         for l, blk in enumerate(self.blocks):
             cur = self._current(blk, s_in, a_in, c, mode)
@@ -172,7 +194,7 @@ class SpikingNet(nn.Module):
             new_u = [u.detach() for u in new_u]
             new_s = [s.detach() for s in new_s]
             new_a = [None if a is None else a.detach() for a in new_a]
-        return o, LIFState(new_u, new_s, new_a, t)
+        return o, LIFState(new_u, new_s, new_a, t, a_in0)
 
     # ---------------------------------------------------------------- whole-sample inference
     @torch.no_grad()
