@@ -142,7 +142,8 @@ class _Plan:
 
 def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subtract",
             feedforward_delay: int = 0, feedback_delay: int = 1, overflow: str = "clip",
-            current_bits: int = 0, readout_leak: bool = True, record_spikes: bool = True,
+            current_bits: int = 0, readout_leak: bool = True, initial_potential: bool = True,
+            record_spikes: bool = True,
             record_potentials: bool = False, batch_size: int = 512,
             progress: bool = False, plan: _Plan = None) -> BackendResult:
     """Run the integer LIF form on xq [N, *input_shape]; the keyword options inject faults."""
@@ -171,7 +172,8 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
         sl = slice(start, min(n, start + batch_size))
         b = sl.stop - sl.start
         I0 = plan.syn[0](xq[sl])                                # the constant input current (no bias)
-        V = [np.zeros((b, l.n_out), dtype=np.int64) for l in sp]
+        # V'[0] = v0 (Layer.v0, DSR's alpha firing); initial_potential=False injects the fault of ignoring it
+        V = [np.full((b, l.n_out), int(l.v0) if initial_potential else 0, dtype=np.int64) for l in sp]
         zeros = [np.zeros((b, l.n_out), dtype=bool) for l in sp]
         # hist[t'] = list of spike arrays of step t' (most recent last), enough for both delays
         depth = max(feedforward_delay, feedback_delay) + 1
@@ -215,7 +217,8 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
     info = {"saturated": sat, "max_abs_v": vmax,
             "faults": {"tie": tie, "reset": reset, "feedforward_delay": feedforward_delay,
                        "feedback_delay": feedback_delay, "overflow": overflow,
-                       "current_bits": current_bits, "readout_leak": readout_leak},
+                       "current_bits": current_bits, "readout_leak": readout_leak,
+                       "initial_potential": initial_potential},
             "synapse_dtypes": {s.name: np.dtype(s.dtype).name for s in plan.syn}}
     return BackendResult(backend="emulator", readout=readout, spikes=spikes, potentials=pots,
                          seconds=time.perf_counter() - t0, info=info)
