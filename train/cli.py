@@ -24,7 +24,7 @@ def add_data_args(p: argparse.ArgumentParser, default: str = "digits") -> None:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train a spiking network (SAF-E, SAF-F, OTTT_O, OTTT_A, BPTT)",
+    p = sub.add_parser("train", help="train a spiking network (SAF-E, SAF-F, OTTT_O, OTTT_A, BPTT, DSR)",
                        description="Train an SNN and write model.safetensors, metrics.jsonl and curves.png to --out.")
     d = TrainConfig()
     p.add_argument("--model", default=d.model, help=f"builtin ({', '.join(BUILTIN)}) or a JSON spec path")
@@ -42,6 +42,10 @@ def register(sub) -> None:
     p.add_argument("--mse-weight", type=float, default=d.mse_weight, help="a in (1-a) CE + a MSE")
     p.add_argument("--surrogate", default=d.surrogate, choices=("sigmoid", "rect"))
     p.add_argument("--alpha", type=float, default=d.alpha, help="surrogate slope (sigmoid) or half-width (rect)")
+    p.add_argument("--dsr-alpha", type=float, default=d.dsr_alpha,
+                   help="--method dsr: fire at alpha*V_th, subtract V_th (alpha in (0, 1]; default 1)")
+    p.add_argument("--dsr-readout", default=d.dsr_readout, choices=("spike", "linear"),
+                   help="--method dsr: spiking output layer read as spike counts (default) or a linear readout")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, help="auto (CUDA when available), cpu, cuda, cuda:N")
     p.add_argument("--limit-train", type=int, default=None, help="use only the first N training samples")

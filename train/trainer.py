@@ -49,6 +49,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     limit_train: Optional[int] = None
+    dsr_alpha: float = 1.0           # --method dsr: fire at alpha * V_th (subtract V_th)
+    dsr_readout: str = "spike"       # --method dsr: "spike" (spiking output layer) or "linear"
     extra: dict = field(default_factory=dict)
 
 
@@ -85,6 +87,9 @@ def peak_memory_bytes(device: str) -> int:
 def build(cfg: TrainConfig):
     spec = with_neuron(load_spec(cfg.model), cfg.lam, cfg.theta)
     spec["T"] = cfg.T
+    if cfg.method == "dsr":
+        from .dsr import DSRNet, dsr_spec
+        return DSRNet(dsr_spec(spec, cfg.dsr_alpha, cfg.dsr_readout))
     return SpikingNet(spec, surrogate=cfg.surrogate, alpha=cfg.alpha, readout=readout_for(cfg.method))
 
 
@@ -99,6 +104,8 @@ class Trainer:
             raise TrainingError(f"--surrogate: unknown surrogate {cfg.surrogate!r} (known: {', '.join(SURROGATES)})")
         if cfg.T < 1:
             raise TrainingError(f"--T must be >= 1, got {cfg.T}")
+        if cfg.method == "dsr" and ddp is not None:
+            raise TrainingError("--method dsr does not support --ddp yet")
         self.cfg, self.out, self.data, self.progress, self.log = cfg, Path(out), data, progress, log
         self.ddp = ddp  # optional train.distributed.DDPContext
         self.device = pick_device(cfg.device) if ddp is None else ddp.device
