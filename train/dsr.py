@@ -57,7 +57,7 @@ def dsr_spec(spec: dict, alpha: float = 1.0, readout: str = "spike") -> dict:
 
 
 class DSRNet(nn.Module):
-    def __init__(self, spec: dict, readout: Optional[Readout] = None):
+    def __init__(self, spec: dict, readout: Optional[Readout] = None, shared=None):
         super().__init__()
         if "dsr" not in spec:
             raise SpecError("a DSR network needs spec['dsr'] (build it with dsr_spec)")
@@ -70,11 +70,16 @@ class DSRNet(nn.Module):
         self.readout_kind = readout or (SPIKE_COUNT if self.spiking_output else LEAKY_SUM)
         self.theta = 1.0                 # every threshold is folded to 1 at export (fold_dsr)
         ws, gamma = bool(spec.get("weight_standardization", True)), float(spec.get("gamma", 2.0))
-        blocks = [Synapse("conv" if lp.kind == "conv" else "linear", lp.in_shape[0], lp.out, lp.kernel,
-                          lp.stride, lp.padding, lp.pre, ws=ws and lp.kind != "readout", gamma=gamma)
-                  for lp in self.plan.layers]
+        if shared is not None:
+            blocks = list(shared.blocks) + [shared.readout]
+        else:
+            blocks = [Synapse("conv" if lp.kind == "conv" else "linear", lp.in_shape[0], lp.out, lp.kernel,
+                              lp.stride, lp.padding, lp.pre, ws=ws and lp.kind != "readout", gamma=gamma)
+                      for lp in self.plan.layers]
         self.blocks = nn.ModuleList(blocks[:-1])
         self.readout = blocks[-1]
+        if self.spiking_output and shared is not None:
+            raise SpecError("a DSR view of another network uses the linear readout")
         if self.spiking_output:          # identity, no bias: R = (weighted) spike counts of the output layer
             with torch.no_grad():
                 self.readout.weight.copy_(torch.eye(self.readout.weight.shape[0]))
@@ -135,9 +140,23 @@ class DSRNet(nn.Module):
             return self.logits_from(reps, x), recs
 
 
-def dsr_train_batch(net: DSRNet, x, y, T: int, optimizer, loss_fn, after_backward=None,
+def dsr_view(net) -> DSRNet:
+    """A DSRNet computing with a SpikingNet's own synapses (linear readout, thresholds at its theta),
+    so one network can be timed and measured under every method (`saf bench train`, tests)."""
+    if isinstance(net, DSRNet):
+        return net
+    twin = net.__dict__.get("_dsr_view")
+    if twin is None:
+        twin = DSRNet(dsr_spec(net.spec, 1.0, "linear"), shared=net)
+        twin.vth.data = twin.vth.data.to(next(net.parameters()).device)
+        net.__dict__["_dsr_view"] = twin             # not a submodule: the state_dict is unchanged
+    return twin
+
+
+def dsr_train_batch(net, x, y, T: int, optimizer, loss_fn, after_backward=None,
                     step_optimizer: bool = True) -> dict:
-    """One minibatch of DSR (implementation B)."""
+    """One minibatch of DSR (implementation B). A SpikingNet is trained through its dsr_view."""
+    net = dsr_view(net)
     with torch.no_grad():
         net.vth.clamp_(min=net.vth_min)           # the authors' bound, applied before each forward
     reps, _ = net.simulate(x, T)
