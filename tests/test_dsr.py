@@ -231,3 +231,74 @@ def test_bad_dsr_flags_are_one_line_errors(capsys, tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     with pytest.raises(SpecError):
         dsr_spec(builtin_spec("mlp-digits"), 1.0, "bogus")
+
+
+# ---------------------------------------------------------------- SAF Theorem 2, corrected factor
+class _ClampMaskSpike(torch.autograd.Function):
+    """H(U - thr) forward; backward the clamp-mask surrogate 1[0 < z < 1], z = U / (c[T] V)."""
+
+    @staticmethod
+    def forward(ctx, U, thr, z):
+        ctx.save_for_backward(z)
+        return (U >= thr).to(U.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved_tensors
+        return g * ((z > 0) & (z < 1)).to(g.dtype), None, None
+
+
+def _saf_f_clamp_grads(net, x, y, T, V, mask_scale):
+    """SAF-F (graph-free steps, one graph at T) with the clamp-mask surrogate; IF (c[T] = T)."""
+    st = net.init_saf()
+    with torch.no_grad():
+        for _ in range(T - 1):
+            _, st = net.saf_step(x, st, readout="none")
+    inp = x * T
+    for l, blk in enumerate(net.blocks):
+        U = blk(inp) + blk.bias_term(float(T))
+        inp = st.a[l] + _ClampMaskSpike.apply(U, V * (st.a[l] + 1), U / (T * mask_scale))
+    logits = (net.readout(inp) + net.readout.bias_term(float(T))) / T
+    net.zero_grad(set_to_none=True)
+    ce_mse_loss(logits, y).backward()
+    return [b.weight.grad.clone() for b in net.blocks] + [net.readout.weight.grad.clone()]
+
+
+def test_saf_theorem2_factor_is_vth_to_the_n_minus_l():
+    """SAF-F with the clamp-mask surrogate = V^(N-l) x the spike-representation (DSR-IF) gradient for
+    weight layer l of N (the paper prints a single V_th; METHODS.md 4.3): cosine 1, ratios 8, 4, 2, 1
+    at V = 2 with three spiking layers and the readout. The DSR network is the same network with
+    weights W^l / V for l >= 2 (its spikes carry V), so its gradient w.r.t. W^l is its own / V."""
+    from saf.train.modules.network import SpikingNet
+
+    V, T = 2.0, 64
+    spec = with_neuron({"input_shape": [16], "num_classes": 5, "weight_standardization": False,
+                        "layers": [{"type": "linear", "out": n} for n in (40, 30, 20)]}, 1.0, V)
+    torch.manual_seed(0)
+    net = SpikingNet(spec).double()
+    with torch.no_grad():
+        for b in net.blocks:
+            b.weight.mul_(3.0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(32, 16, generator=g, dtype=torch.float64) * 2
+    y = torch.randint(0, 5, (32,), generator=g)
+    d = DSRNet(dsr_spec(spec, 1.0, "linear")).double()
+    with torch.no_grad():
+        for l, (bd, bs) in enumerate(zip(d.blocks, net.blocks)):
+            bd.weight.copy_(bs.weight / (1.0 if l == 0 else V))
+            bd.bias.copy_(bs.bias)
+        d.readout.weight.copy_(net.readout.weight / V)
+        d.readout.bias.copy_(net.readout.bias)
+    dsr_train_batch(d, x, y, T, torch.optim.SGD(d.parameters(), lr=0.0), ce_mse_loss, step_optimizer=False)
+    g_sr = [b.weight.grad / (1.0 if l == 0 else V) for l, b in enumerate(d.blocks)] + [d.readout.weight.grad / V]
+    g_saf = _saf_f_clamp_grads(net, x, y, T, V, V)
+    n = len(g_saf)
+    for l, (a, b) in enumerate(zip(g_saf, g_sr)):
+        assert float(b.abs().max()) > 0
+        cos = float((a * b).sum() / (a.norm() * b.norm()))
+        ratio = float((a * b).sum() / (b * b).sum())
+        assert abs(cos - 1) <= 1e-12, (l, cos)
+        assert abs(ratio - V ** (n - 1 - l)) <= 1e-12 * V ** (n - 1 - l), (l, ratio)
+    # the check can fail: the mask at the wrong scale (U / T, no V) is a different surrogate
+    g_bad = _saf_f_clamp_grads(net, x, y, T, V, 1.0)
+    assert min(float((a * b).sum() / (a.norm() * b.norm())) for a, b in zip(g_bad, g_sr)) < 1 - 1e-6
