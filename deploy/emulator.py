@@ -197,7 +197,8 @@ class _Plan:
 
 def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subtract",
             feedforward_delay: int = 0, feedback_delay: int = 1, overflow: str = "clip",
-            current_bits: int = 0, readout_leak: bool = True, record_spikes: bool = True,
+            current_bits: int = 0, readout_leak: bool = True, initial_potential: bool = True,
+            record_spikes: bool = True,
             record_potentials: bool = False, batch_size: int = 512,
             progress: bool = False, plan: _Plan = None) -> BackendResult:
     """Run the integer LIF form on xq [N, *input_shape] (constant) or [N, T, *input_shape] (frame x[t]
@@ -240,7 +241,8 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
                 u = _shift(i, sp[0].frac_bits)
                 return _wrap(u, current_bits) if current_bits else u
             u0 = [_u(i) for i in I0] if varying else _u(I0)
-        V = [np.zeros((b, l.n_out), dtype=sdt) for l in sp]
+        # V'[0] = v0 (Layer.v0, DSR's alpha firing); initial_potential=False injects the fault of ignoring it
+        V = [np.full((b, l.n_out), int(l.v0) if initial_potential else 0, dtype=sdt) for l in sp]
         zeros = [np.zeros((b, l.n_out), dtype=bool) for l in sp]
         # hist[t'] = list of spike arrays of step t' (most recent last), enough for both delays
         depth = max(feedforward_delay, feedback_delay) + 1
@@ -291,7 +293,8 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
     info = {"saturated": sat, "max_abs_v": vmax,
             "faults": {"tie": tie, "reset": reset, "feedforward_delay": feedforward_delay,
                        "feedback_delay": feedback_delay, "overflow": overflow,
-                       "current_bits": current_bits, "readout_leak": readout_leak},
+                       "current_bits": current_bits, "readout_leak": readout_leak,
+                       "initial_potential": initial_potential},
             "synapse_dtypes": {s.name: np.dtype(s.dtype).name for s in plan.syn},
             "state_dtype": np.dtype(plan.state_dtype).name}
     return BackendResult(backend="emulator", readout=readout, spikes=spikes, potentials=pots,

@@ -58,6 +58,9 @@ def stock_problems(graph: Graph) -> list:
                        f"programmable (Loihi 2 microcode) neuron; the stock LIF's shifts are fixed at 6")
         elif F < enc.ACT_SHIFT:
             out.append(f"layer {l.name}: F = {F} but the stock LIF shifts input and threshold by exactly 6")
+        if int(l.v0):
+            out.append(f"layer {l.name}: initial potential v0 = {l.v0} (alpha firing): the stock LIF "
+                       f"starts every sample at v = 0; use the own-model backend 'lava'")
         if not 0 < int(l.threshold) <= VTH_MAX:
             out.append(f"layer {l.name}: threshold {l.threshold} outside the stock vth range 1..{VTH_MAX}")
     return out

@@ -45,6 +45,8 @@ def _layer_meta(l: Layer) -> dict:
          "threshold": int(l.threshold), "stride": l.stride, "padding": l.padding,
          "scale": float(l.scale), "frac_bits": int(l.frac_bits),
          "weight_shape": list(l.weight.shape)}
+    if l.spiking and int(l.v0):
+        d["v0"] = int(l.v0)                # initial potential V'[0] (<< F); omitted when 0
     if not l.spiking:
         d["decay"] = int(l.decay)          # the readout's leak, 12-bit D (0 for none)
     return d
@@ -147,7 +149,8 @@ def load_graph(bundle: Path) -> Graph:
         layers.append(Layer(name=lm["name"], kind=lm["kind"], weight=w.astype(np.int64), bias=b.astype(np.int64),
                             in_shape=tuple(lm["in_shape"]), out_shape=tuple(lm["out_shape"]),
                             threshold=int(lm["threshold"]), stride=int(lm["stride"]), padding=int(lm["padding"]),
-                            scale=float(lm["scale"]), frac_bits=int(lm["frac_bits"]), decay=decay))
+                            scale=float(lm["scale"]), frac_bits=int(lm["frac_bits"]), decay=decay,
+                            v0=int(lm.get("v0", 0)) if lm["kind"] != "readout" else 0))
     feedback = []
     for j, fm in enumerate(m.get("feedback", [])):
         key = f"feedback{j}_weight"

@@ -5,7 +5,10 @@ integer SAF form (the training form on the quantized weights)? Derived from a Gr
 Conditions (DESIGN.md sec. 3), each a named check with a one-line reason:
 - leak:        the 12-bit decay is lam_q = 2^-k exactly (a non-dyadic lam truncates at every step);
 - frac_bits:   F >= k (T - 1) per layer, so every decay over T steps drops no bit;
-- state_24bit: worst-case |V| (state_bound.py) <= 2^23 - 1 per layer, and TH << F fits too;
+- state_24bit: worst-case |V| (state_bound.py, including the initial potential |v0|) <= 2^23 - 1
+               per layer, and TH << F fits too;
+- initial_potential (layers with Layer.v0 != 0, DSR's alpha firing): v0 is a multiple of 2^(kT), so
+               lam^t v0 is an integer for t <= T and no truncating decay of it drops a bit;
 - readout:     the readout integrator's worst case |R[T]| (state_bound with its leak and F_r) fits the
                24-bit state of a compartment;
 - readout_leak (leaking readouts only): D_r is the network's dyadic decay 2^-k and F_r >= k(T-1), so
@@ -94,6 +97,15 @@ def convention_check(conventions: dict) -> Check:
     return Check("convention", "all", True, f"{', '.join(conventions)} declare the IR's '{IR_CONVENTION}'")
 
 
+def initial_potential_check(layer, k: int, T: int) -> Check:
+    """v0 decays T times: exact when 2^(kT) divides it (lam = 2^-k)."""
+    v0, need = int(layer.v0), k * int(T)
+    ok = v0 % (1 << need) == 0
+    return Check("initial_potential", layer.name, ok,
+                 f"v0 = {v0} is {'' if ok else 'not '}a multiple of 2^(kT) = 2^{need}"
+                 + ("" if ok else ": its decay truncates, the LIF state drifts from the exact SAF form"))
+
+
 def certify(graph: Graph, conventions: dict = None) -> Certificate:
     """conventions: backend name -> declared Convention (default: export_conventions())."""
     checks, info = [], []
@@ -120,8 +132,10 @@ def certify(graph: Graph, conventions: dict = None) -> Certificate:
                                 + ("" if F >= need else ": the last decays drop bits")))
         cur = layer_current_bound(layer.weight, layer.bias, [f.weight for f in graph.feedback_into(i)],
                                   x_in if i == 0 else 1, graph.input_signed and i == 0)
-        v = state_bound(cur, F, D, T)
+        v = state_bound(cur, F, D, T, int(layer.v0))
         th = int(layer.threshold) << F
+        if int(layer.v0) and k is not None:
+            checks.append(initial_potential_check(layer, k, T))
         ok = v <= STATE_MAX and 0 < th <= STATE_MAX
         detail = f"worst |V| = {v:,} {'<=' if v <= STATE_MAX else '>'} 2^23-1 = {STATE_MAX:,}; TH<<F = {th:,}"
         if th <= 0:

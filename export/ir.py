@@ -4,7 +4,9 @@ Numpy only (no torch), so deploy backends can load it without the training stack
 
 Integer LIF semantics (the single definition every backend implements; DESIGN.md sec. 1 and 3).
 For a spiking layer with integer weights W, bias B, threshold TH, fractional bits F and
-12-bit decay D (leak lam_q = (4096 - D) / 4096), at steps t = 1..T with V'[0] = 0:
+12-bit decay D (leak lam_q = (4096 - D) / 4096), at steps t = 1..T with V'[0] = v0 (Layer.v0, an
+initial membrane potential in state units, i.e. already << F; 0 for every network but DSR's alpha
+firing, which fires at alpha*TH by starting at (1-alpha)*TH << F, METHODS.md 3.4):
 
     I[t]  = W s_in[t] + B  (+ W_fb s_src[t-1] for each feedback edge into the layer, s_src[0] = 0)
     V[t]  = decay(V'[t-1]) + (I[t] << F)          decay(x) = sign(x) * ((|x| * (4096 - D)) >> 12)
@@ -71,6 +73,7 @@ class Layer:
     scale: float = 1.0            # integer = float * scale for this layer's weights/bias/threshold
     frac_bits: int = 6            # F: the state holds value << F
     decay: int = 0                # readout only: its 12-bit leak D_r (0: none; else the graph's decay)
+    v0: int = 0                   # spiking only: initial potential V'[0] in state units (<< F); 0 = none
 
     @property
     def spiking(self) -> bool:

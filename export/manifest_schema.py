@@ -62,6 +62,9 @@ def validate_manifest(m, mpath: Path) -> None:
         _require(lm["kind"] in LAYER_KINDS, mpath, f"layers[{i}].'kind'", f"must be one of {LAYER_KINDS}")
         _require(lm["frac_bits"] >= 0 and lm["stride"] >= 1 and lm["padding"] >= 0, mpath, f"layers[{i}]",
                  "needs frac_bits >= 0, stride >= 1, padding >= 0")
+        if "v0" in lm:                 # optional initial potential (omitted or 0 = none)
+            _require(_is(lm["v0"], INT) and lm["kind"] != "readout" and abs(lm["v0"]) < (1 << 23), mpath,
+                     f"layers[{i}].'v0'", f"must be an integer of |v0| < 2^23 on a spiking layer, got {lm['v0']!r:.40}")
     for j, fm in enumerate(m["feedback"]):
         _check(fm, FEEDBACK, mpath, f"feedback[{j}].")
     for name, digest in m["files"].items():

@@ -108,7 +108,7 @@ def graph_fingerprint(graph: Graph) -> str:
     for l in graph.layers:
         h.update(json.dumps([l.name, l.kind, list(l.in_shape), list(l.out_shape), int(l.threshold),
                              int(l.stride), int(l.padding), int(l.frac_bits)]
-                            + ([int(l.decay)] if l.decay else [])).encode())
+                            + ([int(l.decay)] if l.decay else []) + ([["v0", int(l.v0)]] if l.v0 else [])).encode())
         h.update(np.ascontiguousarray(l.weight, dtype=np.int64).tobytes())
         h.update(np.ascontiguousarray(l.bias, dtype=np.int64).tobytes())
     for fb in graph.feedback:
@@ -211,6 +211,8 @@ def _lif_step(b: _Builder, cur: str, vprev, layer, m: int):
     """One step of one layer: int64 current I [N, n] -> (spikes bool, state after reset)."""
     f = int(layer.frac_bits)
     shifted = b.op("Mul", [cur, b.i64(1 << f)]) if f else cur
+    if vprev is None and int(layer.v0):             # V'[0] = v0 (initial potential), decayed at step 1
+        vprev = b.i64(int(layer.v0))
     v = shifted if vprev is None else b.op("Add", [_decay(b, vprev, m), shifted])
     v = b.op("Clip", [v, b.i64(-STATE_MAX), b.i64(STATE_MAX)])
     th = b.i64(int(layer.threshold) << f)

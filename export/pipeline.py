@@ -19,6 +19,7 @@ from saf.train.outdir import check_target
 from .bundle import BUNDLE_DIR, ONNX_FILE, SOURCE_FILE, BundleError, write_bundle
 from .certificate import certify
 from .fold import fold_network
+from .fold_dsr import fold_dsr
 from .ir import Graph
 from .quantize import input_quantization, quantize
 from .resources import check_resources
@@ -130,13 +131,15 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
     else:
         raise ExportError("no dataset to calibrate the input quantization: pass --calibrate-data NAME "
                           "or --input-scale S [--input-bits B]")
-    layers, feedback = fold_network(net)
+    is_dsr = "dsr" in spec                     # --method dsr: thresholds folded to 1 (fold_dsr.py)
+    layers, feedback = fold_dsr(net) if is_dsr else fold_network(net)
     meta = dict(prov, spec=spec, theta=net.theta, input_exact=exact_in, target_name=target_name,
                 readout=net.readout_kind.name,
                 train_config={k: cfg.get(k) for k in ("method", "dataset", "lam", "theta", "T", "epochs", "seed")})
     graph, qrep = quantize(layers, feedback, T=T, lam=net.lam, theta=net.theta, target=target,
                            input_scale=scale, input_bits=bits, input_signed=signed, input_exact=exact_in,
-                           meta=meta, readout_leaks=net.readout_kind.leaks_with_lam)
+                           meta=meta, readout_leaks=net.readout_kind.leaks_with_lam,
+                           alpha=net.alpha if is_dsr else 1.0)
     if data is not None and data.time_steps is not None:   # trained on x[t]: deploy feeds the same trains
         graph.input_time_varying = True
         graph.meta["input_coding"] = coding.to_dict()

@@ -17,11 +17,18 @@ Choice (documented in the README): one scale per layer, relative to the threshol
   exact (DESIGN.md sec. 3). If the worst-case state of a layer would not fit 24 bits, the layer's
   weight scale is halved (fewer weight bits, same threshold semantics) until it fits or its weights
   would drop below MIN_WEIGHT_LEVELS; then the certificate says "not exact" and names the layer.
+- Alpha firing (DSR: fire at alpha*theta, subtract theta; alpha < 1): the shift identity of
+  METHODS.md 3.4. With c = (1 - alpha) TH, it is the standard neuron started at V'[0] = c << F
+  (Layer.v0) with an extra bias (1 - lam) c per step (none for IF). TH is lowered to the nearest
+  value where c is an integer multiple of 2^k (lam = 2^-k; k = 0 for IF), so v0 decays exactly
+  (the certificate's initial_potential check) and (1 - lam) c = c - c / 2^k is an integer.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Optional
 
 import numpy as np
 
@@ -79,8 +86,28 @@ def _round_to(a: np.ndarray, step: int) -> np.ndarray:
     return (np.rint(a / step) * step).astype(np.int64)
 
 
+def alpha_shift(th: int, alpha: Fraction, k: Optional[int]) -> Optional[int]:
+    """c = (1 - alpha) TH when it is an integer multiple of 2^k (k None: non-dyadic lam, any
+    integer), else None."""
+    c = (1 - alpha) * th
+    if c.denominator != 1:
+        return None
+    return int(c) if k is None or int(c) % (1 << k) == 0 else None
+
+
+def alpha_threshold(th: int, alpha: Fraction, k: Optional[int], name: str) -> tuple:
+    """(TH', c): the largest TH' <= th with alpha_shift defined."""
+    for t in range(th, 0, -1):
+        c = alpha_shift(t, alpha, k)
+        if c is not None:
+            return t, c
+    raise QuantizeError(f"layer {name}: no integer threshold <= {th} makes (1 - alpha) TH a multiple of "
+                        f"2^{k or 0} for alpha = {alpha}")
+
+
 def _spiking_layer(i, fl: FloatLayer, fbs: list, theta: float, wmax: int, step: int, in_scale: float,
-                   x_max: int, F: int, geo: float, th_max, in_signed: bool) -> tuple:
+                   x_max: int, F: int, geo: float, th_max, in_signed: bool,
+                   alpha: Fraction = Fraction(1), k: Optional[int] = 0, D: int = 0) -> tuple:
     w_eff = fl.weight / in_scale if i == 0 else fl.weight
     m = max([float(np.abs(w_eff).max(initial=0.0))] + [float(np.abs(f.weight).max(initial=0.0)) for f in fbs])
     if m == 0:
@@ -93,14 +120,19 @@ def _spiking_layer(i, fl: FloatLayer, fbs: list, theta: float, wmax: int, step: 
         if th < 1:
             raise QuantizeError(f"layer {fl.name}: threshold {theta} is below one weight step "
                                 f"(max |w| = {m:.3g}); the integer threshold would be 0")
+        c = 0
+        if alpha != 1:
+            th, c = alpha_threshold(th, alpha, k, fl.name)
         s = th / theta
         W = _round_to(w_eff * s, step)
         B = np.rint(fl.bias * s).astype(np.int64)
+        if c:                                   # (1 - lam) c per step: c - c / 2^k (IF: 0)
+            B = B + (c - (c >> k) if k is not None else int(round(c * D / 4096)))   # non-dyadic: not exact anyway
         FW = [_round_to(f.weight * s, step) for f in fbs]
         bound = layer_current_bound(W, B, FW, x_max if i == 0 else 1, in_signed and i == 0)
-        fits = (bound << F) * geo <= STATE_MAX and (th << F) <= STATE_MAX
+        fits = (bound << F) * geo + (abs(c) << F) <= STATE_MAX and (th << F) <= STATE_MAX
         if fits or top // 2 < MIN_WEIGHT_LEVELS * step:
-            return W, B, FW, th, s, lowered
+            return W, B, FW, th, s, lowered, c << F
         top, lowered = (top // 2 // step) * step, lowered + 1
 
 
@@ -118,9 +150,13 @@ def _readout_layer(ro: FloatLayer, wmax: int, step: int, F: int, D: int, T: int)
 
 def quantize(layers: list, feedback: list, *, T: int, lam: float, theta: float, target,
              input_scale: float, input_bits: int, input_signed: bool, input_exact: bool,
-             meta: dict = None, readout_leaks: bool = False) -> tuple:
+             meta: dict = None, readout_leaks: bool = False, alpha: float = 1.0) -> tuple:
     """(Graph, QuantizeReport) of the folded float network on `target` (an hw_targets.Target).
-    readout_leaks: the trained readout is sum_t lam^(T-t) o[t] (SAF-F), deployed leaking with D."""
+    readout_leaks: the trained readout is sum_t lam^(T-t) o[t] (SAF-F), deployed leaking with D.
+    alpha: fire at alpha*theta (DSR), deployed as an initial potential plus bias (module docstring)."""
+    alpha_q = Fraction(alpha).limit_denominator(1 << 12)
+    if not (0 < alpha_q <= 1):
+        raise QuantizeError(f"alpha must be in (0, 1], got {alpha}")
     if T < 1:
         raise QuantizeError(f"T must be >= 1, got {T}")
     if not (0 < lam <= 1):
@@ -146,14 +182,16 @@ def quantize(layers: list, feedback: list, *, T: int, lam: float, theta: float, 
     n_sp = len(layers) - 1
     for i, fl in enumerate(layers[:n_sp]):
         fbs = [(j, f) for j, f in enumerate(feedback) if f.dst == i]
-        W, B, FW, th, s, lowered = _spiking_layer(i, fl, [f for _, f in fbs], theta, wmax, step,
-                                                  input_scale, x_max, F, geo, th_max, input_signed)
+        W, B, FW, th, s, lowered, v0 = _spiking_layer(i, fl, [f for _, f in fbs], theta, wmax, step,
+                                                      input_scale, x_max, F, geo, th_max, input_signed,
+                                                      alpha_q, k, D)
         for (j, f), w in zip(fbs, FW):
             fb_q[j] = Feedback(src=f.src, dst=f.dst, kind=f.kind, weight=w, stride=f.stride, padding=f.padding)
         out.append(Layer(name=fl.name, kind=fl.kind, weight=W, bias=B, in_shape=fl.in_shape,
                          out_shape=fl.out_shape, threshold=th, stride=fl.stride, padding=fl.padding,
-                         scale=s, frac_bits=F))
-        rep.layers.append({"name": fl.name, "scale": s, "threshold": th, "weight_max": int(np.abs(W).max()),
+                         scale=s, frac_bits=F, v0=int(v0)))
+        rep.layers.append({"name": fl.name, "scale": s, "threshold": th, "v0": int(v0),
+                           "weight_max": int(np.abs(W).max()),
                            "bias_max": int(np.abs(B).max(initial=0)), "weight_step": step,
                            "precision_lowered_by_bits": lowered})
     ro = layers[-1]

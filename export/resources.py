@@ -36,7 +36,7 @@ def describe(graph: Graph):
                       odd_weights=ws["odd_weights"] or fs["odd_weights"])
         cur = layer_current_bound(l.weight, l.bias, [f.weight for f in fbs], x_in if i == 0 else 1,
                                   graph.input_signed and i == 0)
-        bound = state_bound(cur, l.frac_bits, graph.decay, graph.T) if l.spiking else \
+        bound = state_bound(cur, l.frac_bits, graph.decay, graph.T, int(l.v0)) if l.spiking else \
             state_bound(cur, l.readout_shift, l.decay, graph.T)            # R[T] (<< F_r when it leaks)
         kernel = tuple(l.weight.shape[2:]) if l.kind == "conv" else None
         fdescs = tuple(FeedbackDesc(src=graph.layers[f.src].name, kind=f.kind,

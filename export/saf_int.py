@@ -13,6 +13,11 @@ nothing here carries a membrane potential, truncates, or saturates. Per spiking 
     R       = sum_t (W_o s_N[t] + B_o)                    (non-leaking readout, D_r = 0)
     R       = (W_o a_N[T] + B_o c[T]) << F_r              (readout leaking with lam: D_r = D)
 
+Initial potential (Layer.v0, V'[0] = v0 in state units): the LIF potential unrolls to
+u[t] = lam^t v0 + U[t] - TH lam a[t-1] (the reset is subtractive, so v0 only decays), so U[t] gains
+lam^t v0 / 2^F. With any v0 the scale S gains a factor q 2^Fmax (E below), which keeps
+S lam^t v0 / 2^F = q^(T-t) p^t v0 2^(Fmax - F) an integer for t <= T.
+
 The leaking readout is the SAF form's own: sum_t lam^(T-t) (W_o s_N[t] + B_o) telescopes to
 W_o a_N[T] + B_o c[T] (s[t] = a[t] - lam a[t-1]), what SAF-F's loss sees times c[T]. In units of
 the readout state (<< F_r) it is (W_o A_N + B_o C) 2^F_r / S, floored when not an integer
@@ -103,7 +108,7 @@ class _Linear:
 def _bounds(graph: Graph, lin: list, fb: list, x_max: int, p: int, q: int) -> int:
     """Largest magnitude of any intermediate (see the module docstring), in Python ints."""
     T = graph.T
-    S = q ** (T - 1)
+    S = q ** (T - 1) * _v0_factor(graph, q)
     C = 0
     for _ in range(T):
         C = (p * C) // q + S                                     # C[T] = S c[T]
@@ -112,7 +117,7 @@ def _bounds(graph: Graph, lin: list, fb: list, x_max: int, p: int, q: int) -> in
         a_in = x_max * C if li == 0 else C
         fb_rows = sum(f.row_abs for _, f in fb[li])
         bmax = int(np.abs(layer.bias).max(initial=0))
-        su = lin[li].row_abs * a_in + bmax * C + fb_rows * C
+        su = lin[li].row_abs * a_in + bmax * C + fb_rows * C + abs(int(layer.v0)) * S
         th = int(layer.threshold) * (C + S)
         worst = max(worst, (su + th) << layer.frac_bits, p * C)
     ro = graph.readout
@@ -120,6 +125,21 @@ def _bounds(graph: Graph, lin: list, fb: list, x_max: int, p: int, q: int) -> in
         ro_abs = int(np.abs(ro.weight).sum(1).max(initial=0))
         worst = max(worst, (ro_abs * C + int(np.abs(ro.bias).max(initial=0)) * C) << ro.readout_shift)
     return worst
+
+
+def _v0_factor(graph: Graph, q: int) -> int:
+    """E = q 2^Fmax when a layer has an initial potential (see the module docstring), else 1."""
+    if not any(int(l.v0) for l in graph.spiking_layers):
+        return 1
+    return q << max(int(l.frac_bits) for l in graph.spiking_layers)
+
+
+def _v0_term(layer, t: int, p: int, q: int, T: int, E: int, fmax: int) -> int:
+    """S lam^t v0 / 2^F at step t (1-based), an exact Python int."""
+    v0 = int(layer.v0)
+    if not v0:
+        return 0
+    return q ** (T - t) * p ** t * (v0 << (fmax - int(layer.frac_bits)))
 
 
 def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_size: int = 256,
@@ -133,7 +153,9 @@ def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_
         raise ValueError("graph must list its spiking layers first and end with the readout")
     p, q = _ratio(graph)
     T = graph.T
-    S = q ** (T - 1)
+    E = _v0_factor(graph, q)
+    fmax = max(int(l.frac_bits) for l in sp)
+    S = q ** (T - 1) * E
     lin = [_Linear(l.kind if l.spiking else "dense", l.weight, l.in_shape, l.stride, l.padding)
            for l in graph.layers]
     bias = [l.full_bias() for l in graph.layers]
@@ -180,6 +202,9 @@ def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_
                 a_in = x * C
             for li, layer in enumerate(sp):
                 SU = lin[li](a_in) + bias[li] * C
+                v0t = _v0_term(layer, t + 1, p, q, T, E, fmax)
+                if v0t:
+                    SU = SU + (v0t if dt is object else np.int64(v0t))
                 for src, f in fb[li]:
                     SU = SU + f(old[src])
                 pa = p * old[li]

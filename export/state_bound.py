@@ -4,6 +4,8 @@ For a spiking layer with per-step current |I| <= Imax (all inputs at their extre
 satisfies |V[t]| <= (Imax << F) * sum_{j<t} lam^j: the leak only shrinks |V| (truncation toward
 zero), and the subtractive reset only acts on V >= TH<<F > 0, leaving V' in [0, V). So the
 bound at t = T, with lam = (4096 - D) / 4096 exactly, is what must stay below 2^23 - 1.
+An initial potential V'[0] = v0 (Layer.v0) only decays (the reset is subtractive, so it is never
+removed separately): it adds at most |v0| to the bound.
 """
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ def geometric_sum(decay: int, T: int) -> Fraction:
     return sum((lam ** j for j in range(int(T))), Fraction(0))
 
 
-def state_bound(current_bound: int, frac_bits: int, decay: int, T: int) -> int:
-    """Worst-case |V| over T steps, rounded up to an integer."""
-    v = Fraction(int(current_bound) << int(frac_bits)) * geometric_sum(decay, T)
+def state_bound(current_bound: int, frac_bits: int, decay: int, T: int, v0: int = 0) -> int:
+    """Worst-case |V| over T steps, rounded up to an integer (v0: the initial potential)."""
+    v = Fraction(int(current_bound) << int(frac_bits)) * geometric_sum(decay, T) + abs(int(v0))
     return -((-v.numerator) // v.denominator)

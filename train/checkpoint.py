@@ -125,8 +125,12 @@ def load_model(path, device: str = "cpu"):
 
     p = resolve(path)
     tensors, spec, config, readout = read_checkpoint(p, with_readout=True)
-    net = SpikingNet(spec, surrogate=config.get("surrogate", "sigmoid"), alpha=float(config.get("alpha", 4.0)),
-                     readout=readout)
+    if "dsr" in spec:                  # --method dsr (train/dsr.py)
+        from .dsr import DSRNet
+        net = DSRNet(spec, readout=readout)
+    else:
+        net = SpikingNet(spec, surrogate=config.get("surrogate", "sigmoid"), alpha=float(config.get("alpha", 4.0)),
+                         readout=readout)
     expected = net.state_dict()
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))

@@ -12,6 +12,7 @@ from .checkpoint import CHECKPOINT, RUN_DIR, CheckpointError
 from .data import DATASETS, DatasetError
 from .data.coding import InputCoding
 from .data.encoders import ENCODERS
+from .dsr import READOUT_CHOICES as DSR_READOUTS
 from .data.events import BIN_MODES
 from .distributed import DistributedError
 from .functional.surrogate import SURROGATES
@@ -50,7 +51,7 @@ def data_for(cfg, load_dataset):
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train a spiking network (SAF-E, SAF-F, OTTT_O, OTTT_A, BPTT)",
+    p = sub.add_parser("train", help="train a spiking network (SAF-E, SAF-F, OTTT_O, OTTT_A, BPTT, DSR)",
                        description="Train an SNN and write model.safetensors, metrics.jsonl and curves.png to --out.")
     # Training flags default to None ("not given"), so --resume can tell an explicit flag (which must
     # agree with the stored run) from a default (the stored value is used); defaults: TrainConfig.
@@ -71,6 +72,10 @@ def register(sub) -> None:
     p.add_argument("--mse-weight", type=float, help=f"a in (1-a) CE + a MSE (default {d.mse_weight})")
     p.add_argument("--surrogate", choices=tuple(SURROGATES), help=f"default {d.surrogate}")
     p.add_argument("--alpha", type=float, help=f"surrogate slope (sigmoid) or half-width (rect) (default {d.alpha})")
+    p.add_argument("--dsr-alpha", type=float,
+                   help=f"--method dsr: fire at alpha*V_th, subtract V_th (alpha in (0, 1]; default {d.dsr_alpha})")
+    p.add_argument("--dsr-readout", choices=DSR_READOUTS,
+                   help="--method dsr: spiking output layer read as spike counts (default) or a linear readout")
     p.add_argument("--seed", type=int, help=f"default {d.seed}")
     p.add_argument("--device", help="auto (CUDA when available), cpu, cuda, cuda:N (default auto)")
     p.add_argument("--limit-train", type=int, default=None, help="use only the first N training samples")

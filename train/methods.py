@@ -5,6 +5,8 @@ saf-f   SAF forward without a graph for t < T, one loss on sum_t lam^(T-t) o[t] 
 ottt-o  LIF forward, presynaptic-trace weight gradient, update every step.
 ottt-a  as ottt-o, gradients accumulated over the T steps, one update per batch.
 bptt    LIF forward with the full graph through time, one update per batch.
+dsr     DSR (train/dsr.py): graph-free simulation, one backward through the spike representations'
+        clamp mapping; per-layer trainable thresholds, alpha firing, spiking output layer.
 SAF and OTTT keep only the current step's graph: memory constant in T.
 """
 from __future__ import annotations
@@ -15,11 +17,12 @@ import torch
 
 from .functional.neuron import bias_coeff
 from .memory import state_bytes
-from .readout import LEAKY_SUM, SUM, Readout
+from .readout import LEAKY_SUM, SPIKE_COUNT, SUM, Readout
 
-METHODS = ("saf-e", "saf-f", "ottt-o", "ottt-a", "bptt")
-# the readout each method's loss sees (DESIGN.md sec. 6); SAF-F's leaks with lam
-READOUT = {"saf-e": SUM, "saf-f": LEAKY_SUM, "ottt-o": SUM, "ottt-a": SUM, "bptt": SUM}
+METHODS = ("saf-e", "saf-f", "ottt-o", "ottt-a", "bptt", "dsr")
+# the readout each method's loss sees (DESIGN.md sec. 6); SAF-F's leaks with lam; DSR's default
+# (the spiking output layer; --dsr-readout linear gives LEAKY_SUM, set by the DSRNet itself)
+READOUT = {"saf-e": SUM, "saf-f": LEAKY_SUM, "ottt-o": SUM, "ottt-a": SUM, "bptt": SUM, "dsr": SPIKE_COUNT}
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -42,6 +45,9 @@ def train_batch(net, x: torch.Tensor, y: torch.Tensor, T: int, method: str, opti
     (logits: sum_t o[t], or SAF-F's weighted readout). after_backward(t) is called after each
     backward (tests use it to capture per-step gradients); step_optimizer=False skips updates."""
     check_method(method)
+    if method == "dsr":
+        from .dsr import dsr_train_batch
+        return dsr_train_batch(net, x, y, T, optimizer, loss_fn, after_backward, step_optimizer)
 
     def update():
         if step_optimizer:

@@ -32,7 +32,10 @@ class Readout:
 
 SUM = Readout("sum", False)
 LEAKY_SUM = Readout("leaky-sum", True)
-READOUTS = {r.name: r for r in (SUM, LEAKY_SUM)}
+# DSR's spiking output layer: R = sum_t lam^(T-t) s_out[t], the (weighted) spike counts through an
+# identity readout; the prediction is the lowest index among tied counts (argmax) in every form
+SPIKE_COUNT = Readout("spike_count", True)
+READOUTS = {r.name: r for r in (SUM, LEAKY_SUM, SPIKE_COUNT)}
 
 
 def readout_from_json(text) -> Readout:

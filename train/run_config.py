@@ -15,6 +15,7 @@ from typing import Callable
 from .checkpoint import CHECKPOINT, RESUME, read_checkpoint
 from .data.encoders import ENCODERS
 from .data.events import BIN_MODES
+from .dsr import READOUT_CHOICES as DSR_READOUTS
 from .functional.surrogate import SURROGATES
 from .methods import METHODS
 from .trainer import TrainConfig
@@ -63,6 +64,8 @@ RULES = (
     Rule("encoder", lambda v: v in ENCODERS, "", ENCODERS),
     Rule("encoder_seed", lambda v: isinstance(v, int) and 0 <= v <= SEED_MAX, f"an integer in 0..{SEED_MAX}"),
     Rule("bin_by", lambda v: v in BIN_MODES, "", BIN_MODES),
+    Rule("dsr_alpha", lambda v: _finite(v) and 0 < v <= 1, "in (0, 1]"),
+    Rule("dsr_readout", lambda v: v in DSR_READOUTS, "", DSR_READOUTS),
 )
 
 

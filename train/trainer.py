@@ -57,6 +57,8 @@ class TrainConfig:
     encoder: str = "constant"             # static images -> x[t]: constant | rate | latency
     encoder_seed: int = 0                 # the rate encoder's seed (trains are reproducible from it)
     bin_by: str = "time"                  # event datasets: frames by "time" or event "count"
+    dsr_alpha: float = 1.0           # --method dsr: fire at alpha * V_th (subtract V_th)
+    dsr_readout: str = "spike"       # --method dsr: "spike" (spiking output layer) or "linear"
     extra: dict = field(default_factory=dict)
 
 
@@ -95,6 +97,9 @@ def build(cfg: TrainConfig, spec: Optional[dict] = None):
     if spec is None:
         spec = with_neuron(load_spec(cfg.model), cfg.lam, cfg.theta)
         spec["T"] = cfg.T
+    if cfg.method == "dsr":
+        from .dsr import DSRNet, dsr_spec
+        return DSRNet(dsr_spec(spec, cfg.dsr_alpha, cfg.dsr_readout))
     return SpikingNet(spec, surrogate=cfg.surrogate, alpha=cfg.alpha, readout=readout_for(cfg.method))
 
 
@@ -109,6 +114,8 @@ class Trainer:
             raise TrainingError(f"--surrogate: unknown surrogate {cfg.surrogate!r} (known: {', '.join(SURROGATES)})")
         if cfg.T < 1:
             raise TrainingError(f"--T must be >= 1, got {cfg.T}")
+        if cfg.method == "dsr" and ddp is not None:
+            raise TrainingError("--method dsr does not support --ddp yet")
         self.cfg, self.out, self.data, self.progress, self.log = cfg, Path(out), data, progress, log
         self.ddp = ddp  # optional train.distributed.DDPContext
         self.device = pick_device(cfg.device) if ddp is None else ddp.device

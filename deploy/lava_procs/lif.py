@@ -9,7 +9,8 @@ fixed_pt implements export/ir.py's semantics bit-exactly; per logical step t (0-
                                        the same as the stock compare against (TH << F) - 1)
     V'    = V - s * (TH << F)
 
-V' is zeroed at t = 0 of every sample, so one compiled network streams many samples.
+V' is set to v0 (the layer's initial potential, export/ir.py Layer.v0; 0 for most networks) at t = 0
+of every sample, so one compiled network streams many samples.
 floating_pt runs the same recurrence in float64 on the unshifted value (v = V / 2^F) with the exact
 leak (4096 - D) / 4096 and no truncation: it equals fixed_pt wherever the integer decay is exact
 (dyadic leak with enough fractional bits and no saturated state, e.g. lam = 0.5, F = 6, T <= 7)
@@ -42,13 +43,13 @@ class SoftResetLIF(AbstractProcess):
 
     def __init__(self, *, n: int, bias: np.ndarray, threshold: int, frac_bits: int, decay: int,
                  period: int, offset: int, T: int, n_samples: int, record: bool = False,
-                 probe_buffer: int = 64, name: str = None):
+                 probe_buffer: int = 64, name: str = None, v0: int = 0):
         bias = np.broadcast_to(np.asarray(bias), (int(n),))
         if not 0 <= int(decay) <= 4096:
             raise ValueError(f"decay must be a 12-bit value in [0, 4096], got {decay}")
         super().__init__(n=int(n), threshold=int(threshold), frac_bits=int(frac_bits),
                          decay=int(decay), period=int(period), offset=int(offset), T=int(T),
-                         n_samples=int(n_samples), record=bool(record), name=name)
+                         n_samples=int(n_samples), record=bool(record), name=name, v0=int(v0))
         self.a_in = InPort(shape=(n,))
         self.fb_in = InPort(shape=(n,))
         self.s_out = OutPort(shape=(n,))
@@ -72,6 +73,7 @@ class _AbstractLIFModel(AbstractPhasedModel):
         p = self.proc_params
         self.n, self.threshold, self.frac_bits = p["n"], p["threshold"], p["frac_bits"]
         self.decay, self.record = p["decay"], p["record"]
+        self.v0 = int(p.get("v0", 0))                   # initial potential V'[0], state units (<< F)
         self._fb_acc = np.zeros(self.n, dtype=self.dtype)
         self._idle = np.zeros(self.n, dtype=self.s_out_dtype)
         self._rec = np.zeros((self.T, self.n), dtype=bool)
@@ -89,13 +91,16 @@ class _AbstractLIFModel(AbstractPhasedModel):
             current = current + self._fb_acc          # feedback for t = 0 is s_src[-1] = 0
         self._fb_acc[:] = 0
         if t == 0:
-            self.v[:] = 0
+            self.v[:] = self.initial_v()
         s = self.update(current)
         self.s_out.send(s.astype(self.s_out_dtype))
         if self.record:
             self._rec[t] = s
             if t == self.T - 1:
                 self.probe.send(np.packbits(self._rec))
+
+    def initial_v(self):
+        return self.v0
 
     def update(self, current: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -136,6 +141,9 @@ class PySoftResetLIFFloat(_AbstractLIFModel):
     bias: np.ndarray = LavaPyType(np.ndarray, float)
     dtype = np.float64
     s_out_dtype = np.float64
+
+    def initial_v(self):
+        return self.v0 / float(1 << self.frac_bits)
 
     def update(self, current):
         lam = (4096 - self.decay) / 4096.0
