@@ -10,6 +10,7 @@ from pathlib import Path
 from .checkpoint import CheckpointError
 from .data import DATASETS, DatasetError
 from .distributed import DistributedError
+from .functional.ide_solver import SOLVERS
 from .methods import METHODS
 from .spec import BUILTIN, SpecError
 from .trainer import TrainConfig, TrainingError
@@ -24,7 +25,7 @@ def add_data_args(p: argparse.ArgumentParser, default: str = "digits") -> None:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train a spiking network (SAF-E, SAF-F, OTTT_O, OTTT_A, BPTT)",
+    p = sub.add_parser("train", help="train a spiking network (SAF-E, SAF-F, OTTT_O, OTTT_A, BPTT, IDE)",
                        description="Train an SNN and write model.safetensors, metrics.jsonl and curves.png to --out.")
     d = TrainConfig()
     p.add_argument("--model", default=d.model, help=f"builtin ({', '.join(BUILTIN)}) or a JSON spec path")
@@ -32,7 +33,7 @@ def register(sub) -> None:
     p.add_argument("--method", default=d.method, help=f"{', '.join(METHODS)} (default {d.method})")
     p.add_argument("--T", type=int, default=d.T, help="time steps per sample")
     p.add_argument("--lam", type=float, default=d.lam, help="leak lambda in (0, 1]")
-    p.add_argument("--theta", type=float, default=d.theta, help="firing threshold")
+    p.add_argument("--theta", type=float, default=d.theta, help="firing threshold (default: the spec's, 1.0 unless it sets one; IDE specs 2.0)")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--optimizer", default=d.optimizer, choices=("sgd", "adam"))
@@ -42,6 +43,11 @@ def register(sub) -> None:
     p.add_argument("--mse-weight", type=float, default=d.mse_weight, help="a in (1-a) CE + a MSE")
     p.add_argument("--surrogate", default=d.surrogate, choices=("sigmoid", "rect"))
     p.add_argument("--alpha", type=float, default=d.alpha, help="surrogate slope (sigmoid) or half-width (rect)")
+    p.add_argument("--ide-solver", default=d.ide_solver, choices=SOLVERS,
+                   help="--method ide: solver for beta = (I - J^T)^-1 dL/da (default broyden)")
+    p.add_argument("--ide-max-iter", type=int, default=d.ide_max_iter, help="--method ide: solver iteration cap")
+    p.add_argument("--ide-tol", type=float, default=d.ide_tol,
+                   help="--method ide: stop at residual norm <= tol * sqrt(batch * neurons)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, help="auto (CUDA when available), cpu, cuda, cuda:N")
     p.add_argument("--limit-train", type=int, default=None, help="use only the first N training samples")

@@ -17,6 +17,7 @@ import torch
 
 from .checkpoint import CHECKPOINT, RESUME, atomic_write, load_resume, save_checkpoint, save_resume
 from .evaluate import evaluate
+from .functional.ide_solver import SolverConfig
 from .functional.loss import ce_mse_loss
 from .functional.surrogate import SURROGATES
 from .methods import check_method, readout_for, train_batch
@@ -36,7 +37,7 @@ class TrainConfig:
     method: str = "saf-e"
     T: int = 6
     lam: float = 0.5
-    theta: float = 1.0
+    theta: Optional[float] = None     # None: the spec's (1.0 unless it sets one; IDE specs 2.0)
     epochs: int = 20
     batch_size: int = 64
     optimizer: str = "sgd"
@@ -49,6 +50,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     limit_train: Optional[int] = None
+    ide_solver: str = "broyden"           # --method ide: backward solver (train/functional/ide_solver.py)
+    ide_max_iter: int = 30
+    ide_tol: float = 2e-10
     extra: dict = field(default_factory=dict)
 
 
@@ -85,7 +89,15 @@ def peak_memory_bytes(device: str) -> int:
 def build(cfg: TrainConfig):
     spec = with_neuron(load_spec(cfg.model), cfg.lam, cfg.theta)
     spec["T"] = cfg.T
-    return SpikingNet(spec, surrogate=cfg.surrogate, alpha=cfg.alpha, readout=readout_for(cfg.method))
+    readout = readout_for(cfg.method, spec["neuron"]["lam"])
+    return SpikingNet(spec, surrogate=cfg.surrogate, alpha=cfg.alpha, readout=readout)
+
+
+def ide_solver_config(cfg: TrainConfig) -> SolverConfig:
+    try:
+        return SolverConfig(cfg.ide_solver, int(cfg.ide_max_iter), float(cfg.ide_tol))
+    except ValueError as e:
+        raise TrainingError(f"--ide-solver/--ide-max-iter/--ide-tol: {e}") from None
 
 
 class Trainer:
@@ -99,6 +111,9 @@ class Trainer:
             raise TrainingError(f"--surrogate: unknown surrogate {cfg.surrogate!r} (known: {', '.join(SURROGATES)})")
         if cfg.T < 1:
             raise TrainingError(f"--T must be >= 1, got {cfg.T}")
+        self.ide_solver = ide_solver_config(cfg)
+        if cfg.method == "ide" and ddp is not None:
+            raise TrainingError("--method ide: --ddp is not supported (its backward bypasses the DDP wrapper)")
         self.cfg, self.out, self.data, self.progress, self.log = cfg, Path(out), data, progress, log
         self.ddp = ddp  # optional train.distributed.DDPContext
         self.device = pick_device(cfg.device) if ddp is None else ddp.device
@@ -186,7 +201,7 @@ class Trainer:
         tot_loss, correct, seen = 0.0, 0, 0
         lr = self.opt.param_groups[0]["lr"]
         for b, (xb, yb) in enumerate(it):
-            r = train_batch(self.model, xb, yb, cfg.T, cfg.method, self.opt, loss_fn)
+            r = train_batch(self.model, xb, yb, cfg.T, cfg.method, self.opt, loss_fn, ide_solver=self.ide_solver)
             if not math.isfinite(r["loss"]):
                 kept = (f"last good checkpoint kept in {self.out}" if (self.out / CHECKPOINT).exists()
                         else "no checkpoint written")

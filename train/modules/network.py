@@ -19,7 +19,15 @@ from ..functional.replace import replace
 from ..functional.surrogate import spike
 from ..readout import SUM, Readout
 from ..spec import neuron_params, plan
+from .spectral import SpectralSynapse
 from .synapse import Synapse
+
+
+def _feedback_synapse(f, plan, ws: bool, gamma: float):
+    n_src, n_dst = plan.layers[f.src].out, plan.layers[f.dst].out
+    if f.norm == "spectral":
+        return SpectralSynapse(f.kind, n_src, n_dst, f.kernel, f.padding, f.transposed, f.stride, f.output_padding)
+    return Synapse(f.kind, n_src, n_dst, f.kernel, 1, f.padding, (), ws=ws, gamma=gamma, bias=False)
 
 
 @dataclass
@@ -62,9 +70,7 @@ class SpikingNet(nn.Module):
                                   ws=ws and not is_ro, gamma=gamma))
         self.blocks = nn.ModuleList(blocks[:-1])
         self.readout = blocks[-1]
-        self.fb = nn.ModuleList(Synapse(f.kind, self.plan.layers[f.src].out, self.plan.layers[f.dst].out,
-                                        f.kernel, 1, f.padding, (), ws=ws, gamma=gamma, bias=False)
-                                for f in self.plan.feedback)
+        self.fb = nn.ModuleList(_feedback_synapse(f, self.plan, ws, gamma) for f in self.plan.feedback)
         self.fb_edges = [(f.src, f.dst) for f in self.plan.feedback]
 
     @property
@@ -87,6 +93,13 @@ class SpikingNet(nn.Module):
         return {"blocks": [b.effective_weight() for b in self.blocks],
                 "fb": [f.effective_weight() for f in self.fb],
                 "readout": self.readout.effective_weight()}
+
+    def power_iterate(self) -> None:
+        """One power iteration of every spectrally normalised feedback weight (once per training
+        minibatch, as the IDE authors' code does; no-op without one)."""
+        for f in self.fb:
+            if isinstance(f, SpectralSynapse):
+                f.power_iteration(1)
 
     def _fb_into(self, dst: int):
         return [(k, src) for k, (src, d) in enumerate(self.fb_edges) if d == dst]
