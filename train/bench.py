@@ -64,7 +64,7 @@ IMPLEMENTATION = [
 
 # The pairs whose ratios are reported: the paper's two comparisons, then every method against BPTT.
 PAIRS = (("saf-e", "ottt-o"), ("saf-f", "ottt-a"), ("saf-e", "bptt"), ("saf-f", "bptt"),
-         ("ottt-o", "bptt"), ("ottt-a", "bptt"))
+         ("ottt-o", "bptt"), ("ottt-a", "bptt"), ("ide", "bptt"))
 
 FULL = {"model": "vgg11-cifar", "batch": 128, "Ts": (2, 4, 6, 8, 16), "steps": 5, "warmup": 2}
 # --small: the real VGG-11 (so the T=6 claims are measured on the paper's network), a small batch
