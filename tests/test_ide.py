@@ -200,3 +200,13 @@ def test_saf_theorem_3_saf_f_and_ide_gradients_have_positive_inner_product(seed)
     # the check can fail: the gradient for other labels points elsewhere
     go = _grads(net, x, (y + 5) % 10, "ide", 30)
     assert float(go @ gs / (go.norm() * gs.norm())) < cos
+
+
+def test_bench_train_measures_ide_on_a_feedback_net():
+    """`saf bench train --methods ide,...` runs IDE's implicit solve under every memory probe (the
+    flop counter's module hooks included) and finds its saved bytes flat in T, BPTT's linear."""
+    from saf.train.bench import bench_train
+    r = bench_train("ide-digits", 4, (2, 3, 4), ("ide", "bptt"), "cpu", steps=1, warmup=0, compile="off", lam=1.0)
+    saved = {(x["method"], x["T"]): x["saved_bytes"] for x in r["results"]}
+    assert saved[("ide", 2)] == saved[("ide", 3)] == saved[("ide", 4)] < saved[("bptt", 4)]
+    assert r["checks"]["ide saved bytes flat in T"] and r["checks"]["bptt saved bytes linear in T"]

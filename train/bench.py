@@ -402,7 +402,7 @@ def _want_compile(mode: str, device: str) -> bool:
 def bench_train(model: Optional[str] = None, batch: Optional[int] = None, Ts: Optional[Sequence[int]] = None,
                 methods: Sequence[str] = METHODS, device: str = "auto", steps: Optional[int] = None,
                 warmup: Optional[int] = None, small: bool = False, *, compile: str = "off",
-                lam: float = 0.5, theta: float = 1.0, seed: int = 0, lr: float = 1e-3, log=None) -> dict:
+                lam: float = 0.5, theta: Optional[float] = None, seed: int = 0, lr: float = 1e-3, log=None) -> dict:
     """Time and memory per (method, T). Arguments left None take the FULL preset (SMALL with small=True).
     compile: "off", "on" or "auto" (torch.compile experiment on the neuron steps; the table itself is
     always eager, the compiled effect is reported beside it)."""

@@ -76,7 +76,9 @@ def implicit_backward(net, x: torch.Tensor, z: list, g_last: torch.Tensor, solve
     (d F / d theta)^T beta with beta = (I - J_F^T)^-1 g at z, where g = dL/dz (nonzero on the last
     layer only). Returns the solver's info."""
     zs = [t.detach().requires_grad_(True) for t in z]
-    ys = equilibrium_map(net, x, zs)
+    # modules see non-leaf views of z: torch's module tracker (FlopCounterMode, the bench's probe)
+    # refuses a leaf module input under autograd.grad
+    ys = equilibrium_map(net, x, [t.view_as(t) for t in zs])
     g = [torch.zeros_like(t) for t in zs]
     g[-1] = g_last.detach()
 
