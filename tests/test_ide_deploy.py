@@ -125,3 +125,20 @@ def test_ide_solver_flags_are_checked(tmp_path, capsys):
                  "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--ide-max-iter" in err and not out.exists()
+
+
+def test_ide_lif_with_the_papers_lam_is_certified_not_exact(tmp_path, capsys):
+    """IDE-LIF's lam = 0.95 (the paper's) is not dyadic: export says NOT EXACT, naming the leak and the
+    leaking readout (DESIGN.md sec. 3); the same net at lam = 0.5 is exact (the test above)."""
+    from saf.train.readout import LEAKY_SUM
+    torch.manual_seed(0)
+    net = SpikingNet(with_neuron(builtin_spec("ide-digits"), 0.95, None), readout=LEAKY_SUM)
+    ckpt = tmp_path / "model.safetensors"
+    save_checkpoint(ckpt, net, {"method": "ide", "T": 6, "dataset": "digits"})
+    out = tmp_path / "b"
+    assert main(["export", str(ckpt), "--target", "loihi", "--input-scale", "16", "--out", str(out)]) == 0
+    assert "certificate: NOT EXACT" in capsys.readouterr().out
+    cert = read_manifest(out)["certificate"]
+    assert not cert["exact"]
+    failed = {c["check"] for c in cert["checks"] if not c["ok"]}
+    assert {"leak", "readout_leak"} <= failed
