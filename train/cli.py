@@ -33,7 +33,8 @@ def register(sub) -> None:
     p.add_argument("--method", default=d.method, help=f"{', '.join(METHODS)} (default {d.method})")
     p.add_argument("--T", type=int, default=d.T, help="time steps per sample")
     p.add_argument("--lam", type=float, default=d.lam, help="leak lambda in (0, 1]")
-    p.add_argument("--theta", type=float, default=d.theta, help="firing threshold (default: the spec's, 1.0 unless it sets one; IDE specs 2.0)")
+    p.add_argument("--theta", type=float, default=d.theta,
+                   help="firing threshold (default: the spec's, 1.0 unless it sets one; IDE specs 2.0)")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--optimizer", default=d.optimizer, choices=("sgd", "adam"))
