@@ -15,8 +15,8 @@ from typing import Callable, Optional
 
 import torch
 
-from .functional.neuron import bias_coeff
 from .functional.ide_solver import SolverConfig
+from .functional.neuron import bias_coeff
 from .ide import train_batch_ide
 from .memory import state_bytes
 from .readout import LEAKY_SUM, SUM, Readout
