@@ -142,3 +142,11 @@ def test_ide_lif_with_the_papers_lam_is_certified_not_exact(tmp_path, capsys):
     assert not cert["exact"]
     failed = {c["check"] for c in cert["checks"] if not c["ok"]}
     assert {"leak", "readout_leak"} <= failed
+
+
+def test_ide_with_ddp_is_refused(tmp_path):
+    """IDE's backward runs outside the DDP wrapper, so `--ddp --method ide` is one clear refusal."""
+    from saf.train.trainer import TrainConfig, Trainer, TrainingError
+    with pytest.raises(TrainingError, match="--ddp is not supported"):
+        Trainer(TrainConfig(method="ide", model="ide-digits"), tmp_path / "r", load_dataset("digits"),
+                ddp=object())

@@ -25,10 +25,6 @@ from .functional.neuron import bias_coeff
 from .memory import state_bytes
 
 
-def _unwrap(net):
-    return getattr(net, "module", net)
-
-
 @torch.no_grad()
 def snn_rates(net, x: torch.Tensor, T: int):
     """The SNN's weighted rates a_l[T] / c[T] per spiking layer (SAF form, no graph), and its state."""
@@ -102,8 +98,8 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 def train_batch_ide(net, x: torch.Tensor, y: torch.Tensor, T: int, optimizer, loss_fn: LossFn,
                     solver: Optional[SolverConfig] = None, after_backward=None,
                     step_optimizer: bool = True) -> dict:
-    """One IDE minibatch (module docstring). Returns {"loss", "logits", "state_bytes", "solver"}."""
-    net = _unwrap(net)
+    """One IDE minibatch (module docstring) on a SpikingNet (not DDP-wrapped: the trainer refuses
+    --ddp with IDE). Returns {"loss", "logits", "state_bytes", "solver"}."""
     solver = solver or SolverConfig()                 # (train_batch did this batch's power iteration)
     z, st = snn_rates(net, x, T)
     z_last = z[-1].detach().requires_grad_(True)

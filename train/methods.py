@@ -51,9 +51,8 @@ def train_batch(net, x: torch.Tensor, y: torch.Tensor, T: int, method: str, opti
     backward (tests use it to capture per-step gradients); step_optimizer=False skips updates.
     ide_solver: IDE's backward solver (default: Broyden, 30 iterations, the authors' tolerance)."""
     check_method(method)
-    inner = getattr(net, "module", net)
-    if inner.training:                       # spectrally normalised feedback: one power iteration
-        inner.power_iterate()
+    if net.training:                         # spectrally normalised feedback: one power iteration
+        net.power_iterate()                  # (a DDPNet forwards both names to its SpikingNet)
     if method == "ide":
         return train_batch_ide(net, x, y, T, optimizer, loss_fn, ide_solver, after_backward, step_optimizer)
 
