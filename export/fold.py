@@ -10,6 +10,8 @@ What folds, and why it is exact (all of it is linear algebra on the weights):
 - any glue in front of a dense layer or the readout (avgpool, global average pooling, flatten):
   the dense weight becomes W' = W J where J is the glue's (linear) Jacobian, computed with one
   vector-Jacobian product, so W' x_raw == W glue(x_raw) for every x_raw;
+- a spectrally normalised feedback weight (IDE, train/modules/spectral.py) is its effective weight
+  clamp(g, -1, 1) V / sigma(V) from the stored power-iteration vectors, no further iteration;
 - the readout `o[t] = W s[t] + b` summed over T steps is an integrator R[T] (export/ir.py), leaking with
   lam when the model was trained on that sum (train/readout.py; quantize sets its decay).
 
@@ -113,7 +115,11 @@ def fold_network(net) -> tuple:
             layers.append(FloatLayer(name, "readout" if ro else "dense", w, bias, raw, tuple(lp.out_shape)))
     feedback = []
     for k, f in enumerate(net.plan.feedback):
-        with torch.no_grad():
+        if f.transposed:
+            raise FoldError(f"feedback {f.src}->{f.dst}: a transposed-conv edge (ConvTranspose {f.kernel}x{f.kernel} "
+                            f"stride {f.stride}, IDE's CIFAR nets) cannot be held by the IR, whose feedback "
+                            f"edges are dense or stride-1 conv; refused rather than approximated")
+        with torch.no_grad():     # a spectrally normalised edge folds clamp(g) V / sigma from its stored u, v
             w = _np(net.fb[k].effective_weight())
         if not np.all(np.isfinite(w)):
             raise FoldError(f"feedback {f.src}->{f.dst}: weights contain NaN/inf")

@@ -148,8 +148,10 @@ def _net(readout, seed=0):
 
 def test_methods_record_the_readout_their_loss_sees():
     assert readout_for("saf-f") is LEAKY_SUM
-    assert all(readout_for(m) is SUM for m in METHODS if m not in ("saf-f", "dsr"))
+    assert all(readout_for(m) is SUM for m in METHODS if m not in ("saf-f", "dsr", "ide"))
     assert readout_for("dsr").name == "spike_count"          # DSR's spiking output layer (train/dsr.py)
+    # IDE (DESIGN.md sec. 6): non-leaking for IF, leaking with lam for LIF
+    assert readout_for("ide", 1.0) is SUM and readout_for("ide", 0.5) is LEAKY_SUM
     net = _net(LEAKY_SUM)
     x = torch.rand(16, 64, dtype=torch.float64)
     y = torch.randint(0, 10, (16,))

@@ -64,7 +64,7 @@ IMPLEMENTATION = [
 
 # The pairs whose ratios are reported: the paper's two comparisons, then every method against BPTT.
 PAIRS = (("saf-e", "ottt-o"), ("saf-f", "ottt-a"), ("saf-e", "bptt"), ("saf-f", "bptt"),
-         ("ottt-o", "bptt"), ("ottt-a", "bptt"), ("dsr", "bptt"))
+         ("ottt-o", "bptt"), ("ottt-a", "bptt"), ("dsr", "bptt"), ("ide", "bptt"))
 
 FULL = {"model": "vgg11-cifar", "batch": 128, "Ts": (2, 4, 6, 8, 16), "steps": 5, "warmup": 2}
 # --small: the real VGG-11 (so the T=6 claims are measured on the paper's network), a small batch
@@ -402,7 +402,7 @@ def _want_compile(mode: str, device: str) -> bool:
 def bench_train(model: Optional[str] = None, batch: Optional[int] = None, Ts: Optional[Sequence[int]] = None,
                 methods: Sequence[str] = METHODS, device: str = "auto", steps: Optional[int] = None,
                 warmup: Optional[int] = None, small: bool = False, *, compile: str = "off",
-                lam: float = 0.5, theta: float = 1.0, seed: int = 0, lr: float = 1e-3, log=None) -> dict:
+                lam: float = 0.5, theta: Optional[float] = None, seed: int = 0, lr: float = 1e-3, log=None) -> dict:
     """Time and memory per (method, T). Arguments left None take the FULL preset (SMALL with small=True).
     compile: "off", "on" or "auto" (torch.compile experiment on the neuron steps; the table itself is
     always eager, the compiled effect is reported beside it)."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 STYLE = {"saf-e": ("SAF-E", "tab:red", "o", "-"), "saf-f": ("SAF-F", "tab:orange", "s", "-"),
          "ottt-o": ("OTTT$_O$", "tab:blue", "o", "--"), "ottt-a": ("OTTT$_A$", "tab:cyan", "s", "--"),
-         "bptt": ("BPTT", "tab:gray", "^", ":")}
+         "bptt": ("BPTT", "tab:gray", "^", ":"), "ide": ("IDE", "tab:green", "D", "-.")}
 
 
 def _mb(n) -> str:

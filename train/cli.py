@@ -16,6 +16,7 @@ from .dsr import READOUT_CHOICES as DSR_READOUTS
 from .data.events import BIN_MODES
 from .distributed import DistributedError
 from .functional.surrogate import SURROGATES
+from .functional.ide_solver import SOLVERS
 from .methods import METHODS
 from .outdir import OutputError, Staged, check_target
 from .run_config import OPTIMIZERS, ConfigError, check_config, flag, resumed_config
@@ -51,7 +52,7 @@ def data_for(cfg, load_dataset):
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train a spiking network (SAF-E, SAF-F, OTTT_O, OTTT_A, BPTT, DSR)",
+    p = sub.add_parser("train", help="train a spiking network (SAF-E, SAF-F, OTTT_O, OTTT_A, BPTT, DSR, IDE)",
                        description="Train an SNN and write model.safetensors, metrics.jsonl and curves.png to --out.")
     # Training flags default to None ("not given"), so --resume can tell an explicit flag (which must
     # agree with the stored run) from a default (the stored value is used); defaults: TrainConfig.
@@ -62,7 +63,8 @@ def register(sub) -> None:
     p.add_argument("--method", help=f"{', '.join(METHODS)} (default {d.method})")
     p.add_argument("--T", type=int, help=f"time steps per sample (default {d.T})")
     p.add_argument("--lam", type=float, help=f"leak lambda in (0, 1] (default {d.lam})")
-    p.add_argument("--theta", type=float, help=f"firing threshold (default {d.theta})")
+    p.add_argument("--theta", type=float,
+                   help="firing threshold (default: the spec's, 1.0 unless it sets one; IDE specs 2.0)")
     p.add_argument("--epochs", type=int, help=f"default {d.epochs}; with --resume, the new total")
     p.add_argument("--batch-size", type=int, help=f"default {d.batch_size}")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help=f"default {d.optimizer}")
@@ -76,6 +78,11 @@ def register(sub) -> None:
                    help=f"--method dsr: fire at alpha*V_th, subtract V_th (alpha in (0, 1]; default {d.dsr_alpha})")
     p.add_argument("--dsr-readout", choices=DSR_READOUTS,
                    help="--method dsr: spiking output layer read as spike counts (default) or a linear readout")
+    p.add_argument("--ide-solver", choices=SOLVERS,
+                   help=f"--method ide: solver for beta = (I - J^T)^-1 dL/da (default {d.ide_solver})")
+    p.add_argument("--ide-max-iter", type=int, help=f"--method ide: solver iteration cap (default {d.ide_max_iter})")
+    p.add_argument("--ide-tol", type=float,
+                   help=f"--method ide: stop at residual norm <= tol * sqrt(batch * neurons) (default {d.ide_tol})")
     p.add_argument("--seed", type=int, help=f"default {d.seed}")
     p.add_argument("--device", help="auto (CUDA when available), cpu, cuda, cuda:N (default auto)")
     p.add_argument("--limit-train", type=int, default=None, help="use only the first N training samples")

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from .functional.dsr import clamp_map, neuron_step
-from .functional.neuron import bias_coeff
+from .functional.neuron import bias_coeff, train_rate
 from .functional.replace import replace
 from .modules.network import Record
 from .modules.synapse import Synapse
@@ -97,18 +97,30 @@ class DSRNet(nn.Module):
         """V^l as the network computes with them (the lower bound applied)."""
         return self.vth.clamp(min=self.vth_min)
 
+    def varying(self, x: torch.Tensor) -> bool:
+        """True for a spike train / frames [B, T, *in_shape], False for an image [B, *in_shape]."""
+        return x.dim() == len(self.spec["input_shape"]) + 2
+
+    def input_rep(self, x: torch.Tensor) -> torch.Tensor:
+        """The input's representation: the image itself, or a train's weighted average rate."""
+        return train_rate(x, self.lam) if self.varying(x) else x
+
     @torch.no_grad()
     def simulate(self, x: torch.Tensor, T: int, record: bool = False) -> tuple:
-        """T steps of the spiking network without a graph: (representations a^l, per-step Records)."""
+        """T steps of the spiking network without a graph: (representations a^l, per-step Records).
+        x is an image [B, *in_shape] (the same input every step) or a train [B, T, *in_shape]."""
+        varying = self.varying(x)
+        if varying and x.shape[1] != T:
+            raise ValueError(f"input train has {x.shape[1]} steps, T = {T}")
         V = self.thresholds().detach()
         ws = [b.effective_weight() for b in self.blocks]
         u = [None] * self.n_spiking
         s = [None] * self.n_spiking
         acc = [None] * self.n_spiking
         recs = []
-        for _ in range(T):
+        for t in range(T):
             rec = Record() if record else None
-            inp = x
+            inp = x[:, t] if varying else x
             for l, blk in enumerate(self.blocks):
                 cur = blk(inp, ws[l]) + blk.bias_term(1.0)
                 u[l], s[l] = neuron_step(cur, u[l], s[l], self.lam, V[l], self.alpha)
@@ -125,7 +137,7 @@ class DSRNet(nn.Module):
     def logits_from(self, reps: list, x: torch.Tensor) -> torch.Tensor:
         """Implementation B's one rate-domain graph: o^l = Replace(a^l, clamp(W^l o^(l-1) + b^l, 0, V^l))."""
         V = self.thresholds()
-        o = x
+        o = self.input_rep(x)
         for l, blk in enumerate(self.blocks):
             o = replace(reps[l], clamp_map(blk(o) + blk.bias_term(1.0), V[l]))
         if self.spiking_output:

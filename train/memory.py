@@ -2,7 +2,9 @@
 
 Each backward frees its graph, so the peak over graphs is what a method must hold at once
 (SAF/OTTT: one step's graph; BPTT: the whole sequence). Parameters are not activations and are
-excluded; a tensor saved by several ops is counted once (by storage pointer and size)."""
+excluded; a tensor saved by several ops is counted once (by storage pointer and size). The meter keeps
+each counted tensor alive until graph_freed(), so a freed storage's address cannot be reused by another
+saved tensor and merged with it (which made the count depend on the allocator's history)."""
 from __future__ import annotations
 
 import torch
@@ -12,6 +14,7 @@ class SavedTensorMeter:
     def __init__(self, params=()):
         self._param_ptrs = {p.data_ptr() for p in params}
         self._seen: set = set()
+        self._held: list = []
         self.current = 0
         self.peak = 0
         self._ctx = None
@@ -21,6 +24,7 @@ class SavedTensorMeter:
             key = (t.untyped_storage().data_ptr(), t.storage_offset(), t.numel(), t.dtype)
             if key not in self._seen:
                 self._seen.add(key)
+                self._held.append(t)
                 self.current += t.numel() * t.element_size()
                 self.peak = max(self.peak, self.current)
         return t
@@ -32,6 +36,7 @@ class SavedTensorMeter:
     def graph_freed(self):
         """Call after each backward: that graph's saved tensors are released."""
         self._seen.clear()
+        self._held.clear()
         self.current = 0
 
     def __enter__(self):

@@ -7,6 +7,8 @@ ottt-a  as ottt-o, gradients accumulated over the T steps, one update per batch.
 bptt    LIF forward with the full graph through time, one update per batch.
 dsr     DSR (train/dsr.py): graph-free simulation, one backward through the spike representations'
         clamp mapping; per-layer trainable thresholds, alpha firing, spiking output layer.
+ide     SAF forward without a graph for T steps, implicit-differentiation backward at the equilibrium
+        of the rates (train/ide.py; IDE paper, METHODS.md 1.2), one update per batch.
 SAF and OTTT keep only the current step's graph: memory constant in T.
 """
 from __future__ import annotations
@@ -15,14 +17,19 @@ from typing import Callable, Optional
 
 import torch
 
+from .functional.ide_solver import SolverConfig
 from .functional.neuron import bias_coeff
+from .ide import train_batch_ide
 from .memory import state_bytes
 from .readout import LEAKY_SUM, SPIKE_COUNT, SUM, Readout
 
-METHODS = ("saf-e", "saf-f", "ottt-o", "ottt-a", "bptt", "dsr")
-# the readout each method's loss sees (DESIGN.md sec. 6); SAF-F's leaks with lam; DSR's default
-# (the spiking output layer; --dsr-readout linear gives LEAKY_SUM, set by the DSRNet itself)
-READOUT = {"saf-e": SUM, "saf-f": LEAKY_SUM, "ottt-o": SUM, "ottt-a": SUM, "bptt": SUM, "dsr": SPIKE_COUNT}
+METHODS = ("saf-e", "saf-f", "ottt-o", "ottt-a", "bptt", "dsr", "ide")
+# the readout each method's loss sees (DESIGN.md sec. 6); SAF-F's leaks with lam, IDE's with lam < 1;
+# DSR's default is the spiking output layer (--dsr-readout linear gives LEAKY_SUM, set by the DSRNet itself)
+READOUT = {"saf-e": SUM, "saf-f": LEAKY_SUM, "ottt-o": SUM, "ottt-a": SUM, "bptt": SUM, "dsr": SPIKE_COUNT,
+           "ide": LEAKY_SUM}
+# methods whose readout leaks only for lam < 1 (at lam = 1 they record the non-leaking sum)
+READOUT_SUM_AT_IF = ("ide",)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -33,21 +40,28 @@ def check_method(method: str) -> str:
     return method
 
 
-def readout_for(method: str) -> Readout:
-    """The readout `method` trains (and so the one to evaluate and deploy)."""
+def readout_for(method: str, lam: Optional[float] = None) -> Readout:
+    """The readout `method` trains (and so the one to evaluate and deploy) at leak `lam`."""
+    if method in READOUT_SUM_AT_IF and lam == 1.0:
+        return SUM
     return READOUT[check_method(method)]
 
 
 def train_batch(net, x: torch.Tensor, y: torch.Tensor, T: int, method: str, optimizer,
                 loss_fn: LossFn, after_backward: Optional[Callable[[int], None]] = None,
-                step_optimizer: bool = True) -> dict:
+                step_optimizer: bool = True, ide_solver: Optional[SolverConfig] = None) -> dict:
     """Run one minibatch with `method`. Returns {"loss": float, "logits": Tensor [N, classes]}
     (logits: sum_t o[t], or SAF-F's weighted readout). after_backward(t) is called after each
-    backward (tests use it to capture per-step gradients); step_optimizer=False skips updates."""
+    backward (tests use it to capture per-step gradients); step_optimizer=False skips updates.
+    ide_solver: IDE's backward solver (default: Broyden, 30 iterations, the authors' tolerance)."""
     check_method(method)
     if method == "dsr":
         from .dsr import dsr_train_batch
         return dsr_train_batch(net, x, y, T, optimizer, loss_fn, after_backward, step_optimizer)
+    if net.training:                         # spectrally normalised feedback: one power iteration
+        net.power_iterate()                  # (a DDPNet forwards both names to its SpikingNet)
+    if method == "ide":
+        return train_batch_ide(net, x, y, T, optimizer, loss_fn, ide_solver, after_backward, step_optimizer)
 
     def update():
         if step_optimizer:

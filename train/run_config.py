@@ -16,6 +16,7 @@ from .checkpoint import CHECKPOINT, RESUME, read_checkpoint
 from .data.encoders import ENCODERS
 from .data.events import BIN_MODES
 from .dsr import READOUT_CHOICES as DSR_READOUTS
+from .functional.ide_solver import SOLVERS
 from .functional.surrogate import SURROGATES
 from .methods import METHODS
 from .trainer import TrainConfig
@@ -52,7 +53,7 @@ RULES = (
     Rule("limit_train", lambda v: v is None or (isinstance(v, int) and v >= 1), "an integer >= 1"),
     Rule("seed", lambda v: isinstance(v, int) and 0 <= v <= SEED_MAX, f"an integer in 0..{SEED_MAX}"),
     Rule("lam", lambda v: _finite(v) and 0 < v <= 1, "in (0, 1]"),
-    Rule("theta", lambda v: _finite(v) and v > 0, "a positive number"),
+    Rule("theta", lambda v: v is None or (_finite(v) and v > 0), "a positive number"),
     Rule("lr", lambda v: _finite(v) and v > 0, "a positive number"),
     Rule("momentum", lambda v: _finite(v) and 0 <= v < 1, "in [0, 1)"),
     Rule("weight_decay", lambda v: _finite(v) and v >= 0, "a number >= 0"),
@@ -66,6 +67,9 @@ RULES = (
     Rule("bin_by", lambda v: v in BIN_MODES, "", BIN_MODES),
     Rule("dsr_alpha", lambda v: _finite(v) and 0 < v <= 1, "in (0, 1]"),
     Rule("dsr_readout", lambda v: v in DSR_READOUTS, "", DSR_READOUTS),
+    Rule("ide_solver", lambda v: v in SOLVERS, "", SOLVERS),
+    Rule("ide_max_iter", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    Rule("ide_tol", lambda v: _finite(v) and v > 0, "a positive number"),
 )
 
 

@@ -9,6 +9,10 @@ layer `src` back into spiking layer `dst` (dst <= src), indices counted over spi
      "layers": [{"type": "conv", "out": 16, "kernel": 3, "padding": 1}, {"type": "avgpool", "kernel": 2},
                 {"type": "flatten"}, {"type": "linear", "out": 64}],
      "feedback": [{"src": 1, "dst": 0, "kernel": 3, "padding": 1}]}
+
+A feedback edge may carry "norm": "spectral" (IDE, METHODS.md 1.2: W = clamp(g, -1, 1) V / sigma(V)) and,
+between conv layers, "transposed": true with "stride"/"output_padding" (IDE's CIFAR nets feed back
+through a stride-2 ConvTranspose; trainable, but the IR cannot hold it, so export refuses it).
 """
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ import json
 import math
 from dataclasses import dataclass, field
 from typing import Optional
+
+from .ide_specs import IDE_SPECS
 
 SPIKING = ("conv", "linear")
 GLUE = ("avgpool", "gap", "flatten")
@@ -47,6 +53,13 @@ class FeedbackPlan:
     kind: str                    # "conv" | "linear"
     kernel: int = 1
     padding: int = 0
+    norm: str = "none"           # "none" | "spectral" (train/modules/spectral.py)
+    transposed: bool = False     # ConvTranspose2d edge (conv only)
+    stride: int = 1
+    output_padding: int = 0
+
+
+FEEDBACK_NORMS = ("none", "spectral")
 
 
 @dataclass
@@ -59,7 +72,7 @@ MAX_DIM = 1 << 20                   # any one size, channel count or kernel in a
 MAX_PARAMETERS = 1 << 31            # weights in the whole network (8 GiB of float32)
 LAYER_KEYS = {"conv": {"type", "out", "kernel", "stride", "padding"}, "linear": {"type", "out"},
               "avgpool": {"type", "kernel"}, "gap": {"type"}, "flatten": {"type"}}
-FEEDBACK_KEYS = {"src", "dst", "kernel", "padding"}
+FEEDBACK_KEYS = {"src", "dst", "kernel", "padding", "norm", "transposed", "stride", "output_padding"}
 
 
 def _int(d: dict, key: str, where: str, default=None, lo: int = 0) -> int:
@@ -194,20 +207,39 @@ def plan(spec: dict) -> Plan:
         if not (0 <= dst <= src < n_sp):
             raise SpecError(f"{where}: need 0 <= dst <= src < {n_sp} spiking layers, got src={src} dst={dst}")
         a, b = out.layers[src], out.layers[dst]
-        if a.kind == "conv" and b.kind == "conv":
+        norm = fb.get("norm", "none")
+        if norm not in FEEDBACK_NORMS:
+            raise SpecError(f"feedback {j}: unknown norm {norm!r} (known: {', '.join(FEEDBACK_NORMS)})")
+        if a.kind == "conv" and b.kind == "conv" and fb.get("transposed"):
+            out.feedback.append(_transposed_edge(j, fb, a, b, src, dst, norm))
+        elif a.kind == "conv" and b.kind == "conv":
             k, p = _int(fb, "kernel", where, 3, lo=1), _int(fb, "padding", where, 1)
             if (a.out_shape[1] + 2 * p - k + 1, a.out_shape[2] + 2 * p - k + 1) != b.out_shape[1:]:
                 raise SpecError(f"{where}: a {k}x{k} conv (padding {p}) from {list(a.out_shape)} "
                                 f"cannot produce {list(b.out_shape)}")
-            out.feedback.append(FeedbackPlan(src, dst, "conv", k, p))
-        elif a.kind == "linear" and b.kind == "linear":
-            out.feedback.append(FeedbackPlan(src, dst, "linear"))
+            out.feedback.append(FeedbackPlan(src, dst, "conv", k, p, norm))
+        elif a.kind == "linear" and b.kind == "linear" and not fb.get("transposed"):
+            out.feedback.append(FeedbackPlan(src, dst, "linear", norm=norm))
         else:
             raise SpecError(f"{where}: src and dst must both be conv (same spatial size) or both linear")
     n_params = _count_parameters(out)
     if n_params > MAX_PARAMETERS:
         raise SpecError(f"the network has {n_params:,} weights; saf accepts at most {MAX_PARAMETERS:,}")
     return out
+
+
+def _transposed_edge(j: int, fb: dict, a: LayerPlan, b: LayerPlan, src: int, dst: int, norm: str) -> FeedbackPlan:
+    """A ConvTranspose2d feedback edge whose output has the destination's spatial size."""
+    if norm != "spectral":
+        raise SpecError(f"feedback {j}: a transposed edge needs \"norm\": \"spectral\" (IDE's CIFAR nets)")
+    where = f"feedback {j}"
+    k, p = _int(fb, "kernel", where, 3, lo=1), _int(fb, "padding", where, 1)
+    s, op = _int(fb, "stride", where, 2, lo=1), _int(fb, "output_padding", where, 1)
+    size = tuple((a.out_shape[i] - 1) * s - 2 * p + k + op for i in (1, 2))
+    if s < 1 or not (0 <= op < s) or size != tuple(b.out_shape[1:]):
+        raise SpecError(f"feedback {j}: a transposed {k}x{k} conv (stride {s}, padding {p}, output_padding {op}) "
+                        f"from {list(a.out_shape)} cannot produce {list(b.out_shape)}")
+    return FeedbackPlan(src, dst, "conv", k, p, norm, True, s, op)
 
 
 def neuron_params(spec: dict) -> tuple:
@@ -261,6 +293,9 @@ BUILTIN = {
     "vggf-cifar": vgg_spec("vggf-cifar", feedback=True),
     "vgg11-small-cifar": vgg_spec("vgg11-small-cifar", widths=(8, 16, 32, 32, 64, 64, 64, 64)),
 }
+
+
+BUILTIN.update(IDE_SPECS)
 
 
 def builtin_spec(name: str) -> dict:

@@ -16,6 +16,7 @@ import torch
 
 from .checkpoint import CHECKPOINT, CURVES, METRICS, RESUME, atomic_write, load_resume, save_checkpoint, save_resume
 from .evaluate import evaluate
+from .functional.ide_solver import SolverConfig
 from .functional.loss import ce_mse_loss
 from .functional.surrogate import SURROGATES
 from .methods import check_method, readout_for, train_batch
@@ -41,7 +42,7 @@ class TrainConfig:
     method: str = "saf-e"
     T: int = 6
     lam: float = 0.5
-    theta: float = 1.0
+    theta: Optional[float] = None     # None: the spec's (1.0 unless it sets one; IDE specs 2.0)
     epochs: int = 20
     batch_size: int = 64
     optimizer: str = "sgd"
@@ -59,6 +60,9 @@ class TrainConfig:
     bin_by: str = "time"                  # event datasets: frames by "time" or event "count"
     dsr_alpha: float = 1.0           # --method dsr: fire at alpha * V_th (subtract V_th)
     dsr_readout: str = "spike"       # --method dsr: "spike" (spiking output layer) or "linear"
+    ide_solver: str = "broyden"           # --method ide: backward solver (train/functional/ide_solver.py)
+    ide_max_iter: int = 30
+    ide_tol: float = 2e-10
     extra: dict = field(default_factory=dict)
 
 
@@ -100,7 +104,14 @@ def build(cfg: TrainConfig, spec: Optional[dict] = None):
     if cfg.method == "dsr":
         from .dsr import DSRNet, dsr_spec
         return DSRNet(dsr_spec(spec, cfg.dsr_alpha, cfg.dsr_readout))
-    return SpikingNet(spec, surrogate=cfg.surrogate, alpha=cfg.alpha, readout=readout_for(cfg.method))
+    return SpikingNet(spec, surrogate=cfg.surrogate, alpha=cfg.alpha, readout=readout_for(cfg.method, spec["neuron"]["lam"]))
+
+
+def ide_solver_config(cfg: TrainConfig) -> SolverConfig:
+    try:
+        return SolverConfig(cfg.ide_solver, int(cfg.ide_max_iter), float(cfg.ide_tol))
+    except ValueError as e:
+        raise TrainingError(f"--ide-solver/--ide-max-iter/--ide-tol: {e}") from None
 
 
 class Trainer:
@@ -116,6 +127,9 @@ class Trainer:
             raise TrainingError(f"--T must be >= 1, got {cfg.T}")
         if cfg.method == "dsr" and ddp is not None:
             raise TrainingError("--method dsr does not support --ddp yet")
+        self.ide_solver = ide_solver_config(cfg)
+        if cfg.method == "ide" and ddp is not None:
+            raise TrainingError("--method ide: --ddp is not supported (its backward bypasses the DDP wrapper)")
         self.cfg, self.out, self.data, self.progress, self.log = cfg, Path(out), data, progress, log
         self.ddp = ddp  # optional train.distributed.DDPContext
         self.device = pick_device(cfg.device) if ddp is None else ddp.device
@@ -203,7 +217,7 @@ class Trainer:
         tot_loss, correct, seen = 0.0, 0, 0
         lr = self.opt.param_groups[0]["lr"]
         for b, (xb, yb) in enumerate(it):
-            r = train_batch(self.model, xb, yb, cfg.T, cfg.method, self.opt, loss_fn)
+            r = train_batch(self.model, xb, yb, cfg.T, cfg.method, self.opt, loss_fn, ide_solver=self.ide_solver)
             if not math.isfinite(r["loss"]):
                 raise NonFiniteError(f"loss became {r['loss']} at epoch {epoch + 1}, batch {b + 1} (try a lower --lr)")
             tot_loss += r["loss"] * len(yb)

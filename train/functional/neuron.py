@@ -32,6 +32,15 @@ def bias_coeff(t: int, lam: float) -> float:
     return c
 
 
+
+def train_rate(x, lam: float):
+    """A train x [B, T, ...]'s weighted average rate sum_t lam^(T-t) x[t] / c[T]: the rate-domain input
+    of a spike-train-fed network (the accumulation a_in[t] = lam a_in[t-1] + x[t] every layer uses)."""
+    T, acc = x.shape[1], None
+    for t in range(T):
+        acc = x[:, t] if acc is None else lam * acc + x[:, t]
+    return acc / bias_coeff(T, lam)
+
 def lif_step(current: torch.Tensor, u_prev: Optional[torch.Tensor], s_prev: Optional[torch.Tensor],
              lam: float, theta: float, spike_fn: SpikeFn):
     """One LIF step. Returns (u[t], s[t]). The caller decides whether u_prev/s_prev carry a graph."""

@@ -23,7 +23,15 @@ from ..functional.replace import replace
 from ..functional.surrogate import spike
 from ..readout import SUM, Readout
 from ..spec import neuron_params, plan
+from .spectral import SpectralSynapse
 from .synapse import Synapse
+
+
+def _feedback_synapse(f, plan, ws: bool, gamma: float):
+    n_src, n_dst = plan.layers[f.src].out, plan.layers[f.dst].out
+    if f.norm == "spectral":
+        return SpectralSynapse(f.kind, n_src, n_dst, f.kernel, f.padding, f.transposed, f.stride, f.output_padding)
+    return Synapse(f.kind, n_src, n_dst, f.kernel, 1, f.padding, (), ws=ws, gamma=gamma, bias=False)
 
 
 @dataclass
@@ -68,9 +76,7 @@ class SpikingNet(nn.Module):
                                   ws=ws and not is_ro, gamma=gamma))
         self.blocks = nn.ModuleList(blocks[:-1])
         self.readout = blocks[-1]
-        self.fb = nn.ModuleList(Synapse(f.kind, self.plan.layers[f.src].out, self.plan.layers[f.dst].out,
-                                        f.kernel, 1, f.padding, (), ws=ws, gamma=gamma, bias=False)
-                                for f in self.plan.feedback)
+        self.fb = nn.ModuleList(_feedback_synapse(f, self.plan, ws, gamma) for f in self.plan.feedback)
         self.fb_edges = [(f.src, f.dst) for f in self.plan.feedback]
 
     @property
@@ -107,6 +113,13 @@ class SpikingNet(nn.Module):
             raise ValueError(f"input train has {x.shape[1]} steps, step {t} asked")
         xt = x[:, t - 1]
         return xt, (xt if a_in_prev is None else self.lam * a_in_prev + xt)
+
+    def power_iterate(self) -> None:
+        """One power iteration of every spectrally normalised feedback weight (once per training
+        minibatch, as the IDE authors' code does; no-op without one)."""
+        for f in self.fb:
+            if isinstance(f, SpectralSynapse):
+                f.power_iteration(1)
 
     def _fb_into(self, dst: int):
         return [(k, src) for k, (src, d) in enumerate(self.fb_edges) if d == dst]
