@@ -15,17 +15,11 @@ import hashlib
 import json
 from pathlib import Path
 
+from saf.train.checkpoint import file_sha256
+
 from .bundle_error import BundleError
 
 MANIFEST_HASH_KEY = "manifest_sha256"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def manifest_digest(manifest: dict) -> str:
@@ -39,7 +33,7 @@ def seal(manifest: dict, directory: Path, manifest_name: str) -> dict:
     """The manifest as it will be read back (JSON round trip), with every file of `directory` but the
     manifest itself hashed under "files" and the manifest's own digest added."""
     m = dict(manifest)
-    m["files"] = {p.name: sha256_file(p) for p in sorted(Path(directory).iterdir()) if p.name != manifest_name}
+    m["files"] = {p.name: file_sha256(p) for p in sorted(Path(directory).iterdir()) if p.name != manifest_name}
     m = json.loads(json.dumps(m))
     m[MANIFEST_HASH_KEY] = manifest_digest(m)
     return m
@@ -62,5 +56,5 @@ def check_files(bundle: Path, manifest: dict, manifest_name: str) -> None:
         p = Path(bundle) / name
         if not p.is_file():
             raise BundleError(f"{p}: listed in the manifest but missing")
-        if sha256_file(p) != digest:
+        if file_sha256(p) != digest:
             raise BundleError(f"{p}: sha256 does not match the manifest (file modified or corrupt)")

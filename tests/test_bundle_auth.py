@@ -4,6 +4,8 @@ the pytest fixture) with one line naming the file, exit 2. Each refusal is shown
 the untouched bundle loads, and each tampering changes exactly one thing."""
 from __future__ import annotations
 
+import hashlib
+
 import json
 import shutil
 from pathlib import Path
@@ -15,7 +17,7 @@ from saf.deploy.backends import Bundle
 from saf.deploy.main import main
 from saf.deploy.pytest_plugin import check_fidelity
 from saf.export.bundle import BundleError, load_graph, read_manifest, write_bundle
-from saf.export.bundle_auth import MANIFEST_HASH_KEY, manifest_digest, sha256_file
+from saf.export.bundle_auth import MANIFEST_HASH_KEY, manifest_digest
 from saf.export.synthetic import random_graph
 
 GOLDEN = Path(__file__).parent / "golden" / "demo"
@@ -102,7 +104,7 @@ def test_replaced_weights_with_updated_hash_is_refused(bundle, tmp_path, capsys)
     np.savez(b / "weights.npz", **arrays)
     rc = main(["info", str(b)])
     assert rc == 2 and "weights.npz: sha256 does not match" in capsys.readouterr().err
-    _edit_manifest(b, lambda m: m["files"].__setitem__("weights.npz", sha256_file(b / "weights.npz")))
+    _edit_manifest(b, lambda m: m["files"].__setitem__("weights.npz", hashlib.sha256((b / "weights.npz").read_bytes()).hexdigest()))
     _refused_everywhere(capsys, b, tmp_path, "manifest.json: content does not match")
 
 
