@@ -23,6 +23,7 @@ from saf.train.functional.dsr import if_rate_closed_form, if_rate_simulated
 from saf.train.functional.loss import ce_mse_loss
 from saf.train.memory import SavedTensorMeter
 from saf.train.spec import SpecError, builtin_spec, with_neuron
+from test_train_cli import user_error  # noqa: E402  (one one-line-error check for every CLI test)
 
 torch.set_num_threads(1)
 
@@ -213,17 +214,6 @@ def test_float_model_tie_rule_and_checkpoint_round_trip(lif_alpha_bundle):
 
 
 # ---------------------------------------------------------------- user errors
-def user_error(capsys, argv, *needles):
-    capsys.readouterr()
-    rc = main(argv)
-    err = capsys.readouterr().err
-    assert rc == 2, (rc, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-
-
 def test_bad_dsr_flags_are_one_line_errors(capsys, tmp_path):
     base = ["train", "--method", "dsr", "--model", "mlp-digits", "--epochs", "1", "--no-progress"]
     user_error(capsys, base + ["--dsr-alpha", "0", "--out", str(tmp_path / "a")], "--dsr-alpha")

@@ -14,7 +14,7 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from event_files import write_nmnist_folder  # noqa: E402
-from test_gradients import SPECS, flat, loss_fn, make, per_step_grads  # noqa: E402
+from test_gradients import SPECS, assert_forms_agree, flat, loss_fn, make, per_step_grads  # noqa: E402
 
 from saf.train.cli import data_for  # noqa: E402
 from saf.train.data import load_dataset  # noqa: E402
@@ -35,13 +35,7 @@ def test_theorem1_holds_on_spike_trains(name, lam):
     T = 6
     net, _, y = make(name, lam)
     x = trains(name, len(y), T, seed=7)
-    _, saf = net.infer(x, T, "saf", record=True)
-    _, lif = net.infer(x, T, "lif", record=True)
-    for t in range(T):
-        for l in range(net.n_spiking):
-            assert torch.allclose(saf[t].spikes[l], lif[t].spikes[l], rtol=0, atol=1e-12), (t, l)
-    rates = [sum(float(lif[t].spikes[l].mean()) for t in range(T)) / T for l in range(net.n_spiking)]
-    assert all(0.02 < r < 0.98 for r in rates), rates
+    assert_forms_agree(net, x, T)
     ge, re = per_step_grads(net, x, y, T, "saf-e")
     go, ro = per_step_grads(net, x, y, T, "ottt-o")
     for t in range(1, T + 1):
