@@ -51,6 +51,21 @@ class _Stage:
     tab: Optional[np.ndarray] = None    # conv: kernels.scatter_table of geom
 
 
+def _unpooled(layer) -> tuple:
+    """(weight, stride, padding) reading the layer's input before its k x k sum pool (Layer.in_pool):
+    each weight repeated over its k x k block (a conv's stride and padding times k), so that
+    W' s = W sum_pool(s) exactly; for k = 1 the layer's own."""
+    w = np.asarray(layer.weight, dtype=np.int64)
+    k = int(getattr(layer, "in_pool", 1))
+    if k == 1:
+        return w, int(layer.stride), int(layer.padding)
+    if layer.kind == "conv":
+        return (np.repeat(np.repeat(w, k, axis=2), k, axis=3), int(layer.stride) * k, int(layer.padding) * k)
+    c, h, wd = layer.in_shape
+    w = w.reshape(w.shape[0], c, h // k, wd // k)
+    return np.repeat(np.repeat(w, k, axis=2), k, axis=3).reshape(w.shape[0], -1), 1, 0
+
+
 def _stages(graph: Graph, plan) -> list:
     stages = []
     for li, layer in enumerate(graph.layers):
@@ -58,18 +73,18 @@ def _stages(graph: Graph, plan) -> list:
         src = tuple(graph.input_shape) if li == 0 else tuple(graph.layers[li - 1].out_shape)
         in_perm = _hwc_order(src) if len(src) == 3 and layer.kind != "conv" else _hwc_order(tuple(layer.in_shape))
         dt = plan.syn[li].dtype
-        w = np.asarray(layer.weight, dtype=np.int64)
+        w, stride, pad = _unpooled(layer)
         if layer.kind == "conv":
             c, h, wd = layer.in_shape
             co, _, kh, kw = w.shape
             _, ho, wo = layer.out_shape
             mat = w.transpose(2, 3, 1, 0).reshape(kh * kw * c, co).astype(dt)
-            geom = (h, wd, c, kh, kw, int(layer.stride), int(layer.padding), ho, wo)
+            geom = (h, wd, c, kh, kw, stride, pad, ho, wo)
         else:                           # dense / readout: columns in the input's layout
             mat = w.reshape(w.shape[0], -1)[:, in_perm].T.astype(dt)
             geom = None
         out_perm = _hwc_order(tuple(layer.out_shape))
-        it = np.int32 if plan.syn[li].bound < (1 << 31) else np.int64
+        it = np.int32 if np.abs(mat).sum(axis=0).max(initial=0) < (1 << 31) else np.int64   # spikes: in_max 1
         tab = None if geom is None else kernels.scatter_table(*geom[:2], *geom[3:])
         stages.append(_Stage(np.ascontiguousarray(mat), np.ascontiguousarray(mat.astype(it)),
                              plan.bias[li][out_perm], out_perm, geom, tab))
