@@ -121,6 +121,24 @@ class _Synapse:
         return y.astype(out_dtype, copy=False)
 
 
+class _Pooled:
+    """A layer's k x k integer sum pool (Layer.in_pool) followed by its _Synapse on the pooled map."""
+
+    def __init__(self, layer, syn: _Synapse):
+        self.layer, self.syn = layer, syn
+        self.bound, self.dtype, self.name = syn.bound, syn.dtype, syn.name
+
+    def __call__(self, x: np.ndarray, out_dtype=np.int64) -> np.ndarray:
+        return self.syn(self.layer.pool_input(x), out_dtype)
+
+
+def _layer_synapse(layer, in_max: int) -> _Synapse:
+    """The synapse of an IR layer; a sum-pooled layer reads counts up to k^2 * in_max."""
+    syn = _Synapse(layer.kind if layer.kind != "readout" else "dense", layer.weight, layer.syn_in_shape,
+                   layer.out_shape, layer.stride, layer.padding, int(in_max) * layer.pool_gain, layer.name)
+    return _Pooled(layer, syn) if int(layer.in_pool) > 1 else syn
+
+
 def _decay(v: np.ndarray, decay: int) -> np.ndarray:
     """sign(v) * ((|v| * (4096 - D)) >> 12), truncation toward zero. int64, or float64 holding
     integers below 2^41: then v * ((4096 - D) / 4096) is the exact rational (the factor is a dyadic
@@ -171,10 +189,7 @@ class _Plan:
         self.x_max = x_max                      # the exact-dtype choice assumes |x_q| <= x_max
         self.syn, self.bias = [], []
         for i, layer in enumerate(graph.layers):
-            self.syn.append(_Synapse(layer.kind if layer.kind != "readout" else "dense", layer.weight,
-                                     layer.in_shape, layer.out_shape, layer.stride, layer.padding,
-                                     x_max if i == 0 else (graph.T if not layer.spiking else 1),
-                                     layer.name))
+            self.syn.append(_layer_synapse(layer, x_max if i == 0 else (graph.T if not layer.spiking else 1)))
             self.bias.append(layer.full_bias())
         self.fb = [[] for _ in range(n_sp)]
         for f in graph.feedback:

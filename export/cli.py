@@ -38,6 +38,10 @@ def register(sub) -> None:
     p.add_argument("--random-model", default=None, metavar="NAME",
                    help="export a randomly initialised builtin model instead of a checkpoint (mapping studies)")
     p.add_argument("--seed", type=int, default=0, help="seed for --random-model")
+    p.add_argument("--sum-pool", choices=("auto", "on", "off"), default="auto",
+                   help="a folded AvgPool as a k x k sum-pool stage (graded counts) in front of the next layer "
+                        "instead of a k^2 times wider layer: auto = where the target runs it cheaper (Loihi 2: "
+                        "fewer cores; ONNX: fewer multiply-adds; never on Loihi 1), on, or off (folded)")
     p.add_argument("--force", action="store_true", help="replace the saf bundle in --out, once the new one is written")
     p.add_argument("--json", action="store_true", help="print the manifest extras as JSON")
     p.set_defaults(func=cmd_export)
@@ -56,7 +60,7 @@ def cmd_export(a) -> int:
     r = export_checkpoint(a.checkpoint, a.target, a.out, calibrate_data=a.calibrate_data, data_root=a.data_root,
                           force=a.force, T=a.T, calibrate_limit=a.calibrate_limit, input_scale=a.input_scale,
                           input_bits=a.input_bits, input_signed=a.input_signed, random_model=a.random_model,
-                          seed=a.seed)
+                          seed=a.seed, sum_pool=a.sum_pool)
     if a.json:
         print(json.dumps({k: v for k, v in r.items() if not k.endswith("_text")}, indent=2, default=str))
         return 0
