@@ -171,7 +171,8 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
     if pool_choice.candidates:
         extra["sum_pool"] = pool_choice.to_dict()
         if resources.cores_available is not None:      # Loihi: synaptic memory per layer, folded vs pooled
-            before, _ = check_resources(folded, target) if folded is not graph else (resources, None)
+            before = resources if folded is graph else \
+                (pool_choice.folded_report or check_resources(folded, target)[0])
             rows = pool_comparison(before, resources)
             extra["sum_pool"]["memory_per_layer"] = rows
             extra["sum_pool"]["cores_folded"], extra["sum_pool"]["chips_folded"] = before.cores_used, before.chips_used

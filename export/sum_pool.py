@@ -139,19 +139,42 @@ class PoolChoice:
     candidates: dict                           # layer name -> k (folded AvgPool in front of it)
     pooled: dict = field(default_factory=dict)  # layer name -> k actually sum-pooled
     reasons: dict = field(default_factory=dict)  # layer name -> one line why it stays folded
-    costs: dict = field(default_factory=dict)  # "folded" / "sum-pool": cost of every candidate form
+    costs: dict = field(default_factory=dict)  # "folded" / "chosen": cost of the two forms
+    folded_report: object = None               # Loihi: the folded form's ResourceReport (not serialized)
 
     def to_dict(self) -> dict:
         return {"mode": self.mode, "target": self.target, "candidates": dict(self.candidates),
                 "pooled": dict(self.pooled), "reasons": dict(self.reasons), "costs": dict(self.costs)}
 
 
-def _loihi_cost(graph: Graph, target) -> tuple:
-    from .resources import check_resources
+def _loihi_costs(graph: Graph, ok: dict, target):
+    """cost(pools) -> (does not fit, cores, synaptic memory) on the Loihi target, for any subset of
+    the candidates `ok`: every layer is described once folded and once pooled (describe() is the
+    slow part), and the mapper runs on the mixed description."""
+    import dataclasses
 
-    rep, _ = check_resources(graph, target)
-    mem = sum(r.memory_bytes_per_core * r.cores for r in rep.layers)
-    return (0 if rep.fits else 1, rep.cores_used, mem)
+    from saf.hw_targets import map_network
+
+    from .resources import describe
+
+    folded, pooled = describe(graph), describe(with_pools(graph, ok))
+
+    def groups(net):
+        out = {}
+        for d in net.layers:
+            out.setdefault(d.name[:-len(".pool")] if d.kind == "sumpool" else d.name, []).append(d)
+        return out
+
+    gf, gp = groups(folded), groups(pooled)
+
+    def cost(pools: dict) -> tuple:
+        descs = [d for l in graph.layers for d in (gp if l.name in pools else gf)[l.name]]
+        rep = map_network(dataclasses.replace(folded, layers=descs), target)
+        if not pools:
+            cost.folded_report = rep
+        return (0 if rep.fits else 1, rep.cores_used, sum(r.memory_bytes_per_core * r.cores for r in rep.layers))
+
+    return cost
 
 
 def choose_pools(graph: Graph, candidates: dict, target, mode: str = "auto") -> tuple:
@@ -185,13 +208,15 @@ def choose_pools(graph: Graph, candidates: dict, target, mode: str = "auto") -> 
     if mode == "on":
         choice.pooled = dict(ok)
         return with_pools(graph, ok), choice
-    cost = _loihi_cost if target.kind == "loihi" else (lambda g, t: (macs(g),))
-    best = cost(graph, target)
+    cost = _loihi_costs(graph, ok, target) if target.kind == "loihi" else \
+        (lambda pools: (macs(with_pools(graph, pools)),))
+    best = cost({})
     choice.costs["folded"] = list(best)
+    choice.folded_report = getattr(cost, "folded_report", None)
     pooled = {}
     for name, k in ok.items():
         trial = dict(pooled, **{name: k})
-        c = cost(with_pools(graph, trial), target)
+        c = cost(trial)
         if c < best:
             pooled, best = trial, c
         else:
