@@ -18,14 +18,23 @@ def _cover(n_in: int, n_out: int, k: int, stride: int, pad: int) -> np.ndarray:
 
 
 def fan_out(layer) -> np.ndarray:
-    """Synapses each input neuron of `layer` drives (flattened input order)."""
+    """Synapses each input of `layer`'s weight drives (flattened; the pooled map when Layer.in_pool > 1)."""
     if layer.kind == "conv":
         co, _, kh, kw = layer.weight.shape
-        c, h, w = layer.in_shape
+        c, h, w = layer.syn_in_shape
         _, ho, wo = layer.out_shape
         cov = np.outer(_cover(h, ho, kh, layer.stride, layer.padding), _cover(w, wo, kw, layer.stride, layer.padding))
         return np.broadcast_to(co * cov, (c, h, w)).reshape(-1)
-    return np.full(layer.n_in, layer.weight.shape[0], dtype=np.int64)
+    return np.full(int(np.prod(layer.syn_in_shape)), layer.weight.shape[0], dtype=np.int64)
+
+
+def _spike_synops(layer, s: np.ndarray) -> float:
+    """Synaptic ops of the spikes s [N, T, n_in] into `layer`: each spike's fan-out, or, through a
+    sum-pool stage, one op per spike (its ones synapse) plus each non-zero count's fan-out."""
+    if int(layer.in_pool) == 1:
+        return float((s.sum(axis=1) * fan_out(layer)).sum())
+    counts = layer.pool_input(s)
+    return float(s.sum()) + float(((counts != 0).sum(axis=1) * fan_out(layer)).sum())
 
 
 def run_stats(graph: Graph, r: BackendResult, xq: np.ndarray, labels: np.ndarray) -> dict:
@@ -42,7 +51,7 @@ def run_stats(graph: Graph, r: BackendResult, xq: np.ndarray, labels: np.ndarray
     for i, (l, s) in enumerate(zip(graph.spiking_layers, r.spikes)):
         per_neuron = s.sum(axis=1)                                   # [N, n_out]
         nxt = graph.layers[i + 1]
-        syn[i + 1] += float((per_neuron * fan_out(nxt)).sum())
+        syn[i + 1] += _spike_synops(nxt, s)
         for f in graph.feedback:
             if f.src == i:
                 syn[f.dst] += float(per_neuron.sum()) * int(np.prod(f.weight.shape[:1]) *

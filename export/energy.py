@@ -7,15 +7,23 @@ from saf.hw_targets.mapper import conv_synapse_count
 
 
 def _synapses(l: dict) -> int:
-    """Expanded synapses of one manifest layer entry (conv: every in-bounds tap of every output)."""
+    """Expanded synapses of one manifest layer entry (conv: every in-bounds tap of every output), plus
+    its sum-pool stage's (one ones-weight synapse per input value) when it has one ("in_pool" k)."""
     ws = l["weight_shape"]
+    k = int(l.get("in_pool", 1))
+    pool = 0
+    if k > 1:
+        c, h, w = l["in_shape"]
+        pool, in_shape = c * h * w, (c, h // k, w // k)
+    else:
+        in_shape = tuple(l["in_shape"])
     if l["kind"] == "conv":
-        return conv_synapse_count(tuple(l["in_shape"]), ws[0], tuple(ws[2:]), int(l.get("stride", 1)),
-                                  int(l.get("padding", 0)))
+        return pool + conv_synapse_count(in_shape, ws[0], tuple(ws[2:]), int(l.get("stride", 1)),
+                                         int(l.get("padding", 0)))
     n = 1
     for d in ws:
         n *= int(d)
-    return n
+    return pool + n
 
 
 def _neurons(l: dict) -> int:
@@ -30,8 +38,10 @@ def _cores(manifest: dict) -> dict:
 
 
 def latency_steps(manifest: dict) -> int:
-    """T steps plus one step of delay per connection (each layer's input synapses; DESIGN.md sec. 4)."""
-    return int(manifest["T"]) + len(manifest["layers"])
+    """T steps plus one step of delay per connection (each layer's input synapses; DESIGN.md sec. 4)
+    and one per sum-pool stage (deploy/lava_graph.py's offsets)."""
+    return int(manifest["T"]) + len(manifest["layers"]) + sum(int(l.get("in_pool", 1)) > 1
+                                                              for l in manifest["layers"])
 
 
 def loihi_target(manifest: dict):

@@ -190,6 +190,8 @@ def choose_pools(graph: Graph, candidates: dict, target, mode: str = "auto") -> 
     ok = {}
     for name, k in choice.candidates.items():
         why = pool_problem(by_name[name], k)
+        if by_name[name] is graph.layers[0]:       # its input is the host's graded x_q, not spikes
+            why = f"layer {name}: the first layer's AvgPool over the input stays folded"
         if why:
             choice.reasons[name] = why
         else:
