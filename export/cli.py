@@ -84,7 +84,8 @@ def summarize(m: dict) -> str:
     for l in m["layers"]:
         th = f"TH={l['threshold']}" if l["kind"] != "readout" else \
             (f"integrator leaking (decay D={l['decay']})" if l.get("decay") else "integrator (no leak)")
-        lines.append(f"  {l['name']:<10} {l['kind']:<8} {str(l['in_shape']):>14} -> {str(l['out_shape']):<14} "
+        pool = f" sum-pool {l['in_pool']}x{l['in_pool']} ->" if l.get("in_pool", 1) > 1 else ""
+        lines.append(f"  {l['name']:<10} {l['kind']:<8} {str(l['in_shape']):>14} ->{pool} {str(l['out_shape']):<14} "
                      f"w{l['weight_shape']} {th} F={l['frac_bits']}")
     for f in m.get("feedback", []):
         lines.append(f"  feedback   {f['kind']:<8} layer {f['src']} -> layer {f['dst']} (one-step delay)")
@@ -95,6 +96,10 @@ def summarize(m: dict) -> str:
         lines.append(f"resources: {r.get('cores_used')} cores on {r.get('chips_used')} chip(s) of {r.get('system')}")
     elif r:
         lines.append(f"resources: {r.get('parameters')} parameters, {r.get('parameter_bytes')} bytes")
+    sp = m.get("sum_pool") or {}
+    if sp.get("memory_per_layer"):
+        from saf.hw_targets.report import format_pool_comparison
+        lines.append(format_pool_comparison(sp["memory_per_layer"]))
     cal = m.get("calibration")
     if cal:
         lines.append(f"accuracy: float {cal['float_accuracy']:.4f} -> quantized {cal['quantized_accuracy']:.4f}")
