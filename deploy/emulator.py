@@ -7,7 +7,8 @@ float32, float64 or (beyond 2^53) int64 accordingly. A small convolution whose k
 its input is unrolled once into a dense matrix; any other gathers its receptive fields with one
 precomputed index (im2col) and does one matmul per step. What is constant is computed once per
 batch: the first layer's current W x_q + B and its shifted u (the input is constant over the T
-steps). The neuron state runs in float64 holding exact integers while the plan's state bound allows
+steps). A sum-pooled layer (Layer.in_pool = k) sums its input over k x k blocks first (integer
+counts; its synapse's exact-dtype bound is k^2 times larger). The neuron state runs in float64 holding exact integers while the plan's state bound allows
 (_Plan.state_dtype; every operation, the truncating decay included, is then exact), else in int64.
 
 `emulate` takes fault-injection options so the verifier's tests can show each fault is caught:

@@ -6,7 +6,8 @@ Conditions (DESIGN.md sec. 3), each a named check with a one-line reason:
 - leak:        the 12-bit decay is lam_q = 2^-k exactly (a non-dyadic lam truncates at every step);
 - frac_bits:   F >= k (T - 1) per layer, so every decay over T steps drops no bit;
 - state_24bit: worst-case |V| (state_bound.py, including the initial potential |v0|) <= 2^23 - 1
-               per layer, and TH << F fits too;
+               per layer, and TH << F fits too (a sum-pooled layer's inputs are counts up to k^2:
+               Graph.layer_input_max; its bound equals the folded layer's);
 - initial_potential (layers with Layer.v0 != 0, DSR's alpha firing): v0 is a multiple of 2^(kT), so
                lam^t v0 is an integer for t <= T and no truncating decay of it drops a bit;
 - readout:     the readout integrator's worst case |R[T]| (state_bound with its leak and F_r) fits the

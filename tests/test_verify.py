@@ -50,7 +50,8 @@ def test_demo_network_all_backends_agree_and_match_golden(demo_bundle, tmp_path,
     assert (tmp_path / "v" / "report.rates.png").stat().st_size > 1000
 
 
-@pytest.mark.parametrize("fault,layer", [("lsb", "conv1"), ("tie", None), ("hard-reset", None), ("delay", "conv1")])
+@pytest.mark.parametrize("fault,layer", [("lsb", "conv1"), ("tie", None), ("hard-reset", None), ("delay", "conv1"),
+                                         ("pool-window", "fc3")])
 def test_injected_faults_are_caught_with_layer_and_step(demo_bundle, tmp_path, capsys, fault, layer):
     rc, out, _ = _cli(capsys, "verify", str(demo_bundle), "--backends", "saf-int,emulator", "--limit", "40",
                       "--inject-fault", fault, "--out", str(tmp_path / "v"), "--no-progress")
