@@ -125,6 +125,33 @@ def test_pooled_equals_folded_in_every_backend():
     assert certify(g).to_dict()["checks"] == certify(f).to_dict()["checks"]
 
 
+def _gap_graph(leak: bool) -> Graph:
+    """conv1 -> conv2 (sum pool 2) -> readout reading a 4x4 sum pool (GAP) of conv2's 6x4x4 map."""
+    g = _pooled_graph(seed=3)
+    rng = np.random.default_rng(4)
+    ro = Layer("readout", "readout", (rng.integers(-40, 41, (5, 6)) * 2).astype(np.int64), rng.integers(-9, 10, 5),
+               (6, 4, 4), (5,), in_pool=4, decay=g.decay if leak else 0)
+    g.layers = [g.layers[0], g.layers[1], ro]
+    return g
+
+
+@pytest.mark.parametrize("leak", [False, True])
+def test_pooled_readout_gap_equals_folded(leak):
+    """GAP as a 4x4 sum pool in front of the readout (VGG-11's GAP-FC), non-leaking and leaking (SAF-F)."""
+    g = _gap_graph(leak)
+    f = unpool_graph(g)
+    assert f.layers[-1].weight.shape == (5, 96)
+    xq = _inputs(g, 16)
+    runs = [run_saf_int(g, xq), run_emulator(g, xq), run_onnx(build_onnx_model(g).SerializeToString(), g, xq),
+            run_saf_int(f, xq), run_emulator(f, xq)]
+    for r in runs[1:]:
+        _same(runs[0], r)
+    assert len(set(map(tuple, runs[0].readout.tolist()))) > 1
+    ref, _, _ = reference_run(f, xq[0])
+    if not leak:
+        assert np.array_equal(ref, runs[0].readout[0])
+
+
 def test_demo_network_pooled_equals_folded_on_digits():
     folded, pooled = _demo_graphs()
     assert pooled.layers[2].in_pool == 2 and pooled.layers[2].weight.shape == (128, 512)
@@ -174,6 +201,20 @@ def test_pooled_graph_on_lava_equals_emulator():
     assert make_schedule(g, 1).offsets == [2, 4, 6, 7]           # one more step per sum-pool stage
     xq = _inputs(g, 3)
     _same(run_emulator(g, xq), run_lava(g, xq))
+    g = _gap_graph(leak=True)                                   # a pool stage in front of the readout
+    assert make_schedule(g, 1).offsets == [2, 4, 6]
+    _same(run_emulator(g, xq), run_lava(g, xq))
+
+
+def test_pooled_graph_on_lava_stock_runs_the_folded_form():
+    """Lava has no stock process sending k x k counts: lava-stock runs the folded form (unpool_graph)
+    with stock Dense/Conv/LIFReset, and its outputs equal the emulator's on the pooled graph."""
+    pytest.importorskip("lava")
+    from saf.deploy.lava_stock import run_lava_stock
+
+    g = _pooled_graph()
+    xq = _inputs(g, 2)
+    _same(run_emulator(g, xq), run_lava_stock(g, xq))
 
 
 def test_bundle_round_trip_keeps_the_pool(tmp_path):
