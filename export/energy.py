@@ -6,24 +6,30 @@ from saf.hw_targets.energy import FIGURES, LayerActivity, estimate
 from saf.hw_targets.mapper import conv_synapse_count
 
 
+def _pool_stage(l: dict):
+    """(pool neurons, pool synapses) of a manifest layer's sum-pool stage ("in_pool" k > 1), else None:
+    one neuron per pooled value, one ones-weight synapse per input value."""
+    k = int(l.get("in_pool", 1))
+    if k == 1:
+        return None
+    c, h, w = l["in_shape"]
+    return c * (h // k) * (w // k), c * h * w
+
+
 def _synapses(l: dict) -> int:
-    """Expanded synapses of one manifest layer entry (conv: every in-bounds tap of every output), plus
-    its sum-pool stage's (one ones-weight synapse per input value) when it has one ("in_pool" k)."""
+    """Expanded synapses of one manifest layer entry (conv: every in-bounds tap of every output); a
+    sum-pooled layer's read its pooled map (its pool stage's synapses are _pool_stage's)."""
     ws = l["weight_shape"]
     k = int(l.get("in_pool", 1))
-    pool = 0
-    if k > 1:
-        c, h, w = l["in_shape"]
-        pool, in_shape = c * h * w, (c, h // k, w // k)
-    else:
-        in_shape = tuple(l["in_shape"])
+    c, *hw = l["in_shape"]
+    in_shape = (c, hw[0] // k, hw[1] // k) if k > 1 else tuple(l["in_shape"])
     if l["kind"] == "conv":
-        return pool + conv_synapse_count(in_shape, ws[0], tuple(ws[2:]), int(l.get("stride", 1)),
-                                         int(l.get("padding", 0)))
+        return conv_synapse_count(in_shape, ws[0], tuple(ws[2:]), int(l.get("stride", 1)),
+                                  int(l.get("padding", 0)))
     n = 1
     for d in ws:
         n *= int(d)
-    return pool + n
+    return n
 
 
 def _neurons(l: dict) -> int:
@@ -60,6 +66,10 @@ def upper_bound_estimate(manifest: dict):
     acts = []
     for i, l in enumerate(manifest["layers"]):
         spiking = l["kind"] != "readout"
+        pool = _pool_stage(l)
+        if pool:                    # the sum-pool stage: every input value, every count sent each step
+            name = f"{l['name']}.pool"
+            acts.append(LayerActivity(name, pool[0], float(pool[1]) * T, float(pool[0]) * T, cores.get(name, 1)))
         acts.append(LayerActivity(l["name"], _neurons(l), float(_synapses(l)) * T,
                                   float(_neurons(l)) * T if spiking else 0.0, cores.get(l["name"], 1)))
     e = estimate(target, acts, T, latency_steps(manifest))

@@ -302,3 +302,24 @@ def test_export_cli_reports_memory_before_and_after(tmp_path, capsys):
                       "--input-scale", "16", "--input-bits", "5", "--sum-pool", "on")
     assert rc == 2 and "binary spikes" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "c").exists()
+
+
+def test_run_stats_count_the_pool_stage():
+    """saf run's activity: through the stage, one op per conv2 spike (its ones synapse) and 128 per
+    non-zero count into fc3, instead of 128 per conv2 spike folded."""
+    from saf.deploy.stats import run_stats
+
+    folded, pooled = _demo_graphs()
+    xq = _digits(30)
+    labels = np.zeros(30, np.int64)
+    rf, rp = run_emulator(folded, xq), run_emulator(pooled, xq)
+    sf, sp = run_stats(folded, rf, xq, labels), run_stats(pooled, rp, xq, labels)
+    spikes2 = float(rf.spikes[1].sum()) / 30
+    nonzero = float((pooled.layers[2].pool_input(rp.spikes[1]) != 0).sum()) / 30
+    act_f = {a[0]: a for a in sf["activity"]}
+    act_p = {a[0]: a for a in sp["activity"]}
+    assert act_f["fc3"][2] == pytest.approx(spikes2 * 128) and "fc3.pool" not in act_f
+    assert act_p["fc3.pool"] == ("fc3.pool", 512, pytest.approx(spikes2), pytest.approx(nonzero))
+    assert act_p["fc3"][2] == pytest.approx(nonzero * 128) and nonzero < spikes2
+    assert sp["synops_per_inference"] == pytest.approx(sf["synops_per_inference"] - spikes2 * 128
+                                                        + spikes2 + nonzero * 128)
