@@ -18,7 +18,7 @@ from saf.deploy.onnx_runner import run_onnx
 from saf.export.bundle import load_graph, read_manifest, write_bundle
 from saf.export.certificate import certify
 from saf.export.fold import fold_network
-from saf.export.ir import Graph, Layer, sum_pool
+from saf.export.ir import Feedback, Graph, Layer, sum_pool
 from saf.export.onnx_model import build_onnx_model
 from saf.export.quantize import quantize
 from saf.export.resources import check_resources
@@ -192,6 +192,21 @@ def test_wrong_pool_window_is_caught(monkeypatch):
         assert rep["spike_mismatches"] > 0 and rep["first"]["layer"] == "conv2", fault.__name__
 
 
+def test_lava_schedule_without_the_pool_step_is_caught(monkeypatch):
+    """Fault: the schedule forgets the pool stage's step of delay (offsets l + 2): Lava then reads the
+    pooled layers one step early and the comparison with the emulator fails."""
+    pytest.importorskip("lava")
+    import saf.deploy.lava_graph as lg
+    from saf.deploy.lava_backend import run_lava
+
+    g = _pooled_graph()
+    xq = _inputs(g, 3)
+    monkeypatch.setattr(lg, "layer_offsets", lambda graph: [i + 2 for i in range(len(graph.layers))])
+    rep = compare_pair(run_emulator(g, xq), run_lava(g, xq), [l.name for l in g.spiking_layers])
+    assert rep["layers"][0]["mismatches"] == 0 and rep["spike_mismatches"] > 0
+    assert rep["first"]["layer"] == "conv2"
+
+
 def test_pooled_graph_on_lava_equals_emulator():
     pytest.importorskip("lava")
     from saf.deploy.lava_backend import run_lava
@@ -204,6 +219,15 @@ def test_pooled_graph_on_lava_equals_emulator():
     g = _gap_graph(leak=True)                                   # a pool stage in front of the readout
     assert make_schedule(g, 1).offsets == [2, 4, 6]
     _same(run_emulator(g, xq), run_lava(g, xq))
+    # feedback fc3 -> conv2 across fc3's pool stage: the period covers the extra step (6 - 4 + 1)
+    g = _pooled_graph()
+    w = (np.random.default_rng(7).integers(-30, 31, (96, 12)) * 2).astype(np.int64)
+    g.feedback = [Feedback(src=2, dst=1, kind="dense", weight=w)]
+    sched = make_schedule(g, 1)
+    assert sched.period == 3 and sched.offsets == [2, 4, 6, 7]
+    a, b = run_emulator(g, xq), run_lava(g, xq)
+    _same(a, b)
+    assert not np.array_equal(a.spikes[1], run_emulator(_pooled_graph(), xq).spikes[1])   # the edge matters
 
 
 def test_pooled_graph_on_lava_stock_runs_the_folded_form():
