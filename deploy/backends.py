@@ -40,6 +40,7 @@ FAULTS = {
     "delay": "Lava's one-step synaptic delay left uncompensated on every feed-forward connection",
     "u-21bit": "the current I<<F held in a 21-bit register that wraps (Loihi's u register has 24 bits)",
     "readout-leak": "the readout's leak ignored: a plain sum where the trained readout leaks with lam",
+    "pool-window": "the first sum-pool stage's k x k windows shifted by one column (export/sum_pool.py)",
 }
 _FAULT_OPTS = {"tie": {"tie": "gt"}, "hard-reset": {"reset": "zero"}, "delay": {"feedforward_delay": 1},
                "u-21bit": {"current_bits": 21}, "readout-leak": {"readout_leak": False}}
@@ -79,6 +80,29 @@ def require_lava(flag: str) -> None:
                            f"(saf-int, emulator, onnx)") from None
 
 
+def _shifted_pool(graph: Graph) -> Graph:
+    """The graph with its first sum-pooled layer written in folded form (export/sum_pool.unpool_layer)
+    and its folded weight rolled by one input column: every k x k pooling window off by one."""
+    from saf.export.sum_pool import unpool_layer
+
+    idx = [i for i, l in enumerate(graph.layers) if int(l.in_pool) > 1]
+    if not idx:
+        raise BackendError("fault pool-window needs a bundle with a sum-pool stage (export with --sum-pool "
+                           "auto or on); this one has none, so the fault would change nothing")
+    g = copy.copy(graph)
+    g.layers = list(graph.layers)
+    layer = unpool_layer(graph.layers[idx[0]])
+    w = layer.weight
+    if layer.kind == "conv":
+        w = np.roll(w, 1, axis=3)
+    else:
+        c, h, wd = layer.in_shape
+        w = np.roll(w.reshape(w.shape[0], c, h, wd), 1, axis=3).reshape(w.shape)
+    g.layers[idx[0]] = copy.copy(layer)
+    g.layers[idx[0]].weight = w
+    return g
+
+
 def inject_fault(graph: Graph, fault: str) -> tuple:
     """(graph for the faulty backend, emulate() keyword options) for one fault name."""
     if fault not in FAULTS:
@@ -90,6 +114,8 @@ def inject_fault(graph: Graph, fault: str) -> tuple:
         idx = np.unravel_index(int(np.argmax(flat)), w.shape)
         w[idx] += -1 if w[idx] > 0 else 1          # one LSB towards zero (stays in range)
         return g, {}
+    if fault == "pool-window":
+        return _shifted_pool(graph), {}
     if fault == "readout-leak" and not graph.readout.decay:
         raise BackendError("fault readout-leak needs a bundle whose readout leaks (trained with saf-f); "
                            "this readout does not, so the fault would change nothing")

@@ -7,7 +7,8 @@ float32, float64 or (beyond 2^53) int64 accordingly. A small convolution whose k
 its input is unrolled once into a dense matrix; any other gathers its receptive fields with one
 precomputed index (im2col) and does one matmul per step. What is constant is computed once per
 batch: the first layer's current W x_q + B and its shifted u (the input is constant over the T
-steps). The neuron state runs in float64 holding exact integers while the plan's state bound allows
+steps). A sum-pooled layer (Layer.in_pool = k) sums its input over k x k blocks first (integer
+counts; its synapse's exact-dtype bound is k^2 times larger). The neuron state runs in float64 holding exact integers while the plan's state bound allows
 (_Plan.state_dtype; every operation, the truncating decay included, is then exact), else in int64.
 
 `emulate` takes fault-injection options so the verifier's tests can show each fault is caught:
@@ -122,6 +123,24 @@ class _Synapse:
         return y.astype(out_dtype, copy=False)
 
 
+class _Pooled:
+    """A layer's k x k integer sum pool (Layer.in_pool) followed by its _Synapse on the pooled map."""
+
+    def __init__(self, layer, syn: _Synapse):
+        self.layer, self.syn = layer, syn
+        self.bound, self.dtype, self.name = syn.bound, syn.dtype, syn.name
+
+    def __call__(self, x: np.ndarray, out_dtype=np.int64) -> np.ndarray:
+        return self.syn(self.layer.pool_input(x), out_dtype)
+
+
+def _layer_synapse(layer, in_max: int) -> _Synapse:
+    """The synapse of an IR layer; a sum-pooled layer reads counts up to k^2 * in_max."""
+    syn = _Synapse(layer.kind if layer.kind != "readout" else "dense", layer.weight, layer.syn_in_shape,
+                   layer.out_shape, layer.stride, layer.padding, int(in_max) * layer.pool_gain, layer.name)
+    return _Pooled(layer, syn) if int(layer.in_pool) > 1 else syn
+
+
 def _decay(v: np.ndarray, decay: int) -> np.ndarray:
     """sign(v) * ((|v| * (4096 - D)) >> 12), truncation toward zero. int64, or float64 holding
     integers below 2^41: then v * ((4096 - D) / 4096) is the exact rational (the factor is a dyadic
@@ -172,10 +191,7 @@ class _Plan:
         self.x_max = x_max                      # the exact-dtype choice assumes |x_q| <= x_max
         self.syn, self.bias = [], []
         for i, layer in enumerate(graph.layers):
-            self.syn.append(_Synapse(layer.kind if layer.kind != "readout" else "dense", layer.weight,
-                                     layer.in_shape, layer.out_shape, layer.stride, layer.padding,
-                                     x_max if i == 0 else (graph.T if not layer.spiking else 1),
-                                     layer.name))
+            self.syn.append(_layer_synapse(layer, x_max if i == 0 else (graph.T if not layer.spiking else 1)))
             self.bias.append(layer.full_bias())
         self.fb = [[] for _ in range(n_sp)]
         for f in graph.feedback:

@@ -4,13 +4,18 @@ Structure (mirrors a Loihi deployment): GradedSource -> [DenseSyn|ConvSyn -> Sof
 spiking layer -> DenseSyn -> Integrator (readout), plus one synapse Process per Feedback edge from
 the source layer's spikes into the destination layer's `fb_in` port.
 
+A sum-pooled layer (Layer.in_pool = k) gets a SumPool stage between the previous layer's spikes
+and its synapse: k x k block counts sent as graded spikes (a Loihi 2 sum-neuron stage), one more
+step of delay.
+
 Schedule. Every synapse delivers one Lava step late (Loihi's timing), so layer l (0-based, the
-readout being the last) runs with offset o_l = l + 2 (the source sends on step 1): logical step t
+readout being the last) runs with offset o_l = l + 2 (the source sends on step 1), plus one for each
+sum-pool stage up to layer l (layer_offsets): logical step t
 (0-based) of sample n happens at Lava step  o_l + P * (n*T + t). With P = 1 this is plain
 pipelining. A Feedback(src=p, dst=q) edge sends s_p[t-1] at o_p + P*(n*T + t-1) and its synapse
 delivers it one step later, which must land in q's window (o_q + P*(n*T + t-1), o_q + P*(n*T + t)]:
-the right end needs P >= p - q + 1, the left end holds because p >= q. So
-P = max(1, max over feedback of (p - q + 1)); the neuron accumulates feedback over its window and
+the right end needs P >= o_p - o_q + 1, the left end holds because p >= q. So
+P = max(1, max over feedback of (o_p - o_q + 1)); the neuron accumulates feedback over its window and
 zeroes it at t = 0 (s_src[0] = 0 for every sample). Layer l resets its state at t = 0, i.e. every
 P*T steps at its own offset.
 """
@@ -36,7 +41,7 @@ def _let_lava_choose_fork() -> None:
 
 
 _let_lava_choose_fork()
-from .lava_procs import ConvSyn, DenseSyn, GradedSource, Integrator, SoftResetLIF  # noqa: E402
+from .lava_procs import ConvSyn, DenseSyn, GradedSource, Integrator, SoftResetLIF, SumPool  # noqa: E402
 
 WEIGHT_MAX = 255          # Loihi: 8-bit magnitude + sign
 
@@ -61,10 +66,19 @@ class Schedule:
         return min(self.n_samples, last // (self.period * self.T) + 1)
 
 
+def layer_offsets(graph: Graph) -> list:
+    """o_l = l + 2 plus one step for every sum-pool stage (Layer.in_pool > 1) up to and including l's."""
+    out, extra = [], 0
+    for i, l in enumerate(graph.layers):
+        extra += int(int(l.in_pool) > 1)
+        out.append(i + 2 + extra)
+    return out
+
+
 def make_schedule(graph: Graph, n_samples: int) -> Schedule:
-    period = max([1] + [fb.src - fb.dst + 1 for fb in graph.feedback])
-    return Schedule(T=int(graph.T), period=period, n_samples=int(n_samples),
-                    offsets=[l + 2 for l in range(len(graph.layers))])
+    offsets = layer_offsets(graph)
+    period = max([1] + [offsets[fb.src] - offsets[fb.dst] + 1 for fb in graph.feedback])
+    return Schedule(T=int(graph.T), period=period, n_samples=int(n_samples), offsets=offsets)
 
 
 @dataclass
@@ -78,10 +92,11 @@ class LavaNetwork:
     readout: Integrator
     feedback: list = field(default_factory=list)   # synapse Process per Feedback edge
     record_spikes: bool = True
+    pools: list = field(default_factory=list)      # SumPool stage per sum-pooled layer (Layer.in_pool)
 
     @property
     def processes(self) -> list:
-        return [self.source, *self.synapses, *self.neurons, self.readout, *self.feedback]
+        return [self.source, *self.synapses, *self.neurons, self.readout, *self.feedback, *self.pools]
 
 
 def _check_weights(name: str, w: np.ndarray) -> np.ndarray:
@@ -110,12 +125,16 @@ def validate_graph(graph: Graph) -> None:
         if l.n_in != n_prev:
             raise ValueError(f"layer {l.name}: expects {l.n_in} inputs, previous layer has {n_prev}")
         _check_weights(f"layer {l.name}", l.weight)
+        k = int(l.in_pool)
+        if k < 1 or (k > 1 and (len(l.in_shape) != 3 or l.in_shape[1] % k or l.in_shape[2] % k)):
+            raise ValueError(f"layer {l.name}: sum pool {k} does not divide its input {tuple(l.in_shape)}")
         if l.kind == "conv":
-            out = ConvSyn.output_shape(tuple(l.in_shape), l.weight.shape, l.stride, l.padding)
+            out = ConvSyn.output_shape(tuple(l.syn_in_shape), l.weight.shape, l.stride, l.padding)
             if tuple(out) != tuple(l.out_shape):
                 raise ValueError(f"layer {l.name}: conv gives {out}, IR says {tuple(l.out_shape)}")
-        elif l.weight.shape != (l.n_out, l.n_in):
-            raise ValueError(f"layer {l.name}: weight shape {l.weight.shape} != {(l.n_out, l.n_in)}")
+        elif l.weight.shape != (l.n_out, int(np.prod(l.syn_in_shape))):
+            raise ValueError(f"layer {l.name}: weight shape {l.weight.shape} != "
+                             f"{(l.n_out, int(np.prod(l.syn_in_shape)))}")
         n_prev = l.n_out
     n_sp = len(layers) - 1
     for fb in graph.feedback:
@@ -169,10 +188,15 @@ def build_lava_network(graph: Graph, xq: np.ndarray = None, record_spikes: bool 
     P, T, N = sched.period, sched.T, sched.n_samples
     source = GradedSource(data=data.reshape(N * T, -1), period=P, T=T, name="input")
     pre = source.s_out
-    synapses, neurons = [], []
+    synapses, neurons, pools = [], [], []
     for i, l in enumerate(graph.layers):
-        syn = _synapse(l.kind if l.kind != "readout" else "dense", l.weight, l.in_shape, l.stride,
+        syn = _synapse(l.kind if l.kind != "readout" else "dense", l.weight, l.syn_in_shape, l.stride,
                        l.padding, f"{l.name}.syn")
+        if int(l.in_pool) > 1:           # the sum-pool stage: graded counts, one more step of delay
+            pool = SumPool(in_shape=tuple(l.in_shape), k=int(l.in_pool), name=f"{l.name}.pool")
+            pre.connect(pool.s_in)
+            pre = pool.a_out
+            pools.append(pool)
         pre.connect(syn.s_in)
         bias = l.full_bias()
         if l.spiking:
@@ -197,7 +221,7 @@ def build_lava_network(graph: Graph, xq: np.ndarray = None, record_spikes: bool 
         syn.a_out.connect(neurons[fb.dst].fb_in)
         fbs.append(syn)
     return LavaNetwork(graph=graph, schedule=sched, source=source, synapses=synapses,
-                       neurons=neurons, readout=nrn, feedback=fbs, record_spikes=record_spikes)
+                       neurons=neurons, readout=nrn, feedback=fbs, record_spikes=record_spikes, pools=pools)
 
 
 def compile_lava_network(graph: Graph, tag: str = "fixed_pt"):

@@ -11,6 +11,10 @@ Readout:            stock Dense -> the toolchain's own Integrator (deploy/lava_p
 Observation:        own SpikeTap per layer (reads s_out, ships packed spikes to the host).
 Per-sample reset:   LIFReset's own reset_interval = T, reset_offset = the layer's offset.
 
+Sum pooling (Layer.in_pool): Lava has no stock process that sends a k x k count as a graded spike,
+so this backend runs the folded form of such a layer (export/sum_pool.unpool_graph: its weight
+replicated over each k x k block, stride and padding times k), which computes the same integers.
+
 Timing is deploy/lava_graph.py's schedule with period 1 (every Dense/Conv delivers one step late;
 layer l runs logical step t of sample n at Lava step l + 2 + n*T + t). Refused, one line each:
 feedback edges (they need the own backend's phased schedule), F != 6 (F > 6 needs a programmable
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from saf.export.ir import Graph
+from saf.export.sum_pool import unpool_graph
 
 from . import lava_stock_encode as enc
 from .lava_graph import make_schedule, validate_graph, validate_input
@@ -124,6 +129,8 @@ def build_stock_network(graph: Graph, xq: np.ndarray, probe_buffer: int = 64,
     from lava.proc.io.source import RingBuffer
     from lava.proc.lif.process import LIFReset
 
+    graph = unpool_graph(graph)
+
     check_stock(graph)
     data = validate_input(graph, xq)
     sched = make_schedule(graph, data.shape[0])
@@ -201,6 +208,7 @@ def run_lava_stock(graph: Graph, xq: np.ndarray, record_spikes: bool = True, pro
     would exceed MAX_BUFFER values."""
     t_start = time.perf_counter()
     xq = np.asarray(xq)
+    graph = unpool_graph(graph)            # stock processes run the folded form (module docstring)
     check_stock(graph)
     validate_input(graph, xq)
     per = samples_per_network(graph)

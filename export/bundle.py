@@ -49,6 +49,8 @@ def _layer_meta(l: Layer) -> dict:
         d["v0"] = int(l.v0)                # initial potential V'[0] (<< F); omitted when 0
     if not l.spiking:
         d["decay"] = int(l.decay)          # the readout's leak, 12-bit D (0 for none)
+    if int(l.in_pool) > 1:
+        d["in_pool"] = int(l.in_pool)      # k x k sum pool in front of the weight; omitted when 1
     return d
 
 
@@ -59,6 +61,18 @@ def _readout_decay(lm: dict, decay: int, where: Path) -> int:
     if d not in (0, int(decay)):
         raise BundleError(f"{where}: readout decay {d} must be 0 or the network's decay {decay}")
     return d
+
+
+def _in_pool(lm: dict, where: Path) -> int:
+    """The layer's sum-pool size k (1: none, as in every manifest written before sum pooling)."""
+    k = lm.get("in_pool", 1)
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise BundleError(f"{where}: layer {lm.get('name')!r}: in_pool must be a positive integer, got {k!r}")
+    if k > 1:
+        shape = lm["in_shape"]
+        if len(shape) != 3 or shape[1] % k or shape[2] % k:
+            raise BundleError(f"{where}: layer {lm.get('name')!r}: in_pool {k} does not divide its input {shape}")
+    return k
 
 
 def graph_manifest(g: Graph) -> dict:
@@ -150,7 +164,8 @@ def load_graph(bundle: Path) -> Graph:
                             in_shape=tuple(lm["in_shape"]), out_shape=tuple(lm["out_shape"]),
                             threshold=int(lm["threshold"]), stride=int(lm["stride"]), padding=int(lm["padding"]),
                             scale=float(lm["scale"]), frac_bits=int(lm["frac_bits"]), decay=decay,
-                            v0=int(lm.get("v0", 0)) if lm["kind"] != "readout" else 0))
+                            v0=int(lm.get("v0", 0)) if lm["kind"] != "readout" else 0,
+                            in_pool=_in_pool(lm, bundle / MANIFEST)))
     feedback = []
     for j, fm in enumerate(m.get("feedback", [])):
         key = f"feedback{j}_weight"

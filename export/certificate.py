@@ -6,7 +6,8 @@ Conditions (DESIGN.md sec. 3), each a named check with a one-line reason:
 - leak:        the 12-bit decay is lam_q = 2^-k exactly (a non-dyadic lam truncates at every step);
 - frac_bits:   F >= k (T - 1) per layer, so every decay over T steps drops no bit;
 - state_24bit: worst-case |V| (state_bound.py, including the initial potential |v0|) <= 2^23 - 1
-               per layer, and TH << F fits too;
+               per layer, and TH << F fits too (a sum-pooled layer's inputs are counts up to k^2:
+               Graph.layer_input_max; its bound equals the folded layer's);
 - initial_potential (layers with Layer.v0 != 0, DSR's alpha firing): v0 is a multiple of 2^(kT), so
                lam^t v0 is an integer for t <= T and no truncating decay of it drops a bit;
 - readout:     the readout integrator's worst case |R[T]| (state_bound with its leak and F_r) fits the
@@ -121,7 +122,6 @@ def certify(graph: Graph, conventions: dict = None) -> Certificate:
     if abs(lam_q - graph.lam) > 0:
         info.append(f"trained lam {graph.lam} is stored as {lam_q:.6g} on the 12-bit decay (float-vs-integer "
                     f"accuracy may change; LIF-vs-SAF exactness is about lam_q)")
-    x_in = graph.input_max
     reg = _current_register(graph)
     for i, layer in enumerate(graph.spiking_layers):
         F = int(layer.frac_bits)
@@ -131,7 +131,7 @@ def certify(graph: Graph, conventions: dict = None) -> Certificate:
                                 f"F = {F} {'>=' if F >= need else '<'} k(T-1) = {k}*{T - 1} = {need}"
                                 + ("" if F >= need else ": the last decays drop bits")))
         cur = layer_current_bound(layer.weight, layer.bias, [f.weight for f in graph.feedback_into(i)],
-                                  x_in if i == 0 else 1, graph.input_signed and i == 0)
+                                  graph.layer_input_max(i), graph.input_signed and i == 0)
         v = state_bound(cur, F, D, T, int(layer.v0))
         th = int(layer.threshold) << F
         if int(layer.v0) and k is not None:
@@ -149,7 +149,7 @@ def certify(graph: Graph, conventions: dict = None) -> Certificate:
             checks.append(current_register_check(graph, i, reg))
     ro = graph.readout
     D_r, F_r = int(ro.decay), ro.readout_shift
-    r = state_bound(layer_current_bound(ro.weight, ro.bias), F_r, D_r, T)
+    r = state_bound(layer_current_bound(ro.weight, ro.bias, in_max=ro.pool_gain), F_r, D_r, T)
     checks.append(Check("readout", ro.name, r <= STATE_MAX,
                         f"worst |R[T]| = {r:,} {'<=' if r <= STATE_MAX else '>'} 2^23-1"))
     if D_r:
@@ -176,7 +176,7 @@ def current_register_check(graph: Graph, i: int, reg: tuple) -> Check:
     bits, shift = reg
     layer = graph.spiking_layers[i]
     a = layer_current_bound(layer.weight, np.zeros(1, np.int64), [f.weight for f in graph.feedback_into(i)],
-                            graph.input_max if i == 0 else 1, graph.input_signed and i == 0)
+                            graph.layer_input_max(i), graph.input_signed and i == 0)
     top = (1 << (bits - 1)) - 1
     u = a << shift
     ok = u <= top

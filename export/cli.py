@@ -38,6 +38,10 @@ def register(sub) -> None:
     p.add_argument("--random-model", default=None, metavar="NAME",
                    help="export a randomly initialised builtin model instead of a checkpoint (mapping studies)")
     p.add_argument("--seed", type=int, default=0, help="seed for --random-model")
+    p.add_argument("--sum-pool", choices=("auto", "on", "off"), default="auto",
+                   help="a folded AvgPool as a k x k sum-pool stage (graded counts) in front of the next layer "
+                        "instead of a k^2 times wider layer: auto = where the target runs it cheaper (Loihi 2: "
+                        "fewer cores; ONNX: fewer multiply-adds; never on Loihi 1), on, or off (folded)")
     p.add_argument("--force", action="store_true", help="replace the saf bundle in --out, once the new one is written")
     p.add_argument("--json", action="store_true", help="print the manifest extras as JSON")
     p.set_defaults(func=cmd_export)
@@ -56,7 +60,7 @@ def cmd_export(a) -> int:
     r = export_checkpoint(a.checkpoint, a.target, a.out, calibrate_data=a.calibrate_data, data_root=a.data_root,
                           force=a.force, T=a.T, calibrate_limit=a.calibrate_limit, input_scale=a.input_scale,
                           input_bits=a.input_bits, input_signed=a.input_signed, random_model=a.random_model,
-                          seed=a.seed)
+                          seed=a.seed, sum_pool=a.sum_pool)
     if a.json:
         print(json.dumps({k: v for k, v in r.items() if not k.endswith("_text")}, indent=2, default=str))
         return 0
@@ -80,7 +84,8 @@ def summarize(m: dict) -> str:
     for l in m["layers"]:
         th = f"TH={l['threshold']}" if l["kind"] != "readout" else \
             (f"integrator leaking (decay D={l['decay']})" if l.get("decay") else "integrator (no leak)")
-        lines.append(f"  {l['name']:<10} {l['kind']:<8} {str(l['in_shape']):>14} -> {str(l['out_shape']):<14} "
+        pool = f" sum-pool {l['in_pool']}x{l['in_pool']} ->" if l.get("in_pool", 1) > 1 else ""
+        lines.append(f"  {l['name']:<10} {l['kind']:<8} {str(l['in_shape']):>14} ->{pool} {str(l['out_shape']):<14} "
                      f"w{l['weight_shape']} {th} F={l['frac_bits']}")
     for f in m.get("feedback", []):
         lines.append(f"  feedback   {f['kind']:<8} layer {f['src']} -> layer {f['dst']} (one-step delay)")
@@ -91,6 +96,10 @@ def summarize(m: dict) -> str:
         lines.append(f"resources: {r.get('cores_used')} cores on {r.get('chips_used')} chip(s) of {r.get('system')}")
     elif r:
         lines.append(f"resources: {r.get('parameters')} parameters, {r.get('parameter_bytes')} bytes")
+    sp = m.get("sum_pool") or {}
+    if sp.get("memory_per_layer"):
+        from saf.hw_targets.report import format_pool_comparison
+        lines.append(format_pool_comparison(sp["memory_per_layer"]))
     cal = m.get("calibration")
     if cal:
         lines.append(f"accuracy: float {cal['float_accuracy']:.4f} -> quantized {cal['quantized_accuracy']:.4f}")

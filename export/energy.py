@@ -6,11 +6,25 @@ from saf.hw_targets.energy import FIGURES, LayerActivity, estimate
 from saf.hw_targets.mapper import conv_synapse_count
 
 
+def _pool_stage(l: dict):
+    """(pool neurons, pool synapses) of a manifest layer's sum-pool stage ("in_pool" k > 1), else None:
+    one neuron per pooled value, one ones-weight synapse per input value."""
+    k = int(l.get("in_pool", 1))
+    if k == 1:
+        return None
+    c, h, w = l["in_shape"]
+    return c * (h // k) * (w // k), c * h * w
+
+
 def _synapses(l: dict) -> int:
-    """Expanded synapses of one manifest layer entry (conv: every in-bounds tap of every output)."""
+    """Expanded synapses of one manifest layer entry (conv: every in-bounds tap of every output); a
+    sum-pooled layer's read its pooled map (its pool stage's synapses are _pool_stage's)."""
     ws = l["weight_shape"]
+    k = int(l.get("in_pool", 1))
+    c, *hw = l["in_shape"]
+    in_shape = (c, hw[0] // k, hw[1] // k) if k > 1 else tuple(l["in_shape"])
     if l["kind"] == "conv":
-        return conv_synapse_count(tuple(l["in_shape"]), ws[0], tuple(ws[2:]), int(l.get("stride", 1)),
+        return conv_synapse_count(in_shape, ws[0], tuple(ws[2:]), int(l.get("stride", 1)),
                                   int(l.get("padding", 0)))
     n = 1
     for d in ws:
@@ -30,8 +44,10 @@ def _cores(manifest: dict) -> dict:
 
 
 def latency_steps(manifest: dict) -> int:
-    """T steps plus one step of delay per connection (each layer's input synapses; DESIGN.md sec. 4)."""
-    return int(manifest["T"]) + len(manifest["layers"])
+    """T steps plus one step of delay per connection (each layer's input synapses; DESIGN.md sec. 4)
+    and one per sum-pool stage (deploy/lava_graph.py's offsets)."""
+    return int(manifest["T"]) + len(manifest["layers"]) + sum(int(l.get("in_pool", 1)) > 1
+                                                              for l in manifest["layers"])
 
 
 def loihi_target(manifest: dict):
@@ -50,6 +66,10 @@ def upper_bound_estimate(manifest: dict):
     acts = []
     for i, l in enumerate(manifest["layers"]):
         spiking = l["kind"] != "readout"
+        pool = _pool_stage(l)
+        if pool:                    # the sum-pool stage: every input value, every count sent each step
+            name = f"{l['name']}.pool"
+            acts.append(LayerActivity(name, pool[0], float(pool[1]) * T, float(pool[0]) * T, cores.get(name, 1)))
         acts.append(LayerActivity(l["name"], _neurons(l), float(_synapses(l)) * T,
                                   float(_neurons(l)) * T if spiking else 0.0, cores.get(l["name"], 1)))
     e = estimate(target, acts, T, latency_steps(manifest))

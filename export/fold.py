@@ -41,6 +41,7 @@ class FloatLayer:
     out_shape: tuple
     stride: int = 1
     padding: int = 0
+    pool: int = 1              # k: an AvgPool(k) (or GAP over k x k) was folded in (sum_pool.py can undo it)
 
 
 @dataclass
@@ -75,6 +76,28 @@ def fold_glue_into_dense(w: np.ndarray, pre: list, raw_shape: tuple) -> np.ndarr
     return g.reshape(wt.shape[0], -1).numpy()
 
 
+def glue_pool(pre: list, raw_shape: tuple) -> int:
+    """k when the glue in front of a dense layer is average pooling over k x k blocks (avgpools, then
+    optionally a square GAP, then flatten) on sizes that divide exactly; else 1."""
+    if len(raw_shape) != 3:
+        return 1
+    _, h, w = raw_shape
+    k = 1
+    for op in pre:
+        if op[0] == "avgpool":
+            j = int(op[1])
+            if h % j or w % j:
+                return 1
+            h, w, k = h // j, w // j, k * j
+        elif op[0] == "gap":
+            if h != w:
+                return 1
+            h, w, k = 1, 1, k * h
+        elif op[0] != "flatten":
+            return 1
+    return k
+
+
 def _fold_conv(name: str, w: np.ndarray, lp) -> tuple:
     shape, stride, padding = tuple(lp.raw_in_shape), int(lp.stride), int(lp.padding)
     for op in lp.pre:               # composition: pool_k2(pool_k1(x)) == pool_{k1 k2}(x) when divisible
@@ -106,13 +129,15 @@ def fold_network(net) -> tuple:
         raw = tuple(int(d) for d in lp.raw_in_shape)
         if lp.kind == "conv":
             w, stride, padding = _fold_conv(name, w, lp)
-            layers.append(FloatLayer(name, "conv", w, bias, raw, tuple(lp.out_shape), stride, padding))
+            k = int(np.prod([op[1] for op in lp.pre])) if lp.pre else 1
+            layers.append(FloatLayer(name, "conv", w, bias, raw, tuple(lp.out_shape), stride, padding, pool=k))
         else:
             if lp.pre:
                 w = fold_glue_into_dense(w, lp.pre, raw)
             elif w.shape[1] != int(np.prod(raw)):
                 raise FoldError(f"layer {name}: weight has {w.shape[1]} inputs, previous layer gives {raw}")
-            layers.append(FloatLayer(name, "readout" if ro else "dense", w, bias, raw, tuple(lp.out_shape)))
+            layers.append(FloatLayer(name, "readout" if ro else "dense", w, bias, raw, tuple(lp.out_shape),
+                                     pool=glue_pool(lp.pre, raw)))
     feedback = []
     for k, f in enumerate(net.plan.feedback):
         if f.transposed:

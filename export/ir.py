@@ -27,6 +27,10 @@ with F_r = Layer.readout_shift: 0 for a non-leaking readout (R[T] = sum_t (W s_N
 bundle before leaking readouts), its frac_bits F when it leaks. F >= k(T-1) for lam_q = 2^-k makes
 R[T] = (sum_t lam^(T-t) (W s_N[t] + B)) << F exact: every truncated decay drops only zero bits (the
 certificate's readout_leak check).
+Sum pooling (Layer.in_pool = k > 1, export/sum_pool.py): the layer's input (C, H, W) is first summed
+over k x k blocks, s_pool[c, i, j] = sum_{a, b < k} s_in[c, ik + a, jk + b] (counts 0..k^2 for spikes),
+and W applies to s_pool: W s_pool equals the folded layer (AvgPool's 1/k^2 folded into W replicated
+over each block) bit for bit, with k^2 fewer weights.
 Conv weights use torch's layout [C_out, C_in, kh, kw] and cross-correlation; dense [out, in].
 Inputs and feature maps are [C, H, W] per sample.
 """
@@ -74,6 +78,21 @@ class Layer:
     frac_bits: int = 6            # F: the state holds value << F
     decay: int = 0                # readout only: its 12-bit leak D_r (0: none; else the graph's decay)
     v0: int = 0                   # spiking only: initial potential V'[0] in state units (<< F); 0 = none
+    in_pool: int = 1              # k > 1: the input (C, H, W) is first sum-pooled k x k (integer counts,
+                                  # 0..k^2 for spikes), then weight applies to the pooled (C, H/k, W/k)
+
+    @property
+    def syn_in_shape(self) -> tuple:
+        """What the weight reads: in_shape, or its k x k sum-pooled shape when in_pool = k > 1."""
+        k = int(self.in_pool)
+        if k == 1:
+            return tuple(self.in_shape)
+        c, h, w = self.in_shape
+        return (int(c), int(h) // k, int(w) // k)
+
+    def pool_input(self, x: np.ndarray) -> np.ndarray:
+        """x [..., n_in] (flattened in_shape) -> what the weight reads, [..., prod(syn_in_shape)]."""
+        return sum_pool(x, self.in_shape, int(self.in_pool)) if int(self.in_pool) > 1 else x
 
     @property
     def spiking(self) -> bool:
@@ -96,6 +115,11 @@ class Layer:
         """int64 bias per output neuron (a conv channel's bias repeated over its positions)."""
         b = np.asarray(self.bias, dtype=np.int64)
         return np.repeat(b, int(np.prod(self.out_shape[1:]))) if self.kind == "conv" else b
+
+    @property
+    def pool_gain(self) -> int:
+        """Largest pooled value per unit input: k^2 (1 without pooling)."""
+        return int(self.in_pool) ** 2
 
     @property
     def fan_in(self) -> int:
@@ -148,6 +172,11 @@ class Graph:
     def readout(self) -> Layer:
         return self.layers[-1]
 
+    def layer_input_max(self, i: int) -> int:
+        """Largest |value| layer i's weight reads per step: |x_q| (first layer) or a spike (1), times
+        k^2 when the layer sum-pools its input k x k (Layer.in_pool)."""
+        return (self.input_max if i == 0 else 1) * self.layers[i].pool_gain
+
     def feedback_into(self, dst: int) -> list:
         return [f for f in self.feedback if f.dst == dst]
 
@@ -174,6 +203,19 @@ class Graph:
         else:
             lo, hi = 0, (1 << self.input_bits) - 1
         return np.clip(xq, lo, hi).astype(np.int64)
+
+
+def sum_pool(x: np.ndarray, in_shape: tuple, k: int) -> np.ndarray:
+    """Sum over k x k blocks: x [..., C*H*W] (flattened C, H, W) -> [..., C*(H/k)*(W/k)]. H and W must be
+    multiples of k. Booleans (spikes) are counted in int64; other dtypes keep theirs (exact integers)."""
+    c, h, w = (int(d) for d in in_shape)
+    if h % k or w % k:
+        raise ValueError(f"sum pool {k}x{k} needs H and W divisible by {k}, got {h}x{w}")
+    x = np.asarray(x)
+    lead = x.shape[:-1]
+    dt = np.int64 if x.dtype == bool else x.dtype
+    blocks = x.reshape(*lead, c, h // k, k, w // k, k)
+    return blocks.sum(axis=(-3, -1), dtype=dt).reshape(*lead, c * (h // k) * (w // k))
 
 
 def decay_for(lam: float) -> int:

@@ -92,6 +92,13 @@ def _synapse_item(layer: str, quantity: str, bound: int) -> ExactnessItem:
     return ExactnessItem(layer, quantity, bound, INT64_MAX, ok, "int64", why)
 
 
+def _pool_item(layer: str, bound: int) -> ExactnessItem:
+    """A sum pool's ReduceSum in float32: exact while every partial sum of its inputs is <= 2^24."""
+    ok = bound <= FLOAT32_EXACT
+    return ExactnessItem(layer, "sum pool in float32", bound, FLOAT32_EXACT, ok, "float32",
+                         "" if ok else f"pooled inputs up to {bound} > 2^24 would round in float32")
+
+
 def _int_item(layer: str, quantity: str, bound: int) -> ExactnessItem:
     ok = bound <= INT64_MAX
     why = "" if ok else f"{quantity} can reach {bound}, beyond int64 (2^63-1)"
@@ -116,7 +123,9 @@ def onnx_exactness(graph: Graph) -> list:
     m = DECAY_ONE - int(graph.decay)
     xin = xmax
     for li, layer in enumerate(spiking):
-        syn = max(abs_row_sum_max(layer.weight) * xin, abs_max(layer.weight))
+        if int(layer.in_pool) > 1:                 # ReduceSum of k x k float32 inputs (Layer.in_pool)
+            items.append(_pool_item(layer.name, xin * layer.pool_gain))
+        syn = max(abs_row_sum_max(layer.weight) * xin * layer.pool_gain, abs_max(layer.weight))
         items.append(_synapse_item(layer.name, "synaptic sum", syn))
         current = syn + abs_max(layer.bias)
         for k, fb in enumerate(graph.feedback):
@@ -138,6 +147,9 @@ def onnx_exactness(graph: Graph) -> list:
         xin = 1
     ro = graph.readout
     T = int(graph.T)
+    if int(ro.in_pool) > 1:
+        items.append(_pool_item(ro.name, (xin if ro.decay else T * xin) * ro.pool_gain))
+    xin = xin * ro.pool_gain            # the readout reads sum-pooled spikes (counts up to k^2)
     if not ro.decay:
         count = T * xin                 # sum over T steps of the readout's input
         syn = max(abs_row_sum_max(ro.weight) * count, abs_max(ro.weight), count)

@@ -83,7 +83,10 @@ def validate_graph(graph: Graph) -> None:
         if int(np.prod(l.in_shape)) != int(np.prod(shape)):
             raise OnnxExportError(f"{where}: input shape {tuple(l.in_shape)} does not match "
                                   f"the previous output {shape}")
-        _check_synapse(where, l.kind, l.weight, tuple(l.in_shape), tuple(l.out_shape), l.stride, l.padding)
+        if int(l.in_pool) < 1 or (int(l.in_pool) > 1 and (len(l.in_shape) != 3 or l.in_shape[1] % l.in_pool
+                                                           or l.in_shape[2] % l.in_pool)):
+            raise OnnxExportError(f"{where}: sum pool {l.in_pool} does not divide its input {tuple(l.in_shape)}")
+        _check_synapse(where, l.kind, l.weight, tuple(l.syn_in_shape), tuple(l.out_shape), l.stride, l.padding)
         nb = l.out_shape[0] if l.kind == "conv" else l.n_out
         if np.asarray(l.bias).shape != (nb,) or np.asarray(l.bias).dtype.kind not in "iub":
             raise OnnxExportError(f"{where}: bias must be {nb} integers, got {np.asarray(l.bias).shape}")
@@ -108,7 +111,8 @@ def graph_fingerprint(graph: Graph) -> str:
     for l in graph.layers:
         h.update(json.dumps([l.name, l.kind, list(l.in_shape), list(l.out_shape), int(l.threshold),
                              int(l.stride), int(l.padding), int(l.frac_bits)]
-                            + ([int(l.decay)] if l.decay else []) + ([["v0", int(l.v0)]] if l.v0 else [])).encode())
+                            + ([int(l.decay)] if l.decay else []) + ([["v0", int(l.v0)]] if l.v0 else [])
+                            + ([["in_pool", int(l.in_pool)]] if int(l.in_pool) > 1 else [])).encode())
         h.update(np.ascontiguousarray(l.weight, dtype=np.int64).tobytes())
         h.update(np.ascontiguousarray(l.bias, dtype=np.int64).tobytes())
     for fb in graph.feedback:
@@ -195,6 +199,24 @@ def _synapse(b: _Builder, key, x: str, kind: str, w: np.ndarray, in_shape: tuple
     return b.op("Reshape", [y, b.i64([-1, n_out])])
 
 
+def _sum_pool(b: _Builder, x: str, layer) -> str:
+    """float32 x [M, C*H*W] -> [M, C*(H/k)*(W/k)]: ReduceSum over each k x k block (Layer.in_pool).
+    Exact in float32: the sums are integers far below 2^24 (spike counts; onnx_exact bounds them)."""
+    k = int(layer.in_pool)
+    if k == 1:
+        return x
+    c, h, w = (int(d) for d in layer.in_shape)
+    x6 = b.op("Reshape", [x, b.i64([-1, c, h // k, k, w // k, k])])
+    s = b.op("ReduceSum", [x6, b.i64([3, 5])], keepdims=0)
+    return b.op("Reshape", [s, b.i64([-1, c * (h // k) * (w // k)])])
+
+
+def _layer_synapse(b: _Builder, key, x: str, layer, kind: str, dtype: str) -> str:
+    """A layer's synapse on its (sum-pooled, when Layer.in_pool > 1) input."""
+    return _synapse(b, key, _sum_pool(b, x, layer), kind, layer.weight, tuple(layer.syn_in_shape),
+                    tuple(layer.out_shape), layer.stride, layer.padding, dtype)
+
+
 def _decay(b: _Builder, v: str, m: int) -> str:
     """sign(v) * ((|v| * m) >> 12), with >> 12 as Div of a non-negative int64 by 4096."""
     if m == DECAY_ONE:
@@ -226,14 +248,12 @@ def _readout(b: _Builder, graph: Graph, stack: str, dtype: str) -> None:
     ro, T = graph.readout, int(graph.T)
     if not ro.decay:                   # R[T] = W (sum_t s[t]) + T B
         count = b.op("ReduceSum", [stack, b.i64([0])], keepdims=0)       # [N, n_in]: spikes per input
-        rsum = _synapse(b, ("ro",), count, "dense", ro.weight, tuple(ro.in_shape), tuple(ro.out_shape), 1, 0,
-                        dtype)
+        rsum = _layer_synapse(b, ("ro",), count, ro, "dense", dtype)
         b.op("Add", [rsum, b.tensor(("bias", "ro"), T * np.asarray(ro.bias, dtype=np.int64), "b")], out="readout")
         return
     # leaking: R[t] = decay_r(R[t-1]) + ((W s[t] + B) << F_r), one synapse over the T*N stacked spikes
     flat = b.op("Reshape", [stack, b.i64([-1, ro.n_in])])
-    cur = b.op("Reshape", [_synapse(b, ("ro",), flat, "dense", ro.weight, tuple(ro.in_shape), tuple(ro.out_shape),
-                                    1, 0, dtype), b.i64([T, -1, ro.n_out])])
+    cur = b.op("Reshape", [_layer_synapse(b, ("ro",), flat, ro, "dense", dtype), b.i64([T, -1, ro.n_out])])
     cur = b.op("Mul", [b.op("Add", [cur, b.tensor(("bias", "ro"), np.asarray(ro.bias, dtype=np.int64), "b")]),
                        b.i64(1 << ro.readout_shift)])
     r = None
@@ -264,8 +284,7 @@ def build_onnx_model(graph: Graph, spikes: bool = True) -> onnx.ModelProto:
 
     def syn(l: int, x: str) -> str:
         layer = spiking[l]
-        return _synapse(b, ("ff", l), x, layer.kind, layer.weight, tuple(layer.in_shape),
-                        tuple(layer.out_shape), layer.stride, layer.padding, dtypes[(layer.name, "synaptic sum")])
+        return _layer_synapse(b, ("ff", l), x, layer, layer.kind, dtypes[(layer.name, "synaptic sum")])
 
     constant_input = not getattr(graph, "input_time_varying", False)
     for a, z in _blocks(len(spiking), graph.feedback):

@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 
 from saf.hw_targets import Severity
+from saf.hw_targets.report import format_pool_comparison, pool_comparison
 from saf.train.outdir import check_target
 
 from .bundle import BUNDLE_DIR, ONNX_FILE, SOURCE_FILE, BundleError, write_bundle
@@ -23,6 +24,7 @@ from .fold_dsr import fold_dsr
 from .ir import Graph
 from .quantize import input_quantization, quantize
 from .resources import check_resources
+from .sum_pool import SumPoolError, choose_pools
 
 
 class ExportError(ValueError):
@@ -95,9 +97,10 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
                       data_root: Optional[str] = None, force: bool = False, T: Optional[int] = None,
                       calibrate_limit: Optional[int] = None, input_scale: Optional[float] = None,
                       input_bits: Optional[int] = None, input_signed: bool = False,
-                      random_model: Optional[str] = None, seed: int = 0) -> dict:
+                      random_model: Optional[str] = None, seed: int = 0, sum_pool: str = "auto") -> dict:
     """Export a checkpoint to a bundle directory. Returns the manifest extras (certificate,
-    resources, quantization, calibration). Raises a user error with one clear line."""
+    resources, quantization, calibration). Raises a user error with one clear line.
+    sum_pool: "auto" | "on" | "off", where a folded AvgPool becomes a sum-pool stage (export/sum_pool.py)."""
     from saf.hw_targets import get_target
     from saf.train.data import load_dataset
     from saf.train.data.coding import InputCoding
@@ -143,6 +146,12 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
     if data is not None and data.time_steps is not None:   # trained on x[t]: deploy feeds the same trains
         graph.input_time_varying = True
         graph.meta["input_coding"] = coding.to_dict()
+    folded = graph
+    try:
+        graph, pool_choice = choose_pools(graph, {fl.name: fl.pool for fl in layers if fl.pool > 1}, target,
+                                          sum_pool)
+    except SumPoolError as e:
+        raise ExportError(str(e)) from None
     cert = certify(graph)
     resources, violations = check_resources(graph, target)
     # ADVISORY rules (ranges) are exactness questions, answered by the certificate (a saturating layer
@@ -158,6 +167,20 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
         raise ExportError(f"{spec.get('name', 'network')} does not fit {target.name}: {msgs[0]}{more}")
     extra = {"certificate": cert.to_dict(), "resources": resources.to_dict(), "advisories": advisories,
              "quantization": qrep.to_dict(), "target_description": target.description}
+    pool_text = ""
+    if pool_choice.candidates:
+        extra["sum_pool"] = pool_choice.to_dict()
+        if resources.cores_available is not None:      # Loihi: synaptic memory per layer, folded vs pooled
+            before = resources if folded is graph else \
+                (pool_choice.folded_report or check_resources(folded, target)[0])
+            rows = pool_comparison(before, resources)
+            extra["sum_pool"]["memory_per_layer"] = rows
+            extra["sum_pool"]["cores_folded"], extra["sum_pool"]["chips_folded"] = before.cores_used, before.chips_used
+            pool_text = format_pool_comparison(rows, before, resources)
+        kept = "; ".join(f"{n}: {r}" for n, r in pool_choice.reasons.items())
+        pool_text = "\n".join(x for x in [
+            f"sum pool ({sum_pool}): " + (", ".join(f"{n} {k}x{k}" for n, k in pool_choice.pooled.items())
+                                          or "none") + (f"; folded: {kept}" if kept else ""), pool_text] if x)
     if calibrate_data and data is not None:
         extra["calibration"] = _accuracy_report(net, graph, data, T, calibrate_limit)
     writers = {ONNX_FILE: lambda p: save_onnx_model(graph, p, spikes=True)}
@@ -165,6 +188,6 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
         writers[SOURCE_FILE] = lambda p: shutil.copyfile(prov["checkpoint"], p)
     write_bundle(graph, out, extra=extra, writers=writers, force=force)
     extra["seconds"] = time.perf_counter() - t0
-    extra["resources_text"] = resources.format()
+    extra["resources_text"] = resources.format() + (f"\n{pool_text}" if pool_text else "")
     extra["certificate_text"] = cert.format()
     return extra

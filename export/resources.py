@@ -13,18 +13,34 @@ def _conv_synapses(weight, in_shape, stride: int, padding: int) -> int:
     return conv_synapse_count(in_shape, weight.shape[0], weight.shape[2:], stride, padding)
 
 
+def pool_desc(layer):
+    """The sum-pool stage in front of a layer with Layer.in_pool = k > 1 (LayerDesc kind "sumpool",
+    named "<layer>.pool"): one neuron per pooled position and channel, k x k ones-weight synapses
+    from its channel, sending its count (0..k^2) as a graded spike (hw_targets/mapper.py)."""
+    from saf.hw_targets import LayerDesc
+
+    k = int(layer.in_pool)
+    out = tuple(layer.syn_in_shape)
+    return LayerDesc(name=f"{layer.name}.pool", kind="sumpool", in_shape=tuple(layer.in_shape), out_shape=out,
+                     n_neurons=int(np.prod(out)), fan_in=k * k, n_weights=0, n_synapses=layer.n_in,
+                     max_abs_weight=1, threshold=0, state_bound=k * k, kernel=(k, k), stride=k,
+                     mixed_sign=False, max_abs_current=k * k)
+
+
 def describe(graph: Graph):
     """hw_targets.NetDesc of the graph. Feedback edges are FeedbackDesc entries of their destination
     layer (the mapper costs their synapses, input axons and the source's output axons) and are also
-    counted into its synapses, weights and weight statistics."""
+    counted into its synapses, weights and weight statistics. A sum-pooled layer (Layer.in_pool) is
+    preceded by its pool stage (pool_desc) and reads the pooled map as graded counts."""
     from saf.hw_targets import LayerDesc, NetDesc
     from saf.hw_targets.base import FeedbackDesc, weight_stats
 
     descs = []
-    x_in = graph.input_max
     for i, l in enumerate(graph.layers):
         fbs = graph.feedback_into(i) if l.spiking else []
-        syn = _conv_synapses(l.weight, l.in_shape, l.stride, l.padding) if l.kind == "conv" else int(l.weight.size)
+        if int(l.in_pool) > 1:
+            descs.append(pool_desc(l))
+        syn = _conv_synapses(l.weight, l.syn_in_shape, l.stride, l.padding) if l.kind == "conv" else int(l.weight.size)
         ws = weight_stats(l.weight)
         for f in fbs:
             syn += (_conv_synapses(f.weight, graph.layers[f.src].out_shape, f.stride, f.padding)
@@ -34,7 +50,7 @@ def describe(graph: Graph):
                       n_weights=ws["n_weights"] + fs["n_weights"],
                       mixed_sign=ws["mixed_sign"] or fs["mixed_sign"],
                       odd_weights=ws["odd_weights"] or fs["odd_weights"])
-        cur = layer_current_bound(l.weight, l.bias, [f.weight for f in fbs], x_in if i == 0 else 1,
+        cur = layer_current_bound(l.weight, l.bias, [f.weight for f in fbs], graph.layer_input_max(i),
                                   graph.input_signed and i == 0)
         bound = state_bound(cur, l.frac_bits, graph.decay, graph.T, int(l.v0)) if l.spiking else \
             state_bound(cur, l.readout_shift, l.decay, graph.T)            # R[T] (<< F_r when it leaks)
@@ -45,7 +61,7 @@ def describe(graph: Graph):
                                     kernel=tuple(f.weight.shape[2:]) if f.kind == "conv" else None,
                                     stride=int(f.stride), padding=int(f.padding)) for f in fbs)
         descs.append(LayerDesc(
-            name=l.name, kind=l.kind, in_shape=tuple(l.in_shape), out_shape=tuple(l.out_shape),
+            name=l.name, kind=l.kind, in_shape=tuple(l.syn_in_shape), out_shape=tuple(l.out_shape),
             n_neurons=l.n_out, fan_in=l.fan_in, n_synapses=syn, threshold=int(l.threshold),
             max_abs_bias=int(np.abs(l.bias).max(initial=0)), state_bound=int(bound), input_graded=(i == 0),
             has_feedback_in=bool(fbs), kernel=kernel, stride=int(l.stride), padding=int(l.padding),

@@ -13,6 +13,9 @@ nothing here carries a membrane potential, truncates, or saturates. Per spiking 
     R       = sum_t (W_o s_N[t] + B_o)                    (non-leaking readout, D_r = 0)
     R       = (W_o a_N[T] + B_o c[T]) << F_r              (readout leaking with lam: D_r = D)
 
+A sum-pooled layer (Layer.in_pool = k) applies W to sum_pool_k(a_in) (and the readout to
+sum_pool_k(a_N)): pooling is linear, so it is the accumulation of the pooled input.
+
 Initial potential (Layer.v0, V'[0] = v0 in state units): the LIF potential unrolls to
 u[t] = lam^t v0 + U[t] - TH lam a[t-1] (the reset is subtractive, so v0 only decays), so U[t] gains
 lam^t v0 / 2^F. With any v0 the scale S gains a factor q 2^Fmax (E below), which keeps
@@ -105,6 +108,23 @@ class _Linear:
         return out.transpose(0, 2, 1).reshape(b, -1)
 
 
+class _PooledLinear:
+    """A layer's k x k sum pool (Layer.in_pool; linear, so it commutes with the accumulation:
+    sum_pool(a_in) is the accumulation of the pooled input) followed by its _Linear."""
+
+    def __init__(self, layer, lin: _Linear):
+        self.layer, self.lin = layer, lin
+        self.row_abs = lin.row_abs * layer.pool_gain
+
+    def __call__(self, a: np.ndarray) -> np.ndarray:
+        return self.lin(self.layer.pool_input(a))
+
+
+def _layer_linear(l):
+    lin = _Linear(l.kind if l.spiking else "dense", l.weight, l.syn_in_shape, l.stride, l.padding)
+    return _PooledLinear(l, lin) if int(l.in_pool) > 1 else lin
+
+
 def _bounds(graph: Graph, lin: list, fb: list, x_max: int, p: int, q: int) -> int:
     """Largest magnitude of any intermediate (see the module docstring), in Python ints."""
     T = graph.T
@@ -122,7 +142,7 @@ def _bounds(graph: Graph, lin: list, fb: list, x_max: int, p: int, q: int) -> in
         worst = max(worst, (su + th) << layer.frac_bits, p * C)
     ro = graph.readout
     if ro.decay:                                                 # (W_o A_N + B_o C) << F_r
-        ro_abs = int(np.abs(ro.weight).sum(1).max(initial=0))
+        ro_abs = int(np.abs(ro.weight).sum(1).max(initial=0)) * ro.pool_gain
         worst = max(worst, (ro_abs * C + int(np.abs(ro.bias).max(initial=0)) * C) << ro.readout_shift)
     return worst
 
@@ -156,8 +176,7 @@ def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_
     E = _v0_factor(graph, q)
     fmax = max(int(l.frac_bits) for l in sp)
     S = q ** (T - 1) * E
-    lin = [_Linear(l.kind if l.spiking else "dense", l.weight, l.in_shape, l.stride, l.padding)
-           for l in graph.layers]
+    lin = [_layer_linear(l) for l in graph.layers]
     bias = [l.full_bias() for l in graph.layers]
     fb = [[] for _ in sp]
     for f in graph.feedback:
@@ -230,10 +249,10 @@ def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_
             counts += s_bin.astype(np.int64)
         ro = graph.readout
         if not ro.decay:
-            readout[sl] = counts @ np.asarray(ro.weight, dtype=np.int64).T + T * bias[-1]
+            readout[sl] = ro.pool_input(counts) @ np.asarray(ro.weight, dtype=np.int64).T + T * bias[-1]
         else:                          # the accumulation itself: S (W_o a_N[T] + B_o c[T]), then << F_r / S
             w = np.asarray(ro.weight, dtype=np.int64).astype(dt)
-            num = (A[-1] @ w.T + bias[-1] * C) * (1 << ro.readout_shift)
+            num = (ro.pool_input(A[-1]) @ w.T + bias[-1] * C) * (1 << ro.readout_shift)
             val = num // S
             ro_exact = ro_exact and not np.any(val * S != num)
             readout[sl] = np.asarray(val, dtype=np.int64)

@@ -128,7 +128,7 @@ class LayerDesc:
     are included in n_weights, n_synapses and the weight statistics).
     """
     name: str
-    kind: str                     # "dense" | "conv" | "readout" | anything else (refused)
+    kind: str                     # "dense" | "conv" | "readout" | "sumpool" | anything else (refused)
     in_shape: tuple
     out_shape: tuple
     n_neurons: int
@@ -189,7 +189,8 @@ class LayerDesc:
 
     @property
     def spiking(self) -> bool:
-        return self.kind != "readout"
+        """A thresholded layer (not the readout integrator, not a sum-pool stage)."""
+        return self.kind not in ("readout", "sumpool")
 
     @property
     def n_inputs(self) -> int:
@@ -197,11 +198,13 @@ class LayerDesc:
 
     @property
     def n_biases(self) -> int:
+        if self.kind == "sumpool":                 # a pool stage: ones weights, no bias
+            return 0
         return self.out_shape[0] if self.kind == "conv" else self.n_neurons
 
     def grid(self) -> tuple:
         """Output as (channels, rows, cols); dense and readout are (N, 1, 1)."""
-        if self.kind == "conv":
+        if self.kind in ("conv", "sumpool"):
             return self.out_shape
         return (self.n_neurons, 1, 1)
 

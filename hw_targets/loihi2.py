@@ -24,7 +24,8 @@ LOIHI2 = Target(
     description="Intel Loihi 2 (Intel 4, 2021): 128 neuro-cores/chip, programmable neurons, "
                 "graded spikes",
     kind="loihi",
-    supported_kinds=frozenset({"dense", "conv", "readout"}),
+    # "sumpool": a k x k sum-pool stage sending counts as graded spikes (mapper.py; [L2B] graded spikes).
+    supported_kinds=frozenset({"dense", "conv", "readout", "sumpool"}),
     # [LAVA] weightutils.clip_weights / Dense fixed-point model: 8-bit weights plus sign;
     # [NL] weights "in the range -255 to 255".
     weight_magnitude_max=255,

@@ -24,6 +24,11 @@ model. It is an estimate, not Intel's compiler. Modelling choices:
   layer's tiling (layers are mapped last to first). With weight sharing, conv-to-conv traffic uses
   population axons: one per (source position, destination core), the channel riding as the atom
   (nengo-loihi pop16/pop32 axons). The readout sends nothing on chip.
+* A sum-pool stage (LayerDesc kind "sumpool", export/resources.pool_desc, Loihi 2 only) is tiled like
+  a conv output; its synapses are depthwise (each input reaches one pool neuron, weight 1: _pool_cost)
+  and it sends counts as graded spikes to the next layer, whose synapses then read the pooled map
+  (k^2 fewer weights and inputs than the folded AvgPool). Traffic into and out of it uses the conv
+  model's population axons (conservative: a depthwise stage reaches fewer channel tiles).
 * A readout whose fan-in does not fit one core is split into `groups` fan-in slices on separate
   cores; the host adds the partial sums (the readout is linear). Spiking layers cannot be split
   that way (the threshold is not linear): if one neuron does not fit a core the layer is refused.
@@ -137,7 +142,7 @@ def _out_axons(layer: LayerDesc, tile: tuple, nxt, target: Target) -> int:
     nl, info = nxt
     if info is None:                       # next layer refused: count one destination per neuron
         return tc * tr * tw
-    if nl.kind == "conv" and layer.kind == "conv" and nl.in_shape == layer.out_shape:
+    if nl.kind in ("conv", "sumpool") and layer.kind in ("conv", "sumpool") and nl.in_shape == layer.out_shape:
         (_, h, w), (c2, h2, w2) = layer.out_shape, nl.out_shape
         (kh, kw), (tc2, tr2, tw2) = nl.kernel, info["tile"]
         rows = _dest_span(h, tr, h2, tr2, kh, nl.stride, nl.padding)
@@ -153,6 +158,8 @@ def _conn_cost(conn, out_shape: tuple, tile: tuple, target: Target, fan_in: int)
     FeedbackDesc) on the worst core holding `tile` of an output of shape out_shape."""
     tc, tr, tw = tile
     n = tc * tr * tw
+    if conn.kind == "sumpool":             # depthwise k x k ones: each input reaches one pool neuron
+        return _pool_cost(conn, tile, target)
     if conn.kind != "conv":                # dense / readout: every input reaches every neuron
         return fan_in * int(list_bits(n, target)) // 8, fan_in
     c_in, h, w = conn.in_shape
@@ -165,6 +172,22 @@ def _conn_cost(conn, out_shape: tuple, tile: tuple, target: Target, fan_in: int)
     per_axon = tc * np.outer(np.array(rows), np.array(cols))
     syn = c_in * int(list_bits(per_axon, target, _index_bits(n, target)).sum()) // 8
     return syn, c_in * nr * nc
+
+
+def _pool_cost(layer: LayerDesc, tile: tuple, target: Target) -> tuple:
+    """(memory bytes, input axons) of a sum-pool stage's core holding `tile` (channels, rows, cols) of
+    the pooled map: it reads tc channels x (tr k) x (tw k) input positions, each feeding one pool
+    neuron with weight 1. With weight sharing (Loihi 2) the ones kernel is one list of 1 synapse per
+    (channel, tap) plus one population axon entry per input position; without it, one axon per
+    input neuron carrying its one synapse."""
+    tc, tr, tw = tile
+    kh, kw = layer.kernel
+    nr, nc = tr * kh, tw * kw
+    if target.conv_weight_sharing:
+        syn = tc * kh * kw * int(list_bits(1, target)) // 8
+        return syn + nr * nc * target.axon_entry_bytes, nr * nc
+    n = tc * tr * tw
+    return tc * nr * nc * int(list_bits(1, target, _index_bits(n, target))) // 8, tc * nr * nc
 
 
 def _tile_cost(layer: LayerDesc, tile: tuple, target: Target, fan_in: int) -> tuple:
@@ -240,7 +263,7 @@ def _map_layer(layer: LayerDesc, target: Target, nxt, fb_dests: list = ()) -> tu
             groups += 1
         fan_in = f
     c, h, w = layer.grid()
-    if layer.kind == "conv":
+    if layer.kind in ("conv", "sumpool"):
         tiles = [(tc, tr, tw) for tc in _candidates(c) for tr in _candidates(h)
                  for tw in _candidates(w) if tc * tr * tw <= npc]
     else:

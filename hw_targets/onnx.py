@@ -15,7 +15,8 @@ ONNX = Target(
     name="onnx",
     description="ONNX float32 graph (onnxruntime); integers exact below 2**24",
     kind="onnx",
-    supported_kinds=frozenset({"dense", "conv", "readout"}),
+    # "sumpool": a k x k sum pool in front of a layer (export/onnx_model.py: Reshape + ReduceSum, exact)
+    supported_kinds=frozenset({"dense", "conv", "readout", "sumpool"}),
     # no synapse format: weights are float32 initializers, bounded only by exactness below.
     weight_magnitude_max=None,
     weight_bits=None,

@@ -79,3 +79,39 @@ class ResourceReport:
                  "-" * len(head), *rows, total]
         lines += [f"problem: {p}" for p in self.problems]
         return "\n".join(lines)
+
+
+def synaptic_memory(l: LayerReport) -> int:
+    """Bytes a layer takes over all its cores (its worst tile's memory times its cores: an upper bound)."""
+    return int(l.memory_bytes_per_core) * int(l.cores)
+
+
+def pool_comparison(before: ResourceReport, after: ResourceReport) -> list:
+    """Per layer of the folded network (`before`): its cores and synaptic memory there and in the
+    sum-pool form (`after`), where a pooled layer's figures include its pool stage ("<name>.pool")."""
+    rows = []
+    for b in before.layers:
+        parts = [l for l in after.layers if l.name in (b.name, f"{b.name}.pool")]
+        rows.append({"layer": b.name, "cores_before": int(b.cores), "memory_before": synaptic_memory(b),
+                     "cores_after": sum(int(l.cores) for l in parts),
+                     "memory_after": sum(synaptic_memory(l) for l in parts),
+                     "pool_stage": any(l.kind == "sumpool" for l in parts)})
+    return rows
+
+
+def format_pool_comparison(rows: list, before: ResourceReport = None, after: ResourceReport = None) -> str:
+    """The table of pool_comparison rows: folded AvgPool (before) vs sum-pool stage (after)."""
+    head = f"{'layer':<12} {'cores folded':>12} {'memory folded':>14} {'cores pooled':>12} {'memory pooled':>14}"
+    lines = ["synaptic memory per layer (bytes, all cores): AvgPool folded into the next layer vs "
+             "a sum-pool stage (+pool: includes it)", head, "-" * len(head)]
+    for r in rows:
+        note = " +pool" if r["pool_stage"] else ""
+        lines.append(f"{r['layer']:<12} {r['cores_before']:>12} {r['memory_before']:>14,} {r['cores_after']:>12} "
+                     f"{r['memory_after']:>14,}{note}")
+    tb = sum(r["memory_before"] for r in rows)
+    ta = sum(r["memory_after"] for r in rows)
+    cb = before.cores_used if before else sum(r["cores_before"] for r in rows)
+    ca = after.cores_used if after else sum(r["cores_after"] for r in rows)
+    chips = (f" ({before.chips_used} -> {after.chips_used} chip(s))" if before and after else "")
+    lines.append(f"{'total':<12} {cb:>12} {tb:>14,} {ca:>12} {ta:>14,}{chips}")
+    return "\n".join(lines)

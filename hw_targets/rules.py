@@ -97,6 +97,10 @@ def check_neuron_model(net: NetDesc, target: Target) -> list:
     graded = [l.name for l in net.layers if l.input_graded]
     if graded and not target.graded_spikes:
         cannot.append(f"graded input (layer {graded[0]}: its spikes are binary)")
+    pools = [l.name for l in net.layers if l.kind == "sumpool"]
+    if pools and not target.graded_spikes:
+        cannot.append(f"a sum-pool stage's graded counts (layer {pools[0]}; export with --sum-pool off to "
+                      f"fold the pooling into the next layer)")
     if not cannot:
         return []
     return [_v("neuron_model", None, f"network {net.name}: {target.name}'s neurons cannot run "

@@ -50,8 +50,10 @@ def test_every_figure_is_cited_and_loihi2_reuse_is_marked_an_assumption():
 
 def test_dense_equivalent_macs_of_the_demo(demo_bundles):
     g = Bundle.load(demo_bundles[0]).graph
-    # conv1 16x8x8 outputs x 1*3*3, conv2 32x8x8 x 16*3*3, fc3 128 x 2048, readout 10 x 128; T = 6
-    assert dense_equivalent_macs(g) == (1024 * 9 + 2048 * 144 + 128 * 2048 + 10 * 128) * 6
+    # conv1 16x8x8 outputs x 1*3*3, conv2 32x8x8 x 16*3*3, fc3 128 x 512 (its AvgPool(2) is a sum-pool
+    # stage, export/sum_pool.py: 2,048 inputs folded), readout 10 x 128; T = 6
+    assert g.layers[2].in_pool == 2
+    assert dense_equivalent_macs(g) == (1024 * 9 + 2048 * 144 + 128 * 512 + 10 * 128) * 6
     assert peak_fraction(1000.0, 3_000_000, 60.0) == pytest.approx(0.1)
     pk = matmul_peak_gflops(n=128, seconds=0.0, min_reps=2)
     assert pk["gflops"] > 0 and pk["reps"] >= 2
@@ -73,7 +75,7 @@ def test_info_and_run_print_a_cited_estimate(demo_bundles, capsys):
     assert e["estimate"] and e["activity"].startswith("measured") and 0 < e["energy_uj"] < ub["energy_uj"]
     # the synaptic-op energy is exactly the run's synops at 23.6 pJ
     assert e["energy_breakdown_uj"]["synaptic_ops"] == pytest.approx(st["synops_per_inference"] * 23.6e-6)
-    assert e["steps"] == 6 + 4                     # T plus one step of delay per connection
+    assert e["steps"] == 6 + 4 + 1                 # T plus one step of delay per connection and per sum-pool stage
     assert main(["run", str(loihi), "--limit", "5"]) == 0
     assert "Loihi estimate (loihi2)" in capsys.readouterr().out
 
@@ -85,7 +87,7 @@ def test_bench_infer_reports_peak_fraction(demo_bundles, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "float32 matmul peak of this machine" in text and "of peak" in text
     r = json.loads(out.read_text())
-    assert r["matmul_peak"]["gflops"] > 0 and r["dense_macs_per_sample"] == (1024 * 9 + 2048 * 144 + 128 * 2048 + 10 * 128) * 6
+    assert r["matmul_peak"]["gflops"] > 0 and r["dense_macs_per_sample"] == (1024 * 9 + 2048 * 144 + 128 * 512 + 10 * 128) * 6
     for row in r["rows"]:
         assert row["peak_fraction"] == pytest.approx(
             row["samples_per_s"] * 2 * r["dense_macs_per_sample"] / (r["matmul_peak"]["gflops"] * 1e9))

@@ -50,7 +50,8 @@ def test_demo_network_all_backends_agree_and_match_golden(demo_bundle, tmp_path,
     assert (tmp_path / "v" / "report.rates.png").stat().st_size > 1000
 
 
-@pytest.mark.parametrize("fault,layer", [("lsb", "conv1"), ("tie", None), ("hard-reset", None), ("delay", "conv1")])
+@pytest.mark.parametrize("fault,layer", [("lsb", "conv1"), ("tie", None), ("hard-reset", None), ("delay", "conv1"),
+                                         ("pool-window", "fc3")])
 def test_injected_faults_are_caught_with_layer_and_step(demo_bundle, tmp_path, capsys, fault, layer):
     rc, out, _ = _cli(capsys, "verify", str(demo_bundle), "--backends", "saf-int,emulator", "--limit", "40",
                       "--inject-fault", fault, "--out", str(tmp_path / "v"), "--no-progress")
@@ -81,7 +82,8 @@ def test_one_lsb_in_a_deep_layer_is_caught_there(demo_bundle):
     th = b.graph.layers[2].threshold << b.graph.layers[2].frac_bits
     v, s_in = good.potentials[2], good.spikes[1]
     n, t, j = [int(a[0]) for a in np.nonzero((v >= th) & (v < th + (2 << b.graph.layers[2].frac_bits)))]
-    i = int(np.flatnonzero(s_in[n, t] & (b.graph.layers[2].weight[j] > -250))[0])
+    x = b.graph.layers[2].pool_input(s_in[n, t])      # what fc3's weight reads (sum-pooled counts)
+    i = int(np.flatnonzero((x > 0) & (b.graph.layers[2].weight[j] > -250))[0])
     g = copy.deepcopy(b.graph)
     g.layers[2].weight[j, i] -= 2
     bad = run_backend("emulator", b, xq, graph=g)

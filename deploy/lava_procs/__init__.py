@@ -7,8 +7,9 @@ Every model runs on a shared schedule (see deploy/lava_graph.py): logical step t
 layer with offset o happens at Lava step  o + P * (n*T + t)  (t = 0..T-1), P being the period.
 """
 from .lif import SoftResetLIF
+from .pool import SumPool
 from .readout import Integrator
 from .source import GradedSource
 from .synapse import ConvSyn, DenseSyn
 
-__all__ = ["SoftResetLIF", "Integrator", "GradedSource", "ConvSyn", "DenseSyn"]
+__all__ = ["SoftResetLIF", "Integrator", "GradedSource", "ConvSyn", "DenseSyn", "SumPool"]
