@@ -111,3 +111,13 @@ def test_faults_and_feedback_use_the_step_schedule():
     assert emulate(g, x, tie="gt").info["schedule"] == "step-major"
     assert emulate(random_graph("dense", T=6, seed=0, feedback=True), x).info["schedule"] == "step-major"
     assert emulate(g, x).info["schedule"] == "layer-major"
+
+
+def test_layer_major_sum_pooled_graph():
+    """Sum-pooled layers (Layer.in_pool): the layer-major schedule's repeated weights equal the step
+    schedule's pool-then-weights, conv and dense, with stride and padding."""
+    from test_sum_pool import _inputs, _pooled_graph
+    g = _pooled_graph(seed=3)
+    a, b = _both(g, _inputs(g, 29))
+    _same(a, b)
+    assert any(int(l.in_pool) > 1 for l in g.layers)

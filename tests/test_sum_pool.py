@@ -12,7 +12,7 @@ import torch
 
 from reference_lif import reference_run
 from saf.deploy.compare import compare_pair
-from saf.deploy.emulator import run_emulator
+from saf.deploy.emulator import emulate, run_emulator
 from saf.deploy.main import main
 from saf.deploy.onnx_runner import run_onnx
 from saf.export.bundle import load_graph, read_manifest, write_bundle
@@ -184,12 +184,27 @@ def test_wrong_pool_window_is_caught(monkeypatch):
         x = np.asarray(x).reshape(*np.shape(x)[:-1], c, h // k, k, w // k, k)[..., 0, :, 0]
         return x.reshape(*x.shape[:-3], -1).astype(np.int64)
 
-    for fault in (shifted, first_only):
+    for fault in (shifted, first_only):          # the step-major schedule pools through Layer.pool_input
         monkeypatch.setattr(Layer, "pool_input", fault)
-        bad = run_emulator(g, xq)
+        bad = emulate(g, xq, layer_schedule=False)
         monkeypatch.setattr(Layer, "pool_input", real)
         rep = compare_pair(ref, bad, names)
         assert rep["spike_mismatches"] > 0 and rep["first"]["layer"] == "conv2", fault.__name__
+    # the layer-major schedule reads the pooled input through weights repeated over each block
+    from saf.deploy import emulator_layers
+    real_unpooled = emulator_layers._unpooled
+
+    def one_tap(layer):
+        w, s, p = real_unpooled(layer)
+        k = int(layer.in_pool)
+        if k > 1 and layer.kind == "conv":
+            w = w.copy()
+            w[..., 1::k, :] = 0                     # one row of every k x k block dropped
+        return w, s, p
+
+    monkeypatch.setattr(emulator_layers, "_unpooled", one_tap)
+    rep = compare_pair(ref, emulate(g, xq), names)
+    assert rep["spike_mismatches"] > 0 and rep["first"]["layer"] == "conv2"
 
 
 def test_lava_schedule_without_the_pool_step_is_caught(monkeypatch):
