@@ -28,8 +28,11 @@ from .emulator import _decay as decay
 
 def supports(graph: Graph, options: dict, plan) -> bool:
     """True when the layer-major schedule computes exactly what emulate() would: no feedback edges,
-    every fault-injection option at its correct default, and float (exact) synaptic sums."""
-    return not graph.feedback and not options and all(np.dtype(sy.dtype).kind == "f" for sy in plan.syn)
+    every fault-injection option at its correct default, float (exact) synaptic sums, one-state
+    neurons (no carried current, Layer.du) and the integrating readout (not Layer.first_spike)."""
+    return (not graph.feedback and not options and all(np.dtype(sy.dtype).kind == "f" for sy in plan.syn)
+            and not any(getattr(l, "two_state", False) for l in graph.layers)
+            and not getattr(graph.readout, "first_spike", False))
 
 
 def _hwc_order(shape: tuple) -> np.ndarray:
