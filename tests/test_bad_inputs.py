@@ -184,6 +184,7 @@ CASES = [
     ("export-calibrate-limit-alone", ["export", "{ws}/run", "--target", "loihi", "--calibrate-limit", "5", "--out", "{case}/b"], none, ["--calibrate-limit", "--calibrate-data"]),
     ("export-input-bits-range", ["export", "{ws}/run", "--target", "loihi", "--input-scale", "4", "--input-bits", "30", "--out", "{case}/b"], none, ["--input-bits"]),
     ("export-input-bits-ignored", ["export", "{ws}/run", "--target", "loihi", "--input-bits", "4", "--out", "{case}/b"], none, ["--input-bits", "--input-scale"]),
+    ("export-sum-pool-choice", ["export", "{ws}/run", "--target", "loihi", "--sum-pool", "yes", "--out", "{case}/b"], none, ["--sum-pool"]),
     ("export-T-0", ["export", "{ws}/run", "--target", "loihi", "--T", "0", "--out", "{case}/b"], none, ["--T"]),
     ("export-target", ["export", "{ws}/run", "--target", "tpu", "--out", "{case}/b"], none, ["'tpu'"]),
     ("export-calibration-data-garbage", ["export", "{ws}/run", "--target", "loihi", "--calibrate-data", "mnist", "--data-root", "{case}/mnist", "--out", "{case}/b"], idx_garbage, ["{case}/mnist/"]),
