@@ -18,7 +18,7 @@ from saf.train.outdir import OutputKind, Staged
 
 from .bundle_auth import check_files, check_manifest, seal
 from .bundle_error import BundleError
-from .ir import Feedback, Graph, Layer
+from .ir import DU_NONE, Feedback, Graph, Layer
 from .manifest_schema import validate_manifest
 
 FORMAT_VERSION = 1
@@ -49,6 +49,10 @@ def _layer_meta(l: Layer) -> dict:
         d["v0"] = int(l.v0)                # initial potential V'[0] (<< F); omitted when 0
     if not l.spiking:
         d["decay"] = int(l.decay)          # the readout's leak, 12-bit D (0 for none)
+    if l.spiking and int(l.du) != DU_NONE:
+        d["du"] = int(l.du)                # two-state layer: 12-bit current decay; omitted at 4095 (none)
+    if not l.spiking and l.first_spike:
+        d["first_spike"] = True            # first-spike readout (FP); omitted when False
     return d
 
 
@@ -150,7 +154,9 @@ def load_graph(bundle: Path) -> Graph:
                             in_shape=tuple(lm["in_shape"]), out_shape=tuple(lm["out_shape"]),
                             threshold=int(lm["threshold"]), stride=int(lm["stride"]), padding=int(lm["padding"]),
                             scale=float(lm["scale"]), frac_bits=int(lm["frac_bits"]), decay=decay,
-                            v0=int(lm.get("v0", 0)) if lm["kind"] != "readout" else 0))
+                            v0=int(lm.get("v0", 0)) if lm["kind"] != "readout" else 0,
+                            du=int(lm.get("du", DU_NONE)) if lm["kind"] != "readout" else DU_NONE,
+                            first_spike=bool(lm.get("first_spike", False)) and lm["kind"] == "readout"))
     feedback = []
     for j, fm in enumerate(m.get("feedback", [])):
         key = f"feedback{j}_weight"
