@@ -26,6 +26,7 @@ MANIFEST = "manifest.json"
 WEIGHTS = "weights.npz"
 ONNX_FILE = "model.onnx"
 SOURCE_FILE = "source.safetensors"     # the trained float checkpoint, copied
+FP_SOURCE_FILE = "fp-model.safetensors"   # an FP checkpoint (continuous-time weights), copied
 
 
 def _is_saf_manifest(path: Path) -> bool:
@@ -37,7 +38,8 @@ def _is_saf_manifest(path: Path) -> bool:
 
 
 # A bundle directory: what `saf export --force` may replace (train/outdir.py).
-BUNDLE_DIR = OutputKind("saf bundle", MANIFEST, _is_saf_manifest, (MANIFEST, WEIGHTS, ONNX_FILE, SOURCE_FILE))
+BUNDLE_DIR = OutputKind("saf bundle", MANIFEST, _is_saf_manifest, (MANIFEST, WEIGHTS, ONNX_FILE, SOURCE_FILE,
+                                                                       FP_SOURCE_FILE))
 
 
 def _layer_meta(l: Layer) -> dict:

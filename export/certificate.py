@@ -172,6 +172,8 @@ def certify(graph: Graph, conventions: dict = None) -> Certificate:
             detail += " (threshold must be positive)"
         elif th > STATE_MAX:
             detail += " exceeds the 24-bit state (the neuron could never fire)"
+        elif v > STATE_MAX and not saf:
+            detail += ": V can clip at 2^23-1 (alike in every integer form; a deviation from the continuous model)"
         elif v > STATE_MAX:
             detail += ": the state can saturate where the SAF form does not"
         checks.append(Check("state_24bit", layer.name, ok, detail))
