@@ -275,3 +275,95 @@ def test_certified_current_bound_is_reached_closely():
         top = max(top, U)
     bound = current_state_bound(a, 6, l.du, g.T)
     assert 0.99 * bound <= top <= bound
+
+
+# ------------------------------------------------------------------ end to end: FPNet -> bundle -> verify
+def _iris_fp_net():
+    """A handmade 4-6-3 FP net on Iris's latency code (short horizon t_max = 2 so T stays small)."""
+    from saf.train.data import load_dataset
+    from saf.train.fp_net import FPNet, FPParams, LatencyCode
+    ds = load_dataset("iris")
+    code = LatencyCode.fit(np.concatenate([ds.x_train.numpy(), ds.x_test.numpy()]), 0.0, 2.0)
+    rng = np.random.default_rng(1)
+    w1 = rng.normal(2.5, 1.0, (6, 4))
+    w2 = rng.normal(1.2, 0.6, (3, 6))
+    return FPNet(FPParams(1.0, 0.9, 1.0, 2.0, 5.0), [w1, w2], code)
+
+
+@pytest.fixture(scope="module")
+def fp_bundles(tmp_path_factory):
+    from saf.deploy.main import main
+    from saf.train.fp_net import save_fp_checkpoint
+    d = tmp_path_factory.mktemp("fp")
+    net = _iris_fp_net()
+    save_fp_checkpoint(d / "model.safetensors", net, {"dataset": "iris", "model": "fp-handmade", "seed": 0})
+    assert main(["export", str(d / "model.safetensors"), "--target", "loihi", "--out", str(d / "loihi"),
+                 "--dt-exp", "5"]) == 0
+    assert main(["export", str(d / "model.safetensors"), "--target", "onnx", "--out", str(d / "onnx")]) == 0
+    return d, net
+
+
+def test_fp_export_writes_the_discretization(fp_bundles):
+    from saf.export.bundle import FP_SOURCE_FILE
+    d, net = fp_bundles
+    b = Bundle.load(d / "loihi")
+    fp = b.graph.meta["fp"]
+    assert fp["k"] == 5 and fp["dt"] == 2.0 / 32 and b.graph.T == 80               # ceil(5 / (1/16))
+    assert [l.du for l in b.graph.layers[:-1]] == [fp["du"]] * 2 and b.graph.readout.first_spike
+    assert 4095 - fp["du"] == round(4096 * np.exp(-fp["dt"]))
+    assert FP_SOURCE_FILE in b.manifest["files"]
+    assert not b.manifest["certificate"]["exact"]
+    assert "approximate" in b.manifest["certificate"]["reasons"][0]
+    assert Bundle.load(d / "onnx").graph.meta["fp"]["k"] == 7                        # the stated default
+    from saf.deploy.fp_verify import bundle_matches_its_source
+    assert bundle_matches_its_source(b, net) == ""
+    other = _iris_fp_net()
+    other.weights[1] = other.weights[1] * 1.1
+    assert "not fold_fp" in bundle_matches_its_source(b, other)
+
+
+def test_fp_verify_with_lava_prints_the_dt_table(fp_bundles, capsys):
+    import json
+    from saf.deploy.main import main
+    d, _ = fp_bundles
+    out = d / "verify"
+    capsys.readouterr()
+    rc = main(["verify", str(d / "loihi"), "--dt-exps", "3-9", "--lava-limit", "12", "--out", str(out),
+               "--no-progress"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "saf-int left out" in text and "FP deployment vs the continuous-time model" in text
+    rep = json.loads((out / "verify.json").read_text())
+    names = {(p["a"], p["b"]) for p in rep["pairs"]}
+    assert names == {("emulator", "onnx"), ("emulator", "lava"), ("onnx", "lava")}
+    assert all(p["ok"] and p["expected_exact"] and p["spike_mismatches"] == 0 for p in rep["pairs"])
+    assert rep["samples"]["lava"] == 12 and rep["samples"]["emulator"] == 30
+    rows = {r["k"]: r for r in rep["fp"]["rows"]}
+    assert sorted(rows) == list(range(3, 10)) and (out / "fp-dt-table.png").is_file()
+    # the discrete first spikes approach the continuous ones as dt shrinks
+    assert rows[9]["time_error_mean"] < rows[5]["time_error_mean"] / 4
+    assert rows[9]["time_error_max"] < rows[3]["time_error_max"]
+    assert rows[9]["prediction_agreement"] >= 0.9 and rows[9]["fire_mismatch"] == 0.0
+
+
+def test_fp_verify_catches_a_fault_on_the_bundle(fp_bundles, capsys):
+    from saf.deploy.main import main
+    d, _ = fp_bundles
+    capsys.readouterr()
+    rc = main(["verify", str(d / "onnx"), "--backends", "emulator,onnx", "--inject-fault", "current-decay",
+               "--dt-exps", "4", "--out", str(d / "verify-fault"), "--no-progress"])
+    text = capsys.readouterr().out
+    assert rc == 1 and "emulator[current-decay]" in text and "verify: FAIL" in text
+
+
+def test_fp_cli_errors(fp_bundles, capsys):
+    from test_train_cli import user_error
+    d, _ = fp_bundles
+    ck = str(d / "model.safetensors")
+    user_error(capsys, ["export", ck, "--target", "loihi", "--out", str(d / "x"), "--T", "8"], "--T", "FP checkpoint")
+    user_error(capsys, ["export", ck, "--target", "loihi", "--out", str(d / "x"), "--dt-exp", "0"], "--dt-exp")
+    user_error(capsys, ["export", ck, "--target", "loihi1", "--out", str(d / "x")], "subtractive reset")
+    user_error(capsys, ["verify", str(d / "onnx"), "--dt-exps", "2-x"], "--dt-exps")
+    user_error(capsys, ["verify", str(d / "onnx"), "--backends", "saf-int,emulator", "--out", str(d / "v2")],
+               "saf-int", "no integer SAF form")
+    assert not (d / "x").exists()
