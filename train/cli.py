@@ -17,14 +17,17 @@ from .data.events import BIN_MODES
 from .distributed import DistributedError
 from .functional.surrogate import SURROGATES
 from .functional.ide_solver import SOLVERS
+from .fp import FPError
 from .fp_specs import FP_SPECS
-from .methods import METHODS
+from .functional.fp_sim import SimulationError
+from .methods import CONTINUOUS_METHODS, METHODS
 from .outdir import OutputError, Staged, check_target
 from .run_config import OPTIMIZERS, ConfigError, check_config, flag, resumed_config
 from .spec import BUILTIN, SpecError, load_spec, with_neuron
 from .trainer import NonFiniteError, TrainConfig, TrainingError
 
-USER_ERRORS = (CheckpointError, ConfigError, DatasetError, DistributedError, OutputError, SpecError, TrainingError)
+USER_ERRORS = (CheckpointError, ConfigError, DatasetError, DistributedError, OutputError, SpecError, TrainingError,
+               FPError, SimulationError)
 CONFIG_FIELDS = tuple(f.name for f in fields(TrainConfig))
 
 
@@ -62,7 +65,7 @@ def register(sub) -> None:
                    f"--method fp: {', '.join(FP_SPECS)}")
     add_data_args(p, default=None)
     add_coding_args(p, d)
-    p.add_argument("--method", help=f"{', '.join(METHODS)} (default {d.method})")
+    p.add_argument("--method", help=f"{', '.join(METHODS + CONTINUOUS_METHODS)} (default {d.method})")
     p.add_argument("--T", type=int, help=f"time steps per sample (default {d.T})")
     p.add_argument("--lam", type=float, help=f"leak lambda in (0, 1] (default {d.lam})")
     p.add_argument("--theta", type=float,

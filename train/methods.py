@@ -23,13 +23,15 @@ from .functional.ide_solver import SolverConfig
 from .functional.neuron import bias_coeff
 from .ide import train_batch_ide
 from .memory import state_bytes
-from .readout import FIRST_SPIKE, LEAKY_SUM, SPIKE_COUNT, SUM, Readout
+from .readout import LEAKY_SUM, SPIKE_COUNT, SUM, Readout
 
-METHODS = ("saf-e", "saf-f", "ottt-o", "ottt-a", "bptt", "dsr", "ide", "fp")
+METHODS = ("saf-e", "saf-f", "ottt-o", "ottt-a", "bptt", "dsr", "ide")
+# methods outside the time-stepped loop (no train_batch, their own trainer): `saf train --method fp`
+CONTINUOUS_METHODS = ("fp",)
 # the readout each method's loss sees (DESIGN.md sec. 6); SAF-F's leaks with lam, IDE's with lam < 1;
 # DSR's default is the spiking output layer (--dsr-readout linear gives LEAKY_SUM, set by the DSRNet itself)
 READOUT = {"saf-e": SUM, "saf-f": LEAKY_SUM, "ottt-o": SUM, "ottt-a": SUM, "bptt": SUM, "dsr": SPIKE_COUNT,
-           "ide": LEAKY_SUM, "fp": FIRST_SPIKE}
+           "ide": LEAKY_SUM}
 # methods whose readout leaks only for lam < 1 (at lam = 1 they record the non-leaking sum)
 READOUT_SUM_AT_IF = ("ide",)
 
@@ -57,8 +59,6 @@ def train_batch(net, x: torch.Tensor, y: torch.Tensor, T: int, method: str, opti
     backward (tests use it to capture per-step gradients); step_optimizer=False skips updates.
     ide_solver: IDE's backward solver (default: Broyden, 30 iterations, the authors' tolerance)."""
     check_method(method)
-    if method == "fp":
-        raise ValueError("--method fp trains through train/fp.py (continuous time), not train_batch")
     if method == "dsr":
         from .dsr import dsr_train_batch
         return dsr_train_batch(net, x, y, T, optimizer, loss_fn, after_backward, step_optimizer)
