@@ -350,7 +350,7 @@ def test_fp_verify_catches_a_fault_on_the_bundle(fp_bundles, capsys):
     from saf.deploy.main import main
     d, _ = fp_bundles
     capsys.readouterr()
-    rc = main(["verify", str(d / "onnx"), "--backends", "emulator,onnx", "--inject-fault", "current-decay",
+    rc = main(["verify", str(d / "loihi"), "--backends", "emulator,onnx", "--inject-fault", "current-decay",
                "--dt-exps", "4", "--out", str(d / "verify-fault"), "--no-progress"])
     text = capsys.readouterr().out
     assert rc == 1 and "emulator[current-decay]" in text and "verify: FAIL" in text
@@ -363,7 +363,7 @@ def test_fp_cli_errors(fp_bundles, capsys):
     user_error(capsys, ["export", ck, "--target", "loihi", "--out", str(d / "x"), "--T", "8"], "--T", "FP checkpoint")
     user_error(capsys, ["export", ck, "--target", "loihi", "--out", str(d / "x"), "--dt-exp", "0"], "--dt-exp")
     user_error(capsys, ["export", ck, "--target", "loihi1", "--out", str(d / "x")], "subtractive reset")
-    user_error(capsys, ["verify", str(d / "onnx"), "--dt-exps", "2-x"], "--dt-exps")
-    user_error(capsys, ["verify", str(d / "onnx"), "--backends", "saf-int,emulator", "--out", str(d / "v2")],
+    user_error(capsys, ["verify", str(d / "loihi"), "--dt-exps", "2-x"], "--dt-exps")
+    user_error(capsys, ["verify", str(d / "loihi"), "--backends", "saf-int,emulator", "--out", str(d / "v2")],
                "saf-int", "no integer SAF form")
     assert not (d / "x").exists()
