@@ -189,7 +189,9 @@ def certify(graph: Graph, conventions: dict = None) -> Certificate:
                             f"worst |R[T]| = {r:,} {'<=' if r <= STATE_MAX else '>'} 2^23-1"))
     if D_r:
         checks.append(_readout_leak(D_r, D, F_r, T, ro.name))
-    checks.append(convention_check(export_conventions() if conventions is None else conventions))
+    if conventions is None:          # export's own forms; saf-int has no form of an FP network
+        conventions = {n: c for n, c in export_conventions().items() if saf or n != "saf-int"}
+    checks.append(convention_check(conventions))
     if graph.meta.get("input_exact") is False:
         info.append(f"input quantized with scale {graph.input_scale:.6g} to {graph.input_bits} bits (lossy)")
     return Certificate(all(c.ok for c in checks), checks, info)
