@@ -1,0 +1,138 @@
+"""Compiled (numba) loops of the layer-major emulator: what BLAS cannot do in one call.
+
+  dense_spikes  W s for binary spikes s, event-driven: each spike adds its weight row (integer adds,
+                work proportional to the number of spikes, as on a neuromorphic chip)
+  conv_spikes   the same for a convolution over channels-last (HWC) spike maps
+  gather_hwc    a convolution's im2col matrix from a channels-last map (the first layer's integer
+                input, which then goes through one BLAS matmul)
+  lif_layer     a spiking layer's whole recurrence for all T steps, fused: the exact synaptic sum from
+                the matmul's output (float32/64 holding integers), + bias, << F, the truncating 12-bit
+                decay, 24-bit saturation, V >= TH<<F, subtractive reset, in int64 (always exact)
+
+Both run in parallel over samples. The arithmetic is export/ir.py's; the tests compare this schedule
+with emulator.py's step-by-step numpy schedule spike for spike and potential for potential.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from saf.export.ir import DECAY_BITS, DECAY_ONE, STATE_MAX
+
+
+@njit(parallel=True, cache=True)
+def gather_hwc(x, H, W, C, kh, kw, stride, pad, Ho, Wo, out):
+    """x [B, H*W*C] channels-last -> out [B*Ho*Wo, kh*kw*C], columns ordered (ky, kx, c); taps in
+    the padding read 0."""
+    B = x.shape[0]
+    for b in prange(B):
+        for oy in range(Ho):
+            for ox in range(Wo):
+                row = (b * Ho + oy) * Wo + ox
+                col = 0
+                for ky in range(kh):
+                    iy = oy * stride - pad + ky
+                    for kx in range(kw):
+                        ix = ox * stride - pad + kx
+                        if 0 <= iy < H and 0 <= ix < W:
+                            base = (iy * W + ix) * C
+                            for c in range(C):
+                                out[row, col + c] = x[b, base + c]
+                        else:
+                            for c in range(C):
+                                out[row, col + c] = 0
+                        col += C
+
+
+@njit(parallel=True, cache=True)
+def dense_spikes(x, Wt, out):
+    """out[r] = sum_j x[r, j] Wt[j] for binary x [R, n_in]; Wt [n_in, n_out] integer; out [R, n_out]."""
+    R, n_in = x.shape
+    n_out = Wt.shape[1]
+    for r in prange(R):
+        acc = np.zeros(n_out, Wt.dtype)
+        for j in range(n_in):
+            if x[r, j]:
+                for k in range(n_out):
+                    acc[k] += Wt[j, k]
+        out[r] = acc
+
+
+def scatter_table(H: int, W: int, kh: int, kw: int, stride: int, pad: int, Ho: int, Wo: int) -> np.ndarray:
+    """tab[iy*W + ix, ky*kw + kx] = the output pixel oy*Wo + ox that input pixel (iy, ix) reaches through
+    tap (ky, kx) of a cross-correlation (iy = oy*stride - pad + ky), or -1 where there is none."""
+    tab = -np.ones((H * W, kh * kw), dtype=np.int64)
+    iy, ix = np.divmod(np.arange(H * W), W)
+    for ky in range(kh):
+        for kx in range(kw):
+            ty, tx = iy + pad - ky, ix + pad - kx
+            ok = (ty >= 0) & (tx >= 0) & (ty % stride == 0) & (tx % stride == 0) & \
+                (ty // stride < Ho) & (tx // stride < Wo)
+            tab[ok, ky * kw + kx] = (ty[ok] // stride) * Wo + tx[ok] // stride
+    return tab
+
+
+@njit(parallel=True, cache=True)
+def conv_spikes(x, Wt, tab, C, out):
+    """Cross-correlation of binary channels-last maps x [R, H*W*C] with Wt [(ky, kx, c), Co] (integer)
+    -> out [R, Ho*Wo*Co] channels-last, event-driven: each spike adds its weight row to the output
+    pixels it reaches (scatter_table); padding taps reach none."""
+    R = x.shape[0]
+    Co = Wt.shape[1]
+    HW, KK = tab.shape
+    n_out = out.shape[1]
+    for r in prange(R):
+        acc = np.zeros(n_out, Wt.dtype)
+        for pix in range(HW):
+            for c in range(C):
+                if x[r, pix * C + c]:
+                    for t in range(KK):
+                        op = tab[pix, t]
+                        if op >= 0:
+                            wr = t * C + c
+                            ob = op * Co
+                            for k in range(Co):
+                                acc[ob + k] += Wt[wr, k]
+        out[r] = acc
+
+
+@njit(parallel=True, cache=True)
+def lif_layer(I, T, constant, bias, F, th, m, v0, S, V_rec, record_v, sat, vmax):
+    """One spiking layer for B samples and T steps, neurons in I's order.
+
+    I [rows, n]: the synaptic sums W s_in, integers (or floats holding exact integers); rows = B*T (row b*T + t), or B
+       when `constant` (the same input every step).
+    bias [n] int64, F frac bits, th = TH << F, m = 4096 - D, v0 initial potential.
+    S [B, T, n] bool spikes out; V_rec [B, T, n] int64 potentials out when record_v.
+    sat[b] counts the clipped states of sample b; vmax[b] its largest |V|."""
+    n = I.shape[1]
+    B = S.shape[0]
+    rs = np.int64(1) if constant else np.int64(T)       # row of (b, t): b * rs + t * ts
+    ts = np.int64(0) if constant else np.int64(1)
+    for b in prange(B):
+        v = np.full(n, v0, dtype=np.int64)
+        cnt = 0
+        top = 0
+        for t in range(T):
+            r = np.int64(b) * rs + np.int64(t) * ts
+            for j in range(n):
+                x = v[j]
+                a = x if x >= 0 else -x
+                mag = (a * m) >> DECAY_BITS
+                x = (mag if x >= 0 else -mag) + ((np.int64(I[r, j]) + bias[j]) << F)
+                y = min(max(x, -STATE_MAX), STATE_MAX)
+                cnt += y != x
+                a = y if y >= 0 else -y
+                top = max(top, a)
+                if record_v:
+                    V_rec[b, t, j] = y
+                s = y >= th
+                S[b, t, j] = s
+                v[j] = y - th if s else y
+        sat[b] = cnt
+        vmax[b] = top
+
+
+def decay_factor(D: int) -> int:
+    """m = 4096 - D, the multiplier of the truncating decay."""
+    return DECAY_ONE - int(D)

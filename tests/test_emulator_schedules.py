@@ -1,0 +1,113 @@
+"""The emulator's two schedules compute the same integer network: the layer-major one (event-driven
+compiled synapses, fused neuron loop, channels-last maps; deploy/emulator_layers.py) against the
+step-by-step numpy one (deploy/emulator.py), spike for spike and potential for potential, and both
+against the independent per-step reference of tests/reference_lif.py."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from saf.deploy import emulator_kernels as kernels
+from saf.deploy.emulator import emulate
+from saf.export.synthetic import random_graph, random_inputs, random_trains
+
+from reference_lif import reference_batch
+
+
+def _both(g, x):
+    a = emulate(g, x, record_potentials=True, layer_schedule=False)
+    b = emulate(g, x, record_potentials=True)
+    assert a.info["schedule"] == "step-major" and b.info["schedule"] == "layer-major"
+    return a, b
+
+
+def _same(a, b):
+    assert np.array_equal(a.readout, b.readout)
+    for p, q in zip(a.spikes, b.spikes):
+        assert np.array_equal(p, q)
+    for p, q in zip(a.potentials, b.potentials):
+        assert np.array_equal(p, q)
+    assert a.info["max_abs_v"] == b.info["max_abs_v"]
+    assert a.info["saturated"] == b.info["saturated"]
+
+
+@pytest.mark.parametrize("arch", ["dense", "conv"])
+@pytest.mark.parametrize("lam", [0.5, 1.0])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_layer_major_equals_step_major(arch, lam, seed):
+    g = random_graph(arch, T=6, lam=lam, seed=seed)
+    a, b = _both(g, random_inputs(g, 37, seed=seed))
+    _same(a, b)
+    assert sum(int(s.sum()) for s in a.spikes) > 0
+
+
+@pytest.mark.parametrize("arch", ["dense", "conv"])
+def test_layer_major_spike_trains_and_reference(arch):
+    g = random_graph(arch, T=5, lam=0.5, seed=4)
+    x = random_trains(g, 19, seed=2)
+    a, b = _both(g, x)
+    _same(a, b)
+    readout, spikes, pots = reference_batch(g, x)
+    assert np.array_equal(readout, b.readout)
+    for p, q in zip(spikes, b.spikes):
+        assert np.array_equal(p, q)
+    for p, q in zip(pots, b.potentials):
+        assert np.array_equal(p, q)
+
+
+def test_layer_major_leaky_readout_v0_and_saturation():
+    g = random_graph("conv", T=6, lam=0.5, seed=2)
+    ro = dataclasses.replace(g.readout, decay=g.decay, frac_bits=6)
+    first = dataclasses.replace(g.layers[0], v0=int(g.layers[0].threshold) << 5,
+                                weight=g.layers[0].weight * 40, threshold=g.layers[0].threshold * 2)
+    g = dataclasses.replace(g, layers=[first, *g.layers[1:-1], ro])
+    a, b = _both(g, random_inputs(g, 23, seed=1) * 8)
+    assert sum(a.info["saturated"].values()) > 0          # the 24-bit clip is exercised
+    _same(a, b)
+
+
+def test_strided_padded_conv_scatter_table_matches_im2col():
+    rng = np.random.default_rng(0)
+    for (h, w, c, co, k, s, p) in [(9, 7, 3, 5, 3, 2, 1), (8, 8, 2, 4, 2, 2, 0), (6, 5, 4, 3, 3, 1, 2)]:
+        ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        x = rng.random((11, c, h, w)) < 0.3
+        wt = rng.integers(-9, 10, (co, c, k, k))
+        want = np.zeros((11, co, ho, wo), dtype=np.int64)
+        xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (p, p), (p, p)))
+        for oy in range(ho):
+            for ox in range(wo):
+                patch = xp[:, :, oy * s:oy * s + k, ox * s:ox * s + k]
+                want[:, :, oy, ox] = np.einsum("bcij,ocij->bo", patch, wt)
+        out = np.empty((11, ho * wo * co), dtype=np.int32)
+        kernels.conv_spikes(np.ascontiguousarray(x.transpose(0, 2, 3, 1).reshape(11, -1)),
+                            np.ascontiguousarray(wt.transpose(2, 3, 1, 0).reshape(-1, co).astype(np.int32)),
+                            kernels.scatter_table(h, w, k, k, s, p, ho, wo), c, out)
+        got = out.reshape(11, ho, wo, co).transpose(0, 3, 1, 2)
+        assert np.array_equal(got, want)
+
+
+def test_schedule_comparison_catches_a_wrong_kernel(monkeypatch):
+    """The comparison can fail: a scatter table that drops one tap changes the layer-major result."""
+    g = random_graph("conv", T=6, lam=0.5, seed=0)
+    x = random_inputs(g, 31, seed=0)
+    real = kernels.scatter_table
+
+    def off_by_one(*args):
+        tab = real(*args).copy()
+        tab[:, 0] = -1
+        return tab
+
+    monkeypatch.setattr(kernels, "scatter_table", off_by_one)
+    a, b = _both(g, x)
+    with pytest.raises(AssertionError):
+        _same(a, b)
+
+
+def test_faults_and_feedback_use_the_step_schedule():
+    g = random_graph("dense", T=6, lam=0.5, seed=0)
+    x = random_inputs(g, 5)
+    assert emulate(g, x, tie="gt").info["schedule"] == "step-major"
+    assert emulate(random_graph("dense", T=6, seed=0, feedback=True), x).info["schedule"] == "step-major"
+    assert emulate(g, x).info["schedule"] == "layer-major"
