@@ -152,3 +152,28 @@ def test_fpnet_api_and_latency_code():
     assert list(first_spike_prediction(np.array([[np.inf, np.inf], [3.0, 2.0]]))) == [0, 1]
     with pytest.raises(ValueError):
         FPParams(A, B, TH, 16.0, 8.0).check()
+
+
+def _shift_error(Ws, tin, delta, fixed=()):
+    """Max |spike time (inputs shifted by delta, except the `fixed` ones) - (spike time + delta)|;
+    inf when the spike counts differ."""
+    moved = tin + delta
+    for j in fixed:
+        moved[j] = tin[j]
+    a = simulate_batch(A, B, TH, 20.0, Ws, tin[None], first_only_last=True)
+    b = simulate_batch(A, B, TH, 20.0 + delta, Ws, moved[None], first_only_last=True)
+    if any(len(x[1]) != len(y[1]) for x, y in zip(a, b)):
+        return np.inf
+    return max(np.abs(x[1] + delta - y[1]).max(initial=0.0) for x, y in zip(a, b))
+
+
+def test_without_a_bias_spike_the_net_is_blind_to_a_global_shift():
+    """Zero initial state and time-invariant dynamics: shifting every input spike by delta shifts every
+    spike by delta, so the first-spike prediction cannot see the overall magnitude of the features
+    (why fp-iris carries a bias spike at t = 0); a bias spike that does not move breaks the symmetry."""
+    rng = np.random.default_rng(5)
+    Ws = [rng.normal(3, 1, (6, 3)), rng.normal(2, 0.3, (3, 6))]
+    tin = np.array([1.0, 2.5, 4.0])
+    assert _shift_error(Ws, tin, 3.0) < 1e-12
+    Wb = [np.concatenate([Ws[0], rng.normal(0.5, 0.1, (6, 1))], axis=1), Ws[1]]
+    assert _shift_error(Wb, np.append(tin, 0.0), 3.0, fixed=(3,)) > 1e-3

@@ -69,6 +69,9 @@ def init_net(spec: FPSpec, code: LatencyCode, n_classes: int, rng: np.random.Gen
     if len(spec.init) != len(sizes) - 1:
         raise FPError(f"FP spec {spec.name}: {len(spec.init)} initialisations for {len(sizes) - 1} layers")
     ws = [rng.normal(m, s, (sizes[l + 1], sizes[l])) for l, (m, s) in enumerate(spec.init)]
+    nb = len(code.bias_times)
+    if nb and spec.bias_init:
+        ws[0][:, sizes[0] - nb:] = rng.normal(spec.bias_init[0], spec.bias_init[1], (sizes[1], nb))
     return FPNet(spec.params, ws, code)
 
 

@@ -106,13 +106,14 @@ def main(argv=None) -> int:
     p.add_argument("experiment", choices=("xor", "iris", "yinyang"))
     p.add_argument("--inits", type=int, default=200)
     p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--seed0", type=int, default=0, help="iris: first seed (seeds seed0 .. seed0 + seeds - 1)")
     p.add_argument("--epochs", type=int, default=None)
     a = p.parse_args(argv)
     t0 = time.perf_counter()
     if a.experiment == "xor":
         r = xor_convergence(a.inits)
     elif a.experiment == "iris":
-        r = iris_seeds(range(a.seeds), a.epochs or 60)
+        r = iris_seeds(range(a.seed0, a.seed0 + a.seeds), a.epochs or 60)
     else:
         r = yinyang_reduced(epochs=a.epochs or 30)
     r["wall_s"] = round(time.perf_counter() - t0, 1)

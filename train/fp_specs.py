@@ -42,6 +42,7 @@ class FPSpec:
     tau0: float
     tau1: float
     grad: str = "forward"
+    bias_init: tuple = ()        # (mean, std) of the bias inputs' first-layer weights; () = as the layer's
 
 
 FP_SPECS = {
