@@ -34,6 +34,7 @@ class BackendSpec:
     covered: bool = True         # the certificate's exactness proof covers this implementation
     unavailable: Callable = lambda: ""   # () -> reason it cannot run here, "" when it can
     description: str = ""
+    refuses: Callable = lambda graph: ""  # (Graph) -> reason it cannot run this network, "" when it can
 
     @property
     def integer(self) -> bool:

@@ -41,9 +41,12 @@ FAULTS = {
     "u-21bit": "the current I<<F held in a 21-bit register that wraps (Loihi's u register has 24 bits)",
     "readout-leak": "the readout's leak ignored: a plain sum where the trained readout leaks with lam",
     "pool-window": "the first sum-pool stage's k x k windows shifted by one column (export/sum_pool.py)",
+    "current-decay": "a two-state layer's current register not carried over steps (du ignored)",
+    "first-spike": "the first-spike readout computed as a spike count (plain sum) instead",
 }
 _FAULT_OPTS = {"tie": {"tie": "gt"}, "hard-reset": {"reset": "zero"}, "delay": {"feedforward_delay": 1},
-               "u-21bit": {"current_bits": 21}, "readout-leak": {"readout_leak": False}}
+               "u-21bit": {"current_bits": 21}, "readout-leak": {"readout_leak": False},
+               "current-decay": {"current_decay": False}, "first-spike": {"first_spike": False}}
 
 
 @dataclass
@@ -119,7 +122,21 @@ def inject_fault(graph: Graph, fault: str) -> tuple:
     if fault == "readout-leak" and not graph.readout.decay:
         raise BackendError("fault readout-leak needs a bundle whose readout leaks (trained with saf-f); "
                            "this readout does not, so the fault would change nothing")
+    if fault == "current-decay" and not any(l.two_state for l in graph.spiking_layers):
+        raise BackendError("fault current-decay needs a bundle with two-state layers (du < 4095, FP); "
+                           "this one carries no current, so the fault would change nothing")
+    if fault == "first-spike" and not graph.readout.first_spike:
+        raise BackendError("fault first-spike needs a bundle with a first-spike readout (FP); this one has none")
     return graph, _FAULT_OPTS[fault]
+
+
+def saf_int_refuses(graph: Graph) -> str:
+    """Why the SAF form cannot run `graph` ("" when it can): it has no current register nor a
+    first-spike readout (FP networks; the certificate's training_form row)."""
+    from saf.export.certificate import has_saf_form
+    return "" if has_saf_form(graph) else (
+        "the SAF accumulation form has no current register (two-state layers, du < 4095) and no "
+        "first-spike readout: an FP network has no integer SAF form (compare emulator, onnx, lava)")
 
 
 def _run_saf_int(bundle, g, xq, record_spikes, record_potentials, progress, **opts):
@@ -210,7 +227,7 @@ def _run_float(form: str):
 # checks them against the IR's. Lava's is declared here (importing lava_procs needs lava):
 # lava_procs/lif.py overrides the stock LIF's compare (>=) and reset_voltage (subtract).
 register(BackendSpec("saf-int", Form.SAF, True, _run_saf_int, SAF_INT_CONVENTION,
-                     description="SAF form, exact integer arithmetic"))
+                     description="SAF form, exact integer arithmetic", refuses=saf_int_refuses))
 register(BackendSpec("emulator", Form.LIF, True, _run_emulator, EMULATOR_CONVENTION,
                      description="numpy emulator of the integer LIF form"))
 register(BackendSpec("onnx", Form.LIF, False, _run_onnx, ONNX_CONVENTION,
@@ -251,6 +268,9 @@ def run_spec(spec: BackendSpec, bundle: Bundle, xq: np.ndarray, record_spikes: b
     if record_potentials and not spec.reports_potentials:
         raise BackendError(f"{spec.name} cannot report membrane potentials")
     g = graph if graph is not None else bundle.graph
+    why = spec.refuses(g)
+    if why:
+        raise BackendError(f"{spec.name} cannot run this network: {why}")
     r = spec.runner(bundle, g, xq, record_spikes, record_potentials, progress, **opts)
     r.info.setdefault("implementation", r.backend)
     r.backend = spec.name

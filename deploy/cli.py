@@ -23,6 +23,27 @@ def _data_args(p, limit_help: str) -> None:
     p.add_argument("--limit", type=int, default=None, help=limit_help)
 
 
+DEFAULT_BACKENDS = "saf-int,emulator,onnx,lava"
+
+
+def parse_dt_exps(text: str) -> tuple:
+    """'A-B' (inclusive) or 'a,b,c' -> the k values of verify's FP dt table (one line on a bad value)."""
+    from saf.export.fold_fp import DT_EXP_RANGE
+
+    try:
+        if "-" in text:
+            a, b = (int(v) for v in text.split("-", 1))
+            ks = tuple(range(a, b + 1))
+        else:
+            ks = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        ks = ()
+    lo, hi = DT_EXP_RANGE
+    if not ks or any(not lo <= k <= hi for k in ks):
+        raise BackendError(f"--dt-exps {text!r}: need A-B or a comma list of integers in {lo}..{hi}")
+    return ks
+
+
 def register(sub) -> None:
     r = sub.add_parser("run", help="run a bundle on a backend: accuracy, spikes, synaptic ops, rates",
                        description="Run an exported bundle on the test set of a dataset.")
@@ -43,9 +64,10 @@ def register(sub) -> None:
     v.add_argument("--inputs", default=None, metavar="NPY",
                    help="compare on these quantized inputs (int array [N, *input_shape], e.g. a saved fuzz "
                         "failure) instead of the dataset")
-    v.add_argument("--backends", default="saf-int,emulator,onnx,lava",
+    v.add_argument("--backends", default=None,
                    help=f"comma list of {', '.join(BACKENDS)}, at least two distinct integer ones "
-                        f"(saf-float adds the float-to-quantized change)")
+                        f"(saf-float adds the float-to-quantized change); default {DEFAULT_BACKENDS}, less "
+                        f"those that cannot run the bundle's network (saf-int for FP), said so")
     v.add_argument("--lava-limit", type=int, default=50, help="samples run on Lava (slow) (default 50)")
     v.add_argument("--fuzz", type=int, default=0, metavar="N",
                    help="also compare on N inputs beyond the dataset: uniform, sparse, extreme, and inputs "
@@ -61,6 +83,8 @@ def register(sub) -> None:
                                                "(default: BUNDLE-verify)")
     v.add_argument("--report", default=None, metavar="MD", help="also write a Markdown report with PNGs")
     v.add_argument("--no-progress", action="store_true")
+    v.add_argument("--dt-exps", default="3-9", metavar="A-B",
+                   help="FP bundles: the dt table's k range, dt = t_max / 2^k (default 3-9; a measurement)")
     v.set_defaults(func=cmd_verify)
 
     d = sub.add_parser("demo", help="the whole pipeline on the embedded digits: train, export, Lava, verify")
@@ -76,6 +100,10 @@ def load_inputs(bundle: Bundle, data: str, root, limit) -> tuple:
     from saf.train.data import load_dataset
     from saf.train.data.coding import InputCoding
 
+    from .fp_verify import is_fp_bundle, load_fp_inputs
+
+    if is_fp_bundle(bundle):          # FP: the latency code's spike frames at the bundle's dt
+        return load_fp_inputs(bundle, data, root, limit)[:3]
     name = data or bundle.dataset
     if not name:
         raise DatasetError(f"{bundle.path}: the bundle names no training dataset; pass --data NAME")
@@ -176,8 +204,9 @@ def cmd_verify(a) -> int:
 
     from .backend_spec import resolve_backends
 
-    backends = a.backends.split(",")
+    backends = (a.backends or DEFAULT_BACKENDS).split(",")
     resolve_backends(backends)                     # names, duplicates, >= 2 distinct integer backends
+    ks = parse_dt_exps(a.dt_exps)
     check_count("--lava-limit", a.lava_limit)
     check_count("--limit", a.limit)
     check_count("--seed", a.seed, 0)
@@ -194,8 +223,17 @@ def cmd_verify(a) -> int:
     out = Path(a.out) if a.out else Path(str(Path(a.bundle)).rstrip("/") + "-verify")
     check_outputs(out, a.report)
     b = Bundle.load(a.bundle)
+    if a.backends is None:                         # the default list, less what cannot run this network
+        skipped = [(n, BACKENDS[n].refuses(b.graph)) for n in backends if BACKENDS[n].refuses(b.graph)]
+        backends = [n for n in backends if not BACKENDS[n].refuses(b.graph)]
+        for n, why in skipped:
+            print(f"note: {n} left out of the default backends: {why}")
+    from .fp_verify import is_fp_bundle, load_fp_inputs
+    fp_times = None
     if a.inputs:
         xq, y, name = load_npy_inputs(b, a.inputs), None, a.inputs
+    elif is_fp_bundle(b):
+        xq, y, name, fp_times = load_fp_inputs(b, a.data, a.data_root, a.limit)
     else:
         xq, y, name = load_inputs(b, a.data, a.data_root, a.limit)
     if a.fuzz:
@@ -203,9 +241,13 @@ def cmd_verify(a) -> int:
         check_count("--fuzz", a.fuzz, min_fuzz(b.graph))
     rep = verify(b, xq, y, backends, lava_limit=a.lava_limit, fault=a.inject_fault, golden_dir=a.golden,
                  update_golden=a.update_golden, mismatch_bound=a.mismatch_bound,
-                 progress=not a.no_progress, dataset=name, fuzz=a.fuzz, seed=a.seed)
+                 progress=not a.no_progress, dataset=name, fuzz=a.fuzz, seed=a.seed,
+                 fp_times=fp_times, fp_ks=ks)
     out = Path(a.out) if a.out else Path(str(Path(a.bundle)).rstrip("/") + "-verify")
     extra = _fuzz_failure(rep.fuzz, a, out) if rep.fuzz is not None else {}
+    if rep.fp:
+        from .fp_verify import FP_TABLE_PNG, plot_fp_table
+        extra[FP_TABLE_PNG] = lambda p: plot_fp_table(rep.fp, p)
     text = format_report(rep)
     print(text)
     write_outputs(rep, text, out, a.report, extra)

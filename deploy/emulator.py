@@ -21,6 +21,8 @@ counts; its synapse's exact-dtype bound is k^2 times larger). The neuron state r
   current_bits=b       the current I << F held in a b-bit register that wraps (Loihi's u register is
                        24 bits and the certificate keeps it from wrapping; b = 21: a too-narrow one)
   readout_leak=False   the readout's leak ignored (a plain sum where the trained readout leaks)
+  current_decay=False  a two-state layer's current register not carried (du ignored: U = W s << F)
+  first_spike=False    a first-spike readout computed as the plain sum (spike counts) instead
 The defaults are the correct semantics (CONVENTION: fire at V >= TH<<F, subtractive reset).
 """
 from __future__ import annotations
@@ -206,6 +208,8 @@ class _Plan:
         for li, layer in enumerate(self.spiking):
             cur = self.syn[li].bound + int(np.abs(self.bias[li]).max(initial=0)) + \
                 sum(syn.bound for _, syn in self.fb[li])
+            if layer.two_state:     # the carried U: at most 4096 / (du + 1) times one step's current
+                cur = cur * -(-DECAY_ONE // (int(layer.du) + 1))
             worst = max(worst, (cur << layer.frac_bits) + (int(layer.threshold) << layer.frac_bits))
         float_syn = all(np.dtype(sy.dtype).kind == "f" for sy in self.syn[:n_sp]) and \
             all(np.dtype(sy.dtype).kind == "f" for fb in self.fb for _, sy in fb)
@@ -214,12 +218,14 @@ class _Plan:
 
 # emulate()'s fault-injection options at their correct values
 _DEFAULTS = {"tie": "ge", "reset": "subtract", "feedforward_delay": 0, "feedback_delay": 1, "overflow": "clip",
-             "current_bits": 0, "readout_leak": True, "initial_potential": True}
+             "current_bits": 0, "readout_leak": True, "initial_potential": True, "current_decay": True,
+             "first_spike": True}
 
 
 def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subtract",
             feedforward_delay: int = 0, feedback_delay: int = 1, overflow: str = "clip",
             current_bits: int = 0, readout_leak: bool = True, initial_potential: bool = True,
+            current_decay: bool = True, first_spike: bool = True,
             record_spikes: bool = True,
             record_potentials: bool = False, batch_size: int = 512,
             progress: bool = False, plan: _Plan = None, layer_schedule: bool = True) -> BackendResult:
@@ -255,7 +261,8 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
     faults = {k: v for k, v in (("tie", tie), ("reset", reset), ("feedforward_delay", feedforward_delay),
                                 ("feedback_delay", feedback_delay), ("overflow", overflow),
                                 ("current_bits", current_bits), ("readout_leak", readout_leak),
-                                ("initial_potential", initial_potential)) if v != _DEFAULTS[k]}
+                                ("initial_potential", initial_potential), ("current_decay", current_decay),
+                                ("first_spike", first_spike)) if v != _DEFAULTS[k]}
     layer_major = layer_schedule and emulator_layers.supports(graph, faults, plan)
     out = {"readout": readout, "spikes": spikes, "potentials": pots, "sat": sat, "vmax": vmax}
     for start in range(0, n, batch_size):
@@ -284,6 +291,9 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
         # hist[t'] = list of spike arrays of step t' (most recent last), enough for both delays
         depth = max(feedforward_delay, feedback_delay) + 1
         hist = deque([list(zeros) for _ in range(depth)], maxlen=depth)
+        # two-state layers (Layer.du < 4095): the current register U, carried over steps
+        Uc = [np.zeros((b, l.n_out), dtype=sdt) if l.two_state and current_decay else None for l in sp]
+        first = ro.first_spike and first_spike
         counts = np.zeros((b, sp[-1].n_out), dtype=np.int64)
         R = np.zeros((b, ro.n_out), dtype=np.int64)            # leaking readout: R[t]
         for t in range(T):
@@ -306,6 +316,10 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
                         I = I + syn(hist[-feedback_delay][src], sdt)
                     u = _shift(I, layer.frac_bits)
                     u = _wrap(u, current_bits) if current_bits else u
+                if Uc[li] is not None:   # U = trunc0(U * (4095-du)/4096) + (W s << F); V gets U + (B << F)
+                    b_sh = _shift(plan.bias[li].astype(sdt), layer.frac_bits)
+                    Uc[li] = _decay(Uc[li], int(layer.du) + 1) + (u - b_sh)
+                    u = Uc[li] + b_sh
                 v = _decay(V[li], graph.decay) + u
                 v, k, vm = _limit(v, overflow)
                 sat[layer.name] += k
@@ -321,17 +335,21 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
             hist.append(cur)
             last = cur[-1] if feedforward_delay == 0 else hist[-1 - feedforward_delay][-1]
             counts += last
-            if ro.decay:             # R[t] = decay_r(R[t-1]) + ((W_o s_N[t] + B_o) << F_r)
+            if first:                # R = T + 1 - first step (1-based) with W_o s_N[t] + B_o > 0
+                drive = plan.syn[-1](last) + plan.bias[-1]
+                R = np.where((R == 0) & (drive > 0), T - t, R)
+            elif ro.decay:             # R[t] = decay_r(R[t-1]) + ((W_o s_N[t] + B_o) << F_r)
                 R = _decay(R, ro_decay) + ((plan.syn[-1](last) + plan.bias[-1]) << ro.readout_shift)
         # non-leaking readout: R[T] = sum_t (W_o s_N[t] + B_o) = W_o (sum_t s_N[t]) + T * B_o
-        readout[sl] = R if ro.decay else plan.syn[-1](counts) + T * plan.bias[-1]
+        readout[sl] = R if (ro.decay or first) else plan.syn[-1](counts) + T * plan.bias[-1]
         if progress:
             print(f"emulator: {sl.stop}/{n} samples", flush=True)
     info = {"saturated": sat, "max_abs_v": vmax,
             "faults": {"tie": tie, "reset": reset, "feedforward_delay": feedforward_delay,
                        "feedback_delay": feedback_delay, "overflow": overflow,
                        "current_bits": current_bits, "readout_leak": readout_leak,
-                       "initial_potential": initial_potential},
+                       "initial_potential": initial_potential, "current_decay": current_decay,
+                       "first_spike": first_spike},
             "schedule": "layer-major" if layer_major else "step-major",
             "synapse_dtypes": {s.name: np.dtype(s.dtype).name for s in plan.syn},
             "state_dtype": np.dtype(plan.state_dtype).name}

@@ -118,6 +118,9 @@ def validate_graph(graph: Graph) -> None:
         raise ValueError(f"graph.T must be >= 1, got {graph.T}")
     if not 0 <= int(graph.decay) <= 4096:
         raise ValueError(f"graph.decay must be a 12-bit decay in [0, 4096], got {graph.decay}")
+    for l in graph.spiking_layers:
+        if not 0 <= int(l.du) <= 4095:
+            raise ValueError(f"layer {l.name}: du must be a 12-bit current decay in [0, 4095], got {l.du}")
     n_prev = int(np.prod(graph.input_shape))
     for l in layers:
         if l.kind not in ("dense", "conv", "readout"):
@@ -203,13 +206,13 @@ def build_lava_network(graph: Graph, xq: np.ndarray = None, record_spikes: bool 
             nrn = SoftResetLIF(n=l.n_out, bias=bias, threshold=l.threshold, frac_bits=l.frac_bits,
                                decay=graph.decay, period=P, offset=sched.offsets[i], T=T,
                                n_samples=N, record=record_spikes, probe_buffer=probe_buffer,
-                               name=l.name, v0=int(l.v0))
+                               name=l.name, v0=int(l.v0), du=int(l.du))
             neurons.append(nrn)
             pre = nrn.s_out
         else:
             nrn = Integrator(n=l.n_out, bias=bias, period=P, offset=sched.offsets[i], T=T,
                              n_samples=N, probe_buffer=probe_buffer, decay=l.decay,
-                             shift=l.readout_shift, name=l.name)
+                             shift=l.readout_shift, name=l.name, first_spike=l.first_spike)
         syn.a_out.connect(nrn.a_in)
         synapses.append(syn)
     fbs = []

@@ -3,7 +3,7 @@
 Per spiking layer:  stock Dense (lava.proc.dense) or stock Conv (lava.proc.conv), fixed point
                     -> stock LIFReset (lava.proc.lif) run by PySoftResetLifBitAcc, Lava's
                        PyLifResetModelBitAcc with only its compare (>=) and reset (subtract)
-                       overridden (deploy/lava_procs/stock_lif.py): du = 4095, dv = D,
+                       overridden (deploy/lava_procs/stock_lif.py): du = Layer.du (4095: no carry), dv = D,
                        bias = bias_mant << bias_exp, vth << 6, u wrapping at 24 bits.
 Input:              stock io.source.RingBuffer sending x_q as graded spikes into the first
                     Dense/Conv (num_message_bits = the input's bits).
@@ -156,14 +156,14 @@ def build_stock_network(graph: Graph, xq: np.ndarray, probe_buffer: int = 64,
             bias = enc.chw_to_whc(bias, layout)
         if not l.spiking:
             nrn = Integrator(n=l.n_out, bias=l.full_bias(), period=1, offset=sched.offsets[i], T=T,
-                             n_samples=N, probe_buffer=probe_buffer, name=l.name)
+                             n_samples=N, probe_buffer=probe_buffer, name=l.name, first_spike=l.first_spike)
             for s in syns:
                 s.a_out.connect(nrn.a_in)
             net.readout = nrn
             net.layers.append({"name": l.name, "synapses": syns, "neuron": nrn, "tap": None, "encoding": how})
             break
         mant, bexp = enc.encode_bias(bias.reshape(-1), l.name)
-        nrn = LIFReset(shape=shape, du=4095, dv=int(graph.decay), vth=int(l.threshold),
+        nrn = LIFReset(shape=shape, du=int(l.du), dv=int(graph.decay), vth=int(l.threshold),
                        bias_mant=mant.reshape(shape), bias_exp=bexp.reshape(shape),
                        reset_interval=T, reset_offset=sched.offsets[i] % T, name=l.name)
         for s in syns:

@@ -51,6 +51,7 @@ class VerifyReport:
     fault: Optional[str] = None
     fuzz: Optional[dict] = None
     models: dict = field(default_factory=dict)     # Lava backend -> per layer, the classes that ran
+    fp: Optional[dict] = None          # FP bundles: the dt table against the continuous model (fp_verify.py)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -143,8 +144,9 @@ def compare_all(bundle: Bundle, xq: np.ndarray, results: dict, specs: list, exac
 def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backends: list,
            lava_limit: int = 50, fault: Optional[str] = None, golden_dir=None, update_golden: bool = False,
            mismatch_bound: float = 0.01, progress: bool = False, dataset: str = "", fuzz: int = 0,
-           seed: int = 0) -> VerifyReport:
-    """backends: names (checked: >= 2 distinct integer backends) or BackendSpec records."""
+           seed: int = 0, fp_times: Optional[np.ndarray] = None, fp_ks: tuple = ()) -> VerifyReport:
+    """backends: names (checked: >= 2 distinct integer backends) or BackendSpec records.
+    fp_times (FP bundles): the samples' input spike times, for the dt table over fp_ks."""
     if int(lava_limit) < 1:
         raise BackendError(f"--lava-limit must be >= 1, got {lava_limit}")
     specs = backend_specs(backends, fault)
@@ -188,6 +190,11 @@ def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backend
         from .verify_fuzz import fuzz_verify
         rep.fuzz = fuzz_verify(bundle, specs, int(fuzz), int(seed), lava_limit, cert.exact, mismatch_bound, xq)
         rep.failures += [f"fuzz: {f}" for f in rep.fuzz["failures"]]
+    if fp_times is not None and fp_ks:
+        from .fp_verify import fp_section
+        rep.fp = fp_section(bundle, fp_times, labels, fp_ks)
+        if rep.fp["source_mismatch"]:
+            rep.failures.append(f"FP source: {rep.fp['source_mismatch']}")
     rep.ok = not rep.failures
     return rep
 
@@ -258,6 +265,9 @@ def format_report(rep: VerifyReport) -> str:
     if rep.fuzz:
         from .verify_fuzz import format_fuzz
         lines += format_fuzz(rep.fuzz, rep.mismatch_bound)
+    if rep.fp:
+        from .fp_verify import format_fp
+        lines += format_fp(rep.fp)
     lines += [f"FAIL: {f}" for f in rep.failures]
     lines.append("verify: PASS" if rep.ok else "verify: FAIL")
     return "\n".join(lines)

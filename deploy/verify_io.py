@@ -14,6 +14,7 @@ VERIFY_JSON = "verify.json"
 SUMMARY = "summary.txt"
 REPORT_MD = "report.md"
 FUZZ_FAILURE = "fuzz-failure.npy"    # verify --fuzz: the first failing input
+FP_TABLE_PNG = "fp-dt-table.png"     # FP bundles: the dt table's plot (deploy/fp_verify.py)
 
 
 def _is_verify_json(path: Path) -> bool:
@@ -27,7 +28,7 @@ def _is_verify_json(path: Path) -> bool:
 # A verify output directory: a later `saf verify --out` replaces it (and nothing else) as a whole.
 VERIFY_DIR = OutputKind("saf verify report", VERIFY_JSON, _is_verify_json,
                         (VERIFY_JSON, SUMMARY, REPORT_MD, Path(REPORT_MD).with_suffix(".rates.png").name,
-                         FUZZ_FAILURE))
+                         FUZZ_FAILURE, FP_TABLE_PNG))
 
 
 def check_outputs(out: Path, report_md: Optional[str]) -> None:

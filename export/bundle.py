@@ -18,7 +18,7 @@ from saf.train.outdir import OutputKind, Staged
 
 from .bundle_auth import check_files, check_manifest, seal
 from .bundle_error import BundleError
-from .ir import Feedback, Graph, Layer
+from .ir import DU_NONE, Feedback, Graph, Layer
 from .manifest_schema import validate_manifest
 
 FORMAT_VERSION = 1
@@ -26,6 +26,7 @@ MANIFEST = "manifest.json"
 WEIGHTS = "weights.npz"
 ONNX_FILE = "model.onnx"
 SOURCE_FILE = "source.safetensors"     # the trained float checkpoint, copied
+FP_SOURCE_FILE = "fp-model.safetensors"   # an FP checkpoint (continuous-time weights), copied
 
 
 def _is_saf_manifest(path: Path) -> bool:
@@ -37,7 +38,8 @@ def _is_saf_manifest(path: Path) -> bool:
 
 
 # A bundle directory: what `saf export --force` may replace (train/outdir.py).
-BUNDLE_DIR = OutputKind("saf bundle", MANIFEST, _is_saf_manifest, (MANIFEST, WEIGHTS, ONNX_FILE, SOURCE_FILE))
+BUNDLE_DIR = OutputKind("saf bundle", MANIFEST, _is_saf_manifest, (MANIFEST, WEIGHTS, ONNX_FILE, SOURCE_FILE,
+                                                                       FP_SOURCE_FILE))
 
 
 def _layer_meta(l: Layer) -> dict:
@@ -51,6 +53,10 @@ def _layer_meta(l: Layer) -> dict:
         d["decay"] = int(l.decay)          # the readout's leak, 12-bit D (0 for none)
     if int(l.in_pool) > 1:
         d["in_pool"] = int(l.in_pool)      # k x k sum pool in front of the weight; omitted when 1
+    if l.spiking and int(l.du) != DU_NONE:
+        d["du"] = int(l.du)                # two-state layer: 12-bit current decay; omitted at 4095 (none)
+    if not l.spiking and l.first_spike:
+        d["first_spike"] = True            # first-spike readout (FP); omitted when False
     return d
 
 
@@ -165,7 +171,9 @@ def load_graph(bundle: Path) -> Graph:
                             threshold=int(lm["threshold"]), stride=int(lm["stride"]), padding=int(lm["padding"]),
                             scale=float(lm["scale"]), frac_bits=int(lm["frac_bits"]), decay=decay,
                             v0=int(lm.get("v0", 0)) if lm["kind"] != "readout" else 0,
-                            in_pool=_in_pool(lm, bundle / MANIFEST)))
+                            in_pool=_in_pool(lm, bundle / MANIFEST),
+                            du=int(lm.get("du", DU_NONE)) if lm["kind"] != "readout" else DU_NONE,
+                            first_spike=bool(lm.get("first_spike", False)) and lm["kind"] == "readout"))
     feedback = []
     for j, fm in enumerate(m.get("feedback", [])):
         key = f"feedback{j}_weight"

@@ -22,6 +22,12 @@ Conditions (DESIGN.md sec. 3), each a named check with a one-line reason:
 - convention:  every backend's declared tie comparison and reset equal the IR's (fire when
                V >= TH << F, subtractive reset; SAF: H(0) = 1). Derived from the declarations passed
                in (verify: the backends it compares; export: the forms it writes, saf-int and ONNX).
+- training_form (graphs with two-state layers, Layer.du < 4095, or a first-spike readout: FP,
+               METHODS.md 2.4): there is no integer SAF form of such a network, and FP trains in
+               continuous time, so this row is never ok: "approximate: continuous-time training,
+               see verify's dt table". The leak/frac_bits/initial_potential rows (SAF exactness)
+               are then not derived; state_24bit and current_reg use the carried current's bound
+               (state_bound.py), and the integer forms must still agree bit for bit (verify).
 Also informational: whether the trained lam is representable (lam_q == lam) and whether the input
 quantization was lossless; these concern float-vs-integer accuracy, not LIF-vs-SAF exactness.
 """
@@ -33,7 +39,7 @@ import numpy as np
 
 from .ir import DECAY_ONE, IR_CONVENTION, STATE_MAX, Graph, dyadic_exponent
 from .onnx_exact import abs_row_sum_max
-from .state_bound import layer_current_bound, state_bound
+from .state_bound import current_state_bound, layer_current_bound, state_bound, two_state_bound
 
 
 @dataclass
@@ -107,19 +113,38 @@ def initial_potential_check(layer, k: int, T: int) -> Check:
                  + ("" if ok else ": its decay truncates, the LIF state drifts from the exact SAF form"))
 
 
+def has_saf_form(graph: Graph) -> bool:
+    """False for a network of two-state neurons or with a first-spike readout (FP): no SAF form."""
+    return not (graph.readout.first_spike or any(l.two_state for l in graph.spiking_layers))
+
+
+def training_form_check(graph: Graph) -> Check:
+    """The row an FP (two-state / first-spike) graph gets instead of the SAF exactness rows."""
+    if graph.meta.get("fp"):
+        why = ("approximate: continuous-time training (FP), see verify's dt table; the integer forms "
+               "(emulator, ONNX, Lava) must still agree bit for bit")
+    else:
+        why = ("approximate: two-state layers / a first-spike readout have no integer SAF (training) form; "
+               "the integer forms must still agree bit for bit")
+    return Check("training_form", "all", False, why)
+
+
 def certify(graph: Graph, conventions: dict = None) -> Certificate:
     """conventions: backend name -> declared Convention (default: export_conventions())."""
     checks, info = [], []
     T, D = int(graph.T), int(graph.decay)
     lam_q = graph.lam_q
-    k = dyadic_exponent(lam_q)
-    if k is None:
+    saf = has_saf_form(graph)
+    k = dyadic_exponent(lam_q) if saf else None
+    if not saf:
+        checks.append(training_form_check(graph))
+    elif k is None:
         checks.append(Check("leak", "all", False,
                             f"lam_q = {DECAY_ONE - D}/4096 = {lam_q:.6g} is not a power of two: the 12-bit "
                             f"decay truncates every step, so the LIF state drifts from the exact SAF form"))
     else:
         checks.append(Check("leak", "all", True, f"lam_q = 2^-{k} (decay D = {D}): dyadic"))
-    if abs(lam_q - graph.lam) > 0:
+    if saf and abs(lam_q - graph.lam) > 0:
         info.append(f"trained lam {graph.lam} is stored as {lam_q:.6g} on the 12-bit decay (float-vs-integer "
                     f"accuracy may change; LIF-vs-SAF exactness is about lam_q)")
     reg = _current_register(graph)
@@ -132,7 +157,12 @@ def certify(graph: Graph, conventions: dict = None) -> Certificate:
                                 + ("" if F >= need else ": the last decays drop bits")))
         cur = layer_current_bound(layer.weight, layer.bias, [f.weight for f in graph.feedback_into(i)],
                                   graph.layer_input_max(i), graph.input_signed and i == 0)
-        v = state_bound(cur, F, D, T, int(layer.v0))
+        if layer.two_state:
+            syn = layer_current_bound(layer.weight, np.zeros(1, np.int64), [f.weight for f in graph.feedback_into(i)],
+                                      graph.layer_input_max(i), graph.input_signed and i == 0)
+            v = two_state_bound(syn, int(np.abs(layer.bias).max(initial=0)), F, int(layer.du), D, T, int(layer.v0))
+        else:
+            v = state_bound(cur, F, D, T, int(layer.v0))
         th = int(layer.threshold) << F
         if int(layer.v0) and k is not None:
             checks.append(initial_potential_check(layer, k, T))
@@ -142,6 +172,8 @@ def certify(graph: Graph, conventions: dict = None) -> Certificate:
             detail += " (threshold must be positive)"
         elif th > STATE_MAX:
             detail += " exceeds the 24-bit state (the neuron could never fire)"
+        elif v > STATE_MAX and not saf:
+            detail += ": V can clip at 2^23-1 (alike in every integer form; a deviation from the continuous model)"
         elif v > STATE_MAX:
             detail += ": the state can saturate where the SAF form does not"
         checks.append(Check("state_24bit", layer.name, ok, detail))
@@ -149,12 +181,17 @@ def certify(graph: Graph, conventions: dict = None) -> Certificate:
             checks.append(current_register_check(graph, i, reg))
     ro = graph.readout
     D_r, F_r = int(ro.decay), ro.readout_shift
-    r = state_bound(layer_current_bound(ro.weight, ro.bias, in_max=ro.pool_gain), F_r, D_r, T)
-    checks.append(Check("readout", ro.name, r <= STATE_MAX,
-                        f"worst |R[T]| = {r:,} {'<=' if r <= STATE_MAX else '>'} 2^23-1"))
+    if ro.first_spike:                 # R = T + 1 - first step: in [0, T]
+        checks.append(Check("readout", ro.name, T <= STATE_MAX, f"first-spike readout: R in [0, T = {T}]"))
+    else:
+        r = state_bound(layer_current_bound(ro.weight, ro.bias, in_max=ro.pool_gain), F_r, D_r, T)
+        checks.append(Check("readout", ro.name, r <= STATE_MAX,
+                            f"worst |R[T]| = {r:,} {'<=' if r <= STATE_MAX else '>'} 2^23-1"))
     if D_r:
         checks.append(_readout_leak(D_r, D, F_r, T, ro.name))
-    checks.append(convention_check(export_conventions() if conventions is None else conventions))
+    if conventions is None:          # export's own forms; saf-int has no form of an FP network
+        conventions = {n: c for n, c in export_conventions().items() if saf or n != "saf-int"}
+    checks.append(convention_check(conventions))
     if graph.meta.get("input_exact") is False:
         info.append(f"input quantized with scale {graph.input_scale:.6g} to {graph.input_bits} bits (lossy)")
     return Certificate(all(c.ok for c in checks), checks, info)
@@ -178,8 +215,10 @@ def current_register_check(graph: Graph, i: int, reg: tuple) -> Check:
     a = layer_current_bound(layer.weight, np.zeros(1, np.int64), [f.weight for f in graph.feedback_into(i)],
                             graph.layer_input_max(i), graph.input_signed and i == 0)
     top = (1 << (bits - 1)) - 1
-    u = a << shift
+    u = current_state_bound(a, shift, int(layer.du), int(graph.T))      # du = 4095: a << shift
     ok = u <= top
+    what = f"worst |W s_in| << {shift}" if not layer.two_state else \
+        f"worst |U| (|W s_in| << {shift} carried with ({4095 - int(layer.du)}/4096)^j, du = {int(layer.du)})"
     return Check("current_reg", layer.name, ok,
-                 f"worst |W s_in| << {shift} = {u:,} {'<=' if ok else '>'} 2^{bits - 1}-1 = {top:,}"
+                 f"{what} = {u:,} {'<=' if ok else '>'} 2^{bits - 1}-1 = {top:,}"
                  + ("" if ok else f": the {bits}-bit input register u wraps (the LIF form does not)"))

@@ -44,6 +44,8 @@ def register(sub) -> None:
                         "fewer cores; ONNX: fewer multiply-adds; never on Loihi 1), on, or off (folded)")
     p.add_argument("--force", action="store_true", help="replace the saf bundle in --out, once the new one is written")
     p.add_argument("--json", action="store_true", help="print the manifest extras as JSON")
+    p.add_argument("--dt-exp", type=int, default=None, metavar="K",
+                   help="FP checkpoints only: step dt = t_max / 2^K (default 7; saf verify's dt table measures each K)")
     p.set_defaults(func=cmd_export)
 
     i = sub.add_parser("info", help="summarize a bundle (target, layers, certificate, resources)")
@@ -57,6 +59,12 @@ def cmd_export(a) -> int:
 
     if not a.checkpoint and not a.random_model:
         raise ExportError("give a CHECKPOINT (model.safetensors or run directory) or --random-model NAME")
+    from saf.train.fp_net import is_fp_checkpoint
+
+    if a.checkpoint and is_fp_checkpoint(a.checkpoint):
+        return _export_fp(a)
+    if a.dt_exp is not None:
+        raise ExportError(f"--dt-exp applies to FP checkpoints (saf train --method fp); {a.checkpoint or a.random_model} is not one")
     r = export_checkpoint(a.checkpoint, a.target, a.out, calibrate_data=a.calibrate_data, data_root=a.data_root,
                           force=a.force, T=a.T, calibrate_limit=a.calibrate_limit, input_scale=a.input_scale,
                           input_bits=a.input_bits, input_signed=a.input_signed, random_model=a.random_model,
@@ -77,6 +85,30 @@ def cmd_export(a) -> int:
     return 0
 
 
+def _export_fp(a) -> int:
+    """An FP checkpoint: discretized at dt = t_max / 2^K (export/fold_fp.py); the integer-net options
+    (T, calibration, input quantization, random models) do not apply and are refused if given."""
+    from .pipeline_fp import export_fp
+
+    given = [f for f, v in (("--T", a.T), ("--calibrate-data", a.calibrate_data), ("--calibrate-limit", a.calibrate_limit),
+                            ("--input-scale", a.input_scale), ("--input-bits", a.input_bits),
+                            ("--input-signed", a.input_signed), ("--random-model", a.random_model)) if v]
+    if given:
+        raise ExportError(f"{given[0]} does not apply to an FP checkpoint ({a.checkpoint}): its steps and input "
+                          f"spikes come from --dt-exp and the trained latency code")
+    r = export_fp(a.checkpoint, a.target, a.out, dt_exp=a.dt_exp, force=a.force)
+    if a.json:
+        print(json.dumps({k: v for k, v in r.items() if not k.endswith("_text")}, indent=2, default=str))
+        return 0
+    print(r["fp_text"])
+    print(r["resources_text"])
+    print(r["certificate_text"])
+    for adv in r.get("advisories", []):
+        print(f"  advisory: {adv}")
+    print(f"bundle written to {a.out} in {r['seconds']:.1f} s")
+    return 0
+
+
 def summarize(m: dict) -> str:
     lines = [f"saf bundle v{m['format_version']}: target {m['target']}, T={m['T']}, lam={m['lam']} "
              f"(decay D={m['decay']}), input {m['input_shape']} x{m['input_scale']:g} "
@@ -84,6 +116,10 @@ def summarize(m: dict) -> str:
     for l in m["layers"]:
         th = f"TH={l['threshold']}" if l["kind"] != "readout" else \
             (f"integrator leaking (decay D={l['decay']})" if l.get("decay") else "integrator (no leak)")
+        if l.get("first_spike"):
+            th = "first-spike readout (R = T + 1 - first step)"
+        elif "du" in l:
+            th += f" du={l['du']}"
         pool = f" sum-pool {l['in_pool']}x{l['in_pool']} ->" if l.get("in_pool", 1) > 1 else ""
         lines.append(f"  {l['name']:<10} {l['kind']:<8} {str(l['in_shape']):>14} ->{pool} {str(l['out_shape']):<14} "
                      f"w{l['weight_shape']} {th} F={l['frac_bits']}")

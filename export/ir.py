@@ -31,6 +31,25 @@ Sum pooling (Layer.in_pool = k > 1, export/sum_pool.py): the layer's input (C, H
 over k x k blocks, s_pool[c, i, j] = sum_{a, b < k} s_in[c, ik + a, jk + b] (counts 0..k^2 for spikes),
 and W applies to s_pool: W s_pool equals the folded layer (AvgPool's 1/k^2 folded into W replicated
 over each block) bit for bit, with k^2 fewer weights.
+Two-state (CUBA) layers (FP, METHODS.md sec. 2.4; Layer.du, Loihi's 12-bit current decay). A
+spiking layer holds a current register U besides V, exactly Lava's stock fixed-point LIF
+(DESIGN.md sec. 5) except the >= compare and the subtractive reset, U[0] = 0:
+
+    U[t]  = trunc0(U[t-1] * (4095 - du) / 4096) + ((W s_in[t] + W_fb s_src[t-1]) << F)
+    V[t]  = clip(decay(V'[t-1]) + U[t] + (B << F))      then fire and reset as above
+
+trunc0 truncates toward zero (current_decay below). du = 4095 (the default) carries nothing from
+step to step: U[t] = (W s_in + W_fb s_src) << F and the two lines are the one-state recurrence above,
+bit for bit. U is not clipped: the certificate's current_reg check bounds it (geometric sum with
+factor (4095 - du) / 4096) below 2^23, where Loihi's 24-bit u register would wrap.
+
+First-spike readout (Layer.first_spike, FP's readout, DESIGN.md sec. 6): the readout layer (identity
+weights on the output spiking layer, B = 0, as fold_fp writes it) outputs
+
+    R[k] = T + 1 - (first step t in 1..T with (W s_N[t] + B)[k] > 0),   0 if there is none
+
+so argmax R (lowest index on ties) is the first output neuron to spike (t_first = T + 1 - R).
+
 Conv weights use torch's layout [C_out, C_in, kh, kw] and cross-correlation; dense [out, in].
 Inputs and feature maps are [C, H, W] per sample.
 """
@@ -45,6 +64,7 @@ STATE_BITS = 24
 STATE_MAX = (1 << (STATE_BITS - 1)) - 1
 DECAY_BITS = 12
 DECAY_ONE = 1 << DECAY_BITS
+DU_NONE = DECAY_ONE - 1          # Layer.du that keeps no current from one step to the next
 
 
 @dataclass(frozen=True)
@@ -93,6 +113,8 @@ class Layer:
     def pool_input(self, x: np.ndarray) -> np.ndarray:
         """x [..., n_in] (flattened in_shape) -> what the weight reads, [..., prod(syn_in_shape)]."""
         return sum_pool(x, self.in_shape, int(self.in_pool)) if int(self.in_pool) > 1 else x
+    du: int = 4095                # spiking only: Lava's 12-bit current decay (U *= (4095-du)/4096); 4095 = none
+    first_spike: bool = False     # readout only: R[k] = T + 1 - first step with (W s_N + B)[k] > 0 (0: never)
 
     @property
     def spiking(self) -> bool:
@@ -105,6 +127,11 @@ class Layer:
     @property
     def n_in(self) -> int:
         return int(np.prod(self.in_shape))
+
+    @property
+    def two_state(self) -> bool:
+        """A spiking layer whose current register carries over steps (du < 4095)."""
+        return self.spiking and int(self.du) != DU_NONE
 
     @property
     def readout_shift(self) -> int:
@@ -238,3 +265,19 @@ def trunc_decay(x: np.ndarray, decay: int) -> np.ndarray:
     x = np.asarray(x, dtype=np.int64)
     m = DECAY_ONE - int(decay)
     return np.sign(x) * ((np.abs(x) * m) >> DECAY_BITS)
+
+
+def current_decay(u: np.ndarray, du: int) -> np.ndarray:
+    """Lava's u decay: u * (4095 - du) / 4096 truncated toward zero, in int64 (du = 4095: 0)."""
+    u = np.asarray(u, dtype=np.int64)
+    m = DU_NONE - int(du)
+    return np.sign(u) * ((np.abs(u) * m) >> DECAY_BITS)
+
+
+def first_spike_readout(drive: np.ndarray) -> np.ndarray:
+    """drive [N, T, n]: (W s_N[t] + B) per step -> int64 [N, n], R = T + 1 - first step (1-based)
+    with drive > 0, 0 where there is none (Layer.first_spike's definition)."""
+    on = np.asarray(drive) > 0
+    T = on.shape[1]
+    first = np.argmax(on, axis=1)                                  # 0-based first step (0 if none)
+    return np.where(on.any(axis=1), T - first, 0).astype(np.int64)

@@ -65,6 +65,12 @@ def validate_manifest(m, mpath: Path) -> None:
         if "v0" in lm:                 # optional initial potential (omitted or 0 = none)
             _require(_is(lm["v0"], INT) and lm["kind"] != "readout" and abs(lm["v0"]) < (1 << 23), mpath,
                      f"layers[{i}].'v0'", f"must be an integer of |v0| < 2^23 on a spiking layer, got {lm['v0']!r:.40}")
+        if "du" in lm:                 # optional current decay of a two-state layer (omitted: 4095, none)
+            _require(_is(lm["du"], INT) and lm["kind"] != "readout" and 0 <= lm["du"] <= 4095, mpath,
+                     f"layers[{i}].'du'", f"must be an integer in [0, 4095] on a spiking layer, got {lm['du']!r:.40}")
+        if "first_spike" in lm:        # optional first-spike readout (FP)
+            _require(isinstance(lm["first_spike"], bool) and lm["kind"] == "readout", mpath,
+                     f"layers[{i}].'first_spike'", "must be a boolean on the readout layer")
     for j, fm in enumerate(m["feedback"]):
         _check(fm, FEEDBACK, mpath, f"feedback[{j}].")
     for name, digest in m["files"].items():

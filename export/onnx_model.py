@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .ir import DECAY_BITS, DECAY_ONE, STATE_MAX, Graph
+from .ir import DECAY_BITS, DECAY_ONE, DU_NONE, STATE_MAX, Graph
 from .onnx_exact import CONVENTION, check_exact, feedback_quantity, onnx_exactness, readout_sum_quantity, synapse_dtypes
 
 OPSET = 17
@@ -112,7 +112,9 @@ def graph_fingerprint(graph: Graph) -> str:
         h.update(json.dumps([l.name, l.kind, list(l.in_shape), list(l.out_shape), int(l.threshold),
                              int(l.stride), int(l.padding), int(l.frac_bits)]
                             + ([int(l.decay)] if l.decay else []) + ([["v0", int(l.v0)]] if l.v0 else [])
-                            + ([["in_pool", int(l.in_pool)]] if int(l.in_pool) > 1 else [])).encode())
+                            + ([["in_pool", int(l.in_pool)]] if int(l.in_pool) > 1 else [])
+                            + ([["du", int(l.du)]] if l.two_state else [])
+                            + ([["first_spike"]] if l.first_spike else [])).encode())
         h.update(np.ascontiguousarray(l.weight, dtype=np.int64).tobytes())
         h.update(np.ascontiguousarray(l.bias, dtype=np.int64).tobytes())
     for fb in graph.feedback:
@@ -229,10 +231,25 @@ def _decay(b: _Builder, v: str, m: int) -> str:
 _COMPARE_OP = {">=": "GreaterOrEqual", ">": "Greater"}
 
 
-def _lif_step(b: _Builder, cur: str, vprev, layer, m: int):
-    """One step of one layer: int64 current I [N, n] -> (spikes bool, state after reset)."""
+def _current_step(b: _Builder, cur: str, bias: str, uprev, layer) -> tuple:
+    """A two-state layer's current register (export/ir.py): U = trunc0(U * (4095-du)/4096) +
+    ((I - B) << F), I = W s_in + B (+ feedback). Returns (U, U + (B << F)), what V receives."""
     f = int(layer.frac_bits)
-    shifted = b.op("Mul", [cur, b.i64(1 << f)]) if f else cur
+    full = layer.full_bias()
+    zero = not full.any()                      # no bias (FP): I is the synaptic sum, V receives U
+    syn = cur if zero else b.op("Sub", [cur, bias])
+    u = b.op("Mul", [syn, b.i64(1 << f)]) if f else syn
+    if uprev is not None:
+        u = b.op("Add", [_decay(b, uprev, DU_NONE - int(layer.du)), u])
+    return u, u if zero else b.op("Add", [u, b.tensor(("bias_shifted", layer.name), full << f, "b")])
+
+
+def _lif_step(b: _Builder, cur: str, vprev, layer, m: int, shifted: str = None):
+    """One step of one layer: int64 current I [N, n] -> (spikes bool, state after reset);
+    `shifted` (a two-state layer's U + (B << F)) replaces I << F when given."""
+    f = int(layer.frac_bits)
+    if shifted is None:
+        shifted = b.op("Mul", [cur, b.i64(1 << f)]) if f else cur
     if vprev is None and int(layer.v0):             # V'[0] = v0 (initial potential), decayed at step 1
         vprev = b.i64(int(layer.v0))
     v = shifted if vprev is None else b.op("Add", [_decay(b, vprev, m), shifted])
@@ -246,6 +263,17 @@ def _lif_step(b: _Builder, cur: str, vprev, layer, m: int):
 def _readout(b: _Builder, graph: Graph, stack: str, dtype: str) -> None:
     """Output "readout" from the last spiking layer's float32 spikes stack [T, N, n_in]."""
     ro, T = graph.readout, int(graph.T)
+    if ro.first_spike:                 # R = T + 1 - first step (1-based) with W s[t] + B > 0, else 0
+        flat = b.op("Reshape", [stack, b.i64([-1, ro.n_in])])
+        drive = b.op("Reshape", [_synapse(b, ("ro",), flat, "dense", ro.weight, tuple(ro.in_shape),
+                                          tuple(ro.out_shape), 1, 0, dtype), b.i64([T, -1, ro.n_out])])
+        drive = b.op("Add", [drive, b.tensor(("bias", "ro"), np.asarray(ro.bias, dtype=np.int64), "b")])
+        on = b.cast(b.op("Greater", [drive, b.i64(0)]), TensorProto.INT32)          # [T, N, n]
+        first = b.op("ArgMax", [on], axis=0, keepdims=0, select_last_index=0)         # first step, 0-based
+        anyon = b.op("Greater", [b.op("ReduceMax", [on], axes=[0], keepdims=0), b.tensor(("i32", 0),
+                                                                                         np.int32(0))])
+        b.op("Where", [anyon, b.op("Sub", [b.i64(T), first]), b.i64(0)], out="readout")
+        return
     if not ro.decay:                   # R[T] = W (sum_t s[t]) + T B
         count = b.op("ReduceSum", [stack, b.i64([0])], keepdims=0)       # [N, n_in]: spikes per input
         rsum = _layer_synapse(b, ("ro",), count, ro, "dense", dtype)
@@ -298,6 +326,7 @@ def build_onnx_model(graph: Graph, spikes: bool = True) -> onnx.ModelProto:
             cur_all = b.op("Add", [cur_all, b.tensor(("bias", a), head.full_bias(), "b")])
             cur0 = None
         s_bool, state = {}, {l: None for l in range(a, z + 1)}
+        ustate = {l: None for l in range(a, z + 1)}          # two-state layers' current registers
         for t in range(T):
             for l in range(a, z + 1):
                 layer = spiking[l]
@@ -315,7 +344,11 @@ def build_onnx_model(graph: Graph, spikes: bool = True) -> onnx.ModelProto:
                                     tuple(src.out_shape), tuple(layer.out_shape), fb.stride, fb.padding,
                                     dtypes[(layer.name, q)])
                     cur = b.op("Add", [cur, fsum])
-                s_bool[(l, t)], state[l] = _lif_step(b, cur, state[l], layer, m)
+                shifted = None
+                if layer.two_state:
+                    ustate[l], shifted = _current_step(b, cur, b.tensor(("bias", l), layer.full_bias(), "b"),
+                                                       ustate[l], layer)
+                s_bool[(l, t)], state[l] = _lif_step(b, cur, state[l], layer, m, shifted)
         for l in range(a, z + 1):
             layer = spiking[l]
             steps = [b.op("Unsqueeze", [s_bool[(l, t)], b.i64([0])]) for t in range(T)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .ir import Graph
-from .state_bound import layer_current_bound, state_bound
+from .state_bound import layer_current_bound, state_bound, two_state_bound
 
 
 def _conv_synapses(weight, in_shape, stride: int, padding: int) -> int:
@@ -52,8 +52,16 @@ def describe(graph: Graph):
                       odd_weights=ws["odd_weights"] or fs["odd_weights"])
         cur = layer_current_bound(l.weight, l.bias, [f.weight for f in fbs], graph.layer_input_max(i),
                                   graph.input_signed and i == 0)
-        bound = state_bound(cur, l.frac_bits, graph.decay, graph.T, int(l.v0)) if l.spiking else \
-            state_bound(cur, l.readout_shift, l.decay, graph.T)            # R[T] (<< F_r when it leaks)
+        if l.spiking and l.two_state:     # V fed by the carried current U (state_bound.py)
+            syn_b = layer_current_bound(l.weight, np.zeros(1, np.int64), [f.weight for f in fbs],
+                                        x_in if i == 0 else 1, graph.input_signed and i == 0)
+            bound = two_state_bound(syn_b, int(np.abs(l.bias).max(initial=0)), l.frac_bits, int(l.du),
+                                    graph.decay, graph.T, int(l.v0))
+        else:
+            bound = state_bound(cur, l.frac_bits, graph.decay, graph.T, int(l.v0)) if l.spiking else \
+                state_bound(cur, l.readout_shift, l.decay, graph.T)        # R[T] (<< F_r when it leaks)
+        if l.first_spike:
+            bound = int(graph.T)                                             # first-spike readout: R <= T
         kernel = tuple(l.weight.shape[2:]) if l.kind == "conv" else None
         fdescs = tuple(FeedbackDesc(src=graph.layers[f.src].name, kind=f.kind,
                                     in_shape=tuple(graph.layers[f.src].out_shape), out_shape=tuple(l.out_shape),

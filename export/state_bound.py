@@ -6,6 +6,11 @@ zero), and the subtractive reset only acts on V >= TH<<F > 0, leaving V' in [0, 
 bound at t = T, with lam = (4096 - D) / 4096 exactly, is what must stay below 2^23 - 1.
 An initial potential V'[0] = v0 (Layer.v0) only decays (the reset is subtractive, so it is never
 removed separately): it adds at most |v0| to the bound.
+
+Two-state layers (Layer.du < 4095, export/ir.py): the current register U[t] = trunc0(r U[t-1]) +
+(W s_in + W_fb s_src) << F with r = (4095 - du) / 4096 obeys |U[t]| <= (A << F) sum_{j<t} r^j
+(A: the worst |W s_in + W_fb s_src|, no bias; truncation only shrinks |U|), and V, fed U + (B << F)
+each step, obeys |V[t]| <= (U_max + (|B| << F)) sum_{j<t} lam^j + |v0|.
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .ir import DECAY_ONE
+from .ir import DECAY_ONE, DU_NONE
 
 
 def _row_sums(w: np.ndarray) -> tuple:
@@ -53,3 +58,25 @@ def state_bound(current_bound: int, frac_bits: int, decay: int, T: int, v0: int 
     """Worst-case |V| over T steps, rounded up to an integer (v0: the initial potential)."""
     v = Fraction(int(current_bound) << int(frac_bits)) * geometric_sum(decay, T) + abs(int(v0))
     return -((-v.numerator) // v.denominator)
+
+
+def _ceil(v: Fraction) -> int:
+    return -((-v.numerator) // v.denominator)
+
+
+def decay_geometric_sum(m: int, T: int) -> Fraction:
+    """sum_{j=0}^{T-1} (m / 4096)^j in closed form, exactly (m: the decay's multiplier, 0..4096)."""
+    r = Fraction(int(m), DECAY_ONE)
+    return Fraction(int(T)) if r == 1 else (1 - r ** int(T)) / (1 - r)
+
+
+def current_state_bound(syn_bound: int, frac_bits: int, du: int, T: int) -> int:
+    """Worst-case |U| of a current register with decay du over T steps (du = 4095: one step's input)."""
+    return _ceil(Fraction(int(syn_bound) << int(frac_bits)) * decay_geometric_sum(DU_NONE - int(du), T))
+
+
+def two_state_bound(syn_bound: int, bias_max: int, frac_bits: int, du: int, decay: int, T: int,
+                    v0: int = 0) -> int:
+    """Worst-case |V| of a two-state layer: fed by U (current_state_bound) plus |B| << F each step."""
+    u = current_state_bound(syn_bound, frac_bits, du, T) + (abs(int(bias_max)) << int(frac_bits))
+    return _ceil(Fraction(u) * decay_geometric_sum(DECAY_ONE - int(decay), T)) + abs(int(v0))

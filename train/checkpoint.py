@@ -124,6 +124,10 @@ def load_model(path, device: str = "cpu"):
     from .modules.network import SpikingNet
 
     p = resolve(path)
+    from .fp_net import is_fp_checkpoint
+    if is_fp_checkpoint(p):
+        raise CheckpointError(f"{p}: an FP checkpoint (--method fp) holds a continuous-time network: load it "
+                              f"with saf.train.fp_net.load_fp_checkpoint")
     tensors, spec, config, readout = read_checkpoint(p, with_readout=True)
     if "dsr" in spec:                  # --method dsr (train/dsr.py)
         from .dsr import DSRNet

@@ -17,13 +17,17 @@ from .data.events import BIN_MODES
 from .distributed import DistributedError
 from .functional.surrogate import SURROGATES
 from .functional.ide_solver import SOLVERS
-from .methods import METHODS
+from .fp import FPError
+from .fp_specs import FP_SPECS
+from .functional.fp_sim import SimulationError
+from .methods import CONTINUOUS_METHODS, METHODS
 from .outdir import OutputError, Staged, check_target
 from .run_config import OPTIMIZERS, ConfigError, check_config, flag, resumed_config
 from .spec import BUILTIN, SpecError, load_spec, with_neuron
 from .trainer import NonFiniteError, TrainConfig, TrainingError
 
-USER_ERRORS = (CheckpointError, ConfigError, DatasetError, DistributedError, OutputError, SpecError, TrainingError)
+USER_ERRORS = (CheckpointError, ConfigError, DatasetError, DistributedError, OutputError, SpecError, TrainingError,
+               FPError, SimulationError)
 CONFIG_FIELDS = tuple(f.name for f in fields(TrainConfig))
 
 
@@ -52,15 +56,16 @@ def data_for(cfg, load_dataset):
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train a spiking network (SAF-E, SAF-F, OTTT_O, OTTT_A, BPTT, DSR, IDE)",
+    p = sub.add_parser("train", help="train a spiking network (SAF-E, SAF-F, OTTT_O, OTTT_A, BPTT, DSR, IDE, FP)",
                        description="Train an SNN and write model.safetensors, metrics.jsonl and curves.png to --out.")
     # Training flags default to None ("not given"), so --resume can tell an explicit flag (which must
     # agree with the stored run) from a default (the stored value is used); defaults: TrainConfig.
     d = TrainConfig()
-    p.add_argument("--model", help=f"builtin ({', '.join(BUILTIN)}) or a JSON spec path (default {d.model})")
+    p.add_argument("--model", help=f"builtin ({', '.join(BUILTIN)}) or a JSON spec path (default {d.model}); "
+                   f"--method fp: {', '.join(FP_SPECS)}")
     add_data_args(p, default=None)
     add_coding_args(p, d)
-    p.add_argument("--method", help=f"{', '.join(METHODS)} (default {d.method})")
+    p.add_argument("--method", help=f"{', '.join(METHODS + CONTINUOUS_METHODS)} (default {d.method})")
     p.add_argument("--T", type=int, help=f"time steps per sample (default {d.T})")
     p.add_argument("--lam", type=float, help=f"leak lambda in (0, 1] (default {d.lam})")
     p.add_argument("--theta", type=float,
@@ -179,6 +184,9 @@ def cmd_train(a) -> int:
     from .data import load_dataset
     from .trainer import Trainer
 
+    if a.method == "fp":                    # continuous-time FP (train/fp.py): its own numpy loop
+        from .fp import cmd_train_fp
+        return cmd_train_fp(a)
     if getattr(a, "ddp", False):
         return _train_ddp(a)
     cfg, spec, replacing = plan_run(a)
@@ -255,6 +263,10 @@ def eval_checkpoint(path, dataset=None, data_root=None, T=None) -> dict:
 
 
 def cmd_eval(a) -> int:
+    from .fp_net import is_fp_checkpoint
+    if is_fp_checkpoint(a.checkpoint):
+        from .fp import cmd_eval_fp
+        return cmd_eval_fp(a)
     r = eval_checkpoint(a.checkpoint, a.dataset, a.data_root, a.T)
     if a.json:
         print(json.dumps(r, indent=2))

@@ -7,6 +7,8 @@ ottt-a  as ottt-o, gradients accumulated over the T steps, one update per batch.
 bptt    LIF forward with the full graph through time, one update per batch.
 dsr     DSR (train/dsr.py): graph-free simulation, one backward through the spike representations'
         clamp mapping; per-layer trainable thresholds, alpha firing, spiking output layer.
+fp      FP (train/fp.py; METHODS.md 2): continuous-time two-state neurons, exact spike-time gradients
+        (forward mode / adjoint), first-spike loss and readout; its own numpy loop, not train_batch.
 ide     SAF forward without a graph for T steps, implicit-differentiation backward at the equilibrium
         of the rates (train/ide.py; IDE paper, METHODS.md 1.2), one update per batch.
 SAF and OTTT keep only the current step's graph: memory constant in T.
@@ -24,6 +26,8 @@ from .memory import state_bytes
 from .readout import LEAKY_SUM, SPIKE_COUNT, SUM, Readout
 
 METHODS = ("saf-e", "saf-f", "ottt-o", "ottt-a", "bptt", "dsr", "ide")
+# methods outside the time-stepped loop (no train_batch, their own trainer): `saf train --method fp`
+CONTINUOUS_METHODS = ("fp",)
 # the readout each method's loss sees (DESIGN.md sec. 6); SAF-F's leaks with lam, IDE's with lam < 1;
 # DSR's default is the spiking output layer (--dsr-readout linear gives LEAKY_SUM, set by the DSRNet itself)
 READOUT = {"saf-e": SUM, "saf-f": LEAKY_SUM, "ottt-o": SUM, "ottt-a": SUM, "bptt": SUM, "dsr": SPIKE_COUNT,

@@ -35,7 +35,9 @@ LEAKY_SUM = Readout("leaky-sum", True)
 # DSR's spiking output layer: R = sum_t lam^(T-t) s_out[t], the (weighted) spike counts through an
 # identity readout; the prediction is the lowest index among tied counts (argmax) in every form
 SPIKE_COUNT = Readout("spike_count", True)
-READOUTS = {r.name: r for r in (SUM, LEAKY_SUM, SPIKE_COUNT)}
+# FP (METHODS.md 2.1): the output neuron with the earliest first spike, lowest index on ties (no integrator)
+FIRST_SPIKE = Readout("first_spike", False)
+READOUTS = {r.name: r for r in (SUM, LEAKY_SUM, SPIKE_COUNT, FIRST_SPIKE)}
 
 
 def readout_from_json(text) -> Readout:

@@ -3,7 +3,9 @@
 Per logical step t (export/ir.py): R = decay_r(0 if t == 0 else R) + ((a_in + bias) << F_r) with
 decay_r(x) = sign(x) * ((|x| * (4096 - D_r)) >> 12); D_r = 0, F_r = 0 for a non-leaking readout
 (R = R + a_in + bias). After t = T - 1 the `probe` OutPort (an external pipe to the host) carries
-the sample's R[T], the integer logits. floating_pt runs R = lam_r R + (a_in + bias) 2^F_r in float64
+the sample's R[T], the integer logits. With first_spike (FP's readout, export/ir.py) the unit
+instead latches R = T - t at the first logical step t (0-based) where a_in + bias > 0 and holds it
+(R = T + 1 - the 1-based first step; 0 if it never comes). floating_pt runs R = lam_r R + (a_in + bias) 2^F_r in float64
 with the exact leak (4096 - D_r) / 4096 (equal to fixed_pt where the decay is exact). Same schedule
 as SoftResetLIF (see phase.py).
 """
@@ -27,11 +29,12 @@ class Integrator(AbstractProcess):
 
     def __init__(self, *, n: int, bias: np.ndarray, period: int, offset: int, T: int,
                  n_samples: int, probe_buffer: int = 64, decay: int = 0, shift: int = 0,
-                 name: str = None):
+                 name: str = None, first_spike: bool = False):
         if not 0 <= int(decay) < 4096 or int(shift) < 0:
             raise ValueError(f"readout decay must be in [0, 4095] and shift >= 0, got {decay}, {shift}")
         super().__init__(n=int(n), period=int(period), offset=int(offset), T=int(T),
-                         n_samples=int(n_samples), decay=int(decay), shift=int(shift), name=name)
+                         n_samples=int(n_samples), decay=int(decay), shift=int(shift), name=name,
+                         first_spike=bool(first_spike))
         self.a_in = InPort(shape=(n,))
         self.probe = OutPort(shape=(n,))
         self.probe.flag_external_pipe(buffer_size=int(probe_buffer))
@@ -45,6 +48,7 @@ class _AbstractIntegratorModel(AbstractPhasedModel):
     def __init__(self, proc_params):
         super().__init__(proc_params)
         self.decay, self.shift = self.proc_params["decay"], self.proc_params["shift"]
+        self.first_spike = bool(self.proc_params.get("first_spike", False))
 
     def leak(self, v):
         raise NotImplementedError
@@ -57,7 +61,10 @@ class _AbstractIntegratorModel(AbstractPhasedModel):
         _, t = pos
         if t == 0:
             self.v[:] = 0
-        self.v[:] = self.leak(self.v) + (a + self.bias) * (1 << self.shift)
+        if self.first_spike:                  # latch T - t on the first step with a positive drive
+            self.v[:] = np.where((self.v == 0) & (a + self.bias > 0), self.T - t, self.v)
+        else:
+            self.v[:] = self.leak(self.v) + (a + self.bias) * (1 << self.shift)
         if t == self.T - 1:
             self.probe.send(self.v.copy())
 

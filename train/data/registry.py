@@ -15,13 +15,14 @@ from .encoders import encode
 from .idx import load_idx_dataset
 from .nmnist import load_nmnist
 from .synthetic import load_synthetic
+from .yinyang import load_xor_dataset, load_yinyang_dataset
 
 EVENT_READERS = {"nmnist": load_nmnist, "dvsgesture": load_dvsgesture, "cifar10dvs": load_cifar10dvs}         # name -> load(root, T, bin_by); one module per format
-DATASETS = ("digits", "iris", "mnist", "fashion-mnist", "cifar10", "synthetic", *EVENT_READERS)
+DATASETS = ("digits", "iris", "mnist", "fashion-mnist", "cifar10", "synthetic", *EVENT_READERS, "xor", "yinyang")
 NEEDS_ROOT = ("mnist", "fashion-mnist", "cifar10", *EVENT_READERS)
 _ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist",
             "cifar-10": "cifar10", "cifar_10": "cifar10",
-            "n-mnist": "nmnist", "dvs-gesture": "dvsgesture", "cifar10-dvs": "cifar10dvs"}
+            "n-mnist": "nmnist", "yin-yang": "yinyang", "dvs-gesture": "dvsgesture", "cifar10-dvs": "cifar10dvs"}
 
 
 def load_dataset(name: str, root: Optional[str] = None, seed: int = 0, T: Optional[int] = None,
@@ -67,6 +68,10 @@ def _load(name: str, root: Optional[str], seed: int, T: Optional[int], coding: I
         return load_digits_dataset()
     if key == "iris":
         return load_iris_dataset()
+    if key == "xor":
+        return load_xor_dataset()
+    if key == "yinyang":
+        return load_yinyang_dataset()
     if root is None or str(root) == "":
         raise DatasetError(f"dataset {key!r} is read from local files: pass --data-root DIR "
                            f"(root=...) pointing at them")
