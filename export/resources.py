@@ -54,7 +54,7 @@ def describe(graph: Graph):
                                   graph.input_signed and i == 0)
         if l.spiking and l.two_state:     # V fed by the carried current U (state_bound.py)
             syn_b = layer_current_bound(l.weight, np.zeros(1, np.int64), [f.weight for f in fbs],
-                                        x_in if i == 0 else 1, graph.input_signed and i == 0)
+                                        graph.layer_input_max(i), graph.input_signed and i == 0)
             bound = two_state_bound(syn_b, int(np.abs(l.bias).max(initial=0)), l.frac_bits, int(l.du),
                                     graph.decay, graph.T, int(l.v0))
         else:
