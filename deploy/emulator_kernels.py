@@ -3,8 +3,11 @@
   dense_spikes  W s for binary spikes s, event-driven: each spike adds its weight row (integer adds,
                 work proportional to the number of spikes, as on a neuromorphic chip)
   conv_spikes   the same for a convolution over channels-last (HWC) spike maps
-  gather_hwc    a convolution's im2col matrix from a channels-last map (the first layer's integer
-                input, which then goes through one BLAS matmul)
+  dense_values, conv_values
+                the same for integer inputs (the first layer's x_q): each nonzero input adds its value
+                times its weight row
+Everything here runs on numba's threads alone: no BLAS call sits between them, so the two thread
+pools never spin against each other on a small machine.
   lif_layer     a spiking layer's whole recurrence for all T steps, fused: the exact synaptic sum from
                 the matmul's output (float32/64 holding integers), + bias, << F, the truncating 12-bit
                 decay, 24-bit saturation, V >= TH<<F, subtractive reset, in int64 (always exact)
@@ -21,30 +24,6 @@ from saf.export.ir import DECAY_BITS, DECAY_ONE, STATE_MAX
 
 
 @njit(parallel=True, cache=True)
-def gather_hwc(x, H, W, C, kh, kw, stride, pad, Ho, Wo, out):
-    """x [B, H*W*C] channels-last -> out [B*Ho*Wo, kh*kw*C], columns ordered (ky, kx, c); taps in
-    the padding read 0."""
-    B = x.shape[0]
-    for b in prange(B):
-        for oy in range(Ho):
-            for ox in range(Wo):
-                row = (b * Ho + oy) * Wo + ox
-                col = 0
-                for ky in range(kh):
-                    iy = oy * stride - pad + ky
-                    for kx in range(kw):
-                        ix = ox * stride - pad + kx
-                        if 0 <= iy < H and 0 <= ix < W:
-                            base = (iy * W + ix) * C
-                            for c in range(C):
-                                out[row, col + c] = x[b, base + c]
-                        else:
-                            for c in range(C):
-                                out[row, col + c] = 0
-                        col += C
-
-
-@njit(parallel=True, cache=True)
 def dense_spikes(x, Wt, out):
     """out[r] = sum_j x[r, j] Wt[j] for binary x [R, n_in]; Wt [n_in, n_out] integer; out [R, n_out]."""
     R, n_in = x.shape
@@ -55,6 +34,44 @@ def dense_spikes(x, Wt, out):
             if x[r, j]:
                 for k in range(n_out):
                     acc[k] += Wt[j, k]
+        out[r] = acc
+
+
+@njit(parallel=True, cache=True)
+def dense_values(x, Wt, out):
+    """out[r] = sum_j x[r, j] Wt[j] for integer x [R, n_in] (zeros skipped); Wt [n_in, n_out]."""
+    R, n_in = x.shape
+    n_out = Wt.shape[1]
+    for r in prange(R):
+        acc = np.zeros(n_out, Wt.dtype)
+        for j in range(n_in):
+            v = x[r, j]
+            if v != 0:
+                for k in range(n_out):
+                    acc[k] += v * Wt[j, k]
+        out[r] = acc
+
+
+@njit(parallel=True, cache=True)
+def conv_values(x, Wt, tab, C, out):
+    """conv_spikes for integer channels-last maps x [R, H*W*C] (zeros skipped)."""
+    R = x.shape[0]
+    Co = Wt.shape[1]
+    HW, KK = tab.shape
+    n_out = out.shape[1]
+    for r in prange(R):
+        acc = np.zeros(n_out, Wt.dtype)
+        for pix in range(HW):
+            for c in range(C):
+                v = x[r, pix * C + c]
+                if v != 0:
+                    for t in range(KK):
+                        op = tab[pix, t]
+                        if op >= 0:
+                            wr = t * C + c
+                            ob = op * Co
+                            for k in range(Co):
+                                acc[ob + k] += v * Wt[wr, k]
         out[r] = acc
 
 

@@ -3,10 +3,9 @@
 Without feedback, layer l's spikes at every step depend only on layer l-1's spikes, so a whole layer
 can run for all T steps before the next one starts: its synaptic sums for every (sample, step) are
 computed for all stacked (sample, step) rows at once, and the neuron recurrence over t runs in one
-compiled pass per layer (emulator_kernels.py, int64). The first layer's integer input goes through one
-BLAS matmul (once per batch for a constant input); every later synapse sees binary spikes and runs
-event-driven, as on the chip: each spike adds its integer weight row, so the work is proportional to
-the spikes, not to the dense fan-in.
+compiled pass per layer (emulator_kernels.py, int64). Synapses run event-driven, as on the chip: each
+spike adds its integer weight row (each nonzero x_q of the first layer its value times the row; a
+constant input's once per batch), so the work is proportional to the spikes, not to the dense fan-in.
 Feature maps are held channels-last (HWC) inside this schedule, so a convolution's im2col matrix is
 gathered in contiguous blocks of C and its matmul output is already the next layer's input; dense
 weights, biases and recorded spikes/potentials are permuted to and from the IR's (C, H, W) order.
@@ -46,8 +45,8 @@ def _hwc_order(shape: tuple) -> np.ndarray:
 @dataclass
 class _Stage:
     """One synapse in layer-major form, reading its input in the previous stage's layout."""
-    mat: np.ndarray                     # [K, n_out]: dense rows in input layout, or conv (ky, kx, c) x Co
-    wint: np.ndarray                    # the same, int32 (int64 where a sum could pass 2^31): event path
+    wint: np.ndarray                    # [K, n_out] int32 (int64 where a sum could pass 2^31): dense rows
+                                        # in the input's layout, or conv rows (ky, kx, c) x Co
     bias: np.ndarray                    # [n_out] int64 in output layout
     out_perm: np.ndarray                # output layout -> IR order: ir = out[:, inv]; out = ir[:, out_perm]
     geom: Optional[tuple] = None        # conv: (H, W, C, kh, kw, stride, pad, Ho, Wo)
@@ -75,22 +74,22 @@ def _stages(graph: Graph, plan) -> list:
         # the input arrives in the layout of what produced it (a flat in_shape may follow a conv map)
         src = tuple(graph.input_shape) if li == 0 else tuple(graph.layers[li - 1].out_shape)
         in_perm = _hwc_order(src) if len(src) == 3 and layer.kind != "conv" else _hwc_order(tuple(layer.in_shape))
-        dt = plan.syn[li].dtype
         w, stride, pad = _unpooled(layer)
         if layer.kind == "conv":
             c, h, wd = layer.in_shape
             co, _, kh, kw = w.shape
             _, ho, wo = layer.out_shape
-            mat = w.transpose(2, 3, 1, 0).reshape(kh * kw * c, co).astype(dt)
+            mat = w.transpose(2, 3, 1, 0).reshape(kh * kw * c, co)
             geom = (h, wd, c, kh, kw, stride, pad, ho, wo)
         else:                           # dense / readout: columns in the input's layout
-            mat = w.reshape(w.shape[0], -1)[:, in_perm].T.astype(dt)
+            mat = w.reshape(w.shape[0], -1)[:, in_perm].T
             geom = None
         out_perm = _hwc_order(tuple(layer.out_shape))
-        it = np.int32 if np.abs(mat).sum(axis=0).max(initial=0) < (1 << 31) else np.int64   # spikes: in_max 1
+        # int32 sums where |W x| < 2^31 for the inputs this synapse sees (spikes, counts up to T, or x_q)
+        in_max = plan.x_max if li == 0 else (int(graph.T) if not layer.spiking else 1)
+        it = np.int32 if np.abs(mat).sum(axis=0).max(initial=0) * in_max < (1 << 31) else np.int64
         tab = None if geom is None else kernels.scatter_table(*geom[:2], *geom[3:])
-        stages.append(_Stage(np.ascontiguousarray(mat), np.ascontiguousarray(mat.astype(it)),
-                             plan.bias[li][out_perm], out_perm, geom, tab))
+        stages.append(_Stage(np.ascontiguousarray(mat.astype(it)), plan.bias[li][out_perm], out_perm, geom, tab))
     return stages
 
 
@@ -106,14 +105,17 @@ def _spike_sums(stage: _Stage, s: np.ndarray) -> np.ndarray:
     return out
 
 
-def _sums(stage: _Stage, x: np.ndarray, dt) -> np.ndarray:
-    """W x for x [rows, n_in] (input layout) -> [rows, n_out] (output layout), exact in dtype dt."""
+def _value_sums(stage: _Stage, x: np.ndarray) -> np.ndarray:
+    """W x for integer x [rows, n_in] (input layout) -> [rows, n_out] integers (output layout); each
+    nonzero input adds its value times its weight row."""
+    n_out = stage.wint.shape[1] if stage.geom is None else stage.geom[7] * stage.geom[8] * stage.wint.shape[1]
+    out = np.empty((x.shape[0], n_out), dtype=stage.wint.dtype)
+    x = np.ascontiguousarray(x, dtype=stage.wint.dtype)
     if stage.geom is None:
-        return x.astype(dt, copy=False) @ stage.mat
-    h, w, c, kh, kw, s, p, ho, wo = stage.geom
-    cols = np.empty((x.shape[0] * ho * wo, kh * kw * c), dtype=dt)
-    kernels.gather_hwc(np.ascontiguousarray(x), h, w, c, kh, kw, s, p, ho, wo, cols)
-    return (cols @ stage.mat).reshape(x.shape[0], -1)
+        kernels.dense_values(x, stage.wint, out)
+    else:
+        kernels.conv_values(x, stage.wint, stage.tab, stage.geom[2], out)
+    return out
 
 
 def _to_ir(a: np.ndarray, shape: tuple) -> np.ndarray:
@@ -140,7 +142,7 @@ def emulate_layers(graph: Graph, frames: np.ndarray, varying: bool, plan, *, rec
     S = None
     for li, layer in enumerate(sp):
         st = stages[li]
-        I = _sums(st, x, plan.syn[li].dtype) if li == 0 else _spike_sums(st, S.reshape(b * T, -1))
+        I = _value_sums(st, x) if li == 0 else _spike_sums(st, S.reshape(b * T, -1))
         S = np.empty((b, T, layer.n_out), dtype=bool)
         rec = out["potentials"] is not None
         V = np.empty((b, T, layer.n_out), dtype=np.int64) if rec else np.empty((1, 1, 1), dtype=np.int64)
@@ -163,4 +165,4 @@ def emulate_layers(graph: Graph, frames: np.ndarray, varying: bool, plan, *, rec
         out["readout"][sl] = R
     else:                     # R[T] = W_o (sum_t s_N[t]) + T * B_o
         counts = S.sum(axis=1, dtype=np.int64)
-        out["readout"][sl] = _sums(st, counts, plan.syn[-1].dtype).astype(np.int64) + T * st.bias
+        out["readout"][sl] = _value_sums(st, counts).astype(np.int64) + T * st.bias
