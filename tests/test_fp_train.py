@@ -54,7 +54,7 @@ def test_train_writes_a_run_and_eval_reads_it(run, capsys):
     assert is_fp_checkpoint(run) and is_fp_checkpoint(run / "model.safetensors")
     net, cfg = load_fp_checkpoint(run)
     assert cfg["method"] == "fp" and cfg["model"] == "fp-iris" and cfg["dataset"] == "iris" and cfg["seed"] == 0
-    assert net.sizes == [4, 10, 3] and net.params == FP_SPECS["fp-iris"].params
+    assert net.sizes == [5, 10, 3] and net.params == FP_SPECS["fp-iris"].params      # 4 features + the bias spike
     capsys.readouterr()
     assert main(["eval", str(run), "--json"]) == 0
     r = json.loads(capsys.readouterr().out)

@@ -18,7 +18,7 @@ from .data.events import BIN_MODES
 from .dsr import READOUT_CHOICES as DSR_READOUTS
 from .functional.ide_solver import SOLVERS
 from .functional.surrogate import SURROGATES
-from .methods import METHODS
+from .methods import CONTINUOUS_METHODS, METHODS
 from .trainer import TrainConfig
 
 RESUME_MAY_CHANGE = ("epochs", "device", "data_root")
@@ -59,7 +59,7 @@ RULES = (
     Rule("weight_decay", lambda v: _finite(v) and v >= 0, "a number >= 0"),
     Rule("mse_weight", lambda v: _finite(v) and 0 <= v <= 1, "in [0, 1]"),
     Rule("alpha", lambda v: _finite(v) and v > 0, "a positive number"),
-    Rule("method", lambda v: v in METHODS, "", METHODS),
+    Rule("method", lambda v: v in METHODS, "", METHODS + CONTINUOUS_METHODS),   # fp is routed before (train/fp.py)
     Rule("optimizer", lambda v: v in OPTIMIZERS, "", OPTIMIZERS),
     Rule("surrogate", lambda v: v in SURROGATES, "", tuple(SURROGATES)),
     Rule("encoder", lambda v: v in ENCODERS, "", ENCODERS),
