@@ -83,8 +83,8 @@ def register(sub) -> None:
                                                "(default: BUNDLE-verify)")
     v.add_argument("--report", default=None, metavar="MD", help="also write a Markdown report with PNGs")
     v.add_argument("--no-progress", action="store_true")
-    v.add_argument("--dt-exps", default="3-9", metavar="A-B",
-                   help="FP bundles: the dt table's k range, dt = t_max / 2^k (default 3-9; a measurement)")
+    v.add_argument("--dt-exps", default="3-11", metavar="A-B",
+                   help="FP bundles: the dt table's k range, dt = t_max / 2^k (default 3-11; a measurement)")
     v.set_defaults(func=cmd_verify)
 
     d = sub.add_parser("demo", help="the whole pipeline on the embedded digits: train, export, Lava, verify")

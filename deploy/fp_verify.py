@@ -125,9 +125,20 @@ def fp_section(bundle, t_in, labels, ks) -> dict:
 
     net = load_fp_net(bundle)
     fp = bundle.graph.meta["fp"]
+    rows = dt_table(net, t_in, labels, ks, get_target(bundle.graph.target))
     return {"bundle_k": int(fp["k"]), "bundle_dt": fp["dt"], "samples": int(len(t_in)),
-            "source_mismatch": bundle_matches_its_source(bundle, net),
-            "rows": dt_table(net, t_in, labels, ks, get_target(bundle.graph.target))}
+            "source_mismatch": bundle_matches_its_source(bundle, net), "rows": rows,
+            "suggested_k": suggested_k(rows)}
+
+
+def suggested_k(rows: list):
+    """The smallest k of the table from which on every row's integer predictions all equal the continuous
+    model's (None if no such k): the coarsest step that loses nothing on these samples."""
+    ok = [r["prediction_agreement"] == 1.0 for r in rows]
+    for i, r in enumerate(rows):
+        if all(ok[i:]):
+            return int(r["k"])
+    return None
 
 
 def format_fp(sec: dict) -> list:
@@ -142,6 +153,13 @@ def format_fp(sec: dict) -> list:
         mark = " <- bundle" if r["k"] == sec["bundle_k"] else ""
         lines.append(f"  {r['k']:>4} {r['dt']:>10.4g} {r['T']:>6} {r['order_agreement']:>7.3f} "
                      f"{r['prediction_agreement']:>6.3f} {acc} {te} {r['fire_mismatch']:>15.3f}{mark}")
+    k = sec.get("suggested_k")
+    if k is None:
+        lines.append("  no k in this range gives the continuous model's predictions on every sample: try a wider --dt-exps")
+    elif k != sec["bundle_k"]:
+        lines.append(f"  from k = {k} on, every prediction equals the continuous model's: consider `saf export ... --dt-exp {k}`")
+    else:
+        lines.append(f"  the bundle's k = {k} is the smallest in this range from which every prediction equals the continuous model's")
     return lines
 
 

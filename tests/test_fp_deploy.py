@@ -277,6 +277,44 @@ def test_certified_current_bound_is_reached_closely():
     assert 0.99 * bound <= top <= bound
 
 
+# ------------------------------------------------------------------ the discretization's one-step map
+def _single_synapse_peak(k: int) -> tuple:
+    """(integer peak of V / (TH << 6) * theta, continuous peak) for one input spike at t = 0 of weight 2
+    into one neuron (alpha 1, beta 0.9: the continuous V peaks at 2 max h = 0.775, below theta 1)."""
+    from saf.export.fold_fp import fold_fp, spike_frames
+    from saf.hw_targets import get_target
+    from saf.train.fp_net import FPNet, FPParams, LatencyCode
+    code = LatencyCode(lo=(0.0,), hi=(1.0,), t_early=0.0, t_late=4.0)
+    net = FPNet(FPParams(1.0, 0.9, 1.0, 4.0, 6.0), [np.array([[2.0]]), np.array([[1.0]])], code)
+    g = fold_fp(net, k, get_target("loihi2"))
+    fp = g.meta["fp"]
+    r = emulate(g, spike_frames(np.array([[0.0]]), fp["dt"], g.T), record_potentials=True)
+    assert not r.spikes[0].any()
+    t = np.linspace(0.0, 6.0, 600001)
+    cont = (2.0 * (np.exp(-t) - np.exp(-0.9 * t)) / (0.9 - 1.0)).max()
+    return r.potentials[0][0, :, 0].max() / (g.layers[0].threshold << 6), cont
+
+
+def test_fp_discretization_matches_the_continuous_potential():
+    """Loihi's V[t] = b V[t-1] + U[t] adds an input in the step it arrives: the weight must carry
+    h(dt), the kernel over that one step. V's peak then equals the continuous peak up to the 12-bit
+    decays and the weight grid (< 1 % at dt = 1/8 and 1/16), where h(dt) e^{alpha dt} would overshoot
+    by e^{alpha dt} (6-13 %); the check fails on that gain (injected below)."""
+    for k in (5, 6):
+        got, cont = _single_synapse_peak(k)
+        assert abs(got / cont - 1) < 0.01, (k, got, cont)
+
+
+def test_fp_discretization_check_catches_the_overshooting_gain(monkeypatch):
+    import math
+
+    from saf.export import fold_fp as ff
+    right = ff.step_gain
+    monkeypatch.setattr(ff, "step_gain", lambda a, b, dt: right(a, b, dt) * math.exp(a * dt))
+    got, cont = _single_synapse_peak(6)
+    assert got / cont - 1 > 0.05
+
+
 # ------------------------------------------------------------------ end to end: FPNet -> bundle -> verify
 def _iris_fp_net():
     """A handmade 4-6-3 FP net on Iris's latency code (short horizon t_max = 2 so T stays small)."""
@@ -314,7 +352,8 @@ def test_fp_export_writes_the_discretization(fp_bundles):
     assert FP_SOURCE_FILE in b.manifest["files"]
     assert not b.manifest["certificate"]["exact"]
     assert "approximate" in b.manifest["certificate"]["reasons"][0]
-    assert Bundle.load(d / "onnx").graph.meta["fp"]["k"] == 7                        # the stated default
+    from saf.export.fold_fp import DT_EXP_DEFAULT
+    assert Bundle.load(d / "onnx").graph.meta["fp"]["k"] == DT_EXP_DEFAULT           # the stated default
     from saf.deploy.fp_verify import bundle_matches_its_source
     assert bundle_matches_its_source(b, net) == ""
     other = _iris_fp_net()
