@@ -3,6 +3,7 @@
   dense_spikes  W s for binary spikes s, event-driven: each spike adds its weight row (integer adds,
                 work proportional to the number of spikes, as on a neuromorphic chip)
   conv_spikes   the same for a convolution over channels-last (HWC) spike maps
+  pool_hwc      a k x k sum pool (Layer.in_pool) of channels-last maps, in front of a dense layer
   dense_values, conv_values
                 the same for integer inputs (the first layer's x_q): each nonzero input adds its value
                 times its weight row
@@ -73,6 +74,22 @@ def conv_values(x, Wt, tab, C, out):
                             for k in range(Co):
                                 acc[ob + k] += v * Wt[wr, k]
         out[r] = acc
+
+
+@njit(parallel=True, cache=True)
+def pool_hwc(x, H, W, C, k, out):
+    """k x k sum pool of channels-last maps: x [R, H*W*C] -> out [R, (H/k)*(W/k)*C] (integer counts)."""
+    R = x.shape[0]
+    Wp = W // k
+    for r in prange(R):
+        o = out[r]
+        o[:] = 0
+        for iy in range(H):
+            for ix in range(W):
+                base = (iy * W + ix) * C
+                ob = ((iy // k) * Wp + ix // k) * C
+                for c in range(C):
+                    o[ob + c] += x[r, base + c]
 
 
 def scatter_table(H: int, W: int, kh: int, kw: int, stride: int, pad: int, Ho: int, Wo: int) -> np.ndarray:

@@ -51,10 +51,12 @@ class _Stage:
     out_perm: np.ndarray                # output layout -> IR order: ir = out[:, inv]; out = ir[:, out_perm]
     geom: Optional[tuple] = None        # conv: (H, W, C, kh, kw, stride, pad, Ho, Wo)
     tab: Optional[np.ndarray] = None    # conv: kernels.scatter_table of geom
+    pool: Optional[tuple] = None        # dense after a k x k sum pool: (H, W, C, k) of its HWC input
 
 
 def _unpooled(layer) -> tuple:
-    """(weight, stride, padding) reading the layer's input before its k x k sum pool (Layer.in_pool):
+    """(weight, stride, padding) reading the layer's input before its k x k sum pool (Layer.in_pool)
+    (a conv's; a pooled dense layer pools its input's counts first, kernels.pool_hwc):
     each weight repeated over its k x k block (a conv's stride and padding times k), so that
     W' s = W sum_pool(s) exactly; for k = 1 the layer's own."""
     w = np.asarray(layer.weight, dtype=np.int64)
@@ -89,13 +91,22 @@ def _stages(graph: Graph, plan) -> list:
         in_max = plan.x_max if li == 0 else (int(graph.T) if not layer.spiking else 1)
         it = np.int32 if np.abs(mat).sum(axis=0).max(initial=0) * in_max < (1 << 31) else np.int64
         tab = None if geom is None else kernels.scatter_table(*geom[:2], *geom[3:])
-        stages.append(_Stage(np.ascontiguousarray(mat.astype(it)), plan.bias[li][out_perm], out_perm, geom, tab))
+        k, pool = int(getattr(layer, "in_pool", 1)), None
+        if k > 1 and geom is None:      # dense: pool the counts first, then the k^2 times smaller weight
+            c, h, wd = layer.in_shape
+            pool = (h, wd, c, k)
+            mat = np.asarray(layer.weight, dtype=np.int64).reshape(layer.weight.shape[0], -1)
+            mat = mat[:, _hwc_order((c, h // k, wd // k))].T
+        stages.append(_Stage(np.ascontiguousarray(mat.astype(it)), plan.bias[li][out_perm], out_perm, geom, tab,
+                             pool))
     return stages
 
 
 def _spike_sums(stage: _Stage, s: np.ndarray) -> np.ndarray:
     """W s for binary spikes s [rows, n_in] (input layout) -> [rows, n_out] integers (output layout),
     event-driven: each spike adds its weight row."""
+    if stage.pool is not None:
+        return _value_sums(stage, s)
     n_out = stage.wint.shape[1] if stage.geom is None else stage.geom[7] * stage.geom[8] * stage.wint.shape[1]
     out = np.empty((s.shape[0], n_out), dtype=stage.wint.dtype)
     if stage.geom is None:
@@ -110,6 +121,11 @@ def _value_sums(stage: _Stage, x: np.ndarray) -> np.ndarray:
     nonzero input adds its value times its weight row."""
     n_out = stage.wint.shape[1] if stage.geom is None else stage.geom[7] * stage.geom[8] * stage.wint.shape[1]
     out = np.empty((x.shape[0], n_out), dtype=stage.wint.dtype)
+    if stage.pool is not None:          # k x k sum pool of the (channels-last) input: counts
+        h, w, c, k = stage.pool
+        counts = np.empty((x.shape[0], (h // k) * (w // k) * c), dtype=stage.wint.dtype)
+        kernels.pool_hwc(np.ascontiguousarray(x), h, w, c, k, counts)
+        x = counts
     x = np.ascontiguousarray(x, dtype=stage.wint.dtype)
     if stage.geom is None:
         kernels.dense_values(x, stage.wint, out)
