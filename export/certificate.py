@@ -38,7 +38,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .ir import DECAY_ONE, IR_CONVENTION, STATE_MAX, Graph, dyadic_exponent
-from .onnx_exact import abs_row_sum_max
 from .state_bound import current_state_bound, layer_current_bound, state_bound, two_state_bound
 
 

@@ -17,7 +17,7 @@ from saf.hw_targets import Severity
 from saf.hw_targets.report import format_pool_comparison, pool_comparison
 from saf.train.outdir import check_target
 
-from .bundle import BUNDLE_DIR, ONNX_FILE, SOURCE_FILE, BundleError, write_bundle
+from .bundle import BUNDLE_DIR, ONNX_FILE, SOURCE_FILE, write_bundle
 from .certificate import certify
 from .fold import fold_network
 from .fold_dsr import fold_dsr

@@ -32,7 +32,7 @@ from typing import Optional
 
 import numpy as np
 
-from .fold import FloatFeedback, FloatLayer
+from .fold import FloatLayer
 from .ir import STATE_MAX, Feedback, Graph, Layer, decay_for, dyadic_exponent
 from .state_bound import geometric_sum, layer_current_bound, state_bound
 

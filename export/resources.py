@@ -71,7 +71,7 @@ def describe(graph: Graph):
         descs.append(LayerDesc(
             name=l.name, kind=l.kind, in_shape=tuple(l.syn_in_shape), out_shape=tuple(l.out_shape),
             n_neurons=l.n_out, fan_in=l.fan_in, n_synapses=syn, threshold=int(l.threshold),
-            max_abs_bias=int(np.abs(l.bias).max(initial=0)), state_bound=int(bound), input_graded=(i == 0),
+            max_abs_bias=int(np.abs(l.bias).max(initial=0)), state_bound=int(bound), input_graded=(i == 0 and graph.input_max > 1),
             has_feedback_in=bool(fbs), kernel=kernel, stride=int(l.stride), padding=int(l.padding),
             max_abs_current=int(cur), feedback=fdescs, **ws))
     # Real Loihi 2 resets state every 2^k steps: a sample occupies T steps padded to the next power

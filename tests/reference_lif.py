@@ -47,7 +47,6 @@ def reference_run(graph, xq_one: np.ndarray):
     """One sample. Returns (readout R[T] as int64 [classes], spikes per spiking layer [T, n],
     potentials per spiking layer [T, n] (V[t] before reset))."""
     spiking = [l for l in graph.layers if l.spiking]
-    n_sp = len(spiking)
     V = [[int(getattr(l, "v0", 0))] * l.n_out for l in spiking]      # V'[0] = v0 (initial potential)
     prev_s = [np.zeros(l.n_out, dtype=np.int64) for l in spiking]
     spikes = [np.zeros((graph.T, l.n_out), dtype=bool) for l in spiking]

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 
-from saf.deploy.main import main
 from saf.train.dsr import DSRNet, dsr_spec, dsr_train_batch
 from saf.train.functional.dsr import if_rate_closed_form, if_rate_simulated
 from saf.train.functional.loss import ce_mse_loss

@@ -401,7 +401,8 @@ def test_fp_cli_errors(fp_bundles, capsys):
     ck = str(d / "model.safetensors")
     user_error(capsys, ["export", ck, "--target", "loihi", "--out", str(d / "x"), "--T", "8"], "--T", "FP checkpoint")
     user_error(capsys, ["export", ck, "--target", "loihi", "--out", str(d / "x"), "--dt-exp", "0"], "--dt-exp")
-    user_error(capsys, ["export", ck, "--target", "loihi1", "--out", str(d / "x")], "subtractive reset")
+    line = user_error(capsys, ["export", ck, "--target", "loihi1", "--out", str(d / "x")], "subtractive reset")
+    assert "graded input" not in line             # FP's input is binary spike frames (input_bits 1)
     user_error(capsys, ["verify", str(d / "loihi"), "--dt-exps", "2-x"], "--dt-exps")
     user_error(capsys, ["verify", str(d / "loihi"), "--backends", "saf-int,emulator", "--out", str(d / "v2")],
                "saf-int", "no integer SAF form")

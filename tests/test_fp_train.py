@@ -3,7 +3,6 @@ first-spike readout record (train/fp.py, train/fp_net.py, train/data/yinyang.py)
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -3,7 +3,6 @@ bit for bit in every backend, a wrong pooling window is caught, and the Loihi 2 
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import numpy as np

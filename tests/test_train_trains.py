@@ -14,7 +14,7 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from event_files import write_nmnist_folder  # noqa: E402
-from test_gradients import SPECS, assert_forms_agree, flat, loss_fn, make, per_step_grads  # noqa: E402
+from test_gradients import SPECS, assert_forms_agree, flat, make, per_step_grads  # noqa: E402
 
 from saf.train.cli import data_for  # noqa: E402
 from saf.train.data import load_dataset  # noqa: E402
