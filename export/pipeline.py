@@ -37,6 +37,23 @@ def _named(v) -> str:
     return v.message if tag in v.message else f"{v.message} {tag}"
 
 
+def check_fit(graph: Graph, target, name: str) -> tuple:
+    """(ResourceReport, advisory lines) of graph on target; ExportError (one line) when it does not fit.
+    ADVISORY rules (ranges) are exactness questions, answered by the certificate (a saturating layer
+    makes it "not exact" with the reason) and by the ONNX builder (int64 where float32 would round);
+    they do not stop the export. Everything else (neurons, formats, kinds, fit) does: a target that
+    refuses the neuron model is reported first; every rule's message names the rule."""
+    resources, violations = check_resources(graph, target)
+    advisories = [str(v) for v in violations if v.severity == Severity.ADVISORY]
+    refused = [_named(v) for v in violations if v.severity == Severity.REFUSE]
+    errors = [_named(v) for v in violations if v.severity == Severity.ERROR]
+    if refused or errors or not resources.fits:
+        msgs = refused + list(resources.problems) + errors
+        more = f" (and {len(msgs) - 1} more)" if len(msgs) > 1 else ""
+        raise ExportError(f"{name} does not fit {target.name}: {msgs[0]}{more}")
+    return resources, advisories
+
+
 def _accuracy_report(net, graph: Graph, data, T: int, limit: Optional[int]) -> dict:
     """Float accuracy (trained model, SAF form) vs quantized accuracy (exact integer SAF form)."""
     from saf.train.evaluate import evaluate
@@ -153,18 +170,7 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
     except SumPoolError as e:
         raise ExportError(str(e)) from None
     cert = certify(graph)
-    resources, violations = check_resources(graph, target)
-    # ADVISORY rules (ranges) are exactness questions, answered by the certificate (a saturating layer
-    # makes it "not exact" with the reason) and by the ONNX builder (int64 where float32 would round);
-    # they do not stop the export. Everything else (neurons, formats, kinds, fit) does: a target that
-    # refuses the neuron model is reported first; every rule's message names the rule.
-    advisories = [str(v) for v in violations if v.severity == Severity.ADVISORY]
-    refused = [_named(v) for v in violations if v.severity == Severity.REFUSE]
-    errors = [_named(v) for v in violations if v.severity == Severity.ERROR]
-    if refused or errors or not resources.fits:
-        msgs = refused + list(resources.problems) + errors
-        more = f" (and {len(msgs) - 1} more)" if len(msgs) > 1 else ""
-        raise ExportError(f"{spec.get('name', 'network')} does not fit {target.name}: {msgs[0]}{more}")
+    resources, advisories = check_fit(graph, target, spec.get("name", "network"))
     extra = {"certificate": cert.to_dict(), "resources": resources.to_dict(), "advisories": advisories,
              "quantization": qrep.to_dict(), "target_description": target.description}
     pool_text = ""

@@ -12,13 +12,11 @@ import shutil
 import time
 from pathlib import Path
 
-from saf.hw_targets import Severity
 from saf.train.outdir import check_target
 
 from .bundle import BUNDLE_DIR, FP_SOURCE_FILE, ONNX_FILE, write_bundle
 from .certificate import certify
 from .fold_fp import DT_EXP_DEFAULT, FoldFPError, fold_fp
-from .resources import check_resources
 
 
 def export_fp(checkpoint, target_name: str, out, dt_exp=None, force: bool = False) -> dict:
@@ -29,7 +27,7 @@ def export_fp(checkpoint, target_name: str, out, dt_exp=None, force: bool = Fals
     from saf.train.fp_net import load_fp_checkpoint
 
     from .onnx_model import save_onnx_model
-    from .pipeline import ExportError, _named
+    from .pipeline import ExportError, check_fit
 
     t0 = time.perf_counter()
     target = get_target(target_name)
@@ -49,14 +47,7 @@ def export_fp(checkpoint, target_name: str, out, dt_exp=None, force: bool = Fals
     wraps = [c for c in cert.checks if c.check == "current_reg" and not c.ok]
     if wraps:                                      # Loihi's u register would wrap: integer forms differ
         raise ExportError(f"layer {wraps[0].layer}: {wraps[0].detail}")
-    resources, violations = check_resources(graph, target)
-    advisories = [str(v) for v in violations if v.severity == Severity.ADVISORY]
-    refused = [_named(v) for v in violations if v.severity == Severity.REFUSE]
-    errors = [_named(v) for v in violations if v.severity == Severity.ERROR]
-    if refused or errors or not resources.fits:
-        msgs = refused + list(resources.problems) + errors
-        more = f" (and {len(msgs) - 1} more)" if len(msgs) > 1 else ""
-        raise ExportError(f"{meta['spec']['name']} does not fit {target.name}: {msgs[0]}{more}")
+    resources, advisories = check_fit(graph, target, meta["spec"]["name"])
     fp = graph.meta["fp"]
     extra = {"certificate": cert.to_dict(), "resources": resources.to_dict(), "advisories": advisories,
              "fp_discretization": {key: fp[key] for key in ("k", "dt", "T", "du", "D", "scale", "threshold")},

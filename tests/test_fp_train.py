@@ -16,6 +16,7 @@ from saf.train.fp_net import (FPNet, FPParams, LatencyCode, is_fp_checkpoint, lo
 from saf.train.fp_specs import FP_SPECS
 from saf.train.data.yinyang import generate, yinyang_class
 from saf.train.readout import FIRST_SPIKE, readout_from_json
+from test_train_cli import user_error  # noqa: E402 - one definition of the CLI error check
 
 TINY = ["--method", "fp", "--model", "fp-iris", "--dataset", "iris", "--limit-train", "32", "--batch-size", "8",
         "--no-progress"]
@@ -33,15 +34,6 @@ def run(tmp_path_factory):
     return out
 
 
-def user_error(capsys, argv, *needles):
-    capsys.readouterr()
-    rc = main(argv)
-    err = capsys.readouterr().err
-    assert rc == 2, (rc, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err and "internal error" not in err, err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
 
 
 def test_train_writes_a_run_and_eval_reads_it(run, capsys):

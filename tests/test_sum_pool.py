@@ -209,7 +209,6 @@ def test_wrong_pool_window_is_caught(monkeypatch):
 def test_lava_schedule_without_the_pool_step_is_caught(monkeypatch):
     """Fault: the schedule forgets the pool stage's step of delay (offsets l + 2): Lava then reads the
     pooled layers one step early and the comparison with the emulator fails."""
-    pytest.importorskip("lava")
     import saf.deploy.lava_graph as lg
     from saf.deploy.lava_backend import run_lava
 
@@ -222,7 +221,6 @@ def test_lava_schedule_without_the_pool_step_is_caught(monkeypatch):
 
 
 def test_pooled_graph_on_lava_equals_emulator():
-    pytest.importorskip("lava")
     from saf.deploy.lava_backend import run_lava
     from saf.deploy.lava_graph import make_schedule
 
@@ -247,7 +245,6 @@ def test_pooled_graph_on_lava_equals_emulator():
 def test_pooled_graph_on_lava_stock_runs_the_folded_form():
     """Lava has no stock process sending k x k counts: lava-stock runs the folded form (unpool_graph)
     with stock Dense/Conv/LIFReset, and its outputs equal the emulator's on the pooled graph."""
-    pytest.importorskip("lava")
     from saf.deploy.lava_stock import run_lava_stock
 
     g = _pooled_graph()

@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 import saf.train.trainer as trainer_mod
 from saf.deploy.main import main
 from saf.train.checkpoint import load_model
+from test_train_cli import user_error  # noqa: E402 - one definition of the CLI error check
 
 torch.set_num_threads(1)
 
@@ -47,16 +48,6 @@ def same_weights(a, b) -> bool:
     return sorted(wa) == sorted(wb) and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def user_error(capsys, argv, *needles) -> str:
-    capsys.readouterr()
-    rc = main(argv)
-    err = capsys.readouterr().err
-    assert rc == 2, (rc, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err and "internal error" not in err, err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from safetensors import safe_open
 
 from .outdir import OutputKind, current_umask
 from .readout import ReadoutError, readout_from_json
@@ -47,17 +46,37 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
+def header_metadata(path) -> dict:
+    """The safetensors header's __metadata__ of `path`, no tensors read (OSError / ValueError /
+    struct.error for a file that is not safetensors)."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        if not 2 <= n <= 100_000_000:
+            raise ValueError("bad safetensors header length")
+        return json.loads(f.read(n)).get("__metadata__") or {}
+
+
 def is_saf_checkpoint(path: Path) -> bool:
     """A safetensors file whose metadata says it is a saf checkpoint (header only, no tensors read)."""
     try:
-        with open(path, "rb") as f:
-            n = struct.unpack("<Q", f.read(8))[0]
-            if not 2 <= n <= 100_000_000:
-                return False
-            meta = json.loads(f.read(n)).get("__metadata__") or {}
+        meta = header_metadata(path)
     except (OSError, ValueError, struct.error, AttributeError):
         return False
     return meta.get("format") == FORMAT
+
+
+def read_saf_file(p: Path, load) -> tuple:
+    """(metadata, tensors) of the saf checkpoint file p, tensors read by `load` (safetensors' torch or
+    numpy load_file); CheckpointError (one line) for an unreadable file or another format."""
+    try:
+        meta = header_metadata(p)
+        tensors = load(str(p))
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types for corrupt files
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{p}: not a readable safetensors checkpoint ({why})") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{p}: not a saf checkpoint (metadata format {meta.get('format')!r})")
+    return meta, tensors
 
 
 # A training run directory: what `saf train --force` may replace (train/outdir.py).
@@ -69,6 +88,17 @@ def save_checkpoint(path: Path, net, config: dict) -> None:
     meta = {"format": FORMAT, "spec": json.dumps(net.spec), "config": json.dumps(config),
             "readout": net.readout_kind.to_json()}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def write_run_logs(out: Path, metrics: list, plot) -> None:
+    """metrics.jsonl (one JSON line per epoch) and curves.png (plot(metrics, path); skipped without
+    matplotlib) of a run directory, each replaced atomically."""
+    text = "".join(json.dumps(m) + "\n" for m in metrics)
+    atomic_write(Path(out) / METRICS, lambda tmp: Path(tmp).write_text(text))
+    try:
+        atomic_write(Path(out) / CURVES, lambda tmp: plot(metrics, Path(tmp)))
+    except ImportError:
+        pass
 
 
 def file_sha256(path: Path) -> str:
@@ -94,14 +124,7 @@ def read_checkpoint(path, with_readout: bool = False) -> tuple:
     checkpoint without the record has the non-leaking sum) when with_readout. Raises
     CheckpointError with one clear line."""
     p = resolve(path)
-    try:
-        with safe_open(str(p), framework="pt") as f:
-            meta = f.metadata() or {}
-        tensors = load_file(str(p))
-    except Exception as e:  # noqa: BLE001 - safetensors raises several types for corrupt files
-        raise CheckpointError(f"{p}: not a readable safetensors checkpoint ({str(e).splitlines()[0]})") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{p}: not a saf checkpoint (metadata format {meta.get('format')!r})")
+    meta, tensors = read_saf_file(p, load_file)
     try:
         spec, config = json.loads(meta["spec"]), json.loads(meta["config"])
         plan(spec)

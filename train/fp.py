@@ -22,7 +22,7 @@ from typing import Optional
 
 import numpy as np
 
-from .checkpoint import CHECKPOINT, CURVES, METRICS, RUN_DIR, CheckpointError, atomic_write
+from .checkpoint import CHECKPOINT, RUN_DIR, CheckpointError, write_run_logs
 from .fp_net import FPNet, LatencyCode, first_spike_prediction, load_fp_checkpoint, save_fp_checkpoint
 from .fp_specs import FP_SPECS, FPSpec
 from .functional.fp_grad import build_system, grad_adjoint, grad_forward, unflatten
@@ -215,36 +215,16 @@ class FPTrainer:
         cfg["epochs_done"] = epoch
         cfg["loss"] = {"gamma": self.spec.gamma, "tau0": self.spec.tau0, "tau1": self.spec.tau1}
         save_fp_checkpoint(self.out / CHECKPOINT, self.net, cfg)
-        text = "".join(json.dumps(m) + "\n" for m in self.metrics)
-        atomic_write(self.out / METRICS, lambda tmp: Path(tmp).write_text(text))
-        try:
-            atomic_write(self.out / CURVES, lambda tmp: plot_fp_curves(self.metrics, Path(tmp)))
-        except ImportError:
-            pass
+        write_run_logs(self.out, self.metrics, plot_fp_curves)
 
 
 def plot_fp_curves(metrics: list, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ep = [m["epoch"] for m in metrics]
-    fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
-    ax[0].plot(ep, [m["train_loss"] for m in metrics], marker="o")
-    ax[0].set_title("first-spike loss")
-    ax[1].plot(ep, [m["train_acc"] for m in metrics], marker="o", label="train")
-    ax[1].plot(ep, [m["test_acc"] for m in metrics], marker="o", label="test")
-    ax[1].set_title("accuracy (earliest output spike)")
-    ax[1].legend()
-    ax[2].plot(ep, [m["silent_outputs"] for m in metrics], marker=".", label="silent outputs")
-    ax[2].plot(ep, [m["grazing"] for m in metrics], marker=".", label="grazing crossings")
-    ax[2].set_title("guards (count per epoch)")
-    ax[2].legend(fontsize=7)
-    for a in ax:
-        a.set_xlabel("epoch")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, format="png")
-    plt.close(fig)
+    """The run's curves (train/plots.py) with FP's guards as the third panel."""
+    from .plots import plot_curves
+    guards = [("silent outputs", [m["silent_outputs"] for m in metrics]),
+              ("grazing crossings", [m["grazing"] for m in metrics])]
+    plot_curves(metrics, path, loss_title="first-spike loss", acc_title="accuracy (earliest output spike)",
+                test_label="test", panel=("guards (count per epoch)", guards))
 
 
 # ---- CLI glue ----------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import FORMAT, CheckpointError, atomic_write, resolve
+from .checkpoint import FORMAT, CheckpointError, atomic_write, header_metadata, read_saf_file, resolve
 from .functional.fp_sim import simulate, simulate_batch
 from .readout import FIRST_SPIKE
 
@@ -157,20 +157,12 @@ def save_fp_checkpoint(path, net: FPNet, config: dict) -> None:
     atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
-def _read_meta(p: Path) -> dict:
-    with open(p, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        if not 2 <= n <= 100_000_000:
-            raise ValueError("bad header length")
-        return json.loads(f.read(n)).get("__metadata__") or {}
-
-
 def is_fp_checkpoint(path) -> bool:
     """A saf checkpoint (file or run directory) whose config says method 'fp' (header only)."""
     try:
         p = Path(path)
         p = p / "model.safetensors" if p.is_dir() else p
-        meta = _read_meta(p)
+        meta = header_metadata(p)
         return meta.get("format") == FORMAT and json.loads(meta.get("config", "{}")).get("method") == FP_METHOD
     except (OSError, ValueError, struct.error, AttributeError, TypeError):
         return False
@@ -181,13 +173,7 @@ def load_fp_checkpoint(path) -> tuple:
     from safetensors.numpy import load_file
 
     p = resolve(path)
-    try:
-        meta = _read_meta(p)
-        tensors = load_file(str(p))
-    except Exception as e:  # noqa: BLE001 - safetensors raises several types for corrupt files
-        raise CheckpointError(f"{p}: not a readable safetensors checkpoint ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{p}: not a saf checkpoint (metadata format {meta.get('format')!r})")
+    meta, tensors = read_saf_file(p, load_file)
     try:
         config = json.loads(meta["config"])
         if config.get("method") != FP_METHOD:

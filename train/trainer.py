@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .checkpoint import CHECKPOINT, CURVES, METRICS, RESUME, atomic_write, load_resume, save_checkpoint, save_resume
+from .checkpoint import CHECKPOINT, METRICS, RESUME, load_resume, save_checkpoint, save_resume, write_run_logs
 from .evaluate import evaluate
 from .functional.ide_solver import SolverConfig
 from .functional.loss import ce_mse_loss
@@ -261,10 +261,5 @@ class Trainer:
         save_resume(self.out / RESUME, {"model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
                                         "scheduler": self.sched.state_dict(), "generator": self.gen.get_state(),
                                         "torch_rng": torch.get_rng_state(), "epoch": epoch})
-        text = "".join(json.dumps(m) + "\n" for m in self.metrics)
-        atomic_write(self.out / METRICS, lambda tmp: Path(tmp).write_text(text))
-        try:
-            from .plots import plot_curves
-            atomic_write(self.out / CURVES, lambda tmp: plot_curves(self.metrics, Path(tmp)))
-        except ImportError:
-            pass
+        from .plots import plot_curves
+        write_run_logs(self.out, self.metrics, plot_curves)
