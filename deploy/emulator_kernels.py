@@ -1,12 +1,10 @@
 """Compiled (numba) loops of the layer-major emulator: what BLAS cannot do in one call.
 
-  dense_spikes  W s for binary spikes s, event-driven: each spike adds its weight row (integer adds,
-                work proportional to the number of spikes, as on a neuromorphic chip)
-  conv_spikes   the same for a convolution over channels-last (HWC) spike maps
+  dense_sums    W x, event-driven: each nonzero input (a spike, a count, the first layer's x_q) adds its
+                value times its weight row (integer arithmetic, work proportional to the nonzero
+                inputs, as on a neuromorphic chip; as fast on binary spikes as a pure-add kernel)
+  conv_sums     the same for a convolution over channels-last (HWC) maps
   pool_hwc      a k x k sum pool (Layer.in_pool) of channels-last maps, in front of a dense layer
-  dense_values, conv_values
-                the same for integer inputs (the first layer's x_q): each nonzero input adds its value
-                times its weight row
 Everything here runs on numba's threads alone: no BLAS call sits between them, so the two thread
 pools never spin against each other on a small machine.
   lif_layer     a spiking layer's whole recurrence for all T steps, fused: the exact synaptic sum from
@@ -25,22 +23,9 @@ from saf.export.ir import DECAY_BITS, DECAY_ONE, STATE_MAX
 
 
 @njit(parallel=True, cache=True)
-def dense_spikes(x, Wt, out):
-    """out[r] = sum_j x[r, j] Wt[j] for binary x [R, n_in]; Wt [n_in, n_out] integer; out [R, n_out]."""
-    R, n_in = x.shape
-    n_out = Wt.shape[1]
-    for r in prange(R):
-        acc = np.zeros(n_out, Wt.dtype)
-        for j in range(n_in):
-            if x[r, j]:
-                for k in range(n_out):
-                    acc[k] += Wt[j, k]
-        out[r] = acc
-
-
-@njit(parallel=True, cache=True)
-def dense_values(x, Wt, out):
-    """out[r] = sum_j x[r, j] Wt[j] for integer x [R, n_in] (zeros skipped); Wt [n_in, n_out]."""
+def dense_sums(x, Wt, out):
+    """out[r] = sum_j x[r, j] Wt[j] for x [R, n_in] (binary spikes or integers; zeros skipped);
+    Wt [n_in, n_out] integer; out [R, n_out]."""
     R, n_in = x.shape
     n_out = Wt.shape[1]
     for r in prange(R):
@@ -54,8 +39,11 @@ def dense_values(x, Wt, out):
 
 
 @njit(parallel=True, cache=True)
-def conv_values(x, Wt, tab, C, out):
-    """conv_spikes for integer channels-last maps x [R, H*W*C] (zeros skipped)."""
+def conv_sums(x, Wt, tab, C, out):
+    """Cross-correlation of channels-last maps x [R, H*W*C] (binary spikes or integers) with
+    Wt [(ky, kx, c), Co] (integer) -> out [R, Ho*Wo*Co] channels-last, event-driven: each nonzero input
+    adds its value times its weight row to the output pixels it reaches (scatter_table); padding taps
+    reach none."""
     R = x.shape[0]
     Co = Wt.shape[1]
     HW, KK = tab.shape
@@ -104,30 +92,6 @@ def scatter_table(H: int, W: int, kh: int, kw: int, stride: int, pad: int, Ho: i
                 (ty // stride < Ho) & (tx // stride < Wo)
             tab[ok, ky * kw + kx] = (ty[ok] // stride) * Wo + tx[ok] // stride
     return tab
-
-
-@njit(parallel=True, cache=True)
-def conv_spikes(x, Wt, tab, C, out):
-    """Cross-correlation of binary channels-last maps x [R, H*W*C] with Wt [(ky, kx, c), Co] (integer)
-    -> out [R, Ho*Wo*Co] channels-last, event-driven: each spike adds its weight row to the output
-    pixels it reaches (scatter_table); padding taps reach none."""
-    R = x.shape[0]
-    Co = Wt.shape[1]
-    HW, KK = tab.shape
-    n_out = out.shape[1]
-    for r in prange(R):
-        acc = np.zeros(n_out, Wt.dtype)
-        for pix in range(HW):
-            for c in range(C):
-                if x[r, pix * C + c]:
-                    for t in range(KK):
-                        op = tab[pix, t]
-                        if op >= 0:
-                            wr = t * C + c
-                            ob = op * Co
-                            for k in range(Co):
-                                acc[ob + k] += Wt[wr, k]
-        out[r] = acc
 
 
 @njit(parallel=True, cache=True)

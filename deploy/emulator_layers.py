@@ -102,35 +102,21 @@ def _stages(graph: Graph, plan) -> list:
     return stages
 
 
-def _spike_sums(stage: _Stage, s: np.ndarray) -> np.ndarray:
-    """W s for binary spikes s [rows, n_in] (input layout) -> [rows, n_out] integers (output layout),
-    event-driven: each spike adds its weight row."""
-    if stage.pool is not None:
-        return _value_sums(stage, s)
-    n_out = stage.wint.shape[1] if stage.geom is None else stage.geom[7] * stage.geom[8] * stage.wint.shape[1]
-    out = np.empty((s.shape[0], n_out), dtype=stage.wint.dtype)
-    if stage.geom is None:
-        kernels.dense_spikes(s, stage.wint, out)
-    else:
-        kernels.conv_spikes(s, stage.wint, stage.tab, stage.geom[2], out)
-    return out
-
-
-def _value_sums(stage: _Stage, x: np.ndarray) -> np.ndarray:
-    """W x for integer x [rows, n_in] (input layout) -> [rows, n_out] integers (output layout); each
-    nonzero input adds its value times its weight row."""
+def _event_sums(stage: _Stage, x: np.ndarray) -> np.ndarray:
+    """W x for x [rows, n_in] (input layout: binary spikes, counts or x_q) -> [rows, n_out] integers
+    (output layout); each nonzero input adds its value times its weight row."""
     n_out = stage.wint.shape[1] if stage.geom is None else stage.geom[7] * stage.geom[8] * stage.wint.shape[1]
     out = np.empty((x.shape[0], n_out), dtype=stage.wint.dtype)
+    x = np.ascontiguousarray(x)
     if stage.pool is not None:          # k x k sum pool of the (channels-last) input: counts
         h, w, c, k = stage.pool
         counts = np.empty((x.shape[0], (h // k) * (w // k) * c), dtype=stage.wint.dtype)
-        kernels.pool_hwc(np.ascontiguousarray(x), h, w, c, k, counts)
+        kernels.pool_hwc(x, h, w, c, k, counts)
         x = counts
-    x = np.ascontiguousarray(x, dtype=stage.wint.dtype)
     if stage.geom is None:
-        kernels.dense_values(x, stage.wint, out)
+        kernels.dense_sums(x, stage.wint, out)
     else:
-        kernels.conv_values(x, stage.wint, stage.tab, stage.geom[2], out)
+        kernels.conv_sums(x, stage.wint, stage.tab, stage.geom[2], out)
     return out
 
 
@@ -158,7 +144,7 @@ def emulate_layers(graph: Graph, frames: np.ndarray, varying: bool, plan, *, rec
     S = None
     for li, layer in enumerate(sp):
         st = stages[li]
-        I = _value_sums(st, x) if li == 0 else _spike_sums(st, S.reshape(b * T, -1))
+        I = _event_sums(st, x if li == 0 else S.reshape(b * T, -1))
         S = np.empty((b, T, layer.n_out), dtype=bool)
         rec = out["potentials"] is not None
         V = np.empty((b, T, layer.n_out), dtype=np.int64) if rec else np.empty((1, 1, 1), dtype=np.int64)
@@ -174,11 +160,11 @@ def emulate_layers(graph: Graph, frames: np.ndarray, varying: bool, plan, *, rec
             out["potentials"][li][sl] = _to_ir(V, tuple(layer.out_shape))
     st = stages[-1]
     if ro.decay:              # R[t] = decay_r(R[t-1]) + ((W_o s_N[t] + B_o) << F_r)
-        O = _spike_sums(st, S.reshape(b * T, -1)).astype(np.int64).reshape(b, T, -1) + st.bias
+        O = _event_sums(st, S.reshape(b * T, -1)).astype(np.int64).reshape(b, T, -1) + st.bias
         R = np.zeros((b, ro.n_out), dtype=np.int64)
         for t in range(T):
             R = decay(R, int(ro.decay)) + (O[:, t] << ro.readout_shift)
         out["readout"][sl] = R
     else:                     # R[T] = W_o (sum_t s_N[t]) + T * B_o
         counts = S.sum(axis=1, dtype=np.int64)
-        out["readout"][sl] = _value_sums(st, counts).astype(np.int64) + T * st.bias
+        out["readout"][sl] = _event_sums(st, counts).astype(np.int64) + T * st.bias

@@ -81,7 +81,7 @@ def test_strided_padded_conv_scatter_table_matches_im2col():
                 patch = xp[:, :, oy * s:oy * s + k, ox * s:ox * s + k]
                 want[:, :, oy, ox] = np.einsum("bcij,ocij->bo", patch, wt)
         out = np.empty((11, ho * wo * co), dtype=np.int32)
-        kernels.conv_spikes(np.ascontiguousarray(x.transpose(0, 2, 3, 1).reshape(11, -1)),
+        kernels.conv_sums(np.ascontiguousarray(x.transpose(0, 2, 3, 1).reshape(11, -1)),
                             np.ascontiguousarray(wt.transpose(2, 3, 1, 0).reshape(-1, co).astype(np.int32)),
                             kernels.scatter_table(h, w, k, k, s, p, ho, wo), c, out)
         got = out.reshape(11, ho, wo, co).transpose(0, 3, 1, 2)
