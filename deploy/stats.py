@@ -5,7 +5,7 @@ import numpy as np
 
 from saf.export.ir import Graph
 
-from .result import BackendResult
+from saf.export.result import BackendResult
 
 
 def _cover(n_in: int, n_out: int, k: int, stride: int, pad: int) -> np.ndarray:

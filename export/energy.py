@@ -45,7 +45,7 @@ def _cores(manifest: dict) -> dict:
 
 def latency_steps(manifest: dict) -> int:
     """T steps plus one step of delay per connection (each layer's input synapses; DESIGN.md sec. 4)
-    and one per sum-pool stage (deploy/lava_graph.py's offsets)."""
+    and one per sum-pool stage (deploy/lava/graph.py's offsets)."""
     return int(manifest["T"]) + len(manifest["layers"]) + sum(int(l.get("in_pool", 1)) > 1
                                                               for l in manifest["layers"])
 

@@ -27,7 +27,7 @@ with F_r = Layer.readout_shift: 0 for a non-leaking readout (R[T] = sum_t (W s_N
 bundle before leaking readouts), its frac_bits F when it leaks. F >= k(T-1) for lam_q = 2^-k makes
 R[T] = (sum_t lam^(T-t) (W s_N[t] + B)) << F exact: every truncated decay drops only zero bits (the
 certificate's readout_leak check).
-Sum pooling (Layer.in_pool = k > 1, export/sum_pool.py): the layer's input (C, H, W) is first summed
+Sum pooling (Layer.in_pool = k > 1, export/fold/sum_pool.py): the layer's input (C, H, W) is first summed
 over k x k blocks, s_pool[c, i, j] = sum_{a, b < k} s_in[c, ik + a, jk + b] (counts 0..k^2 for spikes),
 and W applies to s_pool: W s_pool equals the folded layer (AvgPool's 1/k^2 folded into W replicated
 over each block) bit for bit, with k^2 fewer weights.

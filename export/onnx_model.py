@@ -11,7 +11,7 @@ first layer gets its feed-forward current for all T steps from one MatMul/Conv o
 inputs; inside a block the synapses run step by step. The network's input is constant over the T
 steps (graph.input_time_varying False): the first block's feed-forward current is then computed
 once, from x[0], and reused at every step (the model reads only x[0]; the runner repeats x_q). Synapses run in float32 or on the int64 path
-as export/onnx_exact.py proves exact; LIF state arithmetic is int64.
+as export/proof/onnx_exact.py proves exact; LIF state arithmetic is int64.
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .ir import DECAY_BITS, DECAY_ONE, DU_NONE, STATE_MAX, Graph
-from .onnx_exact import CONVENTION, check_exact, feedback_quantity, onnx_exactness, readout_sum_quantity, synapse_dtypes
+from saf.export.ir import DECAY_BITS, DECAY_ONE, DU_NONE, STATE_MAX, Graph
+from saf.export.proof.onnx_exact import CONVENTION, check_exact, feedback_quantity, onnx_exactness, readout_sum_quantity, synapse_dtypes
 
 OPSET = 17
 IR_VERSION = 8          # onnx IR 8 pairs with opset 17 and loads in onnxruntime >= 1.10

@@ -32,9 +32,9 @@ from typing import Optional
 
 import numpy as np
 
-from .fold import FloatLayer
-from .ir import STATE_MAX, Feedback, Graph, Layer, decay_for, dyadic_exponent
-from .state_bound import geometric_sum, layer_current_bound, state_bound
+from saf.export.fold.snn import FloatLayer
+from saf.export.ir import STATE_MAX, Feedback, Graph, Layer, decay_for, dyadic_exponent
+from saf.export.proof.state_bound import geometric_sum, layer_current_bound, state_bound
 
 MIN_WEIGHT_LEVELS = 16     # do not lower a layer's weight precision below this many levels
 

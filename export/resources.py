@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import Graph
-from .state_bound import layer_current_bound, state_bound, two_state_bound
+from saf.export.ir import Graph
+from saf.export.proof.state_bound import layer_current_bound, state_bound, two_state_bound
 
 
 def _conv_synapses(weight, in_shape, stride: int, padding: int) -> int:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import Feedback, Graph, Layer, decay_for
+from saf.export.ir import Feedback, Graph, Layer, decay_for
 
 
 def _conv_out(h: int, k: int, stride: int, pad: int) -> int:

@@ -10,13 +10,13 @@ describes its integer graph as a NetDesc of LayerDescs and asks `check` and `map
 """
 from __future__ import annotations
 
-from .base import FeedbackDesc, LayerDesc, NetDesc, Severity, Target, TargetError, Violation, weight_stats
-from .loihi1 import LOIHI1
-from .loihi2 import LOIHI2
-from .mapper import conv_synapse_count, map_network
-from .onnx import ONNX
-from .report import LayerReport, ResourceReport
-from .rules import RULES, check, current_bound
+from saf.hw_targets.base import FeedbackDesc, LayerDesc, NetDesc, Severity, Target, TargetError, Violation, weight_stats
+from saf.hw_targets.loihi1 import LOIHI1
+from saf.hw_targets.loihi2 import LOIHI2
+from saf.hw_targets.mapper import conv_synapse_count, map_network
+from saf.hw_targets.onnx import ONNX
+from saf.hw_targets.report import LayerReport, ResourceReport
+from saf.hw_targets.rules import RULES, check, current_bound
 
 # "loihi" means the current generation.
 TARGETS = {"loihi": LOIHI2, "loihi1": LOIHI1, "loihi2": LOIHI2, "onnx": ONNX}

@@ -15,7 +15,7 @@ Modelling choices (not chip facts) are marked "choice".
 """
 from __future__ import annotations
 
-from .base import Target
+from saf.hw_targets.base import Target
 
 LOIHI1 = Target(
     name="loihi1",

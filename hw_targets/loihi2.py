@@ -17,7 +17,7 @@ Modelling choices (not chip facts) are marked "choice".
 """
 from __future__ import annotations
 
-from .base import Target
+from saf.hw_targets.base import Target
 
 LOIHI2 = Target(
     name="loihi2",

@@ -53,8 +53,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .base import LayerDesc, NetDesc, Target, TargetError
-from .report import LayerReport, ResourceReport
+from saf.hw_targets.base import LayerDesc, NetDesc, Target, TargetError
+from saf.hw_targets.report import LayerReport, ResourceReport
 
 
 def _n(v) -> str:
@@ -295,7 +295,7 @@ def _params(layer: LayerDesc) -> int:
 
 def _as_target(target) -> Target:
     if isinstance(target, str):
-        from . import get_target
+        from saf.hw_targets import get_target
         return get_target(target)
     if not isinstance(target, Target):
         raise TargetError(f"expected a Target or a target name, got {type(target).__name__}")

@@ -9,7 +9,7 @@ There are no cores: the mapper reports parameter count and bytes instead.
 """
 from __future__ import annotations
 
-from .base import Target
+from saf.hw_targets.base import Target
 
 ONNX = Target(
     name="onnx",

@@ -42,8 +42,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from .base import LayerDesc, NetDesc, Severity, Target, Violation
-from .mapper import _as_target, single_neuron_problems
+from saf.hw_targets.base import LayerDesc, NetDesc, Severity, Target, Violation
+from saf.hw_targets.mapper import _as_target, single_neuron_problems
 
 IR_STATE_MAX = (1 << 23) - 1      # export/ir.py STATE_MAX: the IR clips every spiking state here
 

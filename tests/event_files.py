@@ -10,8 +10,8 @@ import os
 
 import numpy as np
 
-from saf.train.data.events import Events
-from saf.train.data.nmnist import encode_nmnist
+from saf.train.data.events.binning import Events
+from saf.train.data.events.nmnist import encode_nmnist
 
 
 def class_events(label: int, rng, n_steps: int = 12, duration_us: int = 300_000) -> Events:
@@ -49,7 +49,7 @@ def write_nmnist_folder(root, n_train: int = 6, n_test: int = 2, seed: int = 0, 
 def write_dvsgesture_folder(root, seed: int = 0) -> str:
     """ROOT/trials_to_{train,test}.txt, userNN_led.aedat (AEDAT 3.1) and userNN_led_labels.csv:
     user01 (train) holds classes 1 and 4, user02 (test) class 2, each a 100 ms interval of events."""
-    from saf.train.data.aedat import write_aedat3
+    from saf.train.data.events.aedat import write_aedat3
 
     rng = np.random.default_rng(seed)
     os.makedirs(root, exist_ok=True)
@@ -74,8 +74,8 @@ def write_dvsgesture_folder(root, seed: int = 0) -> str:
 
 def write_cifar10dvs_folder(root, per_class: int = 2, seed: int = 0) -> str:
     """ROOT/<class>/cifar10_<class>_<i>.aedat, AEDAT 2.0 DVS128 events."""
-    from saf.train.data.aedat import write_aedat2
-    from saf.train.data.cifar10dvs import CLASSES
+    from saf.train.data.events.aedat import write_aedat2
+    from saf.train.data.events.cifar10dvs import CLASSES
 
     rng = np.random.default_rng(seed)
     for k, cls in enumerate(CLASSES):

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from saf.deploy.main import main
-from saf.train.bench import (PAPER, BenchError, bench_train, compute_checks, format_bench_train, parse_methods,
+from saf.deploy.cli.main import main
+from saf.train.bench.cost import (PAPER, BenchError, bench_train, compute_checks, format_bench_train, parse_methods,
                          parse_Ts)
-from saf.train.methods import METHODS
+from saf.train.methods.registry import METHODS
 
 torch.set_num_threads(1)
 
@@ -73,7 +73,7 @@ def test_report_text_names_pairs_and_paper(tiny):
 
 
 def test_plot(tiny, tmp_path):
-    from saf.train.bench_plot import plot_bench_train
+    from saf.train.bench.report import plot_bench_train
     out = plot_bench_train(tiny, tmp_path / "fig.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -154,7 +154,7 @@ def test_cli_small_run_writes_json_and_plot(tmp_path, capsys):
 
 
 def test_bench_infer_calls_the_lead_module_lazily(monkeypatch, capsys):
-    import saf.deploy.bench_infer as bi
+    import saf.deploy.bench.infer as bi
     seen = {}
 
     def fake(bundle, **kw):

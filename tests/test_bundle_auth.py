@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from saf.deploy.backends import Bundle
-from saf.deploy.main import main
-from saf.deploy.pytest_plugin import check_fidelity
-from saf.export.bundle import BundleError, load_graph, read_manifest, write_bundle
-from saf.export.bundle_auth import MANIFEST_HASH_KEY, manifest_digest
+from saf.deploy.backends.registry import Bundle
+from saf.deploy.cli.main import main
+from saf.deploy.verify.pytest_plugin import check_fidelity
+from saf.export.bundle.store import BundleError, load_graph, read_manifest, write_bundle
+from saf.export.bundle.auth import MANIFEST_HASH_KEY, manifest_digest
 from saf.export.synthetic import random_graph
 
 GOLDEN = Path(__file__).parent / "golden" / "demo"

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from saf.train.distributed import DistributedError, shard_indices, spawn_local
-from saf.train.trainer import TrainConfig, Trainer
+from saf.train.run.distributed import DistributedError, shard_indices, spawn_local
+from saf.train.run.trainer import TrainConfig, Trainer
 
 torch.set_num_threads(1)
 
@@ -61,7 +61,7 @@ def test_shard_rejects_a_batch_not_divisible_by_the_world():
 
 
 def test_ddp_outside_torchrun_is_a_clear_error(monkeypatch):
-    from saf.train.distributed import DDPContext
+    from saf.train.run.distributed import DDPContext
     for v in ("RANK", "WORLD_SIZE"):
         monkeypatch.delenv(v, raising=False)
     with pytest.raises(DistributedError, match="torchrun"):
@@ -93,7 +93,7 @@ def _train(cfg_tuple, ddp=None, out="unused"):
 
 def _worker(rank: int, out_dir: str) -> None:
     torch.set_num_threads(1)
-    from saf.train.distributed import DDPContext
+    from saf.train.run.distributed import DDPContext
     ctx = DDPContext.from_env("cpu")
     try:
         assert ctx.world == 2 and ctx.backend == "gloo"
@@ -121,7 +121,7 @@ def test_two_processes_match_one_process_on_the_same_global_batch(tmp_path):
 def _cli_worker(rank: int, out_dir: str, step: str) -> None:
     """One torchrun-like job per step (a process group is initialised once per process)."""
     torch.set_num_threads(1)
-    from saf.deploy.main import main
+    from saf.deploy.cli.main import main
     base = ["train", "--ddp", "--model", "mlp-digits", "--epochs", "1", "--T", "2", "--device", "cpu",
             "--limit-train", "128", "--no-progress", "--out", out_dir]
     if step == "first":

@@ -10,7 +10,7 @@ import sys
 
 def test_demo_pipeline_end_to_end(tmp_path):
     out = tmp_path / "demo"
-    p = subprocess.run([sys.executable, "-m", "saf.deploy.main", "demo", "--out", str(out), "--epochs", "3",
+    p = subprocess.run([sys.executable, "-m", "saf.deploy.cli.main", "demo", "--out", str(out), "--epochs", "3",
                         "--lava-limit", "8"], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert "verify: PASS" in p.stdout and "identical predictions: 100.00%" in p.stdout
@@ -21,8 +21,8 @@ def test_demo_pipeline_end_to_end(tmp_path):
         assert (out / f).stat().st_size > 0
 
     # Everything the demo wrote is recognised as a demo output (so `saf demo --force` can replace it)...
-    from saf.deploy.demo import DEMO_DIR
-    from saf.train.outdir import why_not_ours
+    from saf.deploy.cli.demo import DEMO_DIR
+    from saf.train.io.outdir import why_not_ours
     assert why_not_ours(out, DEMO_DIR) is None
     # ...and a --force demo that fails part-way leaves it exactly as it was, with nothing beside it.
     before = {str(q.relative_to(tmp_path)): (None if q.is_dir() else q.read_bytes()) for q in tmp_path.rglob("*")}
@@ -37,10 +37,10 @@ def test_demo_pipeline_end_to_end(tmp_path):
 # train and eval steps run (in the temporary sibling), then the export fails with exit 2.
 FAIL_AT_EXPORT = r"""
 import sys
-import saf.deploy.demo as demo
+import saf.deploy.cli.demo as demo
 real = demo._steps
 demo._steps = lambda e, l: [s if s[0] != "export" else s[:s.index("--target") + 1] + ["tpu"] + s[s.index("--target") + 2:]
                             for s in real(e, l)]
-from saf.deploy.main import main
+from saf.deploy.cli.main import main
 sys.exit(main(["demo", "--out", sys.argv[1], "--force", "--epochs", "1", "--lava-limit", "2"]))
 """

@@ -1,4 +1,4 @@
-"""DSR (`--method dsr`, train/dsr.py; METHODS.md sec. 3) claims as tests:
+"""DSR (`--method dsr`, train/methods/dsr/net.py; METHODS.md sec. 3) claims as tests:
 - Eqs. 18/21: an IF neuron's rate is floor (alpha = 1) / round half up (alpha = 1/2) of N I / V, exactly
   on random rationals (and the wrong rule is caught);
 - implementations A (T stacked in the batch, per-neuron autograd Function, the authors' code style)
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from saf.train.dsr import DSRNet, dsr_spec, dsr_train_batch
-from saf.train.functional.dsr import if_rate_closed_form, if_rate_simulated
+from saf.train.methods.dsr.net import DSRNet, dsr_spec, dsr_train_batch
+from saf.train.methods.dsr.functional import if_rate_closed_form, if_rate_simulated
 from saf.train.functional.loss import ce_mse_loss
 from saf.train.memory import SavedTensorMeter
 from saf.train.spec import SpecError, builtin_spec, with_neuron
@@ -149,9 +149,9 @@ def test_saved_bytes_constant_in_T(readout):
 @pytest.fixture(scope="module")
 def lif_alpha_bundle(tmp_path_factory):
     """A DSR net (LIF lam = 1/2, alpha = 1/2, spiking output) trained briefly and exported."""
-    from saf.export.pipeline import export_checkpoint
+    from saf.export.pipeline.snn import export_checkpoint
     from saf.train.data import load_dataset
-    from saf.train.trainer import TrainConfig, Trainer
+    from saf.train.run.trainer import TrainConfig, Trainer
 
     root = tmp_path_factory.mktemp("dsr")
     cfg = TrainConfig(model="mlp-digits", method="dsr", lam=0.5, dsr_alpha=0.5, epochs=2, limit_train=400,
@@ -162,12 +162,12 @@ def lif_alpha_bundle(tmp_path_factory):
 
 
 def test_lif_alpha_exports_exact_with_initial_potentials(lif_alpha_bundle):
-    from saf.deploy.emulator import run_emulator
-    from saf.deploy.onnx_runner import run_onnx
-    from saf.export.bundle import load_graph
-    from saf.export.certificate import certify
+    from saf.deploy.backends.emulator import run_emulator
+    from saf.deploy.backends.onnx_runner import run_onnx
+    from saf.export.bundle.store import load_graph
+    from saf.export.proof.certificate import certify
     from saf.export.onnx_model import build_onnx_model
-    from saf.export.saf_int import run_saf_int
+    from saf.export.proof.saf_int import run_saf_int
     from saf.train.data import load_dataset
 
     root, extra = lif_alpha_bundle
@@ -186,7 +186,7 @@ def test_lif_alpha_exports_exact_with_initial_potentials(lif_alpha_bundle):
         np.testing.assert_array_equal(r.readout, a.readout)
         assert sum(int((p != q).sum()) for p, q in zip(r.spikes, a.spikes)) == 0
     # the initial potential matters: dropping it changes spikes (the comparison above can fail)
-    b0 = __import__("saf.deploy.emulator", fromlist=["emulate"]).emulate(g, xq, initial_potential=False)
+    b0 = __import__("saf.deploy.backends.emulator", fromlist=["emulate"]).emulate(g, xq, initial_potential=False)
     assert sum(int((p != q).sum()) for p, q in zip(b0.spikes, a.spikes)) > 0
     # ties: the lowest index wins in the integer forms and in the float model
     R = a.readout

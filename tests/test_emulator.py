@@ -1,5 +1,5 @@
-"""The fast emulator (deploy/emulator.py) against the literal spec oracle, and the exact SAF form
-(export/saf_int.py) against the emulator: equal where DESIGN.md sec. 3 says they must be, different
+"""The fast emulator (deploy/backends/emulator.py) against the literal spec oracle, and the exact SAF form
+(export/proof/saf_int.py) against the emulator: equal where DESIGN.md sec. 3 says they must be, different
 where the leak truncates, the state saturates, or a fault is injected."""
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from reference_lif import reference_batch  # noqa: E402
 
-import saf.deploy.emulator as emu  # noqa: E402
-import saf.export.saf_int as saf  # noqa: E402
-from saf.deploy.emulator import emulate, run_emulator  # noqa: E402
+import saf.deploy.backends.emulator as emu  # noqa: E402
+import saf.export.proof.saf_int as saf  # noqa: E402
+from saf.deploy.backends.emulator import emulate, run_emulator  # noqa: E402
 from saf.export.ir import Feedback, Graph, Layer, decay_for  # noqa: E402
-from saf.export.saf_int import run_saf_int  # noqa: E402
+from saf.export.proof.saf_int import run_saf_int  # noqa: E402
 from saf.export.synthetic import random_graph, random_inputs  # noqa: E402
 
 

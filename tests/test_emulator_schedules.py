@@ -1,6 +1,6 @@
 """The emulator's two schedules compute the same integer network: the layer-major one (event-driven
-compiled synapses, fused neuron loop, channels-last maps; deploy/emulator_layers.py) against the
-step-by-step numpy one (deploy/emulator.py), spike for spike and potential for potential, and both
+compiled synapses, fused neuron loop, channels-last maps; deploy/backends/emulator_layers.py) against the
+step-by-step numpy one (deploy/backends/emulator.py), spike for spike and potential for potential, and both
 against the independent per-step reference of tests/reference_lif.py."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from saf.deploy import emulator_kernels as kernels
-from saf.deploy.emulator import emulate
+import saf.deploy.backends.emulator_kernels as kernels
+from saf.deploy.backends.emulator import emulate
 from saf.export.synthetic import random_graph, random_inputs, random_trains
 
 from reference_lif import reference_batch

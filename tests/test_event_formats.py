@@ -15,16 +15,16 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from event_files import write_cifar10dvs_folder, write_dvsgesture_folder  # noqa: E402
 from reference_lif import reference_batch  # noqa: E402
 
-from saf.deploy.emulator import run_emulator  # noqa: E402
-from saf.deploy.lava_backend import run_lava  # noqa: E402
-from saf.deploy.lava_stock import run_lava_stock  # noqa: E402
-from saf.deploy.onnx_runner import run_onnx  # noqa: E402
+from saf.deploy.backends.emulator import run_emulator  # noqa: E402
+from saf.deploy.lava.backend import run_lava  # noqa: E402
+from saf.deploy.lava.stock import run_lava_stock  # noqa: E402
+from saf.deploy.backends.onnx_runner import run_onnx  # noqa: E402
 from saf.export.ir import Graph, Layer, decay_for  # noqa: E402
 from saf.export.onnx_model import build_onnx_model  # noqa: E402
-from saf.export.saf_int import run_saf_int  # noqa: E402
+from saf.export.proof.saf_int import run_saf_int  # noqa: E402
 from saf.train.data import DatasetError, load_dataset  # noqa: E402
-from saf.train.data.aedat import read_aedat  # noqa: E402
-from saf.train.data.nmnist import decode_nmnist  # noqa: E402
+from saf.train.data.events.aedat import read_aedat  # noqa: E402
+from saf.train.data.events.nmnist import decode_nmnist  # noqa: E402
 
 
 def test_aedat2_big_endian_and_aedat3_packets(tmp_path):
@@ -33,7 +33,7 @@ def test_aedat2_big_endian_and_aedat3_packets(tmp_path):
     a, t = read_aedat(str(p2), "2")
     assert a.tolist() == [0x1F03] and t.tolist() == [256]
     # x = (a >> 8) & 0x7F = 31, y = (a >> 1) & 0x7F = 1, p = 1 (tonic.io.read_dvs_128)
-    from saf.train.data.cifar10dvs import decode_address
+    from saf.train.data.events.cifar10dvs import decode_address
     assert [int(v[0]) for v in decode_address(a)] == [31, 1, 1]
     p3 = tmp_path / "b.aedat"
     addr = (100 << 17) | (7 << 2) | (1 << 1)
@@ -42,7 +42,7 @@ def test_aedat2_big_endian_and_aedat3_packets(tmp_path):
     p3.write_bytes(b"#!AER-DAT3.1\r\n#!END-HEADER\r\n" + other + body)
     a, t = read_aedat(str(p3), "3")
     assert a.tolist() == [addr] and t.tolist() == [5 | (1 << 31)]             # tsOverflow << 31
-    from saf.train.data.dvsgesture import decode_address as ibm
+    from saf.train.data.events.dvsgesture import decode_address as ibm
     assert [int(v[0]) for v in ibm(a)] == [100, 7, 1]
     with pytest.raises(DatasetError, match="not an AEDAT 3"):
         read_aedat(str(p2), "3")

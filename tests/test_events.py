@@ -16,18 +16,18 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from event_files import class_events, write_nmnist_folder  # noqa: E402
 from reference_lif import reference_batch  # noqa: E402
 
-from saf.deploy.emulator import run_emulator  # noqa: E402
-from saf.deploy.lava_backend import run_lava  # noqa: E402
-from saf.deploy.main import main  # noqa: E402
-from saf.deploy.onnx_runner import run_onnx  # noqa: E402
+from saf.deploy.backends.emulator import run_emulator  # noqa: E402
+from saf.deploy.lava.backend import run_lava  # noqa: E402
+from saf.deploy.cli.main import main  # noqa: E402
+from saf.deploy.backends.onnx_runner import run_onnx  # noqa: E402
 from saf.export.onnx_model import build_onnx_model  # noqa: E402
-from saf.export.saf_int import run_saf_int  # noqa: E402
+from saf.export.proof.saf_int import run_saf_int  # noqa: E402
 from saf.export.synthetic import random_graph  # noqa: E402
 from saf.train.data import DatasetError, load_dataset  # noqa: E402
 from saf.train.data.coding import InputCoding  # noqa: E402
 from saf.train.data.encoders import encode  # noqa: E402
-from saf.train.data.events import COUNT_MAX, Events, bin_events  # noqa: E402
-from saf.train.data.nmnist import decode_nmnist, encode_nmnist  # noqa: E402
+from saf.train.data.events.binning import COUNT_MAX, Events, bin_events  # noqa: E402
+from saf.train.data.events.nmnist import decode_nmnist, encode_nmnist  # noqa: E402
 
 
 # ---------------------------------------------------------------- N-MNIST format

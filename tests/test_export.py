@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from saf.deploy.main import main
-from saf.export.bundle import BundleError, load_graph, read_manifest
-from saf.export.certificate import certify
-from saf.export.fold import fold_network, float_forward
+from saf.deploy.cli.main import main
+from saf.export.bundle.store import BundleError, load_graph, read_manifest
+from saf.export.proof.certificate import certify
+from saf.export.fold.snn import fold_network, float_forward
 from saf.export.ir import decay_for
 from saf.export.synthetic import random_graph
 from saf.train.checkpoint import save_checkpoint
@@ -131,7 +131,7 @@ def test_demo_net_on_loihi1_is_refused_in_one_line_naming_the_rule(tmp_path, cap
 
 
 def test_network_needing_more_cores_than_the_system_is_refused(tmp_path):
-    from saf.export.pipeline import ExportError, export_checkpoint
+    from saf.export.pipeline.snn import ExportError, export_checkpoint
     from saf.hw_targets import get_target
 
     one_chip = get_target("loihi2").with_chips(1, "one Loihi 2 chip")
@@ -213,7 +213,7 @@ def test_export_bad_input(tmp_path, capsys, case):
 def test_layer_kind_a_target_cannot_take(tmp_path):
     import dataclasses
 
-    from saf.export.pipeline import ExportError, export_checkpoint
+    from saf.export.pipeline.snn import ExportError, export_checkpoint
     from saf.hw_targets import get_target
 
     dense_only = dataclasses.replace(get_target("loihi2"), name="dense-chip",

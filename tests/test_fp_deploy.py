@@ -19,11 +19,11 @@ import numpy as np
 import onnx
 import pytest
 
-from saf.deploy.backends import BACKENDS, Bundle, inject_fault
-from saf.deploy.emulator import emulate, run_emulator
-from saf.deploy.onnx_runner import run_onnx
-from saf.deploy.verify import verify
-from saf.export.certificate import certify
+from saf.deploy.backends.registry import BACKENDS, Bundle, inject_fault
+from saf.deploy.backends.emulator import emulate, run_emulator
+from saf.deploy.backends.onnx_runner import run_onnx
+from saf.deploy.verify.core import verify
+from saf.export.proof.certificate import certify
 from saf.export.ir import Graph, Layer
 from saf.export.onnx_model import build_onnx_model
 
@@ -221,7 +221,7 @@ def test_each_fault_is_caught(fault):
 
 
 def test_faults_refused_where_they_change_nothing():
-    from saf.deploy.backend_spec import BackendError
+    from saf.deploy.backends.spec import BackendError
     g = fp_graph("dense", 0)
     for l in g.layers[:-1]:
         l.du = 4095
@@ -233,8 +233,8 @@ def test_faults_refused_where_they_change_nothing():
 
 
 def test_saf_int_refuses_two_state_graphs():
-    from saf.deploy.backend_spec import BackendError
-    from saf.deploy.backends import run_spec
+    from saf.deploy.backends.spec import BackendError
+    from saf.deploy.backends.registry import run_spec
     g = fp_graph("dense", 0)
     with pytest.raises(BackendError, match="no integer SAF form"):
         run_spec(BACKENDS["saf-int"], Bundle(None, {}, g), spike_trains(g, 2))
@@ -249,7 +249,7 @@ def test_certificate_bounds_the_carried_current_and_claims_no_exactness():
     assert "approximate" in rows[("training_form", "all")].detail
     assert not any(ch.check in ("leak", "frac_bits") for ch in c.checks)
     # the certified |U| bound holds on the run, and is what the carry makes it: (A << F) / (1 - r)
-    from saf.export.state_bound import current_state_bound
+    from saf.export.proof.state_bound import current_state_bound
     for l in g.layers[:-1]:
         assert rows[("current_reg", l.name)].ok
         a = int(np.where(l.weight > 0, l.weight, 0).sum(1).max())
@@ -264,7 +264,7 @@ def test_certificate_bounds_the_carried_current_and_claims_no_exactness():
 
 def test_certified_current_bound_is_reached_closely():
     """All-ones input every step drives U towards its bound (A << F) sum r^j: the bound is tight."""
-    from saf.export.state_bound import current_state_bound
+    from saf.export.proof.state_bound import current_state_bound
     g = fp_graph("dense", 0, T=40)
     l = g.layers[0]
     l.weight[:] = np.abs(l.weight)
@@ -281,9 +281,9 @@ def test_certified_current_bound_is_reached_closely():
 def _single_synapse_peak(k: int) -> tuple:
     """(integer peak of V / (TH << 6) * theta, continuous peak) for one input spike at t = 0 of weight 2
     into one neuron (alpha 1, beta 0.9: the continuous V peaks at 2 max h = 0.775, below theta 1)."""
-    from saf.export.fold_fp import fold_fp, spike_frames
+    from saf.export.fold.fp import fold_fp, spike_frames
     from saf.hw_targets import get_target
-    from saf.train.fp_net import FPNet, FPParams, LatencyCode
+    from saf.train.methods.fp.net import FPNet, FPParams, LatencyCode
     code = LatencyCode(lo=(0.0,), hi=(1.0,), t_early=0.0, t_late=4.0)
     net = FPNet(FPParams(1.0, 0.9, 1.0, 4.0, 6.0), [np.array([[2.0]]), np.array([[1.0]])], code)
     g = fold_fp(net, k, get_target("loihi2"))
@@ -308,7 +308,7 @@ def test_fp_discretization_matches_the_continuous_potential():
 def test_fp_discretization_check_catches_the_overshooting_gain(monkeypatch):
     import math
 
-    from saf.export import fold_fp as ff
+    import saf.export.fold.fp as ff
     right = ff.step_gain
     monkeypatch.setattr(ff, "step_gain", lambda a, b, dt: right(a, b, dt) * math.exp(a * dt))
     got, cont = _single_synapse_peak(6)
@@ -319,7 +319,7 @@ def test_fp_discretization_check_catches_the_overshooting_gain(monkeypatch):
 def _iris_fp_net():
     """A handmade 4-6-3 FP net on Iris's latency code (short horizon t_max = 2 so T stays small)."""
     from saf.train.data import load_dataset
-    from saf.train.fp_net import FPNet, FPParams, LatencyCode
+    from saf.train.methods.fp.net import FPNet, FPParams, LatencyCode
     ds = load_dataset("iris")
     code = LatencyCode.fit(np.concatenate([ds.x_train.numpy(), ds.x_test.numpy()]), 0.0, 2.0)
     rng = np.random.default_rng(1)
@@ -330,8 +330,8 @@ def _iris_fp_net():
 
 @pytest.fixture(scope="module")
 def fp_bundles(tmp_path_factory):
-    from saf.deploy.main import main
-    from saf.train.fp_net import save_fp_checkpoint
+    from saf.deploy.cli.main import main
+    from saf.train.methods.fp.net import save_fp_checkpoint
     d = tmp_path_factory.mktemp("fp")
     net = _iris_fp_net()
     save_fp_checkpoint(d / "model.safetensors", net, {"dataset": "iris", "model": "fp-handmade", "seed": 0})
@@ -342,7 +342,7 @@ def fp_bundles(tmp_path_factory):
 
 
 def test_fp_export_writes_the_discretization(fp_bundles):
-    from saf.export.bundle import FP_SOURCE_FILE
+    from saf.export.bundle.store import FP_SOURCE_FILE
     d, net = fp_bundles
     b = Bundle.load(d / "loihi")
     fp = b.graph.meta["fp"]
@@ -352,9 +352,9 @@ def test_fp_export_writes_the_discretization(fp_bundles):
     assert FP_SOURCE_FILE in b.manifest["files"]
     assert not b.manifest["certificate"]["exact"]
     assert "approximate" in b.manifest["certificate"]["reasons"][0]
-    from saf.export.fold_fp import DT_EXP_DEFAULT
+    from saf.export.fold.fp import DT_EXP_DEFAULT
     assert Bundle.load(d / "onnx").graph.meta["fp"]["k"] == DT_EXP_DEFAULT           # the stated default
-    from saf.deploy.fp_verify import bundle_matches_its_source
+    from saf.deploy.verify.fp_dt import bundle_matches_its_source
     assert bundle_matches_its_source(b, net) == ""
     other = _iris_fp_net()
     other.weights[1] = other.weights[1] * 1.1
@@ -363,7 +363,7 @@ def test_fp_export_writes_the_discretization(fp_bundles):
 
 def test_fp_verify_with_lava_prints_the_dt_table(fp_bundles, capsys):
     import json
-    from saf.deploy.main import main
+    from saf.deploy.cli.main import main
     d, _ = fp_bundles
     out = d / "verify"
     capsys.readouterr()
@@ -386,7 +386,7 @@ def test_fp_verify_with_lava_prints_the_dt_table(fp_bundles, capsys):
 
 
 def test_fp_verify_catches_a_fault_on_the_bundle(fp_bundles, capsys):
-    from saf.deploy.main import main
+    from saf.deploy.cli.main import main
     d, _ = fp_bundles
     capsys.readouterr()
     rc = main(["verify", str(d / "loihi"), "--backends", "emulator,onnx", "--inject-fault", "current-decay",

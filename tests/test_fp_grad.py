@@ -1,4 +1,4 @@
-"""FP's exact gradients (train/functional/fp_grad.py, fp_loss.py; METHODS.md 2.2, 2.5 F1, F2, F4):
+"""FP's exact gradients (train/methods/fp/grad.py, fp_loss.py; METHODS.md 2.2, 2.5 F1, F2, F4):
 forward mode (Alg. 2) against central finite differences of the simulated loss, the structure of
 L = dPhi/dF, forward mode against the adjoint, and the loss sign; each comparison fails on an
 injected fault."""
@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from saf.train.functional import fp_grad
-from saf.train.functional.fp_grad import (GRAZE_EPS, build_system, grad_adjoint, grad_forward, spike_jacobian_forward,
+import saf.train.methods.fp.grad as fp_grad
+from saf.train.methods.fp.grad import (GRAZE_EPS, build_system, grad_adjoint, grad_forward, spike_jacobian_forward,
                                           unflatten)
-from saf.train.functional.fp_kernel import h
-from saf.train.functional.fp_loss import first_spike_loss
-from saf.train.functional.fp_sim import simulate, simulate_batch
+from saf.train.methods.fp.kernel import h
+from saf.train.methods.fp.loss import first_spike_loss
+from saf.train.methods.fp.sim import simulate, simulate_batch
 
 A, B, TH, TSIM = 1.0, 0.9, 1.0, 24.0
 LOSS = dict(tau0=1.0, tau1=1.0, gamma=0.1)

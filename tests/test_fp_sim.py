@@ -1,14 +1,15 @@
-"""FP's exact event-driven simulator (train/functional/fp_sim.py; METHODS.md 2.1, 2.5 F3) against an
-independent fine Euler integration of the two ODEs, corner cases, and the API (train/fp_net.py)."""
+"""FP's exact event-driven simulator (train/methods/fp/sim.py; METHODS.md 2.1, 2.5 F3) against an
+independent fine Euler integration of the two ODEs, corner cases, and the API (train/methods/fp/net.py)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from saf.train.functional import fp_kernel, fp_sim
-from saf.train.functional.fp_kernel import critical_time, h, h_prime, phi
-from saf.train.functional.fp_sim import simulate, simulate_batch, simulate_layer_batch
-from saf.train.fp_net import FPNet, FPParams, LatencyCode, first_spike_prediction
+import saf.train.methods.fp.kernel as fp_kernel
+import saf.train.methods.fp.sim as fp_sim
+from saf.train.methods.fp.kernel import critical_time, h, h_prime, phi
+from saf.train.methods.fp.sim import simulate, simulate_batch, simulate_layer_batch
+from saf.train.methods.fp.net import FPNet, FPParams, LatencyCode, first_spike_prediction
 
 A, B, TH = 1.0, 0.9, 1.0
 

@@ -1,5 +1,5 @@
 """`saf train --method fp` / `saf eval` on an FP run, the FP checkpoint, the FP datasets and the
-first-spike readout record (train/fp.py, train/fp_net.py, train/data/yinyang.py)."""
+first-spike readout record (train/methods/fp/train.py, train/methods/fp/net.py, train/data/yinyang.py)."""
 from __future__ import annotations
 
 import json
@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from saf.deploy.main import main
+from saf.deploy.cli.main import main
 from saf.train.checkpoint import CheckpointError, load_model
 from saf.train.data import load_dataset
-from saf.train.fp import Adam, batch_gradient, config_for, evaluate_fp
-from saf.train.fp_net import (FPNet, FPParams, LatencyCode, is_fp_checkpoint, load_fp_checkpoint,
+from saf.train.methods.fp.train import Adam, batch_gradient, config_for, evaluate_fp
+from saf.train.methods.fp.net import (FPNet, FPParams, LatencyCode, is_fp_checkpoint, load_fp_checkpoint,
                               save_fp_checkpoint)
-from saf.train.fp_specs import FP_SPECS
+from saf.train.methods.fp.specs import FP_SPECS
 from saf.train.data.yinyang import generate, yinyang_class
 from saf.train.readout import FIRST_SPIKE, readout_from_json
 from test_train_cli import user_error  # noqa: E402 - one definition of the CLI error check
@@ -125,7 +125,7 @@ def test_xor_and_yinyang_datasets():
 
 def test_xor_trains_to_100_percent():
     """fp-xor, the paper's Table 1 settings: converges within the paper's worst case (98 steps)."""
-    from saf.train.fp import init_net, make_code
+    from saf.train.methods.fp.train import init_net, make_code
     spec = FP_SPECS["fp-xor"]
     d = load_dataset("xor")
     code = make_code(spec, d.x_train.numpy())

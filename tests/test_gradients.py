@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from saf.train.functional.loss import ce_mse_loss
-from saf.train.methods import train_batch
+from saf.train.methods.registry import train_batch
 from saf.train.modules.network import SpikingNet
 
 torch.set_num_threads(1)

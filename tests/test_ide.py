@@ -1,4 +1,4 @@
-"""IDE (train/ide.py, METHODS.md 1.5): the claims as tests.
+"""IDE (train/methods/ide/implicit.py, METHODS.md 1.5): the claims as tests.
 
 I1 IF rates approach the equilibrium about as 1/t (LIF 0.95 levels off: the check can fail);
 I2 the implicit gradient equals central finite differences of the equilibrium loss (rel err <= 1e-6;
@@ -12,11 +12,11 @@ import math
 import pytest
 import torch
 
-from saf.train.functional.ide_solver import SolverConfig, broyden, fixed_point
+from saf.train.methods.ide.solver import SolverConfig, broyden, fixed_point
 from saf.train.functional.loss import ce_mse_loss
-from saf.train.ide import equilibrium_map, implicit_backward, readout_logits, snn_rates
+from saf.train.methods.ide.implicit import equilibrium_map, implicit_backward, readout_logits, snn_rates
 from saf.train.memory import SavedTensorMeter
-from saf.train.methods import train_batch
+from saf.train.methods.registry import train_batch
 from saf.train.modules.network import SpikingNet
 from saf.train.spec import builtin_spec, with_neuron
 
@@ -205,7 +205,7 @@ def test_saf_theorem_3_saf_f_and_ide_gradients_have_positive_inner_product(seed)
 def test_bench_train_measures_ide_on_a_feedback_net():
     """`saf bench train --methods ide,...` runs IDE's implicit solve under every memory probe (the
     flop counter's module hooks included) and finds its saved bytes flat in T, BPTT's linear."""
-    from saf.train.bench import bench_train
+    from saf.train.bench.cost import bench_train
     r = bench_train("ide-digits", 4, (2, 3, 4), ("ide", "bptt"), "cpu", steps=1, warmup=0, compile="off", lam=1.0)
     saved = {(x["method"], x["T"]): x["saved_bytes"] for x in r["results"]}
     assert saved[("ide", 2)] == saved[("ide", 3)] == saved[("ide", 4)] < saved[("bptt", 4)]

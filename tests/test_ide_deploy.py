@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from saf.deploy.backends import Bundle
-from saf.deploy.main import main
-from saf.deploy.verify import verify
-from saf.export.bundle import read_manifest
-from saf.export.fold import fold_network
+from saf.deploy.backends.registry import Bundle
+from saf.deploy.cli.main import main
+from saf.deploy.verify.core import verify
+from saf.export.bundle.store import read_manifest
+from saf.export.fold.snn import fold_network
 from saf.train.checkpoint import load_model, save_checkpoint
 from saf.train.data import load_dataset
 from saf.train.evaluate import evaluate
@@ -146,7 +146,7 @@ def test_ide_lif_with_the_papers_lam_is_certified_not_exact(tmp_path, capsys):
 
 def test_ide_with_ddp_is_refused(tmp_path):
     """IDE's backward runs outside the DDP wrapper, so `--ddp --method ide` is one clear refusal."""
-    from saf.train.trainer import TrainConfig, Trainer, TrainingError
+    from saf.train.run.trainer import TrainConfig, Trainer, TrainingError
     with pytest.raises(TrainingError, match="--ddp is not supported"):
         Trainer(TrainConfig(method="ide", model="ide-digits"), tmp_path / "r", load_dataset("digits"),
                 ddp=object())

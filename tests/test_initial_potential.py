@@ -14,12 +14,12 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from reference_lif import reference_batch  # noqa: E402
 
-from saf.deploy.emulator import emulate  # noqa: E402
-from saf.deploy.onnx_runner import run_onnx  # noqa: E402
-from saf.export.bundle import load_graph, write_bundle  # noqa: E402
-from saf.export.certificate import certify  # noqa: E402
+from saf.deploy.backends.emulator import emulate  # noqa: E402
+from saf.deploy.backends.onnx_runner import run_onnx  # noqa: E402
+from saf.export.bundle.store import load_graph, write_bundle  # noqa: E402
+from saf.export.proof.certificate import certify  # noqa: E402
 from saf.export.onnx_model import build_onnx_model  # noqa: E402
-from saf.export.saf_int import run_saf_int  # noqa: E402
+from saf.export.proof.saf_int import run_saf_int  # noqa: E402
 from saf.export.synthetic import random_graph, random_inputs  # noqa: E402
 
 
@@ -113,7 +113,7 @@ def test_manifest_carries_v0(tmp_path):
 
 
 def test_lava_own_model_with_v0():
-    from saf.deploy.lava_backend import run_lava
+    from saf.deploy.lava.backend import run_lava
 
     g = with_v0(random_graph("dense", T=6, lam=0.5, seed=3, feedback=True))
     x = random_inputs(g, 4, seed=1)
@@ -124,7 +124,7 @@ def test_lava_own_model_with_v0():
 
 
 def test_lava_stock_refuses_v0():
-    from saf.deploy.lava_stock import StockModelError, stock_problems
+    from saf.deploy.lava.stock import StockModelError, stock_problems
 
     g = with_v0(random_graph("dense", T=6, lam=0.5, seed=3))
     assert any("initial potential" in p for p in stock_problems(g))

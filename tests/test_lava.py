@@ -1,4 +1,4 @@
-"""The Lava backend (deploy/lava_backend.py on deploy/lava_procs/) against the literal spec oracle:
+"""The Lava backend (deploy/lava/backend.py on deploy/lava_procs/) against the literal spec oracle:
 fixed_pt bit for bit (readout and every spike), the streaming schedule (period P > 1 for feedback,
 state reset between samples, chunked runs), floating_pt where the integer decay is exact, ties and
 saturation. Each run_lava call compiles and runs a Lava network (~0.4 s), so the cases are few and
@@ -14,10 +14,10 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from reference_lif import reference_batch  # noqa: E402
 
-import saf.deploy.emulator as emu  # noqa: E402
-from saf.deploy.emulator import emulate  # noqa: E402
-from saf.deploy.lava_backend import run_lava  # noqa: E402
-from saf.deploy.lava_graph import make_schedule  # noqa: E402
+import saf.deploy.backends.emulator as emu  # noqa: E402
+from saf.deploy.backends.emulator import emulate  # noqa: E402
+from saf.deploy.lava.backend import run_lava  # noqa: E402
+from saf.deploy.lava.graph import make_schedule  # noqa: E402
 from saf.export.ir import STATE_MAX, Feedback, Graph, Layer, decay_for  # noqa: E402
 from saf.export.synthetic import random_graph, random_inputs  # noqa: E402
 

@@ -18,15 +18,15 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import reference_lif  # noqa: E402
 from reference_lif import reference_batch  # noqa: E402
 
-import saf.deploy.lava_stock as stock  # noqa: E402
-import saf.deploy.lava_stock_encode as enc  # noqa: E402
-from saf.deploy.emulator import emulate  # noqa: E402
-from saf.deploy.lava_procs.stock_lif import PySoftResetLifBitAcc  # noqa: E402
-from saf.deploy.backends import Bundle  # noqa: E402
-from saf.deploy.main import main  # noqa: E402
-from saf.deploy.verify import verify  # noqa: E402
-from saf.export.bundle import write_bundle  # noqa: E402
-from saf.export.certificate import certify  # noqa: E402
+import saf.deploy.lava.stock as stock  # noqa: E402
+import saf.deploy.lava.stock_encode as enc  # noqa: E402
+from saf.deploy.backends.emulator import emulate  # noqa: E402
+from saf.deploy.lava.procs.stock_lif import PySoftResetLifBitAcc  # noqa: E402
+from saf.deploy.backends.registry import Bundle  # noqa: E402
+from saf.deploy.cli.main import main  # noqa: E402
+from saf.deploy.verify.core import verify  # noqa: E402
+from saf.export.bundle.store import write_bundle  # noqa: E402
+from saf.export.proof.certificate import certify  # noqa: E402
 from saf.export.ir import STATE_MAX, Graph, Layer, decay_for  # noqa: E402
 from saf.export.synthetic import random_graph, random_inputs  # noqa: E402
 
@@ -336,9 +336,9 @@ def test_run_json_lists_the_classes_that_ran(demo_bundle, capsys):
     assert layers["fc3"]["synapse"]["own_code"].startswith("none")
     n = layers["fc3"]["neuron"]
     assert n["process"] == "lava.proc.lif.process.LIFReset"
-    assert n["model"] == "saf.deploy.lava_procs.stock_lif.PySoftResetLifBitAcc"
+    assert n["model"] == "saf.deploy.lava.procs.stock_lif.PySoftResetLifBitAcc"
     assert n["model_base"] == "lava.proc.lif.models.PyLifResetModelBitAcc"
     assert n["own_code"].endswith("overriding only reset_voltage, spiking_activation")
-    assert layers["readout"]["readout"]["process"] == "saf.deploy.lava_procs.readout.Integrator"
+    assert layers["readout"]["readout"]["process"] == "saf.deploy.lava.procs.readout.Integrator"
     assert layers["readout"]["readout"]["own_code"] == "Process and ProcessModel"
     assert st["samples"] == 3 and st["accuracy"] > 0.5

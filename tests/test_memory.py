@@ -9,7 +9,7 @@ import torch
 
 from saf.train.functional.loss import ce_mse_loss
 from saf.train.memory import SavedTensorMeter, state_bytes
-from saf.train.methods import METHODS, train_batch
+from saf.train.methods.registry import METHODS, train_batch
 from saf.train.modules.network import LIFState, SAFState, SpikingNet
 from saf.train.spec import builtin_spec, with_neuron
 
@@ -35,7 +35,7 @@ def table_for(model: str, ws: bool):
     g = torch.Generator().manual_seed(0)
     x = torch.rand(BATCH, *spec["input_shape"], generator=g)
     y = torch.randint(0, spec["num_classes"], (BATCH,), generator=g)
-    # DSR trains feed-forward networks (train/dsr.py refuses feedback specs)
+    # DSR trains feed-forward networks (train/methods/dsr/net.py refuses feedback specs)
     ms = [m for m in METHODS if not (m == "dsr" and spec.get("feedback"))]
     return {m: {T: measure(net, x, y, T, m) for T in TS} for m in ms}, net
 
@@ -56,7 +56,7 @@ def table(request):
 def test_constant_in_T(table, method):
     tab, net = table
     if method not in tab:                  # dsr on the feedback model: refused in one line instead
-        from saf.train.dsr import dsr_view
+        from saf.train.methods.dsr.net import dsr_view
         from saf.train.spec import SpecError
         assert method == "dsr" and net.spec.get("feedback")
         with pytest.raises(SpecError, match="feed-forward"):

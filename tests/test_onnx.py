@@ -1,5 +1,5 @@
-"""The ONNX form (export/onnx_model.py, run by deploy/onnx_runner.py) against the literal spec oracle:
-readout and every layer's spike train bit for bit; the exactness proof (export/onnx_exact.py) on
+"""The ONNX form (export/onnx_model.py, run by deploy/backends/onnx_runner.py) against the literal spec oracle:
+readout and every layer's spike train bit for bit; the exactness proof (export/proof/onnx_exact.py) on
 graphs that break float32's 2^24 bound; atomic saving; clear errors for bad inputs."""
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from onnx import TensorProto
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from reference_lif import reference_batch  # noqa: E402
 
-import saf.deploy.emulator as emu  # noqa: E402
-import saf.export.onnx_exact as onnx_exact  # noqa: E402
-from saf.deploy.emulator import emulate  # noqa: E402
-from saf.deploy.onnx_runner import run_onnx  # noqa: E402
-from saf.export.bundle_error import BundleError  # noqa: E402
+import saf.deploy.backends.emulator as emu  # noqa: E402
+import saf.export.proof.onnx_exact as onnx_exact  # noqa: E402
+from saf.deploy.backends.emulator import emulate  # noqa: E402
+from saf.deploy.backends.onnx_runner import run_onnx  # noqa: E402
+from saf.export.bundle.error import BundleError  # noqa: E402
 from saf.export.ir import STATE_MAX, Feedback, Graph, Layer, decay_for  # noqa: E402
-from saf.export.onnx_exact import OnnxExactnessError, onnx_exactness  # noqa: E402
+from saf.export.proof.onnx_exact import OnnxExactnessError, onnx_exactness  # noqa: E402
 from saf.export.onnx_model import (META_FINGERPRINT, OnnxExportError, build_onnx_model,  # noqa: E402
                                save_onnx_model)
 from saf.export.synthetic import random_graph, random_inputs  # noqa: E402

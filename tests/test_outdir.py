@@ -1,4 +1,4 @@
-"""train/outdir.py, the one helper every output directory goes through: what --force may replace
+"""train/io/outdir.py, the one helper every output directory goes through: what --force may replace
 (a saf output recognised by its marker's content and holding nothing saf did not write), and the
 staged swap (built beside the old one, swapped in on success, old state intact on any failure,
 SIGINT/SIGTERM handled only after the swap itself). Each check is shown to fail on the fault it guards."""
@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import saf.train.outdir as od
-from saf.deploy.demo import DEMO_DIR, MARKER, MARKER_TEXT
-from saf.export.bundle import BUNDLE_DIR
+import saf.train.io.outdir as od
+from saf.deploy.cli.demo import DEMO_DIR, MARKER, MARKER_TEXT
+from saf.export.bundle.store import BUNDLE_DIR
 from saf.train.checkpoint import RUN_DIR, save_checkpoint
 from saf.train.modules.network import SpikingNet
-from saf.train.outdir import OutputError, Staged, check_target, make_dirs, remove_made, why_not_ours
+from saf.train.io.outdir import OutputError, Staged, check_target, make_dirs, remove_made, why_not_ours
 from saf.train.spec import load_spec, with_neuron
 
 
@@ -138,7 +138,7 @@ def test_rename_failure_puts_the_old_output_back(tmp_path, monkeypatch):
 
 
 def _swap_with_sigterm_mid_way(tmp_path, monkeypatch):
-    """Send SIGTERM (handler raises, as deploy/main.py installs) between the swap's two renames."""
+    """Send SIGTERM (handler raises, as deploy/cli/main.py installs) between the swap's two renames."""
     out = saf_run(tmp_path / "run")
     real = os.rename
 
@@ -188,7 +188,7 @@ def test_export_and_verify_replace_their_own_outputs(tmp_path, capsys):
     them whole, leaving nothing beside them."""
     import json
 
-    from saf.deploy.main import main
+    from saf.deploy.cli.main import main
 
     ckpt = Path(__file__).parent / "golden" / "demo" / "model.safetensors"
     b = tmp_path / "b"

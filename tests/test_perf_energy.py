@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from saf.deploy.backends import Bundle
-from saf.deploy.bench_peak import dense_equivalent_macs, matmul_peak_gflops, peak_fraction
-from saf.deploy.main import main
+from saf.deploy.backends.registry import Bundle
+from saf.deploy.bench.peak import dense_equivalent_macs, matmul_peak_gflops, peak_fraction
+from saf.deploy.cli.main import main
 from saf.hw_targets.energy import FIGURES, LayerActivity, estimate
 
 GOLDEN = Path(__file__).parent / "golden" / "demo"
@@ -51,7 +51,7 @@ def test_every_figure_is_cited_and_loihi2_reuse_is_marked_an_assumption():
 def test_dense_equivalent_macs_of_the_demo(demo_bundles):
     g = Bundle.load(demo_bundles[0]).graph
     # conv1 16x8x8 outputs x 1*3*3, conv2 32x8x8 x 16*3*3, fc3 128 x 512 (its AvgPool(2) is a sum-pool
-    # stage, export/sum_pool.py: 2,048 inputs folded), readout 10 x 128; T = 6
+    # stage, export/fold/sum_pool.py: 2,048 inputs folded), readout 10 x 128; T = 6
     assert g.layers[2].in_pool == 2
     assert dense_equivalent_macs(g) == (1024 * 9 + 2048 * 144 + 128 * 512 + 10 * 128) * 6
     assert peak_fraction(1000.0, 3_000_000, 60.0) == pytest.approx(0.1)
@@ -100,7 +100,7 @@ def test_onnx_computes_the_constant_input_current_once():
     import numpy as np
     import onnxruntime as ort
 
-    from saf.deploy.emulator import run_emulator
+    from saf.deploy.backends.emulator import run_emulator
     from saf.export.onnx_model import build_onnx_model
     from saf.export.synthetic import random_graph, random_inputs
 

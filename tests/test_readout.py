@@ -19,20 +19,20 @@ from safetensors.torch import load_file, save_file
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from reference_lif import reference_batch  # noqa: E402
 
-from saf.deploy.backends import BackendError, Bundle, run_backend  # noqa: E402
-from saf.deploy.emulator import emulate  # noqa: E402
-from saf.deploy.onnx_runner import run_onnx  # noqa: E402
-from saf.deploy.verify import verify  # noqa: E402
-from saf.export.bundle import BundleError, load_graph, write_bundle  # noqa: E402
-from saf.export.bundle_auth import manifest_digest  # noqa: E402
-from saf.export.certificate import certify  # noqa: E402
+from saf.deploy.backends.registry import BackendError, Bundle, run_backend  # noqa: E402
+from saf.deploy.backends.emulator import emulate  # noqa: E402
+from saf.deploy.backends.onnx_runner import run_onnx  # noqa: E402
+from saf.deploy.verify.core import verify  # noqa: E402
+from saf.export.bundle.store import BundleError, load_graph, write_bundle  # noqa: E402
+from saf.export.bundle.auth import manifest_digest  # noqa: E402
+from saf.export.proof.certificate import certify  # noqa: E402
 from saf.export.onnx_model import save_onnx_model  # noqa: E402
-from saf.export.saf_int import run_saf_int  # noqa: E402
+from saf.export.proof.saf_int import run_saf_int  # noqa: E402
 from saf.export.synthetic import random_graph, random_inputs  # noqa: E402
 from saf.train.checkpoint import CheckpointError, load_model, save_checkpoint  # noqa: E402
 from saf.train.functional.loss import ce_mse_loss  # noqa: E402
 from saf.train.functional.neuron import bias_coeff  # noqa: E402
-from saf.train.methods import METHODS, readout_for, train_batch  # noqa: E402
+from saf.train.methods.registry import METHODS, readout_for, train_batch  # noqa: E402
 from saf.train.modules.network import SpikingNet  # noqa: E402
 from saf.train.readout import LEAKY_SUM, SUM  # noqa: E402
 from saf.train.spec import load_spec, with_neuron  # noqa: E402
@@ -149,7 +149,7 @@ def _net(readout, seed=0):
 def test_methods_record_the_readout_their_loss_sees():
     assert readout_for("saf-f") is LEAKY_SUM
     assert all(readout_for(m) is SUM for m in METHODS if m not in ("saf-f", "dsr", "ide"))
-    assert readout_for("dsr").name == "spike_count"          # DSR's spiking output layer (train/dsr.py)
+    assert readout_for("dsr").name == "spike_count"          # DSR's spiking output layer (train/methods/dsr/net.py)
     # IDE (DESIGN.md sec. 6): non-leaking for IF, leaking with lam for LIF
     assert readout_for("ide", 1.0) is SUM and readout_for("ide", 0.5) is LEAKY_SUM
     net = _net(LEAKY_SUM)
@@ -196,8 +196,8 @@ def test_saf_f_digits_net_deploys_the_readout_it_trained(tmp_path, capsys):
     --method saf-f --T 6 --lam 0.5 --epochs 8`): the manifest's readout leaks with decay 2048; the float
     SAF form's logits (sum_t lam^(T-t) o[t]) and the deployed readout give the same prediction on
     >= 99.5% of the test set; verify passes with Lava (own-model backend "lava"), ONNX, emulator."""
-    from saf.deploy.main import main
-    from saf.export.bundle import read_manifest
+    from saf.deploy.cli.main import main
+    from saf.export.bundle.store import read_manifest
     from saf.train.data import load_dataset
 
     out = tmp_path / "b"
@@ -230,8 +230,8 @@ def test_saf_f_digits_net_deploys_the_readout_it_trained(tmp_path, capsys):
 
 def test_eval_uses_the_recorded_readout(capsys):
     """`saf eval` evaluates the SAF-F checkpoint with the leaking readout it trained, and says so."""
-    from saf.deploy.main import main
-    from saf.train.cli import eval_checkpoint
+    from saf.deploy.cli.main import main
+    from saf.deploy.cli.train import eval_checkpoint
 
     r = eval_checkpoint(SAFF_CKPT)
     assert r["readout"] == "leaky-sum" and r["readout_leak"] == 0.5 and r["n"] == 360

@@ -1,4 +1,4 @@
-"""Sum-pool stage (Layer.in_pool, export/sum_pool.py): the pooled form equals the folded AvgPool form
+"""Sum-pool stage (Layer.in_pool, export/fold/sum_pool.py): the pooled form equals the folded AvgPool form
 bit for bit in every backend, a wrong pooling window is caught, and the Loihi 2 mapping shrinks."""
 from __future__ import annotations
 
@@ -10,19 +10,19 @@ import pytest
 import torch
 
 from reference_lif import reference_run
-from saf.deploy.compare import compare_pair
-from saf.deploy.emulator import emulate, run_emulator
-from saf.deploy.main import main
-from saf.deploy.onnx_runner import run_onnx
-from saf.export.bundle import load_graph, read_manifest, write_bundle
-from saf.export.certificate import certify
-from saf.export.fold import fold_network
+from saf.deploy.verify.compare import compare_pair
+from saf.deploy.backends.emulator import emulate, run_emulator
+from saf.deploy.cli.main import main
+from saf.deploy.backends.onnx_runner import run_onnx
+from saf.export.bundle.store import load_graph, read_manifest, write_bundle
+from saf.export.proof.certificate import certify
+from saf.export.fold.snn import fold_network
 from saf.export.ir import Feedback, Graph, Layer, sum_pool
 from saf.export.onnx_model import build_onnx_model
 from saf.export.quantize import quantize
 from saf.export.resources import check_resources
-from saf.export.saf_int import run_saf_int
-from saf.export.sum_pool import (SumPoolError, choose_pools, pool_layer, pool_problem, unpool_graph,
+from saf.export.proof.saf_int import run_saf_int
+from saf.export.fold.sum_pool import (SumPoolError, choose_pools, pool_layer, pool_problem, unpool_graph,
                                  unpool_layer, with_pools)
 from saf.hw_targets import get_target
 from saf.hw_targets.report import pool_comparison
@@ -190,7 +190,7 @@ def test_wrong_pool_window_is_caught(monkeypatch):
         rep = compare_pair(ref, bad, names)
         assert rep["spike_mismatches"] > 0 and rep["first"]["layer"] == "conv2", fault.__name__
     # the layer-major schedule reads the pooled input through weights repeated over each block
-    from saf.deploy import emulator_layers
+    import saf.deploy.backends.emulator_layers as emulator_layers
     real_unpooled = emulator_layers._unpooled
 
     def one_tap(layer):
@@ -209,8 +209,8 @@ def test_wrong_pool_window_is_caught(monkeypatch):
 def test_lava_schedule_without_the_pool_step_is_caught(monkeypatch):
     """Fault: the schedule forgets the pool stage's step of delay (offsets l + 2): Lava then reads the
     pooled layers one step early and the comparison with the emulator fails."""
-    import saf.deploy.lava_graph as lg
-    from saf.deploy.lava_backend import run_lava
+    import saf.deploy.lava.graph as lg
+    from saf.deploy.lava.backend import run_lava
 
     g = _pooled_graph()
     xq = _inputs(g, 3)
@@ -221,8 +221,8 @@ def test_lava_schedule_without_the_pool_step_is_caught(monkeypatch):
 
 
 def test_pooled_graph_on_lava_equals_emulator():
-    from saf.deploy.lava_backend import run_lava
-    from saf.deploy.lava_graph import make_schedule
+    from saf.deploy.lava.backend import run_lava
+    from saf.deploy.lava.graph import make_schedule
 
     g = _pooled_graph()
     assert make_schedule(g, 1).offsets == [2, 4, 6, 7]           # one more step per sum-pool stage
@@ -245,7 +245,7 @@ def test_pooled_graph_on_lava_equals_emulator():
 def test_pooled_graph_on_lava_stock_runs_the_folded_form():
     """Lava has no stock process sending k x k counts: lava-stock runs the folded form (unpool_graph)
     with stock Dense/Conv/LIFReset, and its outputs equal the emulator's on the pooled graph."""
-    from saf.deploy.lava_stock import run_lava_stock
+    from saf.deploy.lava.stock import run_lava_stock
 
     g = _pooled_graph()
     xq = _inputs(g, 2)

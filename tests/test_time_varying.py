@@ -13,12 +13,12 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from reference_lif import reference_batch  # noqa: E402
 
-from saf.deploy.emulator import emulate, run_emulator  # noqa: E402
-from saf.deploy.lava_backend import run_lava  # noqa: E402
-from saf.deploy.lava_stock import run_lava_stock  # noqa: E402
-from saf.deploy.onnx_runner import run_onnx  # noqa: E402
+from saf.deploy.backends.emulator import emulate, run_emulator  # noqa: E402
+from saf.deploy.lava.backend import run_lava  # noqa: E402
+from saf.deploy.lava.stock import run_lava_stock  # noqa: E402
+from saf.deploy.backends.onnx_runner import run_onnx  # noqa: E402
 from saf.export.onnx_model import build_onnx_model  # noqa: E402
-from saf.export.saf_int import run_saf_int  # noqa: E402
+from saf.export.proof.saf_int import run_saf_int  # noqa: E402
 from saf.export.synthetic import random_graph, random_trains  # noqa: E402
 
 
@@ -128,8 +128,8 @@ def test_state_bound_holds_and_is_reached_by_a_constructed_train(lam):
     """The certificate bounds |V| by (Imax << F) sum_j lam^j for ANY train in the input range. A
     constructed train reaches it (IF: exactly; leaky: within the truncation of T decays); random
     trains stay below it; a bound computed for a smaller input range is beaten."""
-    from saf.export.certificate import certify
-    from saf.export.state_bound import layer_current_bound, state_bound
+    from saf.export.proof.certificate import certify
+    from saf.export.proof.state_bound import layer_current_bound, state_bound
 
     g = narrow_input(random_graph("dense", T=6, lam=lam, seed=21), 2)    # x[t] in [0, 3]
     l0 = g.layers[0]
@@ -157,7 +157,7 @@ def test_state_bound_holds_and_is_reached_by_a_constructed_train(lam):
 def test_fuzz_makes_trains_for_a_time_varying_graph():
     """`saf verify --fuzz` on a time-varying bundle draws trains [T, ...] (frames differ in time); the
     emulator and the SAF form agree on every one, and the constructed bound input is the extreme train."""
-    from saf.deploy.fuzz import first_layer_extremes, make_fuzz_inputs
+    from saf.deploy.verify.fuzz_inputs import first_layer_extremes, make_fuzz_inputs
 
     g = narrow_input(random_graph("dense", T=5, lam=0.5, seed=8), 2)
     fz = make_fuzz_inputs(g, 30, seed=1)

@@ -15,8 +15,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-import saf.train.trainer as trainer_mod
-from saf.deploy.main import main
+import saf.train.run.trainer as trainer_mod
+from saf.deploy.cli.main import main
 from saf.train.checkpoint import load_model
 from test_train_cli import user_error  # noqa: E402 - one definition of the CLI error check
 
@@ -81,7 +81,7 @@ def test_fault_without_restoring_the_run_differs(started, tmp_path):
     """What the test above guards against: resuming with the command line's defaults instead of the
     stored configuration (the old behaviour) trains other weights, so same_weights can fail."""
     from saf.train.data import load_dataset
-    from saf.train.trainer import TrainConfig, Trainer
+    from saf.train.run.trainer import TrainConfig, Trainer
 
     one, two = started
     out = tmp_path / "d"

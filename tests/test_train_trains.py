@@ -16,10 +16,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from event_files import write_nmnist_folder  # noqa: E402
 from test_gradients import SPECS, assert_forms_agree, flat, make, per_step_grads  # noqa: E402
 
-from saf.train.cli import data_for  # noqa: E402
+from saf.deploy.cli.train import data_for  # noqa: E402
 from saf.train.data import load_dataset  # noqa: E402
-from saf.train.methods import METHODS  # noqa: E402
-from saf.train.trainer import TrainConfig, Trainer  # noqa: E402
+from saf.train.methods.registry import METHODS  # noqa: E402
+from saf.train.run.trainer import TrainConfig, Trainer  # noqa: E402
 
 torch.set_num_threads(1)
 

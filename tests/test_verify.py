@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from saf.deploy.backends import Bundle, run_backend
-from saf.deploy.main import main
-from saf.deploy.verify import verify
-from saf.export.bundle import write_bundle
+from saf.deploy.backends.registry import Bundle, run_backend
+from saf.deploy.cli.main import main
+from saf.deploy.verify.core import verify
+from saf.export.bundle.store import write_bundle
 from saf.export.synthetic import random_graph, random_inputs
 
 GOLDEN = Path(__file__).parent / "golden" / "demo"
@@ -73,8 +73,8 @@ def test_one_lsb_in_a_deep_layer_is_caught_there(demo_bundle):
     b = Bundle.load(demo_bundle)
     import copy
 
-    from saf.deploy.cli import load_inputs
-    from saf.deploy.emulator import emulate
+    from saf.deploy.cli.run import load_inputs
+    from saf.deploy.backends.emulator import emulate
     xq, y, _ = load_inputs(b, "digits", None, 120)
     good = emulate(b.graph, xq, record_potentials=True)
     # a neuron of fc3 that fires with less than one weight step (2 << F) to spare, and an input that
@@ -87,7 +87,7 @@ def test_one_lsb_in_a_deep_layer_is_caught_there(demo_bundle):
     g = copy.deepcopy(b.graph)
     g.layers[2].weight[j, i] -= 2
     bad = run_backend("emulator", b, xq, graph=g)
-    from saf.deploy.compare import compare_pair
+    from saf.deploy.verify.compare import compare_pair
     p = compare_pair(good, bad, [l.name for l in b.graph.spiking_layers])
     assert p["layers"][0]["mismatches"] == 0 and p["layers"][1]["mismatches"] == 0
     assert p["layers"][2]["mismatches"] > 0 and p["first"]["layer"] == "fc3" and p["first"]["t"] <= t + 1

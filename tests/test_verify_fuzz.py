@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from saf.deploy.backends import Bundle
-from saf.deploy.emulator import emulate
-from saf.deploy.fuzz import CLASSES, input_range, make_fuzz_inputs
-from saf.deploy.main import main
+from saf.deploy.backends.registry import Bundle
+from saf.deploy.backends.emulator import emulate
+from saf.deploy.verify.fuzz_inputs import CLASSES, input_range, make_fuzz_inputs
+from saf.deploy.cli.main import main
 
 GOLDEN = Path(__file__).parent / "golden" / "demo"
 
@@ -108,8 +108,8 @@ def test_lava_runs_on_a_subset_of_the_fuzz_inputs(demo_bundle, tmp_path):
 def test_first_layer_extremes_reach_the_exact_current_bound(demo_bundle):
     """The constructed near-bound input of the first layer is the worst case, not an approximation:
     its current at t = 1 equals the certificate's interval bound on |W x + B|."""
-    from saf.deploy.fuzz import first_layer_extremes
-    from saf.export.state_bound import layer_current_bound
+    from saf.deploy.verify.fuzz_inputs import first_layer_extremes
+    from saf.export.proof.state_bound import layer_current_bound
 
     g = Bundle.load(demo_bundle).graph
     lay = g.layers[0]
@@ -119,7 +119,7 @@ def test_first_layer_extremes_reach_the_exact_current_bound(demo_bundle):
 
 
 def test_a_layer_without_a_constructed_tie_is_reported():
-    from saf.deploy.verify_fuzz import format_fuzz
+    from saf.deploy.verify.fuzz import format_fuzz
 
     row = {"layer": "l", "ties": 0, "ties_by_class": {}, "max_abs_v": 1, "fraction_of_bound": 0.0, "near_bound": 0}
     fz = {"n": 15, "seed": 0, "classes": {"tie": 2}, "samples": {"a": 15}, "layers": [row],

@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .outdir import OutputKind, current_umask
-from .readout import ReadoutError, readout_from_json
-from .spec import SpecError, plan
+from saf.train.io.outdir import OutputKind, current_umask
+from saf.train.readout import ReadoutError, readout_from_json
+from saf.train.spec import SpecError, plan
 
 FORMAT = "saf-checkpoint-1"
 CHECKPOINT = "model.safetensors"
@@ -79,7 +79,7 @@ def read_saf_file(p: Path, load) -> tuple:
     return meta, tensors
 
 
-# A training run directory: what `saf train --force` may replace (train/outdir.py).
+# A training run directory: what `saf train --force` may replace (train/io/outdir.py).
 RUN_DIR = OutputKind("saf training run", CHECKPOINT, is_saf_checkpoint, (CHECKPOINT, RESUME, METRICS, CURVES))
 
 
@@ -144,16 +144,16 @@ def read_checkpoint(path, with_readout: bool = False) -> tuple:
 
 def load_model(path, device: str = "cpu"):
     """Build the network from the checkpoint's spec and load its weights (shapes checked)."""
-    from .modules.network import SpikingNet
+    from saf.train.modules.network import SpikingNet
 
     p = resolve(path)
-    from .fp_net import is_fp_checkpoint
+    from saf.train.methods.fp.net import is_fp_checkpoint
     if is_fp_checkpoint(p):
         raise CheckpointError(f"{p}: an FP checkpoint (--method fp) holds a continuous-time network: load it "
-                              f"with saf.train.fp_net.load_fp_checkpoint")
+                              f"with saf.train.methods.fp.net.load_fp_checkpoint")
     tensors, spec, config, readout = read_checkpoint(p, with_readout=True)
-    if "dsr" in spec:                  # --method dsr (train/dsr.py)
-        from .dsr import DSRNet
+    if "dsr" in spec:                  # --method dsr (train/methods/dsr/net.py)
+        from saf.train.methods.dsr.net import DSRNet
         net = DSRNet(spec, readout=readout)
     else:
         net = SpikingNet(spec, surrogate=config.get("surrogate", "sigmoid"), alpha=float(config.get("alpha", 4.0)),

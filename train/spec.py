@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .ide_specs import IDE_SPECS
+from saf.train.methods.ide.specs import IDE_SPECS
 
 SPIKING = ("conv", "linear")
 GLUE = ("avgpool", "gap", "flatten")

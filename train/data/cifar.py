@@ -14,9 +14,9 @@ from typing import Tuple
 import numpy as np
 import torch
 
-from .augment import random_crop_flip
-from .base import Dataset, DatasetError
-from .safe_pickle import RefusedGlobal, safe_loads
+from saf.train.data.augment import random_crop_flip
+from saf.train.data.base import Dataset, DatasetError
+from saf.train.data.safe_pickle import RefusedGlobal, safe_loads
 
 BATCH_DIR = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))

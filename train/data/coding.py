@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Optional
 
-from .base import DatasetError
-from .encoders import check_encoder
-from .events import check_bin_by
+from saf.train.data.base import DatasetError
+from saf.train.data.encoders import check_encoder
+from saf.train.data.events.binning import check_bin_by
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import torch
 from sklearn.datasets import load_digits, load_iris
 from sklearn.model_selection import train_test_split
 
-from .base import Dataset
+from saf.train.data.base import Dataset
 
 DIGITS_TEST_SIZE = 360
 IRIS_TEST_SIZE = 30

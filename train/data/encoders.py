@@ -16,7 +16,7 @@ import zlib
 
 import numpy as np
 
-from .base import DatasetError
+from saf.train.data.base import DatasetError
 
 ENCODERS = ("constant", "rate", "latency")
 

@@ -14,7 +14,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-from .base import Dataset, DatasetError
+from saf.train.data.base import Dataset, DatasetError
 
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801

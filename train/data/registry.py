@@ -5,17 +5,17 @@ from typing import Optional
 
 import torch
 
-from .base import Dataset, DatasetError
-from .cifar import load_cifar10
-from .cifar10dvs import load_cifar10dvs
-from .dvsgesture import load_dvsgesture
-from .coding import InputCoding
-from .embedded import load_digits_dataset, load_iris_dataset
-from .encoders import encode
-from .idx import load_idx_dataset
-from .nmnist import load_nmnist
-from .synthetic import load_synthetic
-from .yinyang import load_xor_dataset, load_yinyang_dataset
+from saf.train.data.base import Dataset, DatasetError
+from saf.train.data.cifar import load_cifar10
+from saf.train.data.events.cifar10dvs import load_cifar10dvs
+from saf.train.data.events.dvsgesture import load_dvsgesture
+from saf.train.data.coding import InputCoding
+from saf.train.data.embedded import load_digits_dataset, load_iris_dataset
+from saf.train.data.encoders import encode
+from saf.train.data.idx import load_idx_dataset
+from saf.train.data.events.nmnist import load_nmnist
+from saf.train.data.synthetic import load_synthetic
+from saf.train.data.yinyang import load_xor_dataset, load_yinyang_dataset
 
 EVENT_READERS = {"nmnist": load_nmnist, "dvsgesture": load_dvsgesture, "cifar10dvs": load_cifar10dvs}         # name -> load(root, T, bin_by); one module per format
 DATASETS = ("digits", "iris", "mnist", "fashion-mnist", "cifar10", "synthetic", *EVENT_READERS, "xor", "yinyang")

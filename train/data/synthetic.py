@@ -10,7 +10,7 @@ from typing import Sequence
 
 import torch
 
-from .base import Dataset, DatasetError
+from saf.train.data.base import Dataset, DatasetError
 
 LEVELS = 255
 

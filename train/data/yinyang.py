@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import Dataset
+from saf.train.data.base import Dataset
 
 R_SMALL = 0.1
 R_BIG = 0.5

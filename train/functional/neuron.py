@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .surrogate import spike, surrogate_grad
+from saf.train.functional.surrogate import spike, surrogate_grad
 
 SpikeFn = Callable[[torch.Tensor], torch.Tensor]
 

@@ -18,13 +18,13 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from ..functional.neuron import bias_coeff, lif_step, saf_potential, saf_spikes, saf_step_fused, trace_step
-from ..functional.replace import replace
-from ..functional.surrogate import spike
-from ..readout import SUM, Readout
-from ..spec import neuron_params, plan
-from .spectral import SpectralSynapse
-from .synapse import Synapse
+from saf.train.functional.neuron import bias_coeff, lif_step, saf_potential, saf_spikes, saf_step_fused, trace_step
+from saf.train.functional.replace import replace
+from saf.train.functional.surrogate import spike
+from saf.train.readout import SUM, Readout
+from saf.train.spec import neuron_params, plan
+from saf.train.modules.spectral import SpectralSynapse
+from saf.train.modules.synapse import Synapse
 
 
 def _feedback_synapse(f, plan, ws: bool, gamma: float):

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .synapse import Synapse, apply_glue
+from saf.train.modules.synapse import Synapse, apply_glue
 
 INIT_ITERATIONS = 10
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..functional.ws import scaled_ws
+from saf.train.functional.ws import scaled_ws
 
 
 def apply_glue(x: torch.Tensor, pre: list) -> torch.Tensor:

@@ -1,0 +1,370 @@
+"""Fast bit-accurate emulator of the integer LIF form (export/ir.py's docstring is the spec).
+
+Numpy only, batched over samples. Synapses are exact integer sums computed with BLAS: a layer's
+weights and inputs are integers, so a float32 (float64) matmul is exact whenever every partial sum
+stays below 2^24 (2^53) in magnitude; `_Synapse` bounds max_row(sum |w|) * max|input| and picks
+float32, float64 or (beyond 2^53) int64 accordingly. A small convolution whose kernel covers much of
+its input is unrolled once into a dense matrix; any other gathers its receptive fields with one
+precomputed index (im2col) and does one matmul per step. What is constant is computed once per
+batch: the first layer's current W x_q + B and its shifted u (the input is constant over the T
+steps). A sum-pooled layer (Layer.in_pool = k) sums its input over k x k blocks first (integer
+counts; its synapse's exact-dtype bound is k^2 times larger). The neuron state runs in float64 holding exact integers while the plan's state bound allows
+(_Plan.state_dtype; every operation, the truncating decay included, is then exact), else in int64.
+
+`emulate` takes fault-injection options so the verifier's tests can show each fault is caught:
+  tie="gt"             fire on V > TH<<F instead of V >= TH<<F (Lava's strict comparison, unconverted)
+  reset="zero"         hard reset (V' = 0 on a spike) instead of subtractive
+  feedforward_delay=d  every feedforward connection (input, layer to layer, readout) delayed d steps
+                       (d = 1: Lava's per-connection delay left uncompensated)
+  feedback_delay=d     delay of feedback edges (correct: 1; 2 = one step too many)
+  overflow="wrap"      24-bit wrap-around instead of saturation
+  current_bits=b       the current I << F held in a b-bit register that wraps (Loihi's u register is
+                       24 bits and the certificate keeps it from wrapping; b = 21: a too-narrow one)
+  readout_leak=False   the readout's leak ignored (a plain sum where the trained readout leaks)
+  current_decay=False  a two-state layer's current register not carried (du ignored: U = W s << F)
+  first_spike=False    a first-spike readout computed as the plain sum (spike counts) instead
+The defaults are the correct semantics (CONVENTION: fire at V >= TH<<F, subtractive reset).
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from saf.export.ir import DECAY_BITS, DECAY_ONE, STATE_BITS, STATE_MAX, Convention, Graph
+
+from saf.export.result import BackendResult
+
+# What emulate() computes with its default options (declared for the certificate's convention row).
+CONVENTION = Convention(">=", "subtract")
+# Convolutions with n_in * n_out up to this many entries are unrolled into a dense matrix.
+DENSE_CONV_LIMIT = 1 << 22
+# The neuron state runs in float64 (fewer, cheaper passes than int64; every value an integer, so
+# exact) while every state bound of the plan stays below this; beyond it, int64.
+FLOAT_STATE_LIMIT = 1 << 40
+# ... and only when n_in <= this many times the kernel's fan-in C_in*kh*kw (the unrolled matrix then
+# does at most this many times the multiply-adds of the convolution itself).
+UNROLL_WASTE = 4
+
+
+def _conv_im2col(x: np.ndarray, w: np.ndarray, stride: int, pad: int) -> np.ndarray:
+    """Cross-correlation of a batch x [B, C, H, W] with w [Co, C, kh, kw] -> [B, Co, Ho, Wo]."""
+    co, c, kh, kw = w.shape
+    if pad:
+        x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    win = sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]  # B C Ho Wo kh kw
+    b, _, ho, wo = win.shape[:4]
+    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(b * ho * wo, c * kh * kw)
+    out = cols @ w.reshape(co, -1).T                                                # B*Ho*Wo, Co
+    return out.reshape(b, ho, wo, co).transpose(0, 3, 1, 2)
+
+
+def _gather_index(in_shape: tuple, out_shape: tuple, wshape: tuple, stride: int, pad: int) -> np.ndarray:
+    """Flat indices [Ho*Wo*C*kh*kw] into a flattened input [C*H*W] (+ one appended zero at index
+    C*H*W for taps in the padding): row (oy, ox) of the im2col matrix, columns ordered (c, ky, kx)
+    like w.reshape(Co, -1)."""
+    c, h, w = in_shape
+    _, ho, wo = out_shape
+    _, _, kh, kw = wshape
+    oy, ox = np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij")
+    cc, ky, kx = np.meshgrid(np.arange(c), np.arange(kh), np.arange(kw), indexing="ij")
+    iy = oy.reshape(-1, 1) * stride - pad + ky.reshape(1, -1)
+    ix = ox.reshape(-1, 1) * stride - pad + kx.reshape(1, -1)
+    ok = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+    flat = cc.reshape(1, -1) * (h * w) + np.clip(iy, 0, h - 1) * w + np.clip(ix, 0, w - 1)
+    return np.where(ok, flat, c * h * w).reshape(-1).astype(np.intp)
+
+
+def _exact_dtype(bound: int):
+    if bound < (1 << 24):
+        return np.float32
+    if bound < (1 << 53):
+        return np.float64
+    if bound < (1 << 62):
+        return np.int64
+    raise OverflowError(f"synaptic sum bound {bound} does not fit in int64")
+
+
+class _Synapse:
+    """y = W x for a batch of flattened inputs x [B, n_in] -> [B, n_out], exact in integers."""
+
+    def __init__(self, kind: str, weight: np.ndarray, in_shape: tuple, out_shape: tuple,
+                 stride: int, padding: int, in_max: int, name: str):
+        self.kind, self.in_shape, self.out_shape = kind, tuple(in_shape), tuple(out_shape)
+        self.stride, self.padding, self.name = stride, padding, name
+        w = np.asarray(weight, dtype=np.int64)
+        rows = np.abs(w.reshape(w.shape[0], -1)).sum(1)
+        self.bound = int(rows.max(initial=0)) * int(in_max)
+        self.dtype = _exact_dtype(self.bound)
+        n_in, n_out = int(np.prod(in_shape)), int(np.prod(out_shape))
+        self.mat = None
+        # a conv is unrolled into a dense matrix only where that matrix is not mostly zeros (its
+        # kernel covers much of its input); else the gathered im2col does ~n_in / fan-in less work
+        dense_enough = n_in <= UNROLL_WASTE * int(np.prod(w.shape[1:]))
+        if kind == "conv" and n_in * max(n_in, n_out) <= DENSE_CONV_LIMIT and dense_enough:
+            eye = np.eye(n_in, dtype=np.int64).reshape(n_in, *in_shape)
+            self.mat = _conv_im2col(eye, w, stride, padding).reshape(n_in, n_out).astype(self.dtype)
+        elif kind == "conv":
+            self.idx = _gather_index(in_shape, out_shape, w.shape, stride, padding)
+            self.wmat = w.reshape(w.shape[0], -1).T.astype(self.dtype)               # C*kh*kw, Co
+        else:
+            self.mat = w.T.astype(self.dtype)                                          # n_in, n_out
+
+    def __call__(self, x: np.ndarray, out_dtype=np.int64) -> np.ndarray:
+        if self.mat is not None:
+            y = x.astype(self.dtype, copy=False) @ self.mat
+        else:                     # gather the receptive fields (a padding tap reads the appended 0)
+            b, co = x.shape[0], self.wmat.shape[1]
+            xe = np.zeros((b, x.shape[1] + 1), dtype=self.dtype)         # cast before the gather: the
+            xe[:, :-1] = x                                                # gathered matrix is ~fan-in/4 larger
+            cols = xe.take(self.idx, axis=1).reshape(-1, self.wmat.shape[0])
+            y = (cols @ self.wmat).reshape(b, -1, co).transpose(0, 2, 1).reshape(b, -1)
+        # exact: every partial sum is an integer below 2^24 / 2^53 (int64 beyond)
+        return y.astype(out_dtype, copy=False)
+
+
+class _Pooled:
+    """A layer's k x k integer sum pool (Layer.in_pool) followed by its _Synapse on the pooled map."""
+
+    def __init__(self, layer, syn: _Synapse):
+        self.layer, self.syn = layer, syn
+        self.bound, self.dtype, self.name = syn.bound, syn.dtype, syn.name
+
+    def __call__(self, x: np.ndarray, out_dtype=np.int64) -> np.ndarray:
+        return self.syn(self.layer.pool_input(x), out_dtype)
+
+
+def _layer_synapse(layer, in_max: int) -> _Synapse:
+    """The synapse of an IR layer; a sum-pooled layer reads counts up to k^2 * in_max."""
+    syn = _Synapse(layer.kind if layer.kind != "readout" else "dense", layer.weight, layer.syn_in_shape,
+                   layer.out_shape, layer.stride, layer.padding, int(in_max) * layer.pool_gain, layer.name)
+    return _Pooled(layer, syn) if int(layer.in_pool) > 1 else syn
+
+
+def _decay(v: np.ndarray, decay: int) -> np.ndarray:
+    """sign(v) * ((|v| * (4096 - D)) >> 12), truncation toward zero. int64, or float64 holding
+    integers below 2^41: then v * ((4096 - D) / 4096) is the exact rational (the factor is a dyadic
+    fraction and the product stays below 2^53) and trunc rounds it toward zero exactly."""
+    if decay == 0:
+        return v
+    if v.dtype == np.float64:
+        return np.trunc(v * ((DECAY_ONE - decay) / DECAY_ONE))
+    mag = (np.abs(v) * (DECAY_ONE - decay)) >> DECAY_BITS
+    return np.where(v < 0, -mag, mag)
+
+
+def _wrap(v: np.ndarray, bits: int) -> np.ndarray:
+    half = 1 << (bits - 1)
+    if v.dtype == np.float64:                   # exact integer arithmetic in float64 (|v| < 2^53)
+        return np.mod(v + half, float(1 << bits)) - half
+    return ((v + half) & ((1 << bits) - 1)) - half
+
+
+def _shift(x: np.ndarray, bits: int) -> np.ndarray:
+    """x << bits for int64, x * 2^bits (exact) for float64."""
+    return x * float(1 << bits) if x.dtype == np.float64 else x << bits
+
+
+def _limit(v: np.ndarray, overflow: str) -> tuple:
+    """Apply the 24-bit state limit; returns (limited state, number of elements changed, max |v|)."""
+    lo, hi = (v.min(), v.max()) if v.size else (0, 0)
+    if -STATE_MAX <= lo and hi <= STATE_MAX:
+        return v, 0, int(max(hi, -lo))
+    if overflow == "clip":
+        out = np.clip(v, -STATE_MAX, STATE_MAX)
+    elif overflow == "wrap":
+        out = _wrap(v, STATE_BITS)
+    else:
+        raise ValueError(f"overflow must be 'clip' or 'wrap', got {overflow!r}")
+    return out, int(np.count_nonzero(out != v)), int(np.abs(out).max(initial=0))
+
+
+class _Plan:
+    """Per-graph precomputation: synapses with exact dtypes, full biases, feedback wiring."""
+
+    def __init__(self, graph: Graph, x_max: int = 0):
+        self.spiking = graph.spiking_layers
+        n_sp = len(self.spiking)
+        if any(not l.spiking for l in graph.layers[:-1]) or graph.layers[-1].spiking:
+            raise ValueError("graph must list its spiking layers first and end with the readout")
+        x_max = max(int(x_max), graph.input_max)
+        self.x_max = x_max                      # the exact-dtype choice assumes |x_q| <= x_max
+        self.syn, self.bias = [], []
+        for i, layer in enumerate(graph.layers):
+            self.syn.append(_layer_synapse(layer, x_max if i == 0 else (graph.T if not layer.spiking else 1)))
+            self.bias.append(layer.full_bias())
+        self.fb = [[] for _ in range(n_sp)]
+        for f in graph.feedback:
+            if not (0 <= f.dst <= f.src < n_sp):
+                raise ValueError(f"feedback {f.src}->{f.dst} must join spiking layers with dst <= src")
+            src, dst = self.spiking[f.src], self.spiking[f.dst]
+            syn = _Synapse(f.kind, f.weight, src.out_shape, dst.out_shape, f.stride, f.padding, 1,
+                           f"feedback {f.src}->{f.dst}")
+            self.fb[f.dst].append((f.src, syn))
+        # state dtype: float64 while every |V| (and |V| * 4096 in the decay) stays exact, else int64
+        worst = 0
+        for li, layer in enumerate(self.spiking):
+            cur = self.syn[li].bound + int(np.abs(self.bias[li]).max(initial=0)) + \
+                sum(syn.bound for _, syn in self.fb[li])
+            if layer.two_state:     # the carried U: at most 4096 / (du + 1) times one step's current
+                cur = cur * -(-DECAY_ONE // (int(layer.du) + 1))
+            worst = max(worst, (cur << layer.frac_bits) + (int(layer.threshold) << layer.frac_bits))
+        float_syn = all(np.dtype(sy.dtype).kind == "f" for sy in self.syn[:n_sp]) and \
+            all(np.dtype(sy.dtype).kind == "f" for fb in self.fb for _, sy in fb)
+        self.state_dtype = np.float64 if float_syn and worst + 2 * STATE_MAX < FLOAT_STATE_LIMIT else np.int64
+
+
+# emulate()'s fault-injection options at their correct values
+_DEFAULTS = {"tie": "ge", "reset": "subtract", "feedforward_delay": 0, "feedback_delay": 1, "overflow": "clip",
+             "current_bits": 0, "readout_leak": True, "initial_potential": True, "current_decay": True,
+             "first_spike": True}
+
+
+def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subtract",
+            feedforward_delay: int = 0, feedback_delay: int = 1, overflow: str = "clip",
+            current_bits: int = 0, readout_leak: bool = True, initial_potential: bool = True,
+            current_decay: bool = True, first_spike: bool = True,
+            record_spikes: bool = True,
+            record_potentials: bool = False, batch_size: int = 512,
+            progress: bool = False, plan: _Plan = None, layer_schedule: bool = True) -> BackendResult:
+    """Run the integer LIF form on xq [N, *input_shape] (constant) or [N, T, *input_shape] (frame x[t]
+    at step t); the keyword options inject faults. A feed-forward graph with no fault runs layer by
+    layer (emulator_layers.py) unless layer_schedule=False (the step-by-step schedule below)."""
+    import saf.deploy.backends.emulator_layers as emulator_layers
+    if tie not in ("ge", "gt"):
+        raise ValueError(f"tie must be 'ge' or 'gt', got {tie!r}")
+    if reset not in ("subtract", "zero"):
+        raise ValueError(f"reset must be 'subtract' or 'zero', got {reset!r}")
+    if feedforward_delay < 0 or feedback_delay < 1:
+        raise ValueError("need feedforward_delay >= 0 and feedback_delay >= 1")
+    if overflow not in ("clip", "wrap"):
+        raise ValueError(f"overflow must be 'clip' or 'wrap', got {overflow!r}")
+    t0 = time.perf_counter()
+    frames = graph.input_frames(xq)                         # [N, T, n_in]: constant or x[t]
+    varying = np.asarray(xq).ndim == len(graph.input_shape) + 2
+    n = frames.shape[0]
+    xq = frames[:, 0]
+    x_abs = int(np.abs(frames if varying else xq).max(initial=0))
+    if plan is None or x_abs > plan.x_max:      # inputs beyond input_bits: re-derive exact dtypes
+        plan = _Plan(graph, x_abs)
+    T, sp = graph.T, plan.spiking
+    ro = graph.readout
+    ro_decay = int(ro.decay) if readout_leak else 0
+    readout = np.zeros((n, ro.n_out), dtype=np.int64)
+    spikes = [np.zeros((n, T, l.n_out), dtype=bool) for l in sp] if record_spikes else None
+    pots = [np.zeros((n, T, l.n_out), dtype=np.int64) for l in sp] if record_potentials else None
+    sat = {l.name: 0 for l in sp}
+    vmax = {l.name: 0 for l in sp}
+    sdt = plan.state_dtype
+    faults = {k: v for k, v in (("tie", tie), ("reset", reset), ("feedforward_delay", feedforward_delay),
+                                ("feedback_delay", feedback_delay), ("overflow", overflow),
+                                ("current_bits", current_bits), ("readout_leak", readout_leak),
+                                ("initial_potential", initial_potential), ("current_decay", current_decay),
+                                ("first_spike", first_spike)) if v != _DEFAULTS[k]}
+    layer_major = layer_schedule and emulator_layers.supports(graph, faults, plan)
+    out = {"readout": readout, "spikes": spikes, "potentials": pots, "sat": sat, "vmax": vmax}
+    for start in range(0, n, batch_size):
+        if layer_major:       # feed-forward, correct semantics: one matmul per layer for all T steps
+            emulator_layers.emulate_layers(graph, frames, varying, plan, record_spikes=record_spikes,
+                                           record_potentials=record_potentials, batch_size=batch_size,
+                                           sl=slice(start, min(n, start + batch_size)), out=out)
+            if progress:
+                print(f"emulator: {min(n, start + batch_size)}/{n} samples", flush=True)
+            continue
+        sl = slice(start, min(n, start + batch_size))
+        b = sl.stop - sl.start
+        # a constant input's current (with the bias) is computed once; a train x[t] gets one per step
+        if varying:
+            I0 = [plan.syn[0](frames[sl, t], sdt) + plan.bias[0].astype(sdt) for t in range(T)]
+        else:
+            I0 = plan.syn[0](xq[sl], sdt) + plan.bias[0].astype(sdt)
+        if not plan.fb[0]:                                      # ... and so is the whole u of layer 0
+            def _u(i):
+                u = _shift(i, sp[0].frac_bits)
+                return _wrap(u, current_bits) if current_bits else u
+            u0 = [_u(i) for i in I0] if varying else _u(I0)
+        # V'[0] = v0 (Layer.v0, DSR's alpha firing); initial_potential=False injects the fault of ignoring it
+        V = [np.full((b, l.n_out), int(l.v0) if initial_potential else 0, dtype=sdt) for l in sp]
+        zeros = [np.zeros((b, l.n_out), dtype=bool) for l in sp]
+        # hist[t'] = list of spike arrays of step t' (most recent last), enough for both delays
+        depth = max(feedforward_delay, feedback_delay) + 1
+        hist = deque([list(zeros) for _ in range(depth)], maxlen=depth)
+        # two-state layers (Layer.du < 4095): the current register U, carried over steps
+        Uc = [np.zeros((b, l.n_out), dtype=sdt) if l.two_state and current_decay else None for l in sp]
+        first = ro.first_spike and first_spike
+        counts = np.zeros((b, sp[-1].n_out), dtype=np.int64)
+        R = np.zeros((b, ro.n_out), dtype=np.int64)            # leaking readout: R[t]
+        for t in range(T):
+            cur = []
+            for li, layer in enumerate(sp):
+                if li == 0 and not plan.fb[0]:
+                    if t >= feedforward_delay:
+                        u = u0[t - feedforward_delay] if varying else u0
+                    else:
+                        u = _shift(plan.bias[0].astype(sdt), layer.frac_bits)
+                        u = _wrap(u, current_bits) if current_bits else u
+                else:
+                    if li == 0:
+                        I = (I0[t - feedforward_delay] if varying else I0) if t >= feedforward_delay \
+                            else plan.bias[0].astype(sdt)
+                    else:
+                        x_in = cur[li - 1] if feedforward_delay == 0 else hist[-feedforward_delay][li - 1]
+                        I = plan.syn[li](x_in, sdt) + plan.bias[li]
+                    for src, syn in plan.fb[li]:
+                        I = I + syn(hist[-feedback_delay][src], sdt)
+                    u = _shift(I, layer.frac_bits)
+                    u = _wrap(u, current_bits) if current_bits else u
+                if Uc[li] is not None:   # U = trunc0(U * (4095-du)/4096) + (W s << F); V gets U + (B << F)
+                    b_sh = _shift(plan.bias[li].astype(sdt), layer.frac_bits)
+                    Uc[li] = _decay(Uc[li], int(layer.du) + 1) + (u - b_sh)
+                    u = Uc[li] + b_sh
+                v = _decay(V[li], graph.decay) + u
+                v, k, vm = _limit(v, overflow)
+                sat[layer.name] += k
+                vmax[layer.name] = max(vmax[layer.name], vm)
+                th = layer.threshold << layer.frac_bits
+                s = v >= th if tie == "ge" else v > th
+                if pots is not None:
+                    pots[li][sl, t] = v
+                if spikes is not None:
+                    spikes[li][sl, t] = s
+                V[li] = v - s * th if reset == "subtract" else np.where(s, 0, v)
+                cur.append(s)
+            hist.append(cur)
+            last = cur[-1] if feedforward_delay == 0 else hist[-1 - feedforward_delay][-1]
+            counts += last
+            if first:                # R = T + 1 - first step (1-based) with W_o s_N[t] + B_o > 0
+                drive = plan.syn[-1](last) + plan.bias[-1]
+                R = np.where((R == 0) & (drive > 0), T - t, R)
+            elif ro.decay:             # R[t] = decay_r(R[t-1]) + ((W_o s_N[t] + B_o) << F_r)
+                R = _decay(R, ro_decay) + ((plan.syn[-1](last) + plan.bias[-1]) << ro.readout_shift)
+        # non-leaking readout: R[T] = sum_t (W_o s_N[t] + B_o) = W_o (sum_t s_N[t]) + T * B_o
+        readout[sl] = R if (ro.decay or first) else plan.syn[-1](counts) + T * plan.bias[-1]
+        if progress:
+            print(f"emulator: {sl.stop}/{n} samples", flush=True)
+    info = {"saturated": sat, "max_abs_v": vmax,
+            "faults": {"tie": tie, "reset": reset, "feedforward_delay": feedforward_delay,
+                       "feedback_delay": feedback_delay, "overflow": overflow,
+                       "current_bits": current_bits, "readout_leak": readout_leak,
+                       "initial_potential": initial_potential, "current_decay": current_decay,
+                       "first_spike": first_spike},
+            "schedule": "layer-major" if layer_major else "step-major",
+            "synapse_dtypes": {s.name: np.dtype(s.dtype).name for s in plan.syn},
+            "state_dtype": np.dtype(plan.state_dtype).name}
+    return BackendResult(backend="emulator", readout=readout, spikes=spikes, potentials=pots,
+                         seconds=time.perf_counter() - t0, info=info)
+
+
+def run_emulator(graph: Graph, xq: np.ndarray, record_spikes: bool = True,
+                 record_potentials: bool = False, batch_size: int = 512,
+                 progress: bool = False) -> BackendResult:
+    """The integer LIF form with the correct semantics (see export/ir.py) on xq [N, *input_shape].
+
+    readout int64 [N, classes] (R[T]); spikes bool [N, T, n_out] per spiking layer when
+    record_spikes; potentials int64 V[t] (after saturation, before reset) when record_potentials;
+    info["saturated"][layer] counts the (sample, step, neuron) states the 24-bit clip changed,
+    info["max_abs_v"][layer] is the largest |V| reached."""
+    return emulate(graph, xq, record_spikes=record_spikes, record_potentials=record_potentials,
+                   batch_size=batch_size, progress=progress)

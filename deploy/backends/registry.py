@@ -1,0 +1,292 @@
+"""Every inference backend as a typed record (deploy/backends/spec.py), and one entry point:
+run_backend(name, bundle, xq) -> BackendResult.
+
+  saf-int    the SAF accumulation (training) form on the integer weights, exact arithmetic
+  emulator   the fast bit-accurate numpy emulator of the integer LIF form
+  onnx       onnxruntime's CPU provider on the bundle's model.onnx (covered by the certificate)
+  onnx-cuda  the same model on onnxruntime's CUDA provider: NOT covered by the certificate (cuDNN may
+             pick FFT/Winograd or TF32); compared like every backend, against the mismatch bound
+  lava       the bundle's Lava process graph on Loihi2SimCfg(select_tag="fixed_pt") (slow: a subset)
+  lava-stock the same network on Lava's own Dense/Conv/LIFReset fixed-point models (deploy/lava/stock.py)
+  saf-float  the trained float model (the bundle's source.safetensors), SAF form
+  lif-float  the trained float model, LIF form (the PyTorch LIF model)
+
+Fault injection (FAULTS) makes a deliberately wrong emulator backend (fault_backend), so the
+verifier's own tests (and `saf verify --inject-fault`) show each kind of conversion error is caught.
+A faulty backend declares the correct convention: its fault is a bug, which the comparison must find.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from saf.export.bundle.store import ONNX_FILE, SOURCE_FILE, BundleError, load_graph, read_manifest
+from saf.export.ir import Convention, Graph
+from saf.export.proof.onnx_exact import CONVENTION as ONNX_CONVENTION
+from saf.export.proof.saf_int import CONVENTION as SAF_INT_CONVENTION
+
+from saf.deploy.backends.spec import BACKENDS, BackendError, BackendSpec, Form, get_backend, register  # noqa: F401
+from saf.deploy.backends.emulator import CONVENTION as EMULATOR_CONVENTION
+from saf.export.result import BackendResult
+
+FAULTS = {
+    "lsb": "one weight of the first layer changed by one LSB",
+    "tie": "strict threshold comparison V > TH<<F (Lava's stock LIF) instead of >=",
+    "hard-reset": "hard reset V' = 0 instead of subtractive",
+    "delay": "Lava's one-step synaptic delay left uncompensated on every feed-forward connection",
+    "u-21bit": "the current I<<F held in a 21-bit register that wraps (Loihi's u register has 24 bits)",
+    "readout-leak": "the readout's leak ignored: a plain sum where the trained readout leaks with lam",
+    "pool-window": "the first sum-pool stage's k x k windows shifted by one column (export/fold/sum_pool.py)",
+    "current-decay": "a two-state layer's current register not carried over steps (du ignored)",
+    "first-spike": "the first-spike readout computed as a spike count (plain sum) instead",
+}
+_FAULT_OPTS = {"tie": {"tie": "gt"}, "hard-reset": {"reset": "zero"}, "delay": {"feedforward_delay": 1},
+               "u-21bit": {"current_bits": 21}, "readout-leak": {"readout_leak": False},
+               "current-decay": {"current_decay": False}, "first-spike": {"first_spike": False}}
+
+
+@dataclass
+class Bundle:
+    path: Optional[Path]
+    manifest: dict
+    graph: Graph
+    cache: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path) -> "Bundle":
+        """Load and authenticate (schema, manifest digest, every file's sha256; see export/bundle/auth.py)."""
+        path = Path(path)
+        return cls(path, read_manifest(path), load_graph(path))
+
+    @property
+    def dataset(self) -> Optional[str]:
+        return (self.manifest.get("meta", {}).get("train_config") or {}).get("dataset")
+
+
+LAVA_BACKENDS = frozenset({"lava", "lava-stock"})   # the backends that import lava (require_lava first)
+
+
+def require_lava(flag: str) -> None:
+    """Fail up front, in one line, when the Lava backend cannot be imported here (lava-nc 0.10.0
+    needs Python 3.10), instead of after every other backend has run."""
+    try:
+        import saf.deploy.lava.backend  # noqa: F401 - imports lava
+    except ImportError as e:
+        if isinstance(e, ModuleNotFoundError) and not (e.name or "lava").startswith("lava"):
+            raise                                     # one of ours is missing: a bug, not the user's
+        raise BackendError(f"{flag}: the lava backend cannot run on this Python ({type(e).__name__}: {e}); "
+                           f"install lava-nc 0.10.0 (Python 3.10) or use the other backends "
+                           f"(saf-int, emulator, onnx)") from None
+
+
+def _shifted_pool(graph: Graph) -> Graph:
+    """The graph with its first sum-pooled layer written in folded form (export/sum_pool.unpool_layer)
+    and its folded weight rolled by one input column: every k x k pooling window off by one."""
+    from saf.export.fold.sum_pool import unpool_layer
+
+    idx = [i for i, l in enumerate(graph.layers) if int(l.in_pool) > 1]
+    if not idx:
+        raise BackendError("fault pool-window needs a bundle with a sum-pool stage (export with --sum-pool "
+                           "auto or on); this one has none, so the fault would change nothing")
+    g = copy.copy(graph)
+    g.layers = list(graph.layers)
+    layer = unpool_layer(graph.layers[idx[0]])
+    w = layer.weight
+    if layer.kind == "conv":
+        w = np.roll(w, 1, axis=3)
+    else:
+        c, h, wd = layer.in_shape
+        w = np.roll(w.reshape(w.shape[0], c, h, wd), 1, axis=3).reshape(w.shape)
+    g.layers[idx[0]] = copy.copy(layer)
+    g.layers[idx[0]].weight = w
+    return g
+
+
+def inject_fault(graph: Graph, fault: str) -> tuple:
+    """(graph for the faulty backend, emulate() keyword options) for one fault name."""
+    if fault not in FAULTS:
+        raise BackendError(f"unknown fault {fault!r} (known: {', '.join(FAULTS)})")
+    if fault == "lsb":
+        g = copy.deepcopy(graph)
+        w = g.layers[0].weight
+        flat = np.abs(w).reshape(-1)
+        idx = np.unravel_index(int(np.argmax(flat)), w.shape)
+        w[idx] += -1 if w[idx] > 0 else 1          # one LSB towards zero (stays in range)
+        return g, {}
+    if fault == "pool-window":
+        return _shifted_pool(graph), {}
+    if fault == "readout-leak" and not graph.readout.decay:
+        raise BackendError("fault readout-leak needs a bundle whose readout leaks (trained with saf-f); "
+                           "this readout does not, so the fault would change nothing")
+    if fault == "current-decay" and not any(l.two_state for l in graph.spiking_layers):
+        raise BackendError("fault current-decay needs a bundle with two-state layers (du < 4095, FP); "
+                           "this one carries no current, so the fault would change nothing")
+    if fault == "first-spike" and not graph.readout.first_spike:
+        raise BackendError("fault first-spike needs a bundle with a first-spike readout (FP); this one has none")
+    return graph, _FAULT_OPTS[fault]
+
+
+def saf_int_refuses(graph: Graph) -> str:
+    """Why the SAF form cannot run `graph` ("" when it can): it has no current register nor a
+    first-spike readout (FP networks; the certificate's training_form row)."""
+    from saf.export.proof.certificate import has_saf_form
+    return "" if has_saf_form(graph) else (
+        "the SAF accumulation form has no current register (two-state layers, du < 4095) and no "
+        "first-spike readout: an FP network has no integer SAF form (compare emulator, onnx, lava)")
+
+
+def _run_saf_int(bundle, g, xq, record_spikes, record_potentials, progress, **opts):
+    from saf.export.proof.saf_int import run_saf_int
+    return run_saf_int(g, xq, record_spikes=record_spikes, record_potentials=record_potentials)
+
+
+def _run_emulator(bundle, g, xq, record_spikes, record_potentials, progress, **opts):
+    from saf.deploy.backends.emulator import _Plan, emulate
+    own = g is bundle.graph
+    plan = bundle.cache.get("emulator_plan") if own else None
+    if plan is None:                           # unrolled synapses: built once per bundle
+        plan = _Plan(g, 0)
+        if own:
+            bundle.cache["emulator_plan"] = plan
+    return emulate(g, xq, record_spikes=record_spikes, record_potentials=record_potentials, plan=plan)
+
+
+def _onnx_path(bundle) -> str:
+    if bundle.path is None or not (bundle.path / ONNX_FILE).is_file():
+        raise BundleError(f"{bundle.path}: no {ONNX_FILE} in the bundle")
+    return str(bundle.path / ONNX_FILE)
+
+
+def _run_onnx(bundle, g, xq, record_spikes, record_potentials, progress, providers=None, **opts):
+    from saf.deploy.backends.onnx_runner import run_onnx
+    return run_onnx(_onnx_path(bundle), g, xq, record_spikes=record_spikes, progress=progress,
+                    providers=providers, **opts)
+
+
+def _run_onnx_cuda(bundle, g, xq, record_spikes, record_potentials, progress, **opts):
+    return _run_onnx(bundle, g, xq, record_spikes, record_potentials, progress,
+                     providers=["CUDAExecutionProvider"], **opts)
+
+
+def _cuda_missing() -> str:
+    import onnxruntime as ort
+    return "" if "CUDAExecutionProvider" in ort.get_available_providers() else \
+        "onnxruntime has no CUDAExecutionProvider"
+
+
+def _run_lava(bundle, g, xq, record_spikes, record_potentials, progress, **opts):
+    from saf.deploy.lava.backend import run_lava
+    return run_lava(g, xq, record_spikes=record_spikes, progress=progress, **opts)
+
+
+def _run_lava_stock(bundle, g, xq, record_spikes, record_potentials, progress, **opts):
+    from saf.deploy.lava.stock import StockModelError, run_lava_stock
+    try:
+        return run_lava_stock(g, xq, record_spikes=record_spikes, progress=progress, **opts)
+    except StockModelError as e:
+        raise BackendError(f"lava-stock: {e}") from None
+
+
+def _float_model(bundle: Bundle):
+    from saf.train.checkpoint import load_model
+
+    if bundle.path is None or not (bundle.path / SOURCE_FILE).is_file():
+        raise BackendError(f"{bundle.path}: no {SOURCE_FILE} in the bundle (exported from a random model?); "
+                           f"float backends need the trained weights")
+    net, spec, _ = load_model(bundle.path / SOURCE_FILE)
+    return net.double()
+
+
+def _run_float(form: str):
+    def run(bundle, g, xq, record_spikes, record_potentials, progress, **opts) -> BackendResult:
+        import time
+
+        import torch
+
+        t0 = time.perf_counter()
+        net = _float_model(bundle)
+        x = torch.from_numpy(np.asarray(xq, np.float64) / g.input_scale)
+        readouts, spikes = [], [[] for _ in range(net.n_spiking)]
+        for i in range(0, len(x), 256):
+            total, recs = net.infer(x[i:i + 256], g.T, form, record=record_spikes)
+            readouts.append(total.numpy())
+            if record_spikes:
+                for l in range(net.n_spiking):
+                    spikes[l].append(np.stack([r.spikes[l].flatten(1).numpy() > 0.5 for r in recs], axis=1))
+        sp = [np.concatenate(s) for s in spikes] if record_spikes else None
+        return BackendResult(backend=f"{form}-float", readout=np.concatenate(readouts), spikes=sp,
+                             seconds=time.perf_counter() - t0, info={"dtype": "float64"})
+    return run
+
+
+# Each integer backend declares its tie comparison and reset; the certificate's convention row
+# checks them against the IR's. Lava's is declared here (importing lava_procs needs lava):
+# lava_procs/lif.py overrides the stock LIF's compare (>=) and reset_voltage (subtract).
+register(BackendSpec("saf-int", Form.SAF, True, _run_saf_int, SAF_INT_CONVENTION,
+                     description="SAF form, exact integer arithmetic", refuses=saf_int_refuses))
+register(BackendSpec("emulator", Form.LIF, True, _run_emulator, EMULATOR_CONVENTION,
+                     description="numpy emulator of the integer LIF form"))
+register(BackendSpec("onnx", Form.LIF, False, _run_onnx, ONNX_CONVENTION,
+                     description="onnxruntime, CPU provider"))
+register(BackendSpec("onnx-cuda", Form.LIF, False, _run_onnx_cuda, ONNX_CONVENTION,
+                     covered=False, unavailable=_cuda_missing,
+                     description="onnxruntime, CUDA provider (not covered by the certificate)"))
+register(BackendSpec("lava", Form.LIF, False, _run_lava, Convention(">=", "subtract"), subset=True,
+                     description="Lava Loihi2SimCfg fixed_pt"))
+# lava_procs/stock_lif.py subclasses Lava's own fixed-point LIFReset model overriding only these two.
+register(BackendSpec("lava-stock", Form.LIF, False, _run_lava_stock, Convention(">=", "subtract"), subset=True,
+                     description="Lava's own Dense/Conv/LIF models (fixed_pt), compare and reset overridden"))
+register(BackendSpec("saf-float", Form.FLOAT, False, _run_float("saf"), None, description="trained float, SAF form"))
+register(BackendSpec("lif-float", Form.FLOAT, False, _run_float("lif"), None, description="trained float, LIF form"))
+
+
+def fault_backend(fault: str) -> BackendSpec:
+    """The emulator with one injected fault, as its own record (never registered, never parsed)."""
+    if fault not in FAULTS:
+        raise BackendError(f"unknown fault {fault!r} (known: {', '.join(FAULTS)})")
+
+    def run(bundle, g, xq, record_spikes, record_potentials, progress, **opts):
+        from saf.deploy.backends.emulator import emulate
+        g2, fopts = inject_fault(g, fault)
+        return emulate(g2, xq, record_spikes=record_spikes, record_potentials=record_potentials, **fopts)
+    base = BACKENDS["emulator"]
+    return BackendSpec(f"emulator[{fault}]", Form.LIF, True, run, base.convention,
+                       description=f"emulator with an injected fault: {FAULTS[fault]}")
+
+
+def run_spec(spec: BackendSpec, bundle: Bundle, xq: np.ndarray, record_spikes: bool = True,
+             record_potentials: bool = False, progress: bool = False, graph: Optional[Graph] = None,
+             **opts) -> BackendResult:
+    """Run one backend record; the result is labelled with the record's name."""
+    why = spec.unavailable()
+    if why:
+        raise BackendError(f"{spec.name} cannot run here: {why}")
+    if record_potentials and not spec.reports_potentials:
+        raise BackendError(f"{spec.name} cannot report membrane potentials")
+    g = graph if graph is not None else bundle.graph
+    why = spec.refuses(g)
+    if why:
+        raise BackendError(f"{spec.name} cannot run this network: {why}")
+    r = spec.runner(bundle, g, xq, record_spikes, record_potentials, progress, **opts)
+    r.info.setdefault("implementation", r.backend)
+    r.backend = spec.name
+    return r
+
+
+def run_backend(name: str, bundle: Bundle, xq: np.ndarray, record_spikes: bool = True,
+                progress: bool = False, fault: Optional[str] = None, graph: Optional[Graph] = None,
+                record_potentials: bool = False, **opts) -> BackendResult:
+    """Run backend `name` on quantized inputs xq [N, *input_shape]. `fault` (emulator only) injects
+    one of FAULTS; `graph` overrides the bundle's graph (tests)."""
+    if fault is not None:
+        if name != "emulator":
+            raise BackendError(f"faults are injected into the emulator backend, not {name}")
+        spec = fault_backend(fault)
+    else:
+        spec = get_backend(name)
+    return run_spec(spec, bundle, xq, record_spikes=record_spikes, record_potentials=record_potentials,
+                    progress=progress, graph=graph, **opts)

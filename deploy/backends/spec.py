@@ -1,0 +1,81 @@
+"""Backends as typed records: what each one is (form, whether it reports potentials, its declared
+tie comparison and reset, whether the certificate covers it) and how to run it. `saf verify`
+decides everything from these fields, never by parsing a name.
+
+Adding a backend is one `register(BackendSpec(...))` call in deploy/backends/registry.py.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Callable, Optional
+
+from saf.export.ir import Convention
+
+
+class BackendError(ValueError):
+    """A backend cannot run on this bundle, or a backend list is unusable (one clear line)."""
+
+
+class Form(Enum):
+    LIF = "integer LIF"          # the deployed form: emulator, ONNX, Lava
+    SAF = "integer SAF"          # the accumulation (training) form on the integer weights
+    FLOAT = "float"              # the trained float model: compared for accuracy, never spike for spike
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    name: str
+    form: Form
+    reports_potentials: bool     # its runner can return its own V[t] (record_potentials=True)
+    runner: Callable             # (bundle, graph, xq, record_spikes, record_potentials, progress) -> BackendResult
+    convention: Optional[Convention]   # declared tie comparison and reset (None for float forms)
+    subset: bool = False         # slow: runs only the first --lava-limit samples
+    covered: bool = True         # the certificate's exactness proof covers this implementation
+    unavailable: Callable = lambda: ""   # () -> reason it cannot run here, "" when it can
+    description: str = ""
+    refuses: Callable = lambda graph: ""  # (Graph) -> reason it cannot run this network, "" when it can
+
+    @property
+    def integer(self) -> bool:
+        return self.form is not Form.FLOAT
+
+
+BACKENDS: dict = {}
+
+
+def register(spec: BackendSpec) -> BackendSpec:
+    if spec.name in BACKENDS:
+        raise ValueError(f"backend {spec.name!r} registered twice")
+    if spec.integer and spec.convention is None:
+        raise ValueError(f"integer backend {spec.name!r} must declare its tie comparison and reset")
+    BACKENDS[spec.name] = spec
+    return spec
+
+
+def get_backend(name: str) -> BackendSpec:
+    if name not in BACKENDS:
+        raise BackendError(f"unknown backend {name!r} (known: {', '.join(BACKENDS)})")
+    return BACKENDS[name]
+
+
+def resolve_backends(names, flag: str = "--backends") -> list:
+    """Specs for a verify backend list: known, available, no duplicates, >= 2 distinct integer backends."""
+    names = [n.strip() for n in names if n and n.strip()]
+    bad = [n for n in names if n not in BACKENDS]
+    if bad or not names:
+        raise BackendError(f"{flag}: unknown {', '.join(bad) or '(none given)'} (known: {', '.join(BACKENDS)})")
+    dups = sorted({n for n in names if names.count(n) > 1})
+    if dups:
+        raise BackendError(f"{flag}: {', '.join(dups)} given twice (a backend compared with itself proves nothing)")
+    specs = [BACKENDS[n] for n in names]
+    ints = [s.name for s in specs if s.integer]
+    if len(ints) < 2:
+        known = ", ".join(n for n, s in BACKENDS.items() if s.integer)
+        raise BackendError(f"{flag}: need at least two distinct integer backends to compare, got "
+                           f"{', '.join(ints) or 'none'} (integer: {known})")
+    for s in specs:
+        why = s.unavailable()
+        if why:
+            raise BackendError(f"{flag}: {s.name} cannot run here: {why}")
+    return specs

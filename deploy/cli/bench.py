@@ -1,0 +1,128 @@
+"""`saf bench train` (training cost vs T per method, the SAF paper's Fig. 3 / Tables 1-2) and
+`saf bench infer` (every inference backend on one bundle)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from saf.train.bench.cost import SMALL, BenchError, FULL
+from saf.train.methods.registry import METHODS
+from saf.train.io.outdir import OutputError, check_file_target
+
+USER_ERRORS = (BenchError, OutputError)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="benchmarks: training time/memory vs T (train), inference backends (infer)",
+                       description="Benchmarks. `saf bench train` measures time per minibatch and memory against "
+                                   "the number of time steps for each training method; `saf bench infer` runs "
+                                   "every inference backend on one exported bundle.")
+    bsub = p.add_subparsers(dest="bench_command", metavar="{train,infer}")
+    p.set_defaults(func=lambda a: _help(p))
+
+    t = bsub.add_parser("train", help="time and memory per minibatch vs T for SAF-E/SAF-F/OTTT/BPTT",
+                        description="Synthetic data of the model's input shape; median time per minibatch "
+                                    "(forward + backward + optimizer) after warm-up and peak memory per method and "
+                                    "T, the SAF/OTTT ratios beside the paper's. Defaults: "
+                                    f"{_preset(FULL)}; with --small: {_preset(SMALL)} (minutes on 2 CPU cores).")
+    t.add_argument("--model", default=None, help="builtin model or JSON spec (default vgg11-cifar)")
+    t.add_argument("--batch", type=int, default=None, help="minibatch size (default 128; --small 8)")
+    t.add_argument("--T", default=None, help="comma-separated time steps (default 2,4,6,8,16; --small 2,4,6)")
+    t.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {','.join(METHODS)}")
+    t.add_argument("--small", action="store_true", help="a quick run: small batch, T up to 6, fewer repeats")
+    t.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
+    t.add_argument("--steps", type=int, default=None, help="timed minibatches per (method, T) (default 5; --small 3)")
+    t.add_argument("--warmup", type=int, default=None, help="warm-up minibatches per (method, T) (default 2; --small 1)")
+    t.add_argument("--compile", default="auto", choices=("auto", "on", "off"),
+                   help="also time torch.compile'd neuron steps beside the eager table (auto: when a compiler is there)")
+    t.add_argument("--lam", type=float, default=0.5)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default=None, help="write the full result as JSON here")
+    t.add_argument("--plot", default=None, help="write a PNG like the paper's Fig. 3 here (time and memory vs T)")
+    t.add_argument("--quiet", action="store_true", help="no per-configuration progress lines")
+    t.set_defaults(func=cmd_bench_train)
+
+    i = bsub.add_parser("infer", help="every inference backend on one bundle: samples/s, time per step",
+                        description="Run the bundle on each backend with the same inputs; speed and agreement.")
+    i.add_argument("bundle", help="exported bundle directory")
+    i.add_argument("--data", "--dataset", dest="data", default=None, help="dataset (default: the bundle's)")
+    i.add_argument("--data-root", default=None)
+    i.add_argument("--limit", type=int, default=None, help="first N test samples")
+    i.add_argument("--backends", default=None, help="comma-separated backends (default: all)")
+    i.add_argument("--lava-limit", type=int, default=50, help="at most this many samples on Lava (slow)")
+    i.add_argument("--repeats", type=int, default=3)
+    i.add_argument("--out", default=None, help="write the result as JSON here")
+    i.set_defaults(func=cmd_bench_infer)
+
+
+def _preset(p: dict) -> str:
+    return (f"{p['model']}, batch {p['batch']}, T {','.join(map(str, p['Ts']))}, {p['steps']} timed after "
+            f"{p['warmup']} warm-up")
+
+
+def _help(p) -> int:
+    p.print_help()
+    return 2
+
+
+def _write_json(path: str, obj) -> None:
+    out = Path(path)
+    if out.parent and not out.parent.exists():
+        raise BenchError(f"--out {path}: directory {out.parent} does not exist")
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    tmp.replace(out)
+
+
+def cmd_bench_train(a) -> int:
+    from saf.train.bench.cost import bench_train, format_bench_train, parse_methods, parse_Ts
+
+    Ts = parse_Ts(a.T) if a.T is not None else None          # bad input fails before any work
+    methods = parse_methods(a.methods)
+    for flag, path in (("--plot", a.plot), ("--out", a.out)):
+        if path and not Path(path).resolve().parent.exists():
+            raise BenchError(f"{flag} {path}: directory {Path(path).resolve().parent} does not exist")
+        if path:
+            check_file_target(path, flag)
+    log = None if a.quiet else (lambda s: print(s, flush=True))
+    r = bench_train(a.model, a.batch, Ts, methods, a.device, a.steps, a.warmup, a.small,
+                    compile=a.compile, lam=a.lam, seed=a.seed, log=log)
+    print(format_bench_train(r))
+    if a.out:
+        _write_json(a.out, r)
+        print(f"wrote {a.out}")
+    if a.plot:
+        from saf.train.bench.report import plot_bench_train
+        plot_bench_train(r, a.plot)
+        print(f"wrote {a.plot}")
+    return 0
+
+
+def cmd_bench_infer(a) -> int:
+    import saf.deploy.bench.infer as bi
+    from saf.deploy.bench.infer import bench_infer, format_bench_infer
+
+    if a.limit is not None and a.limit < 1:
+        raise BenchError(f"--limit must be >= 1, got {a.limit}")
+    if a.repeats < 1:
+        raise BenchError(f"--repeats must be >= 1, got {a.repeats}")
+    if a.lava_limit < 1:
+        raise BenchError(f"--lava-limit must be >= 1, got {a.lava_limit}")
+    if a.out:
+        check_file_target(a.out, "--out")
+    kw = {}
+    if a.backends is not None:
+        backends = tuple(b.strip() for b in a.backends.split(",") if b.strip())
+        known = tuple(getattr(bi, "DEFAULT_BACKENDS", ()))
+        unknown = [b for b in backends if known and b not in known]
+        if unknown or not backends:
+            raise BenchError(f"--backends: unknown {', '.join(unknown) or '(empty list)'}"
+                             + (f" (known: {', '.join(known)})" if known else ""))
+        kw["backends"] = backends
+    r = bench_infer(a.bundle, data=a.data, limit=a.limit, lava_limit=a.lava_limit, repeats=a.repeats,
+                    data_root=a.data_root, **kw)
+    print(format_bench_infer(r))
+    if a.out:
+        _write_json(a.out, r)
+        print(f"wrote {a.out}")
+    return 0

@@ -1,0 +1,235 @@
+"""Build the Lava process graph of an export.ir.Graph (one compiled graph streams many samples).
+
+Structure (mirrors a Loihi deployment): GradedSource -> [DenseSyn|ConvSyn -> SoftResetLIF] per
+spiking layer -> DenseSyn -> Integrator (readout), plus one synapse Process per Feedback edge from
+the source layer's spikes into the destination layer's `fb_in` port.
+
+A sum-pooled layer (Layer.in_pool = k) gets a SumPool stage between the previous layer's spikes
+and its synapse: k x k block counts sent as graded spikes (a Loihi 2 sum-neuron stage), one more
+step of delay.
+
+Schedule. Every synapse delivers one Lava step late (Loihi's timing), so layer l (0-based, the
+readout being the last) runs with offset o_l = l + 2 (the source sends on step 1), plus one for each
+sum-pool stage up to layer l (layer_offsets): logical step t
+(0-based) of sample n happens at Lava step  o_l + P * (n*T + t). With P = 1 this is plain
+pipelining. A Feedback(src=p, dst=q) edge sends s_p[t-1] at o_p + P*(n*T + t-1) and its synapse
+delivers it one step later, which must land in q's window (o_q + P*(n*T + t-1), o_q + P*(n*T + t)]:
+the right end needs P >= o_p - o_q + 1, the left end holds because p >= q. So
+P = max(1, max over feedback of (o_p - o_q + 1)); the neuron accumulates feedback over its window and
+zeroes it at t = 0 (s_src[0] = 0 for every sample). Layer l resets its state at t = 0, i.e. every
+P*T steps at its own offset.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from saf.export.ir import Graph
+
+
+def _let_lava_choose_fork() -> None:
+    """Lava's message infrastructure calls multiprocessing.set_start_method('fork') at import and
+    fails with "context has already been set" if anything before it (e.g. tqdm's multiprocessing
+    lock) fixed the start method. Clear it so Lava's import can set the method it needs."""
+    import multiprocessing as mp
+    import sys
+
+    if "lava.magma.runtime.message_infrastructure.multiprocessing" not in sys.modules \
+            and mp.get_start_method(allow_none=True) is not None:
+        mp.set_start_method(None, force=True)
+
+
+_let_lava_choose_fork()
+from saf.deploy.lava.procs import ConvSyn, DenseSyn, GradedSource, Integrator, SoftResetLIF, SumPool  # noqa: E402
+
+WEIGHT_MAX = 255          # Loihi: 8-bit magnitude + sign
+
+
+@dataclass
+class Schedule:
+    T: int
+    period: int                # P: Lava steps per logical step
+    n_samples: int
+    offsets: list              # Lava step of logical step 0 of sample 0, per IR layer (readout last)
+
+    @property
+    def total_steps(self) -> int:
+        """Lava steps until the readout has finished the last sample."""
+        return self.offsets[-1] + self.period * (self.n_samples * self.T - 1)
+
+    def samples_done(self, offset: int, steps: int) -> int:
+        """How many samples a layer with `offset` has completed after `steps` Lava steps."""
+        last = steps - offset - self.period * (self.T - 1)
+        if last < 0:
+            return 0
+        return min(self.n_samples, last // (self.period * self.T) + 1)
+
+
+def layer_offsets(graph: Graph) -> list:
+    """o_l = l + 2 plus one step for every sum-pool stage (Layer.in_pool > 1) up to and including l's."""
+    out, extra = [], 0
+    for i, l in enumerate(graph.layers):
+        extra += int(int(l.in_pool) > 1)
+        out.append(i + 2 + extra)
+    return out
+
+
+def make_schedule(graph: Graph, n_samples: int) -> Schedule:
+    offsets = layer_offsets(graph)
+    period = max([1] + [offsets[fb.src] - offsets[fb.dst] + 1 for fb in graph.feedback])
+    return Schedule(T=int(graph.T), period=period, n_samples=int(n_samples), offsets=offsets)
+
+
+@dataclass
+class LavaNetwork:
+    """Handles on the built Processes; run any of them to run the whole network."""
+    graph: Graph
+    schedule: Schedule
+    source: GradedSource
+    synapses: list             # one per IR layer (readout last)
+    neurons: list              # SoftResetLIF per spiking layer
+    readout: Integrator
+    feedback: list = field(default_factory=list)   # synapse Process per Feedback edge
+    record_spikes: bool = True
+    pools: list = field(default_factory=list)      # SumPool stage per sum-pooled layer (Layer.in_pool)
+
+    @property
+    def processes(self) -> list:
+        return [self.source, *self.synapses, *self.neurons, self.readout, *self.feedback, *self.pools]
+
+
+def _check_weights(name: str, w: np.ndarray) -> np.ndarray:
+    w = np.asarray(w)
+    if w.dtype.kind not in "iu":
+        raise ValueError(f"{name}: weights must be integers, got dtype {w.dtype}")
+    if w.size and int(np.abs(w).max()) > WEIGHT_MAX:
+        raise ValueError(f"{name}: weight {int(np.abs(w).max())} outside Loihi's range "
+                         f"[-{WEIGHT_MAX}, {WEIGHT_MAX}]")
+    return w.astype(np.int64)
+
+
+def validate_graph(graph: Graph) -> None:
+    """Raise ValueError (one line, naming the layer) for graphs the Lava backend cannot run."""
+    layers = graph.layers
+    if not layers or layers[-1].kind != "readout" or any(l.kind == "readout" for l in layers[:-1]):
+        raise ValueError("graph must end with exactly one readout layer")
+    if int(graph.T) < 1:
+        raise ValueError(f"graph.T must be >= 1, got {graph.T}")
+    if not 0 <= int(graph.decay) <= 4096:
+        raise ValueError(f"graph.decay must be a 12-bit decay in [0, 4096], got {graph.decay}")
+    for l in graph.spiking_layers:
+        if not 0 <= int(l.du) <= 4095:
+            raise ValueError(f"layer {l.name}: du must be a 12-bit current decay in [0, 4095], got {l.du}")
+    n_prev = int(np.prod(graph.input_shape))
+    for l in layers:
+        if l.kind not in ("dense", "conv", "readout"):
+            raise ValueError(f"layer {l.name}: unsupported kind {l.kind!r}")
+        if l.n_in != n_prev:
+            raise ValueError(f"layer {l.name}: expects {l.n_in} inputs, previous layer has {n_prev}")
+        _check_weights(f"layer {l.name}", l.weight)
+        k = int(l.in_pool)
+        if k < 1 or (k > 1 and (len(l.in_shape) != 3 or l.in_shape[1] % k or l.in_shape[2] % k)):
+            raise ValueError(f"layer {l.name}: sum pool {k} does not divide its input {tuple(l.in_shape)}")
+        if l.kind == "conv":
+            out = ConvSyn.output_shape(tuple(l.syn_in_shape), l.weight.shape, l.stride, l.padding)
+            if tuple(out) != tuple(l.out_shape):
+                raise ValueError(f"layer {l.name}: conv gives {out}, IR says {tuple(l.out_shape)}")
+        elif l.weight.shape != (l.n_out, int(np.prod(l.syn_in_shape))):
+            raise ValueError(f"layer {l.name}: weight shape {l.weight.shape} != "
+                             f"{(l.n_out, int(np.prod(l.syn_in_shape)))}")
+        n_prev = l.n_out
+    n_sp = len(layers) - 1
+    for fb in graph.feedback:
+        if not 0 <= fb.dst <= fb.src < n_sp:
+            raise ValueError(f"feedback {fb.src}->{fb.dst}: needs 0 <= dst <= src < {n_sp} "
+                             "(spiking layer indices)")
+        src, dst = layers[fb.src], layers[fb.dst]
+        _check_weights(f"feedback {fb.src}->{fb.dst}", fb.weight)
+        if fb.kind == "conv":
+            out = ConvSyn.output_shape(tuple(src.out_shape), fb.weight.shape, fb.stride, fb.padding)
+            ok = tuple(out) == tuple(dst.out_shape)
+        else:
+            ok = fb.kind == "dense" and fb.weight.shape == (dst.n_out, src.n_out)
+        if not ok:
+            raise ValueError(f"feedback {fb.src}->{fb.dst}: {fb.kind} weight {fb.weight.shape} does "
+                             f"not map {tuple(src.out_shape)} to {tuple(dst.out_shape)}")
+
+
+def validate_input(graph: Graph, xq: np.ndarray) -> np.ndarray:
+    """xq [N, *input_shape] (constant) or [N, T, *input_shape] (frames) -> int64 frames [N, T, n_in]."""
+    xq = np.asarray(xq)
+    frames = graph.input_frames(xq)
+    if xq.dtype.kind not in "iu":
+        raise ValueError(f"xq must hold quantized integers (graph.quantize_input), got {xq.dtype}")
+    if graph.input_signed:
+        lo, hi = -(1 << (graph.input_bits - 1)), (1 << (graph.input_bits - 1)) - 1
+    else:
+        lo, hi = 0, (1 << graph.input_bits) - 1
+    if xq.size and (xq.min() < lo or xq.max() > hi):
+        raise ValueError(f"xq values [{xq.min()}, {xq.max()}] outside the graph's "
+                         f"{graph.input_bits}-bit input range [{lo}, {hi}]")
+    return frames
+
+
+def _synapse(kind, weight, in_shape, stride, padding, name):
+    if kind == "conv":
+        return ConvSyn(weights=weight, in_shape=tuple(in_shape), stride=stride, padding=padding,
+                       name=name)
+    return DenseSyn(weights=weight, name=name)
+
+
+def build_lava_network(graph: Graph, xq: np.ndarray = None, record_spikes: bool = True,
+                       probe_buffer: int = 64) -> LavaNetwork:
+    """Processes and connections for `graph` streaming the samples xq [N, (T,) *input_shape] (one zero
+    sample if None). probe_buffer: samples the host may leave unread in each probe pipe."""
+    validate_graph(graph)
+    if xq is None:
+        xq = np.zeros((1, *graph.input_shape), dtype=np.int64)
+    data = validate_input(graph, xq)
+    sched = make_schedule(graph, data.shape[0])
+    P, T, N = sched.period, sched.T, sched.n_samples
+    source = GradedSource(data=data.reshape(N * T, -1), period=P, T=T, name="input")
+    pre = source.s_out
+    synapses, neurons, pools = [], [], []
+    for i, l in enumerate(graph.layers):
+        syn = _synapse(l.kind if l.kind != "readout" else "dense", l.weight, l.syn_in_shape, l.stride,
+                       l.padding, f"{l.name}.syn")
+        if int(l.in_pool) > 1:           # the sum-pool stage: graded counts, one more step of delay
+            pool = SumPool(in_shape=tuple(l.in_shape), k=int(l.in_pool), name=f"{l.name}.pool")
+            pre.connect(pool.s_in)
+            pre = pool.a_out
+            pools.append(pool)
+        pre.connect(syn.s_in)
+        bias = l.full_bias()
+        if l.spiking:
+            nrn = SoftResetLIF(n=l.n_out, bias=bias, threshold=l.threshold, frac_bits=l.frac_bits,
+                               decay=graph.decay, period=P, offset=sched.offsets[i], T=T,
+                               n_samples=N, record=record_spikes, probe_buffer=probe_buffer,
+                               name=l.name, v0=int(l.v0), du=int(l.du))
+            neurons.append(nrn)
+            pre = nrn.s_out
+        else:
+            nrn = Integrator(n=l.n_out, bias=bias, period=P, offset=sched.offsets[i], T=T,
+                             n_samples=N, probe_buffer=probe_buffer, decay=l.decay,
+                             shift=l.readout_shift, name=l.name, first_spike=l.first_spike)
+        syn.a_out.connect(nrn.a_in)
+        synapses.append(syn)
+    fbs = []
+    for fb in graph.feedback:
+        src = graph.layers[fb.src]
+        syn = _synapse(fb.kind, fb.weight, src.out_shape, fb.stride, fb.padding,
+                       f"feedback{fb.src}->{fb.dst}")
+        neurons[fb.src].s_out.connect(syn.s_in)
+        syn.a_out.connect(neurons[fb.dst].fb_in)
+        fbs.append(syn)
+    return LavaNetwork(graph=graph, schedule=sched, source=source, synapses=synapses,
+                       neurons=neurons, readout=nrn, feedback=fbs, record_spikes=record_spikes, pools=pools)
+
+
+def compile_lava_network(graph: Graph, tag: str = "fixed_pt"):
+    """Build (one zero sample) and compile the graph with Lava's compiler; returns the Executable.
+    Raises if Lava cannot compile it (used by `saf export` to state that the Lava graph compiles)."""
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    net = build_lava_network(graph, None, record_spikes=False)
+    return net.source.compile(Loihi2SimCfg(select_tag=tag))

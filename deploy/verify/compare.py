@@ -1,0 +1,98 @@
+"""Pure comparison of two backends' outputs: every layer's spike train at every time step, and the
+readout sums. Nothing here runs a backend."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from saf.export.result import BackendResult
+
+
+def first_mismatch(a: list, b: list, n: int):
+    """(sample, layer index, t, neuron) of the first difference, ordered by sample, then time step,
+    then layer, then neuron; None if the spike trains agree."""
+    best = None
+    for li, (x, y) in enumerate(zip(a, b)):
+        d = x[:n] != y[:n]
+        if not d.any():
+            continue
+        s = int(np.argmax(d.any(axis=(1, 2))))
+        t = int(np.argmax(d[s].any(axis=1)))
+        k = int(np.argmax(d[s, t]))
+        cand = (s, t, li, k)
+        if best is None or cand < best:
+            best = cand
+    if best is None:
+        return None
+    s, t, li, k = best
+    return s, li, t, k
+
+
+def compare_pair(a: BackendResult, b: BackendResult, layer_names: list) -> dict:
+    """Mismatch counts per layer over the samples both ran, readout mismatches, first mismatch."""
+    n = min(len(a.readout), len(b.readout))
+    layers = []
+    for name, x, y in zip(layer_names, a.spikes, b.spikes):
+        layers.append({"layer": name, "mismatches": int((x[:n] != y[:n]).sum()), "total": int(x[:n].size)})
+    ro = a.readout[:n] != b.readout[:n]
+    first = first_mismatch(a.spikes, b.spikes, n)
+    rep = {"a": a.backend, "b": b.backend, "samples": n, "layers": layers,
+           "spike_mismatches": sum(l["mismatches"] for l in layers), "spikes_total": sum(l["total"] for l in layers),
+           "readout_mismatches": int(ro.sum()), "readout_total": int(ro.size),
+           "prediction_mismatches": int((a.predictions[:n] != b.predictions[:n]).sum()), "first": None}
+    if first is not None:
+        s, li, t, k = first
+        rep["first"] = {"sample": s, "layer": layer_names[li], "layer_index": li, "t": t + 1, "neuron": k,
+                        "spike_a": bool(a.spikes[li][s, t, k]), "spike_b": bool(b.spikes[li][s, t, k])}
+    elif ro.any():
+        s = int(np.argmax(ro.any(axis=1)))
+        rep["first"] = {"sample": s, "layer": "readout", "layer_index": len(layer_names), "t": None,
+                        "neuron": int(np.argmax(ro[s])), "readout_a": int(a.readout[s, np.argmax(ro[s])]),
+                        "readout_b": int(b.readout[s, np.argmax(ro[s])])}
+    rep["mismatch_rate"] = rep["spike_mismatches"] / max(1, rep["spikes_total"])
+    return rep
+
+
+def spike_count_hashes(r: BackendResult) -> list:
+    """Per sample: sha256 (16 hex) of its spike counts per layer and time step."""
+    n = len(r.readout)
+    counts = [s.sum(axis=2).astype(np.int32) for s in r.spikes]      # [N, T] per layer
+    out = []
+    for i in range(n):
+        h = hashlib.sha256()
+        for c in counts:
+            h.update(np.ascontiguousarray(c[i]).tobytes())
+        out.append(h.hexdigest()[:16])
+    return out
+
+
+def firing_rates(r: BackendResult) -> list:
+    """Spikes per neuron per time step, per layer."""
+    return [float(s.mean()) if s.size else 0.0 for s in r.spikes]
+
+
+def accuracy(r: BackendResult, labels: np.ndarray) -> float:
+    n = len(r.readout)
+    return float((r.predictions == labels[:n]).mean()) if n else float("nan")
+
+
+def compare_potentials(a: list, b: list, layer_names: list) -> dict:
+    """Membrane potentials V[t] of two backends that both report them: mismatches per layer over the
+    samples both recorded, and the first one (ordered like first_mismatch) with each side's value."""
+    n = min(len(a[0]), len(b[0])) if a and b else 0
+    layers, best = [], None
+    for li, (name, x, y) in enumerate(zip(layer_names, a, b)):
+        d = x[:n] != y[:n]
+        layers.append({"layer": name, "mismatches": int(d.sum()), "total": int(d.size)})
+        if d.any():
+            s = int(np.argmax(d.any(axis=(1, 2))))
+            t = int(np.argmax(d[s].any(axis=1)))
+            cand = (s, t, li, int(np.argmax(d[s, t])))
+            best = cand if best is None or cand < best else best
+    rep = {"samples": n, "layers": layers, "mismatches": sum(l["mismatches"] for l in layers), "first": None}
+    if best is not None:
+        s, t, li, k = best
+        rep["first"] = {"sample": s, "layer": layer_names[li], "layer_index": li, "t": t + 1, "neuron": k,
+                        "potential_a": int(a[li][s, t, k]), "potential_b": int(b[li][s, t, k])}
+    return rep

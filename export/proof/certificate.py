@@ -1,0 +1,223 @@
+"""The exactness certificate: does the integer LIF form (Lava, emulator, ONNX) compute exactly the
+integer SAF form (the training form on the quantized weights)? Derived from a Graph alone, so
+`saf verify` re-derives it from a bundle's weights instead of trusting what export wrote.
+
+Conditions (DESIGN.md sec. 3), each a named check with a one-line reason:
+- leak:        the 12-bit decay is lam_q = 2^-k exactly (a non-dyadic lam truncates at every step);
+- frac_bits:   F >= k (T - 1) per layer, so every decay over T steps drops no bit;
+- state_24bit: worst-case |V| (state_bound.py, including the initial potential |v0|) <= 2^23 - 1
+               per layer, and TH << F fits too (a sum-pooled layer's inputs are counts up to k^2:
+               Graph.layer_input_max; its bound equals the folded layer's);
+- initial_potential (layers with Layer.v0 != 0, DSR's alpha firing): v0 is a multiple of 2^(kT), so
+               lam^t v0 is an integer for t <= T and no truncating decay of it drops a bit;
+- readout:     the readout integrator's worst case |R[T]| (state_bound with its leak and F_r) fits the
+               24-bit state of a compartment;
+- readout_leak (leaking readouts only): D_r is the network's dyadic decay 2^-k and F_r >= k(T-1), so
+               R[T] = (sum_t lam^(T-t) (W s_N[t] + B)) << F_r is an integer and no truncation of the
+               leak drops a bit: the deployed readout is the trained one, sum_t lam^(T-t) o[t];
+- current_reg (targets whose neuron has one, hw_targets Target.current_register_bits): the
+               synaptic input enters a register u as (W s_in + feedback) << frac_bits, which WRAPS
+               (Lava/Loihi: 24 bits), so its worst case must stay <= 2^23 - 1 per spiking layer. The
+               bias is not in u: Loihi adds it to v as bias_mant << bias_exp;
+- convention:  every backend's declared tie comparison and reset equal the IR's (fire when
+               V >= TH << F, subtractive reset; SAF: H(0) = 1). Derived from the declarations passed
+               in (verify: the backends it compares; export: the forms it writes, saf-int and ONNX).
+- training_form (graphs with two-state layers, Layer.du < 4095, or a first-spike readout: FP,
+               METHODS.md 2.4): there is no integer SAF form of such a network, and FP trains in
+               continuous time, so this row is never ok: "approximate: continuous-time training,
+               see verify's dt table". The leak/frac_bits/initial_potential rows (SAF exactness)
+               are then not derived; state_24bit and current_reg use the carried current's bound
+               (state_bound.py), and the integer forms must still agree bit for bit (verify).
+Also informational: whether the trained lam is representable (lam_q == lam) and whether the input
+quantization was lossless; these concern float-vs-integer accuracy, not LIF-vs-SAF exactness.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from saf.export.ir import DECAY_ONE, IR_CONVENTION, STATE_MAX, Graph, dyadic_exponent
+from saf.export.proof.state_bound import current_state_bound, layer_current_bound, state_bound, two_state_bound
+
+
+@dataclass
+class Check:
+    check: str
+    layer: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class Certificate:
+    exact: bool
+    checks: list = field(default_factory=list)
+    info: list = field(default_factory=list)
+
+    @property
+    def reasons(self) -> list:
+        return [f"{c.check} ({c.layer}): {c.detail}" for c in self.checks if not c.ok]
+
+    def to_dict(self) -> dict:
+        return {"exact": self.exact, "reasons": self.reasons, "checks": [asdict(c) for c in self.checks],
+                "info": list(self.info)}
+
+    def format(self) -> str:
+        head = "certificate: EXACT (LIF form == SAF form bit for bit)" if self.exact else \
+            "certificate: NOT EXACT -- " + "; ".join(self.reasons)
+        rows = [f"  [{'ok' if c.ok else 'NO'}] {c.check:<12} {c.layer:<10} {c.detail}" for c in self.checks]
+        return "\n".join([head, *rows, *[f"  note: {i}" for i in self.info]])
+
+
+def _readout_leak(D_r: int, D: int, F_r: int, T: int, name: str) -> Check:
+    k = dyadic_exponent((DECAY_ONE - D_r) / DECAY_ONE)
+    if D_r != D:
+        return Check("readout_leak", name, False, f"readout decay {D_r} differs from the network's {D}")
+    if k is None:
+        return Check("readout_leak", name, False, f"readout leaks with {DECAY_ONE - D_r}/4096 (decay {D_r}), "
+                     f"not a power of two: its truncating decay drifts from sum_t lam^(T-t) o[t]")
+    need = k * (T - 1)
+    ok = F_r >= need
+    return Check("readout_leak", name, ok,
+                 f"leaks with lam_q = 2^-{k} (decay {D_r}); F_r = {F_r} {'>=' if ok else '<'} k(T-1) = {need}"
+                 + (": R[T] = sum_t lam^(T-t) (W s[t] + B) << F_r exactly" if ok else
+                    ": the last decays drop bits of the trained sum_t lam^(T-t) o[t]"))
+
+
+def export_conventions() -> dict:
+    """The conventions declared by the forms export itself writes: the SAF form and the ONNX model."""
+    from saf.export.proof.onnx_exact import CONVENTION as ONNX
+    from saf.export.proof.saf_int import CONVENTION as SAF_INT
+    return {"saf-int": SAF_INT, "onnx": ONNX}
+
+
+def convention_check(conventions: dict) -> Check:
+    """The convention row: every declared (tie comparison, reset) must equal the IR's."""
+    if not conventions:
+        return Check("convention", "all", False, "no backend declared its tie comparison and reset")
+    bad = {n: c for n, c in conventions.items() if c != IR_CONVENTION}
+    if bad:
+        return Check("convention", "all", False, "; ".join(f"{n} declares '{c}'" for n, c in bad.items())
+                     + f", the IR says '{IR_CONVENTION}'")
+    return Check("convention", "all", True, f"{', '.join(conventions)} declare the IR's '{IR_CONVENTION}'")
+
+
+def initial_potential_check(layer, k: int, T: int) -> Check:
+    """v0 decays T times: exact when 2^(kT) divides it (lam = 2^-k)."""
+    v0, need = int(layer.v0), k * int(T)
+    ok = v0 % (1 << need) == 0
+    return Check("initial_potential", layer.name, ok,
+                 f"v0 = {v0} is {'' if ok else 'not '}a multiple of 2^(kT) = 2^{need}"
+                 + ("" if ok else ": its decay truncates, the LIF state drifts from the exact SAF form"))
+
+
+def has_saf_form(graph: Graph) -> bool:
+    """False for a network of two-state neurons or with a first-spike readout (FP): no SAF form."""
+    return not (graph.readout.first_spike or any(l.two_state for l in graph.spiking_layers))
+
+
+def training_form_check(graph: Graph) -> Check:
+    """The row an FP (two-state / first-spike) graph gets instead of the SAF exactness rows."""
+    if graph.meta.get("fp"):
+        why = ("approximate: continuous-time training (FP), see verify's dt table; the integer forms "
+               "(emulator, ONNX, Lava) must still agree bit for bit")
+    else:
+        why = ("approximate: two-state layers / a first-spike readout have no integer SAF (training) form; "
+               "the integer forms must still agree bit for bit")
+    return Check("training_form", "all", False, why)
+
+
+def certify(graph: Graph, conventions: dict = None) -> Certificate:
+    """conventions: backend name -> declared Convention (default: export_conventions())."""
+    checks, info = [], []
+    T, D = int(graph.T), int(graph.decay)
+    lam_q = graph.lam_q
+    saf = has_saf_form(graph)
+    k = dyadic_exponent(lam_q) if saf else None
+    if not saf:
+        checks.append(training_form_check(graph))
+    elif k is None:
+        checks.append(Check("leak", "all", False,
+                            f"lam_q = {DECAY_ONE - D}/4096 = {lam_q:.6g} is not a power of two: the 12-bit "
+                            f"decay truncates every step, so the LIF state drifts from the exact SAF form"))
+    else:
+        checks.append(Check("leak", "all", True, f"lam_q = 2^-{k} (decay D = {D}): dyadic"))
+    if saf and abs(lam_q - graph.lam) > 0:
+        info.append(f"trained lam {graph.lam} is stored as {lam_q:.6g} on the 12-bit decay (float-vs-integer "
+                    f"accuracy may change; LIF-vs-SAF exactness is about lam_q)")
+    reg = _current_register(graph)
+    for i, layer in enumerate(graph.spiking_layers):
+        F = int(layer.frac_bits)
+        if k is not None:
+            need = k * (T - 1)
+            checks.append(Check("frac_bits", layer.name, F >= need,
+                                f"F = {F} {'>=' if F >= need else '<'} k(T-1) = {k}*{T - 1} = {need}"
+                                + ("" if F >= need else ": the last decays drop bits")))
+        cur = layer_current_bound(layer.weight, layer.bias, [f.weight for f in graph.feedback_into(i)],
+                                  graph.layer_input_max(i), graph.input_signed and i == 0)
+        if layer.two_state:
+            syn = layer_current_bound(layer.weight, np.zeros(1, np.int64), [f.weight for f in graph.feedback_into(i)],
+                                      graph.layer_input_max(i), graph.input_signed and i == 0)
+            v = two_state_bound(syn, int(np.abs(layer.bias).max(initial=0)), F, int(layer.du), D, T, int(layer.v0))
+        else:
+            v = state_bound(cur, F, D, T, int(layer.v0))
+        th = int(layer.threshold) << F
+        if int(layer.v0) and k is not None:
+            checks.append(initial_potential_check(layer, k, T))
+        ok = v <= STATE_MAX and 0 < th <= STATE_MAX
+        detail = f"worst |V| = {v:,} {'<=' if v <= STATE_MAX else '>'} 2^23-1 = {STATE_MAX:,}; TH<<F = {th:,}"
+        if th <= 0:
+            detail += " (threshold must be positive)"
+        elif th > STATE_MAX:
+            detail += " exceeds the 24-bit state (the neuron could never fire)"
+        elif v > STATE_MAX and not saf:
+            detail += ": V can clip at 2^23-1 (alike in every integer form; a deviation from the continuous model)"
+        elif v > STATE_MAX:
+            detail += ": the state can saturate where the SAF form does not"
+        checks.append(Check("state_24bit", layer.name, ok, detail))
+        if reg is not None:
+            checks.append(current_register_check(graph, i, reg))
+    ro = graph.readout
+    D_r, F_r = int(ro.decay), ro.readout_shift
+    if ro.first_spike:                 # R = T + 1 - first step: in [0, T]
+        checks.append(Check("readout", ro.name, T <= STATE_MAX, f"first-spike readout: R in [0, T = {T}]"))
+    else:
+        r = state_bound(layer_current_bound(ro.weight, ro.bias, in_max=ro.pool_gain), F_r, D_r, T)
+        checks.append(Check("readout", ro.name, r <= STATE_MAX,
+                            f"worst |R[T]| = {r:,} {'<=' if r <= STATE_MAX else '>'} 2^23-1"))
+    if D_r:
+        checks.append(_readout_leak(D_r, D, F_r, T, ro.name))
+    if conventions is None:          # export's own forms; saf-int has no form of an FP network
+        conventions = {n: c for n, c in export_conventions().items() if saf or n != "saf-int"}
+    checks.append(convention_check(conventions))
+    if graph.meta.get("input_exact") is False:
+        info.append(f"input quantized with scale {graph.input_scale:.6g} to {graph.input_bits} bits (lossy)")
+    return Certificate(all(c.ok for c in checks), checks, info)
+
+
+def _current_register(graph: Graph):
+    """(register bits, shift) of the graph's target neuron's input register, or None."""
+    from saf.hw_targets import TargetError, get_target
+
+    try:
+        t = get_target(graph.target)
+    except TargetError:
+        return None
+    return None if t.current_register_bits is None else (int(t.current_register_bits), int(t.frac_bits))
+
+
+def current_register_check(graph: Graph, i: int, reg: tuple) -> Check:
+    """Spiking layer i: worst |W s_in + sum W_fb s_fb| << shift must not wrap the signed register."""
+    bits, shift = reg
+    layer = graph.spiking_layers[i]
+    a = layer_current_bound(layer.weight, np.zeros(1, np.int64), [f.weight for f in graph.feedback_into(i)],
+                            graph.layer_input_max(i), graph.input_signed and i == 0)
+    top = (1 << (bits - 1)) - 1
+    u = current_state_bound(a, shift, int(layer.du), int(graph.T))      # du = 4095: a << shift
+    ok = u <= top
+    what = f"worst |W s_in| << {shift}" if not layer.two_state else \
+        f"worst |U| (|W s_in| << {shift} carried with ({4095 - int(layer.du)}/4096)^j, du = {int(layer.du)})"
+    return Check("current_reg", layer.name, ok,
+                 f"{what} = {u:,} {'<=' if ok else '>'} 2^{bits - 1}-1 = {top:,}"
+                 + ("" if ok else f": the {bits}-bit input register u wraps (the LIF form does not)"))

@@ -1,0 +1,265 @@
+"""The training loop: data, optimizer, cosine LR, per-epoch metrics, checkpoints, resume."""
+from __future__ import annotations
+
+import json
+import math
+import random
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from saf.train.checkpoint import CHECKPOINT, METRICS, RESUME, load_resume, save_checkpoint, save_resume, write_run_logs
+from saf.train.evaluate import evaluate
+from saf.train.methods.ide.solver import SolverConfig
+from saf.train.functional.loss import ce_mse_loss
+from saf.train.functional.surrogate import SURROGATES
+from saf.train.methods.registry import check_method, readout_for, train_batch
+from saf.train.modules.network import SpikingNet
+from saf.train.io.outdir import make_dirs, remove_made
+from saf.train.spec import load_spec, with_neuron
+
+
+class TrainingError(Exception):
+    """Training cannot go on (NaN loss, bad config); one clear line."""
+
+
+class NonFiniteError(TrainingError):
+    """The loss or the weights became NaN/inf; the message names the epoch. Nothing of that epoch
+    is saved, so the run's last checkpoint is the last good one."""
+
+
+@dataclass
+class TrainConfig:
+    model: str = "conv-digits"
+    dataset: str = "digits"
+    data_root: Optional[str] = None
+    method: str = "saf-e"
+    T: int = 6
+    lam: float = 0.5
+    theta: Optional[float] = None     # None: the spec's (1.0 unless it sets one; IDE specs 2.0)
+    epochs: int = 20
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    mse_weight: float = 0.05
+    surrogate: str = "sigmoid"
+    alpha: float = 4.0
+    seed: int = 0
+    device: str = "auto"
+    limit_train: Optional[int] = None
+    encoder: str = "constant"             # static images -> x[t]: constant | rate | latency
+    encoder_seed: int = 0                 # the rate encoder's seed (trains are reproducible from it)
+    bin_by: str = "time"                  # event datasets: frames by "time" or event "count"
+    dsr_alpha: float = 1.0           # --method dsr: fire at alpha * V_th (subtract V_th)
+    dsr_readout: str = "spike"       # --method dsr: "spike" (spiking output layer) or "linear"
+    ide_solver: str = "broyden"           # --method ide: backward solver (train/methods/ide/solver.py)
+    ide_max_iter: int = 30
+    ide_tol: float = 2e-10
+    extra: dict = field(default_factory=dict)
+
+
+def pick_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise TrainingError(f"--device {name}: expected auto, cpu or cuda[:N]")
+    return name
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(cfg: TrainConfig, params):
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise TrainingError(f"unknown optimizer {cfg.optimizer!r} (known: sgd, adam)")
+
+
+def peak_memory_bytes(device: str) -> int:
+    if device.startswith("cuda"):
+        return int(torch.cuda.max_memory_allocated())
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
+
+
+def build(cfg: TrainConfig, spec: Optional[dict] = None):
+    """The network of `cfg`; `spec` (a resumed run's stored spec) replaces loading cfg.model again."""
+    if spec is None:
+        spec = with_neuron(load_spec(cfg.model), cfg.lam, cfg.theta)
+        spec["T"] = cfg.T
+    if cfg.method == "dsr":
+        from saf.train.methods.dsr.net import DSRNet, dsr_spec
+        return DSRNet(dsr_spec(spec, cfg.dsr_alpha, cfg.dsr_readout))
+    return SpikingNet(spec, surrogate=cfg.surrogate, alpha=cfg.alpha, readout=readout_for(cfg.method, spec["neuron"]["lam"]))
+
+
+def ide_solver_config(cfg: TrainConfig) -> SolverConfig:
+    try:
+        return SolverConfig(cfg.ide_solver, int(cfg.ide_max_iter), float(cfg.ide_tol))
+    except ValueError as e:
+        raise TrainingError(f"--ide-solver/--ide-max-iter/--ide-tol: {e}") from None
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, out: Path, data, progress: bool = True, resume: bool = False,
+                 log=print, ddp=None, spec: Optional[dict] = None):
+        try:
+            check_method(cfg.method)
+        except ValueError as e:
+            raise TrainingError(f"--method: {e}") from None
+        if cfg.surrogate not in SURROGATES:
+            raise TrainingError(f"--surrogate: unknown surrogate {cfg.surrogate!r} (known: {', '.join(SURROGATES)})")
+        if cfg.T < 1:
+            raise TrainingError(f"--T must be >= 1, got {cfg.T}")
+        if cfg.method == "dsr" and ddp is not None:
+            raise TrainingError("--method dsr does not support --ddp yet")
+        self.ide_solver = ide_solver_config(cfg)
+        if cfg.method == "ide" and ddp is not None:
+            raise TrainingError("--method ide: --ddp is not supported (its backward bypasses the DDP wrapper)")
+        self.cfg, self.out, self.data, self.progress, self.log = cfg, Path(out), data, progress, log
+        self.ddp = ddp  # optional train.distributed.DDPContext
+        self.device = pick_device(cfg.device) if ddp is None else ddp.device
+        seed_everything(cfg.seed)
+        self.net = build(cfg, spec).to(self.device)
+        if tuple(self.net.spec["input_shape"]) != tuple(data.input_shape):
+            raise TrainingError(f"model {cfg.model} expects input {list(self.net.spec['input_shape'])}, "
+                                f"dataset {cfg.dataset} gives {list(data.input_shape)}")
+        if data.num_classes != self.net.spec["num_classes"]:
+            raise TrainingError(f"model {cfg.model} has {self.net.spec['num_classes']} classes, "
+                                f"dataset {cfg.dataset} has {data.num_classes}")
+        self.model = ddp.wrap(self.net) if ddp else self.net
+        self.opt = make_optimizer(cfg, self.net.parameters())
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(1, cfg.epochs))
+        self.start_epoch = 0
+        self.metrics: list = []
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        if resume:
+            self._resume()
+
+    @property
+    def is_main(self) -> bool:
+        return self.ddp is None or self.ddp.rank == 0
+
+    def _resume(self):
+        path = self.out / RESUME
+        if not path.exists():
+            raise TrainingError(f"{path}: nothing to resume (no resume state in {self.out})")
+        st = load_resume(path)
+        try:
+            self.net.load_state_dict(st["model"])
+        except RuntimeError:
+            raise TrainingError(f"{path}: the resume state does not fit --model {self.cfg.model} "
+                                f"(resume with the model the run was started with)") from None
+        self.opt.load_state_dict(st["optimizer"])
+        if int(st["scheduler"].get("T_max", 0)) == self.sched.T_max:
+            self.sched.load_state_dict(st["scheduler"])
+        else:
+            # --epochs changed on resume (a run extended or shortened): continue the cosine schedule
+            # of the new length, exactly as a run started with it would have reached this epoch.
+            self._replay_schedule(int(st["epoch"]))
+        self.gen.set_state(st["generator"])
+        torch.set_rng_state(st["torch_rng"])
+        self.start_epoch = int(st["epoch"])
+        mpath = self.out / METRICS
+        if mpath.exists():
+            self.metrics = [json.loads(l) for l in mpath.read_text().splitlines() if l.strip()][:self.start_epoch]
+
+    def _replay_schedule(self, epochs_done: int) -> None:
+        import warnings
+
+        for g in self.opt.param_groups:
+            g["lr"] = g.get("initial_lr", self.cfg.lr)
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(1, self.cfg.epochs))
+        with warnings.catch_warnings():       # "scheduler.step() before optimizer.step()": intended
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(epochs_done):
+                self.sched.step()
+
+    def _batches(self, x, y):
+        n = len(x)
+        perm = torch.randperm(n, generator=self.gen)
+        if self.ddp:
+            perm = self.ddp.shard(perm, self.cfg.batch_size)
+        bs = self.cfg.batch_size // (self.ddp.world if self.ddp else 1)
+        for i in range(0, len(perm), bs):
+            idx = perm[i:i + bs]
+            xb = x[idx]
+            if self.data.augment is not None:
+                xb = self.data.augment(xb, self.gen)
+            yield xb.to(self.device), y[idx].to(self.device)
+
+    def train_epoch(self, epoch: int) -> dict:
+        cfg = self.cfg
+        self.net.train()
+        x, y = self.data.x_train, self.data.y_train
+        if cfg.limit_train:
+            x, y = x[:cfg.limit_train], y[:cfg.limit_train]
+        loss_fn = lambda o, t: ce_mse_loss(o, t, cfg.mse_weight)  # noqa: E731
+        n_batches = math.ceil(len(x) / cfg.batch_size)
+        it = self._batches(x, y)
+        if self.progress and self.is_main:
+            from tqdm import tqdm
+            it = tqdm(it, total=n_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
+        tot_loss, correct, seen = 0.0, 0, 0
+        lr = self.opt.param_groups[0]["lr"]
+        for b, (xb, yb) in enumerate(it):
+            r = train_batch(self.model, xb, yb, cfg.T, cfg.method, self.opt, loss_fn, ide_solver=self.ide_solver)
+            if not math.isfinite(r["loss"]):
+                raise NonFiniteError(f"loss became {r['loss']} at epoch {epoch + 1}, batch {b + 1} (try a lower --lr)")
+            tot_loss += r["loss"] * len(yb)
+            correct += int((r["logits"].argmax(1) == yb).sum())
+            seen += len(yb)
+        self.sched.step()
+        return {"train_loss": tot_loss / max(1, seen), "train_acc": correct / max(1, seen), "lr": lr}
+
+    def fit(self) -> list:
+        cfg = self.cfg
+        made = make_dirs(self.out) if self.is_main else None
+        try:
+            for epoch in range(self.start_epoch, cfg.epochs):
+                t0 = time.perf_counter()
+                if self.device.startswith("cuda"):
+                    torch.cuda.reset_peak_memory_stats()
+                m = self.train_epoch(epoch)
+                train_time = time.perf_counter() - t0
+                ev = evaluate(self.net, self.data.x_test, self.data.y_test, cfg.T, "saf", device=self.device)
+                m.update(epoch=epoch + 1, test_acc=ev["accuracy"], firing_rates=ev["firing_rates"],
+                         time_s=train_time,
+                         peak_memory_bytes=peak_memory_bytes(self.device))
+                bad = [k for k, v in self.net.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+                if bad:
+                    raise NonFiniteError(f"weights became NaN or inf at epoch {epoch + 1} ({bad[0]}; try a lower --lr)")
+                self.metrics.append(m)
+                if self.is_main:
+                    self._save(epoch + 1)
+                    self.log(f"epoch {epoch + 1:3d}  loss {m['train_loss']:.4f}  train {m['train_acc']:.4f}  "
+                             f"test {m['test_acc']:.4f}  rates {' '.join(f'{r:.3f}' for r in m['firing_rates'])}  "
+                             f"{train_time:.1f}s")
+        except BaseException:
+            if made is not None and not (self.out / CHECKPOINT).exists():
+                remove_made(made)                             # nothing half-written
+            raise
+        return self.metrics
+
+    def _save(self, epoch: int) -> None:
+        cfg = asdict(self.cfg)
+        cfg["epochs_done"] = epoch
+        save_checkpoint(self.out / CHECKPOINT, self.net, cfg)
+        save_resume(self.out / RESUME, {"model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+                                        "scheduler": self.sched.state_dict(), "generator": self.gen.get_state(),
+                                        "torch_rng": torch.get_rng_state(), "epoch": epoch})
+        from saf.train.run.plots import plot_curves
+        write_run_logs(self.out, self.metrics, plot_curves)
