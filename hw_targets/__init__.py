@@ -7,30 +7,18 @@ describes its integer graph as a NetDesc of LayerDescs and asks `check` and `map
     t = get_target("loihi2")
     violations = check(net, t)          # list[Violation]; [] means deployable as described
     report = map_network(net, t)        # ResourceReport: cores, chips, memory; report.fits
+
+base.py: the records (Target, NetDesc, LayerDesc, Violation); targets.py: one Target per chip or runtime
+and the registry; rules.py: the named rule checks; mapper.py: core placement; report.py: its result;
+figures.py and energy.py: published per-operation figures and the energy/latency estimate.
 """
 from __future__ import annotations
 
 from saf.hw_targets.base import FeedbackDesc, LayerDesc, NetDesc, Severity, Target, TargetError, Violation, weight_stats
-from saf.hw_targets.loihi1 import LOIHI1
-from saf.hw_targets.loihi2 import LOIHI2
-from saf.hw_targets.mapper import conv_synapse_count, map_network
-from saf.hw_targets.onnx import ONNX
+from saf.hw_targets.mapper import conv_synapse_count
 from saf.hw_targets.report import LayerReport, ResourceReport
-from saf.hw_targets.rules import RULES, check, current_bound
-
-# "loihi" means the current generation.
-TARGETS = {"loihi": LOIHI2, "loihi1": LOIHI1, "loihi2": LOIHI2, "onnx": ONNX}
-
-
-def get_target(name) -> Target:
-    """The Target called `name` (case-insensitive); a Target passes through."""
-    if isinstance(name, Target):
-        return name
-    key = str(name).strip().lower()
-    if key not in TARGETS:
-        raise TargetError(f"unknown target '{name}' (known: {', '.join(sorted(TARGETS))})")
-    return TARGETS[key]
-
+from saf.hw_targets.rules import RULES, current_bound
+from saf.hw_targets.targets import LOIHI1, LOIHI2, ONNX, TARGETS, check, get_target, map_network
 
 __all__ = ["Target", "LayerDesc", "FeedbackDesc", "NetDesc", "Violation", "Severity", "TargetError", "RULES", "check",
            "map_network", "ResourceReport", "LayerReport", "TARGETS", "get_target",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -63,6 +63,9 @@ class Target:
     subtractive_reset: bool = True              # V' = V - threshold on a spike (False: V' = 0)
     fires_at_equality: bool = True              # compares V >= threshold (False: strictly V > it)
     threshold_step: int = 1                     # the compared threshold is a multiple of this
+    # --- what is checked and estimated (targets.py fills both; not part of the target's identity)
+    rules: tuple = field(default=(), compare=False, repr=False)    # rule checks run by check() (rules.py)
+    energy: tuple = field(default=(), compare=False, repr=False)   # published per-operation Figures (figures.py)
 
     @property
     def max_abs_state(self) -> Optional[int]:
@@ -87,7 +90,7 @@ class Target:
                                    system_name=system_name or f"{int(n)}-chip system")
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("rules", "energy")}
         d["supported_kinds"] = sorted(self.supported_kinds)
         return d
 

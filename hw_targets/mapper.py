@@ -293,10 +293,8 @@ def _params(layer: LayerDesc) -> int:
     return int(layer.n_weights) + int(layer.n_biases) + (1 if layer.spiking else 0)
 
 
-def _as_target(target) -> Target:
-    if isinstance(target, str):
-        from saf.hw_targets import get_target
-        return get_target(target)
+def require_target(target) -> Target:
+    """`target` itself when it is a Target (names are resolved by targets.get_target)."""
     if not isinstance(target, Target):
         raise TargetError(f"expected a Target or a target name, got {type(target).__name__}")
     return target
@@ -331,9 +329,9 @@ def _place(net: NetDesc, target: Target) -> tuple:
     return reports, problems
 
 
-def map_network(net: NetDesc, target) -> ResourceReport:
-    """Assign every layer's neurons and synapses to cores of `target` (a Target or its name)."""
-    target = _as_target(target)
+def map_onto(net: NetDesc, target: Target) -> ResourceReport:
+    """Assign every layer's neurons and synapses to cores of `target` (targets.map_network resolves names)."""
+    target = require_target(target)
     params = sum(_params(l) for l in net.layers)
     if target.kind != "loihi":
         layers = [LayerReport(name=l.name, kind=l.kind, neurons=l.n_neurons, cores=0,

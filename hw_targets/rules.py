@@ -42,8 +42,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from saf.hw_targets.base import LayerDesc, NetDesc, Severity, Target, Violation
-from saf.hw_targets.mapper import _as_target, single_neuron_problems
+from saf.hw_targets.base import LayerDesc, NetDesc, Severity, Target, TargetError, Violation
+from saf.hw_targets.mapper import require_target, single_neuron_problems
 
 IR_STATE_MAX = (1 << 23) - 1      # export/ir.py STATE_MAX: the IR clips every spiking state here
 
@@ -293,9 +293,12 @@ RULES = [check_neuron_model, check_layer_kind, check_weight_magnitude, check_wei
          check_frac_bits, check_reset_interval, check_float_exact, check_fan_in]
 
 
-def check(net: NetDesc, target) -> list:
-    """Run every rule in RULES; [] means the network is deployable on `target` as described. Each
-    Violation carries its rule's severity."""
-    target = _as_target(target)
-    return [dataclasses.replace(v, severity=rule.severity) for rule in RULES
+def run_rules(net: NetDesc, target: Target) -> list:
+    """Run every rule the target lists (Target.rules; targets.py gives each built-in target RULES);
+    [] means the network is deployable on `target` as described. Each Violation carries its rule's
+    severity. A target listing no rules is refused: an empty list would pass every network unchecked."""
+    target = require_target(target)
+    if not target.rules:
+        raise TargetError(f"target '{target.name}' lists no rule checks (give it rules=RULES)")
+    return [dataclasses.replace(v, severity=rule.severity) for rule in target.rules
             for v in rule(net, target)]

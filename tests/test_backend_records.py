@@ -12,7 +12,7 @@ from saf.deploy.backends.spec import BACKENDS, BackendError, BackendSpec, Form, 
 from saf.deploy.backends.registry import Bundle, run_backend
 from saf.deploy.backends.emulator import emulate
 from saf.deploy.cli.main import main
-from saf.deploy.verify.core import format_report, verify
+from saf.deploy.verify import format_report, verify
 from saf.export.proof.certificate import certify, convention_check
 from saf.export.ir import IR_CONVENTION, Convention
 from saf.export.synthetic import random_graph

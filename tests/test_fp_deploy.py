@@ -22,7 +22,7 @@ import pytest
 from saf.deploy.backends.registry import BACKENDS, Bundle, inject_fault
 from saf.deploy.backends.emulator import emulate, run_emulator
 from saf.deploy.backends.onnx_runner import run_onnx
-from saf.deploy.verify.core import verify
+from saf.deploy.verify import verify
 from saf.export.proof.certificate import certify
 from saf.export.ir import Graph, Layer
 from saf.export.onnx_model import build_onnx_model
@@ -331,7 +331,7 @@ def _iris_fp_net():
 @pytest.fixture(scope="module")
 def fp_bundles(tmp_path_factory):
     from saf.deploy.cli.main import main
-    from saf.train.methods.fp.net import save_fp_checkpoint
+    from saf.train.methods.fp.checkpoint import save_fp_checkpoint
     d = tmp_path_factory.mktemp("fp")
     net = _iris_fp_net()
     save_fp_checkpoint(d / "model.safetensors", net, {"dataset": "iris", "model": "fp-handmade", "seed": 0})

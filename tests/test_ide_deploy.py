@@ -16,7 +16,7 @@ import torch
 
 from saf.deploy.backends.registry import Bundle
 from saf.deploy.cli.main import main
-from saf.deploy.verify.core import verify
+from saf.deploy.verify import verify
 from saf.export.bundle.store import read_manifest
 from saf.export.fold.snn import fold_network
 from saf.train.checkpoint import load_model, save_checkpoint

@@ -24,7 +24,7 @@ from saf.deploy.backends.emulator import emulate  # noqa: E402
 from saf.deploy.lava.procs.stock_lif import PySoftResetLifBitAcc  # noqa: E402
 from saf.deploy.backends.registry import Bundle  # noqa: E402
 from saf.deploy.cli.main import main  # noqa: E402
-from saf.deploy.verify.core import verify  # noqa: E402
+from saf.deploy.verify import verify  # noqa: E402
 from saf.export.bundle.store import write_bundle  # noqa: E402
 from saf.export.proof.certificate import certify  # noqa: E402
 from saf.export.ir import STATE_MAX, Graph, Layer, decay_for  # noqa: E402

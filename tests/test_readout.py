@@ -22,7 +22,7 @@ from reference_lif import reference_batch  # noqa: E402
 from saf.deploy.backends.registry import BackendError, Bundle, run_backend  # noqa: E402
 from saf.deploy.backends.emulator import emulate  # noqa: E402
 from saf.deploy.backends.onnx_runner import run_onnx  # noqa: E402
-from saf.deploy.verify.core import verify  # noqa: E402
+from saf.deploy.verify import verify  # noqa: E402
 from saf.export.bundle.store import BundleError, load_graph, write_bundle  # noqa: E402
 from saf.export.bundle.auth import manifest_digest  # noqa: E402
 from saf.export.proof.certificate import certify  # noqa: E402

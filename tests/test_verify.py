@@ -11,7 +11,7 @@ import pytest
 
 from saf.deploy.backends.registry import Bundle, run_backend
 from saf.deploy.cli.main import main
-from saf.deploy.verify.core import verify
+from saf.deploy.verify import verify
 from saf.export.bundle.store import write_bundle
 from saf.export.synthetic import random_graph, random_inputs
 

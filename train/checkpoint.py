@@ -5,17 +5,16 @@ scheduler, epoch, RNG) is a plain dict of tensors/numbers loaded with torch.load
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import struct
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from saf.train.io.outdir import OutputKind, current_umask
+from saf.train.io.files import atomic_write, header_metadata
+from saf.train.io.outdir import OutputKind
+from saf.train.methods.fp.net import FP_METHOD
 from saf.train.readout import ReadoutError, readout_from_json
 from saf.train.spec import SpecError, plan
 
@@ -28,32 +27,6 @@ CURVES = "curves.png"
 
 class CheckpointError(Exception):
     """A checkpoint that cannot be used; the message names the file and the problem."""
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path) then rename into place, so a crash never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~current_umask())          # mkstemp creates 0600; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def header_metadata(path) -> dict:
-    """The safetensors header's __metadata__ of `path`, no tensors read (OSError / ValueError /
-    struct.error for a file that is not safetensors)."""
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        if not 2 <= n <= 100_000_000:
-            raise ValueError("bad safetensors header length")
-        return json.loads(f.read(n)).get("__metadata__") or {}
 
 
 def is_saf_checkpoint(path: Path) -> bool:
@@ -101,12 +74,15 @@ def write_run_logs(out: Path, metrics: list, plot) -> None:
         pass
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def is_fp_checkpoint(path) -> bool:
+    """A saf checkpoint (file or run directory) whose config says method 'fp' (header only)."""
+    try:
+        p = Path(path)
+        p = p / CHECKPOINT if p.is_dir() else p
+        meta = header_metadata(p)
+        return meta.get("format") == FORMAT and json.loads(meta.get("config", "{}")).get("method") == FP_METHOD
+    except (OSError, ValueError, struct.error, AttributeError, TypeError):
+        return False
 
 
 def resolve(path) -> Path:
@@ -147,10 +123,9 @@ def load_model(path, device: str = "cpu"):
     from saf.train.modules.network import SpikingNet
 
     p = resolve(path)
-    from saf.train.methods.fp.net import is_fp_checkpoint
     if is_fp_checkpoint(p):
         raise CheckpointError(f"{p}: an FP checkpoint (--method fp) holds a continuous-time network: load it "
-                              f"with saf.train.methods.fp.net.load_fp_checkpoint")
+                              f"with saf.train.methods.fp.checkpoint.load_fp_checkpoint")
     tensors, spec, config, readout = read_checkpoint(p, with_readout=True)
     if "dsr" in spec:                  # --method dsr (train/methods/dsr/net.py)
         from saf.train.methods.dsr.net import DSRNet

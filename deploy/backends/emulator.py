@@ -33,9 +33,10 @@ from collections import deque
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from saf.export.ir import DECAY_BITS, DECAY_ONE, STATE_BITS, STATE_MAX, Convention, Graph
+from saf.export.ir import DECAY_ONE, STATE_BITS, STATE_MAX, Convention, Graph
 
 from saf.export.result import BackendResult
+from saf.deploy.backends.emulator_kernels import decay_trunc as _decay
 
 # What emulate() computes with its default options (declared for the certificate's convention row).
 CONVENTION = Convention(">=", "subtract")
@@ -141,18 +142,6 @@ def _layer_synapse(layer, in_max: int) -> _Synapse:
     syn = _Synapse(layer.kind if layer.kind != "readout" else "dense", layer.weight, layer.syn_in_shape,
                    layer.out_shape, layer.stride, layer.padding, int(in_max) * layer.pool_gain, layer.name)
     return _Pooled(layer, syn) if int(layer.in_pool) > 1 else syn
-
-
-def _decay(v: np.ndarray, decay: int) -> np.ndarray:
-    """sign(v) * ((|v| * (4096 - D)) >> 12), truncation toward zero. int64, or float64 holding
-    integers below 2^41: then v * ((4096 - D) / 4096) is the exact rational (the factor is a dyadic
-    fraction and the product stays below 2^53) and trunc rounds it toward zero exactly."""
-    if decay == 0:
-        return v
-    if v.dtype == np.float64:
-        return np.trunc(v * ((DECAY_ONE - decay) / DECAY_ONE))
-    mag = (np.abs(v) * (DECAY_ONE - decay)) >> DECAY_BITS
-    return np.where(v < 0, -mag, mag)
 
 
 def _wrap(v: np.ndarray, bits: int) -> np.ndarray:

@@ -134,3 +134,15 @@ def lif_layer(I, T, constant, bias, F, th, m, v0, S, V_rec, record_v, sat, vmax)
 def decay_factor(D: int) -> int:
     """m = 4096 - D, the multiplier of the truncating decay."""
     return DECAY_ONE - int(D)
+
+
+def decay_trunc(v: np.ndarray, decay: int) -> np.ndarray:
+    """sign(v) * ((|v| * (4096 - D)) >> 12), truncation toward zero. int64, or float64 holding
+    integers below 2^41: then v * ((4096 - D) / 4096) is the exact rational (the factor is a dyadic
+    fraction and the product stays below 2^53) and trunc rounds it toward zero exactly."""
+    if decay == 0:
+        return v
+    if v.dtype == np.float64:
+        return np.trunc(v * ((DECAY_ONE - decay) / DECAY_ONE))
+    mag = (np.abs(v) * (DECAY_ONE - decay)) >> DECAY_BITS
+    return np.where(v < 0, -mag, mag)

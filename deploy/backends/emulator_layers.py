@@ -22,7 +22,6 @@ import numpy as np
 from saf.export.ir import Graph
 
 import saf.deploy.backends.emulator_kernels as kernels
-from saf.deploy.backends.emulator import _decay as decay
 
 
 def supports(graph: Graph, options: dict, plan) -> bool:
@@ -163,7 +162,7 @@ def emulate_layers(graph: Graph, frames: np.ndarray, varying: bool, plan, *, rec
         O = _event_sums(st, S.reshape(b * T, -1)).astype(np.int64).reshape(b, T, -1) + st.bias
         R = np.zeros((b, ro.n_out), dtype=np.int64)
         for t in range(T):
-            R = decay(R, int(ro.decay)) + (O[:, t] << ro.readout_shift)
+            R = kernels.decay_trunc(R, int(ro.decay)) + (O[:, t] << ro.readout_shift)
         out["readout"][sl] = R
     else:                     # R[T] = W_o (sum_t s_N[t]) + T * B_o
         counts = S.sum(axis=1, dtype=np.int64)

@@ -10,7 +10,8 @@ import onnxruntime as ort
 
 from saf.export.bundle.error import BundleError
 from saf.export.ir import Graph
-from saf.export.onnx_model import META_FINGERPRINT, META_SPIKES, graph_fingerprint
+from saf.export.onnx_check import META_FINGERPRINT, graph_fingerprint
+from saf.export.onnx_model import META_SPIKES
 
 from saf.export.result import BackendResult
 

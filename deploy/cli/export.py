@@ -11,7 +11,7 @@ from saf.train.spec import SpecError
 
 from saf.export.bundle.store import BundleError, read_manifest
 from saf.export.fold.snn import FoldError
-from saf.export.onnx_model import OnnxExportError
+from saf.export.onnx_check import OnnxExportError
 from saf.export.pipeline.snn import ExportError
 from saf.export.quantize import QuantizeError
 
@@ -59,7 +59,7 @@ def cmd_export(a) -> int:
 
     if not a.checkpoint and not a.random_model:
         raise ExportError("give a CHECKPOINT (model.safetensors or run directory) or --random-model NAME")
-    from saf.train.methods.fp.net import is_fp_checkpoint
+    from saf.train.checkpoint import is_fp_checkpoint
 
     if a.checkpoint and is_fp_checkpoint(a.checkpoint):
         return _export_fp(a)

@@ -199,7 +199,7 @@ def cmd_run(a) -> int:
 
 
 def cmd_verify(a) -> int:
-    from saf.deploy.verify.core import format_report, verify
+    from saf.deploy.verify import format_report, verify
     from saf.deploy.verify.report_io import check_outputs, write_outputs
 
     from saf.deploy.backends.spec import resolve_backends

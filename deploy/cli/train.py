@@ -21,10 +21,11 @@ from saf.train.methods.fp.train import FPError
 from saf.train.methods.fp.specs import FP_SPECS
 from saf.train.methods.fp.sim import SimulationError
 from saf.train.methods.registry import CONTINUOUS_METHODS, METHODS
-from saf.train.io.outdir import OutputError, Staged, check_target
+from saf.train.io.outdir import OutputError, check_target
 from saf.train.run.config import OPTIMIZERS, ConfigError, check_config, flag, resumed_config
 from saf.train.spec import BUILTIN, SpecError, load_spec, with_neuron
-from saf.train.run.trainer import NonFiniteError, TrainConfig, TrainingError
+from saf.train.run.fit import fit_into
+from saf.train.run.trainer import TrainConfig, TrainingError
 
 USER_ERRORS = (CheckpointError, ConfigError, DatasetError, DistributedError, OutputError, SpecError, TrainingError,
                FPError, SimulationError)
@@ -159,33 +160,12 @@ def _spec_settings(spec: dict) -> dict:
     return got
 
 
-def fit_into(tr, out: Path, replacing: bool, writes: bool = True) -> list:
-    """Run tr.fit(). Replacing an existing run (--force), the new run is built in a temporary
-    sibling and swapped in only when it completes; until then the old run is untouched."""
-    try:
-        if replacing and writes:
-            with Staged(out, (RUN_DIR,), force=True) as tmp:
-                tr.out = tmp
-                metrics = tr.fit()
-            tr.out = out
-            return metrics
-        return tr.fit()
-    except NonFiniteError as e:
-        if replacing:
-            kept = f"the previous run in {out} is unchanged"
-        elif (out / CHECKPOINT).exists():
-            kept = f"last good checkpoint (epoch {len(tr.metrics)}) kept in {out}"
-        else:
-            kept = "no checkpoint written"
-        raise TrainingError(f"{e}; {kept}") from None
-
-
 def cmd_train(a) -> int:
     from saf.train.data import load_dataset
     from saf.train.run.trainer import Trainer
 
     if a.method == "fp":                    # continuous-time FP (train/methods/fp/train.py): its own numpy loop
-        from saf.train.methods.fp.train import cmd_train_fp
+        from saf.deploy.cli.train_fp import cmd_train_fp
         return cmd_train_fp(a)
     if getattr(a, "ddp", False):
         return _train_ddp(a)
@@ -263,9 +243,9 @@ def eval_checkpoint(path, dataset=None, data_root=None, T=None) -> dict:
 
 
 def cmd_eval(a) -> int:
-    from saf.train.methods.fp.net import is_fp_checkpoint
+    from saf.train.checkpoint import is_fp_checkpoint
     if is_fp_checkpoint(a.checkpoint):
-        from saf.train.methods.fp.train import cmd_eval_fp
+        from saf.deploy.cli.train_fp import cmd_eval_fp
         return cmd_eval_fp(a)
     r = eval_checkpoint(a.checkpoint, a.dataset, a.data_root, a.T)
     if a.json:

@@ -56,7 +56,7 @@ def load_fp_inputs(bundle, data, root, limit) -> tuple:
 def load_fp_net(bundle):
     """The continuous FPNet the bundle was discretized from (its authenticated fp-model.safetensors)."""
     from saf.train.checkpoint import CheckpointError
-    from saf.train.methods.fp.net import load_fp_checkpoint
+    from saf.train.methods.fp.checkpoint import load_fp_checkpoint
 
     if bundle.path is None or FP_SOURCE_FILE not in bundle.manifest.get("files", {}):
         raise BackendError(f"{bundle.path}: no {FP_SOURCE_FILE} in the bundle: the dt table needs the continuous weights")

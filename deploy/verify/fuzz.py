@@ -25,7 +25,7 @@ def _failing_sample(pairs: list):
 
 def fuzz_verify(bundle, specs: list, n: int, seed: int, lava_limit: int, exact: bool, mismatch_bound: float,
                 dataset_xq: np.ndarray) -> dict:
-    from saf.deploy.verify.core import compare_all, run_all
+    from saf.deploy.verify.pairs import compare_all, run_all
 
     g = bundle.graph
     if n < min_fuzz(g):
@@ -48,7 +48,7 @@ def fuzz_verify(bundle, specs: list, n: int, seed: int, lava_limit: int, exact: 
 
 
 def format_fuzz(fz: dict, mismatch_bound: float) -> list:
-    from saf.deploy.verify.core import format_pairs
+    from saf.deploy.verify.pairs import format_pairs
 
     cls = ", ".join(f"{k} {v}" for k, v in fz["classes"].items())
     lines = [f"fuzz: {fz['n']} inputs beyond the dataset (seed {fz['seed']}: {cls}); samples per backend "

@@ -30,7 +30,7 @@ def inputs_hash(xq: np.ndarray) -> str:
 
 
 def write_golden(directory, record: dict) -> Path:
-    from saf.train.checkpoint import atomic_write
+    from saf.train.io.files import atomic_write
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)

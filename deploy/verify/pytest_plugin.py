@@ -24,7 +24,7 @@ def check_fidelity(bundle, data=None, limit=None, backends=("saf-int", "emulator
     """Run `saf verify` in-process; return the VerifyReport, raise FidelityError on any failure."""
     from saf.deploy.backends.registry import Bundle
     from saf.deploy.cli.run import load_inputs
-    from saf.deploy.verify.core import format_report, verify
+    from saf.deploy.verify import format_report, verify
 
     b = Bundle.load(bundle)
     xq, y, name = load_inputs(b, data, data_root, limit)

@@ -66,7 +66,7 @@ def write_outputs(rep, text: str, out: Path, report_md=None, extra: Optional[dic
 
 
 def write_markdown(rep, path: Path) -> None:
-    from saf.train.checkpoint import atomic_write
+    from saf.train.io.files import atomic_write
 
     from saf.deploy.plots import plot_rates
 

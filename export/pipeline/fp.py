@@ -23,8 +23,9 @@ def export_fp(checkpoint, target_name: str, out, dt_exp=None, force: bool = Fals
     """Export an FP checkpoint; returns the manifest extras plus *_text lines for the CLI. Raises
     ExportError / CheckpointError / TargetError with one line."""
     from saf.hw_targets import get_target
-    from saf.train.checkpoint import file_sha256, resolve
-    from saf.train.methods.fp.net import load_fp_checkpoint
+    from saf.train.io.files import file_sha256
+    from saf.train.checkpoint import resolve
+    from saf.train.methods.fp.checkpoint import load_fp_checkpoint
 
     from saf.export.onnx_model import save_onnx_model
     from saf.export.pipeline.snn import ExportError, check_fit

@@ -75,7 +75,8 @@ def _accuracy_report(net, graph: Graph, data, T: int, limit: Optional[int]) -> d
 
 def _source(checkpoint, random_model: Optional[str], seed: int):
     """(net, spec, cfg, provenance) from a checkpoint, or a randomly initialised builtin model."""
-    from saf.train.checkpoint import file_sha256, load_model, resolve
+    from saf.train.io.files import file_sha256
+    from saf.train.checkpoint import load_model, resolve
 
     if random_model:
         import torch

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from saf.train.io.files import current_umask
+
 TMP_TAG = ".saf-tmp-"
 OLD_TAG = ".saf-old-"
 
@@ -120,12 +122,6 @@ def _check_parent(out: Path, flag: str) -> None:
             if not os.access(anc, os.W_OK | os.X_OK):
                 raise OutputError(f"{flag} {out}: {anc} is not writable")
             return
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def make_dirs(path: Path) -> Optional[Path]:

@@ -7,17 +7,12 @@ unpickled: tensors "fp.w.0", "fp.w.1", ...; FPParams and LatencyCode as JSON met
 """
 from __future__ import annotations
 
-import json
 import math
-import struct
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
-from saf.train.checkpoint import FORMAT, CheckpointError, atomic_write, header_metadata, read_saf_file, resolve
 from saf.train.methods.fp.sim import simulate, simulate_batch
-from saf.train.readout import FIRST_SPIKE
 
 FP_METHOD = "fp"
 
@@ -136,69 +131,3 @@ class FPNet:
 def first_spike_prediction(first: np.ndarray) -> np.ndarray:
     """The earliest output neuron per row, lowest index on ties (np.argmin's rule); all inf -> 0."""
     return np.argmin(np.asarray(first, dtype=np.float64), axis=1).astype(np.int64)
-
-
-# ---- checkpoint ------------------------------------------------------------------------------------
-
-def _tensor_name(l: int) -> str:
-    return f"fp.w.{l}"
-
-
-def save_fp_checkpoint(path, net: FPNet, config: dict) -> None:
-    """Atomic write of a saf checkpoint holding an FP net (config must name method 'fp')."""
-    from safetensors.numpy import save_file
-
-    config = dict(config, method=FP_METHOD)
-    tensors = {_tensor_name(l): np.ascontiguousarray(w, dtype=np.float64) for l, w in enumerate(net.weights)}
-    spec = {"fp": {"sizes": net.sizes}}
-    meta = {"format": FORMAT, "spec": json.dumps(spec), "config": json.dumps(config),
-            "readout": FIRST_SPIKE.to_json(), "fp_params": json.dumps(asdict(net.params)),
-            "fp_code": json.dumps(asdict(net.code))}
-    atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=meta))
-
-
-def is_fp_checkpoint(path) -> bool:
-    """A saf checkpoint (file or run directory) whose config says method 'fp' (header only)."""
-    try:
-        p = Path(path)
-        p = p / "model.safetensors" if p.is_dir() else p
-        meta = header_metadata(p)
-        return meta.get("format") == FORMAT and json.loads(meta.get("config", "{}")).get("method") == FP_METHOD
-    except (OSError, ValueError, struct.error, AttributeError, TypeError):
-        return False
-
-
-def load_fp_checkpoint(path) -> tuple:
-    """(FPNet, config) from a checkpoint file or run directory; CheckpointError (one line) otherwise."""
-    from safetensors.numpy import load_file
-
-    p = resolve(path)
-    meta, tensors = read_saf_file(p, load_file)
-    try:
-        config = json.loads(meta["config"])
-        if config.get("method") != FP_METHOD:
-            raise CheckpointError(f"{p}: not an FP checkpoint (method {config.get('method')!r})")
-        params = FPParams(**json.loads(meta["fp_params"])).check()
-        c = json.loads(meta["fp_code"])
-        code = LatencyCode(tuple(c["lo"]), tuple(c["hi"]), c["t_early"], c["t_late"],
-                           tuple(c.get("bias_times", ()))).check()
-        sizes = json.loads(meta["spec"])["fp"]["sizes"]
-    except CheckpointError:
-        raise
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{p}: FP metadata unreadable ({e})") from None
-    names = [_tensor_name(l) for l in range(len(tensors))]
-    if sorted(tensors) != sorted(names) or len(names) != len(sizes) - 1:
-        raise CheckpointError(f"{p}: FP weights {sorted(tensors)} do not match the layer sizes {sizes}")
-    weights = [tensors[k] for k in names]
-    for l, w in enumerate(weights):
-        if w.dtype != np.float64 or w.shape != (sizes[l + 1], sizes[l]):
-            raise CheckpointError(f"{p}: {names[l]} is {w.dtype} {list(w.shape)}, the sizes need float64 "
-                                  f"{[sizes[l + 1], sizes[l]]}")
-        if not np.isfinite(w).all():
-            raise CheckpointError(f"{p}: tensor {names[l]} contains NaN or inf")
-    try:
-        net = FPNet(params, weights, code)
-    except ValueError as e:
-        raise CheckpointError(f"{p}: {e}") from None
-    return net, config

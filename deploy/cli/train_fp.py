@@ -1,0 +1,86 @@
+"""`saf train --method fp` and `saf eval` of an FP run: the flags FP refuses, the run plan, and the
+calls into the FP trainer (train/methods/fp/train.py)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from saf.train.checkpoint import CHECKPOINT, RUN_DIR
+from saf.train.data import load_dataset
+from saf.train.io.outdir import check_target
+from saf.train.methods.fp.specs import FP_SPECS
+from saf.train.methods.fp.train import FPTrainConfig, FPTrainer, config_for, eval_fp
+from saf.train.run.fit import fit_into
+
+
+# `saf train` flags that have no meaning for FP (continuous time, its own neuron and loss): refused
+NOT_FOR_FP = ("T", "lam", "theta", "optimizer", "momentum", "weight_decay", "mse_weight", "surrogate", "alpha",
+              "dsr_alpha", "dsr_readout", "ide_solver", "ide_max_iter", "ide_tol", "encoder", "encoder_seed",
+              "bin_by")
+
+
+def _flag(name: str) -> str:
+    return "--T" if name == "T" else "--" + name.replace("_", "-")
+
+
+def plan_fp(a) -> FPTrainConfig:
+    from saf.train.run.config import ConfigError, SEED_MAX
+
+    for k in NOT_FOR_FP:
+        if getattr(a, k, None) is not None:
+            raise ConfigError(f"{_flag(k)}: does not apply to --method fp (continuous-time neurons with the "
+                              f"model spec's time constants, threshold and first-spike loss)")
+    if getattr(a, "resume", False):
+        raise ConfigError("--resume: not supported with --method fp (start a new run)")
+    if getattr(a, "ddp", False):
+        raise ConfigError("--ddp: not supported with --method fp")
+    if getattr(a, "device", None) not in (None, "auto", "cpu"):
+        raise ConfigError(f"--device {a.device}: --method fp runs on the CPU (numpy)")
+    model = a.model
+    if model is None:
+        by_data = [s for s in FP_SPECS.values() if s.dataset == (a.dataset or "").lower()]
+        model = by_data[0].name if by_data else "fp-iris"
+    if model not in FP_SPECS:
+        raise ConfigError(f"--model {model}: --method fp trains the built-in FP models ({', '.join(FP_SPECS)})")
+    cfg = config_for(FP_SPECS[model], dataset=a.dataset, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
+                     seed=a.seed, limit_train=a.limit_train)
+    for name, ok, want in (("epochs", cfg.epochs >= 1, "an integer >= 1"),
+                           ("batch_size", cfg.batch_size >= 1, "an integer >= 1"),
+                           ("lr", math.isfinite(cfg.lr) and cfg.lr > 0, "a positive number"),
+                           ("seed", 0 <= cfg.seed <= SEED_MAX, f"an integer in 0..{SEED_MAX}"),
+                           ("limit_train", cfg.limit_train is None or cfg.limit_train >= 1, "an integer >= 1")):
+        if not ok:
+            raise ConfigError(f"{_flag(name)} must be {want}, got {getattr(cfg, name)!r}")
+    return cfg
+
+
+def cmd_train_fp(a) -> int:
+
+    cfg = plan_fp(a)
+    out = Path(a.out)
+    check_target(out, (RUN_DIR,), a.force)
+    replacing = out.is_dir() and any(out.iterdir())
+    data = load_dataset(cfg.dataset, a.data_root)
+    tr = FPTrainer(cfg, out, data, progress=not a.no_progress)
+    print(f"training {cfg.model} on {data.name} with fp ({cfg.grad}-mode exact gradients), sizes "
+          f"{tr.net.sizes}, {sum(w.size for w in tr.net.weights)} weights", flush=True)
+    metrics = fit_into(tr, out, replacing)
+    last = metrics[-1] if metrics else {}
+    print(f"done: test accuracy (first spike) {last.get('test_acc', float('nan')):.4f}; checkpoint {out / CHECKPOINT}")
+    return 0
+
+
+def cmd_eval_fp(a) -> int:
+    if getattr(a, "T", None) is not None:
+        from saf.train.run.config import ConfigError
+        raise ConfigError("--T: does not apply to an FP checkpoint (continuous time)")
+    r = eval_fp(a.checkpoint, a.dataset, a.data_root)
+    if a.json:
+        print(json.dumps(r, indent=2))
+    else:
+        print(f"{r['dataset']} test set ({r['n']} samples), FP continuous-time event simulation, readout first spike "
+              f"(lowest index on ties)")
+        print(f"  accuracy           {r['accuracy']:.4f}")
+        print(f"  silent outputs     {r['silent_outputs']}")
+    return 0

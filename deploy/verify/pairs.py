@@ -1,0 +1,127 @@
+"""Every integer backend run on the same inputs and compared pairwise: which pairs must agree exactly
+(the certificate and the backends' records decide), spikes and readouts of every layer at every step,
+and each side's own potential at the first mismatch. Used by verify (core.py) and by fuzzing (fuzz.py)."""
+from __future__ import annotations
+
+import itertools
+import time
+
+import numpy as np
+
+from saf.deploy.backends.registry import Bundle, run_spec
+from saf.deploy.backends.spec import BackendError, BackendSpec, Form
+from saf.deploy.verify.compare import compare_pair, compare_potentials
+
+
+POTENTIAL_BUDGET = 1 << 25          # int64 potentials recorded per backend and input set (256 MiB)
+
+
+def expected_exact(a: BackendSpec, b: BackendSpec, exact: bool) -> bool:
+    if not (a.covered and b.covered) or a.convention != b.convention:
+        return False
+    if a.form is Form.LIF and b.form is Form.LIF:
+        return True
+    return exact
+
+
+def run_all(bundle: Bundle, xq: np.ndarray, specs: list, lava_limit: int, progress: bool) -> tuple:
+    """Every backend on xq (subset backends on the first lava_limit samples). Backends that report
+    potentials record them on as many samples as POTENTIAL_BUDGET allows."""
+    g = bundle.graph
+    per_sample = g.T * sum(l.n_out for l in g.spiking_layers)
+    results, seconds = {}, {}
+    for spec in specs:
+        x = xq[:lava_limit] if spec.subset else xq
+        if len(x) < 1:
+            raise BackendError(f"{spec.name}: no samples to compare (check --limit / --lava-limit / --inputs)")
+        k = min(len(x), max(1, POTENTIAL_BUDGET // per_sample)) if spec.reports_potentials else 0
+        t0 = time.perf_counter()
+        r = run_spec(spec, bundle, x, record_spikes=True, record_potentials=(k == len(x)), progress=progress)
+        if 0 < k < len(x):
+            r.potentials = run_spec(spec, bundle, x[:k], record_spikes=False, record_potentials=True).potentials
+        seconds[spec.name] = time.perf_counter() - t0
+        results[spec.name] = r
+    return results, seconds
+
+
+def _own_potential(spec: BackendSpec, r, bundle: Bundle, xq: np.ndarray, f: dict):
+    """(value, source) of one side's own V at a mismatch, or (None, why not)."""
+    if not spec.reports_potentials:
+        return None, f"{spec.name} cannot report its potential"
+    s, li, t, k = f["sample"], f["layer_index"], f["t"] - 1, f["neuron"]
+    pots = r.potentials if r.potentials is not None and s < len(r.potentials[0]) else \
+        run_spec(spec, bundle, xq[s:s + 1], record_spikes=False, record_potentials=True).potentials
+    row = 0 if pots is not r.potentials else s
+    return int(pots[li][row, t, k]), f"{spec.name}'s own V"
+
+
+def compare_all(bundle: Bundle, xq: np.ndarray, results: dict, specs: list, exact: bool,
+                mismatch_bound: float) -> tuple:
+    """(pairs, failures) over every pair of integer backends."""
+    g = bundle.graph
+    names = [l.name for l in g.spiking_layers]
+    pairs, failures = [], []
+    ints = [s for s in specs if s.integer]
+    for sa, sb in itertools.combinations(ints, 2):
+        ra, rb = results[sa.name], results[sb.name]
+        p = compare_pair(ra, rb, names)
+        if p["samples"] < 1:
+            raise BackendError(f"{sa.name} vs {sb.name}: compared no samples")
+        p["expected_exact"] = expected_exact(sa, sb, exact)
+        p["covered"] = sa.covered and sb.covered
+        p["bound"] = 0.0 if p["expected_exact"] else mismatch_bound
+        pm = None
+        if ra.potentials is not None and rb.potentials is not None:
+            pm = p["potentials"] = compare_potentials(ra.potentials, rb.potentials, names)
+        same = p["spike_mismatches"] == 0 and p["readout_mismatches"] == 0 and (pm is None or pm["mismatches"] == 0)
+        p["ok"] = same if p["expected_exact"] else p["mismatch_rate"] <= mismatch_bound
+        f = p["first"]
+        if f is not None and f["t"] is not None:
+            for side, spec, r in (("a", sa, ra), ("b", sb, rb)):
+                f[f"potential_{side}"], f[f"potential_{side}_source"] = _own_potential(spec, r, bundle, xq, f)
+            layer = g.layers[f["layer_index"]]
+            f["threshold_state"] = int(layer.threshold) << int(layer.frac_bits)
+        pairs.append(p)
+        if not p["ok"]:
+            failures.append(pair_failure(p))
+    return pairs, failures
+
+
+def _side(p: dict, f: dict, side: str) -> str:
+    v = f.get(f"potential_{side}")
+    src = f.get(f"potential_{side}_source", "")
+    return f"{p[side]} spike={int(f[f'spike_{side}'])} " + (f"V={v}" if v is not None else f"V unknown ({src})")
+
+
+def pair_failure(p: dict) -> str:
+    f = p["first"]
+    where = ""
+    if f is not None and f["t"] is not None:
+        where = (f"; first at sample {f['sample']}, layer {f['layer']}, t={f['t']}, neuron {f['neuron']} "
+                 f"({_side(p, f, 'a')}, {_side(p, f, 'b')}, TH<<F={f.get('threshold_state')})")
+    elif f is not None:
+        where = f"; first at sample {f['sample']}, readout class {f['neuron']}"
+    pm = p.get("potentials")
+    if pm and pm["first"] is not None:
+        q = pm["first"]
+        where += (f"; {pm['mismatches']} potentials differ, first at sample {q['sample']}, layer {q['layer']}, "
+                  f"t={q['t']}, neuron {q['neuron']} ({p['a']} V={q['potential_a']}, {p['b']} V={q['potential_b']})")
+    kind = "must be identical" if p["expected_exact"] else \
+        f"mismatch rate {p['mismatch_rate']:.2e} > bound {p['bound']:.2e}"
+    return (f"{p['a']} vs {p['b']} ({kind}): {p['spike_mismatches']}/{p['spikes_total']} spikes and "
+            f"{p['readout_mismatches']}/{p['readout_total']} readouts differ{where}")
+
+
+def format_pairs(pairs: list, mismatch_bound: float) -> list:
+    lines = []
+    for p in pairs:
+        per = ", ".join(f"{l['layer']} {l['mismatches']}/{l['total']}" for l in p["layers"])
+        tag = "exact required" if p["expected_exact"] else f"bound {mismatch_bound:.0e}"
+        if not p.get("covered", True):
+            tag += "; not covered by the certificate"
+        pm = p.get("potentials")
+        pot = f", potentials {pm['mismatches']}/{sum(l['total'] for l in pm['layers'])} differ" if pm else ""
+        lines.append(f"  {'OK  ' if p['ok'] else 'FAIL'} {p['a']} vs {p['b']} on {p['samples']}: "
+                     f"{p['spike_mismatches']} mismatching spikes [{per}], readout {p['readout_mismatches']} "
+                     f"differ{pot} ({tag})")
+    return lines
