@@ -11,7 +11,7 @@ import pytest
 from saf.deploy.backends.spec import BACKENDS, BackendError, BackendSpec, Form, resolve_backends
 from saf.deploy.backends.registry import Bundle, run_backend
 from saf.deploy.backends.emulator import emulate
-from saf.deploy.cli.main import main
+from saf.deploy.main import main
 from saf.deploy.verify import format_report, verify
 from saf.export.proof.certificate import certify, convention_check
 from saf.export.ir import IR_CONVENTION, Convention
@@ -24,7 +24,7 @@ GOLDEN = Path(__file__).parent / "golden" / "demo"
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "bundle"
     assert main(["export", str(GOLDEN / "model.safetensors"), "--target", "loihi", "--out", str(out)]) == 0
-    from saf.deploy.cli.run import load_inputs
+    from saf.deploy.inputs import load_inputs
     b = Bundle.load(out)
     return b, load_inputs(b, "digits", None, 40)[0]
 

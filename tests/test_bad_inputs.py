@@ -18,7 +18,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from saf.deploy.cli.main import main
+from saf.deploy.main import main
 
 torch.set_num_threads(1)
 
@@ -322,7 +322,7 @@ def test_unwritable_output(ro_ws, name, argv):
     argv = [a.format(ws=ro_ws, ro=ro_ws / "ro") for a in argv]
     env = {k: v for k, v in os.environ.items() if k != "SAF_DEBUG"}
     before = tree(ro_ws)
-    p = subprocess.run([sys.executable, "-m", "saf.deploy.cli.main", *argv], capture_output=True, text=True, env=env,
+    p = subprocess.run([sys.executable, "-m", "saf.deploy.main", *argv], capture_output=True, text=True, env=env,
                        cwd=ro_ws, preexec_fn=_without_root_override, timeout=300)
     assert p.returncode == 2, p.stdout[-2000:] + p.stderr[-2000:]
     lines = p.stderr.strip().splitlines()

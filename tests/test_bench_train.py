@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from saf.deploy.cli.main import main
+from saf.deploy.main import main
 from saf.train.bench.cost import (PAPER, BenchError, bench_train, compute_checks, format_bench_train, parse_methods,
                          parse_Ts)
 from saf.train.methods.registry import METHODS

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from saf.deploy.backends.registry import Bundle
-from saf.deploy.cli.main import main
+from saf.deploy.main import main
 from saf.deploy.verify.pytest_plugin import check_fidelity
 from saf.export.bundle.store import BundleError, load_graph, read_manifest, write_bundle
 from saf.export.bundle.auth import MANIFEST_HASH_KEY, manifest_digest

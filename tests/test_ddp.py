@@ -121,7 +121,7 @@ def test_two_processes_match_one_process_on_the_same_global_batch(tmp_path):
 def _cli_worker(rank: int, out_dir: str, step: str) -> None:
     """One torchrun-like job per step (a process group is initialised once per process)."""
     torch.set_num_threads(1)
-    from saf.deploy.cli.main import main
+    from saf.deploy.main import main
     base = ["train", "--ddp", "--model", "mlp-digits", "--epochs", "1", "--T", "2", "--device", "cpu",
             "--limit-train", "128", "--no-progress", "--out", out_dir]
     if step == "first":

@@ -10,7 +10,7 @@ import sys
 
 def test_demo_pipeline_end_to_end(tmp_path):
     out = tmp_path / "demo"
-    p = subprocess.run([sys.executable, "-m", "saf.deploy.cli.main", "demo", "--out", str(out), "--epochs", "3",
+    p = subprocess.run([sys.executable, "-m", "saf.deploy.main", "demo", "--out", str(out), "--epochs", "3",
                         "--lava-limit", "8"], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert "verify: PASS" in p.stdout and "identical predictions: 100.00%" in p.stdout
@@ -41,6 +41,6 @@ import saf.deploy.cli.demo as demo
 real = demo._steps
 demo._steps = lambda e, l: [s if s[0] != "export" else s[:s.index("--target") + 1] + ["tpu"] + s[s.index("--target") + 2:]
                             for s in real(e, l)]
-from saf.deploy.cli.main import main
+from saf.deploy.main import main
 sys.exit(main(["demo", "--out", sys.argv[1], "--force", "--epochs", "1", "--lava-limit", "2"]))
 """

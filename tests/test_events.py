@@ -18,7 +18,7 @@ from reference_lif import reference_batch  # noqa: E402
 
 from saf.deploy.backends.emulator import run_emulator  # noqa: E402
 from saf.deploy.lava.backend import run_lava  # noqa: E402
-from saf.deploy.cli.main import main  # noqa: E402
+from saf.deploy.main import main  # noqa: E402
 from saf.deploy.backends.onnx_runner import run_onnx  # noqa: E402
 from saf.export.onnx_model import build_onnx_model  # noqa: E402
 from saf.export.proof.saf_int import run_saf_int  # noqa: E402

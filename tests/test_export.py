@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from saf.deploy.cli.main import main
+from saf.deploy.main import main
 from saf.export.bundle.store import BundleError, load_graph, read_manifest
 from saf.export.proof.certificate import certify
 from saf.export.fold.snn import fold_network, float_forward

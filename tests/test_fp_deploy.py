@@ -330,7 +330,7 @@ def _iris_fp_net():
 
 @pytest.fixture(scope="module")
 def fp_bundles(tmp_path_factory):
-    from saf.deploy.cli.main import main
+    from saf.deploy.main import main
     from saf.train.methods.fp.checkpoint import save_fp_checkpoint
     d = tmp_path_factory.mktemp("fp")
     net = _iris_fp_net()
@@ -363,7 +363,7 @@ def test_fp_export_writes_the_discretization(fp_bundles):
 
 def test_fp_verify_with_lava_prints_the_dt_table(fp_bundles, capsys):
     import json
-    from saf.deploy.cli.main import main
+    from saf.deploy.main import main
     d, _ = fp_bundles
     out = d / "verify"
     capsys.readouterr()
@@ -386,7 +386,7 @@ def test_fp_verify_with_lava_prints_the_dt_table(fp_bundles, capsys):
 
 
 def test_fp_verify_catches_a_fault_on_the_bundle(fp_bundles, capsys):
-    from saf.deploy.cli.main import main
+    from saf.deploy.main import main
     d, _ = fp_bundles
     capsys.readouterr()
     rc = main(["verify", str(d / "loihi"), "--backends", "emulator,onnx", "--inject-fault", "current-decay",

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from saf.deploy.cli.main import main
+from saf.deploy.main import main
 from saf.train.checkpoint import CheckpointError, load_model
 from saf.train.data import load_dataset
 from saf.train.methods.fp.train import Adam, batch_gradient, config_for, evaluate_fp

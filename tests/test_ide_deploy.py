@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from saf.deploy.backends.registry import Bundle
-from saf.deploy.cli.main import main
+from saf.deploy.main import main
 from saf.deploy.verify import verify
 from saf.export.bundle.store import read_manifest
 from saf.export.fold.snn import fold_network

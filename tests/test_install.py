@@ -71,7 +71,7 @@ def test_wheel_holds_only_the_saf_namespace(wheel):
     assert procs <= {Path(n).name for n in names if n.startswith("saf/deploy/lava_procs/")}
     eps = configparser.ConfigParser()
     eps.read_string(zipfile.ZipFile(wheel).read(f"{dist.pop()}/entry_points.txt").decode())
-    assert eps["console_scripts"]["saf"] == "saf.deploy.cli.main:main"
+    assert eps["console_scripts"]["saf"] == "saf.deploy.main:main"
     assert eps["pytest11"]["saf_fidelity"] == "saf.deploy.verify.pytest_plugin"
 
 
@@ -95,9 +95,9 @@ def test_development_install_imports_saf_names_only(tmp_path):
 
 
 def test_entry_points_run_from_elsewhere(tmp_path):
-    """The console script and `python -m saf.deploy.cli.main` (what torchrun -m runs) work outside the repo."""
+    """The console script and `python -m saf.deploy.main` (what torchrun -m runs) work outside the repo."""
     exe = Path(sys.executable).with_name("saf")
-    for cmd in ([str(exe), "--help"], [sys.executable, "-m", "saf.deploy.cli.main", "train", "--help"]):
+    for cmd in ([str(exe), "--help"], [sys.executable, "-m", "saf.deploy.main", "train", "--help"]):
         r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
         assert "usage: saf" in r.stdout

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from saf.deploy.cli.main import main
+from saf.deploy.main import main
 from saf.train.checkpoint import load_model
 
 ARGS = ["--model", "mlp-digits", "--dataset", "digits", "--T", "2", "--device", "cpu", "--no-progress"]
@@ -35,7 +35,7 @@ def _start_and_signal(root: Path, old: Path, sig: int):
     in the temporary sibling, send `sig`. Returns (exit code, stderr, new checkpoint bytes)."""
     env = {k: v for k, v in os.environ.items() if k != "SAF_DEBUG"}
     env["OMP_NUM_THREADS"] = "1"
-    p = subprocess.Popen([sys.executable, "-m", "saf.deploy.cli.main", "train", *ARGS, "--seed", "9", "--epochs", "500",
+    p = subprocess.Popen([sys.executable, "-m", "saf.deploy.main", "train", *ARGS, "--seed", "9", "--epochs", "500",
                           "--out", str(old), "--force"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:

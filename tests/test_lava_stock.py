@@ -23,7 +23,7 @@ import saf.deploy.lava.stock_encode as enc  # noqa: E402
 from saf.deploy.backends.emulator import emulate  # noqa: E402
 from saf.deploy.lava.procs.stock_lif import PySoftResetLifBitAcc  # noqa: E402
 from saf.deploy.backends.registry import Bundle  # noqa: E402
-from saf.deploy.cli.main import main  # noqa: E402
+from saf.deploy.main import main  # noqa: E402
 from saf.deploy.verify import verify  # noqa: E402
 from saf.export.bundle.store import write_bundle  # noqa: E402
 from saf.export.proof.certificate import certify  # noqa: E402

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from saf.deploy.cli.main import main
+from saf.deploy.main import main
 
 GOLDEN_CKPT = Path(__file__).parent / "golden" / "demo" / "model.safetensors"
 
@@ -33,7 +33,7 @@ if sys.argv[1] == "block":
         pass
     else:
         raise SystemExit("the block did not hold: lava imported")
-from saf.deploy.cli.main import main
+from saf.deploy.main import main
 sys.exit(main(sys.argv[2:]))
 """
 

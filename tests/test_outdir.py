@@ -188,7 +188,7 @@ def test_export_and_verify_replace_their_own_outputs(tmp_path, capsys):
     them whole, leaving nothing beside them."""
     import json
 
-    from saf.deploy.cli.main import main
+    from saf.deploy.main import main
 
     ckpt = Path(__file__).parent / "golden" / "demo" / "model.safetensors"
     b = tmp_path / "b"

@@ -9,7 +9,7 @@ import pytest
 
 from saf.deploy.backends.registry import Bundle
 from saf.deploy.bench.peak import dense_equivalent_macs, matmul_peak_gflops, peak_fraction
-from saf.deploy.cli.main import main
+from saf.deploy.main import main
 from saf.hw_targets.energy import FIGURES, LayerActivity, estimate
 
 GOLDEN = Path(__file__).parent / "golden" / "demo"

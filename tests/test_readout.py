@@ -196,7 +196,7 @@ def test_saf_f_digits_net_deploys_the_readout_it_trained(tmp_path, capsys):
     --method saf-f --T 6 --lam 0.5 --epochs 8`): the manifest's readout leaks with decay 2048; the float
     SAF form's logits (sum_t lam^(T-t) o[t]) and the deployed readout give the same prediction on
     >= 99.5% of the test set; verify passes with Lava (own-model backend "lava"), ONNX, emulator."""
-    from saf.deploy.cli.main import main
+    from saf.deploy.main import main
     from saf.export.bundle.store import read_manifest
     from saf.train.data import load_dataset
 
@@ -230,7 +230,7 @@ def test_saf_f_digits_net_deploys_the_readout_it_trained(tmp_path, capsys):
 
 def test_eval_uses_the_recorded_readout(capsys):
     """`saf eval` evaluates the SAF-F checkpoint with the leaking readout it trained, and says so."""
-    from saf.deploy.cli.main import main
+    from saf.deploy.main import main
     from saf.deploy.cli.train import eval_checkpoint
 
     r = eval_checkpoint(SAFF_CKPT)

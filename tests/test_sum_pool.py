@@ -12,7 +12,7 @@ import torch
 from reference_lif import reference_run
 from saf.deploy.verify.compare import compare_pair
 from saf.deploy.backends.emulator import emulate, run_emulator
-from saf.deploy.cli.main import main
+from saf.deploy.main import main
 from saf.deploy.backends.onnx_runner import run_onnx
 from saf.export.bundle.store import load_graph, read_manifest, write_bundle
 from saf.export.proof.certificate import certify

@@ -16,7 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import saf.train.run.trainer as trainer_mod
-from saf.deploy.cli.main import main
+from saf.deploy.main import main
 
 torch.set_num_threads(1)
 

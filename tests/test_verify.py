@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from saf.deploy.backends.registry import Bundle, run_backend
-from saf.deploy.cli.main import main
+from saf.deploy.main import main
 from saf.deploy.verify import verify
 from saf.export.bundle.store import write_bundle
 from saf.export.synthetic import random_graph, random_inputs
@@ -73,7 +73,7 @@ def test_one_lsb_in_a_deep_layer_is_caught_there(demo_bundle):
     b = Bundle.load(demo_bundle)
     import copy
 
-    from saf.deploy.cli.run import load_inputs
+    from saf.deploy.inputs import load_inputs
     from saf.deploy.backends.emulator import emulate
     xq, y, _ = load_inputs(b, "digits", None, 120)
     good = emulate(b.graph, xq, record_potentials=True)

@@ -13,7 +13,7 @@ import pytest
 from saf.deploy.backends.registry import Bundle
 from saf.deploy.backends.emulator import emulate
 from saf.deploy.verify.fuzz_inputs import CLASSES, input_range, make_fuzz_inputs
-from saf.deploy.cli.main import main
+from saf.deploy.main import main
 
 GOLDEN = Path(__file__).parent / "golden" / "demo"
 

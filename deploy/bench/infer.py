@@ -17,7 +17,7 @@ def bench_infer(bundle_path, data=None, limit=None, backends=DEFAULT_BACKENDS, l
     backend's predictions must agree with the emulator's on the samples it ran (else flagged)."""
     from saf.deploy.backends.registry import Bundle, get_backend, run_spec
     from saf.deploy.bench.peak import PEAK_FRACTION_GOAL, dense_equivalent_macs, matmul_peak_gflops, peak_fraction
-    from saf.deploy.cli.run import load_inputs
+    from saf.deploy.inputs import load_inputs
 
     b = Bundle.load(bundle_path)
     xq, y, name = load_inputs(b, data, data_root, limit)

@@ -24,7 +24,7 @@ from saf.train.methods.registry import CONTINUOUS_METHODS, METHODS
 from saf.train.io.outdir import OutputError, check_target
 from saf.train.run.config import OPTIMIZERS, ConfigError, check_config, flag, resumed_config
 from saf.train.spec import BUILTIN, SpecError, load_spec, with_neuron
-from saf.train.run.fit import fit_into
+from saf.train.run.fit import fit_and_report, fit_into
 from saf.train.run.trainer import TrainConfig, TrainingError
 
 USER_ERRORS = (CheckpointError, ConfigError, DatasetError, DistributedError, OutputError, SpecError, TrainingError,
@@ -101,7 +101,7 @@ def register(sub) -> None:
     p.add_argument("--ddp", action="store_true",
                    help="data-parallel training over the processes of a torchrun job (NCCL on GPUs, gloo "
                         "on CPU); --batch-size is the global batch, split across the processes; rank 0 "
-                        "writes --out. e.g. torchrun --nproc_per_node=4 -m saf.deploy.cli.main train --ddp ...")
+                        "writes --out. e.g. torchrun --nproc_per_node=4 -m saf.deploy.main train --ddp ...")
     p.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a checkpoint in SAF form and LIF form (float)")
@@ -173,11 +173,9 @@ def cmd_train(a) -> int:
     out = Path(a.out)
     data = data_for(cfg, load_dataset)
     tr = Trainer(cfg, out, data, progress=not a.no_progress, resume=a.resume, spec=spec)
-    print(f"training {cfg.model} on {cfg.dataset} with {cfg.method}, T={cfg.T}, lam={cfg.lam}, "
-          f"device={tr.device}, {sum(p.numel() for p in tr.net.parameters())} parameters", flush=True)
-    metrics = fit_into(tr, out, replacing)
-    last = metrics[-1] if metrics else {}
-    print(f"done: test accuracy (SAF form) {last.get('test_acc', float('nan')):.4f}; checkpoint {out / CHECKPOINT}")
+    fit_and_report(tr, out, replacing, f"training {cfg.model} on {cfg.dataset} with {cfg.method}, T={cfg.T}, "
+                   f"lam={cfg.lam}, device={tr.device}, {sum(p.numel() for p in tr.net.parameters())} parameters",
+                   "SAF form")
     return 0
 
 
@@ -245,15 +243,14 @@ def eval_checkpoint(path, dataset=None, data_root=None, T=None) -> dict:
 def cmd_eval(a) -> int:
     from saf.train.checkpoint import is_fp_checkpoint
     if is_fp_checkpoint(a.checkpoint):
-        from saf.deploy.cli.train_fp import cmd_eval_fp
-        return cmd_eval_fp(a)
-    r = eval_checkpoint(a.checkpoint, a.dataset, a.data_root, a.T)
-    if a.json:
-        print(json.dumps(r, indent=2))
+        from saf.deploy.cli.train_fp import eval_fp_lines
+        r, lines = eval_fp_lines(a)
     else:
-        print(f"{r['dataset']} test set ({r['n']} samples), T={r['T']}, readout {r['readout']} "
-              f"(leak {r['readout_leak']:g} per step, as trained)")
-        print(f"  SAF form accuracy  {r['saf_accuracy']:.4f}")
-        print(f"  LIF form accuracy  {r['lif_accuracy']:.4f}")
-        print(f"  identical predictions: {r['prediction_agreement'] * 100:.2f}%")
+        r = eval_checkpoint(a.checkpoint, a.dataset, a.data_root, a.T)
+        lines = [f"{r['dataset']} test set ({r['n']} samples), T={r['T']}, readout {r['readout']} "
+                 f"(leak {r['readout_leak']:g} per step, as trained)",
+                 f"  SAF form accuracy  {r['saf_accuracy']:.4f}",
+                 f"  LIF form accuracy  {r['lif_accuracy']:.4f}",
+                 f"  identical predictions: {r['prediction_agreement'] * 100:.2f}%"]
+    print(json.dumps(r, indent=2) if a.json else "\n".join(lines))
     return 0

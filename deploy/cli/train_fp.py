@@ -2,16 +2,15 @@
 calls into the FP trainer (train/methods/fp/train.py)."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
-from saf.train.checkpoint import CHECKPOINT, RUN_DIR
+from saf.train.checkpoint import RUN_DIR
 from saf.train.data import load_dataset
 from saf.train.io.outdir import check_target
 from saf.train.methods.fp.specs import FP_SPECS
 from saf.train.methods.fp.train import FPTrainConfig, FPTrainer, config_for, eval_fp
-from saf.train.run.fit import fit_into
+from saf.train.run.fit import fit_and_report
 
 
 # `saf train` flags that have no meaning for FP (continuous time, its own neuron and loss): refused
@@ -63,24 +62,18 @@ def cmd_train_fp(a) -> int:
     replacing = out.is_dir() and any(out.iterdir())
     data = load_dataset(cfg.dataset, a.data_root)
     tr = FPTrainer(cfg, out, data, progress=not a.no_progress)
-    print(f"training {cfg.model} on {data.name} with fp ({cfg.grad}-mode exact gradients), sizes "
-          f"{tr.net.sizes}, {sum(w.size for w in tr.net.weights)} weights", flush=True)
-    metrics = fit_into(tr, out, replacing)
-    last = metrics[-1] if metrics else {}
-    print(f"done: test accuracy (first spike) {last.get('test_acc', float('nan')):.4f}; checkpoint {out / CHECKPOINT}")
+    fit_and_report(tr, out, replacing, f"training {cfg.model} on {data.name} with fp ({cfg.grad}-mode exact "
+                   f"gradients), sizes {tr.net.sizes}, {sum(w.size for w in tr.net.weights)} weights", "first spike")
     return 0
 
 
-def cmd_eval_fp(a) -> int:
+def eval_fp_lines(a) -> tuple:
+    """`saf eval` of an FP checkpoint: (the JSON-able result, the lines printed without --json)."""
     if getattr(a, "T", None) is not None:
         from saf.train.run.config import ConfigError
         raise ConfigError("--T: does not apply to an FP checkpoint (continuous time)")
     r = eval_fp(a.checkpoint, a.dataset, a.data_root)
-    if a.json:
-        print(json.dumps(r, indent=2))
-    else:
-        print(f"{r['dataset']} test set ({r['n']} samples), FP continuous-time event simulation, readout first spike "
-              f"(lowest index on ties)")
-        print(f"  accuracy           {r['accuracy']:.4f}")
-        print(f"  silent outputs     {r['silent_outputs']}")
-    return 0
+    return r, [f"{r['dataset']} test set ({r['n']} samples), FP continuous-time event simulation, readout first "
+               f"spike (lowest index on ties)",
+               f"  accuracy           {r['accuracy']:.4f}",
+               f"  silent outputs     {r['silent_outputs']}"]

@@ -23,7 +23,7 @@ def check_fidelity(bundle, data=None, limit=None, backends=("saf-int", "emulator
                    golden=None, update_golden=False, lava_limit=50, data_root=None):
     """Run `saf verify` in-process; return the VerifyReport, raise FidelityError on any failure."""
     from saf.deploy.backends.registry import Bundle
-    from saf.deploy.cli.run import load_inputs
+    from saf.deploy.inputs import load_inputs
     from saf.deploy.verify import format_report, verify
 
     b = Bundle.load(bundle)

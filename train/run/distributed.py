@@ -1,7 +1,7 @@
 """Data-parallel training (DDP) for `saf train --ddp`, launched by torchrun (one process per GPU,
 or CPU processes with gloo):
 
-    torchrun --standalone --nproc_per_node=4 -m saf.deploy.cli.main train --ddp --model vgg11-cifar ...
+    torchrun --standalone --nproc_per_node=4 -m saf.deploy.main train --ddp --model vgg11-cifar ...
 
 Every rank builds the same network (same seed; DDP also broadcasts rank 0's weights), draws the
 same epoch permutation, and takes its share of every global minibatch (`shard`). The per-rank
@@ -206,7 +206,7 @@ class DDPContext:
         missing = [v for v in ("RANK", "WORLD_SIZE") if v not in os.environ]
         if missing:
             raise DistributedError("--ddp needs torchrun's environment (RANK, WORLD_SIZE, ...): run "
-                                   "`torchrun --nproc_per_node=N -m saf.deploy.cli.main train --ddp ...`")
+                                   "`torchrun --nproc_per_node=N -m saf.deploy.main train --ddp ...`")
         try:
             rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
             local = int(os.environ.get("LOCAL_RANK", rank))

@@ -28,3 +28,13 @@ def fit_into(tr, out: Path, replacing: bool, writes: bool = True) -> list:
         else:
             kept = "no checkpoint written"
         raise TrainingError(f"{e}; {kept}") from None
+
+
+def fit_and_report(tr, out: Path, replacing: bool, intro: str, readout: str) -> list:
+    """fit_into with the command line's two lines around it: what trains, then the final test accuracy
+    (measured with `readout`) and where the checkpoint is."""
+    print(intro, flush=True)
+    metrics = fit_into(tr, out, replacing)
+    last = metrics[-1] if metrics else {}
+    print(f"done: test accuracy ({readout}) {last.get('test_acc', float('nan')):.4f}; checkpoint {out / CHECKPOINT}")
+    return metrics
