@@ -1,7 +1,7 @@
 """Layer.v0, the initial membrane potential V'[0] (DSR's alpha firing, METHODS.md 3.4), in every
 integer form: the spec oracle, the emulator, the exact SAF form, ONNX and the own-model Lava graph
 agree spike for spike; ignoring v0 in any of them is caught; the certificate checks its decay is exact;
-the manifest carries it (omitted when 0); lava-stock refuses it in one line."""
+the manifest carries it (omitted when 0); lava (Lava's stock LIF) refuses it in one line naming lava-own."""
 from __future__ import annotations
 
 import json
