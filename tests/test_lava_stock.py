@@ -423,3 +423,17 @@ def test_run_json_lists_the_classes_that_ran(demo_bundle, capsys):
     assert layers["readout"]["readout"]["process"] == "saf.deploy.lava.procs.readout.Integrator"
     assert layers["readout"]["readout"]["own_code"] == "Process and ProcessModel"
     assert st["samples"] == 3 and st["accuracy"] > 0.5
+
+
+def test_bench_infer_lists_a_refused_lava_as_unavailable(tmp_path):
+    """`saf bench infer`'s default backends include `lava`: on a network the stock model refuses
+    (feedback) its row says why instead of the whole bench failing."""
+    from saf.deploy.bench.infer import bench_infer
+
+    g = random_graph("dense", T=3, seed=1, feedback=True, input_shape=(1, 8, 8))
+    b = write_bundle(g, tmp_path / "b")
+    res = bench_infer(b, data="digits", limit=4, backends=("emulator", "lava"), repeats=1, peak_seconds=0.05)
+    rows = {r["backend"]: r for r in res["rows"]}
+    assert rows["emulator"]["available"] and not rows["lava"]["available"]
+    assert rows["lava"]["note"].startswith("1 feedback edge") and rows["lava"]["note"].endswith("use lava-own "
+                                                                                                  "(the toolchain's own Lava Processes)")
