@@ -423,6 +423,7 @@ def test_run_json_lists_the_classes_that_ran(demo_bundle, capsys):
     assert layers["readout"]["readout"]["process"] == "saf.deploy.lava.procs.readout.Integrator"
     assert layers["readout"]["readout"]["own_code"] == "Process and ProcessModel"
     assert st["samples"] == 3 and st["accuracy"] > 0.5
+    assert st["backend_description"].startswith("simulated Loihi: Lava's stock Dense/Conv/LIFReset models")
 
 
 def test_bench_infer_lists_a_refused_lava_as_unavailable(tmp_path):
@@ -437,3 +438,21 @@ def test_bench_infer_lists_a_refused_lava_as_unavailable(tmp_path):
     assert rows["emulator"]["available"] and not rows["lava"]["available"]
     assert rows["lava"]["note"].startswith("1 feedback edge") and rows["lava"]["note"].endswith("use lava-own "
                                                                                                   "(the toolchain's own Lava Processes)")
+
+
+def test_info_and_run_label_each_lava_model(demo_bundle, tmp_path, capsys):
+    """`saf info` says which Lava model runs the bundle (or why `lava` refuses it and that lava-own,
+    the toolchain's transcription, runs it); `saf run` prints the backend's description by its name."""
+    assert main(["info", str(demo_bundle)]) == 0
+    out = capsys.readouterr().out
+    assert "Lava: backend lava runs it (simulated Loihi: Lava's stock Dense/Conv/LIFReset models" in out
+    g = random_graph("dense", T=6, lam=0.25, seed=1, frac_bits=10, input_shape=(1, 8, 8))
+    b = write_bundle(g, tmp_path / "b")
+    assert main(["info", str(b)]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("Lava:"))
+    assert line.startswith("Lava: backend lava refuses it (layer fc0: F = 10 > 6")
+    assert line.endswith("; backend lava-own runs it (the toolchain's own Lava Processes, fixed_pt: a "
+                         "transcription of the IR's arithmetic, not Lava's Loihi models)")
+    assert main(["run", str(b), "--backend", "lava-own", "--data", "digits", "--limit", "2"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("lava-own (the toolchain's own Lava Processes, fixed_pt: a transcription")
