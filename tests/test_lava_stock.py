@@ -436,8 +436,8 @@ def test_bench_infer_lists_a_refused_lava_as_unavailable(tmp_path):
     res = bench_infer(b, data="digits", limit=4, backends=("emulator", "lava"), repeats=1, peak_seconds=0.05)
     rows = {r["backend"]: r for r in res["rows"]}
     assert rows["emulator"]["available"] and not rows["lava"]["available"]
-    assert rows["lava"]["note"].startswith("1 feedback edge") and rows["lava"]["note"].endswith("use lava-own "
-                                                                                                  "(the toolchain's own Lava Processes)")
+    note = rows["lava"]["note"]
+    assert note.startswith("1 feedback edge") and note.endswith("use lava-own (the toolchain's own Lava Processes)")
 
 
 def test_info_and_run_label_each_lava_model(demo_bundle, tmp_path, capsys):
