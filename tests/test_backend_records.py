@@ -38,7 +38,7 @@ STRICT = BackendSpec("strict-lif", Form.LIF, True, _strict_runner, Convention(">
 
 def test_every_registered_integer_backend_declares_the_ir_convention():
     ints = {n: s for n, s in BACKENDS.items() if s.integer}
-    assert set(ints) >= {"saf-int", "emulator", "onnx", "onnx-cuda", "lava"}
+    assert set(ints) >= {"saf-int", "emulator", "onnx", "onnx-cuda", "lava", "lava-own"}
     assert all(s.convention == IR_CONVENTION for s in ints.values())
     assert [n for n, s in BACKENDS.items() if not s.covered] == ["onnx-cuda"]
 

@@ -146,12 +146,12 @@ def test_train_export_verify_on_an_nmnist_folder(tmp_path, capsys):
     assert m["input_time_varying"] is True and m["meta"]["input_coding"]["bin_by"] == "count"
     assert "certificate: EXACT" in capsys.readouterr().out
     assert main(["verify", str(bundle), "--data", "nmnist", "--data-root", root, "--lava-limit", "4",
-                 "--backends", "saf-int,emulator,onnx,lava,lava-stock,saf-float", "--out", str(tmp_path / "v"),
+                 "--backends", "saf-int,emulator,onnx,lava,lava-own,saf-float", "--out", str(tmp_path / "v"),
                  "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "verify: PASS" in out
     for pair in ("saf-int vs emulator on 20", "saf-int vs onnx on 20", "saf-int vs lava on 4",
-                 "saf-int vs lava-stock on 4"):
+                 "saf-int vs lava-own on 4"):
         line = next(l for l in out.splitlines() if pair in l)
         assert line.strip().startswith("OK") and ": 0 mismatching spikes" in line
     png = tmp_path / "raster.png"

@@ -2,7 +2,7 @@
 du and the first-spike readout, in every integer backend, bit for bit.
 
 - synthetic two-state graphs (random du and D, dense and conv, binary spike-train input) run through
-  the emulator, ONNX (onnx.checker + onnxruntime), Lava (own SoftResetLIF) and lava-stock (Lava's own
+  the emulator, ONNX (onnx.checker + onnxruntime), Lava (lava-own: own SoftResetLIF) and lava (Lava's stock
   LIFReset with only compare/reset overridden) and agree with an independent per-step reference
   written here from export/ir.py's formula (plain Python ints, one sample at a time);
 - each injected fault (current not carried, first-spike readout as a count) is caught by verify;
@@ -191,20 +191,20 @@ def test_first_spike_readout_ties_lowest_index():
     assert list(R[0]) == [2, 4, 0, 4] and int(R[0].argmax()) == 1
 
 
-@pytest.mark.parametrize("backend", ["lava", "lava-stock"])
+@pytest.mark.parametrize("backend", ["lava-own", "lava"])
 def test_lava_equals_reference(backend):
     g = fp_graph("dense", 1)
     xq = spike_trains(g, 5, 1)
     r = BACKENDS[backend].runner(None, g, xq, True, False, False)
     _check_against_reference(g, xq, r)
-    if backend == "lava-stock":                       # Lava's own LIF model ran with our du
+    if backend == "lava":                             # Lava's stock LIF model ran with our du
         assert r.info["neuron_overrides"] == ["spiking_activation", "reset_voltage"]
 
 
 def test_lava_conv_equals_emulator():
     g = fp_graph("conv", 2)
     xq = spike_trains(g, 4, 2)
-    r, em = BACKENDS["lava"].runner(None, g, xq, True, False, False), run_emulator(g, xq)
+    r, em = BACKENDS["lava-own"].runner(None, g, xq, True, False, False), run_emulator(g, xq)
     assert all(np.array_equal(a, b) for a, b in zip(r.spikes, em.spikes))
     assert np.array_equal(r.readout, em.readout)
 

@@ -45,9 +45,9 @@ def test_ide_digits_trains_and_deploys_exactly(name, lam, readout, decay, tmp_pa
     assert [(f["src"], f["dst"]) for f in m["feedback"]] == [(0, 0)]
     b = Bundle.load(out)
     xq, y = b.graph.quantize_input(data.x_test.numpy()), data.y_test.numpy()
-    rep = verify(b, xq, y, ["saf-int", "emulator", "onnx", "lava", "saf-float"], lava_limit=40)
+    rep = verify(b, xq, y, ["saf-int", "emulator", "onnx", "lava-own", "saf-float"], lava_limit=40)
     assert rep.ok, rep.failures
-    assert rep.samples["lava"] == 40 and rep.samples["saf-int"] == 360
+    assert rep.samples["lava-own"] == 40 and rep.samples["saf-int"] == 360
     assert all(p["spike_mismatches"] == 0 and p["readout_mismatches"] == 0 for p in rep.pairs)
     assert rep.float_to_quantized["prediction_agreement"] >= 0.99
 

@@ -1,7 +1,7 @@
 """Layer.v0, the initial membrane potential V'[0] (DSR's alpha firing, METHODS.md 3.4), in every
 integer form: the spec oracle, the emulator, the exact SAF form, ONNX and the own-model Lava graph
 agree spike for spike; ignoring v0 in any of them is caught; the certificate checks its decay is exact;
-the manifest carries it (omitted when 0); lava-stock refuses it in one line."""
+the manifest carries it (omitted when 0); lava (Lava's stock LIF) refuses it in one line naming lava-own."""
 from __future__ import annotations
 
 import json
@@ -131,3 +131,10 @@ def test_lava_stock_refuses_v0():
     g0 = random_graph("dense", T=6, lam=0.5, seed=3)
     assert not any("initial potential" in p for p in stock_problems(g0))
     assert StockModelError
+    # through the registry: `lava` (Lava's stock LIF) refuses it in one line naming lava-own, which runs it
+    from saf.deploy.backends.registry import BackendError, Bundle, run_backend
+    x = random_inputs(g, 2)
+    with pytest.raises(BackendError, match=r"^lava cannot run this network: layer \S+: initial potential v0 = "
+                                           r".*; use lava-own \(the toolchain's own Lava Processes\)$"):
+        run_backend("lava", Bundle(None, {}, g), x)
+    np.testing.assert_array_equal(run_backend("lava-own", Bundle(None, {}, g), x).readout, reference_batch(g, x)[0])

@@ -1,4 +1,4 @@
-"""The Lava backend (deploy/lava/backend.py on deploy/lava_procs/) against the literal spec oracle:
+"""The lava-own backend (the toolchain's own Processes: deploy/lava/backend.py on deploy/lava/procs/) against the literal spec oracle:
 fixed_pt bit for bit (readout and every spike), the streaming schedule (period P > 1 for feedback,
 state reset between samples, chunked runs), floating_pt where the integer decay is exact, ties and
 saturation. Each run_lava call compiles and runs a Lava network (~0.4 s), so the cases are few and

@@ -1,11 +1,12 @@
-"""lava-stock: the integer network on Lava's OWN Processes and fixed-point models (Dense, Conv,
-LIFReset's bit-accurate model with only compare and reset overridden), against the literal spec
+"""lava (simulated Loihi): the integer network on Lava's OWN Processes and fixed-point models (Dense,
+Conv, LIFReset's bit-accurate model with only compare and reset overridden), against the literal spec
 oracle (tests/reference_lif.py) and, where Loihi's arithmetic departs from the LIF form (the 24-bit
 u register wraps), against an independent numpy model of that register. Each comparison is shown
 able to fail: the stock compare/reset, an unflipped conv kernel and Lava's default weight
 truncation are injected and must change the spikes."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import sys
@@ -22,10 +23,11 @@ import saf.deploy.lava.stock as stock  # noqa: E402
 import saf.deploy.lava.stock_encode as enc  # noqa: E402
 from saf.deploy.backends.emulator import emulate  # noqa: E402
 from saf.deploy.lava.procs.stock_lif import PySoftResetLifBitAcc  # noqa: E402
-from saf.deploy.backends.registry import Bundle  # noqa: E402
+from saf.deploy.backends.registry import BACKENDS, STOCK_REGISTER, BackendError, Bundle, run_backend  # noqa: E402
 from saf.deploy.main import main  # noqa: E402
 from saf.deploy.verify import verify  # noqa: E402
 from saf.export.bundle.store import write_bundle  # noqa: E402
+from saf.export.onnx_model import save_onnx_model  # noqa: E402
 from saf.export.proof.certificate import certify  # noqa: E402
 from saf.export.ir import STATE_MAX, Graph, Layer, decay_for  # noqa: E402
 from saf.export.synthetic import random_graph, random_inputs  # noqa: E402
@@ -39,7 +41,7 @@ def mismatches(a, b) -> int:
 
 def assert_matches_reference(g, x, res):
     r, s, p = reference_batch(g, x)
-    assert res.backend == "lava-stock" and res.readout.dtype == np.int64
+    assert res.backend == "lava" and res.readout.dtype == np.int64
     np.testing.assert_array_equal(res.readout, r)
     assert len(res.spikes) == len(s)
     for li, (a, b) in enumerate(zip(res.spikes, s)):
@@ -94,6 +96,29 @@ def test_stock_conv_layout_and_flip(monkeypatch):
     monkeypatch.setattr(enc, "conv_weights",
                         lambda k: np.ascontiguousarray(np.asarray(k).transpose(0, 3, 2, 1)).astype(np.int32))
     assert mismatches(stock.run_lava_stock(g, x).spikes, s) > 0
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_im2col_conv_gives_lavas_integers(seed):
+    """The stock Conv's model replaces only Lava's convolution function (procs/stock_conv.py): on odd
+    shapes, strides, paddings, dilations and graded (signed) inputs it returns Lava's own
+    lava.proc.conv.utils.conv integers, dtype included; the comparison fails on an unflipped kernel."""
+    from lava.proc.conv import utils
+    from saf.deploy.lava.procs.stock_conv import conv_im2col
+
+    rng = np.random.default_rng(seed)
+    kw, kh = (int(v) for v in rng.integers(1, 4, 2))
+    stride, pad, dil = (tuple(int(v) for v in rng.integers(lo, hi, 2)) for lo, hi in ((1, 3), (0, 2), (1, 3)))
+    w_in = int(rng.integers(dil[0] * (kw - 1) + 1, 10))
+    h_in = int(rng.integers(dil[1] * (kh - 1) + 1, 10))
+    x = rng.integers(-(1 << 12), 1 << 12, size=(w_in, h_in, int(rng.integers(1, 5)))).astype(np.int32)
+    k = rng.integers(-255, 256, size=(int(rng.integers(1, 6)), kw, kh, x.shape[2])).astype(np.int32)
+    args = ((kw, kh), stride, pad, dil, 1)
+    ref, got = utils.conv(x, k, *args), conv_im2col(x, k, *args)
+    assert got.dtype == ref.dtype and got.shape == ref.shape
+    np.testing.assert_array_equal(got, ref)
+    if kw * kh > 1:                       # cross-correlation (kernel not flipped) is caught
+        assert (conv_im2col(x, np.ascontiguousarray(k[:, ::-1, ::-1, :]), *args) != ref).any()
 
 
 def tie_reset_graph():
@@ -242,22 +267,35 @@ def test_wrap_is_predicted_by_the_certificate_and_shown_by_stock_lava():
     r_nw, s_nw = loihi_register_model(g, x, wrap=lambda a: a)
     np.testing.assert_array_equal(r_nw, reference_batch(g, x)[0])
     assert mismatches(res.spikes, s_nw) > 0
-    # saf verify says the same: NOT EXACT naming fc0's register, and lava-stock departs at fc0
-    rep = verify(Bundle(None, {}, g), x, None, ["emulator", "lava-stock"])
+    # saf verify says the same: NOT EXACT naming fc0's register, and Lava's stock model departs at fc0
+    # (the record without its refusal: the registry's `lava` refuses this network, below)
+    rep = verify(Bundle(None, {}, g), x, None, [BACKENDS["emulator"], _unrefusing_lava()])
     assert not rep.ok and not rep.certificate["exact"]
     assert any(r.startswith("current_reg (fc0)") for r in rep.certificate["reasons"])
     (p,) = rep.pairs
     assert p["expected_exact"] and p["first"]["layer"] == "fc0" and p["first"]["neuron"] == 0
+    with pytest.raises(BackendError, match=r"^lava cannot run this network: layer fc0: worst \|W s_in\| << 6 = "
+                                           r"12,484,800 > .* wraps .*; use lava-own"):
+        verify(Bundle(None, {}, g), x, None, ["emulator", "lava"])
 
 
-def test_current_register_is_its_own_condition():
-    """T = 1 and B = -100: |W x + B| << 6 fits (state_24bit ok) but |W x| << 6 = 8,390,336 wraps u;
-    a bound that included B would miss it."""
+def _unrefusing_lava():
+    """The `lava` record with its refusal removed: what the registry's `lava` was before it refused."""
+    return dataclasses.replace(BACKENDS["lava"], refuses=lambda graph: "")
+
+
+def register_only_graph():
+    """T = 1 and B = -100: |W x + B| << 6 fits (state_24bit ok) but |W x| << 6 = 8,390,336 wraps u."""
     w = np.array([[255] * 16 + [149]])
     fc = Layer("fc0", "dense", w, np.array([-100]), (17,), (1,), threshold=1000)
     ro = Layer("readout", "readout", np.array([[1]]), np.array([0]), (1,), (1,))
-    g = Graph(layers=[fc, ro], T=1, lam=0.5, decay=decay_for(0.5), input_shape=(17,), input_scale=1.0,
-              input_bits=5)
+    return Graph(layers=[fc, ro], T=1, lam=0.5, decay=decay_for(0.5), input_shape=(17,), input_scale=1.0,
+                 input_bits=5)
+
+
+def test_current_register_is_its_own_condition():
+    """register_only_graph: a bound that included B would miss the wrap."""
+    g = register_only_graph()
     cert = certify(g)
     bad = [c.check for c in cert.checks if not c.ok]
     assert bad == ["current_reg"], cert.format()
@@ -265,8 +303,44 @@ def test_current_register_is_its_own_condition():
     res = stock.run_lava_stock(g, x)
     assert not res.spikes[0].any() and reference_batch(g, x)[1][0].all()
     np.testing.assert_array_equal(res.readout, loihi_register_model(g, x)[0])
-    g.target = "onnx"                                  # no such register: no such condition
-    assert certify(g).exact
+    g.target = "onnx"                    # the export target has no such register: export's certificate
+    assert certify(g).exact              # has no such row (verify adds the running backend's, below)
+
+
+def test_onnx_target_bundle_is_flagged_for_lavas_register(tmp_path, capsys):
+    """Item 3: the current register follows the backend that runs, not the export target. An
+    onnx-target bundle whose worst |W s_in| << 6 exceeds 2^23 - 1: export's certificate (target only)
+    is EXACT, as verify's was before for `lava-stock`, which ran it silently (its u wraps where the
+    inputs drive it). Now verify's certificate adds `lava`'s 24-bit register and fails; the `lava`
+    record refuses in one line naming lava-own; the default list swaps in lava-own and says so."""
+    g = register_only_graph()
+    g.target = "onnx"
+    assert certify(g).exact                                         # the old, target-only rows
+    cert = certify(g, registers={"lava": STOCK_REGISTER})
+    assert not cert.exact and [c.check for c in cert.checks if not c.ok] == ["current_reg"]
+    assert "8,390,336 > 2^23-1" in cert.reasons[0] and "24-bit input register u (lava) wraps" in cert.reasons[0]
+    benign = np.array([[31] * 16 + [0], [7] * 17, [0] * 17])       # inputs that do not reach the wrap
+    # the old behaviour, re-created (the stock record without a refusal): every spike agrees on these
+    # inputs, only the certificate can tell, and now it does
+    rep = verify(Bundle(None, {}, g), benign, None, [BACKENDS["emulator"], _unrefusing_lava()])
+    assert rep.pairs[0]["spike_mismatches"] == 0 and rep.pairs[0]["readout_mismatches"] == 0
+    assert not rep.certificate["exact"]
+    assert any(r.startswith("current_reg (fc0)") and "(lava) wraps" in r for r in rep.certificate["reasons"])
+    b = write_bundle(g, tmp_path / "b", writers={"model.onnx": lambda p: save_onnx_model(g, p)})
+    x = tmp_path / "x.npy"
+    np.save(x, benign)
+    rc = main(["verify", str(b), "--backends", "emulator,lava", "--inputs", str(x), "--out", str(tmp_path / "v1")])
+    cap = capsys.readouterr()
+    assert rc == 2 and cap.out == "" and cap.err.count("\n") == 1 and not (tmp_path / "v1").exists(), cap.err
+    assert "--backends: lava cannot run this network: layer fc0: worst |W s_in| << 6 = 8,390,336" in cap.err
+    assert cap.err.rstrip().endswith("use lava-own (the toolchain's own Lava Processes)")
+    rc = main(["verify", str(b), "--inputs", str(x), "--out", str(tmp_path / "v2"), "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    rep = json.loads((tmp_path / "v2" / "verify.json").read_text())
+    assert set(rep["samples"]) == {"saf-int", "emulator", "onnx", "lava-own"} and rep["ok"]
+    assert len(rep["notes"]) == 1 and rep["notes"][0].startswith("lava replaced by lava-own")
+    assert "note: lava replaced by lava-own" in (tmp_path / "v2" / "summary.txt").read_text()
 
 
 # ---------------------------------------------------------------- refusals, CLI, verify, listing
@@ -277,8 +351,10 @@ def test_refusals_name_the_reason():
                                                     r"microcode\) neuron"):
         stock.run_lava_stock(g, random_inputs(g, 1))
     g = random_graph("dense", T=3, seed=1, feedback=True)
-    with pytest.raises(stock.StockModelError, match="feedback .* own-model backend 'lava'"):
+    with pytest.raises(stock.StockModelError, match="feedback edge.*phased feedback schedule$"):
         stock.run_lava_stock(g, random_inputs(g, 1))
+    with pytest.raises(BackendError, match="^lava cannot run this network: 1 feedback edge.*; use lava-own"):
+        run_backend("lava", Bundle(None, {}, g), random_inputs(g, 1))
     g = random_graph("dense", T=3, seed=1)
     g.layers[1].threshold = 1 << 17
     with pytest.raises(stock.StockModelError, match="layer fc1: threshold 131072"):
@@ -295,42 +371,47 @@ def demo_bundle(tmp_path_factory):
 def test_cli_refuses_f_over_6_in_one_line(tmp_path, capsys):
     g = random_graph("dense", T=6, lam=0.25, seed=1, frac_bits=10, input_shape=(1, 8, 8))
     b = write_bundle(g, tmp_path / "b")
-    rc = main(["run", str(b), "--backend", "lava-stock", "--data", "digits", "--limit", "2"])
+    rc = main(["run", str(b), "--backend", "lava", "--data", "digits", "--limit", "2"])
     cap = capsys.readouterr()
     assert rc == 2 and cap.out == "" and cap.err.count("\n") == 1, cap.err
-    assert cap.err.startswith("saf run: error: lava-stock: layer fc0: F = 10 > 6")
-    assert "programmable (Loihi 2 microcode) neuron" in cap.err
+    assert cap.err.startswith("saf run: error: lava cannot run this network: layer fc0: F = 10 > 6")
+    assert "programmable (Loihi 2 microcode) neuron" in cap.err and "use lava-own" in cap.err
 
 
 def test_demo_verify_compares_stock_and_own_lava_with_every_form(demo_bundle, tmp_path, capsys):
-    rc = main(["verify", str(demo_bundle), "--backends", "saf-int,emulator,onnx,lava,lava-stock",
+    rc = main(["verify", str(demo_bundle), "--backends", "saf-int,emulator,onnx,lava-own,lava",
                "--lava-limit", "50", "--out", str(tmp_path / "v"), "--no-progress"])
     out = capsys.readouterr().out
     assert rc == 0, out
     rep = json.loads((tmp_path / "v" / "verify.json").read_text())
     assert rep["ok"] and rep["certificate"]["exact"]
     assert any(c["check"] == "current_reg" and c["ok"] for c in rep["certificate"]["checks"])
-    assert rep["samples"]["lava-stock"] == rep["samples"]["lava"] == 50
+    assert rep["samples"]["lava-own"] == rep["samples"]["lava"] == 50
     pairs = {(p["a"], p["b"]): p for p in rep["pairs"]}
-    for other in ("saf-int", "emulator", "onnx", "lava"):
-        p = pairs[(other, "lava-stock")]
+    for other in ("saf-int", "emulator", "onnx", "lava-own"):
+        p = pairs[(other, "lava")]
         assert p["expected_exact"] and p["spike_mismatches"] == 0 and p["readout_mismatches"] == 0
         assert p["spikes_total"] == 50 * 6 * (1024 + 2048 + 128)
-    models = rep["models"]["lava-stock"]
+    models = rep["models"]["lava"]
     assert [m["layer"] for m in models] == ["input", "conv1", "conv2", "fc3", "readout"]
-    own = rep["models"]["lava"]              # the own-model backend says it is all own code
+    own = rep["models"]["lava-own"]          # the own-model backend says it is all own code
     assert [m["layer"] for m in own] == ["input", "conv1", "conv2", "fc3", "readout"]
     assert all(p["own_code"] == "Process and ProcessModel" for m in own for p in m["parts"])
-    assert "lava-stock: Lava Processes / ProcessModels that ran" in out
-    assert "lava.proc.conv.process.Conv / lava.proc.conv.models.PyConvModelFixed" in out
+    assert "lava: Lava Processes / ProcessModels that ran" in out
+    assert ("lava.proc.conv.process.Conv / saf.deploy.lava.procs.stock_conv.PyConvModelFixedIm2col [own: "
+            "ProcessModel subclass of lava.proc.conv.models.PyConvModelFixed overriding only run_spk]") in out
+    # verify's report labels each Lava backend for what it is
+    assert "[simulated Loihi: Lava's stock Dense/Conv/LIFReset models" in out
+    assert "[the toolchain's own Lava Processes, fixed_pt: a transcription" in out
 
 
 def test_run_json_lists_the_classes_that_ran(demo_bundle, capsys):
-    assert main(["run", str(demo_bundle), "--backend", "lava-stock", "--limit", "3", "--json"]) == 0
+    assert main(["run", str(demo_bundle), "--backend", "lava", "--limit", "3", "--json"]) == 0
     st = json.loads(capsys.readouterr().out)
     layers = {m["layer"]: {p["role"]: p for p in m["parts"]} for m in st["lava_models"]}
     assert layers["input"]["graded input"]["process"] == "lava.proc.io.source.RingBuffer"
-    assert layers["conv1"]["synapse"]["model"] == "lava.proc.conv.models.PyConvModelFixed"
+    assert layers["conv1"]["synapse"]["model"] == "saf.deploy.lava.procs.stock_conv.PyConvModelFixedIm2col"
+    assert layers["conv1"]["synapse"]["model_base"] == "lava.proc.conv.models.PyConvModelFixed"
     assert layers["fc3"]["synapse"]["process"] == "lava.proc.dense.process.Dense"
     assert layers["fc3"]["synapse"]["model"] == "lava.proc.dense.models.PyDenseModelBitAcc"
     assert layers["fc3"]["synapse"]["own_code"].startswith("none")
@@ -342,3 +423,36 @@ def test_run_json_lists_the_classes_that_ran(demo_bundle, capsys):
     assert layers["readout"]["readout"]["process"] == "saf.deploy.lava.procs.readout.Integrator"
     assert layers["readout"]["readout"]["own_code"] == "Process and ProcessModel"
     assert st["samples"] == 3 and st["accuracy"] > 0.5
+    assert st["backend_description"].startswith("simulated Loihi: Lava's stock Dense/Conv/LIFReset models")
+
+
+def test_bench_infer_lists_a_refused_lava_as_unavailable(tmp_path):
+    """`saf bench infer`'s default backends include `lava`: on a network the stock model refuses
+    (feedback) its row says why instead of the whole bench failing."""
+    from saf.deploy.bench.infer import bench_infer
+
+    g = random_graph("dense", T=3, seed=1, feedback=True, input_shape=(1, 8, 8))
+    b = write_bundle(g, tmp_path / "b")
+    res = bench_infer(b, data="digits", limit=4, backends=("emulator", "lava"), repeats=1, peak_seconds=0.05)
+    rows = {r["backend"]: r for r in res["rows"]}
+    assert rows["emulator"]["available"] and not rows["lava"]["available"]
+    note = rows["lava"]["note"]
+    assert note.startswith("1 feedback edge") and note.endswith("use lava-own (the toolchain's own Lava Processes)")
+
+
+def test_info_and_run_label_each_lava_model(demo_bundle, tmp_path, capsys):
+    """`saf info` says which Lava model runs the bundle (or why `lava` refuses it and that lava-own,
+    the toolchain's transcription, runs it); `saf run` prints the backend's description by its name."""
+    assert main(["info", str(demo_bundle)]) == 0
+    out = capsys.readouterr().out
+    assert "Lava: backend lava runs it (simulated Loihi: Lava's stock Dense/Conv/LIFReset models" in out
+    g = random_graph("dense", T=6, lam=0.25, seed=1, frac_bits=10, input_shape=(1, 8, 8))
+    b = write_bundle(g, tmp_path / "b")
+    assert main(["info", str(b)]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("Lava:"))
+    assert line.startswith("Lava: backend lava refuses it (layer fc0: F = 10 > 6")
+    assert line.endswith("; backend lava-own runs it (the toolchain's own Lava Processes, fixed_pt: a "
+                         "transcription of the IR's arithmetic, not Lava's Loihi models)")
+    assert main(["run", str(b), "--backend", "lava-own", "--data", "digits", "--limit", "2"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("lava-own (the toolchain's own Lava Processes, fixed_pt: a transcription")

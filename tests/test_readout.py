@@ -122,6 +122,31 @@ def test_backend_ignoring_the_leak_is_caught(tmp_path):
         run_backend("emulator", Bundle(None, {}, random_graph("dense", seed=5)), xq, fault="readout-leak")
 
 
+@pytest.mark.parametrize("arch", ["dense", "conv"])
+def test_stock_lava_readout_leaks_and_the_old_construction_is_caught(arch, monkeypatch):
+    """Lava's stock backend (`lava`) builds its readout integrator with the readout's decay D_r and
+    shift F_r: a leaking readout equals saf-int, the emulator and lava-own bit for bit. The old
+    construction (Integrator without decay and shift) is injected and verify must catch it on the
+    readouts alone (every spike still agrees)."""
+    import saf.deploy.lava.stock as stock
+    from saf.deploy.lava.procs.readout import Integrator
+
+    g = _leaky(random_graph(arch, T=6, lam=0.5, seed=5))
+    xq = random_inputs(g, 6, seed=4)
+    b = Bundle(path=None, manifest={}, graph=g)
+    rep = verify(b, xq, None, ["saf-int", "emulator", "lava", "lava-own"])
+    assert rep.ok and rep.certificate["exact"], rep.failures
+    assert all(p["spike_mismatches"] == 0 and p["readout_mismatches"] == 0 for p in rep.pairs)
+    np.testing.assert_array_equal(run_backend("lava", b, xq, record_spikes=False).readout,
+                                  _exact_readout(g, reference_batch(g, xq)[1][-1]))
+    monkeypatch.setattr(stock, "Integrator", lambda **kw: Integrator(**{**kw, "decay": 0, "shift": 0}))
+    rep = verify(b, xq, None, ["saf-int", "emulator", "lava"])
+    assert not rep.ok
+    bad = [p for p in rep.pairs if "lava" in (p["a"], p["b"])]
+    assert len(bad) == 2 and all(p["spike_mismatches"] == 0 and p["readout_mismatches"] > 0 for p in bad)
+    assert all(p["ok"] for p in rep.pairs if "lava" not in (p["a"], p["b"]))
+
+
 def test_bundle_records_the_readout_decay(tmp_path):
     g = _leaky(random_graph("dense", T=6, lam=0.5, seed=1))
     write_bundle(g, tmp_path / "b")
@@ -195,7 +220,8 @@ def test_saf_f_digits_net_deploys_the_readout_it_trained(tmp_path, capsys):
     """Done when 3. SAF-F-trained conv-digits (tests/golden/saf-f-digits: `saf train --model conv-digits
     --method saf-f --T 6 --lam 0.5 --epochs 8`): the manifest's readout leaks with decay 2048; the float
     SAF form's logits (sum_t lam^(T-t) o[t]) and the deployed readout give the same prediction on
-    >= 99.5% of the test set; verify passes with Lava (own-model backend "lava"), ONNX, emulator."""
+    >= 99.5% of the test set; verify passes with Lava's stock model ("lava"), the own Processes
+    ("lava-own"), saf-int, ONNX and the emulator."""
     from saf.deploy.main import main
     from saf.export.bundle.store import read_manifest
     from saf.train.data import load_dataset
@@ -211,9 +237,9 @@ def test_saf_f_digits_net_deploys_the_readout_it_trained(tmp_path, capsys):
     b = Bundle.load(out)
     data = load_dataset("digits")
     xq, y = b.graph.quantize_input(data.x_test.numpy()), data.y_test.numpy()
-    rep = verify(b, xq, y, ["saf-int", "emulator", "onnx", "lava", "saf-float"], lava_limit=50)
+    rep = verify(b, xq, y, ["saf-int", "emulator", "onnx", "lava", "lava-own", "saf-float"], lava_limit=50)
     assert rep.ok, rep.failures
-    assert rep.samples["lava"] == 50 and rep.samples["saf-float"] == len(y) == 360
+    assert rep.samples["lava"] == rep.samples["lava-own"] == 50 and rep.samples["saf-float"] == len(y) == 360
     assert all(p["spike_mismatches"] == 0 and p["readout_mismatches"] == 0 for p in rep.pairs)
     f2q = rep.float_to_quantized
     assert f2q["samples"] == 360 and f2q["prediction_agreement"] >= 0.995

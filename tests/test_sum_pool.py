@@ -243,7 +243,7 @@ def test_pooled_graph_on_lava_equals_emulator():
 
 
 def test_pooled_graph_on_lava_stock_runs_the_folded_form():
-    """Lava has no stock process sending k x k counts: lava-stock runs the folded form (unpool_graph)
+    """Lava has no stock process sending k x k counts: lava (Lava's stock models) runs the folded form (unpool_graph)
     with stock Dense/Conv/LIFReset, and its outputs equal the emulator's on the pooled graph."""
     from saf.deploy.lava.stock import run_lava_stock
 

@@ -6,8 +6,12 @@ run_backend(name, bundle, xq) -> BackendResult.
   onnx       onnxruntime's CPU provider on the bundle's model.onnx (covered by the certificate)
   onnx-cuda  the same model on onnxruntime's CUDA provider: NOT covered by the certificate (cuDNN may
              pick FFT/Winograd or TF32); compared like every backend, against the mismatch bound
-  lava       the bundle's Lava process graph on Loihi2SimCfg(select_tag="fixed_pt") (slow: a subset)
-  lava-stock the same network on Lava's own Dense/Conv/LIFReset fixed-point models (deploy/lava/stock.py)
+  lava       simulated Loihi: the network on Lava's stock Dense/Conv/LIFReset fixed-point models
+             (deploy/lava/stock.py; LIFReset's compare and reset overridden), Loihi2SimCfg fixed_pt
+             (slow: a subset). Refuses, in one line naming lava-own, what the stock models cannot
+             hold (F > 6, feedback, v0, register limits incl. its 24-bit current register u)
+  lava-own   the toolchain's own Lava Processes (deploy/lava/backend.py, graph.py, procs/): a
+             transcription of the IR's arithmetic, not Lava's Loihi models; runs every network
   saf-float  the trained float model (the bundle's source.safetensors), SAF form
   lif-float  the trained float model, LIF form (the PyTorch LIF model)
 
@@ -28,6 +32,7 @@ from saf.export.bundle.store import ONNX_FILE, SOURCE_FILE, BundleError, load_gr
 from saf.export.ir import Convention, Graph
 from saf.export.proof.onnx_exact import CONVENTION as ONNX_CONVENTION
 from saf.export.proof.saf_int import CONVENTION as SAF_INT_CONVENTION
+from saf.export.proof.certificate import CurrentRegister, current_register_check
 
 from saf.deploy.backends.spec import BACKENDS, BackendError, BackendSpec, Form, get_backend, register  # noqa: F401
 from saf.deploy.backends.emulator import CONVENTION as EMULATOR_CONVENTION
@@ -67,7 +72,8 @@ class Bundle:
         return (self.manifest.get("meta", {}).get("train_config") or {}).get("dataset")
 
 
-LAVA_BACKENDS = frozenset({"lava", "lava-stock"})   # the backends that import lava (require_lava first)
+LAVA_BACKENDS = frozenset({"lava", "lava-own"})   # the backends that import lava (require_lava first)
+STOCK_REGISTER = CurrentRegister(24, 6)   # Lava's stock LIF: u += a_in << 6, wrapping at 24 bits
 
 
 def require_lava(flag: str) -> None:
@@ -136,7 +142,7 @@ def saf_int_refuses(graph: Graph) -> str:
     from saf.export.proof.certificate import has_saf_form
     return "" if has_saf_form(graph) else (
         "the SAF accumulation form has no current register (two-state layers, du < 4095) and no "
-        "first-spike readout: an FP network has no integer SAF form (compare emulator, onnx, lava)")
+        "first-spike readout: an FP network has no integer SAF form (compare emulator, onnx, lava, lava-own)")
 
 
 def _run_saf_int(bundle, g, xq, record_spikes, record_potentials, progress, **opts):
@@ -178,17 +184,39 @@ def _cuda_missing() -> str:
         "onnxruntime has no CUDAExecutionProvider"
 
 
-def _run_lava(bundle, g, xq, record_spikes, record_potentials, progress, **opts):
+def _run_lava_own(bundle, g, xq, record_spikes, record_potentials, progress, **opts):
     from saf.deploy.lava.backend import run_lava
     return run_lava(g, xq, record_spikes=record_spikes, progress=progress, **opts)
 
 
+def stock_refuses(graph: Graph) -> str:
+    """Why Lava's stock models cannot run `graph` exactly ("" when they can): what
+    deploy/lava/stock.py refuses, or a layer whose worst input would wrap the stock LIF's 24-bit
+    current register u (whatever the bundle's target). Imports lava (call after require_lava)."""
+    from saf.deploy.lava.stock import stock_refusal
+    why = stock_refusal(graph)
+    for i in range(len(graph.spiking_layers)):
+        if why:
+            break
+        c = current_register_check(graph, i, STOCK_REGISTER, "Lava's stock LIF")
+        why = "" if c.ok else f"layer {c.layer}: {c.detail}"
+    return f"{why}; use lava-own (the toolchain's own Lava Processes)" if why else ""
+
+
+def lava_model_for(graph: Graph) -> tuple:
+    """(record, reason): `lava` (Lava's stock LIF model) where it can run `graph`, else `lava-own` and
+    why the stock model cannot (call after require_lava)."""
+    why = BACKENDS["lava"].refuses(graph)
+    return (BACKENDS["lava-own"], why) if why else (BACKENDS["lava"], "")
+
+
 def _run_lava_stock(bundle, g, xq, record_spikes, record_potentials, progress, **opts):
     from saf.deploy.lava.stock import StockModelError, run_lava_stock
+    from saf.deploy.lava.stock_encode import EncodingError
     try:
         return run_lava_stock(g, xq, record_spikes=record_spikes, progress=progress, **opts)
-    except StockModelError as e:
-        raise BackendError(f"lava-stock: {e}") from None
+    except (StockModelError, EncodingError) as e:
+        raise BackendError(f"lava: {e}; use lava-own (the toolchain's own Lava Processes)") from None
 
 
 def _float_model(bundle: Bundle):
@@ -224,8 +252,9 @@ def _run_float(form: str):
 
 
 # Each integer backend declares its tie comparison and reset; the certificate's convention row
-# checks them against the IR's. Lava's is declared here (importing lava_procs needs lava):
-# lava_procs/lif.py overrides the stock LIF's compare (>=) and reset_voltage (subtract).
+# checks them against the IR's. Lava's are declared here (importing deploy/lava needs lava):
+# lava/procs/stock_lif.py (lava) and lava/procs/lif.py (lava-own) override the stock LIF's compare
+# (>=) and reset_voltage (subtract).
 register(BackendSpec("saf-int", Form.SAF, True, _run_saf_int, SAF_INT_CONVENTION,
                      description="SAF form, exact integer arithmetic", refuses=saf_int_refuses))
 register(BackendSpec("emulator", Form.LIF, True, _run_emulator, EMULATOR_CONVENTION,
@@ -235,11 +264,13 @@ register(BackendSpec("onnx", Form.LIF, False, _run_onnx, ONNX_CONVENTION,
 register(BackendSpec("onnx-cuda", Form.LIF, False, _run_onnx_cuda, ONNX_CONVENTION,
                      covered=False, unavailable=_cuda_missing,
                      description="onnxruntime, CUDA provider (not covered by the certificate)"))
-register(BackendSpec("lava", Form.LIF, False, _run_lava, Convention(">=", "subtract"), subset=True,
-                     description="Lava Loihi2SimCfg fixed_pt"))
-# lava_procs/stock_lif.py subclasses Lava's own fixed-point LIFReset model overriding only these two.
-register(BackendSpec("lava-stock", Form.LIF, False, _run_lava_stock, Convention(">=", "subtract"), subset=True,
-                     description="Lava's own Dense/Conv/LIF models (fixed_pt), compare and reset overridden"))
+register(BackendSpec("lava", Form.LIF, False, _run_lava_stock, Convention(">=", "subtract"), subset=True,
+                     refuses=stock_refuses, current_register=STOCK_REGISTER, fallback="lava-own",
+                     description="simulated Loihi: Lava's stock Dense/Conv/LIFReset models, fixed_pt "
+                                 "(compare and reset overridden)"))
+register(BackendSpec("lava-own", Form.LIF, False, _run_lava_own, Convention(">=", "subtract"), subset=True,
+                     description="the toolchain's own Lava Processes, fixed_pt: a transcription of the IR's "
+                                 "arithmetic, not Lava's Loihi models"))
 register(BackendSpec("saf-float", Form.FLOAT, False, _run_float("saf"), None, description="trained float, SAF form"))
 register(BackendSpec("lif-float", Form.FLOAT, False, _run_float("lif"), None, description="trained float, LIF form"))
 

@@ -11,6 +11,7 @@ from enum import Enum
 from typing import Callable, Optional
 
 from saf.export.ir import Convention
+from saf.export.proof.certificate import CurrentRegister
 
 
 class BackendError(ValueError):
@@ -35,6 +36,10 @@ class BackendSpec:
     unavailable: Callable = lambda: ""   # () -> reason it cannot run here, "" when it can
     description: str = ""
     refuses: Callable = lambda graph: ""  # (Graph) -> reason it cannot run this network, "" when it can
+    current_register: Optional[CurrentRegister] = None   # its neuron's wrapping input register u, if any:
+    #                              verify's certificate bounds it (current_reg row) whatever the target
+    fallback: Optional[str] = None   # the backend a DEFAULT list uses instead where this one refuses the
+    #                              network (said so in verify's report); an explicit list never swaps
 
     @property
     def integer(self) -> bool:
@@ -79,3 +84,26 @@ def resolve_backends(names, flag: str = "--backends") -> list:
         if why:
             raise BackendError(f"{flag}: {s.name} cannot run here: {why}")
     return specs
+
+
+def with_fallbacks(specs: list, graph, flag: str = "--backends") -> tuple:
+    """(specs, notes) for a DEFAULT backend list: a backend that refuses `graph` is replaced by its
+    fallback (one note each, for the report) or, without one, left out (a note too). Refused with
+    one line when fewer than two distinct integer backends remain."""
+    out, notes = [], []
+    for s in specs:
+        why = s.refuses(graph)
+        if not why:
+            out.append(s)
+            continue
+        alt = BACKENDS.get(s.fallback) if s.fallback else None
+        if alt is not None and not alt.refuses(graph) and alt not in out and alt not in specs:
+            out.append(alt)
+            notes.append(f"{s.name} replaced by {alt.name} ({alt.description}) in the default backends: "
+                         f"{s.name} cannot run this network: {why}")
+        else:
+            notes.append(f"{s.name} left out of the default backends: {why}")
+    if len([s for s in out if s.integer]) < 2:
+        raise BackendError(f"{flag}: fewer than two of the default backends can run this network "
+                           f"({'; '.join(notes)})")
+    return out, notes

@@ -27,7 +27,7 @@ def bench_infer(bundle_path, data=None, limit=None, backends=DEFAULT_BACKENDS, l
     rows, ref = [], None
     for be in backends:
         spec = get_backend(be)
-        why = spec.unavailable()
+        why = spec.unavailable() or spec.refuses(b.graph)   # e.g. lava on a network the stock model refuses
         if why:
             rows.append({"backend": be, "available": False, "note": why})
             continue

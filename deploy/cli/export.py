@@ -145,6 +145,23 @@ def summarize(m: dict) -> str:
     return "\n".join(lines)
 
 
+def lava_line(bundle) -> str:
+    """Which Lava model runs this bundle as simulated Loihi (`saf run --backend lava`), and why not."""
+    from saf.deploy.backends.registry import lava_model_for, require_lava
+    from saf.deploy.backends.spec import BackendError
+    from saf.export.bundle.store import load_graph
+
+    try:
+        require_lava("lava")
+    except BackendError:
+        return "Lava: not installed here (lava-nc 0.10.0, Python 3.10)"
+    spec, why = lava_model_for(load_graph(bundle))
+    if not why:
+        return f"Lava: backend lava runs it ({spec.description})"
+    return (f"Lava: backend lava refuses it ({why}); backend lava-own runs it "
+            f"({spec.description})")
+
+
 def cmd_info(a) -> int:
     m = read_manifest(a.bundle)
     from saf.export.energy import upper_bound_estimate
@@ -155,6 +172,7 @@ def cmd_info(a) -> int:
         print(json.dumps(dict(m, loihi_estimate=est) if est else m, indent=2))
         return 0
     print(summarize(m))
+    print(lava_line(a.bundle))
     if est:
         print(f"energy/latency per inference, {est['activity']}:")
         print(format_estimate(est))

@@ -24,7 +24,7 @@ def _data_args(p, limit_help: str) -> None:
     p.add_argument("--limit", type=int, default=None, help=limit_help)
 
 
-DEFAULT_BACKENDS = "saf-int,emulator,onnx,lava"
+DEFAULT_BACKENDS = "saf-int,emulator,onnx,lava"   # lava: Lava's stock LIF model (lava-own where it refuses)
 
 
 def parse_dt_exps(text: str) -> tuple:
@@ -67,8 +67,9 @@ def register(sub) -> None:
                         "failure) instead of the dataset")
     v.add_argument("--backends", default=None,
                    help=f"comma list of {', '.join(BACKENDS)}, at least two distinct integer ones "
-                        f"(saf-float adds the float-to-quantized change); default {DEFAULT_BACKENDS}, less "
-                        f"those that cannot run the bundle's network (saf-int for FP), said so")
+                        f"(saf-float adds the float-to-quantized change); default {DEFAULT_BACKENDS}, with lava-own "
+                        f"for lava where Lava's stock model cannot run the network and less those that "
+                        f"cannot (saf-int for FP), said so in the report")
     v.add_argument("--lava-limit", type=int, default=50, help="samples run on Lava (slow) (default 50)")
     v.add_argument("--fuzz", type=int, default=0, metavar="N",
                    help="also compare on N inputs beyond the dataset: uniform, sparse, extreme, and inputs "
@@ -119,6 +120,7 @@ def cmd_run(a) -> int:
         raise DatasetError(f"--sample {a.sample} out of range (0..{len(xq) - 1})")
     r = run_backend(a.backend, b, xq, record_spikes=True, progress=not a.json)
     st = run_stats(b.graph, r, xq, y)
+    st["backend_description"] = BACKENDS[a.backend].description
     if "models" in r.info:
         st["lava_models"] = r.info["models"]
     from saf.export.energy import activity_estimate
@@ -130,7 +132,8 @@ def cmd_run(a) -> int:
     if a.json:
         print(json.dumps(st, indent=2))
         return 0
-    print(f"{r.backend} on {name}: {st['samples']} samples, accuracy {st['accuracy']:.4f}")
+    print(f"{r.backend} ({st['backend_description']}) on {name}: {st['samples']} samples, "
+          f"accuracy {st['accuracy']:.4f}")
     print(f"  spikes per inference {st['spikes_per_inference']:.1f}, synaptic ops per inference "
           f"{st['synops_per_inference']:.0f}, {st['steps_per_s']:.1f} time steps/s "
           f"({st['ms_per_sample']:.2f} ms/sample)")
@@ -154,10 +157,10 @@ def cmd_verify(a) -> int:
     from saf.deploy.verify import format_report, verify
     from saf.deploy.verify.report_io import check_outputs, write_outputs
 
-    from saf.deploy.backends.spec import resolve_backends
+    from saf.deploy.backends.spec import resolve_backends, with_fallbacks
 
     backends = (a.backends or DEFAULT_BACKENDS).split(",")
-    resolve_backends(backends)                     # names, duplicates, >= 2 distinct integer backends
+    specs = resolve_backends(backends)             # names, duplicates, >= 2 distinct integer backends
     ks = parse_dt_exps(a.dt_exps)
     check_count("--lava-limit", a.lava_limit)
     check_count("--limit", a.limit)
@@ -175,11 +178,16 @@ def cmd_verify(a) -> int:
     out = Path(a.out) if a.out else Path(str(Path(a.bundle)).rstrip("/") + "-verify")
     check_outputs(out, a.report)
     b = Bundle.load(a.bundle)
-    if a.backends is None:                         # the default list, less what cannot run this network
-        skipped = [(n, BACKENDS[n].refuses(b.graph)) for n in backends if BACKENDS[n].refuses(b.graph)]
-        backends = [n for n in backends if not BACKENDS[n].refuses(b.graph)]
-        for n, why in skipped:
-            print(f"note: {n} left out of the default backends: {why}")
+    notes = []
+    if a.backends is None:       # the default list: lava -> lava-own where the stock model refuses, said so
+        specs, notes = with_fallbacks(specs, b.graph)
+    else:                        # an explicit list: a backend that cannot run this network, before any runs
+        for s in specs:
+            why = s.refuses(b.graph)
+            if why:
+                raise BackendError(f"--backends: {s.name} cannot run this network: {why}")
+    for n in notes:
+        print(f"note: {n}")
     from saf.deploy.verify.fp_dt import is_fp_bundle, load_fp_inputs
     fp_times = None
     if a.inputs:
@@ -191,10 +199,11 @@ def cmd_verify(a) -> int:
     if a.fuzz:
         from saf.deploy.verify.fuzz_inputs import min_fuzz
         check_count("--fuzz", a.fuzz, min_fuzz(b.graph))
-    rep = verify(b, xq, y, backends, lava_limit=a.lava_limit, fault=a.inject_fault, golden_dir=a.golden,
+    rep = verify(b, xq, y, specs, lava_limit=a.lava_limit, fault=a.inject_fault, golden_dir=a.golden,
                  update_golden=a.update_golden, mismatch_bound=a.mismatch_bound,
                  progress=not a.no_progress, dataset=name, fuzz=a.fuzz, seed=a.seed,
                  fp_times=fp_times, fp_ks=ks)
+    rep.notes = notes
     out = Path(a.out) if a.out else Path(str(Path(a.bundle)).rstrip("/") + "-verify")
     extra = _fuzz_failure(rep.fuzz, a, out) if rep.fuzz is not None else {}
     if rep.fp:

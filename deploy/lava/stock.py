@@ -1,13 +1,18 @@
-"""lava-stock backend: the integer network on Lava's OWN Processes and bit-accurate models.
+"""lava backend (simulated Loihi): the integer network on Lava's OWN Processes and bit-accurate models.
 
 Per spiking layer:  stock Dense (lava.proc.dense) or stock Conv (lava.proc.conv), fixed point
                     -> stock LIFReset (lava.proc.lif) run by PySoftResetLifBitAcc, Lava's
                        PyLifResetModelBitAcc with only its compare (>=) and reset (subtract)
                        overridden (deploy/lava/procs/stock_lif.py): du = Layer.du (4095: no carry), dv = D,
                        bias = bias_mant << bias_exp, vth << 6, u wrapping at 24 bits.
+                    The stock Conv runs PyConvModelFixedIm2col (deploy/lava/procs/stock_conv.py): Lava's
+                       fixed-point Conv model with its scipy loop replaced by one matrix product that
+                       gives the same integers (tests/test_lava_stock.py compares it with Lava's).
 Input:              stock io.source.RingBuffer sending x_q as graded spikes into the first
                     Dense/Conv (num_message_bits = the input's bits).
-Readout:            stock Dense -> the toolchain's own Integrator (deploy/lava/procs/readout.py).
+Readout:            stock Dense -> the toolchain's own Integrator (deploy/lava/procs/readout.py), leaking
+                    with the readout's decay D_r and shift F_r exactly as export/ir.py says (Lava has no
+                    stock non-spiking integrator that reports R[T] per sample).
 Observation:        own SpikeTap per layer (reads s_out, ships packed spikes to the host).
 Per-sample reset:   LIFReset's own reset_interval = T, reset_offset = the layer's offset.
 
@@ -16,11 +21,13 @@ so this backend runs the folded form of such a layer (export/sum_pool.unpool_gra
 replicated over each k x k block, stride and padding times k), which computes the same integers.
 
 Timing is deploy/lava/graph.py's schedule with period 1 (every Dense/Conv delivers one step late;
-layer l runs logical step t of sample n at Lava step l + 2 + n*T + t). Refused, one line each:
-feedback edges (they need the own backend's phased schedule), F != 6 (F > 6 needs a programmable
-Loihi 2 microcode neuron), thresholds beyond 17 bits, and weights/biases the stock formats cannot
-hold exactly (lava_stock_encode.py). Where |W s_in| << 6 exceeds 2^23 the u register wraps, as
-Lava's model (and Loihi) does; the certificate's current_register check predicts it.
+layer l runs logical step t of sample n at Lava step l + 2 + n*T + t). Refused, one line each
+(stock_refusal; the registry adds "use lava-own"): feedback edges (they need the own backend's phased
+schedule), F != 6 (F > 6 needs a programmable Loihi 2 microcode neuron), initial potentials, a conv
+after a dense layer, thresholds beyond 17 bits, and weights/biases the stock formats cannot hold
+exactly (stock_encode.py). Where |W s_in| << 6 can exceed 2^23 - 1 the u register would wrap, as
+Lava's model (and Loihi) does: the registry's `lava` record refuses such a network (its
+current_register is in verify's certificate) and run_lava_stock, called directly, shows the wrap.
 """
 from __future__ import annotations
 
@@ -35,6 +42,7 @@ from saf.export.fold.sum_pool import unpool_graph
 import saf.deploy.lava.stock_encode as enc
 from saf.deploy.lava.graph import make_schedule, validate_graph, validate_input
 from saf.deploy.lava.procs.readout import Integrator
+from saf.deploy.lava.procs.stock_conv import REPLACED, PyConvModelFixedIm2col
 from saf.deploy.lava.procs.stock_lif import OVERRIDDEN, PySoftResetLifBitAcc
 from saf.deploy.lava.procs.tap import SpikeTap
 from saf.deploy.lava.model_listing import describe_part
@@ -53,7 +61,7 @@ def stock_problems(graph: Graph) -> list:
     out = []
     if graph.feedback:
         out.append(f"{len(graph.feedback)} feedback edge(s): the stock LIF updates every Lava step and "
-                   f"cannot hold the phased feedback schedule; use the own-model backend 'lava'")
+                   f"cannot hold the phased feedback schedule")
     if not 0 <= int(graph.decay) <= 4095:
         out.append(f"decay {graph.decay} does not fit the stock model's 12-bit dv (0..4095)")
     for l in graph.spiking_layers:
@@ -65,10 +73,33 @@ def stock_problems(graph: Graph) -> list:
             out.append(f"layer {l.name}: F = {F} but the stock LIF shifts input and threshold by exactly 6")
         if int(l.v0):
             out.append(f"layer {l.name}: initial potential v0 = {l.v0} (alpha firing): the stock LIF "
-                       f"starts every sample at v = 0; use the own-model backend 'lava'")
+                       f"starts every sample at v = 0")
         if not 0 < int(l.threshold) <= VTH_MAX:
             out.append(f"layer {l.name}: threshold {l.threshold} outside the stock vth range 1..{VTH_MAX}")
+    dense_seen = False
+    for l in graph.layers:
+        if l.kind == "conv" and dense_seen:
+            out.append(f"layer {l.name}: a conv after a dense layer is not mapped onto the stock Conv")
+        dense_seen = dense_seen or l.kind != "conv"
     return out
+
+
+def stock_refusal(graph: Graph) -> str:
+    """The first reason (one line) Lava's stock models cannot run `graph` exactly, "" when they can:
+    stock_problems of its folded form, then every weight and bias through the stock encodings."""
+    g = unpool_graph(graph)
+    problems = stock_problems(g)
+    if problems:
+        return problems[0]
+    try:
+        for l in g.layers:
+            if l.kind != "conv":
+                enc.encode_dense(l.weight, l.name)
+            if l.spiking:
+                enc.encode_bias(l.full_bias(), l.name)
+    except enc.EncodingError as e:
+        return str(e)
+    return ""
 
 
 def check_stock(graph: Graph) -> None:
@@ -101,7 +132,7 @@ def _synapses(layer, pre_port, pre_layout, graded_bits: int, name: str):
 
     if layer.kind == "conv":
         if pre_layout is None:
-            raise StockModelError(f"layer {name}: a conv after a dense layer is not mapped by lava-stock")
+            raise StockModelError(f"layer {name}: a conv after a dense layer is not mapped onto the stock Conv")
         conv = Conv(weight=enc.conv_weights(layer.weight), input_shape=enc.whc_shape(layer.in_shape),
                     padding=(int(layer.padding),) * 2, stride=(int(layer.stride),) * 2,
                     num_message_bits=graded_bits, name=f"{name}.conv")
@@ -156,7 +187,8 @@ def build_stock_network(graph: Graph, xq: np.ndarray, probe_buffer: int = 64,
             bias = enc.chw_to_whc(bias, layout)
         if not l.spiking:
             nrn = Integrator(n=l.n_out, bias=l.full_bias(), period=1, offset=sched.offsets[i], T=T,
-                             n_samples=N, probe_buffer=probe_buffer, name=l.name, first_spike=l.first_spike)
+                             n_samples=N, probe_buffer=probe_buffer, decay=l.decay, shift=l.readout_shift,
+                             name=l.name, first_spike=l.first_spike)
             for s in syns:
                 s.a_out.connect(nrn.a_in)
             net.readout = nrn
@@ -203,7 +235,7 @@ def samples_per_network(graph: Graph) -> int:
 
 def run_lava_stock(graph: Graph, xq: np.ndarray, record_spikes: bool = True, progress: bool = False,
                    chunk_samples: int = 32) -> BackendResult:
-    """Run N samples through Lava's stock Processes; same outputs as deploy/lava_backend.run_lava.
+    """Run N samples through Lava's stock Processes; same outputs as deploy/lava/backend.run_lava (lava-own).
     Samples stream through one compiled network, or several in turn when the input buffer of one
     would exceed MAX_BUFFER values."""
     t_start = time.perf_counter()
@@ -215,7 +247,7 @@ def run_lava_stock(graph: Graph, xq: np.ndarray, record_spikes: bool = True, pro
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=len(xq), desc="lava-stock", unit="sample")
+        bar = tqdm(total=len(xq), desc="lava", unit="sample")
     runs = []
     try:
         for a in range(0, len(xq), per):
@@ -233,9 +265,10 @@ def run_lava_stock(graph: Graph, xq: np.ndarray, record_spikes: bool = True, pro
     info = {"lava_steps": steps, "steps_per_s": steps / run_s if run_s > 0 else float("inf"),
             "ms_per_sample": 1000.0 * run_s / len(xq), "build_compile_s": sum(r["compile_s"] for r in runs),
             "networks": len(runs), "offsets": runs[0]["offsets"], "processes": runs[0]["processes"],
-            "tag": "fixed_pt", "neuron_overrides": list(OVERRIDDEN), "models": runs[0]["models"],
+            "tag": "fixed_pt", "neuron_overrides": list(OVERRIDDEN),
+            "conv_replaced": list(REPLACED), "models": runs[0]["models"],
             "input_injection": "stock io.source.RingBuffer: x_q as graded spikes into the first stock synapse"}
-    return BackendResult(backend="lava-stock", readout=np.concatenate([r["readout"] for r in runs]),
+    return BackendResult(backend="lava", readout=np.concatenate([r["readout"] for r in runs]),
                          spikes=spikes, seconds=time.perf_counter() - t_start, info=info)
 
 
@@ -243,6 +276,7 @@ def _run_network(graph: Graph, xq: np.ndarray, record_spikes: bool, chunk: int, 
     """Build, compile and run one network on xq; drains the probes every `chunk` samples."""
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.conv.process import Conv
     from lava.proc.lif.process import LIFReset
 
     t_start = time.perf_counter()
@@ -255,7 +289,8 @@ def _run_network(graph: Graph, xq: np.ndarray, record_spikes: bool, chunk: int, 
     if record_spikes:
         ports += [(d["tap"].probe, sched.offsets[i], i) for i, d in enumerate(net.layers[:-1])]
     got = [0] * len(ports)
-    cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map={LIFReset: PySoftResetLifBitAcc})
+    cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map={LIFReset: PySoftResetLifBitAcc,
+                                                                        Conv: PyConvModelFixedIm2col})
     run_s, done, total = 0.0, 0, sched.total_steps
     try:
         net.source.create_runtime(run_cfg=cfg)

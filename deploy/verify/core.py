@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-from saf.export.proof.certificate import certify
+from saf.export.proof.certificate import certify, target_registers
 
 from saf.deploy.backends.spec import BackendError, BackendSpec, resolve_backends
 from saf.deploy.backends.registry import Bundle, fault_backend
@@ -48,6 +48,7 @@ class VerifyReport:
     fuzz: Optional[dict] = None
     models: dict = field(default_factory=dict)     # Lava backend -> per layer, the classes that ran
     fp: Optional[dict] = None          # FP bundles: the dt table against the continuous model (fp_verify.py)
+    notes: list = field(default_factory=list)      # e.g. a default backend replaced (lava -> lava-own), and why
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -56,7 +57,8 @@ class VerifyReport:
 def describe(spec: BackendSpec) -> dict:
     return {"form": spec.form.value, "reports_potentials": spec.reports_potentials,
             "convention": str(spec.convention) if spec.convention else None, "covered": spec.covered,
-            "subset": spec.subset, "description": spec.description}
+            "subset": spec.subset, "description": spec.description,
+            "current_register": list(spec.current_register) if spec.current_register else None}
 
 
 def backend_specs(backends, fault: Optional[str] = None) -> list:
@@ -76,7 +78,9 @@ def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backend
         raise BackendError(f"--lava-limit must be >= 1, got {lava_limit}")
     specs = backend_specs(backends, fault)
     g = bundle.graph
-    cert = certify(g, conventions={s.name: s.convention for s in specs if s.integer})
+    cert = certify(g, conventions={s.name: s.convention for s in specs if s.integer},
+                   registers={**target_registers(g), **{s.name: s.current_register for s in specs
+                                                        if s.current_register is not None}})
     stored = bundle.manifest.get("certificate", {}).get("exact")
     exported = certify(g).exact if cert.exact != stored else cert.exact   # export's own conventions
     names = [l.name for l in g.spiking_layers]
@@ -130,11 +134,13 @@ def format_report(rep: VerifyReport) -> str:
                                                                       "NOT EXACT -- " + "; ".join(c["reasons"]))]
     for ch in c["checks"]:
         lines.append(f"  [{'ok' if ch['ok'] else 'NO'}] {ch['check']:<12} {ch['layer']:<10} {ch['detail']}")
+    lines += [f"note: {n}" for n in rep.notes]
     lines.append("backends:")
     for k, n in rep.samples.items():
         acc = rep.accuracy.get(k)
         rates = " ".join(f"{r:.3f}" for r in rep.firing_rates[k])
         note = "" if rep.backends.get(k, {}).get("covered", True) else "  (not covered by the certificate)"
+        note += f"  [{rep.backends[k]['description']}]" if k in rep.backends else ""
         lines.append(f"  {k:<18} {n:>5} samples  accuracy {acc:.4f}  firing rates [{rates}]{note}"
                      if acc is not None else f"  {k:<18} {n:>5} samples{note}")
     if rep.float_to_quantized:

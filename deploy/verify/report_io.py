@@ -77,10 +77,12 @@ def write_markdown(rep, path: Path) -> None:
           "## Certificate (re-derived from the bundle)", "", f"**{'EXACT' if c['exact'] else 'NOT EXACT'}**", "",
           "| check | layer | ok | detail |", "|---|---|---|---|"]
     md += [f"| {ch['check']} | {ch['layer']} | {'yes' if ch['ok'] else 'NO'} | {ch['detail']} |" for ch in c["checks"]]
-    md += ["", "## Backends", "", "| backend | samples | accuracy | seconds |", "|---|---|---|---|"]
+    md += ["", "## Backends", ""] + [f"Note: {n}" for n in rep.notes] + ([""] if rep.notes else [])
+    md += ["| backend | what it is | samples | accuracy | seconds |", "|---|---|---|---|---|"]
     for k, n in rep.samples.items():
         acc = rep.accuracy.get(k, float("nan"))
-        md.append(f"| {k} | {n} | {acc:.4f} | {rep.seconds.get(k, float('nan')):.2f} |")
+        what = rep.backends.get(k, {}).get("description", "")
+        md.append(f"| {k} | {what} | {n} | {acc:.4f} | {rep.seconds.get(k, float('nan')):.2f} |")
     if rep.float_to_quantized:
         f = rep.float_to_quantized
         md += ["", f"Float -> quantized accuracy: {f['float_accuracy']:.4f} -> {f['quantized_accuracy']:.4f} "

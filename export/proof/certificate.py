@@ -15,10 +15,13 @@ Conditions (DESIGN.md sec. 3), each a named check with a one-line reason:
 - readout_leak (leaking readouts only): D_r is the network's dyadic decay 2^-k and F_r >= k(T-1), so
                R[T] = (sum_t lam^(T-t) (W s_N[t] + B)) << F_r is an integer and no truncation of the
                leak drops a bit: the deployed readout is the trained one, sum_t lam^(T-t) o[t];
-- current_reg (targets whose neuron has one, hw_targets Target.current_register_bits): the
-               synaptic input enters a register u as (W s_in + feedback) << frac_bits, which WRAPS
-               (Lava/Loihi: 24 bits), so its worst case must stay <= 2^23 - 1 per spiking layer. The
-               bias is not in u: Loihi adds it to v as bias_mant << bias_exp;
+- current_reg (every neuron model that has one: the export target's, hw_targets
+               Target.current_register_bits, and in verify every compared backend's, BackendSpec
+               .current_register, e.g. `lava` on Lava's stock LIF whatever the target): the synaptic
+               input enters a register u as (W s_in + feedback) << shift, which WRAPS (Lava/Loihi: 24
+               bits), so its worst case must stay <= 2^(bits-1) - 1 per spiking layer. The bias is not
+               in u: Loihi adds it to v as bias_mant << bias_exp. One row per layer and register, the
+               detail naming who holds it;
 - convention:  every backend's declared tie comparison and reset equal the IR's (fire when
                V >= TH << F, subtractive reset; SAF: H(0) = 1). Derived from the declarations passed
                in (verify: the backends it compares; export: the forms it writes, saf-int and ONNX).
@@ -34,11 +37,18 @@ quantization was lossless; these concern float-vs-integer accuracy, not LIF-vs-S
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from saf.export.ir import DECAY_ONE, IR_CONVENTION, STATE_MAX, Graph, dyadic_exponent
 from saf.export.proof.state_bound import current_state_bound, layer_current_bound, state_bound, two_state_bound
+
+
+class CurrentRegister(NamedTuple):
+    """A neuron model's wrapping input register u: its width and the shift its input enters with."""
+    bits: int
+    shift: int
 
 
 @dataclass
@@ -128,8 +138,10 @@ def training_form_check(graph: Graph) -> Check:
     return Check("training_form", "all", False, why)
 
 
-def certify(graph: Graph, conventions: dict = None) -> Certificate:
-    """conventions: backend name -> declared Convention (default: export_conventions())."""
+def certify(graph: Graph, conventions: dict = None, registers: dict = None) -> Certificate:
+    """conventions: backend name -> declared Convention (default: export_conventions()).
+    registers: who -> CurrentRegister of the neuron models that run the graph (default: the export
+    target's, target_registers(graph)); verify passes the target's plus every compared backend's."""
     checks, info = [], []
     T, D = int(graph.T), int(graph.decay)
     lam_q = graph.lam_q
@@ -146,7 +158,7 @@ def certify(graph: Graph, conventions: dict = None) -> Certificate:
     if saf and abs(lam_q - graph.lam) > 0:
         info.append(f"trained lam {graph.lam} is stored as {lam_q:.6g} on the 12-bit decay (float-vs-integer "
                     f"accuracy may change; LIF-vs-SAF exactness is about lam_q)")
-    reg = _current_register(graph)
+    regs = _group_registers(target_registers(graph) if registers is None else registers)
     for i, layer in enumerate(graph.spiking_layers):
         F = int(layer.frac_bits)
         if k is not None:
@@ -176,8 +188,8 @@ def certify(graph: Graph, conventions: dict = None) -> Certificate:
         elif v > STATE_MAX:
             detail += ": the state can saturate where the SAF form does not"
         checks.append(Check("state_24bit", layer.name, ok, detail))
-        if reg is not None:
-            checks.append(current_register_check(graph, i, reg))
+        for reg, who in regs:
+            checks.append(current_register_check(graph, i, reg, who))
     ro = graph.readout
     D_r, F_r = int(ro.decay), ro.readout_shift
     if ro.first_spike:                 # R = T + 1 - first step: in [0, T]
@@ -196,18 +208,28 @@ def certify(graph: Graph, conventions: dict = None) -> Certificate:
     return Certificate(all(c.ok for c in checks), checks, info)
 
 
-def _current_register(graph: Graph):
-    """(register bits, shift) of the graph's target neuron's input register, or None."""
+def target_registers(graph: Graph) -> dict:
+    """{"target <name>": CurrentRegister} of the graph's target neuron's input register, or {}."""
     from saf.hw_targets import TargetError, get_target
 
     try:
         t = get_target(graph.target)
     except TargetError:
-        return None
-    return None if t.current_register_bits is None else (int(t.current_register_bits), int(t.frac_bits))
+        return {}
+    if t.current_register_bits is None:
+        return {}
+    return {f"target {t.name}": CurrentRegister(int(t.current_register_bits), int(t.frac_bits))}
 
 
-def current_register_check(graph: Graph, i: int, reg: tuple) -> Check:
+def _group_registers(registers: dict) -> list:
+    """[(CurrentRegister, "who, who")]: one row per distinct register, naming everyone holding it."""
+    out: dict = {}
+    for who, reg in registers.items():
+        out.setdefault(CurrentRegister(int(reg[0]), int(reg[1])), []).append(who)
+    return [(reg, ", ".join(names)) for reg, names in out.items()]
+
+
+def current_register_check(graph: Graph, i: int, reg: tuple, who: str = "") -> Check:
     """Spiking layer i: worst |W s_in + sum W_fb s_fb| << shift must not wrap the signed register."""
     bits, shift = reg
     layer = graph.spiking_layers[i]
@@ -218,6 +240,8 @@ def current_register_check(graph: Graph, i: int, reg: tuple) -> Check:
     ok = u <= top
     what = f"worst |W s_in| << {shift}" if not layer.two_state else \
         f"worst |U| (|W s_in| << {shift} carried with ({4095 - int(layer.du)}/4096)^j, du = {int(layer.du)})"
+    holder = f" ({who})" if who else ""
     return Check("current_reg", layer.name, ok,
                  f"{what} = {u:,} {'<=' if ok else '>'} 2^{bits - 1}-1 = {top:,}"
-                 + ("" if ok else f": the {bits}-bit input register u wraps (the LIF form does not)"))
+                 + ("" if ok else f": the {bits}-bit input register u{holder} wraps (the LIF form does not)")
+                 + (f"; register of {who}" if ok and who else ""))
