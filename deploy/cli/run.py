@@ -11,6 +11,7 @@ from saf.train.data import DatasetError
 from saf.train.io.outdir import OutputError, check_file_target
 
 from saf.deploy.backends.registry import BACKENDS, FAULTS, LAVA_BACKENDS, BackendError, Bundle, require_lava
+from saf.deploy.backends.spec import check_count
 from saf.deploy.verify.golden import GoldenError
 from saf.deploy.verify.report_io import FUZZ_FAILURE
 from saf.deploy.inputs import load_inputs, load_npy_inputs
@@ -94,12 +95,6 @@ def register(sub) -> None:
     d.add_argument("--lava-limit", type=int, default=50)
     d.add_argument("--force", action="store_true", help="replace the saf demo output in --out, once the new one is complete")
     d.set_defaults(func=cmd_demo)
-
-
-def check_count(flag: str, value, minimum: int = 1) -> None:
-    """Count flags: one line naming the flag when the value is below its minimum."""
-    if value is not None and value < minimum:
-        raise BackendError(f"{flag} must be >= {minimum}, got {value}")
 
 
 def cmd_run(a) -> int:

@@ -20,10 +20,10 @@ import numpy as np
 
 from saf.export.proof.certificate import certify
 
-from saf.deploy.backends.spec import BackendError, BackendSpec, resolve_backends
+from saf.deploy.backends.spec import BackendError, BackendSpec, as_specs, check_count
 from saf.deploy.backends.registry import Bundle, fault_backend
 from saf.deploy.verify.compare import accuracy, firing_rates
-from saf.deploy.verify.pairs import compare_all, format_pairs, run_all
+from saf.deploy.verify.pairs import compare_all, exact_pair_failure, format_pairs, run_all
 from saf.deploy.verify.golden import compare_golden, golden_record, inputs_hash, read_golden, write_golden
 from saf.deploy.lava.model_listing import format_models
 
@@ -60,10 +60,9 @@ def describe(spec: BackendSpec) -> dict:
 
 
 def backend_specs(backends, fault: Optional[str] = None) -> list:
-    """Records for a backend list (names are resolved and checked: >= 2 distinct integer backends),
-    plus the faulty emulator when `fault` is given."""
-    specs = resolve_backends(backends) if all(isinstance(b, str) for b in backends) else list(backends)
-    return specs + ([fault_backend(fault)] if fault else [])
+    """Records for a backend list of names or records, checked by the same rules either way (no duplicates,
+    >= 2 distinct integer backends, available: spec.check_specs), plus the faulty emulator when `fault` is given."""
+    return as_specs(backends) + ([fault_backend(fault)] if fault else [])
 
 
 def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backends: list,
@@ -72,8 +71,11 @@ def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backend
            seed: int = 0, fp_times: Optional[np.ndarray] = None, fp_ks: tuple = ()) -> VerifyReport:
     """backends: names (checked: >= 2 distinct integer backends) or BackendSpec records.
     fp_times (FP bundles): the samples' input spike times, for the dt table over fp_ks."""
-    if int(lava_limit) < 1:
-        raise BackendError(f"--lava-limit must be >= 1, got {lava_limit}")
+    check_count("--lava-limit", int(lava_limit))          # the CLI's rules, whichever entry point calls
+    check_count("--fuzz", int(fuzz), 0)
+    check_count("--seed", int(seed), 0)
+    if not (0 <= mismatch_bound <= 1):
+        raise BackendError(f"--mismatch-bound must be in [0, 1], got {mismatch_bound}")
     specs = backend_specs(backends, fault)
     g = bundle.graph
     cert = certify(g, conventions={s.name: s.convention for s in specs if s.integer})
@@ -93,6 +95,11 @@ def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backend
         rep.failures.append(f"the manifest's certificate says exact={stored}, re-derived exact={exported}")
     rep.pairs, fails = compare_all(bundle, xq, results, specs, cert.exact, mismatch_bound)
     rep.failures += fails
+    given = specs[:-1] if fault else specs             # an injected fault's backend proves nothing
+    names_given = {s.name for s in given}
+    why = exact_pair_failure([p for p in rep.pairs if {p["a"], p["b"]} <= names_given], given, cert.exact, g)
+    if why:
+        rep.failures.append(why)
     if "saf-float" in results and "saf-int" in results and labels is not None:
         n = min(len(results["saf-float"].readout), len(results["saf-int"].readout))
         fa, qa = accuracy(results["saf-float"], labels[:n]), accuracy(results["saf-int"], labels[:n])

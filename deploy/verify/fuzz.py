@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from saf.deploy.backends.spec import BackendError
+from saf.deploy.backends.spec import BackendError, as_specs
 from saf.deploy.verify.fuzz_inputs import NEAR_BOUND, layer_stats, make_fuzz_inputs, min_fuzz
 
 
@@ -28,6 +28,7 @@ def fuzz_verify(bundle, specs: list, n: int, seed: int, lava_limit: int, exact: 
     from saf.deploy.verify.pairs import compare_all, run_all
 
     g = bundle.graph
+    specs = as_specs(specs, "fuzz backends")      # the rules verify applies (spec.check_specs)
     if n < min_fuzz(g):
         raise BackendError(f"--fuzz must be >= {min_fuzz(g)} on this bundle (two constructed tie and two "
                            f"near-bound inputs per spiking layer, plus one of each random class), got {n}")
