@@ -87,16 +87,28 @@ def compare_pair(a: BackendResult, b: BackendResult, layer_names: list) -> dict:
     return rep
 
 
-def spike_count_hashes(r: BackendResult) -> list:
-    """Per sample: sha256 (16 hex) of its spike counts per layer and time step."""
-    n = len(r.readout)
-    counts = [s.sum(axis=2).astype(np.int32) for s in r.spikes]      # [N, T] per layer
+def spike_hashes(r: BackendResult) -> list:
+    """Per sample: sha256 (32 hex) of every spike it produced: each layer's [T, neurons] bit array in layer
+    order, with the array's shape, so which neuron fired at which step of which layer is pinned (two
+    neurons swapping spikes change the hash; per-step counts would not)."""
     out = []
-    for i in range(n):
+    for i in range(len(r.readout)):
         h = hashlib.sha256()
-        for c in counts:
-            h.update(np.ascontiguousarray(c[i]).tobytes())
-        out.append(h.hexdigest()[:16])
+        for s in r.spikes:
+            x = np.ascontiguousarray(s[i], dtype=bool)
+            h.update(np.asarray(x.shape, np.int64).tobytes())
+            h.update(np.packbits(x, axis=None).tobytes())
+        out.append(h.hexdigest()[:32])
+    return out
+
+
+def sample_hashes(x: np.ndarray) -> list:
+    """Per sample: sha256 (32 hex) of its quantized input (int64, with its shape)."""
+    out = []
+    for row in np.asarray(x, np.int64):
+        h = hashlib.sha256(np.asarray(row.shape, np.int64).tobytes())
+        h.update(np.ascontiguousarray(row).tobytes())
+        out.append(h.hexdigest()[:32])
     return out
 
 
