@@ -48,6 +48,8 @@ class VerifyReport:
     fuzz: Optional[dict] = None
     models: dict = field(default_factory=dict)     # Lava backend -> per layer, the classes that ran
     fp: Optional[dict] = None          # FP bundles: the dt table against the continuous model (fp_verify.py)
+    untied: list = field(default_factory=list)     # fuzz: layers where no threshold tie was reached
+    allow_untested_ties: bool = False
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -68,9 +70,12 @@ def backend_specs(backends, fault: Optional[str] = None) -> list:
 def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backends: list,
            lava_limit: int = 50, fault: Optional[str] = None, golden_dir=None, update_golden: bool = False,
            mismatch_bound: float = 0.01, progress: bool = False, dataset: str = "", fuzz: int = 0,
-           seed: int = 0, fp_times: Optional[np.ndarray] = None, fp_ks: tuple = ()) -> VerifyReport:
+           seed: int = 0, fp_times: Optional[np.ndarray] = None, fp_ks: tuple = (),
+           allow_untested_ties: bool = False) -> VerifyReport:
     """backends: names (checked: >= 2 distinct integer backends) or BackendSpec records.
-    fp_times (FP bundles): the samples' input spike times, for the dt table over fp_ks."""
+    fp_times (FP bundles): the samples' input spike times, for the dt table over fp_ks.
+    With fuzz, a layer where no input reached a threshold tie leaves the report not ok (the summary reads
+    "PASS (ties not reached in: ...)") unless allow_untested_ties."""
     check_count("--lava-limit", int(lava_limit))          # the CLI's rules, whichever entry point calls
     check_count("--fuzz", int(fuzz), 0)
     check_count("--seed", int(seed), 0)
@@ -121,13 +126,25 @@ def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backend
         from saf.deploy.verify.fuzz import fuzz_verify
         rep.fuzz = fuzz_verify(bundle, specs, int(fuzz), int(seed), lava_limit, cert.exact, mismatch_bound, xq)
         rep.failures += [f"fuzz: {f}" for f in rep.fuzz["failures"]]
+        from saf.deploy.verify.fuzz import untied_layers
+        rep.untied, rep.allow_untested_ties = untied_layers(rep.fuzz), bool(allow_untested_ties)
     if fp_times is not None and fp_ks:
         from saf.deploy.verify.fp_dt import fp_section
         rep.fp = fp_section(bundle, fp_times, labels, fp_ks)
         if rep.fp["source_mismatch"]:
             rep.failures.append(f"FP source: {rep.fp['source_mismatch']}")
-    rep.ok = not rep.failures
+    rep.ok = not rep.failures and (not rep.untied or rep.allow_untested_ties)
     return rep
+
+
+def verdict(rep: VerifyReport) -> str:
+    """The summary word: FAIL, PASS, or PASS (ties not reached in: ...) when fuzzing reached no threshold
+    tie in some layer (exit 1 then, unless --allow-untested-ties)."""
+    if rep.failures:
+        return "FAIL"
+    if rep.untied:
+        return f"PASS (ties not reached in: {', '.join(rep.untied)})"
+    return "PASS"
 
 
 def format_report(rep: VerifyReport) -> str:
@@ -160,5 +177,8 @@ def format_report(rep: VerifyReport) -> str:
         from saf.deploy.verify.fp_dt import format_fp
         lines += format_fp(rep.fp)
     lines += [f"FAIL: {f}" for f in rep.failures]
-    lines.append("verify: PASS" if rep.ok else "verify: FAIL")
+    if rep.untied and not rep.failures:
+        lines.append("  accepted with --allow-untested-ties" if rep.allow_untested_ties else
+                     "  exit status 1: `>=` vs `>` is untested there; pass --allow-untested-ties to accept")
+    lines.append(f"verify: {verdict(rep)}")
     return "\n".join(lines)

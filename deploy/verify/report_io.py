@@ -69,11 +69,12 @@ def write_markdown(rep, path: Path) -> None:
     from saf.train.io.files import atomic_write
 
     from saf.deploy.plots import plot_rates
+    from saf.deploy.verify.core import verdict
 
     png = path.with_suffix(".rates.png")
     plot_rates(rep.firing_rates, rep.layer_names, png)
     c = rep.certificate
-    md = [f"# saf verify: {'PASS' if rep.ok else 'FAIL'}", "", f"Bundle: `{rep.bundle}`", "",
+    md = [f"# saf verify: {verdict(rep)}", "", f"Bundle: `{rep.bundle}`", "",
           "## Certificate (re-derived from the bundle)", "", f"**{'EXACT' if c['exact'] else 'NOT EXACT'}**", "",
           "| check | layer | ok | detail |", "|---|---|---|---|"]
     md += [f"| {ch['check']} | {ch['layer']} | {'yes' if ch['ok'] else 'NO'} | {ch['detail']} |" for ch in c["checks"]]
