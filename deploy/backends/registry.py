@@ -178,6 +178,11 @@ def _run_onnx_cuda(bundle, g, xq, record_spikes, record_potentials, progress, **
                      providers=["CUDAExecutionProvider"], require="CUDAExecutionProvider", **opts)
 
 
+def _onnx_macs(g: Graph) -> int:
+    from saf.deploy.bench.peak import onnx_macs
+    return onnx_macs(g)
+
+
 def _cuda_missing() -> str:
     import onnxruntime as ort
     return "" if "CUDAExecutionProvider" in ort.get_available_providers() else \
@@ -235,9 +240,9 @@ register(BackendSpec("saf-int", Form.SAF, True, _run_saf_int, SAF_INT_CONVENTION
 register(BackendSpec("emulator", Form.LIF, True, _run_emulator, EMULATOR_CONVENTION,
                      description="numpy emulator of the integer LIF form"))
 register(BackendSpec("onnx", Form.LIF, False, _run_onnx, ONNX_CONVENTION,
-                     description="onnxruntime, CPU provider"))
+                     description="onnxruntime, CPU provider", work=_onnx_macs))
 register(BackendSpec("onnx-cuda", Form.LIF, False, _run_onnx_cuda, ONNX_CONVENTION,
-                     covered=False, unavailable=_cuda_missing,
+                     covered=False, unavailable=_cuda_missing, work=_onnx_macs,
                      description="onnxruntime, CUDA provider (not covered by the certificate)"))
 register(BackendSpec("lava", Form.LIF, False, _run_lava, Convention(">=", "subtract"), subset=True,
                      description="Lava Loihi2SimCfg fixed_pt"))

@@ -35,6 +35,8 @@ class BackendSpec:
     unavailable: Callable = lambda: ""   # () -> reason it cannot run here, "" when it can
     description: str = ""
     refuses: Callable = lambda graph: ""  # (Graph) -> reason it cannot run this network, "" when it can
+    work: Optional[Callable] = None      # (Graph) -> multiply-adds per sample it executes, for a backend that
+                                         # does not count them itself (info["macs_executed"]); None: unknown
 
     @property
     def integer(self) -> bool:
