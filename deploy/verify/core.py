@@ -24,6 +24,7 @@ from saf.deploy.backends.spec import BackendError, BackendSpec, as_specs, check_
 from saf.deploy.backends.registry import Bundle, fault_backend
 from saf.deploy.verify.compare import accuracy, firing_rates
 from saf.deploy.verify.pairs import compare_all, exact_pair_failure, format_pairs, run_all
+from saf.deploy.verify.fuzz import verdict
 from saf.deploy.verify.golden import compare_golden, golden_record, read_golden, write_golden
 from saf.deploy.lava.model_listing import format_models
 
@@ -135,16 +136,6 @@ def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backend
             rep.failures.append(f"FP source: {rep.fp['source_mismatch']}")
     rep.ok = not rep.failures and (not rep.untied or rep.allow_untested_ties)
     return rep
-
-
-def verdict(rep: VerifyReport) -> str:
-    """The summary word: FAIL, PASS, or PASS (ties not reached in: ...) when fuzzing reached no threshold
-    tie in some layer (exit 1 then, unless --allow-untested-ties)."""
-    if rep.failures:
-        return "FAIL"
-    if rep.untied:
-        return f"PASS (ties not reached in: {', '.join(rep.untied)})"
-    return "PASS"
 
 
 def format_report(rep: VerifyReport) -> str:

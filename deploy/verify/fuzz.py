@@ -60,6 +60,16 @@ def untied_layers(fz: dict) -> list:
     return [k for k, v in ties_reached(fz).items() if not v]
 
 
+def verdict(rep) -> str:
+    """verify's summary word: FAIL, PASS, or PASS (ties not reached in: ...) when fuzzing reached no
+    threshold tie in some layer (exit 1 then, unless --allow-untested-ties)."""
+    if rep.failures:
+        return "FAIL"
+    if rep.untied:
+        return f"PASS (ties not reached in: {', '.join(rep.untied)})"
+    return "PASS"
+
+
 def format_fuzz(fz: dict, mismatch_bound: float) -> list:
     from saf.deploy.verify.pairs import format_pairs
 

@@ -69,7 +69,7 @@ def write_markdown(rep, path: Path) -> None:
     from saf.train.io.files import atomic_write
 
     from saf.deploy.plots import plot_rates
-    from saf.deploy.verify.core import verdict
+    from saf.deploy.verify.fuzz import verdict
 
     png = path.with_suffix(".rates.png")
     plot_rates(rep.firing_rates, rep.layer_names, png)
