@@ -105,3 +105,22 @@ def test_weights_are_parsed_from_the_hashed_bytes(demo, monkeypatch):
     assert reads["w"] == 1
     assert all(np.array_equal(a.weight, c.weight) for a, c in zip(g.layers, g0.layers))
     assert any(np.abs(l.weight).sum() > 0 for l in g.layers)
+
+
+def test_export_reads_the_checkpoint_once(tmp_path, monkeypatch):
+    """The checkpoint is hashed (manifest meta), loaded and copied into the bundle from one read (old
+    code: load, then hash, then copy: three reads, any of which could see another file)."""
+    import hashlib
+    import shutil
+    src = tmp_path / "ckpt"
+    src.mkdir()
+    shutil.copy(GOLDEN / "model.safetensors", src / "model.safetensors")
+    from saf.export.pipeline.snn import export_checkpoint
+    seen = _count_opens(monkeypatch, src)
+    export_checkpoint(src / "model.safetensors", "loihi", tmp_path / "b")
+    assert seen == {"model.safetensors": 1}, seen     # (the CLI first peeks at the header: FP or not)
+    monkeypatch.undo()
+    b = Bundle.load(tmp_path / "b")
+    data = (src / "model.safetensors").read_bytes()
+    assert b.files[SOURCE_FILE] == data
+    assert b.manifest["meta"]["checkpoint_sha256"] == hashlib.sha256(data).hexdigest()
