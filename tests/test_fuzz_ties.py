@@ -33,8 +33,10 @@ def _verify(b, x, out, *extra):
 
 def test_untied_layer_exits_1_unless_allowed(silent_last_layer, tmp_path, capsys):
     b, x, name = silent_last_layer
-    rc = _verify(b, x, tmp_path / "v")
+    rc = _verify(b, x, tmp_path / "v", "--report", str(tmp_path / "r.md"))
     out = capsys.readouterr().out
+    md = (tmp_path / "r.md").read_text()
+    assert md.startswith(f"# saf verify: PASS (ties not reached in: {name})") and f"{name} NO" in md
     rep = json.loads((tmp_path / "v" / "verify.json").read_text())
     assert rc == 1 and not rep["ok"] and not rep["failures"], rep["failures"]
     assert rep["untied"] == [name] and rep["fuzz"]["ties_reached"][name] is False

@@ -90,7 +90,8 @@ def write_markdown(rep, path: Path) -> None:
            "| pair | samples | " + " | ".join(rep.layer_names) + " | readout | status |",
            "|---" * (len(rep.layer_names) + 4) + "|"]
     for p in rep.pairs:
-        cells = " | ".join(f"{l['mismatches']}/{l['total']}" for l in p["layers"])
+        cells = " | ".join(["not comparable"] * len(rep.layer_names) if p.get("shape_error") else
+                           [f"{l['mismatches']}/{l['total']}" for l in p["layers"]])
         md.append(f"| {p['a']} vs {p['b']} | {p['samples']} | {cells} | {p['readout_mismatches']}/"
                   f"{p['readout_total']} | {'ok' if p['ok'] else 'FAIL'} |")
     if rep.fuzz:
@@ -101,6 +102,8 @@ def write_markdown(rep, path: Path) -> None:
         md += [f"| {f['layer']} | {f['ties']} | {f['ties_by_class'].get('tie', 0)} | {d['ties']} | "
                f"{f['max_abs_v']:,} | {d['max_abs_v']:,} | {f['near_bound']} |"
                for f, d in zip(fz["layers"], fz["dataset_layers"])]
+        md += [f"| tie V == TH<<F reached | " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in
+                                                        fz.get("ties_reached", {}).items()) + " | | | | | |"]
         md += [f"| {p['a']} vs {p['b']} | {p['samples']} samples | {p['spike_mismatches']} spikes differ | "
                f"{'ok' if p['ok'] else 'FAIL'} | | | |" for p in fz["pairs"]]
     md += ["", "## Firing rates", "", f"![per-layer firing rates]({png.name})", ""]
