@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
+from typing import Optional
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_bytes, save_file
 
 from saf.train.io.files import atomic_write, header_metadata
 from saf.train.io.outdir import OutputKind
@@ -38,12 +39,14 @@ def is_saf_checkpoint(path: Path) -> bool:
     return meta.get("format") == FORMAT
 
 
-def read_saf_file(p: Path, load) -> tuple:
-    """(metadata, tensors) of the saf checkpoint file p, tensors read by `load` (safetensors' torch or
-    numpy load_file); CheckpointError (one line) for an unreadable file or another format."""
+def read_saf_file(p: Path, load, data: Optional[bytes] = None) -> tuple:
+    """(metadata, tensors) of the saf checkpoint file p, read once: metadata and tensors both parsed from
+    the same bytes (`data` when the caller already read and hashed them), tensors by `load` (safetensors'
+    torch or numpy `load`, from bytes); CheckpointError (one line) for an unreadable file or another format."""
     try:
-        meta = header_metadata(p)
-        tensors = load(str(p))
+        data = Path(p).read_bytes() if data is None else data
+        meta = header_metadata(data)
+        tensors = load(data)
     except Exception as e:  # noqa: BLE001 - safetensors raises several types for corrupt files
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(f"{p}: not a readable safetensors checkpoint ({why})") from None
@@ -77,8 +80,10 @@ def write_run_logs(out: Path, metrics: list, plot) -> None:
 def is_fp_checkpoint(path) -> bool:
     """A saf checkpoint (file or run directory) whose config says method 'fp' (header only)."""
     try:
-        p = Path(path)
-        p = p / CHECKPOINT if p.is_dir() else p
+        p = path
+        if not isinstance(path, (bytes, bytearray)):     # a path, or the file's bytes already read
+            p = Path(path)
+            p = p / CHECKPOINT if p.is_dir() else p
         meta = header_metadata(p)
         return meta.get("format") == FORMAT and json.loads(meta.get("config", "{}")).get("method") == FP_METHOD
     except (OSError, ValueError, struct.error, AttributeError, TypeError):
@@ -95,12 +100,13 @@ def resolve(path) -> Path:
     return p
 
 
-def read_checkpoint(path, with_readout: bool = False) -> tuple:
+def read_checkpoint(path, with_readout: bool = False, data: Optional[bytes] = None) -> tuple:
     """Returns (state_dict, spec, config), validated, and the recorded Readout (train/readout.py; a
-    checkpoint without the record has the non-leaking sum) when with_readout. Raises
-    CheckpointError with one clear line."""
-    p = resolve(path)
-    meta, tensors = read_saf_file(p, load_file)
+    checkpoint without the record has the non-leaking sum) when with_readout. `data`: the file's bytes,
+    already read (and hashed) by the caller; `path` then only names it. Raises CheckpointError with
+    one clear line."""
+    p = resolve(path) if data is None else Path(path)
+    meta, tensors = read_saf_file(p, load_bytes, data)
     try:
         spec, config = json.loads(meta["spec"]), json.loads(meta["config"])
         plan(spec)
@@ -118,15 +124,16 @@ def read_checkpoint(path, with_readout: bool = False) -> tuple:
     return (tensors, spec, config, readout) if with_readout else (tensors, spec, config)
 
 
-def load_model(path, device: str = "cpu"):
-    """Build the network from the checkpoint's spec and load its weights (shapes checked)."""
+def load_model(path, device: str = "cpu", data: Optional[bytes] = None):
+    """Build the network from the checkpoint's spec and load its weights (shapes checked); `data`: the
+    file's bytes when the caller already read them (read_checkpoint)."""
     from saf.train.modules.network import SpikingNet
 
-    p = resolve(path)
-    if is_fp_checkpoint(p):
+    p = resolve(path) if data is None else Path(path)
+    if is_fp_checkpoint(p if data is None else data):
         raise CheckpointError(f"{p}: an FP checkpoint (--method fp) holds a continuous-time network: load it "
                               f"with saf.train.methods.fp.checkpoint.load_fp_checkpoint")
-    tensors, spec, config, readout = read_checkpoint(p, with_readout=True)
+    tensors, spec, config, readout = read_checkpoint(p, with_readout=True, data=data)
     if "dsr" in spec:                  # --method dsr (train/methods/dsr/net.py)
         from saf.train.methods.dsr.net import DSRNet
         net = DSRNet(spec, readout=readout)

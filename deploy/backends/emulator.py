@@ -253,7 +253,7 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
                                 ("initial_potential", initial_potential), ("current_decay", current_decay),
                                 ("first_spike", first_spike)) if v != _DEFAULTS[k]}
     layer_major = layer_schedule and emulator_layers.supports(graph, faults, plan)
-    out = {"readout": readout, "spikes": spikes, "potentials": pots, "sat": sat, "vmax": vmax}
+    out = {"readout": readout, "spikes": spikes, "potentials": pots, "sat": sat, "vmax": vmax, "macs": 0}
     for start in range(0, n, batch_size):
         if layer_major:       # feed-forward, correct semantics: one matmul per layer for all T steps
             emulator_layers.emulate_layers(graph, frames, varying, plan, record_spikes=record_spikes,
@@ -340,6 +340,7 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
                        "initial_potential": initial_potential, "current_decay": current_decay,
                        "first_spike": first_spike},
             "schedule": "layer-major" if layer_major else "step-major",
+            "macs_executed": out["macs"] if layer_major else None,     # counted by the event-driven kernels
             "synapse_dtypes": {s.name: np.dtype(s.dtype).name for s in plan.syn},
             "state_dtype": np.dtype(plan.state_dtype).name}
     return BackendResult(backend="emulator", readout=readout, spikes=spikes, potentials=pots,

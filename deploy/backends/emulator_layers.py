@@ -101,9 +101,21 @@ def _stages(graph: Graph, plan) -> list:
     return stages
 
 
-def _event_sums(stage: _Stage, x: np.ndarray) -> np.ndarray:
+def executed_macs(stage: _Stage, x: np.ndarray) -> int:
+    """The multiply-adds the event-driven kernels execute on x [rows, n_in] (after any sum pool): a
+    nonzero dense input, its weight row; a nonzero conv input, Co per output pixel it reaches (the
+    scatter table's valid taps); zeros nothing."""
+    if stage.geom is None:
+        return int(np.count_nonzero(x)) * int(stage.wint.shape[1])
+    c = stage.geom[2]
+    hits = np.count_nonzero(x.reshape(x.shape[0], -1, c), axis=(0, 2))          # per input pixel
+    return int(hits @ (stage.tab >= 0).sum(axis=1)) * int(stage.wint.shape[1])
+
+
+def _event_sums(stage: _Stage, x: np.ndarray, work: Optional[dict] = None) -> np.ndarray:
     """W x for x [rows, n_in] (input layout: binary spikes, counts or x_q) -> [rows, n_out] integers
-    (output layout); each nonzero input adds its value times its weight row."""
+    (output layout); each nonzero input adds its value times its weight row. work["macs"] (when given)
+    grows by the multiply-adds executed (executed_macs)."""
     n_out = stage.wint.shape[1] if stage.geom is None else stage.geom[7] * stage.geom[8] * stage.wint.shape[1]
     out = np.empty((x.shape[0], n_out), dtype=stage.wint.dtype)
     x = np.ascontiguousarray(x)
@@ -112,6 +124,8 @@ def _event_sums(stage: _Stage, x: np.ndarray) -> np.ndarray:
         counts = np.empty((x.shape[0], (h // k) * (w // k) * c), dtype=stage.wint.dtype)
         kernels.pool_hwc(x, h, w, c, k, counts)
         x = counts
+    if work is not None:
+        work["macs"] += executed_macs(stage, x)
     if stage.geom is None:
         kernels.dense_sums(x, stage.wint, out)
     else:
@@ -143,7 +157,7 @@ def emulate_layers(graph: Graph, frames: np.ndarray, varying: bool, plan, *, rec
     S = None
     for li, layer in enumerate(sp):
         st = stages[li]
-        I = _event_sums(st, x if li == 0 else S.reshape(b * T, -1))
+        I = _event_sums(st, x if li == 0 else S.reshape(b * T, -1), out)
         S = np.empty((b, T, layer.n_out), dtype=bool)
         rec = out["potentials"] is not None
         V = np.empty((b, T, layer.n_out), dtype=np.int64) if rec else np.empty((1, 1, 1), dtype=np.int64)
@@ -159,11 +173,11 @@ def emulate_layers(graph: Graph, frames: np.ndarray, varying: bool, plan, *, rec
             out["potentials"][li][sl] = _to_ir(V, tuple(layer.out_shape))
     st = stages[-1]
     if ro.decay:              # R[t] = decay_r(R[t-1]) + ((W_o s_N[t] + B_o) << F_r)
-        O = _event_sums(st, S.reshape(b * T, -1)).astype(np.int64).reshape(b, T, -1) + st.bias
+        O = _event_sums(st, S.reshape(b * T, -1), out).astype(np.int64).reshape(b, T, -1) + st.bias
         R = np.zeros((b, ro.n_out), dtype=np.int64)
         for t in range(T):
             R = kernels.decay_trunc(R, int(ro.decay)) + (O[:, t] << ro.readout_shift)
         out["readout"][sl] = R
     else:                     # R[T] = W_o (sum_t s_N[t]) + T * B_o
         counts = S.sum(axis=1, dtype=np.int64)
-        out["readout"][sl] = _event_sums(st, counts).astype(np.int64) + T * st.bias
+        out["readout"][sl] = _event_sums(st, counts, out).astype(np.int64) + T * st.bias

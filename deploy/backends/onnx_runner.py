@@ -14,6 +14,7 @@ from saf.export.onnx_check import META_FINGERPRINT, graph_fingerprint
 from saf.export.onnx_model import META_SPIKES
 
 from saf.export.result import BackendResult
+from saf.deploy.backends.spec import BackendError
 
 
 def _session(model, providers) -> ort.InferenceSession:
@@ -44,22 +45,27 @@ def _check_input(graph: Graph, xq) -> np.ndarray:
 
 
 def run_onnx(model_path_or_bytes, graph: Graph, xq, batch_size: int = 256, record_spikes: bool = True,
-             providers=None, progress: bool = False) -> BackendResult:
+             providers=None, progress: bool = False, require: str = "", where: str = "") -> BackendResult:
     """Run the model on quantized inputs xq (int [N, *input_shape], or [N, T, *input_shape] one frame
     per step) in batches of batch_size.
 
     Returns BackendResult(backend="onnx") with readout int64 [N, classes] and, when record_spikes,
     spikes bool [N, T, n_out] per spiking layer. The exactness proof (export/proof/onnx_exact.py) covers
-    onnxruntime's CPUExecutionProvider, the default.
+    onnxruntime's CPUExecutionProvider, the default. `require` names the execution provider that must
+    be the one that runs (onnxruntime falls back to the CPU silently when a requested provider cannot
+    start): the session's providers are checked after creation and anything else is refused.
     """
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     t_start = time.perf_counter()
     xq = _check_input(graph, xq)
     sess = _session(model_path_or_bytes, providers)
+    if require and sess.get_providers()[:1] != [require]:
+        raise BackendError(f"{where or 'onnx'}: {require} was requested but the session runs on "
+                           f"{', '.join(sess.get_providers()) or 'no provider'} (onnxruntime fell back)")
     meta = sess.get_modelmeta().custom_metadata_map
     if meta.get(META_FINGERPRINT) not in (None, graph_fingerprint(graph)):
-        where = model_path_or_bytes if isinstance(model_path_or_bytes, (str, Path)) else "the ONNX model"
+        where = where or (model_path_or_bytes if isinstance(model_path_or_bytes, (str, Path)) else "the ONNX model")
         raise BundleError(f"{where}: built from a different graph than the bundle's manifest and weights "
                           f"(fingerprint mismatch)")
     spiking = graph.spiking_layers

@@ -28,7 +28,7 @@ from typing import Optional
 
 import numpy as np
 
-from saf.export.bundle.store import ONNX_FILE, SOURCE_FILE, BundleError, load_graph, read_manifest
+from saf.export.bundle.store import ONNX_FILE, SOURCE_FILE, WEIGHTS, BundleError, load_graph, read_bundle
 from saf.export.ir import Convention, Graph
 from saf.export.proof.onnx_exact import CONVENTION as ONNX_CONVENTION
 from saf.export.proof.saf_int import CONVENTION as SAF_INT_CONVENTION
@@ -60,12 +60,24 @@ class Bundle:
     manifest: dict
     graph: Graph
     cache: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)     # name -> the bytes that were hashed (ONNX model, sources)
 
     @classmethod
     def load(cls, path) -> "Bundle":
-        """Load and authenticate (schema, manifest digest, every file's sha256; see export/bundle/auth.py)."""
+        """Load and authenticate (schema, manifest digest, every file's sha256; see export/bundle/auth.py).
+        Each file is read once: the bytes hashed are the bytes parsed (weights) or kept here and run (the
+        ONNX model, the float sources); nothing is read from the directory again."""
         path = Path(path)
-        return cls(path, read_manifest(path), load_graph(path))
+        manifest, files = read_bundle(path)
+        graph = load_graph(path, manifest, files)
+        return cls(path, manifest, graph, files={k: v for k, v in files.items() if k != WEIGHTS})
+
+    def file_bytes(self, name: str, error=BundleError) -> bytes:
+        """The authenticated bytes of one bundle file, as read and hashed at load."""
+        if name not in self.files:
+            raise error(f"{self.path}: no {name} in the bundle" + (
+                " (exported from a random model?)" if name == SOURCE_FILE else ""))
+        return self.files[name]
 
     @property
     def dataset(self) -> Optional[str]:
@@ -161,21 +173,20 @@ def _run_emulator(bundle, g, xq, record_spikes, record_potentials, progress, **o
     return emulate(g, xq, record_spikes=record_spikes, record_potentials=record_potentials, plan=plan)
 
 
-def _onnx_path(bundle) -> str:
-    if bundle.path is None or not (bundle.path / ONNX_FILE).is_file():
-        raise BundleError(f"{bundle.path}: no {ONNX_FILE} in the bundle")
-    return str(bundle.path / ONNX_FILE)
-
-
 def _run_onnx(bundle, g, xq, record_spikes, record_potentials, progress, providers=None, **opts):
     from saf.deploy.backends.onnx_runner import run_onnx
-    return run_onnx(_onnx_path(bundle), g, xq, record_spikes=record_spikes, progress=progress,
-                    providers=providers, **opts)
+    return run_onnx(bundle.file_bytes(ONNX_FILE), g, xq, record_spikes=record_spikes, progress=progress,
+                    providers=providers, where=f"{bundle.path}/{ONNX_FILE}", **opts)
 
 
 def _run_onnx_cuda(bundle, g, xq, record_spikes, record_potentials, progress, **opts):
     return _run_onnx(bundle, g, xq, record_spikes, record_potentials, progress,
-                     providers=["CUDAExecutionProvider"], **opts)
+                     providers=["CUDAExecutionProvider"], require="CUDAExecutionProvider", **opts)
+
+
+def _onnx_macs(g: Graph) -> int:
+    from saf.deploy.bench.peak import onnx_macs
+    return onnx_macs(g)
 
 
 def _cuda_missing() -> str:
@@ -222,10 +233,8 @@ def _run_lava_stock(bundle, g, xq, record_spikes, record_potentials, progress, *
 def _float_model(bundle: Bundle):
     from saf.train.checkpoint import load_model
 
-    if bundle.path is None or not (bundle.path / SOURCE_FILE).is_file():
-        raise BackendError(f"{bundle.path}: no {SOURCE_FILE} in the bundle (exported from a random model?); "
-                           f"float backends need the trained weights")
-    net, spec, _ = load_model(bundle.path / SOURCE_FILE)
+    data = bundle.file_bytes(SOURCE_FILE, BackendError)      # float backends need the trained weights
+    net, spec, _ = load_model(f"{bundle.path}/{SOURCE_FILE}", data=data)
     return net.double()
 
 
@@ -260,9 +269,9 @@ register(BackendSpec("saf-int", Form.SAF, True, _run_saf_int, SAF_INT_CONVENTION
 register(BackendSpec("emulator", Form.LIF, True, _run_emulator, EMULATOR_CONVENTION,
                      description="numpy emulator of the integer LIF form"))
 register(BackendSpec("onnx", Form.LIF, False, _run_onnx, ONNX_CONVENTION,
-                     description="onnxruntime, CPU provider"))
+                     description="onnxruntime, CPU provider", work=_onnx_macs))
 register(BackendSpec("onnx-cuda", Form.LIF, False, _run_onnx_cuda, ONNX_CONVENTION,
-                     covered=False, unavailable=_cuda_missing,
+                     covered=False, unavailable=_cuda_missing, work=_onnx_macs,
                      description="onnxruntime, CUDA provider (not covered by the certificate)"))
 register(BackendSpec("lava", Form.LIF, False, _run_lava_stock, Convention(">=", "subtract"), subset=True,
                      refuses=stock_refuses, current_register=STOCK_REGISTER, fallback="lava-own",

@@ -40,6 +40,8 @@ class BackendSpec:
     #                              verify's certificate bounds it (current_reg row) whatever the target
     fallback: Optional[str] = None   # the backend a DEFAULT list uses instead where this one refuses the
     #                              network (said so in verify's report); an explicit list never swaps
+    work: Optional[Callable] = None      # (Graph) -> multiply-adds per sample it executes, for a backend that
+                                         # does not count them itself (info["macs_executed"]); None: unknown
 
     @property
     def integer(self) -> bool:
@@ -64,16 +66,41 @@ def get_backend(name: str) -> BackendSpec:
     return BACKENDS[name]
 
 
+def check_count(flag: str, value, minimum: int = 1) -> None:
+    """Count flags and arguments: one line naming the flag when the value is below its minimum."""
+    if value is not None and value < minimum:
+        raise BackendError(f"{flag} must be >= {minimum}, got {value}")
+
+
 def resolve_backends(names, flag: str = "--backends") -> list:
     """Specs for a verify backend list: known, available, no duplicates, >= 2 distinct integer backends."""
     names = [n.strip() for n in names if n and n.strip()]
     bad = [n for n in names if n not in BACKENDS]
     if bad or not names:
         raise BackendError(f"{flag}: unknown {', '.join(bad) or '(none given)'} (known: {', '.join(BACKENDS)})")
+    return check_specs([BACKENDS[n] for n in names], flag)
+
+
+def as_specs(backends, flag: str = "--backends") -> list:
+    """A backend list of names, records or both -> records, checked by the same rules (check_specs)."""
+    backends = list(backends)
+    if all(isinstance(b, str) for b in backends):
+        return resolve_backends(backends, flag)
+    bad = [b for b in backends if not isinstance(b, (str, BackendSpec))]
+    if bad:
+        raise BackendError(f"{flag}: expected backend names or BackendSpec records, got {type(bad[0]).__name__}")
+    return check_specs([get_backend(b) if isinstance(b, str) else b for b in backends], flag)
+
+
+def check_specs(specs: list, flag: str = "--backends") -> list:
+    """The rules every entry point of verify applies to its backend records: no backend twice (by name or
+    by record), >= 2 distinct integer backends, each available here."""
+    if not specs:
+        raise BackendError(f"{flag}: no backends given")
+    names = [s.name for s in specs]
     dups = sorted({n for n in names if names.count(n) > 1})
     if dups:
         raise BackendError(f"{flag}: {', '.join(dups)} given twice (a backend compared with itself proves nothing)")
-    specs = [BACKENDS[n] for n in names]
     ints = [s.name for s in specs if s.integer]
     if len(ints) < 2:
         known = ", ".join(n for n, s in BACKENDS.items() if s.integer)
@@ -83,7 +110,7 @@ def resolve_backends(names, flag: str = "--backends") -> list:
         why = s.unavailable()
         if why:
             raise BackendError(f"{flag}: {s.name} cannot run here: {why}")
-    return specs
+    return list(specs)
 
 
 def with_fallbacks(specs: list, graph, flag: str = "--backends") -> tuple:

@@ -29,9 +29,41 @@ def first_mismatch(a: list, b: list, n: int):
     return s, li, t, k
 
 
+def _shape(x) -> str:
+    return "x".join(str(d) for d in np.shape(x)[1:])
+
+
+def shape_error(a: BackendResult, b: BackendResult, layer_names: list) -> str:
+    """Why two results cannot be compared on every layer ("" when they can): each must hold one spike
+    array per spiking layer, the arrays of a layer [N, T, n] equal past the sample axis, the readouts
+    [N, classes] likewise, and as many samples in spikes as in readouts."""
+    for r in (a, b):
+        if r.spikes is None or len(r.spikes) != len(layer_names):
+            got = "no" if r.spikes is None else len(r.spikes)
+            return f"{r.backend} returned {got} spike layers, the network has {len(layer_names)}"
+        for name, x in zip(layer_names, r.spikes):
+            if np.ndim(x) != 3 or len(x) != len(r.readout):
+                return (f"{r.backend}: layer {name} spikes have shape {list(np.shape(x))}, expected "
+                        f"[{len(r.readout)} samples, T, neurons]")
+        if np.ndim(r.readout) != 2:
+            return f"{r.backend}: readout has shape {list(np.shape(r.readout))}, expected [samples, classes]"
+    for name, x, y in zip(layer_names, a.spikes, b.spikes):
+        if np.shape(x)[1:] != np.shape(y)[1:]:
+            return f"layer {name}: spike arrays of shape {_shape(x)} ({a.backend}) and {_shape(y)} ({b.backend})"
+    if np.shape(a.readout)[1:] != np.shape(b.readout)[1:]:
+        return f"readouts of shape {_shape(a.readout)} ({a.backend}) and {_shape(b.readout)} ({b.backend})"
+    return ""
+
+
 def compare_pair(a: BackendResult, b: BackendResult, layer_names: list) -> dict:
-    """Mismatch counts per layer over the samples both ran, readout mismatches, first mismatch."""
+    """Mismatch counts per layer over the samples both ran, readout mismatches, first mismatch. Results
+    of different layer counts or shapes are not compared: the report carries "shape_error" instead."""
     n = min(len(a.readout), len(b.readout))
+    why = shape_error(a, b, layer_names)
+    if why:
+        return {"a": a.backend, "b": b.backend, "samples": n, "layers": [], "spike_mismatches": 0,
+                "spikes_total": 0, "readout_mismatches": 0, "readout_total": 0, "prediction_mismatches": 0,
+                "first": None, "mismatch_rate": 0.0, "readout_mismatch_rate": 0.0, "shape_error": why}
     layers = []
     for name, x, y in zip(layer_names, a.spikes, b.spikes):
         layers.append({"layer": name, "mismatches": int((x[:n] != y[:n]).sum()), "total": int(x[:n].size)})
@@ -51,19 +83,32 @@ def compare_pair(a: BackendResult, b: BackendResult, layer_names: list) -> dict:
                         "neuron": int(np.argmax(ro[s])), "readout_a": int(a.readout[s, np.argmax(ro[s])]),
                         "readout_b": int(b.readout[s, np.argmax(ro[s])])}
     rep["mismatch_rate"] = rep["spike_mismatches"] / max(1, rep["spikes_total"])
+    rep["readout_mismatch_rate"] = rep["readout_mismatches"] / max(1, rep["readout_total"])
     return rep
 
 
-def spike_count_hashes(r: BackendResult) -> list:
-    """Per sample: sha256 (16 hex) of its spike counts per layer and time step."""
-    n = len(r.readout)
-    counts = [s.sum(axis=2).astype(np.int32) for s in r.spikes]      # [N, T] per layer
+def spike_hashes(r: BackendResult) -> list:
+    """Per sample: sha256 (32 hex) of every spike it produced: each layer's [T, neurons] bit array in layer
+    order, with the array's shape, so which neuron fired at which step of which layer is pinned (two
+    neurons swapping spikes change the hash; per-step counts would not)."""
     out = []
-    for i in range(n):
+    for i in range(len(r.readout)):
         h = hashlib.sha256()
-        for c in counts:
-            h.update(np.ascontiguousarray(c[i]).tobytes())
-        out.append(h.hexdigest()[:16])
+        for s in r.spikes:
+            x = np.ascontiguousarray(s[i], dtype=bool)
+            h.update(np.asarray(x.shape, np.int64).tobytes())
+            h.update(np.packbits(x, axis=None).tobytes())
+        out.append(h.hexdigest()[:32])
+    return out
+
+
+def sample_hashes(x: np.ndarray) -> list:
+    """Per sample: sha256 (32 hex) of its quantized input (int64, with its shape)."""
+    out = []
+    for row in np.asarray(x, np.int64):
+        h = hashlib.sha256(np.asarray(row.shape, np.int64).tobytes())
+        h.update(np.ascontiguousarray(row).tobytes())
+        out.append(h.hexdigest()[:32])
     return out
 
 
@@ -80,6 +125,11 @@ def accuracy(r: BackendResult, labels: np.ndarray) -> float:
 def compare_potentials(a: list, b: list, layer_names: list) -> dict:
     """Membrane potentials V[t] of two backends that both report them: mismatches per layer over the
     samples both recorded, and the first one (ordered like first_mismatch) with each side's value."""
+    if len(a) != len(layer_names) or len(b) != len(layer_names) or \
+            any(np.shape(x)[1:] != np.shape(y)[1:] for x, y in zip(a, b)):
+        return {"samples": 0, "layers": [], "mismatches": 0, "first": None,
+                "shape_error": f"potentials of {len(a)} and {len(b)} layers, shapes "
+                               f"{[_shape(x) for x in a]} and {[_shape(y) for y in b]}"}
     n = min(len(a[0]), len(b[0])) if a and b else 0
     layers, best = [], None
     for li, (name, x, y) in enumerate(zip(layer_names, a, b)):

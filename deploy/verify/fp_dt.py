@@ -58,10 +58,10 @@ def load_fp_net(bundle):
     from saf.train.checkpoint import CheckpointError
     from saf.train.methods.fp.checkpoint import load_fp_checkpoint
 
-    if bundle.path is None or FP_SOURCE_FILE not in bundle.manifest.get("files", {}):
+    if FP_SOURCE_FILE not in bundle.files:
         raise BackendError(f"{bundle.path}: no {FP_SOURCE_FILE} in the bundle: the dt table needs the continuous weights")
     try:
-        return load_fp_checkpoint(bundle.path / FP_SOURCE_FILE)[0]
+        return load_fp_checkpoint(f"{bundle.path}/{FP_SOURCE_FILE}", data=bundle.files[FP_SOURCE_FILE])[0]
     except CheckpointError as e:
         raise BackendError(str(e)) from None
 

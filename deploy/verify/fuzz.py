@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from saf.deploy.backends.spec import BackendError
+from saf.deploy.backends.spec import BackendError, as_specs
 from saf.deploy.verify.fuzz_inputs import NEAR_BOUND, layer_stats, make_fuzz_inputs, min_fuzz
 
 
@@ -28,6 +28,7 @@ def fuzz_verify(bundle, specs: list, n: int, seed: int, lava_limit: int, exact: 
     from saf.deploy.verify.pairs import compare_all, run_all
 
     g = bundle.graph
+    specs = as_specs(specs, "fuzz backends")      # the rules verify applies (spec.check_specs)
     if n < min_fuzz(g):
         raise BackendError(f"--fuzz must be >= {min_fuzz(g)} on this bundle (two constructed tie and two "
                            f"near-bound inputs per spiking layer, plus one of each random class), got {n}")
@@ -39,12 +40,34 @@ def fuzz_verify(bundle, specs: list, n: int, seed: int, lava_limit: int, exact: 
            "seconds": seconds, "search": fz.search, "layers": layer_stats(g, fz.xq, fz.classes),
            "dataset_layers": layer_stats(g, dataset_xq), "near_bound_threshold": NEAR_BOUND,
            "pairs": pairs, "failures": failures, "failing": None}
+    rep["ties_reached"] = ties_reached(rep)
     hit = _failing_sample(pairs)
     if hit is not None:
         p, s = hit
         rep["failing"] = {"a": p["a"], "b": p["b"], "sample": s, "class": fz.classes[s]}
         rep["failing_input"] = fz.xq[s:s + 1]          # the CLI saves it as .npy (not in verify.json)
     return rep
+
+
+def ties_reached(fz: dict) -> dict:
+    """Per spiking layer: did some compared input (fuzz or dataset) put a neuron exactly on its threshold,
+    V == TH<<F, where `>=` and `>` disagree? Counted on the emulator's potentials (fuzz_inputs.layer_stats)."""
+    return {f["layer"]: f["ties"] + d["ties"] > 0 for f, d in zip(fz["layers"], fz["dataset_layers"])}
+
+
+def untied_layers(fz: dict) -> list:
+    """The layers where no tie was reached: a PASS says nothing about `>=` vs `>` there."""
+    return [k for k, v in ties_reached(fz).items() if not v]
+
+
+def verdict(rep) -> str:
+    """verify's summary word: FAIL, PASS, or PASS (ties not reached in: ...) when fuzzing reached no
+    threshold tie in some layer (exit 1 then, unless --allow-untested-ties)."""
+    if rep.failures:
+        return "FAIL"
+    if rep.untied:
+        return f"PASS (ties not reached in: {', '.join(rep.untied)})"
+    return "PASS"
 
 
 def format_fuzz(fz: dict, mismatch_bound: float) -> list:
@@ -63,6 +86,9 @@ def format_fuzz(fz: dict, mismatch_bound: float) -> list:
         if not s["tie_found"]:
             lines.append(f"  note: the search found no input putting a neuron of {s['layer']} exactly on its threshold "
                          f"(closest: |V - TH<<F| = {s['closest_tie_gap']}); ties there are only those counted above")
+    reached = ties_reached(fz)
+    lines.append("  tie V == TH<<F reached (fuzz or dataset): " +
+                 ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in reached.items()))
     lines += format_pairs(fz["pairs"], mismatch_bound)
     if fz.get("failing_file"):
         lines.append(f"  failing input saved to {fz['failing_file']}; reproduce with: {fz['reproduce']}")

@@ -1,5 +1,7 @@
-"""Golden outputs: readout sums and per-sample spike-count hashes of a bundle on fixed inputs, so
-conversion fidelity is regression-tested (`saf verify --golden DIR`, `--update-golden`)."""
+"""Golden outputs: readout sums, a hash of every spike (which neuron, which step, every layer) and a
+hash of every input, per sample, of a bundle on fixed inputs, so conversion fidelity is regression-tested
+(`saf verify --golden DIR`, `--update-golden`). A backend that runs a subset (Lava: the first
+--lava-limit samples) is checked on those samples, inputs included."""
 from __future__ import annotations
 
 import json
@@ -7,26 +9,22 @@ from pathlib import Path
 
 import numpy as np
 
-from saf.deploy.verify.compare import spike_count_hashes
+from saf.deploy.verify.compare import sample_hashes, spike_hashes
 from saf.export.result import BackendResult
 
 GOLDEN_FILE = "golden.json"
-GOLDEN_VERSION = 1
+GOLDEN_VERSION = 2     # 1: per-step spike counts and one hash of all inputs (neuron swaps and subsets unchecked)
 
 
 class GoldenError(ValueError):
     """Golden outputs missing or unreadable (one line)."""
 
 
-def golden_record(r: BackendResult, dataset: str, inputs_sha256: str) -> dict:
-    return {"version": GOLDEN_VERSION, "backend": r.backend, "dataset": dataset, "n": int(len(r.readout)),
-            "inputs_sha256": inputs_sha256, "readout": r.readout.astype(np.int64).tolist(),
-            "spike_count_hashes": spike_count_hashes(r)}
-
-
-def inputs_hash(xq: np.ndarray) -> str:
-    import hashlib
-    return hashlib.sha256(np.ascontiguousarray(np.asarray(xq, np.int64)).tobytes()).hexdigest()
+def golden_record(r: BackendResult, dataset: str, xq: np.ndarray) -> dict:
+    n = int(len(r.readout))
+    return {"version": GOLDEN_VERSION, "backend": r.backend, "dataset": dataset, "n": n,
+            "input_hashes": sample_hashes(xq[:n]), "readout": r.readout.astype(np.int64).tolist(),
+            "spike_hashes": spike_hashes(r)}
 
 
 def write_golden(directory, record: dict) -> Path:
@@ -45,10 +43,18 @@ def read_golden(directory) -> dict:
         raise GoldenError(f"{p}: no golden outputs (create them with --update-golden)")
     try:
         g = json.loads(p.read_text())
+        if not isinstance(g, dict):
+            raise GoldenError(f"{p}: unreadable golden file (not a JSON object)")
+        if g.get("version") == 1:
+            raise GoldenError(f"{p}: golden version 1 pins spike counts only (not which neuron fired); "
+                              f"regenerate it with --update-golden")
         if g.get("version") != GOLDEN_VERSION:
             raise GoldenError(f"{p}: golden version {g.get('version')!r}, expected {GOLDEN_VERSION}")
-        np.asarray(g["readout"], dtype=np.int64)
-        g["spike_count_hashes"]
+        n = int(g["n"])
+        ro = np.asarray(g["readout"], dtype=np.int64)
+        if ro.ndim != 2 or len(ro) != n or len(g["spike_hashes"]) != n or len(g["input_hashes"]) != n:
+            raise GoldenError(f"{p}: unreadable golden file (readout, spike_hashes and input_hashes must "
+                              f"hold n = {n} samples)")
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         if isinstance(e, GoldenError):
             raise
@@ -56,25 +62,29 @@ def read_golden(directory) -> dict:
     return g
 
 
-def compare_golden(golden: dict, r: BackendResult, inputs_sha256: str) -> dict:
-    """Drift of one backend's outputs from the golden record (on the samples it ran)."""
+def compare_golden(golden: dict, r: BackendResult, xq: np.ndarray) -> dict:
+    """Drift of one backend's outputs from the golden record, on the samples it ran (xq[:n], its inputs):
+    those inputs must be the golden ones, then every readout and every spike must be."""
     n = len(r.readout)
-    if golden["inputs_sha256"] != inputs_sha256 and n == golden["n"]:
-        return {"backend": r.backend, "ok": False, "samples": n,
-                "reason": "inputs differ from the golden inputs (dataset or quantization changed)"}
+    base = {"backend": r.backend, "samples": n}
+    if n > golden["n"]:
+        return dict(base, ok=False, reason=f"golden has {golden['n']} samples, the run has {n}")
+    ins = sample_hashes(xq[:n])
+    in_bad = [i for i, h in enumerate(ins) if h != golden["input_hashes"][i]]
+    if in_bad:
+        return dict(base, ok=False, first_sample=in_bad[0],
+                    reason=f"{len(in_bad)} of the {n} inputs differ from the golden inputs, first at sample "
+                           f"{in_bad[0]} (dataset, quantization or input order changed)")
     ro = np.asarray(golden["readout"], dtype=np.int64)[:n]
-    if len(ro) < n:
-        return {"backend": r.backend, "ok": False, "samples": n,
-                "reason": f"golden has {len(ro)} samples, the run has {n}"}
+    if ro.shape != r.readout.shape:
+        return dict(base, ok=False, reason=f"readout of shape {list(r.readout.shape)}, golden {list(ro.shape)}")
     ro_bad = np.flatnonzero((ro != r.readout).any(axis=1))
-    hashes = spike_count_hashes(r)
-    sp_bad = [i for i, h in enumerate(hashes) if h != golden["spike_count_hashes"][i]]
+    sp_bad = [i for i, h in enumerate(spike_hashes(r)) if h != golden["spike_hashes"][i]]
     ok = len(ro_bad) == 0 and not sp_bad
-    rep = {"backend": r.backend, "ok": ok, "samples": n, "readout_drift": int(len(ro_bad)),
-           "spike_drift": len(sp_bad)}
+    rep = dict(base, ok=ok, readout_drift=int(len(ro_bad)), spike_drift=len(sp_bad))
     if not ok:
         first = min(([int(ro_bad[0])] if len(ro_bad) else []) + sp_bad[:1])
         rep["first_sample"] = first
-        rep["reason"] = (f"{len(ro_bad)} readout(s) and {len(sp_bad)} spike-count hash(es) differ from golden; "
-                         f"first at sample {first}")
+        rep["reason"] = (f"{len(ro_bad)} readout(s) and {len(sp_bad)} spike hash(es) (which neuron fired at "
+                         f"which step) differ from golden; first at sample {first}")
     return rep

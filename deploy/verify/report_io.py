@@ -69,11 +69,12 @@ def write_markdown(rep, path: Path) -> None:
     from saf.train.io.files import atomic_write
 
     from saf.deploy.plots import plot_rates
+    from saf.deploy.verify.fuzz import verdict
 
     png = path.with_suffix(".rates.png")
     plot_rates(rep.firing_rates, rep.layer_names, png)
     c = rep.certificate
-    md = [f"# saf verify: {'PASS' if rep.ok else 'FAIL'}", "", f"Bundle: `{rep.bundle}`", "",
+    md = [f"# saf verify: {verdict(rep)}", "", f"Bundle: `{rep.bundle}`", "",
           "## Certificate (re-derived from the bundle)", "", f"**{'EXACT' if c['exact'] else 'NOT EXACT'}**", "",
           "| check | layer | ok | detail |", "|---|---|---|---|"]
     md += [f"| {ch['check']} | {ch['layer']} | {'yes' if ch['ok'] else 'NO'} | {ch['detail']} |" for ch in c["checks"]]
@@ -91,7 +92,8 @@ def write_markdown(rep, path: Path) -> None:
            "| pair | samples | " + " | ".join(rep.layer_names) + " | readout | status |",
            "|---" * (len(rep.layer_names) + 4) + "|"]
     for p in rep.pairs:
-        cells = " | ".join(f"{l['mismatches']}/{l['total']}" for l in p["layers"])
+        cells = " | ".join(["not comparable"] * len(rep.layer_names) if p.get("shape_error") else
+                           [f"{l['mismatches']}/{l['total']}" for l in p["layers"]])
         md.append(f"| {p['a']} vs {p['b']} | {p['samples']} | {cells} | {p['readout_mismatches']}/"
                   f"{p['readout_total']} | {'ok' if p['ok'] else 'FAIL'} |")
     if rep.fuzz:
@@ -102,6 +104,8 @@ def write_markdown(rep, path: Path) -> None:
         md += [f"| {f['layer']} | {f['ties']} | {f['ties_by_class'].get('tie', 0)} | {d['ties']} | "
                f"{f['max_abs_v']:,} | {d['max_abs_v']:,} | {f['near_bound']} |"
                for f, d in zip(fz["layers"], fz["dataset_layers"])]
+        md += [f"| tie V == TH<<F reached | " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in
+                                                        fz.get("ties_reached", {}).items()) + " | | | | | |"]
         md += [f"| {p['a']} vs {p['b']} | {p['samples']} samples | {p['spike_mismatches']} spikes differ | "
                f"{'ok' if p['ok'] else 'FAIL'} | | | |" for p in fz["pairs"]]
     md += ["", "## Firing rates", "", f"![per-layer firing rates]({png.name})", ""]

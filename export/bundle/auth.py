@@ -46,15 +46,21 @@ def check_manifest(manifest: dict, mpath: Path) -> None:
                           f"or removed after export; re-export the bundle)")
 
 
-def check_files(bundle: Path, manifest: dict, manifest_name: str) -> None:
-    """Exactly the listed files are present, each with its listed sha256."""
+def check_files(bundle: Path, manifest: dict, manifest_name: str) -> dict:
+    """Exactly the listed files are present, each with its listed sha256. Returns {name: bytes}: each
+    file read once, hashed from those bytes, which are what the caller then parses or runs (no second
+    read between the check and the use)."""
     listed = manifest["files"]
     present = {p.name for p in Path(bundle).iterdir() if p.name != manifest_name}
     for name in sorted(present - set(listed)):
         raise BundleError(f"{Path(bundle) / name}: not listed in the manifest (extra file in the bundle)")
+    out = {}
     for name, digest in listed.items():
         p = Path(bundle) / name
         if not p.is_file():
             raise BundleError(f"{p}: listed in the manifest but missing")
-        if file_sha256(p) != digest:
+        data = p.read_bytes()
+        if hashlib.sha256(data).hexdigest() != digest:
             raise BundleError(f"{p}: sha256 does not match the manifest (file modified or corrupt)")
+        out[name] = data
+    return out

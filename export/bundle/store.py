@@ -8,6 +8,7 @@ and refuses missing or extra files.
 """
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Optional
@@ -125,6 +126,12 @@ def write_bundle(g: Graph, out: Path, extra: Optional[dict] = None,
 
 def read_manifest(bundle: Path) -> dict:
     """The manifest, after its schema, its own digest and every file's sha256 are checked."""
+    return read_bundle(bundle)[0]
+
+
+def read_bundle(bundle: Path) -> tuple:
+    """(manifest, {file name: bytes}) after the schema, the manifest's digest and every file's sha256 are
+    checked: each file is read once, and the bytes returned are the bytes that were hashed."""
     bundle = Path(bundle)
     mpath = bundle / MANIFEST
     if not bundle.is_dir():
@@ -142,16 +149,19 @@ def read_manifest(bundle: Path) -> dict:
                           f"this saf reads {FORMAT_VERSION}")
     validate_manifest(manifest, mpath)
     check_manifest(manifest, mpath)
-    check_files(bundle, manifest, MANIFEST)
-    return manifest
+    return manifest, check_files(bundle, manifest, MANIFEST)
 
 
-def load_graph(bundle: Path) -> Graph:
+def load_graph(bundle: Path, manifest: Optional[dict] = None, files: Optional[dict] = None) -> Graph:
+    """The bundle's graph; from (manifest, files) of read_bundle when given, so weights.npz is parsed
+    from the bytes that were hashed, else after reading and checking the bundle itself."""
     bundle = Path(bundle)
-    m = read_manifest(bundle)
+    m, files = (manifest, files) if manifest is not None and files is not None else read_bundle(bundle)
     wpath = bundle / WEIGHTS
+    if WEIGHTS not in files:
+        raise BundleError(f"{wpath}: not listed in the manifest")
     try:
-        with np.load(wpath, allow_pickle=False) as z:
+        with np.load(io.BytesIO(files[WEIGHTS]), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except Exception as e:  # noqa: BLE001 - any unreadable npz is a bad bundle
         raise BundleError(f"{wpath}: cannot read weights ({e})") from None

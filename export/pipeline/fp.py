@@ -8,7 +8,7 @@ manifest's meta["fp"], so `saf run`/`saf verify` encode dataset samples into spi
 """
 from __future__ import annotations
 
-import shutil
+import hashlib
 import time
 from pathlib import Path
 
@@ -23,7 +23,6 @@ def export_fp(checkpoint, target_name: str, out, dt_exp=None, force: bool = Fals
     """Export an FP checkpoint; returns the manifest extras plus *_text lines for the CLI. Raises
     ExportError / CheckpointError / TargetError with one line."""
     from saf.hw_targets import get_target
-    from saf.train.io.files import file_sha256
     from saf.train.checkpoint import resolve
     from saf.train.methods.fp.checkpoint import load_fp_checkpoint
 
@@ -35,9 +34,10 @@ def export_fp(checkpoint, target_name: str, out, dt_exp=None, force: bool = Fals
     out = Path(out)
     check_target(out, (BUNDLE_DIR,), force)
     ckpt = resolve(checkpoint)
-    net, cfg = load_fp_checkpoint(ckpt)
+    data = ckpt.read_bytes()                       # read once: hashed, loaded and copied from these bytes
+    net, cfg = load_fp_checkpoint(ckpt, data=data)
     k = DT_EXP_DEFAULT if dt_exp is None else int(dt_exp)
-    meta = {"checkpoint": str(ckpt), "checkpoint_sha256": file_sha256(ckpt), "target_name": target_name,
+    meta = {"checkpoint": str(ckpt), "checkpoint_sha256": hashlib.sha256(data).hexdigest(), "target_name": target_name,
             "readout": "first_spike", "spec": {"name": cfg.get("model") or "fp"},
             "train_config": {key: cfg.get(key) for key in ("method", "dataset", "model", "seed", "epochs")}}
     try:
@@ -54,7 +54,7 @@ def export_fp(checkpoint, target_name: str, out, dt_exp=None, force: bool = Fals
              "fp_discretization": {key: fp[key] for key in ("k", "dt", "T", "du", "D", "scale", "threshold")},
              "target_description": target.description}
     writers = {ONNX_FILE: lambda p: save_onnx_model(graph, p, spikes=True),
-               FP_SOURCE_FILE: lambda p: shutil.copyfile(ckpt, p)}
+               FP_SOURCE_FILE: lambda p: Path(p).write_bytes(data)}
     write_bundle(graph, out, extra=extra, writers=writers, force=force)
     extra["seconds"] = time.perf_counter() - t0
     extra["resources_text"] = resources.format()

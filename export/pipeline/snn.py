@@ -6,7 +6,6 @@ the ONNX model (model.onnx).
 """
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Optional
@@ -74,8 +73,10 @@ def _accuracy_report(net, graph: Graph, data, T: int, limit: Optional[int]) -> d
 
 
 def _source(checkpoint, random_model: Optional[str], seed: int):
-    """(net, spec, cfg, provenance) from a checkpoint, or a randomly initialised builtin model."""
-    from saf.train.io.files import file_sha256
+    """(net, spec, cfg, provenance, checkpoint bytes) from a checkpoint (read once: hashed, loaded and
+    copied into the bundle from the same bytes), or a randomly initialised builtin model (bytes None)."""
+    import hashlib
+
     from saf.train.checkpoint import load_model, resolve
 
     if random_model:
@@ -86,10 +87,11 @@ def _source(checkpoint, random_model: Optional[str], seed: int):
 
         torch.manual_seed(seed)
         spec = with_neuron(load_spec(random_model))
-        return SpikingNet(spec), spec, {}, {"checkpoint": None, "random_model": random_model, "seed": seed}
+        return SpikingNet(spec), spec, {}, {"checkpoint": None, "random_model": random_model, "seed": seed}, None
     ckpt = resolve(checkpoint)
-    net, spec, cfg = load_model(ckpt)
-    return net, spec, cfg, {"checkpoint": str(ckpt), "checkpoint_sha256": file_sha256(ckpt)}
+    data = ckpt.read_bytes()
+    net, spec, cfg = load_model(ckpt, data=data)
+    return net, spec, cfg, {"checkpoint": str(ckpt), "checkpoint_sha256": hashlib.sha256(data).hexdigest()}, data
 
 
 def check_options(T, calibrate_data, calibrate_limit, input_scale, input_bits, input_signed) -> None:
@@ -130,7 +132,7 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
     out = Path(out)
     check_options(T, calibrate_data, calibrate_limit, input_scale, input_bits, input_signed)
     check_target(out, (BUNDLE_DIR,), force)               # before any work: nothing is lost to a typo
-    net, spec, cfg, prov = _source(checkpoint, random_model, seed)
+    net, spec, cfg, prov, ckpt_bytes = _source(checkpoint, random_model, seed)
     net = net.double()
     T = int(T if T is not None else (spec.get("T") or cfg.get("T", 6)))
     if T < 1:
@@ -191,8 +193,8 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
     if calibrate_data and data is not None:
         extra["calibration"] = _accuracy_report(net, graph, data, T, calibrate_limit)
     writers = {ONNX_FILE: lambda p: save_onnx_model(graph, p, spikes=True)}
-    if prov.get("checkpoint"):       # the trained float weights travel with the bundle (saf-float)
-        writers[SOURCE_FILE] = lambda p: shutil.copyfile(prov["checkpoint"], p)
+    if ckpt_bytes is not None:       # the trained float weights travel with the bundle (saf-float)
+        writers[SOURCE_FILE] = lambda p: Path(p).write_bytes(ckpt_bytes)     # the bytes hashed and loaded
     write_bundle(graph, out, extra=extra, writers=writers, force=force)
     extra["seconds"] = time.perf_counter() - t0
     extra["resources_text"] = resources.format() + (f"\n{pool_text}" if pool_text else "")

@@ -33,8 +33,14 @@ def atomic_write(path: Path, write) -> None:
 
 
 def header_metadata(path) -> dict:
-    """The safetensors header's __metadata__ of `path`, no tensors read (OSError / ValueError /
-    struct.error for a file that is not safetensors)."""
+    """The safetensors header's __metadata__ of `path` (or of the file's bytes, already read), no tensors
+    read (OSError / ValueError / struct.error for a file that is not safetensors)."""
+    if isinstance(path, (bytes, bytearray, memoryview)):
+        data = bytes(path)
+        n = struct.unpack("<Q", data[:8])[0]
+        if not 2 <= n <= min(100_000_000, len(data) - 8):
+            raise ValueError("bad safetensors header length")
+        return json.loads(data[8:8 + n]).get("__metadata__") or {}
     with open(path, "rb") as f:
         n = struct.unpack("<Q", f.read(8))[0]
         if not 2 <= n <= 100_000_000:

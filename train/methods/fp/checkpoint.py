@@ -31,12 +31,13 @@ def save_fp_checkpoint(path, net: FPNet, config: dict) -> None:
     atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
-def load_fp_checkpoint(path) -> tuple:
-    """(FPNet, config) from a checkpoint file or run directory; CheckpointError (one line) otherwise."""
-    from safetensors.numpy import load_file
+def load_fp_checkpoint(path, data=None) -> tuple:
+    """(FPNet, config) from a checkpoint file or run directory (or from `data`, the file's bytes already
+    read and hashed by the caller: `path` then only names it); CheckpointError (one line) otherwise."""
+    from safetensors.numpy import load as load_bytes
 
-    p = resolve(path)
-    meta, tensors = read_saf_file(p, load_file)
+    p = resolve(path) if data is None else Path(path)
+    meta, tensors = read_saf_file(p, load_bytes, data)
     try:
         config = json.loads(meta["config"])
         if config.get("method") != FP_METHOD:
