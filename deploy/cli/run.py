@@ -178,6 +178,11 @@ def cmd_verify(a) -> int:
     if a.backends is None:                         # the default list, less what cannot run this network
         skipped = [(n, BACKENDS[n].refuses(b.graph)) for n in backends if BACKENDS[n].refuses(b.graph)]
         backends = [n for n in backends if not BACKENDS[n].refuses(b.graph)]
+        from saf.deploy.verify.approx import is_approximate
+        if is_approximate(b) and "saf-int" in backends:
+            backends.remove("saf-int")
+            skipped.append(("saf-int", "the bundle is approximate (--approximate, NOT EXACT): the SAF form is measured "
+                                       "against the float model below instead of compared spike for spike"))
         for n, why in skipped:
             print(f"note: {n} left out of the default backends: {why}")
     from saf.deploy.verify.fp_dt import is_fp_bundle, load_fp_inputs

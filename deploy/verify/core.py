@@ -48,6 +48,7 @@ class VerifyReport:
     fuzz: Optional[dict] = None
     models: dict = field(default_factory=dict)     # Lava backend -> per layer, the classes that ran
     fp: Optional[dict] = None          # FP bundles: the dt table against the continuous model (fp_verify.py)
+    approximate: Optional[dict] = None  # --approximate bundles: agreement with the float model (approx.py)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -120,6 +121,11 @@ def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backend
         rep.fp = fp_section(bundle, fp_times, labels, fp_ks)
         if rep.fp["source_mismatch"]:
             rep.failures.append(f"FP source: {rep.fp['source_mismatch']}")
+    from saf.deploy.verify.approx import approx_section, is_approximate
+    if is_approximate(bundle):
+        rep.approximate = approx_section(bundle, xq, labels, results, specs)
+        if cert.exact:                 # an approximate bundle the certificate calls exact: never
+            rep.failures.append("the bundle says it was exported --approximate, yet its certificate re-derives exact")
     rep.ok = not rep.failures
     return rep
 
@@ -153,6 +159,9 @@ def format_report(rep: VerifyReport) -> str:
     if rep.fp:
         from saf.deploy.verify.fp_dt import format_fp
         lines += format_fp(rep.fp)
+    if rep.approximate:
+        from saf.deploy.verify.approx import format_approx
+        lines += format_approx(rep.approximate)
     lines += [f"FAIL: {f}" for f in rep.failures]
     lines.append("verify: PASS" if rep.ok else "verify: FAIL")
     return "\n".join(lines)
