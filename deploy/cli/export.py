@@ -86,7 +86,10 @@ def cmd_export(a) -> int:
     if a.approximate and "approximate" not in r:
         print("note: --approximate not needed: the bundle is EXACT")
     cal = r.get("calibration")
-    if cal:
+    if cal and "deployed" in cal:
+        print(f"accuracy on {cal['dataset']} ({cal['n']} test samples): float {cal['float_accuracy']:.4f}; deployed: "
+              f"{cal['deployed']}")
+    elif cal:
         print(f"accuracy on {cal['dataset']} ({cal['n']} test samples): float {cal['float_accuracy']:.4f}, "
               f"quantized {cal['quantized_accuracy']:.4f} (change {cal['accuracy_change']:+.4f}), "
               f"same prediction {cal['prediction_agreement']:.2%}")
@@ -151,7 +154,9 @@ def summarize(m: dict) -> str:
         from saf.hw_targets.report import format_pool_comparison
         lines.append(format_pool_comparison(sp["memory_per_layer"]))
     cal = m.get("calibration")
-    if cal:
+    if cal and "deployed" in cal:
+        lines.append(f"accuracy: float {cal['float_accuracy']:.4f}; deployed: {cal['deployed']}")
+    elif cal:
         lines.append(f"accuracy: float {cal['float_accuracy']:.4f} -> quantized {cal['quantized_accuracy']:.4f}")
     meta = m.get("meta", {})
     src = meta.get("checkpoint") or f"random {meta.get('random_model')}"

@@ -94,7 +94,8 @@ def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backend
         rep.failures.append(f"the manifest's certificate says exact={stored}, re-derived exact={exported}")
     rep.pairs, fails = compare_all(bundle, xq, results, specs, cert.exact, mismatch_bound)
     rep.failures += fails
-    if "saf-float" in results and "saf-int" in results and labels is not None:
+    from saf.deploy.verify.approx import approx_section, is_approximate
+    if "saf-float" in results and "saf-int" in results and labels is not None and not is_approximate(bundle):
         n = min(len(results["saf-float"].readout), len(results["saf-int"].readout))
         fa, qa = accuracy(results["saf-float"], labels[:n]), accuracy(results["saf-int"], labels[:n])
         rep.float_to_quantized = {"float_accuracy": fa, "quantized_accuracy": qa, "change": qa - fa, "samples": n,
@@ -121,7 +122,6 @@ def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backend
         rep.fp = fp_section(bundle, fp_times, labels, fp_ks)
         if rep.fp["source_mismatch"]:
             rep.failures.append(f"FP source: {rep.fp['source_mismatch']}")
-    from saf.deploy.verify.approx import approx_section, is_approximate
     if is_approximate(bundle):
         rep.approximate = approx_section(bundle, xq, labels, results, specs)
         if cert.exact:                 # an approximate bundle the certificate calls exact: never

@@ -27,8 +27,10 @@ from saf.export.quantize import input_quantization
 from saf.export.resources import check_resources
 
 
-def _accuracy_report(net, graph: Graph, data, T: int, limit: Optional[int]) -> dict:
-    """Float accuracy (trained model, SAF form) vs quantized accuracy (exact integer SAF form)."""
+def _accuracy_report(net, graph: Graph, data, T: int, limit: Optional[int], approximate: bool = False) -> dict:
+    """Float accuracy (trained model, SAF form) vs quantized accuracy (exact integer SAF form, which is
+    the deployed form only when the certificate is exact: an --approximate bundle reports the float
+    accuracy alone and leaves the deployed one to saf verify's agreement table)."""
     from saf.train.evaluate import evaluate
 
     from saf.export.proof.saf_int import run_saf_int
@@ -37,6 +39,9 @@ def _accuracy_report(net, graph: Graph, data, T: int, limit: Optional[int]) -> d
     if limit:
         x, y = x[:limit], y[:limit]
     fl = evaluate(net, x.double(), y, T, "saf")
+    if approximate:
+        return {"dataset": data.name, "n": int(len(y)), "float_accuracy": fl["accuracy"],
+                "deployed": "NOT EXACT (--approximate): saf verify measures the deployed accuracy"}
     xq = graph.quantize_input(x.numpy())
     r = run_saf_int(graph, xq, record_spikes=False)
     q_acc = float((r.readout.argmax(1) == y.numpy()).mean())
@@ -157,7 +162,7 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
             f"sum pool ({sum_pool}): " + (", ".join(f"{n} {k}x{k}" for n, k in pool_choice.pooled.items())
                                           or "none") + (f"; folded: {kept}" if kept else ""), pool_text] if x)
     if calibrate_data and data is not None:
-        extra["calibration"] = _accuracy_report(net, graph, data, T, calibrate_limit)
+        extra["calibration"] = _accuracy_report(net, graph, data, T, calibrate_limit, "approximate" in fit)
     writers = {ONNX_FILE: lambda p: save_onnx_model(graph, p, spikes=True)}
     if prov.get("checkpoint"):       # the trained float weights travel with the bundle (saf-float)
         writers[SOURCE_FILE] = lambda p: shutil.copyfile(prov["checkpoint"], p)
