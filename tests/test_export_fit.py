@@ -37,7 +37,7 @@ def _cli(capsys, *argv):
 @pytest.fixture(scope="module")
 def big_bias(tmp_path_factory):
     """The demo net with conv1's channel-0 bias at 3.5: at the calibrated input scale (16) its integer
-    bias b * TH / theta is 8,565 > 8,190, beyond even Loihi's 2^1-grid bias range."""
+    bias b * TH / theta is 8,564 > 8,190, beyond even Loihi's 2^1-grid bias range."""
     net, spec, cfg = load_model(GOLDEN)
     with torch.no_grad():
         net.blocks[0].bias[0] = 3.5

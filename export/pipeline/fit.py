@@ -41,8 +41,20 @@ INPUT_BITS_TRIED = 5       # input quantizations searched below the calibrated o
 APPROX_FRAC_BITS = 6       # --approximate: F of Loihi's stock neuron (activation and threshold << 6)
 
 
+# Refusals a different choice of scales, bias grid or input quantization can cure ("quantize": the
+# quantizer's own refusals, e.g. too many fractional bits). Any other rule (the neuron model, layer
+# kinds, fan-in, decay, cores) is reported as it is, without a search.
+NUMERIC_RULES = frozenset({"bias", "threshold", "current", "state_bound", "graded_input", "float_exact",
+                           "weight_magnitude", "weight_precision", "quantize"})
+
+
 class ExportError(ValueError):
-    """The export cannot go on; one clear line naming the file or layer."""
+    """The export cannot go on; one clear line naming the file or layer. `rules`: the hardware rules
+    (and "resources") behind a refusal by check_fit."""
+
+    def __init__(self, message: str, rules=frozenset()):
+        super().__init__(message)
+        self.rules = frozenset(rules)
 
 
 def _named(v) -> str:
@@ -64,7 +76,9 @@ def check_fit(graph, target, name: str) -> tuple:
     if refused or errors or not resources.fits:
         msgs = refused + list(resources.problems) + errors
         more = f" (and {len(msgs) - 1} more)" if len(msgs) > 1 else ""
-        raise ExportError(f"{name} does not fit {target.name}: {msgs[0]}{more}")
+        rules = {v.rule for v in violations if v.severity in (Severity.REFUSE, Severity.ERROR)}
+        raise ExportError(f"{name} does not fit {target.name}: {msgs[0]}{more}",
+                          rules | (set() if resources.fits else {"resources"}))
     return resources, advisories
 
 
@@ -110,7 +124,13 @@ class Attempt:
     resources: object = None
     advisories: list = field(default_factory=list)
     error: str = ""                # why it cannot be exported (QuantizeError / ExportError), "" if it can
+    rules: frozenset = frozenset()  # the rules behind `error` ("quantize" for the quantizer's own)
     accuracy: Optional[float] = None
+
+    @property
+    def searchable(self) -> bool:
+        """No error, or only errors a different choice of the free parameters may cure."""
+        return self.rules <= NUMERIC_RULES
 
     @property
     def exact(self) -> bool:
@@ -145,8 +165,12 @@ def build(src: Source, quant: InputQuant, T: Optional[int] = None, lam: Optional
         a.graph, a.pool_choice = choose_pools(g, src.pools, src.target, src.sum_pool)
         a.cert = certify(a.graph)
         a.resources, a.advisories = check_fit(a.graph, src.target, src.name)
-    except (QuantizeError, ExportError, SumPoolError) as e:
-        a.error = str(e)
+    except ExportError as e:
+        a.error, a.rules = str(e), e.rules
+    except QuantizeError as e:
+        a.error, a.rules = str(e), frozenset({"quantize"})
+    except SumPoolError as e:
+        a.error, a.rules = str(e), frozenset({"sum_pool"})
     return a
 
 
@@ -182,9 +206,10 @@ def score(a: Attempt, cal) -> Optional[float]:
     return float((r.readout.argmax(1) == y).mean())
 
 
-def search(src: Source, quants: list, cal) -> tuple:
-    """(best exact Attempt or None, every Attempt in order). cal: (x float numpy, y) or None."""
-    tried = [build(src, q) for q in quants]
+def search(src: Source, first: Attempt, quants: list, cal) -> tuple:
+    """(best exact Attempt or None, every Attempt in order): `first` (quants[0], already built) and the
+    other quants. cal: (x float numpy, y) or None."""
+    tried = [first] + [build(src, q) for q in quants[1:]]
     exact = [a for a in tried if a.exact]
     for a in exact:
         a.accuracy = score(a, cal)
@@ -197,10 +222,12 @@ def search(src: Source, quants: list, cal) -> tuple:
 def alternatives(src: Source, quant: InputQuant) -> str:
     """The closest exact deployments of this network: the largest exact T for its lam, lam = 1."""
     lam, T, out = src.lam, src.T, []
-    for t in range(T - 1, 0, -1):
-        if build(src, quant, T=t).exact:
-            out.append(f"exact at T <= {t} for lam {lam:g}")
-            break
+    lo, hi = 0, T - 1                  # bisection: the largest exact T' < T (fewer steps need fewer bits)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if build(src, quant, T=mid).exact else (lo, mid - 1)
+    if lo:
+        out.append(f"exact at T <= {lo} for lam {lam:g}")
     if lam != 1.0 and build(src, quant, lam=1.0).exact:
         out.append(f"T = {T} needs lam = 1 (retrain as IF)")
     elif not out:
@@ -212,8 +239,8 @@ def refusal(src: Source, first: Attempt, tried: list) -> str:
     """One line: why no exact configuration exists, what is closest, and --approximate."""
     return (f"{src.name}: no exact configuration on {src.target.name} at T = {src.T}, lam {src.lam:g} "
             f"(searched {len(tried)}; as calibrated: {first.why.split('; ')[0]}); "
-            f"{alternatives(src, first.quant)}; or export with --approximate (NOT EXACT: F = "
-            f"{APPROX_FRAC_BITS}, the decays truncate; saf verify measures the agreement with the float model)")
+            f"{alternatives(src, first.quant)}; or export with --approximate (a NOT EXACT bundle at F = "
+            f"{APPROX_FRAC_BITS}; saf verify measures its agreement with the float model)")
 
 
 def fit_report(first: Attempt, best: Attempt, tried: list, float_acc: Optional[float], n_cal: int) -> dict:

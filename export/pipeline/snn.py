@@ -188,12 +188,14 @@ def _fit(src: Source, first: InputQuant, peak, net, data, approximate: bool) -> 
         return a, ({"approximate": _approx_record(a, "the leak is not dyadic")} if approximate else {})
     if not needs_search(a):
         return a, {}
+    if not a.searchable:                         # the neuron model, layer kinds, cores: nothing to search
+        raise ExportError(a.error, a.rules)
     quants = input_candidates(first, peak) if peak is not None else [first]
     cal = None
     if data is not None:
         x, y = data.x_train[:CAL_SAMPLES], data.y_train[:CAL_SAMPLES]
         cal = (x.numpy(), y.numpy())
-    best, tried = search(src, quants, cal)
+    best, tried = search(src, a, quants, cal)
     if best is not None:
         float_acc = None
         if cal is not None:
@@ -202,7 +204,8 @@ def _fit(src: Source, first: InputQuant, peak, net, data, approximate: bool) -> 
         return best, {"fit": fit_report(a, best, tried, float_acc, len(cal[1]) if cal else 0)}
     if not approximate:
         raise ExportError(refusal(src, a, tried))
-    ap = build(src, first, frac_bits=APPROX_FRAC_BITS)
+    same = not a.error and int(a.graph.layers[0].frac_bits) == APPROX_FRAC_BITS
+    ap = a if same else build(src, first, frac_bits=APPROX_FRAC_BITS)
     if ap.error:
         raise ExportError(f"{src.name}: --approximate at F = {APPROX_FRAC_BITS} does not fit either: {ap.error}")
     return ap, {"approximate": _approx_record(ap, f"no exact configuration (searched {len(tried)}): "
