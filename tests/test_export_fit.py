@@ -139,8 +139,10 @@ def test_t16_is_refused_naming_the_largest_exact_T_and_approximate(t16, capsys):
     assert 7 <= t_max < 16
     # the claim holds: T = t_max exports EXACT, T = t_max + 1 is refused (export's own path, not the search's)
     rc, text, err = _cli(capsys, "export", GOLDEN, "--target", "loihi", "--out", t16 / "tmax", "--T", t_max,
-                         "--input-scale", 16, "--input-bits", 5)
+                         "--input-scale", 16, "--input-bits", 5, "--approximate")
     assert rc == 0 and "certificate: EXACT" in text, err
+    assert "note: --approximate not needed: the bundle is EXACT" in text      # exact wins over the flag
+    assert "approximate" not in read_manifest(t16 / "tmax")
     rc, _, err = _cli(capsys, "export", GOLDEN, "--target", "loihi", "--out", t16 / "over", "--T", t_max + 1,
                       "--input-scale", 16, "--input-bits", 5)
     assert rc == 2 and "no exact configuration" in err
@@ -160,6 +162,8 @@ def test_t16_approximate_is_not_exact_everywhere_and_verify_measures_it(t16, cap
     assert all(l["frac_bits"] == 6 for l in m["layers"])
     rc, info, _ = _cli(capsys, "info", out)
     assert "certificate: NOT EXACT" in info and "approximate (exported with --approximate)" in info
+    rc, run_text, _ = _cli(capsys, "run", out, "--limit", 4)
+    assert rc == 0 and "approximate bundle (exported with --approximate, certificate NOT EXACT)" in run_text
     vout = t16 / "v"
     rc, vtext, err = _cli(capsys, "verify", out, "--limit", 60, "--lava-limit", 3, "--no-progress", "--out", vout)
     assert rc == 0, vtext + err

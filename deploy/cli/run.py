@@ -131,6 +131,9 @@ def cmd_run(a) -> int:
         print(json.dumps(st, indent=2))
         return 0
     print(f"{r.backend} on {name}: {st['samples']} samples, accuracy {st['accuracy']:.4f}")
+    if b.graph.meta.get("approximate"):
+        print("  approximate bundle (exported with --approximate, certificate NOT EXACT): saf verify measures its "
+              "agreement with the float model")
     print(f"  spikes per inference {st['spikes_per_inference']:.1f}, synaptic ops per inference "
           f"{st['synops_per_inference']:.0f}, {st['steps_per_s']:.1f} time steps/s "
           f"({st['ms_per_sample']:.2f} ms/sample)")

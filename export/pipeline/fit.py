@@ -248,8 +248,8 @@ def fit_report(first: Attempt, best: Attempt, tried: list, float_acc: Optional[f
     rows = [dict(a.quant.to_dict(), exact=a.exact, accuracy=a.accuracy, why=a.why[:200],
                  thresholds_lowered_for_bias=a.lowered()) for a in tried]
     return {"searched": len(tried), "calibrated": first.quant.to_dict(), "chosen": best.quant.to_dict(),
-            "calibrated_problem": first.why or ("TH lowered for biases: " + ", ".join(
-                f"{n} {a} -> {b}" for n, a, b in first.lowered())),
+            "calibrated_problem": first.why or ("biases beyond the exact range at the calibrated scale: " + ", ".join(
+                f"{n} TH {a:,} -> {b:,}" for n, a, b in first.lowered())),
             "thresholds_lowered_for_bias": best.lowered(),
             "bias_grid": {l["name"]: l["bias_zero_bits"] for l in best.qrep.layers if l.get("bias_zero_bits")},
             "calibration_samples": n_cal, "accuracy": best.accuracy, "float_accuracy": float_acc,
@@ -262,7 +262,7 @@ def format_fit(f: dict) -> str:
     what = [f"input x{c['input_scale']:.6g} ({c['input_bits']} bits)"]
     what += [f"{n} TH {a:,} -> {b:,}" for n, a, b in f["thresholds_lowered_for_bias"]]
     what += [f"{n} biases on a 2^{z} grid" for n, z in f["bias_grid"].items()]
-    line1 = (f"fit: as calibrated not exact ({f['calibrated_problem'][:160]}); searched {f['searched']} "
+    line1 = (f"fit: as calibrated, {f['calibrated_problem'][:160]}; searched {f['searched']} "
              f"configurations, chose EXACT: " + ", ".join(what))
     if f["accuracy"] is None:
         return line1 + " (no calibration data: the most input bits)"
