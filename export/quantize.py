@@ -22,6 +22,15 @@ Choice (documented in the README): one scale per layer, relative to the threshol
   (Layer.v0) with an extra bias (1 - lam) c per step (none for IF). TH is lowered to the nearest
   value where c is an integer multiple of 2^k (lam = 2^-k; k = 0 for IF), so v0 decays exactly
   (the certificate's initial_potential check) and (1 - lam) c = c - c / 2^k is an integer.
+- Biases on a target with a bias format (Loihi: B << F = mantissa << exponent, hw_targets/rules.py
+  exact_bias_limit): a layer whose |b s_l| would exceed the exact range first rounds its biases to
+  multiples of 2^z (the exponent's spare bits: z = 1 at F = 6 doubles the range to 8,190, an error of
+  at most one bias step), and only if that is not enough lowers TH (and with it s_l and every weight)
+  to the largest value whose biases fit. Both are recorded per layer (bias_zero_bits,
+  threshold_lowered_for_bias) and reported by export (export/pipeline/fit.py searches the input
+  quantization around them).
+- frac_bits (export --approximate only): F given below k (T - 1); the decays then truncate and the
+  certificate says NOT EXACT (frac_bits rows).
 """
 from __future__ import annotations
 
@@ -31,6 +40,8 @@ from fractions import Fraction
 from typing import Optional
 
 import numpy as np
+
+from saf.hw_targets.rules import bias_grid, bias_limits
 
 from saf.export.fold.snn import FloatLayer
 from saf.export.ir import STATE_MAX, Feedback, Graph, Layer, decay_for, dyadic_exponent
@@ -107,41 +118,63 @@ def alpha_threshold(th: int, alpha: Fraction, k: Optional[int], name: str) -> tu
 
 def _spiking_layer(i, fl: FloatLayer, fbs: list, theta: float, wmax: int, step: int, in_scale: float,
                    x_max: int, F: int, geo: float, th_max, in_signed: bool,
-                   alpha: Fraction = Fraction(1), k: Optional[int] = 0, D: int = 0) -> tuple:
+                   alpha: Fraction = Fraction(1), k: Optional[int] = 0, D: int = 0, target=None) -> tuple:
     w_eff = fl.weight / in_scale if i == 0 else fl.weight
     m = max([float(np.abs(w_eff).max(initial=0.0))] + [float(np.abs(f.weight).max(initial=0.0)) for f in fbs])
     if m == 0:
         raise QuantizeError(f"layer {fl.name}: all weights are zero; nothing to quantize")
     top, lowered = wmax, 0
+    fit = {"bias_zero_bits": 0, "threshold_lowered_for_bias": None}
+    b_max = float(np.abs(fl.bias).max(initial=0.0))
+    lim = bias_limits(target, F)[-1][1] if target is not None and target.bias_mantissa_max is not None else None
     while True:
         th = int(math.floor(theta * top / m))
         if th_max is not None:
             th = min(th, th_max)
+        th0 = th
+        if lim is not None and b_max * th / theta > lim:          # the biases cannot fit at this scale
+            th = int(math.floor(lim * theta / b_max))
         if th < 1:
             raise QuantizeError(f"layer {fl.name}: threshold {theta} is below one weight step "
-                                f"(max |w| = {m:.3g}); the integer threshold would be 0")
-        c = 0
-        if alpha != 1:
-            th, c = alpha_threshold(th, alpha, k, fl.name)
-        s = th / theta
+                                f"(max |w| = {m:.3g}, |bias| {b_max:.3g}); the integer threshold would be 0")
+        while True:
+            c = 0
+            if alpha != 1:
+                th, c = alpha_threshold(th, alpha, k, fl.name)
+            s = th / theta
+            B = np.rint(fl.bias * s).astype(np.int64)
+            if c:                               # (1 - lam) c per step: c - c / 2^k (IF: 0)
+                B = B + (c - (c >> k) if k is not None else int(round(c * D / 4096)))   # non-dyadic: not exact anyway
+            grid = (0, None) if lim is None else bias_grid(target, F, int(np.abs(B).max(initial=0)))
+            if grid is not None and (grid[0] == 0 or not c):
+                break
+            if th <= 1:
+                raise QuantizeError(f"layer {fl.name}: no threshold >= 1 keeps its biases (|b| {b_max:.3g}) "
+                                    f"within {target.name}'s exact bias range at F = {F}")
+            th -= 1
+        z = grid[0]
+        if z:                                   # the exponent's spare bits: B a multiple of 2^z
+            B = _round_to(B, 1 << z)
+        fit = {"bias_zero_bits": int(z), "threshold_lowered_for_bias": [th0, th] if th != th0 else None}
         W = _round_to(w_eff * s, step)
-        B = np.rint(fl.bias * s).astype(np.int64)
-        if c:                                   # (1 - lam) c per step: c - c / 2^k (IF: 0)
-            B = B + (c - (c >> k) if k is not None else int(round(c * D / 4096)))   # non-dyadic: not exact anyway
         FW = [_round_to(f.weight * s, step) for f in fbs]
         bound = layer_current_bound(W, B, FW, x_max if i == 0 else 1, in_signed and i == 0)
         fits = (bound << F) * geo + (abs(c) << F) <= STATE_MAX and (th << F) <= STATE_MAX
         if fits or top // 2 < MIN_WEIGHT_LEVELS * step:
-            return W, B, FW, th, s, lowered, c << F
+            return W, B, FW, th, s, lowered, c << F, fit
         top, lowered = (top // 2 // step) * step, lowered + 1
 
 
-def _readout_layer(ro: FloatLayer, wmax: int, step: int, F: int, D: int, T: int) -> tuple:
-    """(W, B, scale, bits lowered) of the readout whose state R << F (leak D) must fit 24 bits."""
+def _readout_layer(ro: FloatLayer, wmax: int, step: int, F: int, D: int, T: int, bias_lim=None) -> tuple:
+    """(W, B, scale, bits lowered) of the readout whose state R << F (leak D) must fit 24 bits and whose
+    biases must be exact on the target (|B| <= bias_lim; the argmax does not depend on the scale)."""
     m = float(np.abs(ro.weight).max(initial=0.0)) or 1.0
+    b_max = float(np.abs(ro.bias).max(initial=0.0))
     top, lowered = wmax, 0
     while True:
         s = top / m
+        if bias_lim is not None and b_max * s > bias_lim:
+            s = bias_lim / b_max
         W, B = _round_to(ro.weight * s, step), np.rint(ro.bias * s).astype(np.int64)
         if state_bound(layer_current_bound(W, B), F, D, T) <= STATE_MAX or top // 2 < MIN_WEIGHT_LEVELS * step:
             return W, B, s, lowered
@@ -150,10 +183,12 @@ def _readout_layer(ro: FloatLayer, wmax: int, step: int, F: int, D: int, T: int)
 
 def quantize(layers: list, feedback: list, *, T: int, lam: float, theta: float, target,
              input_scale: float, input_bits: int, input_signed: bool, input_exact: bool,
-             meta: dict = None, readout_leaks: bool = False, alpha: float = 1.0) -> tuple:
+             meta: dict = None, readout_leaks: bool = False, alpha: float = 1.0,
+             frac_bits: Optional[int] = None) -> tuple:
     """(Graph, QuantizeReport) of the folded float network on `target` (an hw_targets.Target).
     readout_leaks: the trained readout is sum_t lam^(T-t) o[t] (SAF-F), deployed leaking with D.
-    alpha: fire at alpha*theta (DSR), deployed as an initial potential plus bias (module docstring)."""
+    alpha: fire at alpha*theta (DSR), deployed as an initial potential plus bias (module docstring).
+    frac_bits: F chosen by the caller (export --approximate), instead of the exact-leak F."""
     alpha_q = Fraction(alpha).limit_denominator(1 << 12)
     if not (0 < alpha_q <= 1):
         raise QuantizeError(f"alpha must be in (0, 1], got {alpha}")
@@ -168,7 +203,7 @@ def quantize(layers: list, feedback: list, *, T: int, lam: float, theta: float, 
         raise QuantizeError(f"lam {lam} rounds to 0 on a 12-bit decay; {target.name} cannot represent it")
     lam_q = (4096 - D) / 4096
     k = dyadic_exponent(lam_q)
-    F = max(int(target.frac_bits), k * (T - 1) if k is not None else 0)
+    F = max(int(target.frac_bits), k * (T - 1) if k is not None else 0) if frac_bits is None else int(frac_bits)
     if (1 << F) > STATE_MAX >> 4:
         raise QuantizeError(f"T={T} with lam={lam} needs F={F} fractional bits for an exact leak; the 24-bit "
                             f"state then has fewer than 4 bits left for the threshold (use T <= "
@@ -182,9 +217,9 @@ def quantize(layers: list, feedback: list, *, T: int, lam: float, theta: float, 
     n_sp = len(layers) - 1
     for i, fl in enumerate(layers[:n_sp]):
         fbs = [(j, f) for j, f in enumerate(feedback) if f.dst == i]
-        W, B, FW, th, s, lowered, v0 = _spiking_layer(i, fl, [f for _, f in fbs], theta, wmax, step,
-                                                      input_scale, x_max, F, geo, th_max, input_signed,
-                                                      alpha_q, k, D)
+        W, B, FW, th, s, lowered, v0, fit = _spiking_layer(i, fl, [f for _, f in fbs], theta, wmax, step,
+                                                           input_scale, x_max, F, geo, th_max, input_signed,
+                                                           alpha_q, k, D, target)
         for (j, f), w in zip(fbs, FW):
             fb_q[j] = Feedback(src=f.src, dst=f.dst, kind=f.kind, weight=w, stride=f.stride, padding=f.padding)
         out.append(Layer(name=fl.name, kind=fl.kind, weight=W, bias=B, in_shape=fl.in_shape,
@@ -193,10 +228,11 @@ def quantize(layers: list, feedback: list, *, T: int, lam: float, theta: float, 
         rep.layers.append({"name": fl.name, "scale": s, "threshold": th, "v0": int(v0),
                            "weight_max": int(np.abs(W).max()),
                            "bias_max": int(np.abs(B).max(initial=0)), "weight_step": step,
-                           "precision_lowered_by_bits": lowered})
+                           "precision_lowered_by_bits": lowered, **fit})
     ro = layers[-1]
     D_r = D if readout_leaks else 0
-    W, B, s, lowered = _readout_layer(ro, wmax, step, F if D_r else 0, D_r, T)
+    lim = bias_limits(target, F)[0][1] if target.bias_mantissa_max is not None else None
+    W, B, s, lowered = _readout_layer(ro, wmax, step, F if D_r else 0, D_r, T, lim)
     out.append(Layer(name=ro.name, kind="readout", weight=W, bias=B, in_shape=ro.in_shape,
                      out_shape=ro.out_shape, scale=s, frac_bits=F, decay=D_r))
     rep.layers.append({"name": ro.name, "scale": s, "threshold": None, "weight_max": int(np.abs(W).max()),

@@ -27,6 +27,15 @@ def pool_desc(layer):
                      mixed_sign=False, max_abs_current=k * k)
 
 
+def bias_zero_bits(bias, most: int = 16) -> int:
+    """The largest z <= most with every bias a multiple of 2**z (most for all-zero biases)."""
+    b = np.abs(np.asarray(bias, dtype=np.int64))
+    z = 0
+    while z < most and not np.any(b & ((1 << (z + 1)) - 1)):
+        z += 1
+    return z
+
+
 def describe(graph: Graph):
     """hw_targets.NetDesc of the graph. Feedback edges are FeedbackDesc entries of their destination
     layer (the mapper costs their synapses, input axons and the source's output axons) and are also
@@ -73,7 +82,7 @@ def describe(graph: Graph):
             n_neurons=l.n_out, fan_in=l.fan_in, n_synapses=syn, threshold=int(l.threshold),
             max_abs_bias=int(np.abs(l.bias).max(initial=0)), state_bound=int(bound), input_graded=(i == 0 and graph.input_max > 1),
             has_feedback_in=bool(fbs), kernel=kernel, stride=int(l.stride), padding=int(l.padding),
-            max_abs_current=int(cur), feedback=fdescs, **ws))
+            max_abs_current=int(cur), feedback=fdescs, bias_zero_bits=bias_zero_bits(l.bias), **ws))
     # Real Loihi 2 resets state every 2^k steps: a sample occupies T steps padded to the next power
     # of two (the padding steps' spikes are not read out).
     reset = 1 << max(0, int(graph.T) - 1).bit_length()

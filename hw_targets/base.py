@@ -151,6 +151,7 @@ class LayerDesc:
     odd_weights: bool = False
     max_abs_current: Optional[int] = None
     feedback: tuple = ()          # FeedbackDesc edges into this layer
+    bias_zero_bits: int = 0       # every bias is a multiple of 2**bias_zero_bits (rules.exact_bias_limit)
 
     def __post_init__(self):
         self.in_shape = tuple(int(v) for v in self.in_shape)

@@ -17,10 +17,11 @@ Modelling choices:
   weight_exp = -1 (the dendrite shifts the sum back, exactly). Odd mixed-sign weights above 127
   would silently change, so they are refused. Single-sign layers keep the full 8-bit magnitude.
   -256 (representable for mixed sign in Lava) is refused with the 255 magnitude limit (choice).
-* Biases (check_bias). The state receives B << F as bias_mant << bias_exp. An arbitrary integer B
-  makes B << F have exactly F trailing zeros, so the exponent can be at most min(F, bias_exp_max)
-  and |B| <= bias_mantissa_max >> (F - min(F, bias_exp_max)) is exact (4,095 for F = 6). Larger
-  biases are exact only if their low bits are zero, which LayerDesc does not record: refused.
+* Biases (check_bias). The state receives B << F as bias_mant << bias_exp. A layer whose biases are
+  all multiples of 2^z (LayerDesc.bias_zero_bits = z; 0 for arbitrary integers) has B << F with
+  F + z trailing zeros, so the exponent can be e = min(F + z, bias_exp_max) and |B| <=
+  (bias_mantissa_max >> (F + z - e)) << z is exact (exact_bias_limit: 4,095 for F = 6, z = 0;
+  8,190 for z = 1, where Lava's stock encoder takes bias_exp 7). Larger biases are refused.
 * Currents (check_current). Loihi's synaptic input register is as wide as the state and wraps
   (Lava: u wraps at 24 bits), so (|W s_in + B| << F) must fit. Without max_abs_current we use the
   worst case fan_in x max|w| x max input + max|b| (input max 2**input_bits - 1 for graded input,
@@ -60,10 +61,30 @@ def current_bound(layer: LayerDesc, net: NetDesc) -> tuple:
     return layer.fan_in * layer.max_abs_weight * in_max + layer.max_abs_bias, True
 
 
-def exact_bias_limit(target: Target, frac_bits: int) -> int:
-    """Largest |B| such that every integer bias up to it is exact as mantissa << exponent."""
-    e = min(frac_bits, target.bias_exp_max)
-    return target.bias_mantissa_max >> (frac_bits - e)
+def exact_bias_limit(target: Target, frac_bits: int, zero_bits: int = 0) -> int:
+    """Largest |B| such that every bias up to it that is a multiple of 2**zero_bits is exact as
+    mantissa << exponent (the state adds B << frac_bits)."""
+    z = int(zero_bits)
+    e = min(frac_bits + z, target.bias_exp_max)
+    return (target.bias_mantissa_max >> (frac_bits + z - e)) << z
+
+
+def bias_grid(target: Target, frac_bits: int, bias_max: int):
+    """(z, limit): the fewest low zero bits z (biases rounded to multiples of 2**z) with which
+    |B| <= bias_max is exact on target, and that limit; None when no grid holds bias_max (then the
+    layer's scale must come down). (0, None) on a target without a bias format."""
+    if target.bias_mantissa_max is None:
+        return 0, None
+    for z, lim in bias_limits(target, frac_bits):
+        if bias_max <= lim:
+            return z, lim
+    return None
+
+
+def bias_limits(target: Target, frac_bits: int) -> list:
+    """[(z, exact_bias_limit)] for every grid 2**z that widens the range (z up to bias_exp_max - F)."""
+    return [(z, exact_bias_limit(target, frac_bits, z))
+            for z in range(0, max(0, int(target.bias_exp_max) - int(frac_bits)) + 1)]
 
 
 def severity(level: Severity):
@@ -166,11 +187,13 @@ def check_threshold(net: NetDesc, target: Target) -> list:
 def check_bias(net: NetDesc, target: Target) -> list:
     if target.bias_mantissa_max is None:
         return []
-    lim, f = exact_bias_limit(target, net.frac_bits), net.frac_bits
+    f = net.frac_bits
     return [_v("bias", l, f"layer {l.name}: |bias| {_n(l.max_abs_bias)} is not exact on "
                f"{target.name}: bias << {f} must be mantissa (|m| <= {_n(target.bias_mantissa_max)})"
-               f" << exponent (<= {target.bias_exp_max}), exact up to |bias| {_n(lim)}")
-            for l in net.layers if l.max_abs_bias > lim]
+               f" << exponent (<= {target.bias_exp_max}), exact up to |bias| "
+               f"{_n(exact_bias_limit(target, f, l.bias_zero_bits))}"
+               + (f" for multiples of 2^{l.bias_zero_bits}" if l.bias_zero_bits else ""))
+            for l in net.layers if l.max_abs_bias > exact_bias_limit(target, f, l.bias_zero_bits)]
 
 
 @severity(Severity.ADVISORY)

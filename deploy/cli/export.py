@@ -12,6 +12,7 @@ from saf.train.spec import SpecError
 from saf.export.bundle.store import BundleError, read_manifest
 from saf.export.fold.snn import FoldError
 from saf.export.onnx_check import OnnxExportError
+from saf.export.pipeline.fit import format_fit
 from saf.export.pipeline.snn import ExportError
 from saf.export.quantize import QuantizeError
 
@@ -42,6 +43,10 @@ def register(sub) -> None:
                    help="a folded AvgPool as a k x k sum-pool stage (graded counts) in front of the next layer "
                         "instead of a k^2 times wider layer: auto = where the target runs it cheaper (Loihi 2: "
                         "fewer cores; ONNX: fewer multiply-adds; never on Loihi 1), on, or off (folded)")
+    p.add_argument("--approximate", action="store_true",
+                   help="where no exact configuration exists (e.g. T = 16 at lam 0.5), write the network at Loihi's "
+                        "native F = 6 anyway, labelled NOT EXACT with each reason; saf verify then measures its "
+                        "agreement with the float model (the integer forms must still agree spike for spike)")
     p.add_argument("--force", action="store_true", help="replace the saf bundle in --out, once the new one is written")
     p.add_argument("--json", action="store_true", help="print the manifest extras as JSON")
     p.add_argument("--dt-exp", type=int, default=None, metavar="K",
@@ -68,7 +73,7 @@ def cmd_export(a) -> int:
     r = export_checkpoint(a.checkpoint, a.target, a.out, calibrate_data=a.calibrate_data, data_root=a.data_root,
                           force=a.force, T=a.T, calibrate_limit=a.calibrate_limit, input_scale=a.input_scale,
                           input_bits=a.input_bits, input_signed=a.input_signed, random_model=a.random_model,
-                          seed=a.seed, sum_pool=a.sum_pool)
+                          seed=a.seed, sum_pool=a.sum_pool, approximate=a.approximate)
     if a.json:
         print(json.dumps({k: v for k, v in r.items() if not k.endswith("_text")}, indent=2, default=str))
         return 0
@@ -76,8 +81,15 @@ def cmd_export(a) -> int:
     print(r["certificate_text"])
     for adv in r.get("advisories", []):
         print(f"  advisory: {adv}")
+    if r["fit_text"]:
+        print(r["fit_text"])
+    if a.approximate and "approximate" not in r:
+        print("note: --approximate not needed: the bundle is EXACT")
     cal = r.get("calibration")
-    if cal:
+    if cal and "deployed" in cal:
+        print(f"accuracy on {cal['dataset']} ({cal['n']} test samples): float {cal['float_accuracy']:.4f}; deployed: "
+              f"{cal['deployed']}")
+    elif cal:
         print(f"accuracy on {cal['dataset']} ({cal['n']} test samples): float {cal['float_accuracy']:.4f}, "
               f"quantized {cal['quantized_accuracy']:.4f} (change {cal['accuracy_change']:+.4f}), "
               f"same prediction {cal['prediction_agreement']:.2%}")
@@ -92,7 +104,8 @@ def _export_fp(a) -> int:
 
     given = [f for f, v in (("--T", a.T), ("--calibrate-data", a.calibrate_data), ("--calibrate-limit", a.calibrate_limit),
                             ("--input-scale", a.input_scale), ("--input-bits", a.input_bits),
-                            ("--input-signed", a.input_signed), ("--random-model", a.random_model)) if v]
+                            ("--input-signed", a.input_signed), ("--random-model", a.random_model),
+                            ("--approximate", a.approximate)) if v]
     if given:
         raise ExportError(f"{given[0]} does not apply to an FP checkpoint ({a.checkpoint}): its steps and input "
                           f"spikes come from --dt-exp and the trained latency code")
@@ -127,6 +140,10 @@ def summarize(m: dict) -> str:
         lines.append(f"  feedback   {f['kind']:<8} layer {f['src']} -> layer {f['dst']} (one-step delay)")
     c = m.get("certificate", {})
     lines.append("certificate: " + ("EXACT" if c.get("exact") else "NOT EXACT: " + "; ".join(c.get("reasons", []))))
+    if m.get("approximate"):
+        lines.append("approximate (exported with --approximate): " + m["approximate"]["why"])
+    if m.get("fit"):
+        lines.append(format_fit(m["fit"]))
     r = m.get("resources", {})
     if r.get("cores_available") is not None:
         lines.append(f"resources: {r.get('cores_used')} cores on {r.get('chips_used')} chip(s) of {r.get('system')}")
@@ -137,7 +154,9 @@ def summarize(m: dict) -> str:
         from saf.hw_targets.report import format_pool_comparison
         lines.append(format_pool_comparison(sp["memory_per_layer"]))
     cal = m.get("calibration")
-    if cal:
+    if cal and "deployed" in cal:
+        lines.append(f"accuracy: float {cal['float_accuracy']:.4f}; deployed: {cal['deployed']}")
+    elif cal:
         lines.append(f"accuracy: float {cal['float_accuracy']:.4f} -> quantized {cal['quantized_accuracy']:.4f}")
     meta = m.get("meta", {})
     src = meta.get("checkpoint") or f"random {meta.get('random_model')}"

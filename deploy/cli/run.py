@@ -132,6 +132,9 @@ def cmd_run(a) -> int:
         return 0
     print(f"{r.backend} ({st['backend_description']}) on {name}: {st['samples']} samples, "
           f"accuracy {st['accuracy']:.4f}")
+    if b.graph.meta.get("approximate"):
+        print("  approximate bundle (exported with --approximate, certificate NOT EXACT): saf verify measures its "
+              "agreement with the float model")
     print(f"  spikes per inference {st['spikes_per_inference']:.1f}, synaptic ops per inference "
           f"{st['synops_per_inference']:.0f}, {st['steps_per_s']:.1f} time steps/s "
           f"({st['ms_per_sample']:.2f} ms/sample)")
@@ -178,7 +181,14 @@ def cmd_verify(a) -> int:
     b = Bundle.load(a.bundle)
     notes = []
     if a.backends is None:       # the default list: lava -> lava-own where the stock model refuses, said so
-        specs, notes = with_fallbacks(specs, b.graph)
+        from saf.deploy.verify.approx import is_approximate
+        if is_approximate(b) and any(s.name == "saf-int" for s in specs):
+            specs = [s for s in specs if s.name != "saf-int"]
+            notes.append("saf-int left out of the default backends: the bundle is approximate (--approximate, NOT "
+                         "EXACT): the SAF form is measured against the float model below instead of compared spike "
+                         "for spike")
+        specs, more = with_fallbacks(specs, b.graph)
+        notes += more
     else:                        # an explicit list: a backend that cannot run this network, before any runs
         for s in specs:
             why = s.refuses(b.graph)

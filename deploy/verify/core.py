@@ -52,6 +52,7 @@ class VerifyReport:
     notes: list = field(default_factory=list)      # e.g. a default backend replaced (lava -> lava-own), and why
     untied: list = field(default_factory=list)     # fuzz: layers where no threshold tie was reached
     allow_untested_ties: bool = False
+    approximate: Optional[dict] = None  # --approximate bundles: agreement with the float model (approx.py)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -110,7 +111,8 @@ def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backend
     why = exact_pair_failure([p for p in rep.pairs if {p["a"], p["b"]} <= names_given], given, cert.exact, g)
     if why:
         rep.failures.append(why)
-    if "saf-float" in results and "saf-int" in results and labels is not None:
+    from saf.deploy.verify.approx import approx_section, is_approximate
+    if "saf-float" in results and "saf-int" in results and labels is not None and not is_approximate(bundle):
         n = min(len(results["saf-float"].readout), len(results["saf-int"].readout))
         fa, qa = accuracy(results["saf-float"], labels[:n]), accuracy(results["saf-int"], labels[:n])
         rep.float_to_quantized = {"float_accuracy": fa, "quantized_accuracy": qa, "change": qa - fa, "samples": n,
@@ -138,6 +140,10 @@ def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backend
         rep.fp = fp_section(bundle, fp_times, labels, fp_ks)
         if rep.fp["source_mismatch"]:
             rep.failures.append(f"FP source: {rep.fp['source_mismatch']}")
+    if is_approximate(bundle):
+        rep.approximate = approx_section(bundle, xq, labels, results, specs)
+        if cert.exact:                 # an approximate bundle the certificate calls exact: never
+            rep.failures.append("the bundle says it was exported --approximate, yet its certificate re-derives exact")
     rep.ok = not rep.failures and (not rep.untied or rep.allow_untested_ties)
     return rep
 
@@ -173,6 +179,9 @@ def format_report(rep: VerifyReport) -> str:
     if rep.fp:
         from saf.deploy.verify.fp_dt import format_fp
         lines += format_fp(rep.fp)
+    if rep.approximate:
+        from saf.deploy.verify.approx import format_approx
+        lines += format_approx(rep.approximate)
     lines += [f"FAIL: {f}" for f in rep.failures]
     if rep.untied and not rep.failures:
         lines.append("  accepted with --allow-untested-ties" if rep.allow_untested_ties else

@@ -108,6 +108,10 @@ def write_markdown(rep, path: Path) -> None:
                                                         fz.get("ties_reached", {}).items()) + " | | | | | |"]
         md += [f"| {p['a']} vs {p['b']} | {p['samples']} samples | {p['spike_mismatches']} spikes differ | "
                f"{'ok' if p['ok'] else 'FAIL'} | | | |" for p in fz["pairs"]]
+    if rep.approximate:
+        from saf.deploy.verify.approx import format_approx
+        md += ["", "## Approximate bundle: agreement with the float model (measured)", "", "```"]
+        md += format_approx(rep.approximate) + ["```"]
     md += ["", "## Firing rates", "", f"![per-layer firing rates]({png.name})", ""]
     if rep.failures:
         md += ["## Failures", ""] + [f"- {f}" for f in rep.failures]

@@ -12,49 +12,24 @@ from typing import Optional
 
 import numpy as np
 
-from saf.hw_targets import Severity
 from saf.hw_targets.report import format_pool_comparison, pool_comparison
 from saf.train.io.outdir import check_target
 
 from saf.export.bundle.store import BUNDLE_DIR, ONNX_FILE, SOURCE_FILE, write_bundle
-from saf.export.proof.certificate import certify
 from saf.export.fold.snn import fold_network
 from saf.export.fold.dsr import fold_dsr
 from saf.export.ir import Graph
-from saf.export.quantize import input_quantization, quantize
+from saf.export.pipeline.fit import (APPROX_FRAC_BITS, CAL_SAMPLES, ExportError, InputQuant, Source, build,  # noqa: F401
+                                     check_fit, exact_possible, fit_report, format_fit, input_candidates,
+                                     needs_search, refusal, search)
+from saf.export.quantize import input_quantization
 from saf.export.resources import check_resources
-from saf.export.fold.sum_pool import SumPoolError, choose_pools
 
 
-class ExportError(ValueError):
-    """The export cannot go on; one clear line naming the file or layer."""
-
-
-def _named(v) -> str:
-    """A violation's message, naming its rule."""
-    tag = f"(rule {v.rule})"
-    return v.message if tag in v.message else f"{v.message} {tag}"
-
-
-def check_fit(graph: Graph, target, name: str) -> tuple:
-    """(ResourceReport, advisory lines) of graph on target; ExportError (one line) when it does not fit.
-    ADVISORY rules (ranges) are exactness questions, answered by the certificate (a saturating layer
-    makes it "not exact" with the reason) and by the ONNX builder (int64 where float32 would round);
-    they do not stop the export. Everything else (neurons, formats, kinds, fit) does: a target that
-    refuses the neuron model is reported first; every rule's message names the rule."""
-    resources, violations = check_resources(graph, target)
-    advisories = [str(v) for v in violations if v.severity == Severity.ADVISORY]
-    refused = [_named(v) for v in violations if v.severity == Severity.REFUSE]
-    errors = [_named(v) for v in violations if v.severity == Severity.ERROR]
-    if refused or errors or not resources.fits:
-        msgs = refused + list(resources.problems) + errors
-        more = f" (and {len(msgs) - 1} more)" if len(msgs) > 1 else ""
-        raise ExportError(f"{name} does not fit {target.name}: {msgs[0]}{more}")
-    return resources, advisories
-
-
-def _accuracy_report(net, graph: Graph, data, T: int, limit: Optional[int]) -> dict:
-    """Float accuracy (trained model, SAF form) vs quantized accuracy (exact integer SAF form)."""
+def _accuracy_report(net, graph: Graph, data, T: int, limit: Optional[int], approximate: bool = False) -> dict:
+    """Float accuracy (trained model, SAF form) vs quantized accuracy (exact integer SAF form, which is
+    the deployed form only when the certificate is exact: an --approximate bundle reports the float
+    accuracy alone and leaves the deployed one to saf verify's agreement table)."""
     from saf.train.evaluate import evaluate
 
     from saf.export.proof.saf_int import run_saf_int
@@ -63,6 +38,9 @@ def _accuracy_report(net, graph: Graph, data, T: int, limit: Optional[int]) -> d
     if limit:
         x, y = x[:limit], y[:limit]
     fl = evaluate(net, x.double(), y, T, "saf")
+    if approximate:
+        return {"dataset": data.name, "n": int(len(y)), "float_accuracy": fl["accuracy"],
+                "deployed": "NOT EXACT (--approximate): saf verify measures the deployed accuracy"}
     xq = graph.quantize_input(x.numpy())
     r = run_saf_int(graph, xq, record_spikes=False)
     q_acc = float((r.readout.argmax(1) == y.numpy()).mean())
@@ -117,10 +95,12 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
                       data_root: Optional[str] = None, force: bool = False, T: Optional[int] = None,
                       calibrate_limit: Optional[int] = None, input_scale: Optional[float] = None,
                       input_bits: Optional[int] = None, input_signed: bool = False,
-                      random_model: Optional[str] = None, seed: int = 0, sum_pool: str = "auto") -> dict:
+                      random_model: Optional[str] = None, seed: int = 0, sum_pool: str = "auto",
+                      approximate: bool = False) -> dict:
     """Export a checkpoint to a bundle directory. Returns the manifest extras (certificate,
     resources, quantization, calibration). Raises a user error with one clear line.
-    sum_pool: "auto" | "on" | "off", where a folded AvgPool becomes a sum-pool stage (export/fold/sum_pool.py)."""
+    sum_pool: "auto" | "on" | "off", where a folded AvgPool becomes a sum-pool stage (export/fold/sum_pool.py).
+    approximate: write a NOT EXACT bundle where no exact configuration exists (export/pipeline/fit.py)."""
     from saf.hw_targets import get_target
     from saf.train.data import load_dataset
     from saf.train.data.coding import InputCoding
@@ -145,37 +125,30 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
         if tuple(data.input_shape) != tuple(spec["input_shape"]):
             raise ExportError(f"dataset {data.name} has input {list(data.input_shape)}, the model expects "
                               f"{list(spec['input_shape'])}")
+    peak = None
     if input_scale is not None:
-        bits = 8 if input_bits is None else int(input_bits)
-        scale, signed, exact_in = float(input_scale), bool(input_signed), False
+        first = InputQuant(float(input_scale), 8 if input_bits is None else int(input_bits), bool(input_signed), False)
     elif data is not None:
         x = data.x_train
-        scale, bits, signed, exact_in = input_quantization(float(x.max()), float(x.min()), data.input_scale)
+        first = InputQuant(*input_quantization(float(x.max()), float(x.min()), data.input_scale))
+        peak = max(abs(float(x.max())), abs(float(x.min())))
     else:
         raise ExportError("no dataset to calibrate the input quantization: pass --calibrate-data NAME "
                           "or --input-scale S [--input-bits B]")
     is_dsr = "dsr" in spec                     # --method dsr: thresholds folded to 1 (fold_dsr.py)
     layers, feedback = fold_dsr(net) if is_dsr else fold_network(net)
-    meta = dict(prov, spec=spec, theta=net.theta, input_exact=exact_in, target_name=target_name,
+    meta = dict(prov, spec=spec, theta=net.theta, target_name=target_name,
                 readout=net.readout_kind.name,
                 train_config={k: cfg.get(k) for k in ("method", "dataset", "lam", "theta", "T", "epochs", "seed")})
-    graph, qrep = quantize(layers, feedback, T=T, lam=net.lam, theta=net.theta, target=target,
-                           input_scale=scale, input_bits=bits, input_signed=signed, input_exact=exact_in,
-                           meta=meta, readout_leaks=net.readout_kind.leaks_with_lam,
-                           alpha=net.alpha if is_dsr else 1.0)
-    if data is not None and data.time_steps is not None:   # trained on x[t]: deploy feeds the same trains
-        graph.input_time_varying = True
-        graph.meta["input_coding"] = coding.to_dict()
-    folded = graph
-    try:
-        graph, pool_choice = choose_pools(graph, {fl.name: fl.pool for fl in layers if fl.pool > 1}, target,
-                                          sum_pool)
-    except SumPoolError as e:
-        raise ExportError(str(e)) from None
-    cert = certify(graph)
-    resources, advisories = check_fit(graph, target, spec.get("name", "network"))
+    src = Source(layers, feedback, target, T, net.lam, net.theta, net.readout_kind.leaks_with_lam,
+                 net.alpha if is_dsr else 1.0, meta, {fl.name: fl.pool for fl in layers if fl.pool > 1}, sum_pool,
+                 coding.to_dict() if data is not None and data.time_steps is not None else None,
+                 spec.get("name", "network"))
+    chosen, fit = _fit(src, first, peak, net, data, approximate)
+    graph, qrep, folded, pool_choice = chosen.graph, chosen.qrep, chosen.folded, chosen.pool_choice
+    cert, resources, advisories = chosen.cert, chosen.resources, chosen.advisories
     extra = {"certificate": cert.to_dict(), "resources": resources.to_dict(), "advisories": advisories,
-             "quantization": qrep.to_dict(), "target_description": target.description}
+             "quantization": qrep.to_dict(), "target_description": target.description, **fit}
     pool_text = ""
     if pool_choice.candidates:
         extra["sum_pool"] = pool_choice.to_dict()
@@ -191,7 +164,7 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
             f"sum pool ({sum_pool}): " + (", ".join(f"{n} {k}x{k}" for n, k in pool_choice.pooled.items())
                                           or "none") + (f"; folded: {kept}" if kept else ""), pool_text] if x)
     if calibrate_data and data is not None:
-        extra["calibration"] = _accuracy_report(net, graph, data, T, calibrate_limit)
+        extra["calibration"] = _accuracy_report(net, graph, data, T, calibrate_limit, "approximate" in fit)
     writers = {ONNX_FILE: lambda p: save_onnx_model(graph, p, spikes=True)}
     if ckpt_bytes is not None:       # the trained float weights travel with the bundle (saf-float)
         writers[SOURCE_FILE] = lambda p: Path(p).write_bytes(ckpt_bytes)     # the bytes hashed and loaded
@@ -199,4 +172,52 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
     extra["seconds"] = time.perf_counter() - t0
     extra["resources_text"] = resources.format() + (f"\n{pool_text}" if pool_text else "")
     extra["certificate_text"] = cert.format()
+    extra["fit_text"] = format_fit(fit["fit"]) if "fit" in fit else ""
+    if "approximate" in fit:
+        extra["fit_text"] = "approximate: " + fit["approximate"]["summary"]
     return extra
+
+
+def _fit(src: Source, first: InputQuant, peak, net, data, approximate: bool) -> tuple:
+    """(chosen Attempt, manifest extras {"fit": ...} / {"approximate": ...} / {}): the network as
+    calibrated when it is exact as it is, else the search's best EXACT configuration, else (with
+    --approximate) the network at F = APPROX_FRAC_BITS labelled NOT EXACT, else ExportError naming the
+    alternatives (export/pipeline/fit.py)."""
+    a = build(src, first)
+    if not exact_possible(src):                  # a non-dyadic leak is NOT EXACT by nature, as before
+        if a.error:
+            raise ExportError(a.error)
+        return a, ({"approximate": _approx_record(a, "the leak is not dyadic")} if approximate else {})
+    if not needs_search(a):
+        return a, {}
+    if not a.searchable:                         # the neuron model, layer kinds, cores: nothing to search
+        raise ExportError(a.error, a.rules)
+    quants = input_candidates(first, peak) if peak is not None else [first]
+    cal = None
+    if data is not None:
+        x, y = data.x_train[:CAL_SAMPLES], data.y_train[:CAL_SAMPLES]
+        cal = (x.numpy(), y.numpy())
+    best, tried = search(src, a, quants, cal)
+    if best is not None:
+        float_acc = None
+        if cal is not None:
+            from saf.train.evaluate import evaluate
+            float_acc = float(evaluate(net, x.double(), y, src.T, "saf")["accuracy"])
+        return best, {"fit": fit_report(a, best, tried, float_acc, len(cal[1]) if cal else 0)}
+    if not approximate:
+        raise ExportError(refusal(src, a, tried))
+    same = not a.error and int(a.graph.layers[0].frac_bits) == APPROX_FRAC_BITS
+    ap = a if same else build(src, first, frac_bits=APPROX_FRAC_BITS)
+    if ap.error:
+        raise ExportError(f"{src.name}: --approximate at F = {APPROX_FRAC_BITS} does not fit either: {ap.error}")
+    return ap, {"approximate": _approx_record(ap, f"no exact configuration (searched {len(tried)}): "
+                                                  f"{a.why.split('; ')[0]}")}
+
+
+def _approx_record(a, why: str) -> dict:
+    """meta["approximate"] of a bundle exported with --approximate (also kept in its graph's meta)."""
+    rec = {"why": why, "frac_bits": int(a.graph.layers[0].frac_bits), "certificate_reasons": a.cert.reasons,
+           "summary": f"NOT EXACT by request ({why}); F = {int(a.graph.layers[0].frac_bits)}; each reason is in "
+                      f"the certificate; saf verify measures the agreement with the float model"}
+    a.graph.meta["approximate"] = rec
+    return rec

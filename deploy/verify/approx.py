@@ -1,0 +1,73 @@
+"""`saf verify` on a bundle exported with --approximate (export/pipeline/fit.py): the deployed integer
+LIF network is NOT EXACT against the SAF training form (its decays truncate), so besides the exact
+comparison of the integer LIF forms among themselves (verify's pair rules, unchanged), verify
+measures how far the deployed network is from the trained float model, as FP's dt table does:
+
+  spike agreement   per spiking layer, the fraction of (sample, step, neuron) where the deployed form
+                    (the first integer LIF backend verify ran, on every sample it ran) and the float
+                    model (the bundle's source.safetensors in its SAF form, fed x_q / input_scale)
+                    both spike or both stay silent; with the spike counts of each
+  pred. agreement   fraction of samples with the same argmax
+  accuracy          float and deployed, and the change (with labels)
+A measurement: it never makes verify fail. The float model is a different network (float weights);
+the comparison is made on the same quantized inputs.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from saf.deploy.backends.registry import BACKENDS, run_spec
+from saf.deploy.backends.spec import BackendError, Form
+
+
+def is_approximate(bundle) -> bool:
+    return bool(bundle.graph.meta.get("approximate"))
+
+
+def approx_section(bundle, xq: np.ndarray, labels: Optional[np.ndarray], results: dict, specs: list) -> dict:
+    """The agreement table of the deployed form with the float model (module docstring)."""
+    lif = [s.name for s in specs if s.form is Form.LIF and s.covered and s.name in results]
+    out = {"why": bundle.graph.meta["approximate"].get("why", ""), "deployed": None, "layers": [],
+           "unavailable": ""}
+    if not lif:
+        out["unavailable"] = "no integer LIF backend ran"
+        return out
+    dep = max(lif, key=lambda n: len(results[n].readout))     # the one that ran the most samples
+    r = results[dep]
+    n = len(r.readout)
+    try:
+        fl = results.get("saf-float") or run_spec(BACKENDS["saf-float"], bundle, xq[:n], record_spikes=True)
+    except BackendError as e:
+        out["unavailable"] = str(e)
+        return out
+    n = min(n, len(fl.readout))
+    out.update(deployed=dep, float_form="saf-float", samples=n)
+    for name, a, b in zip([l.name for l in bundle.graph.spiking_layers], r.spikes, fl.spikes):
+        a, b = np.asarray(a[:n], bool), np.asarray(b[:n], bool)
+        out["layers"].append({"layer": name, "agreement": float((a == b).mean()), "spikes_deployed": int(a.sum()),
+                              "spikes_float": int(b.sum()), "total": int(a.size)})
+    pd, pf = r.readout[:n].argmax(1), fl.readout[:n].argmax(1)
+    out["prediction_agreement"] = float((pd == pf).mean())
+    if labels is not None:
+        y = np.asarray(labels)[:n]
+        out["float_accuracy"], out["deployed_accuracy"] = float((pf == y).mean()), float((pd == y).mean())
+        out["accuracy_change"] = out["deployed_accuracy"] - out["float_accuracy"]
+    return out
+
+
+def format_approx(a: dict) -> list:
+    lines = [f"approximate bundle (NOT EXACT: {a['why'][:160]}): agreement with the float model (a measurement)"]
+    if a["unavailable"]:
+        return lines + [f"  not measured: {a['unavailable']}"]
+    lines.append(f"  {a['deployed']} vs {a['float_form']} on {a['samples']} samples, same quantized inputs")
+    lines.append(f"  {'layer':<12} {'spike agreement':>16} {'spikes deployed':>16} {'spikes float':>13}")
+    for l in a["layers"]:
+        lines.append(f"  {l['layer']:<12} {l['agreement']:>16.4%} {l['spikes_deployed']:>16,} {l['spikes_float']:>13,}")
+    acc = ""
+    if "float_accuracy" in a:
+        acc = (f"; accuracy float {a['float_accuracy']:.4f} -> deployed {a['deployed_accuracy']:.4f} "
+               f"({a['accuracy_change']:+.4f})")
+    lines.append(f"  same prediction {a['prediction_agreement']:.2%}{acc}")
+    return lines
