@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from saf.train.checkpoint import CHECKPOINT, RUN_DIR
+from saf.train.checkpoint import BEST, CHECKPOINT, RUN_DIR, best_of
 from saf.train.io.outdir import Staged
 from saf.train.run.trainer import NonFiniteError, TrainingError
 
@@ -31,10 +31,21 @@ def fit_into(tr, out: Path, replacing: bool, writes: bool = True) -> list:
 
 
 def fit_and_report(tr, out: Path, replacing: bool, intro: str, readout: str) -> list:
-    """fit_into with the command line's two lines around it: what trains, then the final test accuracy
-    (measured with `readout`) and where the checkpoint is."""
+    """fit_into with the command line's lines around it: what trains, then the test accuracy (measured
+    with `readout`) of the best epoch by validation accuracy (what eval/export use by default) and of
+    the last, and where both checkpoints are."""
     print(intro, flush=True)
     metrics = fit_into(tr, out, replacing)
-    last = metrics[-1] if metrics else {}
-    print(f"done: test accuracy ({readout}) {last.get('test_acc', float('nan')):.4f}; checkpoint {out / CHECKPOINT}")
+    print(done_text(metrics, out, readout))
     return metrics
+
+
+def done_text(metrics: list, out: Path, readout: str) -> str:
+    last = metrics[-1] if metrics else {}
+    tail = f"last epoch {last.get('epoch', '?')}: test accuracy ({readout}) {last.get('test_acc', float('nan')):.4f}; " \
+           f"checkpoint {out / CHECKPOINT}"
+    best = best_of(metrics)
+    if best is None:
+        return f"done (no validation split: best = last): {tail}"
+    return (f"done: best epoch {best['epoch']} (val acc {best['val_acc']:.4f}): test accuracy ({readout}) "
+            f"{best['test_acc']:.4f}; checkpoint {out / BEST}\n      {tail}")
