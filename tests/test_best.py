@@ -180,3 +180,24 @@ def test_val_fraction_zero_is_the_old_behaviour(tmp_path, capsys):
 def test_bad_val_fraction(tmp_path, capsys, value):
     user_error(capsys, ["train", *TINY, "--out", str(tmp_path / "x"), "--val-fraction", value], "--val-fraction")
     assert not (tmp_path / "x").exists()
+
+
+def test_a_run_from_before_resumes_without_a_split(worse_run, tmp_path):
+    """A checkpoint whose stored config has no val_fraction (written before validation splits) resumes
+    with 0, as it trained, not with today's default: --resume never changes the training data."""
+    from safetensors.torch import load_file, save_file
+
+    from saf.train.run.config import resumed_config
+
+    out, _ = worse_run
+    old = tmp_path / "old"
+    old.mkdir()
+    with safe_open(str(out / CHECKPOINT), framework="pt") as f:
+        meta = dict(f.metadata())
+    cfg = json.loads(meta["config"])
+    del cfg["val_fraction"]
+    meta["config"] = json.dumps(cfg)
+    save_file(load_file(str(out / CHECKPOINT)), str(old / CHECKPOINT), metadata=meta)
+    (old / "resume.pt").write_bytes((out / "resume.pt").read_bytes())
+    assert resumed_config(old, {"epochs": 4})[0].val_fraction == 0.0
+    assert resumed_config(out, {"epochs": 4})[0].val_fraction == 0.1
