@@ -118,7 +118,7 @@ def _stored_config(p: Path) -> dict:
 
 
 def choose_checkpoint(path, which: str = "best") -> tuple:
-    """(checkpoint file, the one line saying which) for `saf eval` / `saf export`: a run directory
+    """(checkpoint file, the one line saying which, None for a file) for `saf eval` / `saf export`: a run directory
     gives its best.safetensors (which="best", the default) or model.safetensors (which="last"); a run
     without best.safetensors (no validation split, or trained before runs kept their best) gives its
     last, and says so. A file is used as given."""
@@ -127,7 +127,7 @@ def choose_checkpoint(path, which: str = "best") -> tuple:
     p = Path(path)
     last = resolve(p)
     if not p.is_dir():
-        return last, f"using checkpoint {last}"
+        return last, None                             # a file: nothing was chosen, nothing to say
     done = _stored_config(last).get("epochs_done", "?")
     if which == "last":
         return last, f"using last checkpoint (epoch {done}) {last}"

@@ -254,7 +254,8 @@ def pick_checkpoint(a, quiet: bool = False) -> Path:
     """The checkpoint file `a.checkpoint` and `a.which` name; its one line ("using best checkpoint
     (epoch k, val acc x) ...") goes to stdout, or stderr when stdout carries JSON (quiet)."""
     path, line = choose_checkpoint(a.checkpoint, a.which)
-    print(line, file=sys.stderr if quiet else sys.stdout, flush=True)
+    if line:
+        print(line, file=sys.stderr if quiet else sys.stdout, flush=True)
     a.checkpoint_file = path
     return path
 
