@@ -41,11 +41,12 @@ def fit_and_report(tr, out: Path, replacing: bool, intro: str, readout: str) -> 
 
 
 def done_text(metrics: list, out: Path, readout: str) -> str:
+    """`saf train`'s closing line(s): the best epoch's test accuracy and checkpoint, then the last's."""
     last = metrics[-1] if metrics else {}
-    tail = f"last epoch {last.get('epoch', '?')}: test accuracy ({readout}) {last.get('test_acc', float('nan')):.4f}; " \
-           f"checkpoint {out / CHECKPOINT}"
+    acc = f"test accuracy ({readout}) {last.get('test_acc', float('nan')):.4f}"
     best = best_of(metrics)
     if best is None:
-        return f"done (no validation split: best = last): {tail}"
-    return (f"done: best epoch {best['epoch']} (val acc {best['val_acc']:.4f}): test accuracy ({readout}) "
-            f"{best['test_acc']:.4f}; checkpoint {out / BEST}\n      {tail}")
+        return f"done: {acc} at the last epoch (no validation split: best = last); checkpoint {out / CHECKPOINT}"
+    return (f"done: test accuracy ({readout}) {best['test_acc']:.4f} at the best epoch {best['epoch']} (val acc "
+            f"{best['val_acc']:.4f}); checkpoint {out / BEST}\n      last epoch {last.get('epoch', '?')}: {acc}; "
+            f"checkpoint {out / CHECKPOINT}")
