@@ -33,7 +33,7 @@ from saf.train.methods.fp.net import FPNet, LatencyCode, first_spike_prediction
 from saf.train.methods.fp.checkpoint import load_fp_checkpoint, save_fp_checkpoint
 from saf.train.methods.fp.specs import FP_SPECS, FPSpec
 from saf.train.methods.fp.grad import build_system, grad_adjoint, grad_forward, unflatten
-from saf.train.methods.fp.kernel import near_equal
+from saf.train.methods.fp.kernel import h, near_equal
 from saf.train.methods.fp.loss import first_spike_loss
 from saf.train.methods.fp.sim import simulate_batch
 from saf.train.io.outdir import make_dirs, remove_made
@@ -152,8 +152,6 @@ def revive_gradient(net: FPNet, inputs: list, first: np.ndarray, y: np.ndarray, 
     (1 - p_y)/tau_0 + gamma e^{t_sim/tau_1}/tau_1 (>= 0: an earlier spike lowers the loss), times one
     unit of time per unit of potential, gives dL/dW[y, :] = -slope * dV_y(t*)/dW / N: a step raises
     the peak towards the threshold. Zero when no label neuron is silent (then training is exactly FP)."""
-    from saf.train.methods.fp.kernel import h
-
     W = net.weights[-1]
     g = np.zeros_like(W)
     rows = np.flatnonzero(~np.isfinite(first[np.arange(len(y)), y]))
