@@ -38,17 +38,19 @@ def run(tmp_path_factory):
 
 
 def test_train_writes_a_run_and_eval_reads_it(run, capsys):
-    assert sorted(p.name for p in run.iterdir()) == ["curves.png", "metrics.jsonl", "model.safetensors"]
+    assert sorted(p.name for p in run.iterdir()) == ["best.safetensors", "curves.png", "metrics.jsonl",
+                                                     "model.safetensors"]
     ms = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in ms] == [1, 2]
-    for k in ("train_loss", "train_acc", "test_acc", "silent_outputs", "grazing", "near_equal_rates"):
+    for k in ("train_loss", "train_acc", "val_acc", "test_acc", "silent_outputs", "silent_labels", "grazing",
+              "near_equal_rates"):
         assert k in ms[-1]
     assert is_fp_checkpoint(run) and is_fp_checkpoint(run / "model.safetensors")
     net, cfg = load_fp_checkpoint(run)
     assert cfg["method"] == "fp" and cfg["model"] == "fp-iris" and cfg["dataset"] == "iris" and cfg["seed"] == 0
     assert net.sizes == [5, 10, 3] and net.params == FP_SPECS["fp-iris"].params      # 4 features + the bias spike
     capsys.readouterr()
-    assert main(["eval", str(run), "--json"]) == 0
+    assert main(["eval", str(run), "--json", "--checkpoint", "last"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["readout"] == "first_spike" and r["n"] == 30
     # the reloaded checkpoint's accuracy, recomputed by a per-sample simulation, is the one logged
@@ -144,3 +146,66 @@ def test_config_defaults_are_the_spec_values():
     c = config_for(FP_SPECS["fp-yinyang"])
     assert (c.lr, c.batch_size, c.epochs, c.grad) == (5e-4, 150, 300, "adjoint")
     assert config_for(FP_SPECS["fp-iris"], lr=0.01).lr == 0.01
+
+
+def _euler_peak(alpha, beta, w, s, t_sim, dt=1e-3):
+    """max_t V(t) of one two-state neuron fed spikes at times s with weights w, by forward Euler of
+    dI/dt = -alpha I (+ w at each spike), dV/dt = -beta V + I: independent of kernel.h."""
+    steps = int(round(t_sim / dt))
+    kicks = np.zeros(steps + 1)
+    np.add.at(kicks, np.minimum(np.round(np.asarray(s) / dt).astype(int), steps), w)
+    I = V = best = 0.0
+    for k in range(steps + 1):
+        I += kicks[k]
+        V += dt * (I - beta * V)
+        I -= dt * alpha * I
+        best = max(best, V)
+    return best
+
+
+def test_silent_label_neuron_is_revived_towards_threshold():
+    """A sample whose label output is silent: the exact gradient is zero for that neuron, the stated
+    surrogate (train/methods/fp/train.py revive_gradient) is -slope dV_y(t*)/dW, checked against
+    finite differences of the peak of a forward-Euler potential and the loss slope of first_spike_loss."""
+    from saf.train.methods.fp.loss import first_spike_loss
+    from saf.train.methods.fp.train import make_code, revive_gradient
+
+    spec = FP_SPECS["fp-iris"]
+    p = spec.params
+    x = load_dataset("iris").x_train.numpy().astype(np.float64)
+    code = make_code(spec, x)
+    t_in = code.encode(x[:1])
+    W = np.full((3, code.n_inputs), 3.0)
+    W[0] = 0.04                                       # label 0: far below threshold, silent
+    net = FPNet(p, [W], code)
+    y = np.array([0])
+    r = batch_gradient(net, spec, t_in, y)
+    assert r["silent_labels"] == 1 and not np.isfinite(r["first"][0, 0])
+    first = r["first"]
+    g, n = revive_gradient(net, [(t_in[0], np.arange(code.n_inputs))], first, y, spec, p.t_sim)
+    assert n == 1 and not g[1:].any() and (g[0] < 0).all()            # only the label row, pushed up
+    assert np.allclose(r["grads"][0][0], g[0])                         # the exact part of row 0 is zero
+    f = np.where(np.isfinite(first), first, p.t_sim)
+    slope = first_spike_loss(f, y, spec.tau0, spec.tau1, spec.gamma, p.t_sim)[1][0, 0]
+    eps = 1e-3
+    fd = []
+    for j in range(code.n_inputs):
+        up, dn = W[0].copy(), W[0].copy()
+        up[j] += eps
+        dn[j] -= eps
+        fd.append((_euler_peak(p.alpha, p.beta, up, t_in[0], p.t_sim)
+                   - _euler_peak(p.alpha, p.beta, dn, t_in[0], p.t_sim)) / (2 * eps))
+    assert np.allclose(g[0], -slope * np.array(fd), rtol=3e-2, atol=1e-4), (g[0], -slope * np.array(fd))
+    # nothing silent: no surrogate, the gradient is exactly FP's
+    W2 = np.full((3, code.n_inputs), 3.0)
+    g2, n2 = revive_gradient(FPNet(p, [W2], code), [(t_in[0], np.arange(code.n_inputs))],
+                             FPNet(p, [W2], code).first_spikes(t_in), y, spec, p.t_sim)
+    assert n2 == 0 and not g2.any()
+
+
+def test_iris_validation_split_is_stratified(tmp_path):
+    from saf.train.methods.fp.train import FPTrainer
+
+    cfg = config_for(FP_SPECS["fp-iris"], dataset="iris", epochs=1)
+    tr = FPTrainer(cfg, tmp_path / "r", load_dataset("iris"), progress=False, log=lambda *a: None)
+    assert len(tr.y_train) == 108 and np.bincount(tr.y_val).tolist() == [4, 4, 4]

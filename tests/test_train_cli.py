@@ -82,7 +82,7 @@ def user_error(capsys, argv, *needles):
 
 def test_train_writes_outputs(run1):
     names = sorted(p.name for p in run1.iterdir())
-    assert names == ["curves.png", "metrics.jsonl", "model.safetensors", "resume.pt"]
+    assert names == ["best.safetensors", "curves.png", "metrics.jsonl", "model.safetensors", "resume.pt"]
     m = metrics(run1)
     assert len(m) == 1 and m[0]["epoch"] == 1
     assert m[0]["lr"] == 0.1                                   # the lr the epoch trained with

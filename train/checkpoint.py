@@ -21,6 +21,8 @@ from saf.train.spec import SpecError, plan
 
 FORMAT = "saf-checkpoint-1"
 CHECKPOINT = "model.safetensors"
+BEST = "best.safetensors"          # the epoch with the highest validation accuracy (train/data/validation.py)
+CHECKPOINT_CHOICES = {"best": BEST, "last": CHECKPOINT}   # --checkpoint of saf eval / saf export
 RESUME = "resume.pt"
 METRICS = "metrics.jsonl"
 CURVES = "curves.png"
@@ -56,7 +58,7 @@ def read_saf_file(p: Path, load, data: Optional[bytes] = None) -> tuple:
 
 
 # A training run directory: what `saf train --force` may replace (train/io/outdir.py).
-RUN_DIR = OutputKind("saf training run", CHECKPOINT, is_saf_checkpoint, (CHECKPOINT, RESUME, METRICS, CURVES))
+RUN_DIR = OutputKind("saf training run", CHECKPOINT, is_saf_checkpoint, (CHECKPOINT, BEST, RESUME, METRICS, CURVES))
 
 
 def save_checkpoint(path: Path, net, config: dict) -> None:
@@ -98,6 +100,51 @@ def resolve(path) -> Path:
     if not p.exists():
         raise CheckpointError(f"{p}: no such checkpoint")
     return p
+
+
+def best_of(metrics: list):
+    """The metrics row of the best epoch: highest val_acc, the earlier epoch on ties; None when no
+    row has a validation accuracy (a run without a validation split)."""
+    rows = [m for m in metrics if m.get("val_acc") is not None]
+    return max(rows, key=lambda m: (m["val_acc"], -m["epoch"])) if rows else None
+
+
+def best_config(config: dict, best: dict) -> dict:
+    """The stored config of best.safetensors: the run's, with the best epoch and its validation accuracy."""
+    return dict(config, epochs_done=int(best["epoch"]), best_epoch=int(best["epoch"]),
+                best_val_acc=float(best["val_acc"]))
+
+
+def _stored_config(p: Path) -> dict:
+    try:
+        return json.loads(header_metadata(p).get("config", "{}"))
+    except (OSError, ValueError, struct.error, AttributeError, TypeError):
+        return {}
+
+
+def choose_checkpoint(path, which: str = "best") -> tuple:
+    """(checkpoint file, the one line saying which, None for a file) for `saf eval` / `saf export`: a run directory
+    gives its best.safetensors (which="best", the default) or model.safetensors (which="last"); a run
+    without best.safetensors (no validation split, or trained before runs kept their best) gives its
+    last, and says so. A file is used as given."""
+    if which not in CHECKPOINT_CHOICES:
+        raise CheckpointError(f"--checkpoint {which}: expected one of {', '.join(CHECKPOINT_CHOICES)}")
+    p = Path(path)
+    last = resolve(p)
+    if not p.is_dir():
+        return last, None                             # a file: nothing was chosen, nothing to say
+    done = _stored_config(last).get("epochs_done", "?")
+    if which == "last":
+        return last, f"using last checkpoint (epoch {done}) {last}"
+    best = p / BEST
+    if not best.is_file():
+        return last, (f"using last checkpoint (epoch {done}) {last}: the run has no {BEST} "
+                      f"(trained without a validation split)")
+    cfg = _stored_config(best)
+    acc = cfg.get("best_val_acc")
+    acc = f"{acc:.4f}" if isinstance(acc, (int, float)) else "?"
+    return best, (f"using best checkpoint (epoch {cfg.get('best_epoch', '?')}, val acc {acc}) {best}; "
+                  f"--checkpoint last for epoch {done}")
 
 
 def read_checkpoint(path, with_readout: bool = False, data: Optional[bytes] = None) -> tuple:

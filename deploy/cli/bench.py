@@ -17,7 +17,7 @@ def register(sub) -> None:
                        description="Benchmarks. `saf bench train` measures time per minibatch and memory against "
                                    "the number of time steps for each training method; `saf bench infer` runs "
                                    "every inference backend on one exported bundle.")
-    bsub = p.add_subparsers(dest="bench_command", metavar="{train,infer}")
+    bsub = p.add_subparsers(dest="bench_command", metavar="{train,infer,readme}")
     p.set_defaults(func=lambda a: _help(p))
 
     t = bsub.add_parser("train", help="time and memory per minibatch vs T for SAF-E/SAF-F/OTTT/BPTT",
@@ -53,6 +53,16 @@ def register(sub) -> None:
     i.add_argument("--repeats", type=int, default=3)
     i.add_argument("--out", default=None, help="write the result as JSON here")
     i.set_defaults(func=cmd_bench_infer)
+
+    r = bsub.add_parser("readme", help="re-run the README's fast headline numbers and diff them against their record",
+                        description="Run the commands behind each recorded README number (docs/readme_numbers.json: "
+                                    "command, JSON key, value, tolerance) and print recorded vs measured; exit 1 when "
+                                    "one differs beyond its tolerance.")
+    r.add_argument("--table", default=None, help="the record (default docs/readme_numbers.json)")
+    r.add_argument("--only", default=None, help="comma-separated claim names to run (slow ones included)")
+    r.add_argument("--all", action="store_true", help="also the claims marked slow")
+    r.add_argument("--json", action="store_true", help="print the rows as JSON")
+    r.set_defaults(func=cmd_bench_readme)
 
 
 def _preset(p: dict) -> str:
@@ -126,3 +136,17 @@ def cmd_bench_infer(a) -> int:
         _write_json(a.out, r)
         print(f"wrote {a.out}")
     return 0
+
+
+def cmd_bench_readme(a) -> int:
+    import sys
+
+    from saf.deploy.bench.readme import TABLE, bench_readme, format_readme_rows
+
+    only = [n.strip() for n in a.only.split(",") if n.strip()] if a.only is not None else None
+    if only is not None and not only:
+        raise BenchError("--only: empty list of claim names")
+    rows = bench_readme(a.table or TABLE, only=only, include_slow=a.all,
+                        log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(json.dumps(rows, indent=2, default=str) if a.json else format_readme_rows(rows))
+    return 0 if all(r["ok"] for r in rows) else 1

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from saf.deploy.cli.train import add_checkpoint_choice, pick_checkpoint
 from saf.hw_targets.base import TargetError
 from saf.train.checkpoint import CheckpointError
 from saf.train.data import DatasetError
@@ -26,6 +27,7 @@ def register(sub) -> None:
                        description="Fold, quantize and map a trained network; write manifest.json, "
                                    "weights.npz and model.onnx to --out (atomically).")
     p.add_argument("checkpoint", nargs="?", help="model.safetensors or a run directory")
+    add_checkpoint_choice(p)
     p.add_argument("--target", required=True, help=f"one of {', '.join(TARGET_NAMES)} (loihi = loihi2)")
     p.add_argument("--out", required=True, help="bundle directory to create")
     p.add_argument("--calibrate-data", default=None,
@@ -66,6 +68,8 @@ def cmd_export(a) -> int:
         raise ExportError("give a CHECKPOINT (model.safetensors or run directory) or --random-model NAME")
     from saf.train.checkpoint import is_fp_checkpoint
 
+    if a.checkpoint and not a.random_model:
+        a.checkpoint = str(pick_checkpoint(a, quiet=a.json))
     if a.checkpoint and is_fp_checkpoint(a.checkpoint):
         return _export_fp(a)
     if a.dt_exp is not None:

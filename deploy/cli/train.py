@@ -4,11 +4,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Optional
 
-from saf.train.checkpoint import CHECKPOINT, RUN_DIR, CheckpointError
+from saf.train.checkpoint import BEST, CHECKPOINT, CHECKPOINT_CHOICES, RUN_DIR, CheckpointError, choose_checkpoint
 from saf.train.data import DATASETS, DatasetError
 from saf.train.data.coding import InputCoding
 from saf.train.data.encoders import ENCODERS
@@ -24,7 +25,7 @@ from saf.train.methods.registry import CONTINUOUS_METHODS, METHODS
 from saf.train.io.outdir import OutputError, check_target
 from saf.train.run.config import OPTIMIZERS, ConfigError, check_config, flag, resumed_config
 from saf.train.spec import BUILTIN, SpecError, load_spec, with_neuron
-from saf.train.run.fit import fit_and_report, fit_into
+from saf.train.run.fit import done_text, fit_and_report, fit_into
 from saf.train.run.trainer import TrainConfig, TrainingError
 
 USER_ERRORS = (CheckpointError, ConfigError, DatasetError, DistributedError, OutputError, SpecError, TrainingError,
@@ -92,6 +93,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, help=f"default {d.seed}")
     p.add_argument("--device", help="auto (CUDA when available), cpu, cuda, cuda:N (default auto)")
     p.add_argument("--limit-train", type=int, default=None, help="use only the first N training samples")
+    p.add_argument("--val-fraction", type=float,
+                   help=f"share of the training samples held out (stratified, seeded by --seed) to pick the best "
+                        f"epoch, kept as best.safetensors (default {d.val_fraction}; 0: none, best = last)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out with its stored configuration; --epochs N extends it")
@@ -108,6 +112,7 @@ def register(sub) -> None:
     e.add_argument("checkpoint", help="model.safetensors or a run directory")
     add_data_args(e, default=None)
     e.add_argument("--T", type=int, default=None, help="time steps (default: the checkpoint's)")
+    add_checkpoint_choice(e)
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.set_defaults(func=cmd_eval)
 
@@ -208,9 +213,7 @@ def _train_ddp(a) -> int:
         metrics = fit_into(tr, out, replacing, writes=main)
         ctx.barrier()
         if main:
-            last = metrics[-1] if metrics else {}
-            print(f"done: test accuracy (SAF form) {last.get('test_acc', float('nan')):.4f}; "
-                  f"checkpoint {out / CHECKPOINT}")
+            print(done_text(metrics, out, "SAF form"))
         return 0
     finally:
         ctx.close()
@@ -240,13 +243,31 @@ def eval_checkpoint(path, dataset=None, data_root=None, T=None) -> dict:
             "saf_firing_rates": saf["firing_rates"], "lif_firing_rates": lif["firing_rates"]}
 
 
+def add_checkpoint_choice(p: argparse.ArgumentParser) -> None:
+    """--checkpoint best|last (saf eval, saf export): which checkpoint of a run directory is used."""
+    p.add_argument("--checkpoint", dest="which", choices=tuple(CHECKPOINT_CHOICES), default="best",
+                   help=f"of a run directory: the best epoch by validation accuracy ({BEST}, default; a run "
+                        f"without one gives its last) or the last ({CHECKPOINT})")
+
+
+def pick_checkpoint(a, quiet: bool = False) -> Path:
+    """The checkpoint file `a.checkpoint` and `a.which` name; its one line ("using best checkpoint
+    (epoch k, val acc x) ...") goes to stdout, or stderr when stdout carries JSON (quiet)."""
+    path, line = choose_checkpoint(a.checkpoint, a.which)
+    if line:
+        print(line, file=sys.stderr if quiet else sys.stdout, flush=True)
+    a.checkpoint_file = path
+    return path
+
+
 def cmd_eval(a) -> int:
     from saf.train.checkpoint import is_fp_checkpoint
-    if is_fp_checkpoint(a.checkpoint):
+    path = pick_checkpoint(a, quiet=a.json)
+    if is_fp_checkpoint(path):
         from saf.deploy.cli.train_fp import eval_fp_lines
         r, lines = eval_fp_lines(a)
     else:
-        r = eval_checkpoint(a.checkpoint, a.dataset, a.data_root, a.T)
+        r = eval_checkpoint(path, a.dataset, a.data_root, a.T)
         lines = [f"{r['dataset']} test set ({r['n']} samples), T={r['T']}, readout {r['readout']} "
                  f"(leak {r['readout_leak']:g} per step, as trained)",
                  f"  SAF form accuracy  {r['saf_accuracy']:.4f}",

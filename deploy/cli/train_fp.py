@@ -7,6 +7,7 @@ from pathlib import Path
 
 from saf.train.checkpoint import RUN_DIR
 from saf.train.data import load_dataset
+from saf.train.data.validation import VAL_FRACTION_WANT, valid_fraction
 from saf.train.io.outdir import check_target
 from saf.train.methods.fp.specs import FP_SPECS
 from saf.train.methods.fp.train import FPTrainConfig, FPTrainer, config_for, eval_fp
@@ -43,12 +44,13 @@ def plan_fp(a) -> FPTrainConfig:
     if model not in FP_SPECS:
         raise ConfigError(f"--model {model}: --method fp trains the built-in FP models ({', '.join(FP_SPECS)})")
     cfg = config_for(FP_SPECS[model], dataset=a.dataset, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-                     seed=a.seed, limit_train=a.limit_train)
+                     seed=a.seed, limit_train=a.limit_train, val_fraction=getattr(a, "val_fraction", None))
     for name, ok, want in (("epochs", cfg.epochs >= 1, "an integer >= 1"),
                            ("batch_size", cfg.batch_size >= 1, "an integer >= 1"),
                            ("lr", math.isfinite(cfg.lr) and cfg.lr > 0, "a positive number"),
                            ("seed", 0 <= cfg.seed <= SEED_MAX, f"an integer in 0..{SEED_MAX}"),
-                           ("limit_train", cfg.limit_train is None or cfg.limit_train >= 1, "an integer >= 1")):
+                           ("limit_train", cfg.limit_train is None or cfg.limit_train >= 1, "an integer >= 1"),
+                           ("val_fraction", valid_fraction(cfg.val_fraction), VAL_FRACTION_WANT)):
         if not ok:
             raise ConfigError(f"{_flag(name)} must be {want}, got {getattr(cfg, name)!r}")
     return cfg
@@ -72,7 +74,7 @@ def eval_fp_lines(a) -> tuple:
     if getattr(a, "T", None) is not None:
         from saf.train.run.config import ConfigError
         raise ConfigError("--T: does not apply to an FP checkpoint (continuous time)")
-    r = eval_fp(a.checkpoint, a.dataset, a.data_root)
+    r = eval_fp(a.checkpoint_file, a.dataset, a.data_root)
     return r, [f"{r['dataset']} test set ({r['n']} samples), FP continuous-time event simulation, readout first "
                f"spike (lowest index on ties)",
                f"  accuracy           {r['accuracy']:.4f}",

@@ -23,6 +23,8 @@ SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+# Each file is also looked for with a dot before "idx" (train-images.idx3-ubyte, a common
+# redistribution) and gzipped (.gz), in this order.
 # torchvision's download layout, searched after `root` itself.
 TORCHVISION_DIRS = {"mnist": os.path.join("MNIST", "raw"),
                     "fashion-mnist": os.path.join("FashionMNIST", "raw")}
@@ -82,10 +84,18 @@ def read_idx(path: str, expected_magic: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
+def name_variants(name: str) -> Tuple[str, ...]:
+    """The file names one IDX file may have: "train-images-idx3-ubyte", "train-images.idx3-ubyte",
+    each plain or ".gz"."""
+    stem, _, tail = name.rpartition("-idx")
+    dotted = f"{stem}.idx{tail}"
+    return (name, name + ".gz", dotted, dotted + ".gz")
+
+
 def _find(name: str, dirs: List[str]) -> Tuple[Optional[str], List[str]]:
     looked = []
     for d in dirs:
-        for candidate in (name, name + ".gz"):
+        for candidate in name_variants(name):
             path = os.path.join(d, candidate)
             looked.append(path)
             if os.path.isfile(path):

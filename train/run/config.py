@@ -14,6 +14,7 @@ from typing import Callable
 
 from saf.train.checkpoint import CHECKPOINT, RESUME, read_checkpoint
 from saf.train.data.encoders import ENCODERS
+from saf.train.data.validation import VAL_FRACTION_WANT, valid_fraction
 from saf.train.data.events.binning import BIN_MODES
 from saf.train.methods.dsr.net import READOUT_CHOICES as DSR_READOUTS
 from saf.train.methods.ide.solver import SOLVERS
@@ -51,6 +52,7 @@ RULES = (
     Rule("epochs", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     Rule("batch_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     Rule("limit_train", lambda v: v is None or (isinstance(v, int) and v >= 1), "an integer >= 1"),
+    Rule("val_fraction", valid_fraction, VAL_FRACTION_WANT),
     Rule("seed", lambda v: isinstance(v, int) and 0 <= v <= SEED_MAX, f"an integer in 0..{SEED_MAX}"),
     Rule("lam", lambda v: _finite(v) and 0 < v <= 1, "in (0, 1]"),
     Rule("theta", lambda v: v is None or (_finite(v) and v > 0), "a positive number"),
@@ -99,6 +101,7 @@ def resumed_config(out: Path, explicit: dict) -> tuple:
     _, spec, stored = read_checkpoint(ckpt)
     names = [f.name for f in fields(TrainConfig)]
     base = {k: stored[k] for k in names if k in stored}
+    base.setdefault("val_fraction", 0.0)     # a run from before validation splits trained on all of its set
     for k, v in explicit.items():
         if k not in RESUME_MAY_CHANGE and k in base and not _same(v, base[k]):
             raise ConfigError(f"{ckpt}: {flag(k)} {v} conflicts with the run's stored {k} {base[k]!r}; --resume "

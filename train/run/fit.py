@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from saf.train.checkpoint import CHECKPOINT, RUN_DIR
+from saf.train.checkpoint import BEST, CHECKPOINT, RUN_DIR, best_of
 from saf.train.io.outdir import Staged
 from saf.train.run.trainer import NonFiniteError, TrainingError
 
@@ -31,10 +31,22 @@ def fit_into(tr, out: Path, replacing: bool, writes: bool = True) -> list:
 
 
 def fit_and_report(tr, out: Path, replacing: bool, intro: str, readout: str) -> list:
-    """fit_into with the command line's two lines around it: what trains, then the final test accuracy
-    (measured with `readout`) and where the checkpoint is."""
+    """fit_into with the command line's lines around it: what trains, then the test accuracy (measured
+    with `readout`) of the best epoch by validation accuracy (what eval/export use by default) and of
+    the last, and where both checkpoints are."""
     print(intro, flush=True)
     metrics = fit_into(tr, out, replacing)
-    last = metrics[-1] if metrics else {}
-    print(f"done: test accuracy ({readout}) {last.get('test_acc', float('nan')):.4f}; checkpoint {out / CHECKPOINT}")
+    print(done_text(metrics, out, readout))
     return metrics
+
+
+def done_text(metrics: list, out: Path, readout: str) -> str:
+    """`saf train`'s closing line(s): the best epoch's test accuracy and checkpoint, then the last's."""
+    last = metrics[-1] if metrics else {}
+    acc = f"test accuracy ({readout}) {last.get('test_acc', float('nan')):.4f}"
+    best = best_of(metrics)
+    if best is None:
+        return f"done: {acc} at the last epoch (no validation split: best = last); checkpoint {out / CHECKPOINT}"
+    return (f"done: test accuracy ({readout}) {best['test_acc']:.4f} at the best epoch {best['epoch']} (val acc "
+            f"{best['val_acc']:.4f}); checkpoint {out / BEST}\n      last epoch {last.get('epoch', '?')}: {acc}; "
+            f"checkpoint {out / CHECKPOINT}")

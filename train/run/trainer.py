@@ -13,7 +13,9 @@ from typing import Optional
 import numpy as np
 import torch
 
-from saf.train.checkpoint import CHECKPOINT, METRICS, RESUME, load_resume, save_checkpoint, save_resume, write_run_logs
+from saf.train.checkpoint import (BEST, CHECKPOINT, METRICS, RESUME, best_config, best_of, load_resume, save_checkpoint,
+                                  save_resume, write_run_logs)
+from saf.train.data.validation import VAL_FRACTION, hold_out, val_text
 from saf.train.evaluate import evaluate
 from saf.train.methods.ide.solver import SolverConfig
 from saf.train.functional.loss import ce_mse_loss
@@ -54,6 +56,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     limit_train: Optional[int] = None
+    val_fraction: float = VAL_FRACTION    # share of the training set held out (stratified, seeded) to pick the best epoch
     encoder: str = "constant"             # static images -> x[t]: constant | rate | latency
     encoder_seed: int = 0                 # the rate encoder's seed (trains are reproducible from it)
     bin_by: str = "time"                  # event datasets: frames by "time" or event "count"
@@ -140,6 +143,10 @@ class Trainer:
         if data.num_classes != self.net.spec["num_classes"]:
             raise TrainingError(f"model {cfg.model} has {self.net.spec['num_classes']} classes, "
                                 f"dataset {cfg.dataset} has {data.num_classes}")
+        self.data, self.x_val, self.y_val = hold_out(data, cfg.val_fraction, cfg.seed, cfg.limit_train)
+        if not len(self.y_val) and self.is_main:
+            self.log(f"warning: --val-fraction {cfg.val_fraction:g}: no validation split, so the best checkpoint is "
+                     f"the last epoch ({BEST} is not written)")
         self.model = ddp.wrap(self.net) if ddp else self.net
         self.opt = make_optimizer(cfg, self.net.parameters())
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(1, cfg.epochs))
@@ -204,9 +211,7 @@ class Trainer:
     def train_epoch(self, epoch: int) -> dict:
         cfg = self.cfg
         self.net.train()
-        x, y = self.data.x_train, self.data.y_train
-        if cfg.limit_train:
-            x, y = x[:cfg.limit_train], y[:cfg.limit_train]
+        x, y = self.data.x_train, self.data.y_train        # the validation split is held out (hold_out)
         loss_fn = lambda o, t: ce_mse_loss(o, t, cfg.mse_weight)  # noqa: E731
         n_batches = math.ceil(len(x) / cfg.batch_size)
         it = self._batches(x, y)
@@ -236,6 +241,8 @@ class Trainer:
                 m = self.train_epoch(epoch)
                 train_time = time.perf_counter() - t0
                 ev = evaluate(self.net, self.data.x_test, self.data.y_test, cfg.T, "saf", device=self.device)
+                if len(self.y_val):
+                    m["val_acc"] = evaluate(self.net, self.x_val, self.y_val, cfg.T, "saf", device=self.device)["accuracy"]
                 m.update(epoch=epoch + 1, test_acc=ev["accuracy"], firing_rates=ev["firing_rates"],
                          time_s=train_time,
                          peak_memory_bytes=peak_memory_bytes(self.device))
@@ -246,7 +253,7 @@ class Trainer:
                 if self.is_main:
                     self._save(epoch + 1)
                     self.log(f"epoch {epoch + 1:3d}  loss {m['train_loss']:.4f}  train {m['train_acc']:.4f}  "
-                             f"test {m['test_acc']:.4f}  rates {' '.join(f'{r:.3f}' for r in m['firing_rates'])}  "
+                             f"{val_text(m)}test {m['test_acc']:.4f}  rates {' '.join(f'{r:.3f}' for r in m['firing_rates'])}  "
                              f"{train_time:.1f}s")
         except BaseException:
             if made is not None and not (self.out / CHECKPOINT).exists():
@@ -257,6 +264,9 @@ class Trainer:
     def _save(self, epoch: int) -> None:
         cfg = asdict(self.cfg)
         cfg["epochs_done"] = epoch
+        best = best_of(self.metrics)
+        if best is not None and best["epoch"] == epoch:
+            save_checkpoint(self.out / BEST, self.net, best_config(cfg, best))
         save_checkpoint(self.out / CHECKPOINT, self.net, cfg)
         save_resume(self.out / RESUME, {"model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
                                         "scheduler": self.sched.state_dict(), "generator": self.gen.get_state(),

@@ -8,6 +8,12 @@ adjoint (the spec's grad); Adam (the paper's optimizer, numpy here) steps on the
 
 Guards, counted per epoch in metrics.jsonl and warned about in one line:
 - silent_outputs: output neurons with no spike in [0, t_sim) (f := t_sim, zero gradient);
+- silent_labels: samples whose *label* output neuron is silent. The exact gradient is zero there (no
+  spike to move), yet the cross-entropy still pushes every other output later with full weight
+  (p_label ~ 0): left alone, this cascades (outputs fall silent for other samples, the loss jumps,
+  accuracy falls; docs/fp.md "Divergence"). Such a sample's label neuron gets a stated surrogate
+  instead, `revive_gradient`: raise its membrane peak V(t*) by dV(t*)/dW (envelope theorem) times
+  the loss slope at f = t_sim, on the output layer's weights only;
 - grazing: spikes whose V'(f) fell below fp_grad.GRAZE_EPS (floored there);
 - near_equal_rates: alpha ~ beta (the expm1 kernel form is used; logged once per run).
 """
@@ -21,12 +27,13 @@ from typing import Optional
 
 import numpy as np
 
-from saf.train.checkpoint import CHECKPOINT, CheckpointError, write_run_logs
+from saf.train.checkpoint import BEST, CHECKPOINT, CheckpointError, best_config, best_of, write_run_logs
+from saf.train.data.validation import VAL_FRACTION, split_indices, val_text
 from saf.train.methods.fp.net import FPNet, LatencyCode, first_spike_prediction
 from saf.train.methods.fp.checkpoint import load_fp_checkpoint, save_fp_checkpoint
 from saf.train.methods.fp.specs import FP_SPECS, FPSpec
 from saf.train.methods.fp.grad import build_system, grad_adjoint, grad_forward, unflatten
-from saf.train.methods.fp.kernel import near_equal
+from saf.train.methods.fp.kernel import h, near_equal
 from saf.train.methods.fp.loss import first_spike_loss
 from saf.train.methods.fp.sim import simulate_batch
 from saf.train.io.outdir import make_dirs, remove_made
@@ -46,6 +53,7 @@ class FPTrainConfig:
     seed: int = 0
     limit_train: Optional[int] = None
     grad: str = "forward"
+    val_fraction: float = VAL_FRACTION   # held out of the training split (stratified, seeded) to pick the best epoch
     method: str = "fp"
 
 
@@ -114,6 +122,8 @@ def batch_gradient(net: FPNet, spec: FPSpec, t_in: np.ndarray, y: np.ndarray, gr
     s, t, i = recs[-1]
     np.minimum.at(first, (s, i), t)
     loss, dl_df, silent = first_spike_loss(first, y, spec.tau0, spec.tau1, spec.gamma, p.t_sim)
+    out_in = per[-2] if len(per) > 1 else [(t_in[k], np.arange(t_in.shape[1])) for k in range(S)]
+    revive, silent_labels = revive_gradient(net, out_in, first, y, spec, p.t_sim)
     total = np.zeros(sum(w.size for w in net.weights))
     grazing = 0
     solve = grad_forward if grad == "forward" else grad_adjoint
@@ -124,8 +134,47 @@ def batch_gradient(net: FPNet, spec: FPSpec, t_in: np.ndarray, y: np.ndarray, gr
         grazing += sys.grazing
         total += solve(sys, dl_df[k])
     hidden = [int(np.sum(r[0] >= 0)) for r in recs[:-1]]
-    return {"loss": loss, "grads": unflatten(total, net.weights), "first": first, "silent": silent,
+    grads = unflatten(total, net.weights)
+    grads[-1] = grads[-1] + revive
+    return {"loss": loss, "grads": grads, "first": first, "silent": silent, "silent_labels": silent_labels,
             "grazing": grazing, "hidden_spikes": hidden}
+
+
+REVIVE_GRID = 1024          # points on [0, t_sim] where a silent label neuron's potential peak is sought
+
+
+def revive_gradient(net: FPNet, inputs: list, first: np.ndarray, y: np.ndarray, spec: FPSpec, t_sim: float) -> tuple:
+    """(surrogate dL/dW of the output layer, number of samples whose label neuron is silent).
+
+    For each such sample: V_y(t) = sum_j W[y, j] sum_s h(t - s) over the output layer's input spikes
+    (j, s) (no own spike: it is silent, so no reset), t* = the grid point of its peak, and
+    dV_y(t*)/dW[y, j] = sum_s h(t* - s). The loss slope at the silent time, dL/df_y(t_sim) =
+    (1 - p_y)/tau_0 + gamma e^{t_sim/tau_1}/tau_1 (>= 0: an earlier spike lowers the loss), times one
+    unit of time per unit of potential, gives dL/dW[y, :] = -slope * dV_y(t*)/dW / N: a step raises
+    the peak towards the threshold. Zero when no label neuron is silent (then training is exactly FP)."""
+    W = net.weights[-1]
+    g = np.zeros_like(W)
+    rows = np.flatnonzero(~np.isfinite(first[np.arange(len(y)), y]))
+    if not len(rows):
+        return g, 0
+    p = net.params
+    grid = np.linspace(0.0, t_sim, REVIVE_GRID)
+    f = np.where(np.isfinite(first), first, t_sim)
+    for k in rows:
+        s, j = inputs[k]
+        fin = np.isfinite(s)
+        s, j = np.asarray(s)[fin], np.asarray(j)[fin]
+        if not len(s):
+            continue
+        d = grid[:, None] - s[None, :]
+        H = np.where(d >= 0, h(p.alpha, p.beta, np.maximum(d, 0.0)), 0.0)    # [grid, input spikes]
+        peak = int(np.argmax(H @ W[y[k], j]))
+        z = -f[k] / spec.tau0
+        prob = np.exp(z - z.max())
+        prob /= prob.sum()
+        slope = (1.0 - prob[y[k]]) / spec.tau0 + spec.gamma * np.exp(t_sim / spec.tau1) / spec.tau1
+        g[y[k]] -= slope * np.bincount(j, weights=H[peak], minlength=W.shape[1]) / len(y)
+    return g, int(len(rows))
 
 
 def evaluate_fp(net: FPNet, t_in: np.ndarray, y: np.ndarray) -> dict:
@@ -147,6 +196,9 @@ class FPTrainer:
         ytr = data.y_train.numpy()
         if cfg.limit_train:
             xtr, ytr = xtr[:cfg.limit_train], ytr[:cfg.limit_train]
+        tr_idx, va_idx = split_indices(ytr, cfg.val_fraction, cfg.seed)
+        xva, self.y_val = xtr[va_idx], ytr[va_idx]
+        xtr, ytr = xtr[tr_idx], ytr[tr_idx]
         if self.spec.code_range and xtr.shape[1] != len(self.spec.code_range[0]):
             raise FPError(f"--model {cfg.model} takes {len(self.spec.code_range[0])} features, dataset "
                           f"{data.name} has {xtr.shape[1]}")
@@ -154,6 +206,10 @@ class FPTrainer:
         self.rng = np.random.default_rng(cfg.seed)
         self.net = init_net(self.spec, self.code, data.num_classes, self.rng)
         self.t_train, self.y_train = self.code.encode(xtr), ytr
+        self.t_val = self.code.encode(xva)
+        if not len(self.y_val):
+            log(f"warning: --val-fraction {cfg.val_fraction:g}: no validation split, so the best checkpoint is the "
+                f"last epoch ({BEST} is not written)")
         self.t_test = self.code.encode(data.x_test.numpy().astype(np.float64).reshape(data.num_test, -1))
         self.y_test = data.y_test.numpy()
         self.opt = Adam(self.net.weights, cfg.lr)
@@ -173,7 +229,7 @@ class FPTrainer:
         if self.progress:
             from tqdm import tqdm
             it = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
-        tot, correct, silent, grazing = 0.0, 0, 0, 0
+        tot, correct, silent, silent_labels, grazing = 0.0, 0, 0, 0, 0
         for b, idx in enumerate(it):
             r = batch_gradient(self.net, self.spec, self.t_train[idx], self.y_train[idx], cfg.grad)
             if not math.isfinite(r["loss"]) or not all(np.isfinite(g).all() for g in r["grads"]):
@@ -183,9 +239,10 @@ class FPTrainer:
             tot += r["loss"] * len(idx)
             correct += int(np.sum(first_spike_prediction(r["first"]) == self.y_train[idx]))
             silent += r["silent"]
+            silent_labels += r["silent_labels"]
             grazing += r["grazing"]
         return {"train_loss": tot / max(1, n), "train_acc": correct / max(1, n), "silent_outputs": silent,
-                "grazing": grazing, "lr": cfg.lr}
+                "silent_labels": silent_labels, "grazing": grazing, "lr": cfg.lr}
 
     def fit(self) -> list:
         made = make_dirs(self.out)
@@ -195,15 +252,18 @@ class FPTrainer:
                 m = self.train_epoch(epoch)
                 train_time = time.perf_counter() - t0
                 ev = evaluate_fp(self.net, self.t_test, self.y_test)
+                if len(self.y_val):
+                    m["val_acc"] = evaluate_fp(self.net, self.t_val, self.y_val)["accuracy"]
                 m.update(epoch=epoch + 1, test_acc=ev["accuracy"], test_silent_outputs=ev["silent_outputs"],
                          near_equal_rates=bool(self.near_equal), time_s=train_time)
                 self.metrics.append(m)
                 self._save(epoch + 1)
                 self.log(f"epoch {epoch + 1:3d}  loss {m['train_loss']:.4f}  train {m['train_acc']:.4f}  "
-                         f"test {m['test_acc']:.4f}  {train_time:.1f}s")
+                         f"{val_text(m)}test {m['test_acc']:.4f}  {train_time:.1f}s")
                 if m["silent_outputs"] or m["grazing"]:
                     self.log(f"warning: epoch {epoch + 1}: {m['silent_outputs']} silent output neurons "
-                             f"(f := t_sim, no gradient), {m['grazing']} grazing crossings (V'(f) floored)")
+                             f"(f := t_sim, no gradient; {m['silent_labels']} of them label neurons, revived), "
+                             f"{m['grazing']} grazing crossings (V'(f) floored)")
         except BaseException:
             if not (self.out / CHECKPOINT).exists():
                 remove_made(made)
@@ -214,6 +274,9 @@ class FPTrainer:
         cfg = asdict(self.cfg)
         cfg["epochs_done"] = epoch
         cfg["loss"] = {"gamma": self.spec.gamma, "tau0": self.spec.tau0, "tau1": self.spec.tau1}
+        best = best_of(self.metrics)
+        if best is not None and best["epoch"] == epoch:
+            save_fp_checkpoint(self.out / BEST, self.net, best_config(cfg, best))
         save_fp_checkpoint(self.out / CHECKPOINT, self.net, cfg)
         write_run_logs(self.out, self.metrics, plot_fp_curves)
 
