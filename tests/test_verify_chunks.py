@@ -129,11 +129,12 @@ def test_no_run_or_comparison_holds_more_than_a_chunk(demo, monkeypatch):
 def test_cli_chunk(demo, tmp_path, capsys):
     bundle = demo[0]
     argv = ["verify", str(bundle), "--backends", "saf-int,emulator", "--limit", "12", "--no-progress"]
-    assert main(argv + ["--chunk", "5", "--out", str(tmp_path / "v")]) == 0
+    assert main(argv + ["--chunk", "5", "--out", str(tmp_path / "v"), "--report", str(tmp_path / "v" / "r.md")]) == 0
     out = capsys.readouterr().out
     rep = json.loads((tmp_path / "v" / "verify.json").read_text())
     assert rep["chunk"] == 5 and rep["peak_rss_mib"] > 0 and rep["samples"] == {"saf-int": 12, "emulator": 12}
     assert "chunks of 5 samples; process peak resident memory" in out and "seconds per backend" in out
+    assert "compared 5 at a time; the process's peak resident memory" in (tmp_path / "v" / "r.md").read_text()
     assert main(argv + ["--chunk", "0", "--out", str(tmp_path / "w")]) == 2
     err = capsys.readouterr().err
     assert "--chunk must be >= 1, got 0" in err and err.count("\n") == 1 and not (tmp_path / "w").exists()
