@@ -14,6 +14,7 @@ from saf.deploy.backends.registry import BACKENDS, FAULTS, LAVA_BACKENDS, Backen
 from saf.deploy.backends.spec import check_count
 from saf.deploy.verify.golden import GoldenError
 from saf.deploy.verify.report_io import FUZZ_FAILURE
+from saf.deploy.verify.stream import DEFAULT_CHUNK
 from saf.deploy.inputs import load_inputs, load_npy_inputs
 
 USER_ERRORS = (BundleError, DatasetError, BackendError, GoldenError, OutputError)
@@ -72,6 +73,9 @@ def register(sub) -> None:
                         f"for lava where Lava's stock model cannot run the network and less those that "
                         f"cannot (saf-int for FP), said so in the report")
     v.add_argument("--lava-limit", type=int, default=50, help="samples run on Lava (slow) (default 50)")
+    v.add_argument("--chunk", type=int, default=None, metavar="N",
+                   help="run and compare N samples at a time, keeping only counts, so memory holds one chunk's "
+                        f"spike trains (default {DEFAULT_CHUNK}; the report does not depend on it)")
     v.add_argument("--fuzz", type=int, default=0, metavar="N",
                    help="also compare on N inputs beyond the dataset: uniform, sparse, extreme, and inputs "
                         "constructed to hit a threshold tie and a near-24-bit state in every spiking layer")
@@ -165,6 +169,7 @@ def cmd_verify(a) -> int:
     ks = parse_dt_exps(a.dt_exps)
     check_count("--lava-limit", a.lava_limit)
     check_count("--limit", a.limit)
+    check_count("--chunk", a.chunk)
     check_count("--seed", a.seed, 0)
     if a.fuzz:
         check_count("--fuzz", a.fuzz)
@@ -210,7 +215,8 @@ def cmd_verify(a) -> int:
     rep = verify(b, xq, y, specs, lava_limit=a.lava_limit, fault=a.inject_fault, golden_dir=a.golden,
                  update_golden=a.update_golden, mismatch_bound=a.mismatch_bound,
                  progress=not a.no_progress, dataset=name, fuzz=a.fuzz, seed=a.seed,
-                 fp_times=fp_times, fp_ks=ks, allow_untested_ties=a.allow_untested_ties)
+                 fp_times=fp_times, fp_ks=ks, allow_untested_ties=a.allow_untested_ties,
+                 chunk=a.chunk)
     rep.notes = notes
     out = Path(a.out) if a.out else Path(str(Path(a.bundle)).rstrip("/") + "-verify")
     extra = _fuzz_failure(rep.fuzz, a, out) if rep.fuzz is not None else {}

@@ -26,8 +26,10 @@ def is_approximate(bundle) -> bool:
     return bool(bundle.graph.meta.get("approximate"))
 
 
-def approx_section(bundle, xq: np.ndarray, labels: Optional[np.ndarray], results: dict, specs: list) -> dict:
-    """The agreement table of the deployed form with the float model (module docstring)."""
+def approx_section(bundle, xq: np.ndarray, labels: Optional[np.ndarray], results: dict, specs: list,
+                   chunk: Optional[int] = None) -> dict:
+    """The agreement table of the deployed form with the float model (module docstring), both forms run
+    again chunk samples at a time (verify keeps no spike trains), counts added up over the chunks."""
     lif = [s.name for s in specs if s.form is Form.LIF and s.covered and s.name in results]
     out = {"why": bundle.graph.meta["approximate"].get("why", ""), "deployed": None, "layers": [],
            "unavailable": ""}
@@ -35,20 +37,32 @@ def approx_section(bundle, xq: np.ndarray, labels: Optional[np.ndarray], results
         out["unavailable"] = "no integer LIF backend ran"
         return out
     dep = max(lif, key=lambda n: len(results[n].readout))     # the one that ran the most samples
-    r = results[dep]
-    n = len(r.readout)
-    try:
-        fl = results.get("saf-float") or run_spec(BACKENDS["saf-float"], bundle, xq[:n], record_spikes=True)
-    except BackendError as e:
-        out["unavailable"] = str(e)
-        return out
-    n = min(n, len(fl.readout))
+    r0, f0 = results[dep], results.get("saf-float")
+    n = len(r0.readout)
+    whole = getattr(r0, "spikes", None) is not None           # a whole run given (library callers): as it is
+    chunk = n if whole or not chunk else chunk
+    counts, rd, rf = 0, [], []               # per layer: agreeing cells, spikes deployed, spikes float, cells
+    for start in range(0, n, chunk):                          # else both forms again, a chunk at a time
+        x = xq[start:min(n, start + chunk)]
+        try:
+            r = r0 if whole else run_spec(next(s for s in specs if s.name == dep), bundle, x, record_spikes=True)
+            fl = f0 if whole and getattr(f0, "spikes", None) is not None else \
+                run_spec(BACKENDS["saf-float"], bundle, x, record_spikes=True)
+        except BackendError as e:
+            out["unavailable"] = str(e)
+            return out
+        m = min(len(x), len(r.readout), len(fl.readout))
+        ab = [(np.asarray(a[:m], bool), np.asarray(b[:m], bool)) for a, b in zip(r.spikes, fl.spikes)]
+        counts = counts + np.array([[(a == b).sum(), a.sum(), b.sum(), a.size] for a, b in ab], np.int64)
+        rd.append(r.readout[:m])
+        rf.append(fl.readout[:m])
+    rd, rf = np.concatenate(rd), np.concatenate(rf)
+    n = len(rd)
     out.update(deployed=dep, float_form="saf-float", samples=n)
-    for name, a, b in zip([l.name for l in bundle.graph.spiking_layers], r.spikes, fl.spikes):
-        a, b = np.asarray(a[:n], bool), np.asarray(b[:n], bool)
-        out["layers"].append({"layer": name, "agreement": float((a == b).mean()), "spikes_deployed": int(a.sum()),
-                              "spikes_float": int(b.sum()), "total": int(a.size)})
-    pd, pf = r.readout[:n].argmax(1), fl.readout[:n].argmax(1)
+    for name, (a, d, f, t) in zip([l.name for l in bundle.graph.spiking_layers], counts.tolist()):
+        out["layers"].append({"layer": name, "agreement": a / t if t else float("nan"), "spikes_deployed": d,
+                              "spikes_float": f, "total": t})
+    pd, pf = rd.argmax(1), rf.argmax(1)
     out["prediction_agreement"] = float((pd == pf).mean())
     if labels is not None:
         y = np.asarray(labels)[:n]

@@ -22,8 +22,9 @@ from saf.export.proof.certificate import certify, target_registers
 
 from saf.deploy.backends.spec import BackendError, BackendSpec, as_specs, check_count
 from saf.deploy.backends.registry import Bundle, fault_backend
-from saf.deploy.verify.compare import accuracy, firing_rates
-from saf.deploy.verify.pairs import compare_all, exact_pair_failure, format_pairs, run_all
+from saf.deploy.verify.compare import accuracy
+from saf.deploy.verify.pairs import exact_pair_failure, format_pairs
+from saf.deploy.verify.stream import check_chunk, run_compare
 from saf.deploy.verify.fuzz import verdict
 from saf.deploy.verify.golden import compare_golden, golden_record, read_golden, write_golden
 from saf.deploy.lava.model_listing import format_models
@@ -53,6 +54,8 @@ class VerifyReport:
     untied: list = field(default_factory=list)     # fuzz: layers where no threshold tie was reached
     allow_untested_ties: bool = False
     approximate: Optional[dict] = None  # --approximate bundles: agreement with the float model (approx.py)
+    chunk: int = 0                      # samples per chunk (stream.py)
+    peak_rss_mib: float = 0.0           # the whole process's peak resident memory so far (ru_maxrss)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -75,14 +78,16 @@ def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backend
            lava_limit: int = 50, fault: Optional[str] = None, golden_dir=None, update_golden: bool = False,
            mismatch_bound: float = 0.01, progress: bool = False, dataset: str = "", fuzz: int = 0,
            seed: int = 0, fp_times: Optional[np.ndarray] = None, fp_ks: tuple = (),
-           allow_untested_ties: bool = False) -> VerifyReport:
+           allow_untested_ties: bool = False, chunk: Optional[int] = None) -> VerifyReport:
     """backends: names (checked: >= 2 distinct integer backends) or BackendSpec records.
     fp_times (FP bundles): the samples' input spike times, for the dt table over fp_ks.
     With fuzz, a layer where no input reached a threshold tie leaves the report not ok (the summary reads
-    "PASS (ties not reached in: ...)") unless allow_untested_ties."""
+    "PASS (ties not reached in: ...)") unless allow_untested_ties.
+    chunk: samples run and compared at a time (None: stream.DEFAULT_CHUNK); the report does not depend on it."""
     check_count("--lava-limit", int(lava_limit))          # the CLI's rules, whichever entry point calls
     check_count("--fuzz", int(fuzz), 0)
     check_count("--seed", int(seed), 0)
+    chunk = check_chunk(chunk)
     if not (0 <= mismatch_bound <= 1):
         raise BackendError(f"--mismatch-bound must be in [0, 1], got {mismatch_bound}")
     specs = backend_specs(backends, fault)
@@ -93,18 +98,20 @@ def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backend
     stored = bundle.manifest.get("certificate", {}).get("exact")
     exported = certify(g).exact if cert.exact != stored else cert.exact   # export's own conventions
     names = [l.name for l in g.spiking_layers]
-    results, seconds = run_all(bundle, xq, specs, lava_limit, progress)
+    results, pairs, fails = run_compare(bundle, xq, specs, lava_limit, cert.exact, mismatch_bound, chunk, progress,
+                                        hashes=golden_dir is not None)
     rep = VerifyReport(bundle=str(bundle.path), certificate=cert.to_dict(),
                        certificate_matches_manifest=(stored is None or stored == exported),
                        samples={k: int(len(r.readout)) for k, r in results.items()},
                        accuracy={k: accuracy(r, labels) for k, r in results.items()} if labels is not None else {},
-                       firing_rates={k: firing_rates(r) for k, r in results.items()}, seconds=seconds,
+                       firing_rates={k: r.rates() for k, r in results.items()},
+                       seconds={k: r.seconds for k, r in results.items()}, chunk=chunk,
                        backends={s.name: describe(s) for s in specs},
                        mismatch_bound=mismatch_bound, layer_names=names, fault=fault,
                        models={k: r.info["models"] for k, r in results.items() if "models" in r.info})
     if not rep.certificate_matches_manifest:
         rep.failures.append(f"the manifest's certificate says exact={stored}, re-derived exact={exported}")
-    rep.pairs, fails = compare_all(bundle, xq, results, specs, cert.exact, mismatch_bound)
+    rep.pairs = pairs
     rep.failures += fails
     given = specs[:-1] if fault else specs             # an injected fault's backend proves nothing
     names_given = {s.name for s in given}
@@ -141,11 +148,19 @@ def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backend
         if rep.fp["source_mismatch"]:
             rep.failures.append(f"FP source: {rep.fp['source_mismatch']}")
     if is_approximate(bundle):
-        rep.approximate = approx_section(bundle, xq, labels, results, specs)
+        rep.approximate = approx_section(bundle, xq, labels, results, specs, chunk)
         if cert.exact:                 # an approximate bundle the certificate calls exact: never
             rep.failures.append("the bundle says it was exported --approximate, yet its certificate re-derives exact")
     rep.ok = not rep.failures and (not rep.untied or rep.allow_untested_ties)
+    rep.peak_rss_mib = peak_rss_mib()
     return rep
+
+
+def peak_rss_mib() -> float:
+    """The whole process's peak resident memory so far, MiB (getrusage ru_maxrss: KiB on Linux), not
+    verify's alone: whatever ran before it in the process counts."""
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def format_report(rep: VerifyReport) -> str:
@@ -186,5 +201,7 @@ def format_report(rep: VerifyReport) -> str:
     if rep.untied and not rep.failures:
         lines.append("  accepted with --allow-untested-ties" if rep.allow_untested_ties else
                      "  exit status 1: `>=` vs `>` is untested there; pass --allow-untested-ties to accept")
+    lines.append("seconds per backend (every chunk): " + ", ".join(f"{k} {v:.2f}" for k, v in rep.seconds.items()))
+    lines.append(f"chunks of {rep.chunk} samples; process peak resident memory {rep.peak_rss_mib:.0f} MiB (ru_maxrss)")
     lines.append(f"verify: {verdict(rep)}")
     return "\n".join(lines)

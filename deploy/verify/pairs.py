@@ -71,41 +71,94 @@ def _own_potential(spec: BackendSpec, r, bundle: Bundle, xq: np.ndarray, f: dict
 
 def compare_all(bundle: Bundle, xq: np.ndarray, results: dict, specs: list, exact: bool,
                 mismatch_bound: float) -> tuple:
-    """(pairs, failures) over every pair of integer backends."""
-    g = bundle.graph
-    names = [l.name for l in g.spiking_layers]
+    """(pairs, failures) over every pair of integer backends, on whole runs (verify streams: stream.py)."""
+    names = [l.name for l in bundle.graph.spiking_layers]
     pairs, failures = [], []
-    ints = [s for s in specs if s.integer]
-    for sa, sb in itertools.combinations(ints, 2):
-        ra, rb = results[sa.name], results[sb.name]
-        p = compare_pair(ra, rb, names)
-        if p["samples"] < 1:
-            raise BackendError(f"{sa.name} vs {sb.name}: compared no samples")
-        p["expected_exact"] = expected_exact(sa, sb, exact)
-        p["covered"] = sa.covered and sb.covered
-        p["bound"] = 0.0 if p["expected_exact"] else mismatch_bound
-        pm = None
-        if ra.potentials is not None and rb.potentials is not None:
-            pm = p["potentials"] = compare_potentials(ra.potentials, rb.potentials, names)
-            if pm.get("shape_error"):
-                p.setdefault("shape_error", pm["shape_error"])
-        same = p["spike_mismatches"] == 0 and p["readout_mismatches"] == 0 and (pm is None or pm["mismatches"] == 0)
-        within = p["mismatch_rate"] <= mismatch_bound and p["readout_mismatch_rate"] <= mismatch_bound
-        p["ok"] = not p.get("shape_error") and (same if p["expected_exact"] else within)
-        if p.get("shape_error"):
-            pairs.append(p)
-            failures.append(f"{sa.name} vs {sb.name}: not comparable on every layer: {p['shape_error']}")
-            continue
-        f = p["first"]
-        if f is not None and f["t"] is not None:
-            for side, spec, r in (("a", sa, ra), ("b", sb, rb)):
-                f[f"potential_{side}"], f[f"potential_{side}_source"] = _own_potential(spec, r, bundle, xq, f)
-            layer = g.layers[f["layer_index"]]
-            f["threshold_state"] = int(layer.threshold) << int(layer.frac_bits)
+    for sa, sb in itertools.combinations([s for s in specs if s.integer], 2):
+        p = compare_chunk(bundle, xq, results[sa.name], results[sb.name], sa, sb, names, 0, need_first=True)
+        p, why = finish_pair(p, sa, sb, exact, mismatch_bound, bundle.graph)
         pairs.append(p)
-        if not p["ok"]:
-            failures.append(pair_failure(p))
+        failures += [why] if why else []
     return pairs, failures
+
+
+def compare_chunk(bundle: Bundle, xq: np.ndarray, ra, rb, sa: BackendSpec, sb: BackendSpec, names: list,
+                  offset: int, need_first: bool) -> dict:
+    """One pair on one chunk xq (ra, rb: the two runs on it); sample indices in the result are global
+    (chunk-local + offset). need_first: look up each side's own potential at the first spike mismatch."""
+    p = compare_pair(ra, rb, names)
+    if p.get("shape_error"):
+        return p
+    pm = None
+    if ra.potentials is not None and rb.potentials is not None:
+        pm = p["potentials"] = compare_potentials(ra.potentials, rb.potentials, names)
+        if pm.get("shape_error"):
+            p.setdefault("shape_error", pm["shape_error"])
+            return p
+    f = p["first"]
+    if f is not None and f["t"] is not None and need_first:
+        for side, spec, r in (("a", sa, ra), ("b", sb, rb)):
+            f[f"potential_{side}"], f[f"potential_{side}_source"] = _own_potential(spec, r, bundle, xq, f)
+        layer = bundle.graph.layers[f["layer_index"]]
+        f["threshold_state"] = int(layer.threshold) << int(layer.frac_bits)
+    for q in (f, pm["first"] if pm else None):
+        if q is not None:
+            q["sample"] += offset
+    return p
+
+
+_SUMS = ("samples", "spike_mismatches", "spikes_total", "readout_mismatches", "readout_total", "prediction_mismatches")
+
+
+def merge_pair(acc, p: dict) -> dict:
+    """acc (a pair's counts over the chunks before) and p (the next chunk's) as one: counts add up, the
+    first mismatch is the earliest (a spike mismatch before any readout-only one, as compare_pair orders)."""
+    if acc is None:
+        return p
+    if acc.get("shape_error") or p.get("shape_error"):
+        keep = acc if acc.get("shape_error") else p
+        keep["samples"] = acc["samples"] + p["samples"]
+        return keep
+    for k in _SUMS:
+        acc[k] += p[k]
+    for la, lb in zip(acc["layers"], p["layers"]):
+        la["mismatches"] += lb["mismatches"]
+        la["total"] += lb["total"]
+    fa, fb = acc["first"], p["first"]
+    if fa is None or (fa["t"] is None and fb is not None and fb["t"] is not None):
+        acc["first"] = fb
+    pa, pb = acc.get("potentials"), p.get("potentials")
+    if pb is not None:
+        if pa is None:
+            acc["potentials"] = pb
+        else:
+            pa["samples"] += pb["samples"]
+            pa["mismatches"] += pb["mismatches"]
+            for la, lb in zip(pa["layers"], pb["layers"]):
+                la["mismatches"] += lb["mismatches"]
+                la["total"] += lb["total"]
+            pa["first"] = pa["first"] if pa["first"] is not None else pb["first"]
+    return acc
+
+
+def finish_pair(p: dict, sa: BackendSpec, sb: BackendSpec, exact: bool, mismatch_bound: float, graph) -> tuple:
+    """(pair report, failure line or "") from a pair's counts over every sample both ran."""
+    if p["samples"] < 1:
+        raise BackendError(f"{sa.name} vs {sb.name}: compared no samples")
+    p["mismatch_rate"] = p["spike_mismatches"] / max(1, p["spikes_total"])
+    p["readout_mismatch_rate"] = p["readout_mismatches"] / max(1, p["readout_total"])
+    pm = p.pop("potentials", None)
+    p["expected_exact"] = expected_exact(sa, sb, exact)
+    p["covered"] = sa.covered and sb.covered
+    p["bound"] = 0.0 if p["expected_exact"] else mismatch_bound
+    if pm is not None:
+        p["potentials"] = pm
+    same = p["spike_mismatches"] == 0 and p["readout_mismatches"] == 0 and (pm is None or pm["mismatches"] == 0)
+    within = p["mismatch_rate"] <= mismatch_bound and p["readout_mismatch_rate"] <= mismatch_bound
+    p["ok"] = not p.get("shape_error") and (same if p["expected_exact"] else within)
+    if p.get("shape_error"):
+        return p, f"{sa.name} vs {sb.name}: not comparable on every layer: {p['shape_error']}"
+    return p, ("" if p["ok"] else pair_failure(p))
 
 
 def _side(p: dict, f: dict, side: str) -> str:

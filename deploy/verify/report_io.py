@@ -84,6 +84,8 @@ def write_markdown(rep, path: Path) -> None:
         acc = rep.accuracy.get(k, float("nan"))
         what = rep.backends.get(k, {}).get("description", "")
         md.append(f"| {k} | {what} | {n} | {acc:.4f} | {rep.seconds.get(k, float('nan')):.2f} |")
+    md += ["", f"Inputs run and compared {rep.chunk} at a time; the process's peak resident memory "
+               f"(ru_maxrss) {rep.peak_rss_mib:.0f} MiB."]
     if rep.float_to_quantized:
         f = rep.float_to_quantized
         md += ["", f"Float -> quantized accuracy: {f['float_accuracy']:.4f} -> {f['quantized_accuracy']:.4f} "
