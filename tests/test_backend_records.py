@@ -3,13 +3,12 @@ be equal from the records (form, convention, covered), derives the certificate's
 their declarations, and a mismatch report shows each side's own potential or says it has none."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from saf.deploy.backends.spec import BACKENDS, BackendError, BackendSpec, Form, resolve_backends
-from saf.deploy.backends.registry import Bundle, run_backend
+from saf.deploy.backends.registry import run_backend
 from saf.deploy.backends.emulator import emulate
 from saf.deploy.main import main
 from saf.deploy.verify import format_report, verify
@@ -17,16 +16,12 @@ from saf.export.proof.certificate import certify, convention_check
 from saf.export.ir import IR_CONVENTION, Convention
 from saf.export.synthetic import random_graph
 
-GOLDEN = Path(__file__).parent / "golden" / "demo"
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "bundle"
-    assert main(["export", str(GOLDEN / "model.safetensors"), "--target", "loihi", "--out", str(out)]) == 0
+def demo(golden_demo_bundle):
     from saf.deploy.inputs import load_inputs
-    b = Bundle.load(out)
-    return b, load_inputs(b, "digits", None, 40)[0]
+    return golden_demo_bundle, load_inputs(golden_demo_bundle, "digits", None, 40)[0]
 
 
 def _strict_runner(bundle, g, xq, record_spikes, record_potentials, progress, **opts):

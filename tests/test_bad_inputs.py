@@ -30,10 +30,6 @@ CONV = {"input_shape": [1, 8, 8], "num_classes": 10,
         "feedback": []}
 
 
-@pytest.fixture(autouse=True)
-def _no_debug(monkeypatch):
-    monkeypatch.delenv("SAF_DEBUG", raising=False)
-
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):

@@ -22,10 +22,6 @@ torch.set_num_threads(1)
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-@pytest.fixture(autouse=True)
-def _no_debug(monkeypatch):
-    monkeypatch.delenv("SAF_DEBUG", raising=False)
-
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):

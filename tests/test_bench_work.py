@@ -4,27 +4,22 @@ the event-driven emulator's fraction said nothing about how close the machine wa
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as Fn
 
-from saf.deploy.backends.registry import Bundle, run_backend
+from saf.deploy.backends.registry import run_backend
 from saf.deploy.bench.peak import dense_equivalent_macs, matmul_peak_gflops, onnx_macs
 from saf.deploy.inputs import load_inputs
 from saf.deploy.main import main
 
-GOLDEN = Path(__file__).parent / "golden" / "demo"
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("w") / "b"
-    assert main(["export", str(GOLDEN / "model.safetensors"), "--target", "loihi", "--out", str(out)]) == 0
-    b = Bundle.load(out)
-    return b, load_inputs(b, "digits", None, 30)[0]
+def demo(golden_demo_bundle):
+    return golden_demo_bundle, load_inputs(golden_demo_bundle, "digits", None, 30)[0]
 
 
 def _hits(layer, x: np.ndarray) -> int:

@@ -29,10 +29,6 @@ TINY = ["--model", "mlp-digits", "--dataset", "digits", "--limit-train", "200", 
         "--T", "3", "--device", "cpu", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def _no_debug(monkeypatch):
-    monkeypatch.delenv("SAF_DEBUG", raising=False)
-
 
 def metrics(out):
     return [json.loads(l) for l in (Path(out) / "metrics.jsonl").read_text().splitlines()]

@@ -23,10 +23,6 @@ TINY = ["--method", "fp", "--model", "fp-iris", "--dataset", "iris", "--limit-tr
         "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def _no_debug(monkeypatch):
-    monkeypatch.delenv("SAF_DEBUG", raising=False)
-
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):

@@ -8,7 +8,6 @@ import gzip
 import json
 import os
 import shutil
-import struct
 import sys
 from pathlib import Path
 

@@ -24,10 +24,6 @@ TINY = ["--model", "mlp-digits", "--dataset", "digits", "--limit-train", "128", 
         "--T", "4", "--device", "cpu", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def _no_debug(monkeypatch):
-    monkeypatch.delenv("SAF_DEBUG", raising=False)
-
 
 def train(out, *extra, epochs=1):
     return main(["train", *TINY, "--epochs", str(epochs), "--out", str(out), *extra])

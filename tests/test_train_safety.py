@@ -29,10 +29,6 @@ STARTED = ["--model", "mlp-digits", "--method", "bptt", "--lam", "0.25", "--T", 
            "--seed", "3", "--momentum", "0.5", "--weight-decay", "0.001", "--mse-weight", "0.1"]
 
 
-@pytest.fixture(autouse=True)
-def _no_debug(monkeypatch):
-    monkeypatch.delenv("SAF_DEBUG", raising=False)
-
 
 def tree(root) -> dict:
     return {str(p.relative_to(root)): (None if p.is_dir() else p.read_bytes()) for p in sorted(Path(root).rglob("*"))}
