@@ -118,3 +118,31 @@ def test_conv_mnist_trains_and_evaluates_on_idx_files(tmp_path, capsys):
     os.remove(root / "train-images.idx3-ubyte.gz")
     user_error(capsys, ["eval", str(out), "--data-root", str(root)], "train-images-idx3-ubyte",
                "train-images.idx3-ubyte.gz")
+
+
+def test_mnist_trains_on_shifted_digits_unless_no_augment(tmp_path):
+    """MNIST carries random shifts of up to SHIFT_PADDING pixels (no flips): each shifted image is the
+    original moved inside a zero border, the same generator state gives the same batch, and
+    `--no-augment` (TrainConfig.augment False) removes it."""
+    from saf.deploy.cli.train import data_for
+    from saf.train.data.idx import SHIFT_PADDING
+    from saf.train.run.trainer import TrainConfig
+
+    root = tmp_path / "data"
+    write_idx(root, arrays(n_train=40, n_test=10), 0)
+    ds = load_dataset("mnist", str(root))
+    x = ds.x_train[:16]
+    out = ds.augment(x, torch.Generator().manual_seed(3))
+    assert torch.equal(out, ds.augment(x, torch.Generator().manual_seed(3)))
+    p = SHIFT_PADDING
+    pad = torch.nn.functional.pad(x, (p, p, p, p))
+    moved = 0
+    for i in range(len(x)):                 # each output is one window of the zero-padded original
+        hits = [(dy, dx) for dy in range(2 * p + 1) for dx in range(2 * p + 1)
+                if torch.equal(out[i, 0], pad[i, 0, dy:dy + 28, dx:dx + 28])]
+        assert hits, f"sample {i} is not a shifted copy"
+        moved += (p, p) not in hits
+    assert moved >= 8                        # shifts happen (25 offsets, 1 of them is the identity)
+    cfg = TrainConfig(dataset="mnist", data_root=str(root), augment=False)
+    assert data_for(cfg, load_dataset).augment is None
+    assert data_for(TrainConfig(dataset="mnist", data_root=str(root)), load_dataset).augment is not None

@@ -53,8 +53,11 @@ def add_coding_args(p: argparse.ArgumentParser, d) -> None:
 
 def data_for(cfg, load_dataset):
     """The training config's dataset as the network's per-step input (events binned, images encoded)."""
-    return load_dataset(cfg.dataset, cfg.data_root, seed=cfg.seed, T=cfg.T,
+    data = load_dataset(cfg.dataset, cfg.data_root, seed=cfg.seed, T=cfg.T,
                         coding=InputCoding.from_config(vars(cfg)))
+    if not cfg.augment:
+        data.augment = None
+    return data
 
 
 def register(sub) -> None:
@@ -93,6 +96,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, help=f"default {d.seed}")
     p.add_argument("--device", help="auto (CUDA when available), cpu, cuda, cuda:N (default auto)")
     p.add_argument("--limit-train", type=int, default=None, help="use only the first N training samples")
+    p.add_argument("--no-augment", dest="augment", action="store_const", const=False, default=None,
+                   help="train without the dataset's own augmentation (cifar10: random crop + flip; "
+                        "mnist, fashion-mnist: random shifts of up to 2 pixels)")
     p.add_argument("--val-fraction", type=float,
                    help=f"share of the training samples held out (stratified, seeded by --seed) to pick the best "
                         f"epoch, kept as best.safetensors (default {d.val_fraction}; 0: none, best = last)")

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import os
 import zlib
+from functools import partial
 from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
 
+from saf.train.data.augment import random_crop_flip
 from saf.train.data.base import Dataset, DatasetError
 
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
 NUM_CLASSES = 10
+SHIFT_PADDING = 2                # training augmentation: random shifts of up to 2 pixels (no flips: digits)
 SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -155,4 +158,4 @@ def load_idx_dataset(dataset: str, root: str) -> Dataset:
     rows, cols = (int(d) for d in xtr.shape[1:])
     return Dataset(name=dataset, x_train=to_x(xtr), y_train=to_y(ytr), x_test=to_x(xte),
                    y_test=to_y(yte), num_classes=NUM_CLASSES, input_shape=(1, rows, cols),
-                   input_scale=255.0)
+                   input_scale=255.0, augment=partial(random_crop_flip, padding=SHIFT_PADDING, flip=False))

@@ -52,6 +52,7 @@ RULES = (
     Rule("epochs", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     Rule("batch_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     Rule("limit_train", lambda v: v is None or (isinstance(v, int) and v >= 1), "an integer >= 1"),
+    Rule("augment", lambda v: isinstance(v, bool), "true or false"),
     Rule("val_fraction", valid_fraction, VAL_FRACTION_WANT),
     Rule("seed", lambda v: isinstance(v, int) and 0 <= v <= SEED_MAX, f"an integer in 0..{SEED_MAX}"),
     Rule("lam", lambda v: _finite(v) and 0 < v <= 1, "in (0, 1]"),

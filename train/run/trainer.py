@@ -57,6 +57,7 @@ class TrainConfig:
     device: str = "auto"
     limit_train: Optional[int] = None
     val_fraction: float = VAL_FRACTION    # share of the training set held out (stratified, seeded) to pick the best epoch
+    augment: bool = True                  # the dataset's own training augmentation (cifar10 crop+flip, mnist shifts)
     encoder: str = "constant"             # static images -> x[t]: constant | rate | latency
     encoder_seed: int = 0                 # the rate encoder's seed (trains are reproducible from it)
     bin_by: str = "time"                  # event datasets: frames by "time" or event "count"
