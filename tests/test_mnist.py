@@ -93,12 +93,14 @@ def test_missing_file_names_every_name_looked_for(tmp_path):
             assert str(d / name) in msg, (name, msg)
 
 
-@pytest.mark.parametrize("name", ["conv-mnist", "mlp-mnist"])
+@pytest.mark.parametrize("name", ["conv-mnist", "conv-mnist-wide", "mlp-mnist"])
 def test_builtin_mnist_models(name):
     p = plan(builtin_spec(name))
     assert (p.layers[0].raw_in_shape or p.layers[0].in_shape) == (1, 28, 28) and p.layers[-1].out_shape == (10,)
     if name == "conv-mnist":       # stride 2 twice: 28 -> 14 -> 7 (docs/mnist.md: the CPU budget)
         assert [l.out_shape for l in p.layers[:2]] == [(16, 14, 14), (32, 7, 7)]
+    if name == "conv-mnist-wide":  # the same shape, twice the channels (the 99.3 % recipe)
+        assert [l.out_shape for l in p.layers[:2]] == [(32, 14, 14), (64, 7, 7)]
 
 
 def test_conv_mnist_trains_and_evaluates_on_idx_files(tmp_path, capsys):
