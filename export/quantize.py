@@ -224,7 +224,7 @@ def quantize(layers: list, feedback: list, *, T: int, lam: float, theta: float, 
             fb_q[j] = Feedback(src=f.src, dst=f.dst, kind=f.kind, weight=w, stride=f.stride, padding=f.padding)
         out.append(Layer(name=fl.name, kind=fl.kind, weight=W, bias=B, in_shape=fl.in_shape,
                          out_shape=fl.out_shape, threshold=th, stride=fl.stride, padding=fl.padding,
-                         scale=s, frac_bits=F, v0=int(v0)))
+                         scale=s, frac_bits=F, v0=int(v0), reset=fl.reset, compare=fl.compare))
         rep.layers.append({"name": fl.name, "scale": s, "threshold": th, "v0": int(v0),
                            "weight_max": int(np.abs(W).max()),
                            "bias_max": int(np.abs(B).max(initial=0)), "weight_step": step,
