@@ -254,3 +254,6 @@ def test_saf_e_refuses_a_spec_with_modes_and_bptt_deploys_it(tmp_path, capsys):
     rc = main(["verify", str(tmp_path / "b"), "--backends", "saf-int,emulator,onnx,lif-float"])
     out = capsys.readouterr().out
     assert rc == 0 and "PASS" in out, out
+    rc = main(["verify", str(tmp_path / "b"), "--backends", "saf-int,emulator,saf-float"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "saf-float cannot run this network" in err and "lif-float" in err

@@ -291,7 +291,15 @@ register(BackendSpec("lava", Form.LIF, False, _run_lava_stock, STOCK_MODES, subs
 register(BackendSpec("lava-own", Form.LIF, False, _run_lava_own, frozenset(ALL_MODES), subset=True,
                      description="the toolchain's own Lava Processes, fixed_pt: a transcription of the IR's "
                                  "arithmetic, not Lava's Loihi models"))
-register(BackendSpec("saf-float", Form.FLOAT, False, _run_float("saf"), None, description="trained float, SAF form"))
+def saf_float_refuses(graph: Graph) -> str:
+    """The float SAF form exists only where every layer has the default reset and compare."""
+    odd = next((l for l in graph.spiking_layers if not l.mode.is_default), None)
+    return "" if odd is None else (f"layer {odd.name} has reset {odd.reset!r} / compare {odd.compare!r}: the float "
+                                   f"SAF form is defined only for reset 'subtract' with compare '>=' (use lif-float)")
+
+
+register(BackendSpec("saf-float", Form.FLOAT, False, _run_float("saf"), None, description="trained float, SAF form",
+                     refuses=saf_float_refuses))
 register(BackendSpec("lif-float", Form.FLOAT, False, _run_float("lif"), None, description="trained float, LIF form"))
 
 

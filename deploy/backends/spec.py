@@ -136,12 +136,13 @@ def with_fallbacks(specs: list, graph, flag: str = "--backends") -> tuple:
     one line when fewer than two distinct integer backends remain."""
     out, notes = [], []
     for s in specs:
-        why = s.refuses(graph)
+        why = s.refuses(graph) or mode_refusal(s, graph)
         if not why:
             out.append(s)
             continue
         alt = BACKENDS.get(s.fallback) if s.fallback else None
-        if alt is not None and not alt.refuses(graph) and alt not in out and alt not in specs:
+        if alt is not None and not (alt.refuses(graph) or mode_refusal(alt, graph)) and alt not in out \
+                and alt not in specs:
             out.append(alt)
             notes.append(f"{s.name} replaced by {alt.name} ({alt.description}) in the default backends: "
                          f"{s.name} cannot run this network: {why}")
