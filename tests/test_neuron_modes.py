@@ -182,3 +182,21 @@ def test_bptt_trains_a_spec_with_modes(mode):
     losses = [train_batch(net, x, y, 4, "bptt", opt, F.cross_entropy)["loss"] for _ in range(15)]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
     assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in net.blocks.parameters())
+
+
+@pytest.mark.parametrize("mode", [m for m in ALL_MODES if not m.is_default], ids=lambda m: f"{m.reset}{m.compare}")
+def test_fold_carries_modes_and_its_float_check_runs_them(mode):
+    """export/fold: every FloatLayer (and so every IR layer) carries the spec's modes, and the folded float
+    forward pass (a second code path) gives the network's own LIF spikes with them."""
+    from saf.export.fold.snn import fold_network, float_forward
+    net = _net(with_modes(CONV, [mode, NeuronMode(), mode]))
+    layers, fb = fold_network(net)
+    assert [(l.reset, l.compare) for l in layers[:-1]] == [(mode.reset, mode.compare), ("subtract", ">="),
+                                                           (mode.reset, mode.compare)]
+    x = torch.rand(8, 2, 6, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    tot, recs = net.infer(x, 6, "lif", record=True)
+    tot2, spikes = float_forward(layers, fb, x.numpy(), 6, net.lam, net.theta)
+    assert np.abs(tot.numpy() - tot2).max() < 1e-9
+    for t in range(6):
+        for i, sp in enumerate(spikes):
+            assert np.array_equal(recs[t].spikes[i].flatten(1).numpy() > 0.5, sp[:, t])
