@@ -248,6 +248,9 @@ def test_saf_e_refuses_a_spec_with_modes_and_bptt_deploys_it(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "LIF form accuracy" in out and "SAF form           none" in out
     assert main(["export", str(tmp_path / "run"), "--target", "loihi", "--out", str(tmp_path / "b")]) == 0
+    assert main(["info", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "fire V > TH<<F, reset zero" in out and "fire V >= TH<<F, reset subtract-undecayed" in out
     g = load_graph(tmp_path / "b")
     assert [l.mode for l in g.spiking_layers] == [NeuronMode(">", "zero"), NeuronMode(">=", "subtract-undecayed")]
     capsys.readouterr()
