@@ -145,6 +145,9 @@ class Layer:
         """The layer's (compare, reset) as one record (validated)."""
         return NeuronMode(self.compare, self.reset)
 
+    def __post_init__(self):
+        NeuronMode(self.compare, self.reset)   # an unknown reset or compare is refused where the layer is made
+
     @property
     def spiking(self) -> bool:
         return self.kind != "readout"
