@@ -11,8 +11,16 @@ firing, which fires at alpha*TH by starting at (1-alpha)*TH << F, METHODS.md 3.4
     I[t]  = W s_in[t] + B  (+ W_fb s_src[t-1] for each feedback edge into the layer, s_src[0] = 0)
     V[t]  = decay(V'[t-1]) + (I[t] << F)          decay(x) = sign(x) * ((|x| * (4096 - D)) >> 12)
     V[t]  = clip(V[t], -(2^23 - 1), 2^23 - 1)      (24-bit saturating state)
-    s[t]  = V[t] >= (TH << F)                      (fire at equality: the toolchain's one convention)
-    V'[t] = V[t] - s[t] * (TH << F)                (subtractive reset, leak after reset)
+    s[t]  = V[t] >= (TH << F)                      (fire at equality: the default compare)
+    V'[t] = V[t] - s[t] * (TH << F)                (subtractive reset, leak after reset: the default)
+
+Per-layer modes (Layer.reset, Layer.compare; train/neuron_modes.py, the one list of allowed values; a
+manifest without them means the defaults above). compare ">" fires on s[t] = V[t] > (TH << F) (no
+conversion to >= with TH + 1: TH << F is kept as stated). reset:
+    "subtract"            as above
+    "zero"                V'[t] = V[t] * (1 - s[t])             (Lava's stock LIF: v = 0 after a spike)
+    "subtract-undecayed"  V'[t] = V[t], and the next step subtracts after the decay:
+                          V[t] = clip(decay(V'[t-1]) - s[t-1] * (TH << F) + (I[t] << F))
 
 The first layer's s_in[t] is the quantized input: x_q constant over time (an image, the default),
 or a time-varying x_q[t] (a spike train / event frames, one frame per step: xq [N, T, *input_shape];
@@ -60,6 +68,8 @@ from typing import Optional
 
 import numpy as np
 
+from saf.train.neuron_modes import ALL_MODES, DEFAULT_COMPARE, DEFAULT_MODE, DEFAULT_RESET, NeuronMode
+
 STATE_BITS = 24
 STATE_MAX = (1 << (STATE_BITS - 1)) - 1
 DECAY_BITS = 12
@@ -67,19 +77,31 @@ DECAY_ONE = 1 << DECAY_BITS
 DU_NONE = DECAY_ONE - 1          # Layer.du that keeps no current from one step to the next
 
 
-@dataclass(frozen=True)
-class Convention:
-    """How a form resolves a threshold tie and resets, as each backend declares it:
-    compare ">=" fires at V == TH << F, ">" does not; reset "subtract" (V' = V - TH << F) or "zero"."""
-    compare: str
-    reset: str
+# How a form resolves a threshold tie and resets (compare ">=" fires at V == TH << F, ">" does not; reset
+# "subtract", "subtract-undecayed" or "zero"): a layer's modes, and what each backend declares it runs.
+Convention = NeuronMode
 
-    def __str__(self) -> str:
-        return f"fire when V {self.compare} TH<<F, {'subtractive' if self.reset == 'subtract' else 'hard'} reset"
+# The default semantics above (every layer of every bundle written before per-layer modes).
+IR_CONVENTION = DEFAULT_MODE
 
 
-# The semantics above, which every backend must declare (and the certificate's convention row checks).
-IR_CONVENTION = Convention(">=", "subtract")
+def declared_mode(declared, mode: NeuronMode) -> Optional[NeuronMode]:
+    """The mode a backend runs on a layer whose own mode is `mode`. `declared` is the backend's declaration:
+    one Convention (it runs that on every layer, whatever the layer says: a fixed neuron) or a set of them
+    (it runs each layer's own mode when the set holds it). None: it cannot run the layer."""
+    if isinstance(declared, NeuronMode):
+        return declared
+    return mode if mode in declared else None
+
+
+def modes_text(declared) -> str:
+    """A declaration in words (verify's report)."""
+    if isinstance(declared, NeuronMode):
+        return str(declared)
+    if len(declared) == len(ALL_MODES):
+        return "each layer's own compare and reset (all of them)"
+    return "each layer's own compare and reset, where it is one of: " + "; ".join(
+        str(m) for m in ALL_MODES if m in declared)
 
 
 @dataclass
@@ -115,6 +137,16 @@ class Layer:
         return sum_pool(x, self.in_shape, int(self.in_pool)) if int(self.in_pool) > 1 else x
     du: int = 4095                # spiking only: Lava's 12-bit current decay (U *= (4095-du)/4096); 4095 = none
     first_spike: bool = False     # readout only: R[k] = T + 1 - first step with (W s_N + B)[k] > 0 (0: never)
+    reset: str = DEFAULT_RESET    # spiking only: "subtract" | "subtract-undecayed" | "zero" (train/neuron_modes.py)
+    compare: str = DEFAULT_COMPARE  # spiking only: ">=" | ">"
+
+    @property
+    def mode(self) -> NeuronMode:
+        """The layer's (compare, reset) as one record (validated)."""
+        return NeuronMode(self.compare, self.reset)
+
+    def __post_init__(self):
+        NeuronMode(self.compare, self.reset)   # an unknown reset or compare is refused where the layer is made
 
     @property
     def spiking(self) -> bool:

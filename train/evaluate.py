@@ -4,6 +4,12 @@ from __future__ import annotations
 import torch
 
 
+def float_form(net) -> str:
+    """The float form that evaluates `net`: its SAF form, or the LIF form when a layer has a non-default
+    reset or compare (train/neuron_modes.py: no SAF form exists for it). Nets without modes (DSR) say "saf"."""
+    return getattr(net, "float_form", "saf")
+
+
 @torch.no_grad()
 def evaluate(net, x: torch.Tensor, y: torch.Tensor, T: int, form: str = "saf", batch_size: int = 256,
              device: str = "cpu") -> dict:

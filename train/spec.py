@@ -10,6 +10,9 @@ layer `src` back into spiking layer `dst` (dst <= src), indices counted over spi
                 {"type": "flatten"}, {"type": "linear", "out": 64}],
      "feedback": [{"src": 1, "dst": 0, "kernel": 3, "padding": 1}]}
 
+A spiking layer may carry "reset" ("subtract" | "subtract-undecayed" | "zero") and "compare" (">=" | ">"):
+its neuron modes (train/neuron_modes.py, the one list of allowed values; absent: subtract, >=).
+
 A feedback edge may carry "norm": "spectral" (IDE, METHODS.md 1.2: W = clamp(g, -1, 1) V / sigma(V)) and,
 between conv layers, "transposed": true with "stride"/"output_padding" (IDE's CIFAR nets feed back
 through a stride-2 ConvTranspose; trainable, but the IR cannot hold it, so export refuses it).
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from saf.train.methods.ide.specs import IDE_SPECS
+from saf.train.neuron_modes import DEFAULT_COMPARE, DEFAULT_RESET, NeuronMode, mode_problem
 
 SPIKING = ("conv", "linear")
 GLUE = ("avgpool", "gap", "flatten")
@@ -44,6 +48,12 @@ class LayerPlan:
     stride: int = 1
     padding: int = 0
     raw_in_shape: tuple = ()     # shape before the glue (the previous layer's output)
+    reset: str = DEFAULT_RESET   # spiking only: train/neuron_modes.py
+    compare: str = DEFAULT_COMPARE
+
+    @property
+    def mode(self) -> NeuronMode:
+        return NeuronMode(self.compare, self.reset)
 
 
 @dataclass
@@ -70,7 +80,8 @@ class Plan:
 
 MAX_DIM = 1 << 20                   # any one size, channel count or kernel in a spec
 MAX_PARAMETERS = 1 << 31            # weights in the whole network (8 GiB of float32)
-LAYER_KEYS = {"conv": {"type", "out", "kernel", "stride", "padding"}, "linear": {"type", "out"},
+MODE_KEYS = {"reset", "compare"}        # optional on spiking layers (train/neuron_modes.py)
+LAYER_KEYS = {"conv": {"type", "out", "kernel", "stride", "padding"} | MODE_KEYS, "linear": {"type", "out"} | MODE_KEYS,
               "avgpool": {"type", "kernel"}, "gap": {"type"}, "flatten": {"type"}}
 FEEDBACK_KEYS = {"src", "dst", "kernel", "padding", "norm", "transposed", "stride", "output_padding"}
 
@@ -99,6 +110,20 @@ def _keys(d, allowed: set, where: str) -> dict:
     if extra:
         raise SpecError(f"{where}: unknown key {extra[0]!r} (known: {', '.join(sorted(allowed))})")
     return d
+
+
+def _modes(d: dict, where: str) -> tuple:
+    """(reset, compare) of a spiking layer's dict: its optional "reset" / "compare", else the defaults."""
+    for key, default in (("reset", DEFAULT_RESET), ("compare", DEFAULT_COMPARE)):
+        problem = mode_problem(d.get(key, default), key)
+        if problem:
+            raise SpecError(f"{where}: {problem}")
+    return d.get("reset", DEFAULT_RESET), d.get("compare", DEFAULT_COMPARE)
+
+
+def layer_modes(spec: dict) -> list:
+    """The NeuronMode of every spiking layer of a (valid) spec, in order."""
+    return [lp.mode for lp in plan(spec).layers[:-1]]
 
 
 def _glue_shape(shape: tuple, op: tuple, where: str = "") -> tuple:
@@ -174,6 +199,7 @@ def plan(spec: dict) -> Plan:
             shape = _glue_shape(shape, op, f"{where}: ")
             continue
         n = _int(ld, "out", where, None, lo=1)
+        modes = _modes(ld, f"{where} (spiking layer {len(out.layers)})")
         if t == "conv":
             if len(shape) != 3:
                 raise SpecError(f"{where}: input must be [C, H, W], got {list(shape)} (remove the flatten?)")
@@ -183,12 +209,13 @@ def plan(spec: dict) -> Plan:
             if h < 1 or w < 1:
                 raise SpecError(f"{where}: kernel {k} does not fit the {shape[1]}x{shape[2]} input")
             o_shape = (n, h, w)
-            out.layers.append(LayerPlan("conv", pre, shape, o_shape, n, k, st, pad, raw))
+            out.layers.append(LayerPlan("conv", pre, shape, o_shape, n, k, st, pad, raw, *modes))
         else:
             if len(shape) != 1:
                 raise SpecError(f"{where}: input must be flat, got {list(shape)} (add a flatten or gap)")
             o_shape = (n,)
-            out.layers.append(LayerPlan("linear", pre, shape, o_shape, n, raw_in_shape=raw))
+            out.layers.append(LayerPlan("linear", pre, shape, o_shape, n, raw_in_shape=raw, reset=modes[0],
+                                        compare=modes[1]))
         shape, raw, pre = o_shape, o_shape, []
     if not out.layers:
         raise SpecError("spec has no spiking layer")

@@ -137,6 +137,8 @@ def summarize(m: dict) -> str:
             th = "first-spike readout (R = T + 1 - first step)"
         elif "du" in l:
             th += f" du={l['du']}"
+        if "reset" in l or "compare" in l:          # per-layer modes, shown where not the default
+            th += f" fire V {l.get('compare', '>=')} TH<<F, reset {l.get('reset', 'subtract')}"
         pool = f" sum-pool {l['in_pool']}x{l['in_pool']} ->" if l.get("in_pool", 1) > 1 else ""
         lines.append(f"  {l['name']:<10} {l['kind']:<8} {str(l['in_shape']):>14} ->{pool} {str(l['out_shape']):<14} "
                      f"w{l['weight_shape']} {th} F={l['frac_bits']}")

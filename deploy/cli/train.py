@@ -26,7 +26,7 @@ from saf.train.io.outdir import OutputError, check_target
 from saf.train.run.config import OPTIMIZERS, ConfigError, check_config, flag, resumed_config
 from saf.train.spec import BUILTIN, SpecError, load_spec, with_neuron
 from saf.train.run.fit import done_text, fit_and_report, fit_into
-from saf.train.run.trainer import TrainConfig, TrainingError
+from saf.train.run.trainer import TrainConfig, TrainingError, check_method_modes
 
 USER_ERRORS = (CheckpointError, ConfigError, DatasetError, DistributedError, OutputError, SpecError, TrainingError,
                FPError, SimulationError)
@@ -148,6 +148,7 @@ def plan_run(a) -> tuple:
                               f"give one of them")
         explicit[name] = value
     cfg = check_config(TrainConfig(**explicit))
+    check_method_modes(cfg.method, raw)
     check_target(out, (RUN_DIR,), a.force)
     replacing = out.is_dir() and any(out.iterdir())
     spec = with_neuron(raw, cfg.lam, cfg.theta)
@@ -228,7 +229,7 @@ def _train_ddp(a) -> int:
 def eval_checkpoint(path, dataset=None, data_root=None, T=None) -> dict:
     from saf.train.checkpoint import load_model
     from saf.train.data import load_dataset
-    from saf.train.evaluate import evaluate
+    from saf.train.evaluate import evaluate, float_form
 
     if T is not None and T < 1:
         raise ConfigError(f"--T must be >= 1, got {T}")
@@ -240,13 +241,14 @@ def eval_checkpoint(path, dataset=None, data_root=None, T=None) -> dict:
         raise DatasetError(f"--data {data.name}: its samples are {list(data.input_shape)} in {data.num_classes} "
                            f"classes, the checkpoint {path} takes {list(spec['input_shape'])} in "
                            f"{spec['num_classes']} classes")
-    saf = evaluate(net, data.x_test, data.y_test, T, "saf")
     lif = evaluate(net, data.x_test, data.y_test, T, "lif")
-    agree = float((saf["predictions"] == lif["predictions"]).float().mean())
+    # a network with non-default reset/compare modes has no SAF form (train/neuron_modes.py): LIF only
+    saf = evaluate(net, data.x_test, data.y_test, T, "saf") if float_form(net) == "saf" else None
+    agree = None if saf is None else float((saf["predictions"] == lif["predictions"]).float().mean())
     return {"checkpoint": str(path), "dataset": data.name, "T": T, "n": len(data.y_test),
             "readout": net.readout_kind.name, "readout_leak": net.readout_kind.leak(net.lam),
-            "saf_accuracy": saf["accuracy"], "lif_accuracy": lif["accuracy"], "prediction_agreement": agree,
-            "saf_firing_rates": saf["firing_rates"], "lif_firing_rates": lif["firing_rates"]}
+            "saf_accuracy": saf and saf["accuracy"], "lif_accuracy": lif["accuracy"], "prediction_agreement": agree,
+            "saf_firing_rates": saf and saf["firing_rates"], "lif_firing_rates": lif["firing_rates"]}
 
 
 def add_checkpoint_choice(p: argparse.ArgumentParser) -> None:
@@ -276,8 +278,10 @@ def cmd_eval(a) -> int:
         r = eval_checkpoint(path, a.dataset, a.data_root, a.T)
         lines = [f"{r['dataset']} test set ({r['n']} samples), T={r['T']}, readout {r['readout']} "
                  f"(leak {r['readout_leak']:g} per step, as trained)",
-                 f"  SAF form accuracy  {r['saf_accuracy']:.4f}",
-                 f"  LIF form accuracy  {r['lif_accuracy']:.4f}",
-                 f"  identical predictions: {r['prediction_agreement'] * 100:.2f}%"]
+                 f"  LIF form accuracy  {r['lif_accuracy']:.4f}"]
+        lines[1:1] = [f"  SAF form accuracy  {r['saf_accuracy']:.4f}"] if r["saf_accuracy"] is not None else \
+            ["  SAF form           none: a layer's reset/compare is not the SAF form's (train/neuron_modes.py)"]
+        if r["prediction_agreement"] is not None:
+            lines.append(f"  identical predictions: {r['prediction_agreement'] * 100:.2f}%")
     print(json.dumps(r, indent=2) if a.json else "\n".join(lines))
     return 0

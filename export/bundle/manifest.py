@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from saf.train.neuron_modes import mode_problem
+
 from saf.export.bundle.auth import MANIFEST_HASH_KEY
 from saf.export.bundle.error import BundleError
 
@@ -71,6 +73,11 @@ def validate_manifest(m, mpath: Path) -> None:
         if "first_spike" in lm:        # optional first-spike readout (FP)
             _require(isinstance(lm["first_spike"], bool) and lm["kind"] == "readout", mpath,
                      f"layers[{i}].'first_spike'", "must be a boolean on the readout layer")
+        for key in ("reset", "compare"):   # optional per-layer modes (omitted: subtract, >=)
+            if key in lm:
+                problem = mode_problem(lm[key], key)
+                _require(not problem and lm["kind"] != "readout", mpath, f"layers[{i}].'{key}'",
+                         problem or "belongs on a spiking layer, not the readout")
     for j, fm in enumerate(m["feedback"]):
         _check(fm, FEEDBACK, mpath, f"feedback[{j}].")
     for name, digest in m["files"].items():

@@ -19,6 +19,8 @@ from saf.train.io.outdir import OutputKind, Staged
 
 from saf.export.bundle.auth import check_files, check_manifest, seal
 from saf.export.bundle.error import BundleError
+from saf.train.neuron_modes import DEFAULT_COMPARE, DEFAULT_RESET
+
 from saf.export.ir import DU_NONE, Feedback, Graph, Layer
 from saf.export.bundle.manifest import validate_manifest
 
@@ -58,6 +60,10 @@ def _layer_meta(l: Layer) -> dict:
         d["du"] = int(l.du)                # two-state layer: 12-bit current decay; omitted at 4095 (none)
     if not l.spiking and l.first_spike:
         d["first_spike"] = True            # first-spike readout (FP); omitted when False
+    if l.spiking and l.reset != DEFAULT_RESET:
+        d["reset"] = l.reset               # per-layer reset mode (train/neuron_modes.py); omitted at the default
+    if l.spiking and l.compare != DEFAULT_COMPARE:
+        d["compare"] = l.compare           # per-layer compare; omitted at the default (>=)
     return d
 
 
@@ -183,7 +189,8 @@ def load_graph(bundle: Path, manifest: Optional[dict] = None, files: Optional[di
                             v0=int(lm.get("v0", 0)) if lm["kind"] != "readout" else 0,
                             in_pool=_in_pool(lm, bundle / MANIFEST),
                             du=int(lm.get("du", DU_NONE)) if lm["kind"] != "readout" else DU_NONE,
-                            first_spike=bool(lm.get("first_spike", False)) and lm["kind"] == "readout"))
+                            first_spike=bool(lm.get("first_spike", False)) and lm["kind"] == "readout",
+                            reset=lm.get("reset", DEFAULT_RESET), compare=lm.get("compare", DEFAULT_COMPARE)))
     feedback = []
     for j, fm in enumerate(m.get("feedback", [])):
         key = f"feedback{j}_weight"

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 
 from saf.train.modules.synapse import apply_glue
+from saf.train.functional.neuron import lif_potential
+from saf.train.neuron_modes import DEFAULT_COMPARE, DEFAULT_RESET
 
 
 class FoldError(ValueError):
@@ -42,6 +44,8 @@ class FloatLayer:
     stride: int = 1
     padding: int = 0
     pool: int = 1              # k: an AvgPool(k) (or GAP over k x k) was folded in (sum_pool.py can undo it)
+    reset: str = DEFAULT_RESET     # the spec's per-layer modes (train/neuron_modes.py), carried into the IR
+    compare: str = DEFAULT_COMPARE
 
 
 @dataclass
@@ -130,14 +134,15 @@ def fold_network(net) -> tuple:
         if lp.kind == "conv":
             w, stride, padding = _fold_conv(name, w, lp)
             k = int(np.prod([op[1] for op in lp.pre])) if lp.pre else 1
-            layers.append(FloatLayer(name, "conv", w, bias, raw, tuple(lp.out_shape), stride, padding, pool=k))
+            layers.append(FloatLayer(name, "conv", w, bias, raw, tuple(lp.out_shape), stride, padding, pool=k,
+                                     reset=lp.reset, compare=lp.compare))
         else:
             if lp.pre:
                 w = fold_glue_into_dense(w, lp.pre, raw)
             elif w.shape[1] != int(np.prod(raw)):
                 raise FoldError(f"layer {name}: weight has {w.shape[1]} inputs, previous layer gives {raw}")
             layers.append(FloatLayer(name, "readout" if ro else "dense", w, bias, raw, tuple(lp.out_shape),
-                                     pool=glue_pool(lp.pre, raw)))
+                                     pool=glue_pool(lp.pre, raw), reset=lp.reset, compare=lp.compare))
     feedback = []
     for k, f in enumerate(net.plan.feedback):
         if f.transposed:
@@ -179,9 +184,9 @@ def float_forward(layers: list, feedback: list, x: np.ndarray, T: int, lam: floa
             for f in feedback:
                 if f.dst == i:
                     cur = cur + syn(f.kind, f.weight, s_prev[f.src], f.stride, f.padding, sp_layers[f.src].out_shape)
-            v = cur if u[i] is None else lam * u[i] + cur
-            s = (v >= theta).to(torch.float64)
-            u[i] = v - theta * s
+            v = cur if u[i] is None else lif_potential(cur, u[i], s_prev[i], lam, theta, l.reset)
+            s = ((v > theta) if l.compare == ">" else (v >= theta)).to(torch.float64)
+            u[i] = v
             spikes[i].append(s.numpy().astype(bool))
             s_now.append(s)
             inp = s

@@ -14,6 +14,7 @@ from typing import Callable, Optional
 import torch
 
 from saf.train.functional.surrogate import spike, surrogate_grad
+from saf.train.neuron_modes import RESET_SUBTRACT, RESET_SUBTRACT_UNDECAYED, RESET_ZERO, RESETS
 
 SpikeFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -41,13 +42,28 @@ def train_rate(x, lam: float):
         acc = x[:, t] if acc is None else lam * acc + x[:, t]
     return acc / bias_coeff(T, lam)
 
-def lif_step(current: torch.Tensor, u_prev: Optional[torch.Tensor], s_prev: Optional[torch.Tensor],
-             lam: float, theta: float, spike_fn: SpikeFn):
-    """One LIF step. Returns (u[t], s[t]). The caller decides whether u_prev/s_prev carry a graph."""
+def lif_potential(current: torch.Tensor, u_prev: Optional[torch.Tensor], s_prev: Optional[torch.Tensor],
+                  lam: float, theta: float, reset: str = RESET_SUBTRACT) -> torch.Tensor:
+    """u[t] of one LIF step from u[t-1] (before its reset), s[t-1] and the current I[t].
+
+    reset (train/neuron_modes.py): "subtract" u = lam (u' - theta s') + I (the default), "subtract-undecayed"
+    u = lam u' - theta s' + I, "zero" u = lam u' (1 - s') + I."""
     if u_prev is None:
-        u = current
-    else:
-        u = lam * (u_prev - theta * s_prev) + current
+        return current
+    if reset == RESET_SUBTRACT:
+        return lam * (u_prev - theta * s_prev) + current
+    if reset == RESET_SUBTRACT_UNDECAYED:
+        return lam * u_prev - theta * s_prev + current
+    if reset == RESET_ZERO:
+        return lam * (u_prev * (1.0 - s_prev)) + current
+    raise ValueError(f"unknown reset {reset!r} (known: {', '.join(RESETS)})")
+
+
+def lif_step(current: torch.Tensor, u_prev: Optional[torch.Tensor], s_prev: Optional[torch.Tensor],
+             lam: float, theta: float, spike_fn: SpikeFn, reset: str = RESET_SUBTRACT):
+    """One LIF step. Returns (u[t], s[t]). The caller decides whether u_prev/s_prev carry a graph.
+    The reset is `lif_potential`'s; the compare is spike_fn's (strict or not)."""
+    u = lif_potential(current, u_prev, s_prev, lam, theta, reset)
     return u, spike_fn(u - theta)
 
 

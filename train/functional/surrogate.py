@@ -1,7 +1,9 @@
 """Heaviside spike with surrogate gradients (pure functions over tensors of any shape).
 
 Convention for the whole toolchain: fire at equality, H(x) = 1 if x >= 0 (as the reference OTTT
-code). Integer backends compare `v >= TH`, which on a strict-`>` machine is `v > TH - 1`.
+code). Integer backends compare `v >= TH`, which on a strict-`>` machine is `v > TH - 1`. A layer whose
+spec says "compare": ">" (train/neuron_modes.py) fires strictly, H(x) = 1 if x > 0 (`strict=True`); the
+surrogate gradient is the same function of x either way.
 """
 from __future__ import annotations
 
@@ -40,44 +42,44 @@ class _SigmoidSpike(torch.autograd.Function):
     """H(x) forward; d/dx = alpha * sig(alpha x) * (1 - sig(alpha x)) backward."""
 
     @staticmethod
-    def forward(ctx, x, alpha):
+    def forward(ctx, x, alpha, strict=False):
         ctx.save_for_backward(x)
         ctx.alpha = alpha
-        return (x >= 0).to(x.dtype)
+        return heaviside(x, strict)
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return sigmoid_surrogate_grad(x, grad, ctx.alpha), None
+        return sigmoid_surrogate_grad(x, grad, ctx.alpha), None, None
 
 
 class _RectSpike(torch.autograd.Function):
     """H(x) forward; d/dx = 1{|x| < width} backward (OTTT's rectangular choice with width = theta)."""
 
     @staticmethod
-    def forward(ctx, x, width):
+    def forward(ctx, x, width, strict=False):
         ctx.save_for_backward(x)
         ctx.width = width
-        return (x >= 0).to(x.dtype)
+        return heaviside(x, strict)
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return rect_surrogate_grad(x, grad, ctx.width), None
+        return rect_surrogate_grad(x, grad, ctx.width), None, None
 
 
-def spike(x: torch.Tensor, surrogate: str = "sigmoid", alpha: float = 4.0) -> torch.Tensor:
-    """Heaviside step of x (fires at x == 0) with the chosen surrogate gradient.
+def spike(x: torch.Tensor, surrogate: str = "sigmoid", alpha: float = 4.0, strict: bool = False) -> torch.Tensor:
+    """Heaviside step of x (fires at x == 0; not with strict=True) with the chosen surrogate gradient.
 
     sigmoid: alpha is the slope (paper default 4). rect: alpha is the half-width of the window.
     """
     if surrogate == "sigmoid":
-        return _SigmoidSpike.apply(x, alpha)
+        return _SigmoidSpike.apply(x, alpha, strict)
     if surrogate == "rect":
-        return _RectSpike.apply(x, alpha)
+        return _RectSpike.apply(x, alpha, strict)
     raise ValueError(f"unknown surrogate {surrogate!r} (known: {', '.join(SURROGATES)})")
 
 
-def heaviside(x: torch.Tensor) -> torch.Tensor:
-    """The forward step alone (no graph): 1 where x >= 0."""
-    return (x >= 0).to(x.dtype)
+def heaviside(x: torch.Tensor, strict: bool = False) -> torch.Tensor:
+    """The forward step alone (no graph): 1 where x >= 0 (x > 0 with strict=True)."""
+    return ((x > 0) if strict else (x >= 0)).to(x.dtype)

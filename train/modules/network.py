@@ -22,6 +22,7 @@ from saf.train.functional.neuron import bias_coeff, lif_step, saf_potential, saf
 from saf.train.functional.replace import replace
 from saf.train.functional.surrogate import spike
 from saf.train.readout import SUM, Readout
+from saf.train.neuron_modes import COMPARE_GT
 from saf.train.spec import neuron_params, plan
 from saf.train.modules.spectral import SpectralSynapse
 from saf.train.modules.synapse import Synapse
@@ -78,13 +79,30 @@ class SpikingNet(nn.Module):
         self.readout = blocks[-1]
         self.fb = nn.ModuleList(_feedback_synapse(f, self.plan, ws, gamma) for f in self.plan.feedback)
         self.fb_edges = [(f.src, f.dst) for f in self.plan.feedback]
+        self.modes = [lp.mode for lp in self.plan.layers[:-1]]   # per spiking layer (train/neuron_modes.py)
+
+    @property
+    def saf_form_valid(self) -> bool:
+        """The SAF (accumulation) form equals the LIF form only with every layer at the default modes."""
+        return all(m.is_default for m in self.modes)
+
+    @property
+    def float_form(self) -> str:
+        """The form that evaluates this network: "saf" (its training form), or "lif" when a layer has a
+        non-default reset or compare (the SAF form does not exist for it)."""
+        return "saf" if self.saf_form_valid else "lif"
 
     @property
     def n_spiking(self) -> int:
         return len(self.blocks)
 
-    def spike_fn(self, x):
-        return spike(x, self.surrogate, self.alpha)
+    def spike_fn(self, x, strict: bool = False):
+        return spike(x, self.surrogate, self.alpha, strict)
+
+    def _layer_spike_fn(self, l: int):
+        if self.modes[l].compare == COMPARE_GT:
+            return lambda x: self.spike_fn(x, True)
+        return self.spike_fn
 
     def init_saf(self) -> SAFState:
         return SAFState([None] * self.n_spiking)
@@ -132,6 +150,7 @@ class SpikingNet(nn.Module):
         W_o a_N[t] + b_o c[t] (SAF-F's loss input, before dividing by c[t]); readout="none" skips the
         readout (o is None). weights: `effective_weights()` computed once, to skip recomputing sWS
         each step where the parameters do not change in between (identical values)."""
+        self._require_saf_form()
         t = st.t + 1
         lam, theta = self.lam, self.theta
         c = bias_coeff(t, lam)
@@ -166,6 +185,12 @@ class SpikingNet(nn.Module):
             o = replace(value, ro(a_N, w) + ro.bias_term(c))
         return o, SAFState([a.detach() for a in new_a], t, a_in)
 
+    def _require_saf_form(self) -> None:
+        if not self.saf_form_valid:
+            l, m = next((i, m) for i, m in enumerate(self.modes) if not m.is_default)
+            raise ValueError(f"spiking layer {l} has reset {m.reset!r} / compare {m.compare!r}: the SAF form is "
+                             f"defined only for reset 'subtract' with compare '>='; use the LIF form")
+
     # ---------------------------------------------------------------- LIF form
     def _current(self, syn: Synapse, s_in, a_in, c: float, mode: str, bias: bool = True):
         """Synaptic current W s + b. mode "trace": value from s, gradient through W a_hat + b c."""
@@ -193,7 +218,7 @@ class SpikingNet(nn.Module):
                     cur = cur + self._current(self.fb[k], st.s[src], st.ahat[src], c, mode, bias=False)
             u_prev = st.u[l] if keep or st.u[l] is None else st.u[l].detach()
             s_prev = st.s[l] if keep or st.s[l] is None else st.s[l].detach()
-            u, s = lif_step(cur, u_prev, s_prev, lam, theta, self.spike_fn)
+            u, s = lif_step(cur, u_prev, s_prev, lam, theta, self._layer_spike_fn(l), self.modes[l].reset)
             if record is not None:
                 record.spikes.append(s.detach())
                 record.potentials.append(u.detach())

@@ -16,14 +16,15 @@ import torch
 from saf.train.checkpoint import (BEST, CHECKPOINT, METRICS, RESUME, best_config, best_of, load_resume, save_checkpoint,
                                   save_resume, write_run_logs)
 from saf.train.data.validation import VAL_FRACTION, hold_out, val_text
-from saf.train.evaluate import evaluate
+from saf.train.evaluate import evaluate, float_form
 from saf.train.methods.ide.solver import SolverConfig
 from saf.train.functional.loss import ce_mse_loss
 from saf.train.functional.surrogate import SURROGATES
 from saf.train.methods.registry import check_method, readout_for, train_batch
 from saf.train.modules.network import SpikingNet
 from saf.train.io.outdir import make_dirs, remove_made
-from saf.train.spec import load_spec, with_neuron
+from saf.train.neuron_modes import method_refusal
+from saf.train.spec import layer_modes, load_spec, with_neuron
 
 
 class TrainingError(Exception):
@@ -99,11 +100,19 @@ def peak_memory_bytes(device: str) -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
 
 
+def check_method_modes(method: str, spec: dict) -> None:
+    """Refuse (one line) a method that cannot train the spec's per-layer reset/compare modes."""
+    problem = method_refusal(method, layer_modes(spec))
+    if problem:
+        raise TrainingError(f"--method {method}: {problem}")
+
+
 def build(cfg: TrainConfig, spec: Optional[dict] = None):
     """The network of `cfg`; `spec` (a resumed run's stored spec) replaces loading cfg.model again."""
     if spec is None:
         spec = with_neuron(load_spec(cfg.model), cfg.lam, cfg.theta)
         spec["T"] = cfg.T
+    check_method_modes(cfg.method, spec)
     if cfg.method == "dsr":
         from saf.train.methods.dsr.net import DSRNet, dsr_spec
         return DSRNet(dsr_spec(spec, cfg.dsr_alpha, cfg.dsr_readout))
@@ -241,9 +250,10 @@ class Trainer:
                     torch.cuda.reset_peak_memory_stats()
                 m = self.train_epoch(epoch)
                 train_time = time.perf_counter() - t0
-                ev = evaluate(self.net, self.data.x_test, self.data.y_test, cfg.T, "saf", device=self.device)
+                form = float_form(self.net)
+                ev = evaluate(self.net, self.data.x_test, self.data.y_test, cfg.T, form, device=self.device)
                 if len(self.y_val):
-                    m["val_acc"] = evaluate(self.net, self.x_val, self.y_val, cfg.T, "saf", device=self.device)["accuracy"]
+                    m["val_acc"] = evaluate(self.net, self.x_val, self.y_val, cfg.T, form, device=self.device)["accuracy"]
                 m.update(epoch=epoch + 1, test_acc=ev["accuracy"], firing_rates=ev["firing_rates"],
                          time_s=train_time,
                          peak_memory_bytes=peak_memory_bytes(self.device))
