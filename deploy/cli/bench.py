@@ -40,6 +40,10 @@ def register(sub) -> None:
     t.add_argument("--out", default=None, help="write the full result as JSON here")
     t.add_argument("--plot", default=None, help="write a PNG like the paper's Fig. 3 here (time and memory vs T)")
     t.add_argument("--quiet", action="store_true", help="no per-configuration progress lines")
+    t.add_argument("--profile", action="store_true",
+                   help="instead of the T sweep: per-phase time (sWS, synapse, neuron, loss, backward, optimizer) and "
+                        "saved-tensor bytes per phase and layer for each method at one T (--T, default 6)")
+    t.add_argument("--no-ops", action="store_true", help="with --profile: skip the torch.profiler op table")
     t.set_defaults(func=cmd_bench_train)
 
     i = bsub.add_parser("infer", help="every inference backend on one bundle: samples/s, time per step",
@@ -95,6 +99,8 @@ def cmd_bench_train(a) -> int:
         if path:
             check_file_target(path, flag)
     log = None if a.quiet else (lambda s: print(s, flush=True))
+    if a.profile:
+        return _bench_train_profile(a, Ts, log)
     r = bench_train(a.model, a.batch, Ts, methods, a.device, a.steps, a.warmup, a.small,
                     compile=a.compile, lam=a.lam, seed=a.seed, log=log)
     print(format_bench_train(r))
@@ -105,6 +111,24 @@ def cmd_bench_train(a) -> int:
         from saf.train.bench.report import plot_bench_train
         plot_bench_train(r, a.plot)
         print(f"wrote {a.plot}")
+    return 0
+
+
+def _bench_train_profile(a, Ts, log) -> int:
+    from saf.train.bench.cost import bench_train_profile, format_bench_train_profile
+    from saf.train.bench.profile import PROFILE_METHODS
+
+    if Ts is not None and len(Ts) != 1:
+        raise BenchError(f"--T with --profile: one time step count, got {','.join(map(str, Ts))}")
+    if a.plot:
+        raise BenchError("--plot: not with --profile (the profile is a table; --out writes its JSON)")
+    methods = a.methods if a.methods != ",".join(METHODS) else PROFILE_METHODS
+    r = bench_train_profile(a.model, a.batch, Ts[0] if Ts else 6, methods, a.device, a.steps, a.warmup,
+                            a.small, lam=a.lam, seed=a.seed, ops=not a.no_ops, log=log)
+    print(format_bench_train_profile(r))
+    if a.out:
+        _write_json(a.out, r)
+        print(f"wrote {a.out}")
     return 0
 
 
