@@ -56,6 +56,10 @@ def register(sub) -> None:
     i.add_argument("--lava-limit", type=int, default=50, help="at most this many samples on Lava (slow)")
     i.add_argument("--repeats", type=int, default=3)
     i.add_argument("--out", default=None, help="write the result as JSON here")
+    i.add_argument("--peers", action="store_true",
+                   help="instead: the emulator against the float simulators (onnx, the trained network's LIF form in "
+                        "torch, snnTorch when installed), same inputs, T and threads, samples/s side by side")
+    i.add_argument("--threads", type=int, default=2, help="with --peers: torch and numba threads (default 2)")
     i.set_defaults(func=cmd_bench_infer)
 
     r = bsub.add_parser("readme", help="re-run the README's fast headline numbers and diff them against their record",
@@ -144,6 +148,8 @@ def cmd_bench_infer(a) -> int:
         raise BenchError(f"--lava-limit must be >= 1, got {a.lava_limit}")
     if a.out:
         check_file_target(a.out, "--out")
+    if a.peers:
+        return _bench_peers(a)
     kw = {}
     if a.backends is not None:
         backends = tuple(b.strip() for b in a.backends.split(",") if b.strip())
@@ -156,6 +162,21 @@ def cmd_bench_infer(a) -> int:
     r = bench_infer(a.bundle, data=a.data, limit=a.limit, lava_limit=a.lava_limit, repeats=a.repeats,
                     data_root=a.data_root, **kw)
     print(format_bench_infer(r))
+    if a.out:
+        _write_json(a.out, r)
+        print(f"wrote {a.out}")
+    return 0
+
+
+def _bench_peers(a) -> int:
+    from saf.deploy.bench.peers import bench_peers, format_peers
+
+    if a.threads < 1:
+        raise BenchError(f"--threads must be >= 1, got {a.threads}")
+    if a.backends is not None:
+        raise BenchError("--backends: not with --peers (the peers are emulator, onnx, torch-lif, snntorch)")
+    r = bench_peers(a.bundle, data=a.data, limit=a.limit, repeats=a.repeats, data_root=a.data_root, threads=a.threads)
+    print(format_peers(r))
     if a.out:
         _write_json(a.out, r)
         print(f"wrote {a.out}")
