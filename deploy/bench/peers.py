@@ -112,12 +112,16 @@ def bench_peers(bundle_path, data=None, limit=None, repeats: int = 3, data_root=
                            f"spike trains")
     xq, y, name = load_inputs(b, data, data_root, limit)
     T = g.T
-    torch.set_num_threads(threads)
-    try:
-        import numba
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    except Exception:  # noqa: BLE001 - the emulator then uses numba's default
-        pass
+
+    def pin():
+        """torch's and numba's thread counts, set again before every run: numba's OpenMP layer and torch
+        share the OpenMP runtime here, so one's parallel launch can change the other's count."""
+        torch.set_num_threads(threads)
+        try:
+            import numba
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        except Exception:  # noqa: BLE001 - the emulator then uses numba's default
+            pass
     net, _, _ = load_model(f"{b.path}/{SOURCE_FILE}", data=b.file_bytes(SOURCE_FILE, BackendError))
     net = net.float().eval()
     x = torch.from_numpy(np.asarray(xq, np.float32) / np.float32(g.input_scale))
@@ -147,12 +151,14 @@ def bench_peers(bundle_path, data=None, limit=None, repeats: int = 3, data_root=
             raise BackendError(f"unknown peer {p!r} (known: {', '.join(PEERS)})")
     out = {p: None for p in runs}
     for p, fn in runs.items():                       # warm-up: compiled kernels, sessions, thread pools
+        pin()
         out[p] = np.asarray(fn())
     times = {p: [] for p in runs}
     order = list(runs)
     for r in range(repeats):
         k = r % len(order)
         for p in order[k:] + order[:k]:
+            pin()
             t0 = time.perf_counter()
             runs[p]()
             times[p].append(time.perf_counter() - t0)
@@ -172,7 +178,7 @@ def bench_peers(bundle_path, data=None, limit=None, repeats: int = 3, data_root=
         if emu and r["available"]:
             r["emulator_speedup"] = emu["samples_per_s"] / r["samples_per_s"]
     return {"kind": "saf-bench-infer-peers", "bundle": str(bundle_path), "dataset": name, "T": T,
-            "samples": int(len(xq)), "repeats": repeats, "threads": {"torch": torch.get_num_threads(),
+            "samples": int(len(xq)), "repeats": repeats, "threads": {"torch": threads,
                                                                       "numba": _numba_threads(),
                                                                       "onnxruntime": "its default (physical cores)"},
             "rows": rows}
