@@ -26,6 +26,10 @@ def scaled_ws_ops(weight: torch.Tensor, gain: torch.Tensor, gamma: float = 1.0, 
     return w_hat.reshape(weight.shape)
 
 
+def _keep(t):
+    return t
+
+
 class _ScaledWS(torch.autograd.Function):
     @staticmethod
     def forward(ctx, weight, gain, gamma, eps):
@@ -40,7 +44,9 @@ class _ScaledWS(torch.autograd.Function):
                                "use scaled_ws_ops")
         weight, gain = ctx.saved_tensors
         need = ctx.needs_input_grad[:2]
-        with torch.enable_grad():
+        # the recomputed graph lives only inside this backward: plain saving, past any saved-tensor hooks
+        # (a SavedTensorMeter would count, and keep alive, what is freed at the end of this call)
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(_keep, _keep):
             w = weight.detach().requires_grad_(need[0])
             g = gain.detach().requires_grad_(need[1])
             out = scaled_ws_ops(w, g, ctx.gamma, ctx.eps)
