@@ -80,3 +80,16 @@ def test_cli_peers_bad_input(golden_demo_bundle, argv, needle, capsys):
     rc = main(["bench", "infer", str(golden_demo_bundle.path), "--peers"] + argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and needle in err[0]
+
+
+def test_mnist_like_files_read_back_as_mnist(tmp_path):
+    """deploy/bench/mnist_like.py's IDX files load through the real MNIST reader at MNIST's shape."""
+    from saf.deploy.bench.mnist_like import write_mnist_like
+    from saf.train.data import load_dataset
+    from saf.train.data.synthetic import load_synthetic
+
+    write_mnist_like(tmp_path, n_train=30, n_test=12)
+    ds = load_dataset("mnist", str(tmp_path))
+    src = load_synthetic(seed=0, shape=(1, 28, 28), classes=10, n_train=30, n_test=12)
+    assert tuple(ds.input_shape) == (1, 28, 28) and len(ds.x_test) == 12 and ds.input_scale == 255
+    assert torch.equal(ds.y_test, src.y_test) and torch.allclose(ds.x_test, src.x_test.reshape(ds.x_test.shape))
