@@ -74,3 +74,21 @@ def test_cli_profile_bad_input(argv, needle, capsys, tmp_path, monkeypatch):
     rc = main(["bench", "train", "--profile", "--model", "conv-digits"] + argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and needle in err[0]
+
+
+def test_cli_sws_save_keeps_the_intermediates_recompute_does_not(tmp_path, capsys):
+    """--sws save (plain autograd) saves the weight standardization's intermediates; the default
+    recomputes them in backward: the sWS phase's saved bytes show it."""
+    got = {}
+    for mode in ("save", "recompute"):
+        out = tmp_path / f"{mode}.json"
+        assert main(["bench", "train", "--profile", "--model", "conv-digits", "--batch", "2", "--T", "1",
+                     "--steps", "1", "--warmup", "0", "--methods", "saf-e", "--no-ops", "--sws", mode,
+                     "--out", str(out), "--quiet"]) == 0
+        r = json.loads(out.read_text())
+        assert r["config"]["sws"] == mode
+        got[mode] = r["methods"]["saf-e"]["saved_by_phase"]["sWS"]
+    capsys.readouterr()
+    assert got["recompute"] == 0 < got["save"]
+    import saf.train.functional.ws as ws
+    assert ws.RECOMPUTE is True                            # restored after the run

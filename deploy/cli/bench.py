@@ -44,6 +44,9 @@ def register(sub) -> None:
                    help="instead of the T sweep: per-phase time (sWS, synapse, neuron, loss, backward, optimizer) and "
                         "saved-tensor bytes per phase and layer for each method at one T (--T, default 6)")
     t.add_argument("--no-ops", action="store_true", help="with --profile: skip the torch.profiler op table")
+    t.add_argument("--sws", default="recompute", choices=("recompute", "save"),
+                   help="weight standardization's intermediates: recomputed in backward (default, less memory) or "
+                        "saved (plain autograd, less time); gradients are bit-identical either way")
     t.set_defaults(func=cmd_bench_train)
 
     i = bsub.add_parser("infer", help="every inference backend on one bundle: samples/s, time per step",
@@ -103,10 +106,16 @@ def cmd_bench_train(a) -> int:
         if path:
             check_file_target(path, flag)
     log = None if a.quiet else (lambda s: print(s, flush=True))
-    if a.profile:
-        return _bench_train_profile(a, Ts, log)
-    r = bench_train(a.model, a.batch, Ts, methods, a.device, a.steps, a.warmup, a.small,
-                    compile=a.compile, lam=a.lam, seed=a.seed, log=log)
+    import saf.train.functional.ws as ws
+    keep, ws.RECOMPUTE = ws.RECOMPUTE, a.sws == "recompute"
+    try:
+        if a.profile:
+            return _bench_train_profile(a, Ts, log)
+        r = bench_train(a.model, a.batch, Ts, methods, a.device, a.steps, a.warmup, a.small,
+                        compile=a.compile, lam=a.lam, seed=a.seed, log=log)
+    finally:
+        ws.RECOMPUTE = keep
+    r["config"]["sws"] = a.sws
     print(format_bench_train(r))
     if a.out:
         _write_json(a.out, r)
@@ -129,6 +138,7 @@ def _bench_train_profile(a, Ts, log) -> int:
     methods = a.methods if a.methods != ",".join(METHODS) else PROFILE_METHODS
     r = bench_train_profile(a.model, a.batch, Ts[0] if Ts else 6, methods, a.device, a.steps, a.warmup,
                             a.small, lam=a.lam, seed=a.seed, ops=not a.no_ops, log=log)
+    r["config"]["sws"] = a.sws
     print(format_bench_train_profile(r))
     if a.out:
         _write_json(a.out, r)

@@ -7,12 +7,17 @@ anyway) and recomputes the ops in backward: autograd then differentiates the ver
 value and both gradients are bit for bit those of the plain ops (`scaled_ws_ops`), while a step's graph
 no longer keeps two weight-sized intermediates per layer ((W - mean) and the standardized W before the
 gain) alive until backward: on VGG-11 that was 70 MB of every step's 132 MB saved at batch 8
-(`saf bench train --profile`). The price is one more sWS forward per backward (weight-sized, cheap
-next to the convolutions at the batch sizes that need the memory).
+(`saf bench train --profile`). The price is one more sWS forward per backward, weight-sized and so the
+same at every batch size: it costs time in SAF and OTTT alike (sWS forward + backward x1.37 in an
+interleaved A/B on VGG-11's weights, under load); RECOMPUTE = False restores plain saving.
 """
 from __future__ import annotations
 
 import torch
+
+# False: save the intermediates as plain autograd does (no recomputation; more memory, less time).
+# `saf bench train --sws save|recompute` sets it for one benchmark run.
+RECOMPUTE = True
 
 
 def scaled_ws_ops(weight: torch.Tensor, gain: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
@@ -58,6 +63,6 @@ class _ScaledWS(torch.autograd.Function):
 def scaled_ws(weight: torch.Tensor, gain: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
     """`scaled_ws_ops` with its intermediates recomputed in backward instead of saved (module docstring);
     the plain ops where no gradient is wanted."""
-    if not torch.is_grad_enabled() or not (weight.requires_grad or gain.requires_grad):
+    if not RECOMPUTE or not torch.is_grad_enabled() or not (weight.requires_grad or gain.requires_grad):
         return scaled_ws_ops(weight, gain, gamma, eps)
     return _ScaledWS.apply(weight, gain, gamma, eps)
