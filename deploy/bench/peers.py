@@ -69,6 +69,11 @@ class SnnTorchNet:
 
     def __init__(self, net):
         import snntorch as snn
+
+        from saf.train.modules.network import SpikingNet
+        if type(net) is not SpikingNet:
+            raise ValueError(f"snnTorch peer: a {type(net).__name__} (its own neurons or readout) is not rebuilt; "
+                             f"plain SpikingNet networks only")
         if len(net.fb):
             raise ValueError("snnTorch peer: feedback connections are not rebuilt (feed-forward networks only)")
         self.layers = [_layer(b).eval() for b in net.blocks]
@@ -105,8 +110,13 @@ def bench_peers(bundle_path, data=None, limit=None, repeats: int = 3, data_root=
     from saf.export.bundle.store import SOURCE_FILE
     from saf.train.checkpoint import load_model
 
+    from saf.deploy.verify.fp_dt import is_fp_bundle
+
     b = Bundle.load(bundle_path)
     g = b.graph
+    if is_fp_bundle(b):
+        raise BackendError(f"{bundle_path}: --peers compares time-stepped LIF networks; an FP bundle is a "
+                           f"continuous-time network (use saf bench infer without --peers)")
     if g.input_time_varying:
         raise BackendError(f"{bundle_path}: --peers compares constant-input (image) networks; this one takes "
                            f"spike trains")
