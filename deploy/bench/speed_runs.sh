@@ -5,6 +5,7 @@
 #   deploy/bench/speed_runs.sh OUT_DIR [OLD_REF]        (OLD_REF: the code before, default main)
 #   PYTHON=/path/to/python3.10   (default .venv/bin/python)   MNIST_ROOT=DIR (real MNIST IDX files; default:
 #   synthetic MNIST-shaped files, python -m saf.deploy.bench.mnist_like)   STEPS=N (timed minibatches, default 5)
+#   for a smoke test only: MODEL (default vgg11-cifar), BATCHES (default "8 32"), MNIST_N (default "6000 1000")
 #
 # 1. saf bench train, VGG-11 CIFAR shape, CPU, T = 6, batch 8 then 32, back to back: OLD, NEW (default:
 #    sWS recomputed in backward) and NEW with --sws save (the weight standardization's intermediates saved as
@@ -20,6 +21,9 @@ OUT=$(mkdir -p "$1" && cd "$1" && pwd)
 OLD_REF=${2:-main}
 PY=${PYTHON:-.venv/bin/python}
 STEPS=${STEPS:-5}
+MODEL=${MODEL:-vgg11-cifar}
+BATCHES=${BATCHES:-8 32}
+MNIST_N=${MNIST_N:-6000 1000}
 ROOT=$(pwd)
 [ -f "$ROOT/deploy/bench/speed_runs.sh" ] || { echo "$0: run it from the repository root" >&2; exit 2; }
 rm -rf "$OUT/old" "$OUT/new" && mkdir -p "$OUT/old/saf" "$OUT/new"
@@ -27,9 +31,9 @@ git archive "$OLD_REF" | tar -x -C "$OUT/old/saf"
 ln -sfn "$ROOT" "$OUT/new/saf"
 saf_old() { (cd "$OUT" && PYTHONPATH="$OUT/old" "$PY" -m saf.deploy.main "$@"); }
 saf_new() { (cd "$OUT" && PYTHONPATH="$OUT/new" "$PY" -m saf.deploy.main "$@"); }
-TRAIN=(bench train --T 6 --methods saf-e,saf-f,ottt-o,ottt-a --compile off --warmup 1 --steps "$STEPS" --quiet)
+TRAIN=(bench train --model "$MODEL" --T 6 --methods saf-e,saf-f,ottt-o,ottt-a --compile off --warmup 1 --steps "$STEPS" --quiet)
 
-for B in 8 32; do
+for B in $BATCHES; do
   for run in old-1 new-1 save-1 save-2 new-2 old-2; do
     echo "== bench train, batch $B, $run"
     case $run in
@@ -41,9 +45,9 @@ for B in 8 32; do
   done
 done
 
-for B in 8 32; do
+for B in $BATCHES; do
   echo "== bench train --profile, batch $B"
-  saf_new bench train --profile --T 6 --batch "$B" --warmup 1 --steps 3 --quiet --out "$OUT/profile-b$B.json" \
+  saf_new bench train --profile --model "$MODEL" --T 6 --batch "$B" --warmup 1 --steps 3 --quiet --out "$OUT/profile-b$B.json" \
     | tee "$OUT/profile-b$B.txt"
 done
 
@@ -55,7 +59,7 @@ echo "== bench infer --peers, MNIST-size conv net (conv-mnist)"
 MR=${MNIST_ROOT:-}
 if [ -z "$MR" ]; then
   MR="$OUT/mnist-like"
-  (cd "$OUT" && PYTHONPATH="$OUT/new" "$PY" -m saf.deploy.bench.mnist_like "$MR" 6000 1000)
+  (cd "$OUT" && PYTHONPATH="$OUT/new" "$PY" -m saf.deploy.bench.mnist_like "$MR" $MNIST_N)
 fi
 saf_new train --model conv-mnist --dataset mnist --data-root "$MR" --method saf-e --T 6 --lam 0.5 --epochs 1 \
   --out "$OUT/mnist-run" --force > "$OUT/mnist-train.txt"
@@ -65,11 +69,11 @@ saf_new bench infer "$OUT/mnist-bundle" --peers --data mnist --data-root "$MR" -
   --out "$OUT/peers-mnist.json" | tee "$OUT/peers-mnist.txt"
 
 echo "== summary"
-"$PY" - "$OUT" <<'EOF'
+"$PY" - "$OUT" $BATCHES <<'EOF'
 import json, statistics, sys
 from pathlib import Path
 out = Path(sys.argv[1])
-for B in (8, 32):
+for B in map(int, sys.argv[2:]):
     names = ("old-1", "new-1", "save-1", "save-2", "new-2", "old-2")
     runs = {r: json.loads((out / f"train-b{B}-{r}.json").read_text()) for r in names}
     print(f"batch {B}, T = 6          " + "  ".join(f"{r:>6s}" for r in runs))
