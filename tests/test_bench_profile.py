@@ -77,8 +77,8 @@ def test_cli_profile_bad_input(argv, needle, capsys, tmp_path, monkeypatch):
 
 
 def test_cli_sws_save_keeps_the_intermediates_recompute_does_not(tmp_path, capsys):
-    """--sws save (plain autograd) saves the weight standardization's intermediates; the default
-    recomputes them in backward: the sWS phase's saved bytes show it."""
+    """--sws save (plain autograd, the default) saves the weight standardization's intermediates;
+    --sws recompute recomputes them in backward: the sWS phase's saved bytes show it."""
     got = {}
     for mode in ("save", "recompute"):
         out = tmp_path / f"{mode}.json"
@@ -91,4 +91,4 @@ def test_cli_sws_save_keeps_the_intermediates_recompute_does_not(tmp_path, capsy
     capsys.readouterr()
     assert got["recompute"] == 0 < got["save"]
     import saf.train.functional.ws as ws
-    assert ws.RECOMPUTE is True                            # restored after the run
+    assert ws.RECOMPUTE is False                           # the default, restored after the run

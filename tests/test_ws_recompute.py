@@ -13,6 +13,11 @@ from saf.train.memory import SavedTensorMeter
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def recompute(monkeypatch):
+    monkeypatch.setattr(ws, "RECOMPUTE", True)          # opt-in in training; what these tests are about
+
+
 def _grads(fn, shape, dtype, seed=0):
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(shape, generator=g, dtype=dtype).requires_grad_(True)

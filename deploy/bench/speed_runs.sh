@@ -7,9 +7,9 @@
 #   synthetic MNIST-shaped files, python -m saf.deploy.bench.mnist_like)   STEPS=N (timed minibatches, default 5)
 #   for a smoke test only: MODEL (default vgg11-cifar), BATCHES (default "8 32"), MNIST_N (default "6000 1000")
 #
-# 1. saf bench train, VGG-11 CIFAR shape, CPU, T = 6, batch 8 then 32, back to back: OLD, NEW (default:
-#    sWS recomputed in backward) and NEW with --sws save (the weight standardization's intermediates saved as
-#    before), in the order old new save save new old (a drift of the machine shows within one side)
+# 1. saf bench train, VGG-11 CIFAR shape, CPU, T = 6, batch 8 then 32, back to back: OLD, NEW (default) and
+#    NEW with --sws recompute (the weight standardization's intermediates recomputed in backward, opt-in), in
+#    the order old new rec rec new old (a drift of the machine shows within one side)
 # 2. saf bench train --profile (NEW) at batch 8 and 32
 # 3. saf bench infer --peers (NEW) on the pinned demo network and on an MNIST-size conv net (conv-mnist,
 #    16C3s2-32C3s2-FC128, one epoch on the MNIST files)
@@ -34,12 +34,12 @@ saf_new() { (cd "$OUT" && PYTHONPATH="$OUT/new" "$PY" -m saf.deploy.main "$@"); 
 TRAIN=(bench train --model "$MODEL" --T 6 --methods saf-e,saf-f,ottt-o,ottt-a --compile off --warmup 1 --steps "$STEPS" --quiet)
 
 for B in $BATCHES; do
-  for run in old-1 new-1 save-1 save-2 new-2 old-2; do
+  for run in old-1 new-1 rec-1 rec-2 new-2 old-2; do
     echo "== bench train, batch $B, $run"
     case $run in
       old-*) saf_old "${TRAIN[@]}" --batch "$B" --out "$OUT/train-b$B-$run.json" > "$OUT/train-b$B-$run.txt" ;;
       new-*) saf_new "${TRAIN[@]}" --batch "$B" --out "$OUT/train-b$B-$run.json" > "$OUT/train-b$B-$run.txt" ;;
-      save-*) saf_new "${TRAIN[@]}" --sws save --batch "$B" --out "$OUT/train-b$B-$run.json" > "$OUT/train-b$B-$run.txt" ;;
+      rec-*) saf_new "${TRAIN[@]}" --sws recompute --batch "$B" --out "$OUT/train-b$B-$run.json" > "$OUT/train-b$B-$run.txt" ;;
     esac
     grep -A3 "^pair" "$OUT/train-b$B-$run.txt" | sed -n '1,20p' | grep -E "^(pair|saf-e/ottt-o|saf-f/ottt-a) +6" || true
   done
@@ -74,7 +74,7 @@ import json, statistics, sys
 from pathlib import Path
 out = Path(sys.argv[1])
 for B in map(int, sys.argv[2:]):
-    names = ("old-1", "new-1", "save-1", "save-2", "new-2", "old-2")
+    names = ("old-1", "new-1", "rec-1", "rec-2", "new-2", "old-2")
     runs = {r: json.loads((out / f"train-b{B}-{r}.json").read_text()) for r in names}
     print(f"batch {B}, T = 6          " + "  ".join(f"{r:>6s}" for r in runs))
     for pair in ("saf-e/ottt-o", "saf-f/ottt-a"):
@@ -83,7 +83,7 @@ for B in map(int, sys.argv[2:]):
     t = {r: {q["method"]: q["time_s"] for q in runs[r]["results"]} for r in runs}
     for m in ("ottt-o", "ottt-a", "saf-e", "saf-f"):
         old = statistics.mean([t["old-1"][m], t["old-2"][m]])
-        for side in ("new", "save"):
+        for side in ("new", "rec"):
             new = statistics.mean([t[f"{side}-1"][m], t[f"{side}-2"][m]])
             print(f"  {m} time {side}/old {new / old:6.3f}  ({old * 1e3:.0f} -> {new * 1e3:.0f} ms)")
 for name in ("demo", "mnist"):

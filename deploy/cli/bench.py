@@ -44,9 +44,9 @@ def register(sub) -> None:
                    help="instead of the T sweep: per-phase time (sWS, synapse, neuron, loss, backward, optimizer) and "
                         "saved-tensor bytes per phase and layer for each method at one T (--T, default 6)")
     t.add_argument("--no-ops", action="store_true", help="with --profile: skip the torch.profiler op table")
-    t.add_argument("--sws", default="recompute", choices=("recompute", "save"),
-                   help="weight standardization's intermediates: recomputed in backward (default, less memory) or "
-                        "saved (plain autograd, less time); gradients are bit-identical either way")
+    t.add_argument("--sws", default="save", choices=("save", "recompute"),
+                   help="weight standardization's intermediates: saved (default, plain autograd) or recomputed in "
+                        "backward (less memory, more time, SAF and OTTT alike); gradients are bit-identical either way")
     t.set_defaults(func=cmd_bench_train)
 
     i = bsub.add_parser("infer", help="every inference backend on one bundle: samples/s, time per step",

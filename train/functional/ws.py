@@ -2,22 +2,24 @@
 
 W_hat = gain * gamma * (W - mean(W)) / sqrt(var(W) * fan_in + eps), statistics per output unit.
 
-`scaled_ws` runs these ops as one autograd node that saves only its inputs (the parameters, held
-anyway) and recomputes the ops in backward: autograd then differentiates the very same graph, so the
+With RECOMPUTE on (opt-in, below), `scaled_ws` runs these ops as one autograd node that saves only its
+inputs (the parameters, held anyway) and recomputes the ops in backward: autograd then differentiates the very same graph, so the
 value and both gradients are bit for bit those of the plain ops (`scaled_ws_ops`), while a step's graph
 no longer keeps two weight-sized intermediates per layer ((W - mean) and the standardized W before the
 gain) alive until backward: on VGG-11 that was 70 MB of every step's 132 MB saved at batch 8
 (`saf bench train --profile`). The price is one more sWS forward per backward, weight-sized and so the
 same at every batch size: it costs time in SAF and OTTT alike (sWS forward + backward x1.37 in an
-interleaved A/B on VGG-11's weights, under load); RECOMPUTE = False restores plain saving.
+interleaved A/B on VGG-11's weights, under load), and at the allocator peak it lightened OTTT more than SAF
+(VGG-11, batch 8: SAF-E 259.8 -> 205.6 MB, OTTT_O 309.6 -> 239.2 MB), so it is off by default: the
+SAF/OTTT ratios and OTTT's speed stay as they were unless it is asked for.
 """
 from __future__ import annotations
 
 import torch
 
-# False: save the intermediates as plain autograd does (no recomputation; more memory, less time).
-# `saf bench train --sws save|recompute` sets it for one benchmark run.
-RECOMPUTE = True
+# True: recompute the intermediates in backward (less memory, more time); False (default): save them as
+# plain autograd does. `saf bench train --sws save|recompute` sets it for one benchmark run.
+RECOMPUTE = False
 
 
 def scaled_ws_ops(weight: torch.Tensor, gain: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
@@ -61,8 +63,8 @@ class _ScaledWS(torch.autograd.Function):
 
 
 def scaled_ws(weight: torch.Tensor, gain: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
-    """`scaled_ws_ops` with its intermediates recomputed in backward instead of saved (module docstring);
-    the plain ops where no gradient is wanted."""
+    """`scaled_ws_ops`; with RECOMPUTE its intermediates are recomputed in backward instead of saved
+    (module docstring). The plain ops where no gradient is wanted."""
     if not RECOMPUTE or not torch.is_grad_enabled() or not (weight.requires_grad or gain.requires_grad):
         return scaled_ws_ops(weight, gain, gamma, eps)
     return _ScaledWS.apply(weight, gain, gamma, eps)
