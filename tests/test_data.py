@@ -80,9 +80,7 @@ IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
-def idx_bytes(arr: np.ndarray, magic: int) -> bytes:
-    return struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in arr.shape) \
-        + arr.astype(np.uint8).tobytes()
+from saf.train.data.idx import idx_bytes  # noqa: E402,F401 - one definition of the IDX writer (test_mnist imports it here)
 
 
 def write_file(path, payload: bytes, gz: bool):

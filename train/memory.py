@@ -11,13 +11,20 @@ import torch
 
 
 class SavedTensorMeter:
-    def __init__(self, params=()):
+    """tag: optional callable naming where a saved tensor comes from (`saf bench train --profile`: the
+    phase and layer being run); then `by_tag` holds the current graph's bytes per tag and `peak_by_tag`
+    that split at the peak."""
+
+    def __init__(self, params=(), tag=None):
         self._param_ptrs = {p.data_ptr() for p in params}
         self._seen: set = set()
         self._held: list = []
         self.current = 0
         self.peak = 0
         self._ctx = None
+        self._tag = tag
+        self.by_tag: dict = {}
+        self.peak_by_tag: dict = {}
 
     def _pack(self, t: torch.Tensor):
         if t.data_ptr() not in self._param_ptrs:
@@ -25,8 +32,15 @@ class SavedTensorMeter:
             if key not in self._seen:
                 self._seen.add(key)
                 self._held.append(t)
-                self.current += t.numel() * t.element_size()
-                self.peak = max(self.peak, self.current)
+                n = t.numel() * t.element_size()
+                self.current += n
+                if self._tag is not None:
+                    k = self._tag()
+                    self.by_tag[k] = self.by_tag.get(k, 0) + n
+                if self.current > self.peak:
+                    self.peak = self.current
+                    if self._tag is not None:
+                        self.peak_by_tag = dict(self.by_tag)
         return t
 
     @staticmethod
@@ -37,6 +51,7 @@ class SavedTensorMeter:
         """Call after each backward: that graph's saved tensors are released."""
         self._seen.clear()
         self._held.clear()
+        self.by_tag = {}
         self.current = 0
 
     def __enter__(self):

@@ -40,6 +40,13 @@ def register(sub) -> None:
     t.add_argument("--out", default=None, help="write the full result as JSON here")
     t.add_argument("--plot", default=None, help="write a PNG like the paper's Fig. 3 here (time and memory vs T)")
     t.add_argument("--quiet", action="store_true", help="no per-configuration progress lines")
+    t.add_argument("--profile", action="store_true",
+                   help="instead of the T sweep: per-phase time (sWS, synapse, neuron, loss, backward, optimizer) and "
+                        "saved-tensor bytes per phase and layer for each method at one T (--T, default 6)")
+    t.add_argument("--no-ops", action="store_true", help="with --profile: skip the torch.profiler op table")
+    t.add_argument("--sws", default="save", choices=("save", "recompute"),
+                   help="weight standardization's intermediates: saved (default, plain autograd) or recomputed in "
+                        "backward (less memory, more time, SAF and OTTT alike); gradients are bit-identical either way")
     t.set_defaults(func=cmd_bench_train)
 
     i = bsub.add_parser("infer", help="every inference backend on one bundle: samples/s, time per step",
@@ -52,6 +59,10 @@ def register(sub) -> None:
     i.add_argument("--lava-limit", type=int, default=50, help="at most this many samples on Lava (slow)")
     i.add_argument("--repeats", type=int, default=3)
     i.add_argument("--out", default=None, help="write the result as JSON here")
+    i.add_argument("--peers", action="store_true",
+                   help="instead: the emulator against the float simulators (onnx, the trained network's LIF form in "
+                        "torch, snnTorch when installed), same inputs, T and threads, samples/s side by side")
+    i.add_argument("--threads", type=int, default=2, help="with --peers: torch and numba threads (default 2)")
     i.set_defaults(func=cmd_bench_infer)
 
     r = bsub.add_parser("readme", help="re-run the README's fast headline numbers and diff them against their record",
@@ -95,8 +106,16 @@ def cmd_bench_train(a) -> int:
         if path:
             check_file_target(path, flag)
     log = None if a.quiet else (lambda s: print(s, flush=True))
-    r = bench_train(a.model, a.batch, Ts, methods, a.device, a.steps, a.warmup, a.small,
-                    compile=a.compile, lam=a.lam, seed=a.seed, log=log)
+    import saf.train.functional.ws as ws
+    keep, ws.RECOMPUTE = ws.RECOMPUTE, a.sws == "recompute"
+    try:
+        if a.profile:
+            return _bench_train_profile(a, Ts, log)
+        r = bench_train(a.model, a.batch, Ts, methods, a.device, a.steps, a.warmup, a.small,
+                        compile=a.compile, lam=a.lam, seed=a.seed, log=log)
+    finally:
+        ws.RECOMPUTE = keep
+    r["config"]["sws"] = a.sws
     print(format_bench_train(r))
     if a.out:
         _write_json(a.out, r)
@@ -105,6 +124,25 @@ def cmd_bench_train(a) -> int:
         from saf.train.bench.report import plot_bench_train
         plot_bench_train(r, a.plot)
         print(f"wrote {a.plot}")
+    return 0
+
+
+def _bench_train_profile(a, Ts, log) -> int:
+    from saf.train.bench.cost import bench_train_profile, format_bench_train_profile
+    from saf.train.bench.profile import PROFILE_METHODS
+
+    if Ts is not None and len(Ts) != 1:
+        raise BenchError(f"--T with --profile: one time step count, got {','.join(map(str, Ts))}")
+    if a.plot:
+        raise BenchError("--plot: not with --profile (the profile is a table; --out writes its JSON)")
+    methods = a.methods if a.methods != ",".join(METHODS) else PROFILE_METHODS
+    r = bench_train_profile(a.model, a.batch, Ts[0] if Ts else 6, methods, a.device, a.steps, a.warmup,
+                            a.small, lam=a.lam, seed=a.seed, ops=not a.no_ops, log=log)
+    r["config"]["sws"] = a.sws
+    print(format_bench_train_profile(r))
+    if a.out:
+        _write_json(a.out, r)
+        print(f"wrote {a.out}")
     return 0
 
 
@@ -120,6 +158,8 @@ def cmd_bench_infer(a) -> int:
         raise BenchError(f"--lava-limit must be >= 1, got {a.lava_limit}")
     if a.out:
         check_file_target(a.out, "--out")
+    if a.peers:
+        return _bench_peers(a)
     kw = {}
     if a.backends is not None:
         backends = tuple(b.strip() for b in a.backends.split(",") if b.strip())
@@ -132,6 +172,21 @@ def cmd_bench_infer(a) -> int:
     r = bench_infer(a.bundle, data=a.data, limit=a.limit, lava_limit=a.lava_limit, repeats=a.repeats,
                     data_root=a.data_root, **kw)
     print(format_bench_infer(r))
+    if a.out:
+        _write_json(a.out, r)
+        print(f"wrote {a.out}")
+    return 0
+
+
+def _bench_peers(a) -> int:
+    from saf.deploy.bench.peers import bench_peers, format_peers
+
+    if a.threads < 1:
+        raise BenchError(f"--threads must be >= 1, got {a.threads}")
+    if a.backends is not None:
+        raise BenchError("--backends: not with --peers (the peers are emulator, onnx, torch-lif, snntorch)")
+    r = bench_peers(a.bundle, data=a.data, limit=a.limit, repeats=a.repeats, data_root=a.data_root, threads=a.threads)
+    print(format_peers(r))
     if a.out:
         _write_json(a.out, r)
         print(f"wrote {a.out}")

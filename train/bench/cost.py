@@ -34,6 +34,7 @@ from saf.train.spec import BUILTIN, SpecError, load_spec, with_neuron
 from saf.train.bench.measure import device_name, time_round, measure_memory
 from saf.train.bench.compiled import compile_experiment, want_compile
 from saf.train.bench.ratios import compute_checks, compute_ratios
+from saf.train.bench.profile import PROFILE_METHODS, format_profile, profile_train
 
 
 class BenchError(ValueError):
@@ -121,6 +122,55 @@ def _spec(model: str, lam: float, theta: float) -> dict:
 
 
 # ------------------------------------------------------------------ the benchmark
+def _setup(spec: dict, batch: int, seed: int, device: str):
+    """The network (seeded) and one synthetic minibatch of the model's input shape."""
+    torch.manual_seed(seed)
+    net = SpikingNet(spec).to(device)
+    net.train()
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand((batch, *spec["input_shape"]), generator=g).to(device)
+    y = torch.randint(0, int(spec["num_classes"]), (batch,), generator=g).to(device)
+    return net, x, y
+
+
+def _env(device: str, net) -> dict:
+    return {"device": device, "device_name": device_name(device), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "python": platform.python_version(),
+            "parameters": sum(p.numel() for p in net.parameters())}
+
+
+def bench_train_profile(model: Optional[str] = None, batch: Optional[int] = None, T: int = 6,
+                        methods: Sequence[str] = PROFILE_METHODS, device: str = "auto", steps: Optional[int] = None,
+                        warmup: Optional[int] = None, small: bool = False, *, lam: float = 0.5,
+                        theta: Optional[float] = None, seed: int = 0, lr: float = 1e-3, ops: bool = True,
+                        log=None) -> dict:
+    """`saf bench train --profile`: train/bench/profile.py's per-phase table for one T (default 6)."""
+    preset = SMALL if small else FULL
+    model = model or preset["model"]
+    batch = int(batch if batch is not None else preset["batch"])
+    steps = int(steps if steps is not None else preset["steps"])
+    warmup = int(warmup if warmup is not None else preset["warmup"])
+    if batch < 1 or steps < 1 or warmup < 0 or T < 1:
+        raise BenchError(f"need --batch >= 1, --steps >= 1, --warmup >= 0 and T >= 1, got {batch}, {steps}, {warmup}, {T}")
+    methods = parse_methods(methods)
+    device = resolve_device(device)
+    net, x, y = _setup(_spec(model, lam, theta), batch, seed, device)
+    t0 = time.perf_counter()
+    r = profile_train(net, x, y, T, methods, steps, warmup, ops=ops, lr=lr, log=log)
+    r["config"] = {"model": model, "batch": batch, "T": T, "methods": list(methods), "steps": steps,
+                   "warmup": warmup, "lam": lam, "seed": seed, "optimizer": f"SGD(lr={lr}, momentum=0.9)"}
+    r["env"] = _env(device, net)
+    r["wall_s"] = round(time.perf_counter() - t0, 2)
+    return r
+
+
+def format_bench_train_profile(r: dict) -> str:
+    c, env = r["config"], r["env"]
+    head = (f"saf bench train --profile: {c['model']} ({env['parameters']:,} parameters), batch {c['batch']}, "
+            f"T {c['T']}, {env['device']} ({env['device_name']}, {env['threads']} threads), torch {env['torch']}")
+    return head + "\n" + format_profile(r) + f"\n\nbenchmark wall time {r['wall_s']:.1f} s"
+
+
 def bench_train(model: Optional[str] = None, batch: Optional[int] = None, Ts: Optional[Sequence[int]] = None,
                 methods: Sequence[str] = METHODS, device: str = "auto", steps: Optional[int] = None,
                 warmup: Optional[int] = None, small: bool = False, *, compile: str = "off",
@@ -144,13 +194,8 @@ def bench_train(model: Optional[str] = None, batch: Optional[int] = None, Ts: Op
     device = resolve_device(device)
     spec = _spec(model, lam, theta)
 
-    torch.manual_seed(seed)
-    net = SpikingNet(spec).to(device)
-    net.train()
+    net, x, y = _setup(spec, batch, seed, device)
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand((batch, *spec["input_shape"]), generator=g).to(device)
-    y = torch.randint(0, int(spec["num_classes"]), (batch,), generator=g).to(device)
     loss_fn = ce_mse_loss
 
     t_start = time.perf_counter()
@@ -186,9 +231,7 @@ def bench_train(model: Optional[str] = None, batch: Optional[int] = None, Ts: Op
         "config": {"model": model, "batch": batch, "Ts": list(Ts), "methods": list(methods), "steps": steps,
                    "warmup": warmup, "small": bool(small), "lam": lam, "theta": theta, "seed": seed,
                    "optimizer": f"SGD(lr={lr}, momentum=0.9)", "input_shape": list(spec["input_shape"])},
-        "env": {"device": device, "device_name": device_name(device), "torch": torch.__version__,
-                "threads": torch.get_num_threads(), "python": platform.python_version(),
-                "parameters": sum(p.numel() for p in net.parameters())},
+        "env": _env(device, net),
         "results": results,
         "compile": compile_rec,
         "implementation": IMPLEMENTATION,

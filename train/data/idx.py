@@ -34,6 +34,13 @@ TORCHVISION_DIRS = {"mnist": os.path.join("MNIST", "raw"),
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
+
+def idx_bytes(arr: np.ndarray, magic: int) -> bytes:
+    """The IDX file of a uint8 array (magic IMAGES_MAGIC for [N, rows, cols], LABELS_MAGIC for [N])."""
+    import struct
+    return struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in arr.shape) \
+        + arr.astype(np.uint8).tobytes()
+
 def _read_bytes(path: str) -> bytes:
     try:
         with open(path, "rb") as f:

@@ -192,18 +192,22 @@ class SpikingNet(nn.Module):
                              f"defined only for reset 'subtract' with compare '>='; use the LIF form")
 
     # ---------------------------------------------------------------- LIF form
-    def _current(self, syn: Synapse, s_in, a_in, c: float, mode: str, bias: bool = True):
-        """Synaptic current W s + b. mode "trace": value from s, gradient through W a_hat + b c."""
+    def _current(self, syn: Synapse, s_in, a_in, c: float, mode: str, bias: bool = True, weight=None):
+        """Synaptic current W s + b. mode "trace": value from s, gradient through W a_hat + b c.
+        weight: the effective weight computed once (inference, mode "plain" only)."""
         if mode != "trace":
-            return syn(s_in) + (syn.bias_term(1.0) if bias else 0.0)
+            return syn(s_in, weight) + (syn.bias_term(1.0) if bias else 0.0)
         w = syn.effective_weight()
         with torch.no_grad():
             value = syn(s_in, w.detach()) + (syn.bias_term(1.0) if bias else 0.0)
         return replace(value, syn(a_in, w) + (syn.bias_term(c) if bias else 0.0))
 
     def lif_step(self, x: torch.Tensor, st: LIFState, mode: str = "plain",
-                 record: Optional[Record] = None):
-        """One step of Eq. (1). Returns (o, new_state)."""
+                 record: Optional[Record] = None, weights: Optional[dict] = None):
+        """One step of Eq. (1). Returns (o, new_state). weights: `effective_weights()` computed once
+        (mode "plain" only: inference, where the parameters do not change between steps)."""
+        if weights is not None and mode != "plain":
+            raise ValueError("lif_step: precomputed weights are for mode='plain' (inference) only")
         t = st.t + 1
         lam, theta = self.lam, self.theta
         c = bias_coeff(t, lam)
@@ -211,11 +215,14 @@ class SpikingNet(nn.Module):
         s_in, a_in = self.step_input(x, t, c, st.a_in)
         a_in0 = a_in.detach() if self.varying(x) else None
         new_u, new_s, new_a = [], [], []
+        wb = weights["blocks"] if weights is not None else [None] * len(self.blocks)
+        wf = weights["fb"] if weights is not None else [None] * len(self.fb)
         for l, blk in enumerate(self.blocks):
-            cur = self._current(blk, s_in, a_in, c, mode)
+            cur = self._current(blk, s_in, a_in, c, mode, weight=wb[l])
             for k, src in self._fb_into(l):
                 if st.s[src] is not None:                    # W_b s_src[t-1]
-                    cur = cur + self._current(self.fb[k], st.s[src], st.ahat[src], c, mode, bias=False)
+                    cur = cur + self._current(self.fb[k], st.s[src], st.ahat[src], c, mode, bias=False,
+                                              weight=wf[k])
             u_prev = st.u[l] if keep or st.u[l] is None else st.u[l].detach()
             s_prev = st.s[l] if keep or st.s[l] is None else st.s[l].detach()
             u, s = lif_step(cur, u_prev, s_prev, lam, theta, self._layer_spike_fn(l), self.modes[l].reset)
@@ -227,7 +234,7 @@ class SpikingNet(nn.Module):
             new_s.append(s)
             new_a.append(ahat)
             s_in, a_in = s, ahat
-        o = self._current(self.readout, s_in, a_in, c, mode)
+        o = self._current(self.readout, s_in, a_in, c, mode, weight=None if weights is None else weights["readout"])
         if not keep:
             new_u = [u.detach() for u in new_u]
             new_s = [s.detach() for s in new_s]
@@ -241,7 +248,7 @@ class SpikingNet(nn.Module):
         with, sum_t o[t] or (leaking readout) sum_t lam^(T-t) o[t]; and the per-step records when
         asked (list over t of Record)."""
         st = self.init_saf() if form == "saf" else self.init_lif()
-        ws = self.effective_weights() if form == "saf" else None
+        ws = self.effective_weights()                        # once: the parameters do not change here
         leak = self.readout_kind.leak(self.lam)
         total, recs = 0.0, []
         for _ in range(T):
@@ -249,7 +256,7 @@ class SpikingNet(nn.Module):
             if form == "saf":
                 o, st = self.saf_step(x, st, rec, weights=ws)
             else:
-                o, st = self.lif_step(x, st, "plain", rec)
+                o, st = self.lif_step(x, st, "plain", rec, weights=ws)
             total = total * leak + o if leak != 1.0 else total + o
             if record:
                 recs.append(rec)
