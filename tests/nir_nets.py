@@ -1,0 +1,77 @@
+"""snnTorch and Norse networks for the NIR tests, built, briefly trained (BPTT, surrogate gradient) on
+sklearn digits and exported with the frameworks' own exporters, as their users must: snnTorch's
+export_to_nir with ignore_dims=[0] (the batch dimension) and every neuron parameter given per neuron
+(a scalar beta writes a LIF node of shape [] and NIR's type inference fails)."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+T = 6
+
+
+def digits():
+    from saf.train.data import load_dataset
+    return load_dataset("digits", T=T)
+
+
+def snntorch_net(reset: str = "subtract", recurrent: bool = False, beta: float = 0.5, seed: int = 0) -> nn.Sequential:
+    """Conv2d(1, 8, 3, pad 1) -> Leaky -> AvgPool2d(2) -> Flatten -> Linear(128, 32) -> Leaky or RLeaky ->
+    Linear(32, 10): the readout is the last Linear, summed over T (argmax = the prediction)."""
+    import snntorch as snn
+    from snntorch import surrogate
+
+    torch.manual_seed(seed)
+    sg = surrogate.fast_sigmoid(slope=5)
+
+    def leaky(shape):
+        return snn.Leaky(beta=torch.full(shape, beta), threshold=torch.ones(shape), reset_mechanism=reset,
+                         init_hidden=True, spike_grad=sg)
+
+    hidden = (snn.RLeaky(beta=torch.full((32,), beta), threshold=torch.ones(32), linear_features=32,
+                         reset_mechanism=reset, init_hidden=True, spike_grad=sg) if recurrent else leaky((32,)))
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), leaky((8, 8, 8)), nn.AvgPool2d(2), nn.Flatten(),
+                         nn.Linear(128, 32), hidden, nn.Linear(32, 10))
+
+
+def snntorch_run(net: nn.Sequential, x: torch.Tensor, record: bool = False) -> tuple:
+    """(readout summed over T [B, 10], spikes per spiking layer per step [layer][t] or None): the image
+    fed every step, hidden states reset first."""
+    from snntorch import utils
+    utils.reset(net)
+    spiking = [m for m in net if type(m).__name__ in ("Leaky", "RLeaky")]
+    got, hooks = [[] for _ in spiking], []
+    if record:
+        for i, m in enumerate(spiking):
+            hooks.append(m.register_forward_hook(lambda mod, inp, out, i=i: got[i].append(out.detach().clone())))
+    try:
+        total = sum(net(x) for _ in range(T))
+    finally:
+        for h in hooks:
+            h.remove()
+    return total, (got if record else None)
+
+
+def train_snntorch(net: nn.Sequential, data, epochs: int = 4, seed: int = 0) -> nn.Sequential:
+    """BPTT with Adam on the digits training set, a few epochs (enough for > 90 % test accuracy)."""
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
+    x, y = data.x_train.float(), data.y_train
+    for _ in range(epochs):
+        perm = torch.randperm(len(y), generator=g)
+        for i in range(0, len(y), 64):
+            idx = perm[i:i + 64]
+            out, _ = snntorch_run(net, x[idx])
+            loss = nn.functional.cross_entropy(out / T, y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return net
+
+
+def export_snntorch(net: nn.Sequential, path) -> None:
+    import nir
+    from snntorch.export_nir import export_to_nir
+    with torch.no_grad():
+        graph = export_to_nir(net, torch.zeros(1, 1, 8, 8), ignore_dims=[0])
+    nir.write(str(path), graph)
