@@ -75,3 +75,63 @@ def export_snntorch(net: nn.Sequential, path) -> None:
     with torch.no_grad():
         graph = export_to_nir(net, torch.zeros(1, 1, 8, 8), ignore_dims=[0])
     nir.write(str(path), graph)
+
+
+def norse_net(cell: str = "lifbox", seed: int = 0):
+    """Linear(64, 32) -> cell -> Linear(32, 32) -> cell -> Linear(32, 10), on the flattened image. cell
+    "lifbox": LIFBoxCell with tau_mem_inv = 500 (at Norse's dt = 0.001: v = 0.5 v + 0.5 I, a dyadic leak);
+    "iaf": IAFCell. Parameters per neuron, like snnTorch's (NIR's type inference needs shapes)."""
+    import norse.torch as nt
+
+    torch.manual_seed(seed)
+
+    def cell_():
+        if cell == "iaf":
+            return nt.IAFCell(nt.IAFParameters(v_th=torch.ones(32)))
+        return nt.LIFBoxCell(nt.LIFBoxParameters(tau_mem_inv=torch.full((32,), 500.0), v_th=torch.ones(32),
+                                                 v_leak=torch.zeros(32)))
+    return nt.SequentialState(nn.Linear(64, 32), cell_(), nn.Linear(32, 32), cell_(), nn.Linear(32, 10))
+
+
+def norse_run(net, x: torch.Tensor, record: bool = False) -> tuple:
+    """(readout summed over T, spikes [layer][t] or None) of a Norse SequentialState, x flattened."""
+    cells = [m for m in net if type(m).__name__.endswith("Cell")]
+    got, hooks = [[] for _ in cells], []
+    if record:
+        for i, m in enumerate(cells):
+            hooks.append(m.register_forward_hook(lambda mod, inp, out, i=i: got[i].append(out[0].detach().clone())))
+    state, total = None, 0
+    try:
+        for _ in range(T):
+            o, state = net(x.flatten(1), state)
+            total = total + o
+    finally:
+        for h in hooks:
+            h.remove()
+    return total, (got if record else None)
+
+
+def train_norse(net, data, epochs: int = 3, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
+    x, y = data.x_train.float(), data.y_train
+    for _ in range(epochs):
+        perm = torch.randperm(len(y), generator=g)
+        for i in range(0, len(y), 64):
+            idx = perm[i:i + 64]
+            loss = nn.functional.cross_entropy(norse_run(net, x[idx])[0] / T, y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return net
+
+
+def export_norse(net, path) -> None:
+    """Norse's to_nir as its users must call it: an unbatched sample (it has no ignore_dims; a batched one
+    writes Input [1, 64] and NIR's type inference fails), written uncompressed (its IF node's scalar
+    v_reset cannot be gzip-compressed by h5py)."""
+    import nir
+    from norse.torch.utils.export_nir import to_nir
+    with torch.no_grad():
+        graph = to_nir(net, torch.zeros(64))
+    nir.write(str(path), graph, compression=None)
