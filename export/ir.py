@@ -68,7 +68,7 @@ from typing import Optional
 
 import numpy as np
 
-from saf.train.neuron_modes import DEFAULT_COMPARE, DEFAULT_MODE, DEFAULT_RESET, NeuronMode
+from saf.train.neuron_modes import ALL_MODES, DEFAULT_COMPARE, DEFAULT_MODE, DEFAULT_RESET, NeuronMode
 
 STATE_BITS = 24
 STATE_MAX = (1 << (STATE_BITS - 1)) - 1
@@ -83,6 +83,25 @@ Convention = NeuronMode
 
 # The default semantics above (every layer of every bundle written before per-layer modes).
 IR_CONVENTION = DEFAULT_MODE
+
+
+def declared_mode(declared, mode: NeuronMode) -> Optional[NeuronMode]:
+    """The mode a backend runs on a layer whose own mode is `mode`. `declared` is the backend's declaration:
+    one Convention (it runs that on every layer, whatever the layer says: a fixed neuron) or a set of them
+    (it runs each layer's own mode when the set holds it). None: it cannot run the layer."""
+    if isinstance(declared, NeuronMode):
+        return declared
+    return mode if mode in declared else None
+
+
+def modes_text(declared) -> str:
+    """A declaration in words (verify's report)."""
+    if isinstance(declared, NeuronMode):
+        return str(declared)
+    if len(declared) == len(ALL_MODES):
+        return "each layer's own compare and reset (all of them)"
+    return "each layer's own compare and reset, where it is one of: " + "; ".join(
+        str(m) for m in ALL_MODES if m in declared)
 
 
 @dataclass

@@ -92,7 +92,9 @@ def graph_fingerprint(graph: Graph) -> str:
                             + ([int(l.decay)] if l.decay else []) + ([["v0", int(l.v0)]] if l.v0 else [])
                             + ([["in_pool", int(l.in_pool)]] if int(l.in_pool) > 1 else [])
                             + ([["du", int(l.du)]] if l.two_state else [])
-                            + ([["first_spike"]] if l.first_spike else [])).encode())
+                            + ([["first_spike"]] if l.first_spike else [])
+                            + ([["modes", l.compare, l.reset]] if l.spiking and not l.mode.is_default else [])
+                            ).encode())
         h.update(np.ascontiguousarray(l.weight, dtype=np.int64).tobytes())
         h.update(np.ascontiguousarray(l.bias, dtype=np.int64).tobytes())
     for fb in graph.feedback:

@@ -25,7 +25,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from saf.export.ir import DECAY_BITS, DECAY_ONE, DU_NONE, STATE_MAX, Graph
-from saf.export.proof.onnx_exact import CONVENTION, check_exact, feedback_quantity, onnx_exactness, readout_sum_quantity, synapse_dtypes
+from saf.train.neuron_modes import RESET_SUBTRACT, RESET_SUBTRACT_UNDECAYED
+from saf.export.proof.onnx_exact import check_exact, feedback_quantity, onnx_exactness, readout_sum_quantity, synapse_dtypes
 from saf.export.onnx_check import META_FINGERPRINT, OnnxExportError, validate_graph, graph_fingerprint
 
 OPSET = 17
@@ -138,7 +139,7 @@ def _decay(b: _Builder, v: str, m: int) -> str:
     return b.op("Mul", [mag, b.op("Sign", [v])])
 
 
-# _lif_step builds the comparison and reset that onnx_exact.CONVENTION declares.
+# _lif_step builds each layer's own comparison and reset (onnx_exact.MODES declares all of them).
 _COMPARE_OP = {">=": "GreaterOrEqual", ">": "Greater"}
 
 
@@ -157,17 +158,25 @@ def _current_step(b: _Builder, cur: str, bias: str, uprev, layer) -> tuple:
 
 def _lif_step(b: _Builder, cur: str, vprev, layer, m: int, shifted: str = None):
     """One step of one layer: int64 current I [N, n] -> (spikes bool, state after reset);
-    `shifted` (a two-state layer's U + (B << F)) replaces I << F when given."""
+    `shifted` (a two-state layer's U + (B << F)) replaces I << F when given. For a subtract-undecayed
+    layer the state is (V, owed): V' = V and the TH<<F its spike owes, subtracted after the next decay."""
     f = int(layer.frac_bits)
     if shifted is None:
         shifted = b.op("Mul", [cur, b.i64(1 << f)]) if f else cur
     if vprev is None and int(layer.v0):             # V'[0] = v0 (initial potential), decayed at step 1
         vprev = b.i64(int(layer.v0))
+    owed = None
+    if isinstance(vprev, tuple):
+        vprev, owed = vprev
     v = shifted if vprev is None else b.op("Add", [_decay(b, vprev, m), shifted])
+    if owed is not None:
+        v = b.op("Sub", [v, owed])
     v = b.op("Clip", [v, b.i64(-STATE_MAX), b.i64(STATE_MAX)])
     th = b.i64(int(layer.threshold) << f)
-    s = b.op(_COMPARE_OP[CONVENTION.compare], [v, th])
-    after = b.op("Sub", [v, th]) if CONVENTION.reset == "subtract" else b.i64(0)
+    s = b.op(_COMPARE_OP[layer.compare], [v, th])
+    if layer.reset == RESET_SUBTRACT_UNDECAYED:
+        return s, (v, b.op("Where", [s, th, b.i64(0)]))
+    after = b.op("Sub", [v, th]) if layer.reset == RESET_SUBTRACT else b.i64(0)
     return s, b.op("Where", [s, after, v])
 
 

@@ -43,6 +43,7 @@ import numpy as np
 
 from saf.hw_targets.rules import bias_grid, bias_limits
 
+from saf.train.neuron_modes import RESET_SUBTRACT_UNDECAYED
 from saf.export.fold.snn import FloatLayer
 from saf.export.ir import STATE_MAX, Feedback, Graph, Layer, decay_for, dyadic_exponent
 from saf.export.proof.state_bound import geometric_sum, layer_current_bound, state_bound
@@ -159,7 +160,8 @@ def _spiking_layer(i, fl: FloatLayer, fbs: list, theta: float, wmax: int, step: 
         W = _round_to(w_eff * s, step)
         FW = [_round_to(f.weight * s, step) for f in fbs]
         bound = layer_current_bound(W, B, FW, x_max if i == 0 else 1, in_signed and i == 0)
-        fits = (bound << F) * geo + (abs(c) << F) <= STATE_MAX and (th << F) <= STATE_MAX
+        owed = th << F if fl.reset == RESET_SUBTRACT_UNDECAYED else 0     # state_bound.owed_subtraction
+        fits = (bound << F) * geo + (abs(c) << F) + owed <= STATE_MAX and (th << F) <= STATE_MAX
         if fits or top // 2 < MIN_WEIGHT_LEVELS * step:
             return W, B, FW, th, s, lowered, c << F, fit
         top, lowered = (top // 2 // step) * step, lowered + 1

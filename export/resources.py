@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from saf.export.ir import Graph
-from saf.export.proof.state_bound import layer_current_bound, state_bound, two_state_bound
+from saf.export.proof.state_bound import layer_current_bound, owed_subtraction, state_bound, two_state_bound
 
 
 def _conv_synapses(weight, in_shape, stride: int, padding: int) -> int:
@@ -65,9 +65,9 @@ def describe(graph: Graph):
             syn_b = layer_current_bound(l.weight, np.zeros(1, np.int64), [f.weight for f in fbs],
                                         graph.layer_input_max(i), graph.input_signed and i == 0)
             bound = two_state_bound(syn_b, int(np.abs(l.bias).max(initial=0)), l.frac_bits, int(l.du),
-                                    graph.decay, graph.T, int(l.v0))
+                                    graph.decay, graph.T, int(l.v0), owed_subtraction(l))
         else:
-            bound = state_bound(cur, l.frac_bits, graph.decay, graph.T, int(l.v0)) if l.spiking else \
+            bound = state_bound(cur, l.frac_bits, graph.decay, graph.T, int(l.v0), owed_subtraction(l)) if l.spiking else \
                 state_bound(cur, l.readout_shift, l.decay, graph.T)        # R[T] (<< F_r when it leaks)
         if l.first_spike:
             bound = int(graph.T)                                             # first-spike readout: R <= T

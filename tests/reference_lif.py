@@ -1,5 +1,5 @@
 """Spec oracle: a literal, slow, one-sample-at-a-time transcription of the integer LIF semantics
-in export/ir.py's docstring. Backends (emulator, Lava, ONNX) are tested against it; it shares no
+in export/ir.py's docstring (each layer's compare and reset modes included). Backends (emulator, Lava, ONNX) are tested against it; it shares no
 code with any of them (plain Python ints for the state, explicit loops for convolution)."""
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ def reference_run(graph, xq_one: np.ndarray):
     potentials per spiking layer [T, n] (V[t] before reset))."""
     spiking = [l for l in graph.layers if l.spiking]
     V = [[int(getattr(l, "v0", 0))] * l.n_out for l in spiking]      # V'[0] = v0 (initial potential)
+    owed = [[0] * l.n_out for l in spiking]                            # subtract-undecayed: TH<<F owed
     prev_s = [np.zeros(l.n_out, dtype=np.int64) for l in spiking]
     spikes = [np.zeros((graph.T, l.n_out), dtype=bool) for l in spiking]
     pots = [np.zeros((graph.T, l.n_out), dtype=np.int64) for l in spiking]
@@ -67,13 +68,20 @@ def reference_run(graph, xq_one: np.ndarray):
                                      layer.out_shape, fb.stride, fb.padding)
             th = layer.threshold << layer.frac_bits
             s = np.zeros(layer.n_out, dtype=np.int64)
+            reset, strict = getattr(layer, "reset", "subtract"), getattr(layer, "compare", ">=") == ">"
             for n in range(layer.n_out):
-                v = _decay(V[li][n], graph.decay) + (int(I[n]) << layer.frac_bits)
+                v = _decay(V[li][n], graph.decay) - owed[li][n] + (int(I[n]) << layer.frac_bits)
                 v = max(-STATE_MAX, min(STATE_MAX, v))
                 pots[li][t, n] = v
-                if v >= th:
+                owed[li][n] = 0
+                if (v > th) if strict else (v >= th):
                     s[n] = 1
-                    v -= th
+                    if reset == "subtract":
+                        v -= th
+                    elif reset == "zero":
+                        v = 0
+                    else:                     # subtract-undecayed: after the next step's decay
+                        owed[li][n] = th
                 V[li][n] = v
             spikes[li][t] = s.astype(bool)
             cur_s.append(s)

@@ -14,6 +14,7 @@ from saf.deploy.main import main
 from saf.deploy.verify import format_report, verify
 from saf.export.proof.certificate import certify, convention_check
 from saf.export.ir import IR_CONVENTION, Convention
+from saf.train.neuron_modes import ALL_MODES
 from saf.export.synthetic import random_graph
 
 
@@ -32,9 +33,13 @@ STRICT = BackendSpec("strict-lif", Form.LIF, True, _strict_runner, Convention(">
 
 
 def test_every_registered_integer_backend_declares_the_ir_convention():
+    """Every integer backend runs each layer's own modes: the default ones everywhere, all of them but on Lava's
+    stock LIF (no subtract-undecayed: it refuses, naming lava-own)."""
     ints = {n: s for n, s in BACKENDS.items() if s.integer}
     assert set(ints) >= {"saf-int", "emulator", "onnx", "onnx-cuda", "lava", "lava-own"}
-    assert all(s.convention == IR_CONVENTION for s in ints.values())
+    assert all(IR_CONVENTION in s.convention for s in ints.values())
+    assert all(s.convention == frozenset(ALL_MODES) for n, s in ints.items() if n != "lava")
+    assert BACKENDS["lava"].convention == frozenset(m for m in ALL_MODES if m.reset != "subtract-undecayed")
     assert [n for n, s in BACKENDS.items() if not s.covered] == ["onnx-cuda"]
 
 

@@ -11,9 +11,12 @@ steps). A sum-pooled layer (Layer.in_pool = k) sums its input over k x k blocks 
 counts; its synapse's exact-dtype bound is k^2 times larger). The neuron state runs in float64 holding exact integers while the plan's state bound allows
 (_Plan.state_dtype; every operation, the truncating decay included, is then exact), else in int64.
 
+Every spiking layer runs its own compare and reset (Layer.compare, Layer.reset; export/ir.py).
 `emulate` takes fault-injection options so the verifier's tests can show each fault is caught:
-  tie="gt"             fire on V > TH<<F instead of V >= TH<<F (Lava's strict comparison, unconverted)
-  reset="zero"         hard reset (V' = 0 on a spike) instead of subtractive
+  tie="gt" / "ge"      fire on V > TH<<F (Lava's strict comparison, unconverted) / V >= TH<<F on every
+                       layer, whatever the layer says; tie="flip": each layer's compare swapped (>= <-> >)
+  reset="zero"         hard reset (V' = 0 on a spike) on every layer ("subtract", "subtract-undecayed"
+                       likewise); reset="swap": each layer's reset replaced (RESET_SWAP)
   feedforward_delay=d  every feedforward connection (input, layer to layer, readout) delayed d steps
                        (d = 1: Lava's per-connection delay left uncompensated)
   feedback_delay=d     delay of feedback edges (correct: 1; 2 = one step too many)
@@ -23,7 +26,7 @@ counts; its synapse's exact-dtype bound is k^2 times larger). The neuron state r
   readout_leak=False   the readout's leak ignored (a plain sum where the trained readout leaks)
   current_decay=False  a two-state layer's current register not carried (du ignored: U = W s << F)
   first_spike=False    a first-spike readout computed as the plain sum (spike counts) instead
-The defaults are the correct semantics (CONVENTION: fire at V >= TH<<F, subtractive reset).
+The defaults are the correct semantics (MODES: every layer's own compare and reset, any of them).
 """
 from __future__ import annotations
 
@@ -33,13 +36,18 @@ from collections import deque
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from saf.export.ir import DECAY_ONE, STATE_BITS, STATE_MAX, Convention, Graph
+from saf.export.ir import DECAY_ONE, STATE_BITS, STATE_MAX, Graph
+from saf.train.neuron_modes import (ALL_MODES, COMPARE_GE, COMPARE_GT, RESET_SUBTRACT, RESET_SUBTRACT_UNDECAYED,
+                                    RESET_ZERO, RESETS)
 
 from saf.export.result import BackendResult
 from saf.deploy.backends.emulator_kernels import decay_trunc as _decay
 
-# What emulate() computes with its default options (declared for the certificate's convention row).
-CONVENTION = Convention(">=", "subtract")
+# What emulate() computes with its default options (declared for the certificate's convention row): each
+# layer's own compare and reset, every combination of them.
+MODES = frozenset(ALL_MODES)
+# reset="swap" (a fault): the reset each layer runs instead of its own
+RESET_SWAP = {RESET_SUBTRACT: RESET_ZERO, RESET_ZERO: RESET_SUBTRACT, RESET_SUBTRACT_UNDECAYED: RESET_SUBTRACT}
 # Convolutions with n_in * n_out up to this many entries are unrolled into a dense matrix.
 DENSE_CONV_LIMIT = 1 << 22
 # The neuron state runs in float64 (fewer, cheaper passes than int64; every value an integer, so
@@ -206,12 +214,28 @@ class _Plan:
 
 
 # emulate()'s fault-injection options at their correct values
-_DEFAULTS = {"tie": "ge", "reset": "subtract", "feedforward_delay": 0, "feedback_delay": 1, "overflow": "clip",
+_DEFAULTS = {"tie": None, "reset": None, "feedforward_delay": 0, "feedback_delay": 1, "overflow": "clip",
              "current_bits": 0, "readout_leak": True, "initial_potential": True, "current_decay": True,
              "first_spike": True}
 
 
-def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subtract",
+def _compare(layer, tie) -> str:
+    """The compare layer runs under the tie option (None: its own)."""
+    if tie is None:
+        return layer.compare
+    if tie == "flip":
+        return COMPARE_GT if layer.compare == COMPARE_GE else COMPARE_GE
+    return COMPARE_GT if tie == "gt" else COMPARE_GE
+
+
+def _reset(layer, reset) -> str:
+    """The reset layer runs under the reset option (None: its own)."""
+    if reset is None:
+        return layer.reset
+    return RESET_SWAP[layer.reset] if reset == "swap" else reset
+
+
+def emulate(graph: Graph, xq: np.ndarray, *, tie: str = None, reset: str = None,
             feedforward_delay: int = 0, feedback_delay: int = 1, overflow: str = "clip",
             current_bits: int = 0, readout_leak: bool = True, initial_potential: bool = True,
             current_decay: bool = True, first_spike: bool = True,
@@ -222,10 +246,10 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
     at step t); the keyword options inject faults. A feed-forward graph with no fault runs layer by
     layer (emulator_layers.py) unless layer_schedule=False (the step-by-step schedule below)."""
     import saf.deploy.backends.emulator_layers as emulator_layers
-    if tie not in ("ge", "gt"):
-        raise ValueError(f"tie must be 'ge' or 'gt', got {tie!r}")
-    if reset not in ("subtract", "zero"):
-        raise ValueError(f"reset must be 'subtract' or 'zero', got {reset!r}")
+    if tie not in (None, "ge", "gt", "flip"):
+        raise ValueError(f"tie must be None, 'ge', 'gt' or 'flip', got {tie!r}")
+    if reset not in (None, "swap") + RESETS:
+        raise ValueError(f"reset must be None, 'swap' or one of {', '.join(RESETS)}, got {reset!r}")
     if feedforward_delay < 0 or feedback_delay < 1:
         raise ValueError("need feedforward_delay >= 0 and feedback_delay >= 1")
     if overflow not in ("clip", "wrap"):
@@ -309,17 +333,20 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = "ge", reset: str = "subt
                     b_sh = _shift(plan.bias[li].astype(sdt), layer.frac_bits)
                     Uc[li] = _decay(Uc[li], int(layer.du) + 1) + (u - b_sh)
                     u = Uc[li] + b_sh
+                th = layer.threshold << layer.frac_bits
+                lreset = _reset(layer, reset)
                 v = _decay(V[li], graph.decay) + u
+                if lreset == RESET_SUBTRACT_UNDECAYED:     # the last step's spike subtracts after the decay
+                    v = v - hist[-1][li] * th
                 v, k, vm = _limit(v, overflow)
                 sat[layer.name] += k
                 vmax[layer.name] = max(vmax[layer.name], vm)
-                th = layer.threshold << layer.frac_bits
-                s = v >= th if tie == "ge" else v > th
+                s = v >= th if _compare(layer, tie) == COMPARE_GE else v > th
                 if pots is not None:
                     pots[li][sl, t] = v
                 if spikes is not None:
                     spikes[li][sl, t] = s
-                V[li] = v - s * th if reset == "subtract" else np.where(s, 0, v)
+                V[li] = v - s * th if lreset == RESET_SUBTRACT else np.where(s, 0, v) if lreset == RESET_ZERO else v
                 cur.append(s)
             hist.append(cur)
             last = cur[-1] if feedforward_delay == 0 else hist[-1 - feedforward_delay][-1]

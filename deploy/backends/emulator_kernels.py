@@ -9,7 +9,8 @@ Everything here runs on numba's threads alone: no BLAS call sits between them, s
 pools never spin against each other on a small machine.
   lif_layer     a spiking layer's whole recurrence for all T steps, fused: the exact synaptic sum from
                 the matmul's output (float32/64 holding integers), + bias, << F, the truncating 12-bit
-                decay, 24-bit saturation, V >= TH<<F, subtractive reset, in int64 (always exact)
+                decay, 24-bit saturation, the layer's compare (V >= TH<<F or >) and reset (subtractive,
+                undecayed subtractive or to zero: export/ir.py), in int64 (always exact)
 
 Both run in parallel over samples. The arithmetic is export/ir.py's; the tests compare this schedule
 with emulator.py's step-by-step numpy schedule spike for spike and potential for potential.
@@ -94,13 +95,19 @@ def scatter_table(H: int, W: int, kh: int, kw: int, stride: int, pad: int, Ho: i
     return tab
 
 
+# reset codes of lif_layer (train/neuron_modes.py's names, as numba wants ints)
+RESET_CODES = {"subtract": 0, "subtract-undecayed": 1, "zero": 2}
+
+
 @njit(parallel=True, cache=True)
-def lif_layer(I, T, constant, bias, F, th, m, v0, S, V_rec, record_v, sat, vmax):
+def lif_layer(I, T, constant, bias, F, th, m, v0, S, V_rec, record_v, sat, vmax, strict, reset):
     """One spiking layer for B samples and T steps, neurons in I's order.
 
     I [rows, n]: the synaptic sums W s_in, integers (or floats holding exact integers); rows = B*T (row b*T + t), or B
        when `constant` (the same input every step).
     bias [n] int64, F frac bits, th = TH << F, m = 4096 - D, v0 initial potential.
+    strict: fire on V > th (compare ">"), else V >= th. reset (RESET_CODES): 0 V' = V - th on a spike, 1 V' = V and
+       the next step subtracts th after the decay (subtract-undecayed), 2 V' = 0.
     S [B, T, n] bool spikes out; V_rec [B, T, n] int64 potentials out when record_v.
     sat[b] counts the clipped states of sample b; vmax[b] its largest |V|."""
     n = I.shape[1]
@@ -109,6 +116,7 @@ def lif_layer(I, T, constant, bias, F, th, m, v0, S, V_rec, record_v, sat, vmax)
     ts = np.int64(0) if constant else np.int64(1)
     for b in prange(B):
         v = np.full(n, v0, dtype=np.int64)
+        owe = np.zeros(n, dtype=np.int64)               # subtract-undecayed: th after a spike, else 0
         cnt = 0
         top = 0
         for t in range(T):
@@ -117,16 +125,22 @@ def lif_layer(I, T, constant, bias, F, th, m, v0, S, V_rec, record_v, sat, vmax)
                 x = v[j]
                 a = x if x >= 0 else -x
                 mag = (a * m) >> DECAY_BITS
-                x = (mag if x >= 0 else -mag) + ((np.int64(I[r, j]) + bias[j]) << F)
+                x = (mag if x >= 0 else -mag) - owe[j] + ((np.int64(I[r, j]) + bias[j]) << F)
                 y = min(max(x, -STATE_MAX), STATE_MAX)
                 cnt += y != x
                 a = y if y >= 0 else -y
                 top = max(top, a)
                 if record_v:
                     V_rec[b, t, j] = y
-                s = y >= th
+                s = y > th if strict else y >= th
                 S[b, t, j] = s
-                v[j] = y - th if s else y
+                if reset == 0:
+                    v[j] = y - th if s else y
+                elif reset == 2:
+                    v[j] = 0 if s else y
+                else:
+                    v[j] = y
+                    owe[j] = th if s else 0
         sat[b] = cnt
         vmax[b] = top
 

@@ -20,6 +20,7 @@ from typing import Optional
 import numpy as np
 
 from saf.export.ir import Graph
+from saf.train.neuron_modes import COMPARE_GT
 
 import saf.deploy.backends.emulator_kernels as kernels
 
@@ -164,7 +165,8 @@ def emulate_layers(graph: Graph, frames: np.ndarray, varying: bool, plan, *, rec
         sat = np.zeros(b, dtype=np.int64)
         vmax = np.zeros(b, dtype=np.int64)
         kernels.lif_layer(I, T, li == 0 and not varying, st.bias, int(layer.frac_bits),
-                          int(layer.threshold) << int(layer.frac_bits), m, int(layer.v0), S, V, rec, sat, vmax)
+                          int(layer.threshold) << int(layer.frac_bits), m, int(layer.v0), S, V, rec, sat, vmax,
+                          layer.compare == COMPARE_GT, kernels.RESET_CODES[layer.reset])
         out["sat"][layer.name] += int(sat.sum())
         out["vmax"][layer.name] = max(out["vmax"][layer.name], int(vmax.max(initial=0)))
         if out["spikes"] is not None:

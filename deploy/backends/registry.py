@@ -17,7 +17,7 @@ run_backend(name, bundle, xq) -> BackendResult.
 
 Fault injection (FAULTS) makes a deliberately wrong emulator backend (fault_backend), so the
 verifier's own tests (and `saf verify --inject-fault`) show each kind of conversion error is caught.
-A faulty backend declares the correct convention: its fault is a bug, which the comparison must find.
+A faulty backend declares the correct modes: its fault is a bug, which the comparison must find.
 """
 from __future__ import annotations
 
@@ -29,19 +29,24 @@ from typing import Optional
 import numpy as np
 
 from saf.export.bundle.store import ONNX_FILE, SOURCE_FILE, WEIGHTS, BundleError, load_graph, read_bundle
-from saf.export.ir import Convention, Graph
-from saf.export.proof.onnx_exact import CONVENTION as ONNX_CONVENTION
-from saf.export.proof.saf_int import CONVENTION as SAF_INT_CONVENTION
+from saf.export.ir import Graph
+from saf.export.proof.onnx_exact import MODES as ONNX_MODES
+from saf.export.proof.saf_int import MODES as SAF_INT_MODES
 from saf.export.proof.certificate import CurrentRegister, current_register_check
 
-from saf.deploy.backends.spec import BACKENDS, BackendError, BackendSpec, Form, get_backend, register  # noqa: F401
-from saf.deploy.backends.emulator import CONVENTION as EMULATOR_CONVENTION
+from saf.deploy.backends.spec import (BACKENDS, BackendError, BackendSpec, Form, get_backend, mode_refusal,  # noqa: F401
+                                      register)
+from saf.deploy.backends.emulator import MODES as EMULATOR_MODES
 from saf.export.result import BackendResult
+from saf.train.neuron_modes import ALL_MODES, RESET_SUBTRACT_UNDECAYED
 
 FAULTS = {
     "lsb": "one weight of the first layer changed by one LSB",
-    "tie": "strict threshold comparison V > TH<<F (Lava's stock LIF) instead of >=",
+    "tie": "threshold comparison flipped on every layer: V > TH<<F (Lava's stock LIF, unconverted) where the layer "
+           "fires at >=, and >= where it says >",
     "hard-reset": "hard reset V' = 0 instead of subtractive",
+    "reset-swap": "every layer's reset replaced: subtract -> zero, zero -> subtract, subtract-undecayed -> subtract "
+                  "(the subtraction decayed with the leak)",
     "delay": "Lava's one-step synaptic delay left uncompensated on every feed-forward connection",
     "u-21bit": "the current I<<F held in a 21-bit register that wraps (Loihi's u register has 24 bits)",
     "readout-leak": "the readout's leak ignored: a plain sum where the trained readout leaks with lam",
@@ -49,7 +54,7 @@ FAULTS = {
     "current-decay": "a two-state layer's current register not carried over steps (du ignored)",
     "first-spike": "the first-spike readout computed as a spike count (plain sum) instead",
 }
-_FAULT_OPTS = {"tie": {"tie": "gt"}, "hard-reset": {"reset": "zero"}, "delay": {"feedforward_delay": 1},
+_FAULT_OPTS = {"tie": {"tie": "flip"}, "hard-reset": {"reset": "zero"}, "reset-swap": {"reset": "swap"}, "delay": {"feedforward_delay": 1},
                "u-21bit": {"current_bits": 21}, "readout-leak": {"readout_leak": False},
                "current-decay": {"current_decay": False}, "first-spike": {"first_spike": False}}
 
@@ -86,6 +91,9 @@ class Bundle:
 
 LAVA_BACKENDS = frozenset({"lava", "lava-own"})   # the backends that import lava (require_lava first)
 STOCK_REGISTER = CurrentRegister(24, 6)   # Lava's stock LIF: u += a_in << 6, wrapping at 24 bits
+# the modes Lava's stock LIF can run (deploy/lava/stock.py): natively zero + > (no override), the others
+# with its compare and/or reset_voltage overridden; subtract-undecayed needs a state it does not have
+STOCK_MODES = frozenset(m for m in ALL_MODES if m.reset != RESET_SUBTRACT_UNDECAYED)
 
 
 def require_lava(flag: str) -> None:
@@ -143,6 +151,9 @@ def inject_fault(graph: Graph, fault: str) -> tuple:
     if fault == "current-decay" and not any(l.two_state for l in graph.spiking_layers):
         raise BackendError("fault current-decay needs a bundle with two-state layers (du < 4095, FP); "
                            "this one carries no current, so the fault would change nothing")
+    if fault == "hard-reset" and all(l.reset == "zero" for l in graph.spiking_layers):
+        raise BackendError("fault hard-reset needs a layer whose reset is not zero already; every layer of this "
+                           "one resets to zero, so the fault would change nothing (try reset-swap)")
     if fault == "first-spike" and not graph.readout.first_spike:
         raise BackendError("fault first-spike needs a bundle with a first-spike readout (FP); this one has none")
     return graph, _FAULT_OPTS[fault]
@@ -260,27 +271,35 @@ def _run_float(form: str):
     return run
 
 
-# Each integer backend declares its tie comparison and reset; the certificate's convention row
-# checks them against the IR's. Lava's are declared here (importing deploy/lava needs lava):
-# lava/procs/stock_lif.py (lava) and lava/procs/lif.py (lava-own) override the stock LIF's compare
-# (>=) and reset_voltage (subtract).
-register(BackendSpec("saf-int", Form.SAF, True, _run_saf_int, SAF_INT_CONVENTION,
+# Each integer backend declares the (compare, reset) modes it runs per layer; the certificate's convention
+# row checks every layer's against them. Lava's are declared here (importing deploy/lava needs lava):
+# lava/procs/stock_lif.py (lava: Lava's stock LIF as it is for zero + >, its compare and/or reset_voltage
+# overridden for the others it can hold; no subtract-undecayed) and lava/procs/lif.py (lava-own: all).
+register(BackendSpec("saf-int", Form.SAF, True, _run_saf_int, SAF_INT_MODES,
                      description="SAF form, exact integer arithmetic", refuses=saf_int_refuses))
-register(BackendSpec("emulator", Form.LIF, True, _run_emulator, EMULATOR_CONVENTION,
+register(BackendSpec("emulator", Form.LIF, True, _run_emulator, EMULATOR_MODES,
                      description="numpy emulator of the integer LIF form"))
-register(BackendSpec("onnx", Form.LIF, False, _run_onnx, ONNX_CONVENTION,
+register(BackendSpec("onnx", Form.LIF, False, _run_onnx, ONNX_MODES,
                      description="onnxruntime, CPU provider", work=_onnx_macs))
-register(BackendSpec("onnx-cuda", Form.LIF, False, _run_onnx_cuda, ONNX_CONVENTION,
+register(BackendSpec("onnx-cuda", Form.LIF, False, _run_onnx_cuda, ONNX_MODES,
                      covered=False, unavailable=_cuda_missing, work=_onnx_macs,
                      description="onnxruntime, CUDA provider (not covered by the certificate)"))
-register(BackendSpec("lava", Form.LIF, False, _run_lava_stock, Convention(">=", "subtract"), subset=True,
+register(BackendSpec("lava", Form.LIF, False, _run_lava_stock, STOCK_MODES, subset=True,
                      refuses=stock_refuses, current_register=STOCK_REGISTER, fallback="lava-own",
                      description="simulated Loihi: Lava's stock Dense/Conv/LIFReset models, fixed_pt "
-                                 "(compare and reset overridden)"))
-register(BackendSpec("lava-own", Form.LIF, False, _run_lava_own, Convention(">=", "subtract"), subset=True,
+                                 "(compare and reset overridden where the layer's modes differ from Lava's)"))
+register(BackendSpec("lava-own", Form.LIF, False, _run_lava_own, frozenset(ALL_MODES), subset=True,
                      description="the toolchain's own Lava Processes, fixed_pt: a transcription of the IR's "
                                  "arithmetic, not Lava's Loihi models"))
-register(BackendSpec("saf-float", Form.FLOAT, False, _run_float("saf"), None, description="trained float, SAF form"))
+def saf_float_refuses(graph: Graph) -> str:
+    """The float SAF form exists only where every layer has the default reset and compare."""
+    odd = next((l for l in graph.spiking_layers if not l.mode.is_default), None)
+    return "" if odd is None else (f"layer {odd.name} has reset {odd.reset!r} / compare {odd.compare!r}: the float "
+                                   f"SAF form is defined only for reset 'subtract' with compare '>=' (use lif-float)")
+
+
+register(BackendSpec("saf-float", Form.FLOAT, False, _run_float("saf"), None, description="trained float, SAF form",
+                     refuses=saf_float_refuses))
 register(BackendSpec("lif-float", Form.FLOAT, False, _run_float("lif"), None, description="trained float, LIF form"))
 
 
@@ -308,7 +327,7 @@ def run_spec(spec: BackendSpec, bundle: Bundle, xq: np.ndarray, record_spikes: b
     if record_potentials and not spec.reports_potentials:
         raise BackendError(f"{spec.name} cannot report membrane potentials")
     g = graph if graph is not None else bundle.graph
-    why = spec.refuses(g)
+    why = spec.refuses(g) or mode_refusal(spec, g)
     if why:
         raise BackendError(f"{spec.name} cannot run this network: {why}")
     r = spec.runner(bundle, g, xq, record_spikes, record_potentials, progress, **opts)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Callable, Optional
 
-from saf.export.ir import Convention
+from saf.export.ir import declared_mode, modes_text
 from saf.export.proof.certificate import CurrentRegister
 
 
@@ -30,7 +30,8 @@ class BackendSpec:
     form: Form
     reports_potentials: bool     # its runner can return its own V[t] (record_potentials=True)
     runner: Callable             # (bundle, graph, xq, record_spikes, record_potentials, progress) -> BackendResult
-    convention: Optional[Convention]   # declared tie comparison and reset (None for float forms)
+    convention: object           # declared (compare, reset): one export/ir.py Convention it runs on every layer, or
+    #                              the frozenset of them it runs per layer as each layer says (None for float forms)
     subset: bool = False         # slow: runs only the first --lava-limit samples
     covered: bool = True         # the certificate's exactness proof covers this implementation
     unavailable: Callable = lambda: ""   # () -> reason it cannot run here, "" when it can
@@ -58,6 +59,22 @@ def register(spec: BackendSpec) -> BackendSpec:
         raise ValueError(f"integer backend {spec.name!r} must declare its tie comparison and reset")
     BACKENDS[spec.name] = spec
     return spec
+
+
+def mode_refusal(spec: BackendSpec, graph) -> str:
+    """Why `spec` cannot run some spiking layer's (compare, reset) of `graph` ("" when it runs them all)."""
+    if spec.convention is None:
+        return ""
+    for layer in graph.spiking_layers:
+        if declared_mode(spec.convention, layer.mode) is None:
+            return (f"layer {layer.name} has reset {layer.reset!r} / compare {layer.compare!r}, which {spec.name} "
+                    f"cannot run (it runs {modes_text(spec.convention)})")
+    return ""
+
+
+def runs_modes(spec: BackendSpec, graph) -> list:
+    """The (compare, reset) `spec` runs on each spiking layer of `graph` (None where it cannot run it)."""
+    return [declared_mode(spec.convention, l.mode) for l in graph.spiking_layers]
 
 
 def get_backend(name: str) -> BackendSpec:
@@ -119,12 +136,13 @@ def with_fallbacks(specs: list, graph, flag: str = "--backends") -> tuple:
     one line when fewer than two distinct integer backends remain."""
     out, notes = [], []
     for s in specs:
-        why = s.refuses(graph)
+        why = s.refuses(graph) or mode_refusal(s, graph)
         if not why:
             out.append(s)
             continue
         alt = BACKENDS.get(s.fallback) if s.fallback else None
-        if alt is not None and not alt.refuses(graph) and alt not in out and alt not in specs:
+        if alt is not None and not (alt.refuses(graph) or mode_refusal(alt, graph)) and alt not in out \
+                and alt not in specs:
             out.append(alt)
             notes.append(f"{s.name} replaced by {alt.name} ({alt.description}) in the default backends: "
                          f"{s.name} cannot run this network: {why}")

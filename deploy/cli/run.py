@@ -162,7 +162,7 @@ def cmd_verify(a) -> int:
     from saf.deploy.verify import format_report, verify
     from saf.deploy.verify.report_io import check_outputs, write_outputs
 
-    from saf.deploy.backends.spec import resolve_backends, with_fallbacks
+    from saf.deploy.backends.spec import mode_refusal, resolve_backends, with_fallbacks
 
     backends = (a.backends or DEFAULT_BACKENDS).split(",")
     specs = resolve_backends(backends)             # names, duplicates, >= 2 distinct integer backends
@@ -196,7 +196,7 @@ def cmd_verify(a) -> int:
         notes += more
     else:                        # an explicit list: a backend that cannot run this network, before any runs
         for s in specs:
-            why = s.refuses(b.graph)
+            why = s.refuses(b.graph) or mode_refusal(s, b.graph)
             if why:
                 raise BackendError(f"--backends: {s.name} cannot run this network: {why}")
     for n in notes:

@@ -1,10 +1,11 @@
 """lava backend (simulated Loihi): the integer network on Lava's OWN Processes and bit-accurate models.
 
 Per spiking layer:  stock Dense (lava.proc.dense) or stock Conv (lava.proc.conv), fixed point
-                    -> stock LIFReset (lava.proc.lif) run by PySoftResetLifBitAcc, Lava's
-                       PyLifResetModelBitAcc with only its compare (>=) and reset (subtract)
-                       overridden (deploy/lava/procs/stock_lif.py): du = Layer.du (4095: no carry), dv = D,
-                       bias = bias_mant << bias_exp, vth << 6, u wrapping at 24 bits.
+                    -> stock LIFReset (lava.proc.lif) run by Lava's PyLifResetModelBitAcc: as it is for a
+                       layer whose modes are Lava's own (reset zero, compare >), else with only its compare
+                       and/or reset overridden to the layer's (deploy/lava/procs/stock_lif.py MODELS;
+                       PySoftResetLifBitAcc for the default >= / subtract): du = Layer.du (4095: no carry),
+                       dv = D, bias = bias_mant << bias_exp, vth << 6, u wrapping at 24 bits.
                     The stock Conv runs PyConvModelFixedIm2col (deploy/lava/procs/stock_conv.py): Lava's
                        fixed-point Conv model with its scipy loop replaced by one matrix product that
                        gives the same integers (tests/test_lava_stock.py compares it with Lava's).
@@ -23,7 +24,8 @@ replicated over each k x k block, stride and padding times k), which computes th
 Timing is deploy/lava/graph.py's schedule with period 1 (every Dense/Conv delivers one step late;
 layer l runs logical step t of sample n at Lava step l + 2 + n*T + t). Refused, one line each
 (stock_refusal; the registry adds "use lava-own"): feedback edges (they need the own backend's phased
-schedule), F != 6 (F > 6 needs a programmable Loihi 2 microcode neuron), initial potentials, a conv
+schedule), F != 6 (F > 6 needs a programmable Loihi 2 microcode neuron), initial potentials, the reset
+subtract-undecayed (a subtraction owed across the decay: no stock state holds it), a conv
 after a dense layer, thresholds beyond 17 bits, and weights/biases the stock formats cannot hold
 exactly (stock_encode.py). Where |W s_in| << 6 can exceed 2^23 - 1 the u register would wrap, as
 Lava's model (and Loihi) does: the registry's `lava` record refuses such a network (its
@@ -43,7 +45,7 @@ import saf.deploy.lava.stock_encode as enc
 from saf.deploy.lava.graph import make_schedule, validate_graph, validate_input
 from saf.deploy.lava.procs.readout import Integrator
 from saf.deploy.lava.procs.stock_conv import REPLACED, PyConvModelFixedIm2col
-from saf.deploy.lava.procs.stock_lif import OVERRIDDEN, PySoftResetLifBitAcc
+from saf.deploy.lava.procs.stock_lif import MODELS, OVERRIDDEN, PySoftResetLifBitAcc
 from saf.deploy.lava.procs.tap import SpikeTap
 from saf.deploy.lava.model_listing import describe_part
 from saf.export.result import BackendResult
@@ -74,6 +76,9 @@ def stock_problems(graph: Graph) -> list:
         if int(l.v0):
             out.append(f"layer {l.name}: initial potential v0 = {l.v0} (alpha firing): the stock LIF "
                        f"starts every sample at v = 0")
+        if (l.compare, l.reset) not in MODELS:
+            out.append(f"layer {l.name}: reset {l.reset!r} subtracts TH after the next decay; the stock LIF "
+                       f"keeps no state for it (it resets v to 0, or by subtraction when overridden)")
         if not 0 < int(l.threshold) <= VTH_MAX:
             out.append(f"layer {l.name}: threshold {l.threshold} outside the stock vth range 1..{VTH_MAX}")
     dense_seen = False
@@ -205,7 +210,9 @@ def build_stock_network(graph: Graph, xq: np.ndarray, probe_buffer: int = 64,
             tap = SpikeTap(shape=shape, offset=sched.offsets[i], T=T, n_samples=N, probe_buffer=probe_buffer,
                            name=f"{l.name}.tap")
             nrn.s_out.connect(tap.s_in)
-        net.layers.append({"name": l.name, "synapses": syns, "neuron": nrn, "tap": tap, "encoding": how})
+        model, overrides = MODELS[(l.compare, l.reset)]
+        net.layers.append({"name": l.name, "synapses": syns, "neuron": nrn, "tap": tap, "encoding": how,
+                           "model": model, "overrides": overrides})
         net.layouts.append(layout)
         port = nrn.s_out
     return net, sched
@@ -265,7 +272,7 @@ def run_lava_stock(graph: Graph, xq: np.ndarray, record_spikes: bool = True, pro
     info = {"lava_steps": steps, "steps_per_s": steps / run_s if run_s > 0 else float("inf"),
             "ms_per_sample": 1000.0 * run_s / len(xq), "build_compile_s": sum(r["compile_s"] for r in runs),
             "networks": len(runs), "offsets": runs[0]["offsets"], "processes": runs[0]["processes"],
-            "tag": "fixed_pt", "neuron_overrides": list(OVERRIDDEN),
+            "tag": "fixed_pt", "neuron_overrides": _overrides(graph),
             "conv_replaced": list(REPLACED), "models": runs[0]["models"],
             "input_injection": "stock io.source.RingBuffer: x_q as graded spikes into the first stock synapse"}
     return BackendResult(backend="lava", readout=np.concatenate([r["readout"] for r in runs]),
@@ -289,8 +296,11 @@ def _run_network(graph: Graph, xq: np.ndarray, record_spikes: bool, chunk: int, 
     if record_spikes:
         ports += [(d["tap"].probe, sched.offsets[i], i) for i, d in enumerate(net.layers[:-1])]
     got = [0] * len(ports)
+    # LIFReset's model for the default modes by class; any other layer's by its own Process instance (Lava's
+    # compiler looks instances up first), Lava's unmodified model where the layer's modes are Lava's
+    per_layer = {d["neuron"]: d["model"] for d in net.layers[:-1] if d["overrides"] != OVERRIDDEN}
     cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map={LIFReset: PySoftResetLifBitAcc,
-                                                                        Conv: PyConvModelFixedIm2col})
+                                                                        Conv: PyConvModelFixedIm2col, **per_layer})
     run_s, done, total = 0.0, 0, sched.total_steps
     try:
         net.source.create_runtime(run_cfg=cfg)
@@ -318,6 +328,13 @@ def _run_network(graph: Graph, xq: np.ndarray, record_spikes: bool, chunk: int, 
         net.source.stop()
     return {"readout": readout, "spikes": spikes, "run_s": run_s, "compile_s": t_compiled - t_start,
             "steps": total, "offsets": list(sched.offsets), "processes": len(net.processes), "models": models}
+
+
+def _overrides(graph: Graph):
+    """The LIF methods overridden: one list when every layer has the default modes (as before modes), else
+    per layer ([] where Lava's model runs as it is)."""
+    per = {l.name: list(MODELS[(l.compare, l.reset)][1]) for l in graph.spiking_layers}
+    return list(OVERRIDDEN) if all(v == list(OVERRIDDEN) for v in per.values()) else per
 
 
 def _unpack(msg, T: int, layer, layout) -> np.ndarray:

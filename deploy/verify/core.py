@@ -19,6 +19,7 @@ from typing import Optional
 import numpy as np
 
 from saf.export.proof.certificate import certify, target_registers
+from saf.export.ir import modes_text
 
 from saf.deploy.backends.spec import BackendError, BackendSpec, as_specs, check_count
 from saf.deploy.backends.registry import Bundle, fault_backend
@@ -63,7 +64,7 @@ class VerifyReport:
 
 def describe(spec: BackendSpec) -> dict:
     return {"form": spec.form.value, "reports_potentials": spec.reports_potentials,
-            "convention": str(spec.convention) if spec.convention else None, "covered": spec.covered,
+            "convention": modes_text(spec.convention) if spec.convention else None, "covered": spec.covered,
             "subset": spec.subset, "description": spec.description,
             "current_register": list(spec.current_register) if spec.current_register else None}
 

@@ -9,15 +9,21 @@ import time
 import numpy as np
 
 from saf.deploy.backends.registry import Bundle, run_spec
-from saf.deploy.backends.spec import BACKENDS, BackendError, BackendSpec, Form
+from saf.deploy.backends.spec import BACKENDS, BackendError, BackendSpec, Form, runs_modes
 from saf.deploy.verify.compare import compare_pair, compare_potentials
 
 
 POTENTIAL_BUDGET = 1 << 25          # int64 potentials recorded per backend and input set (256 MiB)
 
 
-def expected_exact(a: BackendSpec, b: BackendSpec, exact: bool) -> bool:
-    if not (a.covered and b.covered) or a.convention != b.convention:
+def expected_exact(a: BackendSpec, b: BackendSpec, exact: bool, graph=None) -> bool:
+    """Whether a pair must agree bit for bit: both covered, both running the same (compare, reset) on every
+    layer of `graph` (their declarations, without a graph), and both LIF forms or the certificate exact."""
+    if not (a.covered and b.covered):
+        return False
+    same = a.convention == b.convention if graph is None else \
+        runs_modes(a, graph) == runs_modes(b, graph) and None not in runs_modes(a, graph)
+    if not same:
         return False
     if a.form is Form.LIF and b.form is Form.LIF:
         return True
@@ -148,7 +154,7 @@ def finish_pair(p: dict, sa: BackendSpec, sb: BackendSpec, exact: bool, mismatch
     p["mismatch_rate"] = p["spike_mismatches"] / max(1, p["spikes_total"])
     p["readout_mismatch_rate"] = p["readout_mismatches"] / max(1, p["readout_total"])
     pm = p.pop("potentials", None)
-    p["expected_exact"] = expected_exact(sa, sb, exact)
+    p["expected_exact"] = expected_exact(sa, sb, exact, graph)
     p["covered"] = sa.covered and sb.covered
     p["bound"] = 0.0 if p["expected_exact"] else mismatch_bound
     if pm is not None:

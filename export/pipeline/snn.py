@@ -30,14 +30,14 @@ def _accuracy_report(net, graph: Graph, data, T: int, limit: Optional[int], appr
     """Float accuracy (trained model, SAF form) vs quantized accuracy (exact integer SAF form, which is
     the deployed form only when the certificate is exact: an --approximate bundle reports the float
     accuracy alone and leaves the deployed one to saf verify's agreement table)."""
-    from saf.train.evaluate import evaluate
+    from saf.train.evaluate import evaluate, float_form
 
     from saf.export.proof.saf_int import run_saf_int
 
     x, y = data.x_test, data.y_test
     if limit:
         x, y = x[:limit], y[:limit]
-    fl = evaluate(net, x.double(), y, T, "saf")
+    fl = evaluate(net, x.double(), y, T, float_form(net))
     if approximate:
         return {"dataset": data.name, "n": int(len(y)), "float_accuracy": fl["accuracy"],
                 "deployed": "NOT EXACT (--approximate): saf verify measures the deployed accuracy"}
@@ -201,8 +201,8 @@ def _fit(src: Source, first: InputQuant, peak, net, data, approximate: bool) -> 
     if best is not None:
         float_acc = None
         if cal is not None:
-            from saf.train.evaluate import evaluate
-            float_acc = float(evaluate(net, x.double(), y, src.T, "saf")["accuracy"])
+            from saf.train.evaluate import evaluate, float_form
+            float_acc = float(evaluate(net, x.double(), y, src.T, float_form(net))["accuracy"])
         return best, {"fit": fit_report(a, best, tried, float_acc, len(cal[1]) if cal else 0)}
     if not approximate:
         raise ExportError(refusal(src, a, tried))

@@ -22,9 +22,11 @@ Conditions (DESIGN.md sec. 3), each a named check with a one-line reason:
                bits), so its worst case must stay <= 2^(bits-1) - 1 per spiking layer. The bias is not
                in u: Loihi adds it to v as bias_mant << bias_exp. One row per layer and register, the
                detail naming who holds it;
-- convention:  every backend's declared tie comparison and reset equal the IR's (fire when
-               V >= TH << F, subtractive reset; SAF: H(0) = 1). Derived from the declarations passed
-               in (verify: the backends it compares; export: the forms it writes, saf-int and ONNX).
+- convention:  every backend runs every spiking layer's own tie comparison and reset (Layer.compare,
+               Layer.reset; default: fire when V >= TH << F, subtractive reset; SAF: H(0) = 1): a backend
+               declares one fixed Convention or the set of modes it implements per layer (export/ir.py
+               declared_mode). Derived from the declarations passed in (verify: the backends it
+               compares; export: the forms it writes, saf-int and ONNX).
 - training_form (graphs with two-state layers, Layer.du < 4095, or a first-spike readout: FP,
                METHODS.md 2.4): there is no integer SAF form of such a network, and FP trains in
                continuous time, so this row is never ok: "approximate: continuous-time training,
@@ -41,8 +43,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from saf.export.ir import DECAY_ONE, IR_CONVENTION, STATE_MAX, Graph, dyadic_exponent
-from saf.export.proof.state_bound import current_state_bound, layer_current_bound, state_bound, two_state_bound
+from saf.export.ir import DECAY_ONE, IR_CONVENTION, STATE_MAX, Graph, declared_mode, dyadic_exponent, modes_text
+from saf.export.proof.state_bound import (current_state_bound, layer_current_bound, owed_subtraction, state_bound,
+                                          two_state_bound)
 
 
 class CurrentRegister(NamedTuple):
@@ -97,20 +100,36 @@ def _readout_leak(D_r: int, D: int, F_r: int, T: int, name: str) -> Check:
 
 def export_conventions() -> dict:
     """The conventions declared by the forms export itself writes: the SAF form and the ONNX model."""
-    from saf.export.proof.onnx_exact import CONVENTION as ONNX
-    from saf.export.proof.saf_int import CONVENTION as SAF_INT
+    from saf.export.proof.onnx_exact import MODES as ONNX
+    from saf.export.proof.saf_int import MODES as SAF_INT
     return {"saf-int": SAF_INT, "onnx": ONNX}
 
 
-def convention_check(conventions: dict) -> Check:
-    """The convention row: every declared (tie comparison, reset) must equal the IR's."""
+def convention_check(conventions: dict, graph: Graph = None) -> Check:
+    """The convention row: every backend must run every spiking layer's own (compare, reset) (export/ir.py
+    `declared_mode`: a fixed declaration must equal it, a set must hold it). Without a graph: the IR's
+    default modes."""
     if not conventions:
         return Check("convention", "all", False, "no backend declared its tie comparison and reset")
-    bad = {n: c for n, c in conventions.items() if c != IR_CONVENTION}
+    layers = [(l.name, l.mode) for l in graph.spiking_layers] if graph is not None else [("", IR_CONVENTION)]
+    bad = []
+    for n, decl in conventions.items():
+        for name, mode in layers:
+            ran = declared_mode(decl, mode)
+            on = f" on layer {name}" if name else ""
+            if ran is None:
+                bad.append(f"{n} cannot run{on} '{mode}' (it runs {modes_text(decl)})")
+            elif ran != mode:
+                bad.append(f"{n} declares '{ran}'{on}, the IR says '{mode}'")
+            else:
+                continue
+            break                                  # one line per backend: its first layer that differs
     if bad:
-        return Check("convention", "all", False, "; ".join(f"{n} declares '{c}'" for n, c in bad.items())
-                     + f", the IR says '{IR_CONVENTION}'")
-    return Check("convention", "all", True, f"{', '.join(conventions)} declare the IR's '{IR_CONVENTION}'")
+        return Check("convention", "all", False, "; ".join(bad))
+    distinct = sorted({str(m) for _, m in layers})
+    says = f"the IR's '{distinct[0]}'" if len(distinct) == 1 else \
+        "each layer's own modes (" + ", ".join(f"{n}: '{m}'" for n, m in layers) + ")"
+    return Check("convention", "all", True, f"{', '.join(conventions)} declare {says}")
 
 
 def initial_potential_check(layer, k: int, T: int) -> Check:
@@ -171,9 +190,10 @@ def certify(graph: Graph, conventions: dict = None, registers: dict = None) -> C
         if layer.two_state:
             syn = layer_current_bound(layer.weight, np.zeros(1, np.int64), [f.weight for f in graph.feedback_into(i)],
                                       graph.layer_input_max(i), graph.input_signed and i == 0)
-            v = two_state_bound(syn, int(np.abs(layer.bias).max(initial=0)), F, int(layer.du), D, T, int(layer.v0))
+            v = two_state_bound(syn, int(np.abs(layer.bias).max(initial=0)), F, int(layer.du), D, T, int(layer.v0),
+                                owed_subtraction(layer))
         else:
-            v = state_bound(cur, F, D, T, int(layer.v0))
+            v = state_bound(cur, F, D, T, int(layer.v0), owed_subtraction(layer))
         th = int(layer.threshold) << F
         if int(layer.v0) and k is not None:
             checks.append(initial_potential_check(layer, k, T))
@@ -202,7 +222,7 @@ def certify(graph: Graph, conventions: dict = None, registers: dict = None) -> C
         checks.append(_readout_leak(D_r, D, F_r, T, ro.name))
     if conventions is None:          # export's own forms; saf-int has no form of an FP network
         conventions = {n: c for n, c in export_conventions().items() if saf or n != "saf-int"}
-    checks.append(convention_check(conventions))
+    checks.append(convention_check(conventions, graph))
     if graph.meta.get("input_exact") is False:
         info.append(f"input quantized with scale {graph.input_scale:.6g} to {graph.input_bits} bits (lossy)")
     return Certificate(all(c.ok for c in checks), checks, info)

@@ -28,11 +28,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from saf.export.ir import DECAY_ONE, STATE_MAX, Convention, Graph
+from saf.export.ir import DECAY_ONE, STATE_MAX, Graph
+from saf.train.neuron_modes import ALL_MODES, RESET_SUBTRACT_UNDECAYED
 
-# What the ONNX model computes at a tie and on a spike (onnx_model._lif_step builds exactly this);
-# declared here, without importing onnx, for the certificate's convention row and the backend records.
-CONVENTION = Convention(">=", "subtract")
+# What the ONNX model computes at a tie and on a spike (onnx_model._lif_step builds each layer's own compare
+# and reset, every combination); declared here, without importing onnx, for the certificate's convention row
+# and the backend records.
+MODES = frozenset(ALL_MODES)
 
 FLOAT32_EXACT = 1 << 24
 INT64_MAX = (1 << 63) - 1
@@ -143,7 +145,8 @@ def onnx_exactness(graph: Graph) -> list:
         vprime = STATE_MAX + (th_f if layer.threshold < 0 else 0)
         if m != DECAY_ONE:
             items.append(_int_item(layer.name, "decay product |V'|*(4096-D)", vprime * abs(m)))
-        items.append(_int_item(layer.name, "state before clip", vprime + shifted))
+        owed = th_f if layer.reset == RESET_SUBTRACT_UNDECAYED else 0   # subtracted after the decay
+        items.append(_int_item(layer.name, "state before clip", vprime + shifted + owed))
         xin = 1
     ro = graph.readout
     T = int(graph.T)

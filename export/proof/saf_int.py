@@ -16,6 +16,24 @@ nothing here carries a membrane potential, truncates, or saturates. Per spiking 
 A sum-pooled layer (Layer.in_pool = k) applies W to sum_pool_k(a_in) (and the readout to
 sum_pool_k(a_N)): pooling is linear, so it is the accumulation of the pooled input.
 
+Per-layer modes (Layer.compare, Layer.reset; export/ir.py). The compare is H's: H(0) = 1 for ">=", 0 for
+">" (scale-invariant, so exact here as well). The reset changes only how much charge the layer has given
+back, never the accumulations a, a_in, U (linear in the spikes, so the next layer's input is W a[t]
+whatever the reset). Unrolling each reset of the LIF form over the accumulated input U[t]:
+
+    subtract            u[t] = U[t] - TH lam a[t-1]             (above: fire on U[t] - TH (lam a[t-1] + 1))
+    subtract-undecayed  u[t] = U[t] - TH a[t-1]                 (the subtractions decay one step less:
+                                                                 sum_k lam^(t-1-k) TH s[k] = TH a[t-1])
+    zero                u[t] = U[t] - Z[t]                      (the charge accumulated up to the last spike
+                        Z[t] = lam (Z[t-1] + s[t-1] (U[t-1] - Z[t-1])),  Z[1] = 0, is what a reset to 0 drops:
+                        after a spike at r, u[t] = sum_{k=r+1}^{t} lam^(t-k) I[k] = U[t] - lam^(t-r) U[r])
+
+and s[t] = H(u[t] - TH). No potential is carried or truncated: Z is a decayed copy of U at the last spike,
+kept exactly (S Z is an integer for the same reason S U is: a polynomial in lam of degree <= t-2 at step t).
+This is a different formulation from the LIF form's (no V, no clip, no truncating decay); the LIF forms equal
+it under the certificate's conditions, as for the default modes (u, and so every spike, is the same
+rational number in both).
+
 Initial potential (Layer.v0, V'[0] = v0 in state units): the LIF potential unrolls to
 u[t] = lam^t v0 + U[t] - TH lam a[t-1] (the reset is subtractive, so v0 only decays), so U[t] gains
 lam^t v0 / 2^F. With any v0 the scale S gains a factor q 2^Fmax (E below), which keeps
@@ -53,13 +71,14 @@ from math import gcd
 
 import numpy as np
 
-from saf.export.ir import DECAY_ONE, Convention, Graph, dyadic_exponent
+from saf.export.ir import DECAY_ONE, Graph, dyadic_exponent
 from saf.export.result import BackendResult
+from saf.train.neuron_modes import ALL_MODES, COMPARE_GT, RESET_SUBTRACT_UNDECAYED, RESET_ZERO
 
 INT64_SAFE = 1 << 62
-# H(0) = 1 with the accumulation's built-in subtraction: the LIF convention this form is equal to
-# (declared for the certificate's convention row).
-CONVENTION = Convention(">=", "subtract")
+# Every layer's own compare and reset (above), every combination: what this form declares for the
+# certificate's convention row.
+MODES = frozenset(ALL_MODES)
 
 
 def _ratio(graph: Graph) -> tuple:
@@ -138,6 +157,8 @@ def _bounds(graph: Graph, lin: list, fb: list, x_max: int, p: int, q: int) -> in
         fb_rows = sum(f.row_abs for _, f in fb[li])
         bmax = int(np.abs(layer.bias).max(initial=0))
         su = lin[li].row_abs * a_in + bmax * C + fb_rows * C + abs(int(layer.v0)) * S
+        if layer.reset == RESET_ZERO:                            # S U - S Z, |S Z| <= max |S U|
+            su = 2 * su
         th = int(layer.threshold) * (C + S)
         worst = max(worst, (su + th) << layer.frac_bits, p * C)
     ro = graph.readout
@@ -206,6 +227,9 @@ def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_
         x = xq[sl].astype(dt)
         Ain = np.zeros_like(x)                                   # S a_in[t-1] of layer 1 (time-varying)
         A = [np.zeros((b, l.n_out), dtype=dt) for l in sp]       # S a[t-1] per layer
+        Z = [np.zeros((b, l.n_out), dtype=dt) for l in sp]       # S Z[t] per zero-reset layer (docstring)
+        U_old = [None] * len(sp)                                 # S U[t-1] and s[t-1] of a zero-reset layer
+        S_old = [None] * len(sp)
         counts = np.zeros((b, sp[-1].n_out), dtype=np.int64)
         C = 0                                                    # S c[t-1], a Python int
         for t in range(T):
@@ -231,12 +255,26 @@ def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_
                 if np.any(lam_a * q != pa):
                     raise ArithmeticError(f"{layer.name}: inexact leak at t={t + 1} (bug)")
                 th = int(layer.threshold)
-                H = np.asarray(SU >= th * (lam_a + S), dtype=bool)   # H(U - TH (lam a + 1))
+                if layer.reset == RESET_ZERO:                    # S Z[t] = lam (S Z[t-1] + s[t-1] (S U[t-1] - S Z[t-1]))
+                    if t:
+                        pz = p * np.where(S_old[li], U_old[li], Z[li])
+                        Z[li] = pz // q
+                        if np.any(Z[li] * q != pz):
+                            raise ArithmeticError(f"{layer.name}: inexact reset charge at t={t + 1} (bug)")
+                    given = Z[li]                                # S (U - u): the charge the resets dropped
+                elif layer.reset == RESET_SUBTRACT_UNDECAYED:
+                    given = th * old[li]                         # S TH a[t-1]
+                else:
+                    given = th * lam_a                           # S TH lam a[t-1]
+                over = SU - given - th * S                       # S (u - TH)
+                H = np.asarray(over > 0 if layer.compare == COMPARE_GT else over >= 0, dtype=bool)
+                if layer.reset == RESET_ZERO:
+                    U_old[li], S_old[li] = SU, H
                 A[li] = lam_a + H.astype(dt) * S
                 if record_spikes:
                     spikes[li][sl, t] = H
                 if pots is not None:
-                    num = (SU - th * lam_a) * (1 << layer.frac_bits)  # (S u) 2^F
+                    num = (SU - given) * (1 << layer.frac_bits)      # (S u) 2^F
                     val = num // S
                     pots_exact = pots_exact and not np.any(val * S != num)
                     pots[li][sl, t] = np.asarray(val, dtype=np.int64)

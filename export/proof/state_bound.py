@@ -6,6 +6,10 @@ zero), and the subtractive reset only acts on V >= TH<<F > 0, leaving V' in [0, 
 bound at t = T, with lam = (4096 - D) / 4096 exactly, is what must stay below 2^23 - 1.
 An initial potential V'[0] = v0 (Layer.v0) only decays (the reset is subtractive, so it is never
 removed separately): it adds at most |v0| to the bound.
+Reset modes (Layer.reset): "zero" leaves V' = 0 in [0, V) too, so the same bound holds. "subtract-undecayed"
+keeps V' = V and subtracts TH<<F after the next decay: on a spike V >= TH<<F > 0 and
+decay(V) - TH<<F lies in [-TH<<F, decay(V)], so |V[t]| <= max(lam |V[t-1]|, TH<<F) + (Imax << F), and by
+induction |V[t]| <= (Imax << F) sum_{j<t} lam^j + TH<<F (+ |v0|): `owed` = TH<<F (owed_subtraction).
 
 Two-state layers (Layer.du < 4095, export/ir.py): the current register U[t] = trunc0(r U[t-1]) +
 (W s_in + W_fb s_src) << F with r = (4095 - du) / 4096 obeys |U[t]| <= (A << F) sum_{j<t} r^j
@@ -17,6 +21,8 @@ from __future__ import annotations
 from fractions import Fraction
 
 import numpy as np
+
+from saf.train.neuron_modes import RESET_SUBTRACT_UNDECAYED
 
 from saf.export.ir import DECAY_ONE, DU_NONE
 
@@ -54,9 +60,16 @@ def geometric_sum(decay: int, T: int) -> Fraction:
     return sum((lam ** j for j in range(int(T))), Fraction(0))
 
 
-def state_bound(current_bound: int, frac_bits: int, decay: int, T: int, v0: int = 0) -> int:
-    """Worst-case |V| over T steps, rounded up to an integer (v0: the initial potential)."""
-    v = Fraction(int(current_bound) << int(frac_bits)) * geometric_sum(decay, T) + abs(int(v0))
+def owed_subtraction(layer) -> int:
+    """TH<<F for a layer whose reset is subtract-undecayed (the subtraction it still owes after a decay, which
+    adds to its state bound), else 0."""
+    return int(layer.threshold) << int(layer.frac_bits) if layer.reset == RESET_SUBTRACT_UNDECAYED else 0
+
+
+def state_bound(current_bound: int, frac_bits: int, decay: int, T: int, v0: int = 0, owed: int = 0) -> int:
+    """Worst-case |V| over T steps, rounded up to an integer (v0: the initial potential; owed: see
+    owed_subtraction)."""
+    v = Fraction(int(current_bound) << int(frac_bits)) * geometric_sum(decay, T) + abs(int(v0)) + int(owed)
     return -((-v.numerator) // v.denominator)
 
 
@@ -76,7 +89,7 @@ def current_state_bound(syn_bound: int, frac_bits: int, du: int, T: int) -> int:
 
 
 def two_state_bound(syn_bound: int, bias_max: int, frac_bits: int, du: int, decay: int, T: int,
-                    v0: int = 0) -> int:
+                    v0: int = 0, owed: int = 0) -> int:
     """Worst-case |V| of a two-state layer: fed by U (current_state_bound) plus |B| << F each step."""
     u = current_state_bound(syn_bound, frac_bits, du, T) + (abs(int(bias_max)) << int(frac_bits))
-    return _ceil(Fraction(u) * decay_geometric_sum(DECAY_ONE - int(decay), T)) + abs(int(v0))
+    return _ceil(Fraction(u) * decay_geometric_sum(DECAY_ONE - int(decay), T)) + abs(int(v0)) + int(owed)

@@ -1,4 +1,4 @@
-"""SoftResetLIF: the toolchain's integer LIF neuron (subtractive reset, fire at equality).
+"""SoftResetLIF: the toolchain's integer LIF neuron (by default subtractive reset, fire at equality).
 
 fixed_pt implements export/ir.py's semantics bit-exactly; per logical step t (0-based):
 
@@ -8,6 +8,10 @@ fixed_pt implements export/ir.py's semantics bit-exactly; per logical step t (0-
     s     = V >= (TH << F)            (Lava/Loihi's stock compare is strict '>': we fire at equality,
                                        the same as the stock compare against (TH << F) - 1)
     V'    = V - s * (TH << F)
+
+with the layer's own modes (export/ir.py Layer.compare / Layer.reset; proc params `compare`, `reset`):
+compare ">" fires on V > (TH << F); reset "zero" sets V' = 0 on a spike; reset "subtract-undecayed" keeps
+V' = V and subtracts the spike's TH << F after the next decay: V = clip(decay(V') - owed + (I << F)).
 
 A two-state layer (du < 4095, export/ir.py) also keeps its current register u (Lava's stock LIF u,
 without its 24-bit wrap, which the certificate's current_reg bound excludes):
@@ -40,6 +44,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from saf.deploy.lava.procs.phase import AbstractPhasedModel
+from saf.train.neuron_modes import COMPARE_GE, COMPARE_GT, RESET_SUBTRACT, RESET_ZERO, NeuronMode
 
 STATE_MAX = (1 << 23) - 1
 
@@ -49,13 +54,15 @@ class SoftResetLIF(AbstractProcess):
 
     def __init__(self, *, n: int, bias: np.ndarray, threshold: int, frac_bits: int, decay: int,
                  period: int, offset: int, T: int, n_samples: int, record: bool = False,
-                 probe_buffer: int = 64, name: str = None, v0: int = 0, du: int = 4095):
+                 probe_buffer: int = 64, name: str = None, v0: int = 0, du: int = 4095,
+                 compare: str = ">=", reset: str = "subtract"):
         bias = np.broadcast_to(np.asarray(bias), (int(n),))
         if not 0 <= int(decay) <= 4096:
             raise ValueError(f"decay must be a 12-bit value in [0, 4096], got {decay}")
         super().__init__(n=int(n), threshold=int(threshold), frac_bits=int(frac_bits),
                          decay=int(decay), period=int(period), offset=int(offset), T=int(T),
-                         n_samples=int(n_samples), record=bool(record), name=name, v0=int(v0), du=int(du))
+                         n_samples=int(n_samples), record=bool(record), name=name, v0=int(v0), du=int(du),
+                         compare=str(NeuronMode(compare, reset).compare), reset=str(reset))
         if not 0 <= int(du) <= 4095:
             raise ValueError(f"du must be a 12-bit value in [0, 4095], got {du}")
         self.a_in = InPort(shape=(n,))
@@ -84,6 +91,9 @@ class _AbstractLIFModel(AbstractPhasedModel):
         self.decay, self.record = p["decay"], p["record"]
         self.v0 = int(p.get("v0", 0))                   # initial potential V'[0], state units (<< F)
         self.du = int(p.get("du", 4095))                # current decay; 4095: no current carried
+        self.strict = p.get("compare", COMPARE_GE) == COMPARE_GT
+        self.reset = p.get("reset", RESET_SUBTRACT)
+        self._owed = np.zeros(self.n, dtype=self.dtype)  # subtract-undecayed: TH << F after a spike
         self._fb_acc = np.zeros(self.n, dtype=self.dtype)
         self._idle = np.zeros(self.n, dtype=self.s_out_dtype)
         self._rec = np.zeros((self.T, self.n), dtype=bool)
@@ -103,6 +113,7 @@ class _AbstractLIFModel(AbstractPhasedModel):
         if t == 0:
             self.v[:] = self.initial_v()
             self.u[:] = 0
+            self._owed[:] = 0
         if self.du != 4095:
             current = self.carry(current)
         s = self.update(current)
@@ -117,6 +128,18 @@ class _AbstractLIFModel(AbstractPhasedModel):
 
     def update(self, current: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def fire_and_reset(self, v: np.ndarray, th) -> np.ndarray:
+        """Spikes of the clipped state v and the state kept for the next step, by the layer's modes."""
+        s = v > th if self.strict else v >= th
+        if self.reset == RESET_SUBTRACT:
+            self.v[:] = v - s * th
+        elif self.reset == RESET_ZERO:
+            self.v[:] = np.where(s, 0, v)
+        else:
+            self.v[:] = v
+            self._owed[:] = s * th
+        return s
 
     def carry(self, current: np.ndarray) -> np.ndarray:
         """Two-state layer: update u with the synaptic part of `current`; returns what update() adds
@@ -153,10 +176,8 @@ class PySoftResetLIFFixed(_AbstractLIFModel):
             inp = current + (np.asarray(self.bias, dtype=np.int64) << self.frac_bits)
         else:
             inp = current.astype(np.int64) << self.frac_bits
-        v = np.clip(v + inp, -STATE_MAX, STATE_MAX)
-        s = v >= th                                                     # fire at equality
-        self.v[:] = v - s * th                                          # subtractive reset
-        return s
+        v = np.clip(v + inp - self._owed, -STATE_MAX, STATE_MAX)
+        return self.fire_and_reset(v, th)
 
 
 @implements(proc=SoftResetLIF, protocol=LoihiProtocol)
@@ -183,7 +204,5 @@ class PySoftResetLIFFloat(_AbstractLIFModel):
     def update(self, current):
         lam = (4096 - self.decay) / 4096.0
         vmax = STATE_MAX / float(1 << self.frac_bits)
-        v = np.clip(lam * self.v + current, -vmax, vmax)
-        s = v >= self.threshold
-        self.v[:] = v - s * float(self.threshold)
-        return s
+        v = np.clip(lam * self.v + current - self._owed, -vmax, vmax)
+        return self.fire_and_reset(v, float(self.threshold))
