@@ -7,8 +7,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-pytest.importorskip("norse")
-pytest.importorskip("nir")
 
 import nir_nets as N  # noqa: E402
 from saf.deploy.main import main  # noqa: E402

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-nir = pytest.importorskip("nir")
+import nir  # noqa: E402  (a main dependency; snntorch and norse: the test extra)
 
 from saf.deploy.main import main  # noqa: E402
 

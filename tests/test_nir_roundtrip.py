@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-nir = pytest.importorskip("nir")
+import nir  # noqa: E402  (a main dependency; snntorch and norse: the test extra)
 
 from saf.deploy.main import main  # noqa: E402
 
@@ -90,7 +90,6 @@ def snntorch_predictions(path, x) -> torch.Tensor:
 def test_snntorch_imports_a_zero_reset_bptt_run_and_predicts_what_saf_eval_does(tmp_path):
     """A network trained here with --method bptt, reset zero and compare > (what snnTorch's Leaky computes):
     snnTorch's import_from_nir of our export predicts exactly what saf eval's float form predicts."""
-    pytest.importorskip("snntorch")
     from saf.deploy.cli.train import eval_checkpoint
     from saf.train.checkpoint import load_model
     from saf.train.data import load_dataset
@@ -115,7 +114,6 @@ def test_snntorch_runs_our_demo_export_with_its_closest_reset(demo_nir):
     """The demo's decayed subtraction and >= have no snnTorch Leaky equivalent: with snnTorch's
     (undecayed) subtract and strict compare its predictions agree with saf eval's on >= 99 % of the test
     set (measured: 358 / 360), not all: docs/nir.md."""
-    pytest.importorskip("snntorch")
     from saf.train.checkpoint import load_model
     from saf.train.data import load_dataset
 
