@@ -125,3 +125,17 @@ def test_snntorch_runs_our_demo_export_with_its_closest_reset(demo_nir):
     agree = float((theirs == ours).float().mean())
     assert agree >= 0.99, agree
     assert np.isclose(float((theirs == data.y_test).float().mean()), float((ours == data.y_test).float().mean()), atol=0.01)
+
+
+def test_export_nir_refuses_in_one_line_and_replaces_only_with_force(tmp_path, capsys):
+    out = tmp_path / "m.nir"
+    out.write_text("the user's file")
+    src = str(GOLDEN / "model.safetensors")
+    for args in (["--out", str(out)], ["--out", str(tmp_path / "n.nir"), "--calibrate-data", "digits"],
+                 ["--out", str(tmp_path)]):
+        assert main(["export", src, "--target", "nir", *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and err.startswith("saf export: error: --"), err
+    assert out.read_text() == "the user's file" and not (tmp_path / "n.nir").exists()
+    assert main(["export", src, "--target", "nir", "--out", str(out), "--force"]) == 0
+    assert type(nir.read(str(out))).__name__ == "NIRGraph"
