@@ -52,10 +52,12 @@ def snntorch_run(net: nn.Sequential, x: torch.Tensor, record: bool = False) -> t
     return total, (got if record else None)
 
 
-def train_snntorch(net: nn.Sequential, data, epochs: int = 4, seed: int = 0) -> nn.Sequential:
-    """BPTT with Adam on the digits training set, a few epochs (enough for > 90 % test accuracy)."""
+def train_snntorch(net: nn.Sequential, data, epochs: int = 6, seed: int = 0) -> nn.Sequential:
+    """BPTT with AdamW (lr 1e-2, weight decay 0.05) on the digits training set, a few epochs (> 90 % test
+    accuracy). The weight decay keeps the weights free of outliers that 8-bit quantization would make
+    coarse for all the others (with plain Adam the deployed prediction agreed with snnTorch's on 96-99 %)."""
     g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=0.05)
     x, y = data.x_train.float(), data.y_train
     for _ in range(epochs):
         perm = torch.randperm(len(y), generator=g)

@@ -25,7 +25,7 @@ def trained(data, tmp_path_factory):
     out = {}
     root = tmp_path_factory.mktemp("nir-snntorch")
     for name, (reset, rec, flag) in NETS.items():
-        net = N.train_snntorch(N.snntorch_net(reset, rec), data, epochs=4)
+        net = N.train_snntorch(N.snntorch_net(reset, rec), data)
         path = root / f"{name}.nir"
         N.export_snntorch(net, path)
         assert main(["import", str(path), "--out", str(root / name), "--reset", flag]) == 0
@@ -66,7 +66,7 @@ def test_float_form_reproduces_snntorch_spikes_of_every_layer(name, trained, dat
     assert torch.equal(out.argmax(1), ref_out.argmax(1))
     assert float((out - ref_out).abs().max()) <= 1e-4 * float(ref_out.abs().max())
     acc = float((ref_out.argmax(1) == data.y_test).float().mean())
-    assert acc > 0.8, acc
+    assert acc > 0.9, acc
 
 
 def test_a_wrong_reset_is_caught_by_the_spike_comparison(trained, data, tmp_path):
@@ -103,4 +103,5 @@ def test_deploys_to_loihi_with_zero_mismatches_and_snntorchs_predictions(name, t
     deployed = run_saf_int(graph, graph.quantize_input(x.numpy()), record_spikes=False).readout.argmax(1)
     ref, _ = N.snntorch_run(net, x)
     agree = float((deployed == ref.argmax(1).numpy()).mean())
+    print(f"deployed vs snnTorch ({name}): {agree:.4f} same prediction")
     assert agree >= 0.99, agree
