@@ -137,6 +137,8 @@ def choose_checkpoint(path, which: str = "best") -> tuple:
     if which == "last":
         return last, f"using last checkpoint (epoch {done}) {last}"
     best = p / BEST
+    if not best.is_file() and _stored_config(last).get("source") == "nir":
+        return last, f"using {last} (imported from NIR by saf import: the run's one checkpoint)"
     if not best.is_file():
         return last, (f"using last checkpoint (epoch {done}) {last}: the run has no {BEST} "
                       f"(trained without a validation split)")

@@ -11,15 +11,16 @@ from saf.train.io.outdir import OutputError
 from saf.train.spec import SpecError
 
 from saf.export.bundle.store import BundleError, read_manifest
+from saf.export.nir.errors import NirError
 from saf.export.fold.snn import FoldError
 from saf.export.onnx_check import OnnxExportError
 from saf.export.pipeline.fit import format_fit
 from saf.export.pipeline.snn import ExportError
 from saf.export.quantize import QuantizeError
 
-USER_ERRORS = (BundleError, ExportError, FoldError, OnnxExportError, QuantizeError, TargetError,
+USER_ERRORS = (NirError, BundleError, ExportError, FoldError, OnnxExportError, QuantizeError, TargetError,
                CheckpointError, DatasetError, OutputError, SpecError)
-TARGET_NAMES = ("loihi", "loihi2", "loihi1", "onnx")
+TARGET_NAMES = ("loihi", "loihi2", "loihi1", "onnx", "nir")
 
 
 def register(sub) -> None:
@@ -70,6 +71,8 @@ def cmd_export(a) -> int:
 
     if a.checkpoint and not a.random_model:
         a.checkpoint = str(pick_checkpoint(a, quiet=a.json))
+    if a.target == "nir":
+        return _export_nir(a)
     if a.checkpoint and is_fp_checkpoint(a.checkpoint):
         return _export_fp(a)
     if a.dt_exp is not None:
@@ -98,6 +101,24 @@ def cmd_export(a) -> int:
               f"quantized {cal['quantized_accuracy']:.4f} (change {cal['accuracy_change']:+.4f}), "
               f"same prediction {cal['prediction_agreement']:.2%}")
     print(f"bundle written to {a.out} in {r['seconds']:.1f} s")
+    return 0
+
+
+def _export_nir(a) -> int:
+    """--target nir: the run as a NIR file (export/nir/from_run.py); the bundle options do not apply."""
+    from saf.export.nir.from_run import write_nir
+
+    given = [f for f, v in (("--random-model", a.random_model), ("--calibrate-data", a.calibrate_data),
+                            ("--input-scale", a.input_scale), ("--approximate", a.approximate),
+                            ("--dt-exp", a.dt_exp), ("--T", a.T)) if v]
+    if given:
+        raise ExportError(f"{given[0]} does not apply to --target nir (a NIR file holds the float network)")
+    r = write_nir(a.checkpoint, a.out, a.force)
+    if a.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    print(f"NIR graph written to {r['out']}: {r['nodes']} nodes, {r['edges']} edges; dt {r['dt']:g}, T {r['T']}, "
+          f"reset {r['reset']}, compare {r['compare']}, readout {r['readout']} (graph metadata 'saf'; docs/nir.md)")
     return 0
 
 

@@ -1,0 +1,51 @@
+"""`saf import MODEL.nir --out RUN`: a NIR graph as a run directory (export/nir/, docs/nir.md)."""
+from __future__ import annotations
+
+from saf.export.nir.errors import NirError
+from saf.export.nir.to_run import COMPARES, DEFAULTS, Options
+from saf.train.neuron_modes import RESETS
+from saf.train.io.outdir import OutputError
+
+USER_ERRORS = (NirError, OutputError)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("import", help="turn a NIR graph (snnTorch, Norse, ... or saf export --target nir) into a run",
+                       description="Read a NIR file, map it onto saf's discrete neuron and write a run directory "
+                                   "that saf eval, saf export and saf verify accept. NIR carries no dt, T, reset "
+                                   "mode or compare: each is a flag, read from saf's own metadata when the file has "
+                                   "it, else assumed (said in one line). docs/nir.md")
+    p.add_argument("model", help="the .nir file (HDF5)")
+    p.add_argument("--out", required=True, help="run directory to create")
+    p.add_argument("--dt", type=float, help=f"time step of the discretization (default {DEFAULTS.dt:g}, snnTorch's)")
+    p.add_argument("--T", type=int, help=f"time steps per sample (default {DEFAULTS.T})")
+    p.add_argument("--reset", choices=RESETS, help="zero (NIR's v_reset; default), subtract (saf: lam (v - theta s)), "
+                   "subtract-undecayed (snnTorch's Leaky subtract: lam v - theta s)")
+    p.add_argument("--compare", choices=tuple(COMPARES), help="gt: fire on v > theta (NIR, default); ge: v >= theta")
+    p.add_argument("--encoder", help=f"input coding (default {DEFAULTS.encoder}: the image every step)")
+    p.add_argument("--dataset", help=f"dataset saf eval/export use (default {DEFAULTS.dataset})")
+    p.add_argument("--force", action="store_true", help="replace the saf run in --out")
+    p.set_defaults(func=cmd_import)
+
+
+def cmd_import(a) -> int:
+    from saf.export.nir.graph import chain, read_graph
+    from saf.export.nir.run_dir import write_run
+    from saf.export.nir.to_run import build
+    from saf.train.checkpoint import RUN_DIR
+    from saf.train.data.encoders import ENCODERS
+    from saf.train.io.outdir import check_target
+
+    if a.encoder is not None and a.encoder not in ENCODERS:
+        raise NirError(f"--encoder {a.encoder}: expected one of {', '.join(ENCODERS)}")
+    check_target(a.out, (RUN_DIR,), a.force)
+    imp = build(chain(a.model, read_graph(a.model)),
+                Options(a.dt, a.T, a.reset, a.compare, a.encoder, a.dataset))
+    if imp.assumed:
+        print(f"assumed: {'; '.join(imp.assumed)}")
+    path = write_run(imp, a.out, a.force)
+    s = imp.spec
+    print(f"imported {a.model}: {sum(1 for l in s['layers'] if 'reset' in l)} spiking layers, lam {s['neuron']['lam']:g}, "
+          f"theta {s['neuron']['theta']:g}, reset {imp.options.reset}, compare {COMPARES[imp.options.compare]}, "
+          f"readout {imp.readout}, T {s['T']}, {len(s.get('feedback', []))} recurrent; run {path}")
+    return 0

@@ -1,0 +1,155 @@
+"""A trained run as a NIR graph (`saf export RUN --target nir --out model.nir`).
+
+Standard fields as NIR defines them, with the discretization this toolchain's import reads back
+(neurons.py, step dt): a layer leaking by lam < 1 is LIF(tau = dt / (1 - lam), r = tau / dt, v_leak = 0,
+v_threshold = theta, v_reset = 0) (snnTorch's own mapping: input gain dt r / tau = 1), lam = 1 is
+IF(r = 1); AvgPool2d, Flatten, Conv2d and Affine carry the synapses (weights as the network computes
+with them, scaled weight standardization applied); feedback edges are Affine/Conv2d synapses from a
+neuron back into a neuron. What NIR cannot say travels in metadata: the graph's "saf" entry (JSON: dt,
+T, reset, compare, input coding, dataset, readout) and each neuron's "saf_reset"/"saf_compare"; a
+leaking readout (SAF-F) is an LI node after the readout synapse, a summing one ends at the synapse.
+Refused in one line: FP and DSR runs (their neurons: not mapped yet), transposed feedback, layers with
+different reset or compare modes (the import applies one to every layer).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from saf.export.nir.errors import NirError
+from saf.export.nir.to_run import COMPARES, SAF_META
+
+FORMAT = "saf-nir-1"
+DT = 1e-4
+
+
+def _full(shape, v) -> np.ndarray:
+    return np.full(tuple(int(d) for d in shape), float(v), np.float32)
+
+
+def _neuron(nir, lam: float, theta: float, shape, reset: str, compare: str, dt: float):
+    meta = {"saf_reset": reset, "saf_compare": compare}
+    if lam == 1.0:
+        return nir.IF(r=_full(shape, 1.0), v_threshold=_full(shape, theta), v_reset=_full(shape, 0.0), metadata=meta)
+    tau = dt / (1.0 - lam)
+    return nir.LIF(tau=_full(shape, tau), r=_full(shape, tau / dt), v_leak=_full(shape, 0.0),
+                   v_threshold=_full(shape, theta), v_reset=_full(shape, 0.0), metadata=meta)
+
+
+def _glue(nir, nodes: dict, chain: list, pre: list, shape: tuple, tag: str) -> tuple:
+    for j, op in enumerate(pre):
+        name = f"{tag}_{op[0]}{j}"
+        if op[0] == "flatten":
+            nodes[name] = nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1)
+            shape = (int(np.prod(shape)),)
+        else:
+            k = int(op[1]) if op[0] == "avgpool" else int(shape[1])
+            if op[0] == "gap" and shape[1] != shape[2]:
+                raise NirError(f"global average pooling over a {shape[1]}x{shape[2]} map has no square NIR AvgPool2d")
+            nodes[name] = nir.AvgPool2d(kernel_size=np.array([k, k]), stride=np.array([k, k]), padding=np.array([0, 0]))
+            shape = (shape[0], shape[1] // k, shape[2] // k)
+            if op[0] == "gap":
+                chain.append(name)
+                name = f"{tag}_gapflat{j}"
+                nodes[name] = nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1)
+                shape = (shape[0],)
+        chain.append(name)
+    return shape
+
+
+def _synapse(nir, w: np.ndarray, b, lp, shape: tuple):
+    b = np.zeros(w.shape[0], np.float32) if b is None else b
+    if w.ndim == 4:
+        return nir.Conv2d(input_shape=np.array(shape[1:]), weight=w, stride=np.array([lp.stride] * 2),
+                          padding=np.array([lp.padding] * 2), dilation=np.array([1, 1]), groups=1, bias=b)
+    return nir.Affine(weight=w, bias=b)
+
+
+def run_graph(net, spec: dict, config: dict, dt: float = DT):
+    """The NIRGraph of a loaded SpikingNet (train/checkpoint.load_model) with its spec and config."""
+    import nir
+    import torch
+
+    if "dsr" in spec:
+        raise NirError("a DSR run (--method dsr: per-layer trainable thresholds, spike-count readout) is not mapped "
+                       "to NIR yet")
+    p = net.plan
+    lam, theta = float(net.lam), float(net.theta)
+    modes = {(lp.reset, lp.compare) for lp in p.layers[:-1]}
+    if len(modes) != 1:
+        raise NirError(f"the run's layers use different reset/compare modes {sorted(modes)}; saf import applies one "
+                       f"to every layer")
+    reset, compare = modes.pop()
+    with torch.no_grad():
+        ws = net.effective_weights()
+    to_np = lambda t: None if t is None else t.detach().cpu().numpy().astype(np.float32)  # noqa: E731
+    nodes = {"input": nir.Input(input_type={"input": np.array(spec["input_shape"])})}
+    chain, neuron_names = ["input"], []
+    shape = tuple(spec["input_shape"])
+    syn = list(net.blocks) + [net.readout]
+    wts = ws["blocks"] + [ws["readout"]]
+    for i, lp in enumerate(p.layers):
+        ro = lp.kind == "readout"
+        tag = "readout" if ro else f"layer{i}"
+        shape = _glue(nir, nodes, chain, lp.pre, shape, tag)
+        nodes[f"{tag}_syn"] = _synapse(nir, to_np(wts[i]), to_np(syn[i].bias), lp, shape)
+        chain.append(f"{tag}_syn")
+        shape = tuple(lp.out_shape)
+        if not ro:
+            nodes[f"{tag}_neuron"] = _neuron(nir, lam, theta, shape, reset, compare, dt)
+            chain.append(f"{tag}_neuron")
+            neuron_names.append(f"{tag}_neuron")
+    if net.readout_kind.leak(lam) != 1.0:
+        tau = dt / (1.0 - lam)
+        n = int(shape[0])
+        nodes["readout_li"] = nir.LI(tau=_full((n,), tau), r=_full((n,), tau / dt), v_leak=_full((n,), 0.0))
+        chain.append("readout_li")
+    elif net.readout_kind.name not in ("sum",):
+        raise NirError(f"readout {net.readout_kind.name!r} has no NIR form here")
+    nodes["output"] = nir.Output(output_type={"output": np.array(shape)})
+    chain.append("output")
+    edges = list(zip(chain[:-1], chain[1:]))
+    for k, f in enumerate(p.feedback):
+        if f.transposed:
+            raise NirError(f"feedback {f.src}->{f.dst} is a transposed conv, which NIR's Conv2d cannot hold")
+        w = to_np(ws["fb"][k])
+        src_shape = tuple(p.layers[f.src].out_shape)
+        fb = (nir.Affine(weight=w, bias=np.zeros(w.shape[0], np.float32)) if w.ndim == 2 else
+              nir.Conv2d(input_shape=np.array(src_shape[1:]), weight=w, stride=np.array([1, 1]),
+                         padding=np.array([f.padding] * 2), dilation=np.array([1, 1]), groups=1,
+                         bias=np.zeros(w.shape[0], np.float32)))
+        nodes[f"feedback{k}"] = fb
+        edges += [(neuron_names[f.src], f"feedback{k}"), (f"feedback{k}", neuron_names[f.dst])]
+    gate = {v: k for k, v in COMPARES.items()}
+    meta = {"format": FORMAT, "dt": dt, "T": int(spec.get("T") or config.get("T", 6)), "reset": reset,
+            "compare": gate[compare], "encoder": config.get("encoder") or "constant",
+            "dataset": config.get("dataset") or "digits", "readout": net.readout_kind.name,
+            "lam": lam, "theta": theta}
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={SAF_META: json.dumps(meta)})
+
+
+def write_nir(checkpoint, out, force: bool = False) -> dict:
+    """Write the run's checkpoint file `checkpoint` as NIR file `out` (atomically; an existing file only
+    with --force). Returns what it wrote, for the command line."""
+    from pathlib import Path
+
+    import nir
+
+    from saf.train.checkpoint import CheckpointError, is_fp_checkpoint, load_model
+    from saf.train.io.files import atomic_write
+    from saf.train.io.outdir import OutputError, check_file_target
+
+    out = check_file_target(out, "--out")
+    if out.exists() and not force:
+        raise OutputError(f"--out {out}: exists (use --force to replace it)")
+    if is_fp_checkpoint(checkpoint):
+        raise NirError(f"{checkpoint}: an FP run (two-state neurons, first-spike readout) is not mapped to NIR yet")
+    try:
+        net, spec, config = load_model(checkpoint)
+    except CheckpointError:
+        raise
+    graph = run_graph(net, spec, config)
+    atomic_write(Path(out), lambda tmp: nir.write(tmp, graph))
+    meta = json.loads(graph.metadata[SAF_META])
+    return {"out": str(out), "nodes": len(graph.nodes), "edges": len(graph.edges), **meta}

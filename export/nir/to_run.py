@@ -1,0 +1,272 @@
+"""A NIR chain (graph.py) as this toolchain's model spec and float weights, and the run directory
+`saf eval`, `saf export` and `saf verify` accept like a trained run.
+
+Spiking layer = synapse (Affine, Linear or Conv2d; a Scale after it folds in) + neuron (IF, LIF,
+CubaLIF); glue (AvgPool2d, SumPool2d, Flatten) between layers; the readout = the last synapse, summed
+over the T steps (the synapse alone, or I) or leaking with the network's lam (LI). Each layer's input
+gain g and its threshold are folded into its synapse so that every layer shares one threshold:
+scaling a layer's potential by c = g theta / theta_l changes none of its spikes (exact in float when
+c is a power of two). A recurrent synapse's bias joins its neuron's bias (both are added every step).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from saf.export.nir.errors import NirError
+from saf.export.nir.graph import NEURONS, READOUTS, SYNAPSES, Chain, kind
+from saf.export.nir.neurons import readout as readout_neuron, spiking
+from saf.train.neuron_modes import RESETS
+
+COMPARES = {"gt": ">", "ge": ">="}
+SAF_META = "saf"                     # graph metadata key of a NIR file this toolchain wrote (from_run.py)
+
+
+@dataclass
+class Options:
+    """What a NIR file cannot carry (docs/nir.md: defaults per source). None: from the file's saf
+    metadata when it has it, else the default, and the import says what it assumed."""
+    dt: float = None
+    T: int = None
+    reset: str = None
+    compare: str = None
+    encoder: str = None
+    dataset: str = None
+
+
+DEFAULTS = Options(dt=1e-4, T=6, reset="zero", compare="gt", encoder="constant", dataset="digits")
+WHY = {"dt": "snnTorch's export_to_nir writes dt = 1e-4", "T": "NIR has no T",
+       "reset": "NIR's v_reset; snnTorch's Leaky(reset_mechanism='subtract') is --reset subtract-undecayed",
+       "compare": "NIR fires on v > v_threshold", "encoder": "the image as a constant current every step",
+       "dataset": "saf eval/export read its test set"}
+
+
+@dataclass
+class Imported:
+    spec: dict
+    tensors: dict                     # state-dict name -> float32 numpy array (SpikingNet's names)
+    readout: str                      # "sum" | "leaky-sum" (train/readout.py)
+    options: Options
+    assumed: list = field(default_factory=list)     # one clause per assumption
+
+
+def _arr(node, attr: str) -> np.ndarray:
+    return np.asarray(getattr(node, attr), dtype=np.float64)
+
+
+def _pair(path, name: str, node, attr: str, default: int) -> int:
+    v = getattr(node, attr, None)
+    a = np.atleast_1d(np.asarray(default if v is None else v)).ravel()
+    if a.size not in (1, 2) or a.dtype.kind not in "iuf" or not (a == a[0]).all() or a[0] != int(a[0]):
+        raise NirError(f"{path}: node '{name}' ({kind(node)}): {attr} {a.tolist()} is not one integer for both "
+                       f"axes (saf maps square kernels, strides and paddings)")
+    return int(a[0])
+
+
+def _synapse(path, name: str, node, shape: tuple) -> tuple:
+    """(layer dict, weight, bias, output shape) of an Affine, Linear or Conv2d node fed `shape`."""
+    w = _arr(node, "weight")
+    k = kind(node)
+    b = _arr(node, "bias") if k != "Linear" else np.zeros(w.shape[0])
+    if k == "Conv2d":
+        if len(shape) != 3 or w.ndim != 4 or w.shape[1] != shape[0] or w.shape[2] != w.shape[3]:
+            raise NirError(f"{path}: node '{name}' (Conv2d): weight {list(w.shape)} does not fit its input "
+                           f"{list(shape)} as a square [C_out, C_in, k, k] kernel")
+        s, p = _pair(path, name, node, "stride", 1), _pair(path, name, node, "padding", 0)
+        if _pair(path, name, node, "dilation", 1) != 1 or _pair(path, name, node, "groups", 1) != 1:
+            raise NirError(f"{path}: node '{name}' (Conv2d): dilation and groups must be 1")
+        kk = w.shape[2]
+        out = (w.shape[0], (shape[1] + 2 * p - kk) // s + 1, (shape[2] + 2 * p - kk) // s + 1)
+        layer = {"type": "conv", "out": int(w.shape[0]), "kernel": int(kk), "stride": s, "padding": p}
+    else:
+        if len(shape) != 1 or w.ndim != 2 or w.shape[1] != shape[0]:
+            raise NirError(f"{path}: node '{name}' ({k}): weight {list(w.shape)} does not fit its input "
+                           f"{list(shape)} (a flat input of {w.shape[-1]})")
+        out = (w.shape[0],)
+        layer = {"type": "linear", "out": int(w.shape[0])}
+    if b.shape != (w.shape[0],):
+        raise NirError(f"{path}: node '{name}' ({k}): bias {list(b.shape)} does not match {w.shape[0]} outputs")
+    return layer, w.copy(), b.copy(), out
+
+
+def _pool(path, name: str, node, shape: tuple) -> tuple:
+    kk = _pair(path, name, node, "kernel_size", 2)
+    if _pair(path, name, node, "stride", kk) != kk or _pair(path, name, node, "padding", 0) != 0:
+        raise NirError(f"{path}: node '{name}' ({kind(node)}): saf maps pooling with stride = kernel and no padding")
+    if len(shape) != 3 or shape[1] < kk or shape[2] < kk:
+        raise NirError(f"{path}: node '{name}' ({kind(node)}): needs a [C, H, W] input of at least {kk}x{kk}, "
+                       f"got {list(shape)}")
+    return kk, (shape[0], shape[1] // kk, shape[2] // kk)
+
+
+def _scale(path, name: str, node, pend: dict) -> None:
+    s = _arr(node, "scale")
+    n = pend["w"].shape[0]
+    per = s.reshape(n, -1) if s.size % n == 0 and s.size else None
+    if per is None or not (per == per[:, :1]).all() or (per <= 0).any():
+        raise NirError(f"{path}: node '{name}' (Scale): needs one positive factor per output channel of "
+                       f"'{pend['name']}', got shape {list(s.shape)}")
+    c = per[:, 0]
+    pend["w"] = pend["w"] * c.reshape((n,) + (1,) * (pend["w"].ndim - 1))
+    pend["b"] = pend["b"] * c
+
+
+def walk(ch: Chain, dt: float) -> dict:
+    """The chain as layers: {"input_shape", "layers" (spec dicts, spiking ones with "w", "b", "neuron",
+    "name"), "readout" (w, b, neuron or None), "index" (neuron name -> spiking index)}."""
+    path = ch.path
+    first = ch.nodes[0][1]
+    shape = tuple(int(d) for d in np.asarray(first.input_type["input"]).ravel())
+    in_shape, layers, pend, factor, index = shape, [], None, 1.0, {}
+    for name, node in ch.nodes[1:-1]:
+        k = kind(node)
+        if k in SYNAPSES:
+            if pend is not None:
+                raise NirError(f"{path}: node '{name}' ({k}) follows synapse '{pend['name']}' with no neuron between "
+                               f"(saf maps synapse -> neuron layers)")
+            layer, w, b, shape = _synapse(path, name, node, shape)
+            pend = {"name": name, "layer": layer, "w": w * factor, "b": b, "shape": shape}
+            factor = 1.0
+        elif k == "Scale":
+            if pend is None:
+                raise NirError(f"{path}: node '{name}' (Scale) does not follow a synapse")
+            _scale(path, name, node, pend)
+        elif k in ("AvgPool2d", "SumPool2d", "Flatten"):
+            if pend is not None:
+                raise NirError(f"{path}: node '{name}' ({k}) sits between synapse '{pend['name']}' and its neuron")
+            if k == "Flatten":
+                if len(shape) > 1:
+                    layers.append({"type": "flatten"})
+                    shape = (int(np.prod(shape)),)
+                continue
+            kk, shape = _pool(path, name, node, shape)
+            layers.append({"type": "avgpool", "kernel": kk})
+            factor *= kk * kk if k == "SumPool2d" else 1.0
+        elif k in NEURONS:
+            if pend is None:
+                raise NirError(f"{path}: node '{name}' ({k}) has no synapse in front of it")
+            index[name] = sum(1 for l in layers if "neuron" in l)
+            layers.append(dict(pend["layer"], w=pend["w"], b=pend["b"], name=name,
+                               neuron=spiking(path, name, node, dt)))
+            pend = None
+        elif k in READOUTS:
+            if pend is None or (name, node) != ch.nodes[-2]:
+                raise NirError(f"{path}: node '{name}' ({k}) is read as the readout: it must follow the last synapse "
+                               f"and feed the Output node")
+            pend["neuron"] = readout_neuron(path, name, node, dt)
+    if pend is None:
+        last = ch.nodes[-2]
+        raise NirError(f"{path}: the graph ends in '{last[0]}' ({kind(last[1])}), not a synapse: saf deploys a "
+                       f"non-spiking readout (end with an Affine, or Affine -> I / LI)")
+    if not index:
+        raise NirError(f"{path}: the graph has no spiking layer (IF, LIF, CubaLIF)")
+    if factor != 1.0:
+        raise NirError(f"{path}: a SumPool2d before the readout is not supported")
+    if pend["layer"]["type"] != "linear":
+        raise NirError(f"{path}: the readout synapse '{pend['name']}' must be Affine or Linear")
+    return {"input_shape": in_shape, "layers": layers, "readout": pend, "index": index}
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def assumed_options(ch: Chain, given: Options) -> tuple:
+    """(options, clauses saying what was assumed): a flag given wins, then the file's saf metadata
+    (from_run.py), then DEFAULTS."""
+    import json
+    meta = {}
+    if SAF_META in ch.metadata:
+        try:
+            meta = json.loads(str(ch.metadata[SAF_META]))
+        except ValueError:
+            raise NirError(f"{ch.path}: graph metadata '{SAF_META}' is not JSON") from None
+    out, assumed = Options(), []
+    for f in asdict(DEFAULTS):
+        v = getattr(given, f)
+        if v is None and f in meta:
+            v = meta[f]
+        if v is None:
+            v = getattr(DEFAULTS, f)
+            assumed.append(f"{'--T' if f == 'T' else '--' + f} {v} ({WHY[f]})")
+        setattr(out, f, v)
+    if out.reset not in RESETS:
+        raise NirError(f"--reset {out.reset}: expected one of {', '.join(RESETS)}")
+    if out.compare not in COMPARES:
+        raise NirError(f"--compare {out.compare}: expected gt (v > theta, NIR) or ge (v >= theta)")
+    if not (isinstance(out.T, int) and out.T >= 1):
+        raise NirError(f"--T {out.T}: must be an integer >= 1")
+    if not (isinstance(out.dt, (int, float)) and out.dt > 0):
+        raise NirError(f"--dt {out.dt}: must be a positive number")
+    return out, assumed
+
+
+def build(ch: Chain, given: Options) -> Imported:
+    """The Imported network of chain `ch` (spec validated by the caller's SpikingNet)."""
+    opts, assumed = assumed_options(ch, given)
+    g = walk(ch, float(opts.dt))
+    spiking_layers = [l for l in g["layers"] if "neuron" in l]
+    n0 = spiking_layers[0]["neuron"]
+    lam, theta = n0.lam, n0.theta
+    for l in spiking_layers:
+        if l["neuron"].lam != lam:
+            raise NirError(f"{ch.path}: node '{l['name']}' leaks by {l['neuron'].lam:g} per step, node "
+                           f"'{spiking_layers[0]['name']}' by {lam:g}: saf needs one leak for the network")
+        assumed += [l["neuron"].note] if l["neuron"].note and l["neuron"].note not in assumed else []
+    ro = g["readout"]
+    rn = ro.get("neuron")
+    readout = "sum"
+    if rn is not None and rn.lam != 1.0:
+        if rn.lam != lam:
+            raise NirError(f"{ch.path}: readout leaks by {rn.lam:g} per step, the neurons by {lam:g}: saf's readout "
+                           f"integrator leaks by the network's lam or not at all")
+        readout = "leaky-sum"
+    tensors, spec_layers, scale = {}, [], []
+    for l in g["layers"]:
+        if "neuron" not in l:
+            spec_layers.append(l)
+            continue
+        c = l["neuron"].gain * theta / l["neuron"].theta
+        i = len(scale)
+        scale.append(c)
+        tensors[f"blocks.{i}.weight"] = l["w"] * c
+        tensors[f"blocks.{i}.bias"] = l["b"] * c
+        spec_layers.append({k: v for k, v in l.items() if k not in ("w", "b", "neuron", "name")}
+                           | {"reset": opts.reset, "compare": COMPARES[opts.compare]})
+    gr = rn.gain if rn is not None else 1.0
+    tensors["readout.weight"], tensors["readout.bias"] = ro["w"] * gr, ro["b"] * gr
+    feedback = _feedback(ch, g, tensors, scale)
+    spec = {"name": "nir-" + Path(ch.path).stem, "input_shape": list(g["input_shape"]),
+            "num_classes": int(ro["w"].shape[0]), "neuron": {"lam": lam, "theta": theta},
+            "weight_standardization": False, "T": int(opts.T), "layers": spec_layers,
+            "source": {"format": "nir", "file": Path(ch.path).name, "sha256": sha256(ch.path),
+                       "dt": float(opts.dt), "encoder": opts.encoder, "assumed": assumed}}
+    if feedback:
+        spec["feedback"] = feedback
+    return Imported(spec, {k: np.asarray(v, np.float32) for k, v in tensors.items()}, readout, opts, assumed)
+
+
+def _feedback(ch: Chain, g: dict, tensors: dict, scale: list) -> list:
+    """Spec feedback edges of the chain's recurrent synapses (weights into `tensors`, scaled like their
+    destination layer; a recurrent bias added to the destination's bias)."""
+    out = []
+    spk = [l for l in g["layers"] if "neuron" in l]
+    for j, (name, node, src_n, dst_n) in enumerate(ch.recurrent):
+        src, dst = g["index"][src_n], g["index"][dst_n]
+        if dst > src:
+            raise NirError(f"{ch.path}: recurrent synapse '{name}' runs forward from '{src_n}' to '{dst_n}'; saf's "
+                           f"feedback edges run back to the same or an earlier layer")
+        s_shape = (spk[src]["out"],) if spk[src]["type"] == "linear" else None
+        if kind(node) == "Conv2d" or spk[src]["type"] != "linear" or spk[dst]["type"] != "linear":
+            raise NirError(f"{ch.path}: recurrent synapse '{name}' ({kind(node)}): saf imports recurrent Affine/"
+                           f"Linear synapses between linear layers")
+        _, w, b, _ = _synapse(ch.path, name, node, s_shape)
+        if w.shape[0] != spk[dst]["out"]:
+            raise NirError(f"{ch.path}: recurrent synapse '{name}': {w.shape[0]} outputs, '{dst_n}' has {spk[dst]['out']}")
+        tensors[f"fb.{j}.weight"] = w * scale[dst]
+        tensors[f"blocks.{dst}.bias"] = tensors[f"blocks.{dst}.bias"] + b * scale[dst]
+        out.append({"src": src, "dst": dst})
+    return out
