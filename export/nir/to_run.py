@@ -19,9 +19,9 @@ import numpy as np
 from saf.export.nir.errors import NirError
 from saf.export.nir.graph import NEURONS, READOUTS, SYNAPSES, Chain, kind
 from saf.export.nir.neurons import readout as readout_neuron, spiking
-from saf.train.neuron_modes import RESETS
+from saf.train.neuron_modes import COMPARE_GE, COMPARE_GT, RESET_ZERO, RESETS
 
-COMPARES = {"gt": ">", "ge": ">="}
+COMPARES = {"gt": COMPARE_GT, "ge": COMPARE_GE}     # --compare flag word -> the mode (train/neuron_modes.py)
 SAF_META = "saf"                     # graph metadata key of a NIR file this toolchain wrote (from_run.py)
 
 
@@ -37,7 +37,7 @@ class Options:
     dataset: str = None
 
 
-DEFAULTS = Options(dt=1e-4, T=6, reset="zero", compare="gt", encoder="constant", dataset="digits")
+DEFAULTS = Options(dt=1e-4, T=6, reset=RESET_ZERO, compare="gt", encoder="constant", dataset="digits")
 WHY = {"dt": "snnTorch's export_to_nir writes dt = 1e-4", "T": "NIR has no T",
        "reset": "NIR's v_reset; snnTorch's Leaky(reset_mechanism='subtract') is --reset subtract-undecayed",
        "compare": "NIR fires on v > v_threshold", "encoder": "the image as a constant current every step",
