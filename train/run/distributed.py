@@ -148,6 +148,11 @@ class DDPNet:
     def parameters(self, *a, **k):
         return self.net.parameters(*a, **k)
 
+    def release(self) -> None:
+        """Drop the DistributedDataParallel wrapper (its reducer and comm hook); the plain network
+        stays usable. Called by DDPContext.close before the process group goes away."""
+        self.__dict__.pop("module", None)
+
     def train(self, mode: bool = True):
         self.net.train(mode)
         return self
@@ -188,6 +193,7 @@ class DDPContext:
         self.backend = backend
         self.group = None
         self._owns_group = False
+        self._wrapped: list = []                    # weak references to this context's DDPNets
         if init and not dist.is_initialized():
             kw = {}
             if backend == "nccl" and self.device.startswith("cuda"):
@@ -219,7 +225,10 @@ class DDPContext:
         return self.rank == 0
 
     def wrap(self, net: nn.Module) -> DDPNet:
-        return DDPNet(net, self)
+        import weakref
+        w = DDPNet(net, self)
+        self._wrapped.append(weakref.ref(w))
+        return w
 
     def shard(self, perm: torch.Tensor, global_batch: int) -> torch.Tensor:
         """This rank's share of the epoch permutation. The permutation is rank 0's (broadcast): the
@@ -261,7 +270,20 @@ class DDPContext:
                 raise DistributedError(text) from None
 
     def close(self) -> None:
+        """Tear down in an order gloo survives: every rank reaches the barrier (no collective still
+        in flight anywhere), the DDP reducers (which hold this module's Python comm hook and its
+        futures) are released while the interpreter is fully alive, then the group is destroyed.
+        Leaving a reducer to interpreter shutdown aborted a gloo worker now and then ("terminate
+        called without an active exception", SIGABRT after all work was done)."""
+        import gc
         if self._owns_group and dist.is_initialized():
+            self.barrier()
+            for ref in self._wrapped:
+                w = ref()
+                if w is not None:
+                    w.release()
+            self._wrapped.clear()
+            gc.collect()
             dist.destroy_process_group()
             self._owns_group = False
 
