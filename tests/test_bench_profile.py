@@ -92,3 +92,33 @@ def test_cli_sws_save_keeps_the_intermediates_recompute_does_not(tmp_path, capsy
     assert got["recompute"] == 0 < got["save"]
     import saf.train.functional.ws as ws
     assert ws.RECOMPUTE is False                           # the default, restored after the run
+
+
+def test_per_layer_times_add_up_to_the_layered_phases(prof):
+    for m, q in prof["methods"].items():
+        per = q["time_by_layer_s"]
+        assert set(per) >= {"L0", "readout"}, m
+        layered = q["phases_s"]["sWS"] + q["phases_s"]["synapse"]          # one repeat: medians are the values
+        assert abs(sum(per.values()) - layered) <= 1e-9 + 1e-9 * layered, m
+
+
+def test_a_slowed_layer_shows_up_in_its_own_column(monkeypatch):
+    """A fault planted in one layer's synapse (a 40 ms sleep per call) lands in that layer's time."""
+    import time
+
+    import saf.train.modules.synapse as synmod
+
+    real = synmod.Synapse.forward
+    seen = []
+
+    def slow(self, *a, **k):
+        if not seen:
+            seen.append(id(self))
+        if id(self) == seen[0]:
+            time.sleep(0.04)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(synmod.Synapse, "forward", slow)
+    q = bench_train_profile("conv-digits", 2, 2, ("saf-e",), "cpu", steps=1, warmup=0, ops=False)["methods"]["saf-e"]
+    per = q["time_by_layer_s"]
+    assert per["L0"] >= 2 * 0.04 and max(per, key=per.get) == "L0", per     # T = 2 calls of the first synapse

@@ -10,7 +10,9 @@ Phases (forward first, then the rest of the minibatch):
   backward   every loss.backward() of the minibatch (autograd, all layers)
   optimizer  optimizer.step() and zero_grad()
 
-Time: exclusive wall time per phase, summed over one minibatch, median over `repeats` minibatches; the
+Time: exclusive wall time per phase, summed over one minibatch, median over `repeats` minibatches, and the
+same per layer for the phases that run layer by layer (sWS and synapse: `time_by_layer`; the neuron step,
+the loss and backward run over all layers at once and are not split); the
 methods are interleaved (A B C A B C ..., the order rotating) so a load change on a shared machine hits
 all alike. The probes (a perf_counter pair per call) add a little; the un-probed minibatch time is
 measured in the same rounds and reported beside (`time_s`).
@@ -33,6 +35,7 @@ from saf.train.methods.registry import train_batch
 
 PHASES = ("sWS", "synapse", "neuron", "loss", "other", "backward", "optimizer")
 FORWARD = ("sWS", "synapse", "neuron", "loss", "other")
+LAYERED = ("sWS", "synapse")                         # phases timed per layer as well
 PROFILE_METHODS = ("saf-e", "saf-f", "ottt-o", "ottt-a", "bptt")
 PROFILE_PAIRS = (("saf-e", "ottt-o"), ("saf-f", "ottt-a"))
 
@@ -42,13 +45,20 @@ class _Probes:
 
     def __init__(self):
         self.acc = {p: 0.0 for p in PHASES}
+        self.by_layer = {}                           # (phase, layer) -> exclusive seconds
         self.stack = [("other", "-")]
         self.layer = "-"
         self.last = time.perf_counter()
 
+    def _charge(self, now: float) -> None:
+        phase, layer = self.stack[-1]
+        self.acc[phase] += now - self.last
+        if phase in LAYERED:
+            self.by_layer[(phase, layer)] = self.by_layer.get((phase, layer), 0.0) + now - self.last
+
     def enter(self, phase: str, layer: Optional[str] = None):
         now = time.perf_counter()
-        self.acc[self.stack[-1][0]] += now - self.last
+        self._charge(now)
         if layer is not None:
             self.layer = layer
         self.stack.append((phase, self.layer))
@@ -56,12 +66,13 @@ class _Probes:
 
     def leave(self):
         now = time.perf_counter()
-        self.acc[self.stack[-1][0]] += now - self.last
+        self._charge(now)
         self.stack.pop()
         self.last = now
 
     def reset(self):
         self.acc = {p: 0.0 for p in PHASES}
+        self.by_layer = {}
         self.stack = [("other", "-")]
         self.layer = "-"
         self.last = time.perf_counter()
@@ -132,6 +143,7 @@ def profile_train(net, x, y, T: int = 6, methods: Sequence[str] = PROFILE_METHOD
         for _ in range(warmup):
             train_batch(net, x, y, T, m, opt, loss_fn)
     phase_t = {m: {p: [] for p in PHASES} for m in ms}
+    layer_t = {m: {} for m in ms}                        # layer -> [seconds of sWS + synapse per repeat]
     probed_t = {m: [] for m in ms}
     plain_t = {m: [] for m in ms}
     for r in range(repeats):
@@ -148,6 +160,11 @@ def profile_train(net, x, y, T: int = 6, methods: Sequence[str] = PROFILE_METHOD
                 probed_t[m].append(time.perf_counter() - t0)
             for p in PHASES:
                 phase_t[m][p].append(probes.acc[p])
+            per = {}
+            for (_p, layer), sec in probes.by_layer.items():
+                per[layer] = per.get(layer, 0.0) + sec
+            for layer, sec in per.items():
+                layer_t[m].setdefault(layer, []).append(sec)
     out = {}
     for m in ms:
         meter = SavedTensorMeter(net.parameters(), tag=probes.tag)
@@ -165,6 +182,7 @@ def profile_train(net, x, y, T: int = 6, methods: Sequence[str] = PROFILE_METHOD
         rec = {"time_s": statistics.median(plain_t[m]), "times_s": plain_t[m],
                "probed_time_s": statistics.median(probed_t[m]), "phases_s": phases,
                "forward_s": sum(phases[p] for p in FORWARD),
+               "time_by_layer_s": {layer: statistics.median(v) for layer, v in layer_t[m].items()},
                "saved_bytes": int(meter.peak), "saved_by_phase": by_phase, "saved_by_layer": by_layer,
                "state_bytes": int(res["state_bytes"])}
         if ops:
@@ -206,6 +224,10 @@ def format_profile(r: dict) -> str:
         per = r["methods"][m]["saved_by_layer"]
         lines.append(f"{m:8s} " + " " * 25 + "  ".join(f"{sum(per.get(layer, {}).values()) / 2 ** 20:7.2f}"
                                                       for layer in layers))
+    lines += ["", "sWS + synapse ms per layer:      " + "  ".join(f"{layer:>7s}" for layer in layers)]
+    for m in ms:
+        per = r["methods"][m].get("time_by_layer_s", {})
+        lines.append(f"{m:8s} " + " " * 25 + "  ".join(f"{per.get(layer, 0.0) * 1e3:7.1f}" for layer in layers))
     for pair, q in r["ratios"].items():
         ph = ", ".join(f"{p} {v:.2f}" for p, v in q["phases"].items() if v is not None)
         sv = "-" if q["saved"] is None else f"{q['saved']:.2f}"
