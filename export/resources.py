@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from saf.export.ir import Graph
+from saf.train.neuron_modes import COMPARE_GE, RESET_ZERO
 from saf.export.proof.state_bound import layer_current_bound, owed_subtraction, state_bound, two_state_bound
 
 
@@ -82,7 +83,8 @@ def describe(graph: Graph):
             n_neurons=l.n_out, fan_in=l.fan_in, n_synapses=syn, threshold=int(l.threshold),
             max_abs_bias=int(np.abs(l.bias).max(initial=0)), state_bound=int(bound), input_graded=(i == 0 and graph.input_max > 1),
             has_feedback_in=bool(fbs), kernel=kernel, stride=int(l.stride), padding=int(l.padding),
-            max_abs_current=int(cur), feedback=fdescs, bias_zero_bits=bias_zero_bits(l.bias), **ws))
+            max_abs_current=int(cur), feedback=fdescs, bias_zero_bits=bias_zero_bits(l.bias),
+            subtractive_reset=l.reset != RESET_ZERO, fires_at_equality=l.compare == COMPARE_GE, **ws))
     # Real Loihi 2 resets state every 2^k steps: a sample occupies T steps padded to the next power
     # of two (the padding steps' spikes are not read out).
     reset = 1 << max(0, int(graph.T) - 1).bit_length()

@@ -152,6 +152,10 @@ class LayerDesc:
     max_abs_current: Optional[int] = None
     feedback: tuple = ()          # FeedbackDesc edges into this layer
     bias_zero_bits: int = 0       # every bias is a multiple of 2**bias_zero_bits (rules.exact_bias_limit)
+    # the neuron this layer was trained for (export/ir.py Layer.reset / compare; default: subtractive
+    # reset, fire at V >= TH << F); plain values, hw_targets is a leaf
+    subtractive_reset: bool = True
+    fires_at_equality: bool = True
 
     def __post_init__(self):
         self.in_shape = tuple(int(v) for v in self.in_shape)
@@ -224,9 +228,6 @@ class NetDesc:
     input_bits: int = 8
     reset_interval: Optional[int] = None   # steps between per-sample resets when streaming
     name: str = "net"
-    # the neuron the network was trained for (export/ir.py: subtractive reset, fire at V >= TH << F)
-    subtractive_reset: bool = True
-    fires_at_equality: bool = True
 
     def __post_init__(self):
         if not self.layers:

@@ -29,13 +29,15 @@ Modelling choices:
 * Graded input on a target without graded spikes (Loihi 1) is injected by the host as a bias
   (see mapper.py), so |W x + B| must fit the exact bias range above.
 * Neuron model (check_neuron_model). The network states the neuron it was trained for
-  (NetDesc.subtractive_reset, fires_at_equality: the exporter's is V' = V - TH << F and
-  V >= TH << F); the target states what its compartments do (Target fields of the same names and
-  threshold_step, the granularity of the compared threshold). V >= X equals V > X - 1, so firing
+  (LayerDesc.subtractive_reset, fires_at_equality per layer: the exporter's default is
+  V' = V - TH << F and V >= TH << F); the target states what its compartments do (Target fields
+  of the same names and threshold_step, the granularity of the compared threshold). V >= X equals V > X - 1, so firing
   at equality on a strict-compare target needs X - 1 on its threshold grid (and V > X on a
   >=-target needs X + 1). Loihi 1 resets to zero, compares strictly against vth_mant << 6 (never
-  X - 1) and takes binary spikes only, so it refuses every network this toolchain trains, in one
-  line naming the rule (DESIGN.md sec. 5). Loihi 2's microcode neurons run it.
+  X - 1) and takes binary spikes only, so it refuses every network trained with the default neuron,
+  in one line naming the rule (DESIGN.md sec. 5); a network whose layers reset to zero and compare
+  strictly (BPTT with reset/compare modes, NIR imports) on spike-train input passes this rule.
+  Loihi 2's microcode neurons run every mode.
 * ONNX (check_float_exact): every integer the float32 graph holds (weights, TH << F, B << F,
   inputs, currents plus the state they are added to, readout sums) must be <= 2**24.
 """
@@ -104,15 +106,17 @@ def check_neuron_model(net: NetDesc, target: Target) -> list:
     """One violation listing what the target's neurons cannot run of this network."""
     cannot, F, g = [], net.frac_bits, max(1, int(target.threshold_step))
     spiking = [l for l in net.layers if l.spiking]
-    if spiking and net.subtractive_reset and not target.subtractive_reset:
-        cannot.append("a subtractive reset (its compartments reset V to 0 on a spike)")
-    if spiking and net.fires_at_equality != target.fires_at_equality:
-        # the compared threshold the target would need: V >= X is V > X - 1, V > X is V >= X + 1
-        off = -1 if net.fires_at_equality else 1
-        bad = [l for l in spiking if ((int(l.threshold) << F) + off) % g]
+    soft = [l.name for l in spiking if l.subtractive_reset]
+    if soft and not target.subtractive_reset:
+        cannot.append(f"a subtractive reset (layer {soft[0]}: its compartments reset V to 0 on a spike)")
+    # the compared threshold the target would need: V >= X is V > X - 1, V > X is V >= X + 1
+    for eq in (True, False):
+        off = -1 if eq else 1
+        bad = [l for l in spiking if l.fires_at_equality == eq != target.fires_at_equality
+               and ((int(l.threshold) << F) + off) % g]
         if bad:
             x = int(bad[0].threshold) << F
-            want, op = ("V >= TH << F", ">") if net.fires_at_equality else ("V > TH << F", ">=")
+            want, op = ("V >= TH << F", ">") if eq else ("V > TH << F", ">=")
             cannot.append(f"firing at {want} (layer {bad[0].name}: V {op} {_n(x + off)}, not a "
                           f"multiple of its threshold granularity {_n(g)})")
     graded = [l.name for l in net.layers if l.input_graded]

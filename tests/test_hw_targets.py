@@ -65,8 +65,13 @@ def vgg11() -> NetDesc:
 
 def loihi1_native(net: NetDesc) -> NetDesc:
     """The network as Loihi 1's compartments compute: hard reset, strict compare, binary input."""
-    layers = [dataclasses.replace(l, input_graded=False) for l in net.layers]
-    return dataclasses.replace(net, layers=layers, subtractive_reset=False, fires_at_equality=False)
+    layers = [dataclasses.replace(l, input_graded=False, subtractive_reset=False, fires_at_equality=False)
+              for l in net.layers]
+    return dataclasses.replace(net, layers=layers)
+
+
+def all_layers(net: NetDesc, **changes) -> NetDesc:
+    return dataclasses.replace(net, layers=[dataclasses.replace(l, **changes) for l in net.layers])
 
 
 def with_layer(net: NetDesc, i: int, **changes) -> NetDesc:
@@ -78,7 +83,7 @@ def with_layer(net: NetDesc, i: int, **changes) -> NetDesc:
 # (rule, target, violating network, substrings its message must contain)
 CASES = [
     (R.check_neuron_model, L1, lambda n: n,
-     ["network good: loihi1's neurons cannot run a subtractive reset (its compartments reset V to 0",
+     ["network good: loihi1's neurons cannot run a subtractive reset (layer conv1: its compartments reset V to 0",
       "firing at V >= TH << F (layer conv1: V > 6,399, not a multiple of its threshold granularity 64)",
       "graded input (layer conv1: its spikes are binary) (rule neuron_model)"]),
     (R.check_layer_kind, L2, lambda n: dataclasses.replace(n, layers=[n.layers[0], LayerDesc(
@@ -175,15 +180,16 @@ def test_neuron_model_refusal_is_one_line_of_severity_refuse():
     assert len(nm) == 1 and nm[0].severity == R.Severity.REFUSE and nm[0].layer is None
     assert max(v.severity for v in got) == R.Severity.REFUSE
     native = loihi1_native(good_net())
-    for change, word in [(dict(subtractive_reset=True), "subtractive reset"),
-                         (dict(fires_at_equality=True), "firing at V >= TH << F"),
-                         (dict(layers=good_net().layers), "graded input")]:
-        msg = R.check_neuron_model(dataclasses.replace(native, **change), L1)
-        assert len(msg) == 1 and word in msg[0].message and msg[0].message.count(";") == 0
+    assert R.check_neuron_model(native, L1) == []
+    for change, word in [(lambda n: with_layer(n, 1, subtractive_reset=True), "subtractive reset (layer fc1:"),
+                         (lambda n: with_layer(n, 0, fires_at_equality=True), "firing at V >= TH << F (layer conv1"),
+                         (lambda n: with_layer(n, 0, input_graded=True), "graded input")]:
+        msg = R.check_neuron_model(change(native), L1)
+        assert len(msg) == 1 and word in msg[0].message and msg[0].message.count(";") == 0, msg
     # a strict-compare net on a >= target needs TH << F + 1 on the grid: Loihi 2 (step 1) holds it
-    assert R.check_neuron_model(dataclasses.replace(good_net(), fires_at_equality=False), L2) == []
+    assert R.check_neuron_model(all_layers(good_net(), fires_at_equality=False), L2) == []
     coarse = dataclasses.replace(L2, name="coarse", threshold_step=64)
-    msg = R.check_neuron_model(dataclasses.replace(good_net(), fires_at_equality=False), coarse)
+    msg = R.check_neuron_model(all_layers(good_net(), fires_at_equality=False), coarse)
     assert "firing at V > TH << F (layer conv1: V >= 6,401, not a multiple" in msg[0].message
     # the other rules keep their own severities
     assert {v.severity for v in check(with_layer(good_net(), 1, max_abs_current=200_000), L2)} == \

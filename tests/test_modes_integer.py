@@ -260,3 +260,31 @@ def test_saf_e_refuses_a_spec_with_modes_and_bptt_deploys_it(tmp_path, capsys):
     rc = main(["verify", str(tmp_path / "b"), "--backends", "saf-int,emulator,saf-float"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "saf-float cannot run this network" in err and "lif-float" in err
+
+
+def test_loihi1_neuron_rule_reads_each_layers_modes():
+    """Loihi 1's compartments reset to zero and compare strictly: a network whose every layer does that, on
+    binary input, passes its neuron-model rule; one layer left with a subtractive reset (or firing at
+    equality) is refused naming that layer (before, the rule read one network-wide default and refused
+    every network)."""
+    from saf.export.resources import check_resources
+    from saf.hw_targets import LOIHI1
+
+    g = random_graph("dense", T=4, lam=1.0, seed=3)
+    g.input_bits, g.input_signed = 1, False                   # binary spike input
+
+    def neuron_rule(graph):
+        return [v.message for v in check_resources(graph, LOIHI1)[1] if v.rule == "neuron_model"]
+
+    native = with_modes(g, NeuronMode(compare=">", reset="zero"))
+    assert g.input_max == 1 and neuron_rule(native) == []
+    assert "a subtractive reset (layer" in neuron_rule(g)[0] and "firing at V >= TH << F" in neuron_rule(g)[0]
+    one_soft = copy.deepcopy(native)
+    one_soft.spiking_layers[1].reset = "subtract-undecayed"
+    msg = neuron_rule(one_soft)
+    assert len(msg) == 1 and f"a subtractive reset (layer {one_soft.spiking_layers[1].name}:" in msg[0]
+    one_eq = copy.deepcopy(native)
+    one_eq.spiking_layers[0].compare = ">="
+    one_eq.spiking_layers[0].threshold = 37                   # 37 << 6 - 1 is off Loihi 1's 64-grid
+    msg = neuron_rule(one_eq)
+    assert len(msg) == 1 and f"(layer {one_eq.spiking_layers[0].name}: V > " in msg[0]
