@@ -215,7 +215,8 @@ def build(ch: Chain, given: Options) -> Imported:
         if l["neuron"].lam != lam:
             raise NirError(f"{ch.path}: node '{l['name']}' leaks by {l['neuron'].lam:g} per step, node "
                            f"'{spiking_layers[0]['name']}' by {lam:g}: saf needs one leak for the network")
-        assumed += [l["neuron"].note] if l["neuron"].note and l["neuron"].note not in assumed else []
+        if l["neuron"].note and l["neuron"].note not in assumed and SAF_META not in ch.metadata:
+            assumed.append(l["neuron"].note)      # a file saf wrote states its discrete semantics: nothing assumed
     ro = g["readout"]
     rn = ro.get("neuron")
     readout = "sum"
