@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 import nir  # noqa: E402
 
@@ -56,3 +57,70 @@ def test_ide_run_round_trips_through_nir(name, readout, node, tmp_path, capsys):
     bad = tmp_path / "bad.nir"
     nir.write(str(bad), graph)
     assert "weights.npz" in bundle_differences(a, _reexport(bad, tmp_path, "bad"))
+
+
+@pytest.fixture(scope="module", params=[("lif-alpha-spike", 0.5, 0.5, "spike"), ("if-linear", 1.0, 1.0, "linear")],
+                ids=lambda p: p[0])
+def dsr_run(request, tmp_path_factory):
+    """A DSR run trained briefly here (mlp-digits, 2 epochs on 400 images): LIF lam 1/2 firing at V/2 with
+    the spiking output layer read as spike counts, or IF with the linear readout."""
+    name, lam, alpha, readout = request.param
+    root = tmp_path_factory.mktemp(f"dsr-{name}")
+    assert main(["train", "--model", "mlp-digits", "--method", "dsr", "--lam", str(lam), "--dsr-alpha", str(alpha),
+                 "--dsr-readout", readout, "--epochs", "2", "--limit-train", "400", "--batch-size", "32", "--T", "6",
+                 "--lr", "0.05", "--no-progress", "--out", str(root / "trained")]) == 0
+    return root / "trained" / "best.safetensors", alpha, readout
+
+
+def test_dsr_run_round_trips_through_nir(dsr_run, tmp_path, capsys):
+    """Per-layer trained thresholds as v_threshold = alpha V^l (the reset's V^l in node metadata), weights
+    carrying V^(l-1), the spiking output layer + spike-count readout: `saf import` rebuilds the DSR run
+    with the trained run's own float tensors, bit for bit, and the bundles are identical."""
+    from saf.train.checkpoint import load_model
+
+    src, alpha, readout = dsr_run
+    path, a, b = _round_trip(src, tmp_path, capsys)
+    graph = nir.read(str(path))
+    meta = json.loads(graph.metadata["saf"])
+    assert (meta["method"], meta["dsr"]["alpha"], meta["dsr"]["readout"]) == ("dsr", alpha, readout)
+    assert meta["readout"] == ("spike_count" if readout == "spike" else "leaky-sum")
+    net, _, _ = load_model(src)
+    back, spec, cfg = load_model(tmp_path / "run")
+    assert type(back).__name__ == "DSRNet" and cfg["method"] == "dsr" and back.readout_kind == net.readout_kind
+    V = net.thresholds().detach()
+    assert len(set(V.tolist())) == len(V) > 1                  # the layers' thresholds were trained apart
+    assert torch.equal(back.thresholds(), V)
+    neurons = [n for n in graph.nodes.values() if type(n).__name__ in ("LIF", "IF")]
+    assert [float(n.v_threshold[0]) for n in neurons] == [alpha * v for v in V.tolist()]
+    for mine, theirs in zip(list(net.blocks) + [net.readout], list(back.blocks) + [back.readout]):
+        assert torch.equal(mine.effective_weight().detach(), theirs.effective_weight().detach())
+        assert torch.equal(mine.bias.detach(), theirs.bias.detach())
+    assert bundle_differences(a, b) == []
+
+
+def test_dsr_nir_faults_are_caught(dsr_run, tmp_path, capsys):
+    """Not vacuous: a weight moved in the file changes weights.npz; a v_threshold that no longer equals
+    alpha x its saf_reset_by, or a neuron without it, is refused in one line (exit 2, nothing written)."""
+    src, _, _ = dsr_run
+    path = tmp_path / "m.nir"
+    assert main(["export", str(src), "--target", "nir", "--out", str(path)]) == 0
+    a = tmp_path / "bundle-a"
+    assert main(["export", str(src), "--target", "loihi", "--calibrate-data", "digits", "--out", str(a)]) == 0
+    graph = nir.read(str(path))
+    graph.nodes["layer1_syn"].weight[0, 0] += 0.25
+    nir.write(str(tmp_path / "w.nir"), graph)
+    assert "weights.npz" in bundle_differences(a, _reexport(tmp_path / "w.nir", tmp_path, "w"))
+    for fault in ("threshold", "metadata"):
+        graph = nir.read(str(path))
+        n = graph.nodes["layer1_neuron"]
+        if fault == "threshold":
+            n.v_threshold = n.v_threshold * 1.001
+        else:
+            del n.metadata["saf_reset_by"]
+        bad = tmp_path / f"{fault}.nir"
+        nir.write(str(bad), graph)
+        capsys.readouterr()
+        assert main(["import", str(bad), "--out", str(tmp_path / f"run-{fault}")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "layer1_neuron" in err and "saf_reset_by" in err, err
+        assert not (tmp_path / f"run-{fault}").exists()

@@ -174,16 +174,24 @@ def sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def saf_meta(ch: Chain) -> dict:
+    """The graph metadata `saf` of a file saf export wrote (from_run.py), {} for any other."""
+    import json
+    if SAF_META not in ch.metadata:
+        return {}
+    try:
+        meta = json.loads(str(ch.metadata[SAF_META]))
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise NirError(f"{ch.path}: graph metadata '{SAF_META}' is not a JSON object")
+    return meta
+
+
 def assumed_options(ch: Chain, given: Options) -> tuple:
     """(options, clauses saying what was assumed): a flag given wins, then the file's saf metadata
     (from_run.py), then DEFAULTS."""
-    import json
-    meta = {}
-    if SAF_META in ch.metadata:
-        try:
-            meta = json.loads(str(ch.metadata[SAF_META]))
-        except ValueError:
-            raise NirError(f"{ch.path}: graph metadata '{SAF_META}' is not JSON") from None
+    meta = saf_meta(ch)
     out, assumed = Options(), []
     for f in asdict(DEFAULTS):
         v = getattr(given, f)
