@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -124,3 +126,52 @@ def test_dsr_nir_faults_are_caught(dsr_run, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and "layer1_neuron" in err and "saf_reset_by" in err, err
         assert not (tmp_path / f"run-{fault}").exists()
+
+
+@pytest.fixture(scope="module")
+def fp_run(tmp_path_factory):
+    """An FP run trained here: `saf train --method fp --model fp-iris`, 2 epochs."""
+    root = tmp_path_factory.mktemp("fp")
+    assert main(["train", "--method", "fp", "--model", "fp-iris", "--epochs", "2", "--no-progress",
+                 "--out", str(root / "trained")]) == 0
+    return root / "trained"
+
+
+def _fp_bundles(src, root, name: str):
+    out = root / f"bundle-{name}"
+    assert main(["export", str(src), "--target", "loihi", "--dt-exp", "5", "--out", str(out)]) == 0
+    return out
+
+
+def test_fp_run_round_trips_through_nir_as_cubalif(fp_run, tmp_path):
+    """FP's two-state neuron as CubaLIF (tau_syn = 1/alpha, w_in = tau_syn, tau_mem = r = 1/beta), the
+    first-spike readout and the discrete update in the graph metadata; `saf import` writes the FP
+    checkpoint again with the same float64 weights, and the Loihi bundles are identical (the copied
+    checkpoint aside: provenance). A weight moved in the file changes weights.npz; a tau_syn that
+    contradicts the metadata is refused in one line."""
+    from saf.train.methods.fp.checkpoint import load_fp_checkpoint
+
+    path = tmp_path / "fp.nir"
+    assert main(["export", str(fp_run), "--target", "nir", "--out", str(path)]) == 0
+    graph = nir.read(str(path))
+    meta = json.loads(graph.metadata["saf"])
+    net, _ = load_fp_checkpoint(fp_run / "best.safetensors")
+    assert (meta["method"], meta["readout"]) == ("fp", "first_spike") and "dt" in meta["discrete"]
+    n0 = graph.nodes["layer0_neuron"]
+    assert type(n0).__name__ == "CubaLIF" and float(n0.tau_syn[0]) == 1 / net.params.alpha == float(n0.w_in[0])
+    assert float(n0.tau_mem[0]) == 1 / net.params.beta == float(n0.r[0])
+    assert main(["import", str(path), "--out", str(tmp_path / "run")]) == 0
+    back, cfg = load_fp_checkpoint(tmp_path / "run")
+    assert cfg["method"] == "fp" and back.params == net.params and back.code == net.code
+    assert all(np.array_equal(a, b) for a, b in zip(back.weights, net.weights))
+    a, b = _fp_bundles(fp_run / "best.safetensors", tmp_path, "a"), _fp_bundles(tmp_path / "run", tmp_path, "b")
+    assert [d for d in bundle_differences(a, b) if d != "files.fp-model.safetensors"] == []
+    graph.nodes["layer1_syn"].weight[0, 0] += 0.5
+    nir.write(str(tmp_path / "w.nir"), graph)
+    assert main(["import", str(tmp_path / "w.nir"), "--out", str(tmp_path / "run-w")]) == 0
+    assert "weights.npz" in bundle_differences(a, _fp_bundles(tmp_path / "run-w", tmp_path, "w"))
+    graph = nir.read(str(path))
+    graph.nodes["layer1_neuron"].tau_syn = graph.nodes["layer1_neuron"].tau_syn * 2
+    nir.write(str(tmp_path / "t.nir"), graph)
+    assert main(["import", str(tmp_path / "t.nir"), "--out", str(tmp_path / "run-t")]) == 2
+    assert not (tmp_path / "run-t").exists()

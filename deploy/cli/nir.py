@@ -30,6 +30,7 @@ def register(sub) -> None:
 
 def cmd_import(a) -> int:
     from saf.export.nir.dsr import build_dsr, is_dsr
+    from saf.export.nir.fp import is_fp, write_fp_run
     from saf.export.nir.graph import chain, read_graph
     from saf.export.nir.run_dir import write_run
     from saf.export.nir.to_run import build
@@ -41,6 +42,10 @@ def cmd_import(a) -> int:
         raise NirError(f"--encoder {a.encoder}: expected one of {', '.join(ENCODERS)}")
     check_target(a.out, (RUN_DIR,), a.force)
     ch = chain(a.model, read_graph(a.model))
+    if is_fp(ch):                                   # an FP run saf wrote: its checkpoint again (export/nir/fp.py)
+        path = write_fp_run(ch, a.out, a.force)
+        print(f"imported {a.model}: an FP network (CubaLIF, first-spike readout); run {path}")
+        return 0
     imp = (build_dsr if is_dsr(ch) else build)(ch, Options(a.dt, a.T, a.reset, a.compare, a.encoder, a.dataset))
     if imp.assumed:
         print(f"assumed: {'; '.join(imp.assumed)}")

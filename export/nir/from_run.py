@@ -14,7 +14,7 @@ V^l, so the next synapse's weights are written times V^(l-1) (in float64: the pr
 numbers is exact, and saf import divides it back exactly); its spiking output layer is one more
 LIF, read by an identity Affine (+ LI leaking with lam for LIF): the spike counts; graph metadata adds
 "method" and DSR's options "dsr" (alpha, readout, vth_min).
-Refused in one line: FP runs (two-state neurons: not mapped yet), transposed feedback, layers with
+An FP run: fp.py (CubaLIF). Refused in one line: transposed feedback, layers with
 different reset or compare modes (the import applies one to every layer).
 """
 from __future__ import annotations
@@ -170,13 +170,16 @@ def write_nir(checkpoint, out, force: bool = False) -> dict:
     out = check_file_target(out, "--out")
     if out.exists() and not force:
         raise OutputError(f"--out {out}: exists (use --force to replace it)")
-    if is_fp_checkpoint(checkpoint):
-        raise NirError(f"{checkpoint}: an FP run (two-state neurons, first-spike readout) is not mapped to NIR yet")
-    try:
-        net, spec, config = load_model(checkpoint)
-    except CheckpointError:
-        raise
-    graph = run_graph(net, spec, config)
+    if is_fp_checkpoint(checkpoint):            # FP's two-state neuron as CubaLIF (fp.py)
+        from saf.export.nir.fp import fp_graph
+        from saf.train.methods.fp.checkpoint import load_fp_checkpoint
+        graph = fp_graph(*load_fp_checkpoint(checkpoint))
+    else:
+        try:
+            net, spec, config = load_model(checkpoint)
+        except CheckpointError:
+            raise
+        graph = run_graph(net, spec, config)
     atomic_write(Path(out), lambda tmp: nir.write(tmp, graph))
     meta = json.loads(graph.metadata[SAF_META])
     return {"out": str(out), "nodes": len(graph.nodes), "edges": len(graph.edges), **meta}
