@@ -14,18 +14,8 @@ import nir  # noqa: E402  (a main dependency; snntorch and norse: the test extra
 
 from saf.deploy.main import main  # noqa: E402
 
+from bundle_diff import bundle_differences as _bundle_differences  # noqa: E402
 from conftest import GOLDEN  # noqa: E402
-
-PROVENANCE = ("meta", "manifest_sha256")         # who made the bundle from what; every other key must agree
-
-
-def _bundle_differences(a, b) -> list:
-    ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (a, b))
-    diff = [k for k in sorted(set(ma) | set(mb)) if k not in PROVENANCE + ("files",) and ma.get(k) != mb.get(k)]
-    diff += [f"files.{f}" for f in sorted(set(ma["files"]) | set(mb["files"]))
-             if f != "source.safetensors" and ma["files"].get(f) != mb["files"].get(f)]
-    diff += [f for f in ("weights.npz", "model.onnx") if (a / f).read_bytes() != (b / f).read_bytes()]
-    return diff
 
 
 @pytest.fixture(scope="module")

@@ -117,7 +117,8 @@ def _export_nir(a) -> int:
     if a.json:
         print(json.dumps(r, indent=2))
         return 0
-    print(f"NIR graph written to {r['out']}: {r['nodes']} nodes, {r['edges']} edges; dt {r['dt']:g}, T {r['T']}, "
+    time = "continuous time (FP)" if "dt" not in r else f"dt {r['dt']:g}, T {r['T']}"
+    print(f"NIR graph written to {r['out']}: {r['nodes']} nodes, {r['edges']} edges; {time}, "
           f"reset {r['reset']}, compare {r['compare']}, readout {r['readout']} (graph metadata 'saf'; docs/nir.md)")
     return 0
 

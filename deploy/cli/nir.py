@@ -29,6 +29,8 @@ def register(sub) -> None:
 
 
 def cmd_import(a) -> int:
+    from saf.export.nir.dsr import build_dsr, is_dsr
+    from saf.export.nir.fp import is_fp, write_fp_run
     from saf.export.nir.graph import chain, read_graph
     from saf.export.nir.run_dir import write_run
     from saf.export.nir.to_run import build
@@ -39,13 +41,17 @@ def cmd_import(a) -> int:
     if a.encoder is not None and a.encoder not in ENCODERS:
         raise NirError(f"--encoder {a.encoder}: expected one of {', '.join(ENCODERS)}")
     check_target(a.out, (RUN_DIR,), a.force)
-    imp = build(chain(a.model, read_graph(a.model)),
-                Options(a.dt, a.T, a.reset, a.compare, a.encoder, a.dataset))
+    ch = chain(a.model, read_graph(a.model))
+    if is_fp(ch):                                   # an FP run saf wrote: its checkpoint again (export/nir/fp.py)
+        path = write_fp_run(ch, a.out, a.force)
+        print(f"imported {a.model}: an FP network (CubaLIF, first-spike readout); run {path}")
+        return 0
+    imp = (build_dsr if is_dsr(ch) else build)(ch, Options(a.dt, a.T, a.reset, a.compare, a.encoder, a.dataset))
     if imp.assumed:
         print(f"assumed: {'; '.join(imp.assumed)}")
     path = write_run(imp, a.out, a.force)
     s = imp.spec
-    print(f"imported {a.model}: {sum(1 for l in s['layers'] if 'reset' in l)} spiking layers, lam {s['neuron']['lam']:g}, "
+    print(f"imported {a.model}: {sum(1 for l in s['layers'] if l['type'] in ('linear', 'conv'))} spiking layers, lam {s['neuron']['lam']:g}, "
           f"theta {s['neuron']['theta']:g}, reset {imp.options.reset}, compare {COMPARES[imp.options.compare]}, "
-          f"readout {imp.readout}, T {s['T']}, {len(s.get('feedback', []))} recurrent; run {path}")
+          f"{'DSR (alpha ' + format(s['dsr']['alpha'], 'g') + ') ' if 'dsr' in s else ''}readout {imp.readout}, T {s['T']}, {len(s.get('feedback', []))} recurrent; run {path}")
     return 0

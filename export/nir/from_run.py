@@ -8,7 +8,13 @@ with them, scaled weight standardization applied); feedback edges are Affine/Con
 neuron back into a neuron. What NIR cannot say travels in metadata: the graph's "saf" entry (JSON: dt,
 T, reset, compare, input coding, dataset, readout) and each neuron's "saf_reset"/"saf_compare"; a
 leaking readout (SAF-F) is an LI node after the readout synapse, a summing one ends at the synapse.
-Refused in one line: FP and DSR runs (their neurons: not mapped yet), transposed feedback, layers with
+A DSR run (train/methods/dsr/net.py): each layer's trained V^l as the v_threshold where it fires,
+alpha V^l, with the amount its reset subtracts, V^l, in node metadata "saf_reset_by"; its spikes carry
+V^l, so the next synapse's weights are written times V^(l-1) (in float64: the product of two float32
+numbers is exact, and saf import divides it back exactly); its spiking output layer is one more
+LIF, read by an identity Affine (+ LI leaking with lam for LIF): the spike counts; graph metadata adds
+"method" and DSR's options "dsr" (alpha, readout, vth_min).
+An FP run: fp.py (CubaLIF). Refused in one line: transposed feedback, layers with
 different reset or compare modes (the import applies one to every layer).
 """
 from __future__ import annotations
@@ -19,22 +25,28 @@ import numpy as np
 
 from saf.export.nir.errors import NirError
 from saf.export.nir.to_run import COMPARES, SAF_META
+from saf.train.readout import FIRST_SPIKE
 
 FORMAT = "saf-nir-1"
 DT = 1e-4
+RESET_BY = "saf_reset_by"            # node metadata: what a DSR neuron's reset subtracts (its V^l)
 
 
-def _full(shape, v) -> np.ndarray:
-    return np.full(tuple(int(d) for d in shape), float(v), np.float32)
+def _full(shape, v, dtype=np.float32) -> np.ndarray:
+    return np.full(tuple(int(d) for d in shape), float(v), dtype)
 
 
-def _neuron(nir, lam: float, theta: float, shape, reset: str, compare: str, dt: float):
+def _neuron(nir, lam: float, theta: float, shape, reset: str, compare: str, dt: float, reset_by=None):
     meta = {"saf_reset": reset, "saf_compare": compare}
+    th = _full(shape, theta)
+    if reset_by is not None:                 # DSR: alpha V^l held exactly (float64), V^l in metadata
+        meta[RESET_BY] = float(reset_by)
+        th = _full(shape, theta, np.float64)
     if lam == 1.0:
-        return nir.IF(r=_full(shape, 1.0), v_threshold=_full(shape, theta), v_reset=_full(shape, 0.0), metadata=meta)
+        return nir.IF(r=_full(shape, 1.0), v_threshold=th, v_reset=_full(shape, 0.0), metadata=meta)
     tau = dt / (1.0 - lam)
     return nir.LIF(tau=_full(shape, tau), r=_full(shape, tau / dt), v_leak=_full(shape, 0.0),
-                   v_threshold=_full(shape, theta), v_reset=_full(shape, 0.0), metadata=meta)
+                   v_threshold=th, v_reset=_full(shape, 0.0), metadata=meta)
 
 
 def _glue(nir, nodes: dict, chain: list, pre: list, shape: tuple, tag: str) -> tuple:
@@ -66,14 +78,23 @@ def _synapse(nir, w: np.ndarray, b, lp, shape: tuple):
     return nir.Affine(weight=w, bias=b)
 
 
+def dsr_scales(net, spec: dict, n_synapses: int) -> tuple:
+    """(v_threshold per spiking layer, its reset's subtraction per layer, the factor on each synapse's
+    weights) of a DSR run, (None, None, None) for any other: layer l fires at alpha V^l and subtracts V^l;
+    its spikes carry V^l into synapse l+1 (V^0 = 1 for the input); a spiking output layer's identity
+    readout counts spikes (factor 1), a linear readout sees V^N s^N (export/fold/dsr.py)."""
+    if "dsr" not in spec:
+        return None, None, None
+    V = [float(v) for v in net.thresholds().detach().float().cpu()]
+    carry = [1.0] + V[:n_synapses - 2] + [1.0 if net.spiking_output else V[-1]]
+    return [float(net.alpha) * v for v in V], V, carry
+
+
 def run_graph(net, spec: dict, config: dict, dt: float = DT):
     """The NIRGraph of a loaded SpikingNet (train/checkpoint.load_model) with its spec and config."""
     import nir
     import torch
 
-    if "dsr" in spec:
-        raise NirError("a DSR run (--method dsr: per-layer trainable thresholds, spike-count readout) is not mapped "
-                       "to NIR yet")
     p = net.plan
     lam, theta = float(net.lam), float(net.theta)
     modes = {(lp.reset, lp.compare) for lp in p.layers[:-1]}
@@ -82,8 +103,10 @@ def run_graph(net, spec: dict, config: dict, dt: float = DT):
                        f"to every layer")
     reset, compare = modes.pop()
     with torch.no_grad():
-        ws = net.effective_weights()
+        ws = {"blocks": [b.effective_weight() for b in net.blocks], "fb": [f.effective_weight() for f in net.fb],
+              "readout": net.readout.effective_weight()}
     to_np = lambda t: None if t is None else t.detach().cpu().numpy().astype(np.float32)  # noqa: E731
+    fire, reset_by, carry = dsr_scales(net, spec, len(p.layers))
     nodes = {"input": nir.Input(input_type={"input": np.array(spec["input_shape"])})}
     chain, neuron_names = ["input"], []
     shape = tuple(spec["input_shape"])
@@ -93,11 +116,13 @@ def run_graph(net, spec: dict, config: dict, dt: float = DT):
         ro = lp.kind == "readout"
         tag = "readout" if ro else f"layer{i}"
         shape = _glue(nir, nodes, chain, lp.pre, shape, tag)
-        nodes[f"{tag}_syn"] = _synapse(nir, to_np(wts[i]), to_np(syn[i].bias), lp, shape)
+        w = to_np(wts[i]) if carry is None else to_np(wts[i]).astype(np.float64) * carry[i]
+        nodes[f"{tag}_syn"] = _synapse(nir, w, to_np(syn[i].bias), lp, shape)
         chain.append(f"{tag}_syn")
         shape = tuple(lp.out_shape)
         if not ro:
-            nodes[f"{tag}_neuron"] = _neuron(nir, lam, theta, shape, reset, compare, dt)
+            nodes[f"{tag}_neuron"] = _neuron(nir, lam, theta if fire is None else fire[i], shape, reset, compare, dt,
+                                             None if reset_by is None else reset_by[i])
             chain.append(f"{tag}_neuron")
             neuron_names.append(f"{tag}_neuron")
     if net.readout_kind.leak(lam) != 1.0:
@@ -105,7 +130,7 @@ def run_graph(net, spec: dict, config: dict, dt: float = DT):
         n = int(shape[0])
         nodes["readout_li"] = nir.LI(tau=_full((n,), tau), r=_full((n,), tau / dt), v_leak=_full((n,), 0.0))
         chain.append("readout_li")
-    elif net.readout_kind.name not in ("sum",):
+    elif net.readout_kind is FIRST_SPIKE:
         raise NirError(f"readout {net.readout_kind.name!r} has no NIR form here")
     nodes["output"] = nir.Output(output_type={"output": np.array(shape)})
     chain.append("output")
@@ -125,7 +150,9 @@ def run_graph(net, spec: dict, config: dict, dt: float = DT):
     meta = {"format": FORMAT, "dt": dt, "T": int(spec.get("T") or config.get("T", 6)), "reset": reset,
             "compare": gate[compare], "encoder": config.get("encoder") or "constant",
             "dataset": config.get("dataset") or "digits", "readout": net.readout_kind.name,
-            "lam": lam, "theta": theta}
+            "lam": lam, "theta": theta, "method": config.get("method")}
+    if "dsr" in spec:
+        meta["dsr"] = spec["dsr"]
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata={SAF_META: json.dumps(meta)})
 
 
@@ -143,13 +170,16 @@ def write_nir(checkpoint, out, force: bool = False) -> dict:
     out = check_file_target(out, "--out")
     if out.exists() and not force:
         raise OutputError(f"--out {out}: exists (use --force to replace it)")
-    if is_fp_checkpoint(checkpoint):
-        raise NirError(f"{checkpoint}: an FP run (two-state neurons, first-spike readout) is not mapped to NIR yet")
-    try:
-        net, spec, config = load_model(checkpoint)
-    except CheckpointError:
-        raise
-    graph = run_graph(net, spec, config)
+    if is_fp_checkpoint(checkpoint):            # FP's two-state neuron as CubaLIF (fp.py)
+        from saf.export.nir.fp import fp_graph
+        from saf.train.methods.fp.checkpoint import load_fp_checkpoint
+        graph = fp_graph(*load_fp_checkpoint(checkpoint))
+    else:
+        try:
+            net, spec, config = load_model(checkpoint)
+        except CheckpointError:
+            raise
+        graph = run_graph(net, spec, config)
     atomic_write(Path(out), lambda tmp: nir.write(tmp, graph))
     meta = json.loads(graph.metadata[SAF_META])
     return {"out": str(out), "nodes": len(graph.nodes), "edges": len(graph.edges), **meta}

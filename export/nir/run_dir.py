@@ -1,6 +1,6 @@
 """Write an imported NIR network (to_run.py) as a run directory: model.safetensors with the spec, a
 training config (method bptt: the float LIF form is BPTT's, which honours every reset and compare
-mode) and the readout, built beside --out and swapped in only when complete (train/io/outdir.py)."""
+mode; method dsr for a DSR run saf wrote, export/nir/dsr.py) and the readout, built beside --out and swapped in only when complete (train/io/outdir.py)."""
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -19,7 +19,11 @@ def imported_net(imp: Imported):
     from saf.train.spec import SpecError
 
     try:
-        net = SpikingNet(imp.spec, surrogate="sigmoid", readout=READOUTS[imp.readout])
+        if "dsr" in imp.spec:                      # export/nir/dsr.py: the DSR run a saf export wrote
+            from saf.train.methods.dsr.net import DSRNet
+            net = DSRNet(imp.spec, readout=READOUTS[imp.readout])
+        else:
+            net = SpikingNet(imp.spec, surrogate="sigmoid", readout=READOUTS[imp.readout])
     except SpecError as e:
         raise NirError(f"{imp.spec['source']['file']}: the network it describes is not one saf runs ({e})") from None
     want = net.state_dict()
@@ -37,9 +41,12 @@ def run_config(imp: Imported) -> dict:
     from saf.train.run.trainer import TrainConfig
 
     o = imp.options
-    cfg = asdict(TrainConfig(model=imp.spec["name"], dataset=o.dataset, method="bptt", T=int(o.T),
-                             lam=float(imp.spec["neuron"]["lam"]), theta=float(imp.spec["neuron"]["theta"]),
-                             epochs=0, encoder=o.encoder, val_fraction=0.0))
+    kw = dict(model=imp.spec["name"], dataset=o.dataset, method="bptt", T=int(o.T), lam=float(imp.spec["neuron"]["lam"]),
+              theta=float(imp.spec["neuron"]["theta"]), epochs=0, encoder=o.encoder, val_fraction=0.0)
+    dsr = imp.spec.get("dsr")
+    if dsr:
+        kw.update(method="dsr", dsr_alpha=float(dsr["alpha"]), dsr_readout=dsr["readout"])
+    cfg = asdict(TrainConfig(**kw))
     return dict(cfg, epochs_done=0, source="nir")
 
 

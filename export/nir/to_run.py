@@ -174,16 +174,24 @@ def sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def saf_meta(ch: Chain) -> dict:
+    """The graph metadata `saf` of a file saf export wrote (from_run.py), {} for any other."""
+    import json
+    if SAF_META not in ch.metadata:
+        return {}
+    try:
+        meta = json.loads(str(ch.metadata[SAF_META]))
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise NirError(f"{ch.path}: graph metadata '{SAF_META}' is not a JSON object")
+    return meta
+
+
 def assumed_options(ch: Chain, given: Options) -> tuple:
     """(options, clauses saying what was assumed): a flag given wins, then the file's saf metadata
     (from_run.py), then DEFAULTS."""
-    import json
-    meta = {}
-    if SAF_META in ch.metadata:
-        try:
-            meta = json.loads(str(ch.metadata[SAF_META]))
-        except ValueError:
-            raise NirError(f"{ch.path}: graph metadata '{SAF_META}' is not JSON") from None
+    meta = saf_meta(ch)
     out, assumed = Options(), []
     for f in asdict(DEFAULTS):
         v = getattr(given, f)
@@ -215,7 +223,8 @@ def build(ch: Chain, given: Options) -> Imported:
         if l["neuron"].lam != lam:
             raise NirError(f"{ch.path}: node '{l['name']}' leaks by {l['neuron'].lam:g} per step, node "
                            f"'{spiking_layers[0]['name']}' by {lam:g}: saf needs one leak for the network")
-        assumed += [l["neuron"].note] if l["neuron"].note and l["neuron"].note not in assumed else []
+        if l["neuron"].note and l["neuron"].note not in assumed and SAF_META not in ch.metadata:
+            assumed.append(l["neuron"].note)      # a file saf wrote states its discrete semantics: nothing assumed
     ro = g["readout"]
     rn = ro.get("neuron")
     readout = "sum"
