@@ -97,3 +97,21 @@ def test_export_refuses_a_bias_inside_the_current(trained, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "conv1" in err[0] and "bias" in err[0], err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.1, "0.5", True])
+def test_spec_refuses_a_bad_synaptic_decay_in_one_line(bad):
+    from saf.train.spec import SpecError, plan
+    spec = {"input_shape": [4], "num_classes": 2, "layers": [{"type": "linear", "out": 3, "alpha": bad}]}
+    with pytest.raises(SpecError, match=r"'alpha'") as e:
+        plan(spec)
+    assert "\n" not in str(e.value)
+    ok = plan(dict(spec, layers=[{"type": "linear", "out": 3, "alpha": 0.5}]))
+    assert ok.layers[0].syn_decay == 0.5 and plan(dict(spec, layers=[{"type": "linear", "out": 3}])).layers[0].syn_decay == 0
+
+
+def test_saf_and_ottt_refuse_a_synaptic_current():
+    from saf.train.neuron_modes import DEFAULT_MODE, method_refusal
+    assert "synaptic current" in method_refusal("saf", [DEFAULT_MODE], [0.5])
+    assert "synaptic current" in method_refusal("ottt", [DEFAULT_MODE], [0.5])
+    assert method_refusal("bptt", [DEFAULT_MODE], [0.5]) == "" and method_refusal("saf", [DEFAULT_MODE], [0.0]) == ""
