@@ -306,6 +306,21 @@ def current_decay(u: np.ndarray, du: int) -> np.ndarray:
     return np.sign(u) * ((np.abs(u) * m) >> DECAY_BITS)
 
 
+def current_decay_bits(du: int) -> int:
+    """j with (4095 - du) / 4096 = p / 2^j in lowest terms (p odd): each decay of U divides by 2^j, so U's
+    truncation drops only zero bits over n decays when F >= j n (alpha = 1/2, du = 2047: j = 1). 0 for du = 4095."""
+    m = DU_NONE - int(du)
+    if m <= 0:
+        return 0
+    return DECAY_BITS - ((m & -m).bit_length() - 1)
+
+
+def du_for(alpha: float) -> Optional[int]:
+    """The 12-bit current decay du with (4095 - du) / 4096 == alpha exactly, or None when there is none."""
+    m = alpha * DECAY_ONE
+    return DU_NONE - int(m) if 0 < alpha < 1 and m == int(m) else None
+
+
 def first_spike_readout(drive: np.ndarray) -> np.ndarray:
     """drive [N, T, n]: (W s_N[t] + B) per step -> int64 [N, n], R = T + 1 - first step (1-based)
     with drive > 0, 0 where there is none (Layer.first_spike's definition)."""

@@ -29,6 +29,17 @@ Choice (documented in the README): one scale per layer, relative to the threshol
   to the largest value whose biases fit. Both are recorded per layer (bias_zero_bits,
   threshold_lowered_for_bias) and reported by export (export/pipeline/fit.py searches the input
   quantization around them).
+- Synaptic current (FloatLayer.syn_decay = alpha > 0, snnTorch's Synaptic): the IR's two-state layer with
+  (4095 - du) / 4096 = alpha exactly (du_for; an alpha with no such du, alpha * 4096 not an integer, is refused
+  naming the layer). U[t] = trunc0(alpha U[t-1]) + (W s_in + W_fb s_src) << F is then S syn[t] << F with no
+  rounding when every decay drops only zero bits: alpha = p / 2^j (current_decay_bits) and an input entered at
+  step t' is decayed t - t' <= T - 1 times, so F >= j (T - 1) suffices for U; V adds U[t] (a multiple of
+  2^(F - j(t-1))) and decays it T - t more times by 2^-k, so F >= max(j, k) (T - 1) makes V exact as well.
+  The bias: the float form integrates it inside syn (snnTorch adds the Linear's bias to the input current),
+  syn_b[t] = b (1 - alpha^t) / (1 - alpha), a transient no constant V bias B << F reproduces (V's bias term
+  would need b / (1 - alpha) plus an initial current U[0] = -(b / (1 - alpha)) << F, which the IR does not
+  hold); so a nonzero bias on such a layer is refused, naming the layer (train the Synaptic layers' synapses
+  with bias=False), and B = 0 makes the IR's "V gets U + (B << F)" the float form exactly.
 - frac_bits (export --approximate only): F given below k (T - 1); the decays then truncate and the
   certificate says NOT EXACT (frac_bits rows).
 """
@@ -45,8 +56,9 @@ from saf.hw_targets.rules import bias_grid, bias_limits
 
 from saf.train.neuron_modes import RESET_SUBTRACT_UNDECAYED
 from saf.export.fold.snn import FloatLayer
-from saf.export.ir import STATE_MAX, Feedback, Graph, Layer, decay_for, dyadic_exponent
-from saf.export.proof.state_bound import geometric_sum, layer_current_bound, state_bound
+from saf.export.ir import (DU_NONE, STATE_MAX, Feedback, Graph, Layer, current_decay_bits, decay_for, du_for,
+                           dyadic_exponent)
+from saf.export.proof.state_bound import geometric_sum, layer_current_bound, state_bound, two_state_bound
 
 MIN_WEIGHT_LEVELS = 16     # do not lower a layer's weight precision below this many levels
 
@@ -119,7 +131,8 @@ def alpha_threshold(th: int, alpha: Fraction, k: Optional[int], name: str) -> tu
 
 def _spiking_layer(i, fl: FloatLayer, fbs: list, theta: float, wmax: int, step: int, in_scale: float,
                    x_max: int, F: int, geo: float, th_max, in_signed: bool,
-                   alpha: Fraction = Fraction(1), k: Optional[int] = 0, D: int = 0, target=None) -> tuple:
+                   alpha: Fraction = Fraction(1), k: Optional[int] = 0, D: int = 0, target=None,
+                   du: int = DU_NONE, T: int = 1) -> tuple:
     w_eff = fl.weight / in_scale if i == 0 else fl.weight
     m = max([float(np.abs(w_eff).max(initial=0.0))] + [float(np.abs(f.weight).max(initial=0.0)) for f in fbs])
     if m == 0:
@@ -161,7 +174,12 @@ def _spiking_layer(i, fl: FloatLayer, fbs: list, theta: float, wmax: int, step: 
         FW = [_round_to(f.weight * s, step) for f in fbs]
         bound = layer_current_bound(W, B, FW, x_max if i == 0 else 1, in_signed and i == 0)
         owed = th << F if fl.reset == RESET_SUBTRACT_UNDECAYED else 0     # state_bound.owed_subtraction
-        fits = (bound << F) * geo + (abs(c) << F) + owed <= STATE_MAX and (th << F) <= STATE_MAX
+        if du != DU_NONE:                       # two-state: V fed by the carried current (state_bound.py)
+            syn = layer_current_bound(W, np.zeros(1, np.int64), FW, x_max if i == 0 else 1, in_signed and i == 0)
+            worst = two_state_bound(syn, int(np.abs(B).max(initial=0)), F, du, D, T, c << F, owed)
+        else:
+            worst = (bound << F) * geo + (abs(c) << F) + owed
+        fits = worst <= STATE_MAX and (th << F) <= STATE_MAX
         if fits or top // 2 < MIN_WEIGHT_LEVELS * step:
             return W, B, FW, th, s, lowered, c << F, fit
         top, lowered = (top // 2 // step) * step, lowered + 1
@@ -181,6 +199,22 @@ def _readout_layer(ro: FloatLayer, wmax: int, step: int, F: int, D: int, T: int,
         if state_bound(layer_current_bound(W, B), F, D, T) <= STATE_MAX or top // 2 < MIN_WEIGHT_LEVELS * step:
             return W, B, s, lowered
         top, lowered = (top // 2 // step) * step, lowered + 1
+
+
+def _layer_du(fl: FloatLayer) -> int:
+    """The IR current decay of a spiking FloatLayer (module docstring: synaptic current), or a one-line refusal."""
+    a = float(getattr(fl, "syn_decay", 0.0))
+    if not a:
+        return DU_NONE
+    du = du_for(a)
+    if du is None:
+        raise QuantizeError(f"layer {fl.name}: synaptic current decay alpha = {a:g} has no exact 12-bit current "
+                            f"decay on Loihi ((4095 - du) / 4096 = alpha needs alpha * 4096 to be an integer)")
+    if np.any(np.asarray(fl.bias) != 0):
+        raise QuantizeError(f"layer {fl.name}: a bias integrated by the synaptic current (alpha = {a:g}) has no exact "
+                            f"Loihi form (Loihi adds a bias to v, not to the current u); train the synapses in front "
+                            f"of Synaptic neurons with bias=False")
+    return du
 
 
 def quantize(layers: list, feedback: list, *, T: int, lam: float, theta: float, target,
@@ -205,7 +239,11 @@ def quantize(layers: list, feedback: list, *, T: int, lam: float, theta: float, 
         raise QuantizeError(f"lam {lam} rounds to 0 on a 12-bit decay; {target.name} cannot represent it")
     lam_q = (4096 - D) / 4096
     k = dyadic_exponent(lam_q)
-    F = max(int(target.frac_bits), k * (T - 1) if k is not None else 0) if frac_bits is None else int(frac_bits)
+    n_sp = len(layers) - 1
+    dus = [_layer_du(fl) for fl in layers[:n_sp]]
+    j = max([current_decay_bits(du) for du in dus] + [0])
+    F = (max(int(target.frac_bits), k * (T - 1) if k is not None else 0, j * (T - 1)) if frac_bits is None
+         else int(frac_bits))
     if (1 << F) > STATE_MAX >> 4:
         raise QuantizeError(f"T={T} with lam={lam} needs F={F} fractional bits for an exact leak; the 24-bit "
                             f"state then has fewer than 4 bits left for the threshold (use T <= "
@@ -216,17 +254,16 @@ def quantize(layers: list, feedback: list, *, T: int, lam: float, theta: float, 
     th_max = target.threshold_mantissa_max
     out, rep = [], QuantizeReport(input_scale, input_bits, input_exact, F)
     fb_q = [None] * len(feedback)
-    n_sp = len(layers) - 1
     for i, fl in enumerate(layers[:n_sp]):
         fbs = [(j, f) for j, f in enumerate(feedback) if f.dst == i]
         W, B, FW, th, s, lowered, v0, fit = _spiking_layer(i, fl, [f for _, f in fbs], theta, wmax, step,
                                                            input_scale, x_max, F, geo, th_max, input_signed,
-                                                           alpha_q, k, D, target)
+                                                           alpha_q, k, D, target, dus[i], T)
         for (j, f), w in zip(fbs, FW):
             fb_q[j] = Feedback(src=f.src, dst=f.dst, kind=f.kind, weight=w, stride=f.stride, padding=f.padding)
         out.append(Layer(name=fl.name, kind=fl.kind, weight=W, bias=B, in_shape=fl.in_shape,
                          out_shape=fl.out_shape, threshold=th, stride=fl.stride, padding=fl.padding,
-                         scale=s, frac_bits=F, v0=int(v0), reset=fl.reset, compare=fl.compare))
+                         scale=s, frac_bits=F, v0=int(v0), reset=fl.reset, compare=fl.compare, du=dus[i]))
         rep.layers.append({"name": fl.name, "scale": s, "threshold": th, "v0": int(v0),
                            "weight_max": int(np.abs(W).max()),
                            "bias_max": int(np.abs(B).max(initial=0)), "weight_step": step,

@@ -34,12 +34,31 @@ def snntorch_net(reset: str = "subtract", recurrent: bool = False, beta: float =
                          nn.Linear(128, 32), hidden, nn.Linear(32, 10))
 
 
+def synaptic_net(reset: str = "subtract", alpha: float = 0.5, beta: float = 0.5, bias: bool = True,
+                 seed: int = 0) -> nn.Sequential:
+    """snntorch_net's shape with snnTorch Synaptic neurons (a synaptic current decaying by alpha per step):
+    Conv2d(1, 8, 3, pad 1) -> Synaptic -> AvgPool2d(2) -> Flatten -> Linear(128, 32) -> Synaptic ->
+    Linear(32, 10). bias=False drops the biases of the synapses in front of Synaptic neurons."""
+    import snntorch as snn
+    from snntorch import surrogate
+
+    torch.manual_seed(seed)
+    sg = surrogate.fast_sigmoid(slope=5)
+
+    def synaptic(shape):
+        return snn.Synaptic(alpha=torch.full(shape, alpha), beta=torch.full(shape, beta),
+                            threshold=torch.ones(shape), reset_mechanism=reset, init_hidden=True, spike_grad=sg)
+
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=bias), synaptic((8, 8, 8)), nn.AvgPool2d(2),
+                         nn.Flatten(), nn.Linear(128, 32, bias=bias), synaptic((32,)), nn.Linear(32, 10))
+
+
 def snntorch_run(net: nn.Sequential, x: torch.Tensor, record: bool = False) -> tuple:
     """(readout summed over T [B, 10], spikes per spiking layer per step [layer][t] or None): the image
     fed every step, hidden states reset first."""
     from snntorch import utils
     utils.reset(net)
-    spiking = [m for m in net if type(m).__name__ in ("Leaky", "RLeaky")]
+    spiking = [m for m in net if type(m).__name__ in ("Leaky", "RLeaky", "Synaptic")]
     got, hooks = [[] for _ in spiking], []
     if record:
         for i, m in enumerate(spiking):

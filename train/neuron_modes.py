@@ -14,6 +14,14 @@ compare:
     ">="   s[t] = u[t] >= theta   (the toolchain's, fires at equality; the SAF/OTTT forms need it)
     ">"    s[t] = u[t] >  theta   (strict: snnTorch, NIR, Lava's stock LIF)
 
+synaptic current (spec key SYN_DECAY_KEY = "alpha", the current's per-step factor, 0 <= alpha < 1; snnTorch's
+Synaptic, NIR's CubaLIF with tau_syn > dt): the layer holds a second state, the current syn, which integrates
+the synapse's whole output, its bias included (snnTorch adds the Linear/Conv bias inside the input current):
+    syn[t] = alpha * syn[t-1] + (W x[t] + b (+ W_fb s_src[t-1]))      u[t] = (the reset above, with I[t] = syn[t])
+Absent (or 0): no current state, I[t] = W x[t] + b: every spec, run and bundle written before is unchanged.
+Like the non-default modes it exists only in the LIF form (bptt); the integer layer is export/ir.py's two-state
+layer (Layer.du with (4095 - du) / 4096 = alpha).
+
 Absent spec keys mean the defaults (subtract, >=): every spec, run and bundle written before modes existed
 is unchanged. The SAF (accumulation) form, OTTT, IDE, DSR and FP are defined for the defaults only; a network
 with any other mode trains with `bptt` and evaluates in the LIF form.
@@ -36,6 +44,16 @@ DEFAULT_COMPARE = COMPARE_GE
 
 # training methods that can train a layer with a non-default mode (surrogate gradient through the LIF form)
 MODE_METHODS = ("bptt",)
+
+SYN_DECAY_KEY = "alpha"      # spiking-layer spec key: the synaptic current's per-step decay (absent: none)
+
+
+def syn_decay_problem(value) -> str:
+    """'' when `value` is an allowed synaptic decay (a number 0 <= alpha < 1), else what is wrong."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= float(value) < 1.0:
+        return ""
+    return f"'{SYN_DECAY_KEY}' (the synaptic current's decay per step) must be a number in [0, 1), got {value!r}"
+
 
 _RESET_WORDS = {RESET_SUBTRACT: "subtractive reset", RESET_SUBTRACT_UNDECAYED: "undecayed subtractive reset",
                 RESET_ZERO: "hard reset"}
@@ -77,9 +95,14 @@ def mode_problem(value, key: str) -> str:
     return f"'{key}' must be one of {', '.join(repr(a) for a in allowed)}, got {value!r}"
 
 
-def method_refusal(method: str, modes) -> str:
-    """'' when `method` can train layers with `modes` (a sequence of NeuronMode), else one line saying why
-    and which method can."""
+def method_refusal(method: str, modes, syn_decays=()) -> str:
+    """'' when `method` can train layers with `modes` (a sequence of NeuronMode) and synaptic decays
+    (per spiking layer, 0 = none), else one line saying why and which method can."""
+    cur = [(i, a) for i, a in enumerate(syn_decays) if a]
+    if cur and method not in MODE_METHODS:
+        i, a = cur[0]
+        return (f"spiking layer {i} has a synaptic current ('{SYN_DECAY_KEY}': {a:g}): --method {method} has no "
+                f"such state (the SAF/OTTT forms); train it with --method {' or '.join(MODE_METHODS)} (the LIF form)")
     odd = [(i, m) for i, m in enumerate(modes) if not m.is_default]
     if not odd or method in MODE_METHODS:
         return ""

@@ -11,7 +11,8 @@ layer `src` back into spiking layer `dst` (dst <= src), indices counted over spi
      "feedback": [{"src": 1, "dst": 0, "kernel": 3, "padding": 1}]}
 
 A spiking layer may carry "reset" ("subtract" | "subtract-undecayed" | "zero") and "compare" (">=" | ">"):
-its neuron modes (train/neuron_modes.py, the one list of allowed values; absent: subtract, >=).
+its neuron modes (train/neuron_modes.py, the one list of allowed values; absent: subtract, >=), and
+"alpha" (0 <= alpha < 1): a synaptic current decaying by alpha per step (snnTorch's Synaptic; absent: none).
 
 A feedback edge may carry "norm": "spectral" (IDE, METHODS.md 1.2: W = clamp(g, -1, 1) V / sigma(V)) and,
 between conv layers, "transposed": true with "stride"/"output_padding" (IDE's CIFAR nets feed back
@@ -26,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from saf.train.methods.ide.specs import IDE_SPECS
-from saf.train.neuron_modes import DEFAULT_COMPARE, DEFAULT_RESET, NeuronMode, mode_problem
+from saf.train.neuron_modes import (DEFAULT_COMPARE, DEFAULT_RESET, SYN_DECAY_KEY, NeuronMode, mode_problem,
+                                    syn_decay_problem)
 
 SPIKING = ("conv", "linear")
 GLUE = ("avgpool", "gap", "flatten")
@@ -50,6 +52,7 @@ class LayerPlan:
     raw_in_shape: tuple = ()     # shape before the glue (the previous layer's output)
     reset: str = DEFAULT_RESET   # spiking only: train/neuron_modes.py
     compare: str = DEFAULT_COMPARE
+    syn_decay: float = 0.0       # spiking only: the synaptic current's per-step factor (0: no current state)
 
     @property
     def mode(self) -> NeuronMode:
@@ -80,7 +83,7 @@ class Plan:
 
 MAX_DIM = 1 << 20                   # any one size, channel count or kernel in a spec
 MAX_PARAMETERS = 1 << 31            # weights in the whole network (8 GiB of float32)
-MODE_KEYS = {"reset", "compare"}        # optional on spiking layers (train/neuron_modes.py)
+MODE_KEYS = {"reset", "compare", SYN_DECAY_KEY}   # optional on spiking layers (train/neuron_modes.py)
 LAYER_KEYS = {"conv": {"type", "out", "kernel", "stride", "padding"} | MODE_KEYS, "linear": {"type", "out"} | MODE_KEYS,
               "avgpool": {"type", "kernel"}, "gap": {"type"}, "flatten": {"type"}}
 FEEDBACK_KEYS = {"src", "dst", "kernel", "padding", "norm", "transposed", "stride", "output_padding"}
@@ -119,6 +122,19 @@ def _modes(d: dict, where: str) -> tuple:
         if problem:
             raise SpecError(f"{where}: {problem}")
     return d.get("reset", DEFAULT_RESET), d.get("compare", DEFAULT_COMPARE)
+
+
+def _syn_decay(d: dict, where: str) -> float:
+    """A spiking layer's optional synaptic decay "alpha" (absent: 0, no current state)."""
+    problem = syn_decay_problem(d.get(SYN_DECAY_KEY, 0.0))
+    if problem:
+        raise SpecError(f"{where}: {problem}")
+    return float(d.get(SYN_DECAY_KEY, 0.0))
+
+
+def layer_syn_decays(spec: dict) -> list:
+    """Each spiking layer's synaptic decay (0: none), in order."""
+    return [lp.syn_decay for lp in plan(spec).layers[:-1]]
 
 
 def layer_modes(spec: dict) -> list:
@@ -200,6 +216,7 @@ def plan(spec: dict) -> Plan:
             continue
         n = _int(ld, "out", where, None, lo=1)
         modes = _modes(ld, f"{where} (spiking layer {len(out.layers)})")
+        syn = _syn_decay(ld, f"{where} (spiking layer {len(out.layers)})")
         if t == "conv":
             if len(shape) != 3:
                 raise SpecError(f"{where}: input must be [C, H, W], got {list(shape)} (remove the flatten?)")
@@ -209,13 +226,13 @@ def plan(spec: dict) -> Plan:
             if h < 1 or w < 1:
                 raise SpecError(f"{where}: kernel {k} does not fit the {shape[1]}x{shape[2]} input")
             o_shape = (n, h, w)
-            out.layers.append(LayerPlan("conv", pre, shape, o_shape, n, k, st, pad, raw, *modes))
+            out.layers.append(LayerPlan("conv", pre, shape, o_shape, n, k, st, pad, raw, *modes, syn_decay=syn))
         else:
             if len(shape) != 1:
                 raise SpecError(f"{where}: input must be flat, got {list(shape)} (add a flatten or gap)")
             o_shape = (n,)
             out.layers.append(LayerPlan("linear", pre, shape, o_shape, n, raw_in_shape=raw, reset=modes[0],
-                                        compare=modes[1]))
+                                        compare=modes[1], syn_decay=syn))
         shape, raw, pre = o_shape, o_shape, []
     if not out.layers:
         raise SpecError("spec has no spiking layer")

@@ -46,6 +46,7 @@ class FloatLayer:
     pool: int = 1              # k: an AvgPool(k) (or GAP over k x k) was folded in (sum_pool.py can undo it)
     reset: str = DEFAULT_RESET     # the spec's per-layer modes (train/neuron_modes.py), carried into the IR
     compare: str = DEFAULT_COMPARE
+    syn_decay: float = 0.0         # the spec's synaptic current decay "alpha" (0: none), the IR's Layer.du
 
 
 @dataclass
@@ -135,14 +136,15 @@ def fold_network(net) -> tuple:
             w, stride, padding = _fold_conv(name, w, lp)
             k = int(np.prod([op[1] for op in lp.pre])) if lp.pre else 1
             layers.append(FloatLayer(name, "conv", w, bias, raw, tuple(lp.out_shape), stride, padding, pool=k,
-                                     reset=lp.reset, compare=lp.compare))
+                                     reset=lp.reset, compare=lp.compare, syn_decay=lp.syn_decay))
         else:
             if lp.pre:
                 w = fold_glue_into_dense(w, lp.pre, raw)
             elif w.shape[1] != int(np.prod(raw)):
                 raise FoldError(f"layer {name}: weight has {w.shape[1]} inputs, previous layer gives {raw}")
             layers.append(FloatLayer(name, "readout" if ro else "dense", w, bias, raw, tuple(lp.out_shape),
-                                     pool=glue_pool(lp.pre, raw), reset=lp.reset, compare=lp.compare))
+                                     pool=glue_pool(lp.pre, raw), reset=lp.reset, compare=lp.compare,
+                                     syn_decay=0.0 if ro else lp.syn_decay))
     feedback = []
     for k, f in enumerate(net.plan.feedback):
         if f.transposed:
@@ -172,7 +174,7 @@ def float_forward(layers: list, feedback: list, x: np.ndarray, T: int, lam: floa
     xt = torch.from_numpy(np.asarray(x, np.float64))
     n = xt.shape[0]
     sp_layers = layers[:-1]
-    u = [None] * len(sp_layers)
+    u, cur_prev = [None] * len(sp_layers), [None] * len(sp_layers)
     s_prev = [torch.zeros(n, int(np.prod(l.out_shape)), dtype=torch.float64) for l in sp_layers]
     spikes = [[] for _ in sp_layers]
     total = 0.0
@@ -184,6 +186,9 @@ def float_forward(layers: list, feedback: list, x: np.ndarray, T: int, lam: floa
             for f in feedback:
                 if f.dst == i:
                     cur = cur + syn(f.kind, f.weight, s_prev[f.src], f.stride, f.padding, sp_layers[f.src].out_shape)
+            if l.syn_decay and cur_prev[i] is not None:      # syn = alpha syn[t-1] + (W x + b)
+                cur = l.syn_decay * cur_prev[i] + cur
+            cur_prev[i] = cur
             v = cur if u[i] is None else lif_potential(cur, u[i], s_prev[i], lam, theta, l.reset)
             s = ((v > theta) if l.compare == ">" else (v >= theta)).to(torch.float64)
             u[i] = v

@@ -4,8 +4,11 @@ Forward Euler, the discretization snnTorch's and Norse's NIR importers use:
     LIF  tau v' = (v_leak - v) + r I   ->  v[t] = lam v[t-1] + g I[t],  lam = 1 - dt/tau,  g = dt r / tau
     IF   v' = r I                      ->  v[t] = v[t-1] + r I[t]   (g = r: Norse's IAF adds I every step and
                                                                       its importer ignores dt for IF)
-    LI / I (readouts)                  ->  the same with no threshold; a CubaLIF/CubaLI synapse current
-                                           that decays (tau_syn > dt) is a second state saf does not hold.
+    CubaLIF  tau_syn I' = -I + w_in x  ->  syn[t] = alpha syn[t-1] + g_syn x[t],  alpha = 1 - dt/tau_syn,
+                                           g_syn = dt w_in / tau_syn; v as LIF with I = syn (snnTorch's
+                                           Synaptic writes w_in = tau_syn/dt, r = tau_mem/dt: g_syn = g = 1)
+    LI / I (readouts)                  ->  the same with no threshold; a CubaLI readout's current that
+                                           decays (tau_syn > dt) is a second state saf's readout does not hold.
 tau = r = inf (snnTorch's beta = 1 writes tau = dt/0 and r = tau/dt) is lam = 1, g = 1. The gain g is
 folded into the synapse in front (exact in float when g is a power of two). Every parameter must be
 one value for the whole node (per-neuron arrays of one value, as snnTorch must write them, are fine);
@@ -29,6 +32,7 @@ class Neuron:
     gain: float                # input gain g, folded into the synapse in front
     theta: float = 0.0         # v_threshold (0 for a readout)
     note: str = ""             # what was assumed (one clause), "" when nothing
+    syn: float = 0.0           # CubaLIF's synaptic current decay per step (0: none, tau_syn = dt)
 
 
 SNAP = 1e-6                # relative: float32 parameters (tau = dt / (1 - beta)) miss 0.5 by ~1e-8
@@ -92,6 +96,21 @@ def _synaptic_current(path, name: str, node, dt: float) -> float:
     return _one(path, name, node, "w_in", 1.0) * dt / _one(path, name, node, "tau_syn")
 
 
+def _decaying_current(path, name: str, node, dt: float) -> tuple:
+    """(alpha, g_syn) of a CubaLIF's synaptic current: syn[t] = alpha syn[t-1] + g_syn x[t] (Euler), alpha =
+    1 - dt/tau_syn in [0, 1) (0: tau_syn = dt, a current that lasts one step), g_syn = dt w_in / tau_syn."""
+    tau = _one(path, name, node, "tau_syn")
+    if not 0 < tau < math.inf:
+        raise NirError(f"{path}: node '{name}' ({kind(node)}): tau_syn must be positive and finite, got {tau:g}")
+    alpha = snap(1.0 - dt / tau)
+    if abs(alpha) <= SNAP:
+        alpha = 0.0
+    if not 0.0 <= alpha < 1.0:
+        raise NirError(f"{path}: node '{name}' ({kind(node)}): tau_syn = {tau:g} at --dt {dt:g} gives a current decay "
+                       f"1 - dt/tau_syn = {alpha:g} outside [0, 1); give the --dt the network was trained with")
+    return alpha, _one(path, name, node, "w_in", 1.0) * dt / tau
+
+
 def spiking(path, name: str, node, dt: float) -> Neuron:
     """An IF, LIF or CubaLIF node as (lam, gain, theta)."""
     k = kind(node)
@@ -108,9 +127,9 @@ def spiking(path, name: str, node, dt: float) -> Neuron:
     if k == "LIF":
         lam, g, note = _leak(path, name, node, "tau", dt)
         return Neuron(lam, g, theta, note)
-    g_syn = _synaptic_current(path, name, node, dt)
+    alpha, g_syn = _decaying_current(path, name, node, dt)
     lam, g, note = _leak(path, name, node, "tau_mem", dt)
-    return Neuron(lam, g * g_syn, theta, note)
+    return Neuron(lam, snap(g * g_syn), theta, note, syn=alpha)
 
 
 def readout(path, name: str, node, dt: float) -> Neuron:

@@ -2,7 +2,8 @@
 `saf eval`, `saf export` and `saf verify` accept like a trained run.
 
 Spiking layer = synapse (Affine, Linear or Conv2d; a Scale after it folds in) + neuron (IF, LIF,
-CubaLIF); glue (AvgPool2d, SumPool2d, Flatten) between layers; the readout = the last synapse, summed
+CubaLIF: a current that decays is the layer's synaptic decay "alpha", train/neuron_modes.py); glue
+(AvgPool2d, SumPool2d, Flatten) between layers; the readout = the last synapse, summed
 over the T steps (the synapse alone, or I) or leaking with the network's lam (LI). Each layer's input
 gain g and its threshold are folded into its synapse so that every layer shares one threshold:
 scaling a layer's potential by c = g theta / theta_l changes none of its spikes (exact in float when
@@ -19,7 +20,7 @@ import numpy as np
 from saf.export.nir.errors import NirError
 from saf.export.nir.graph import NEURONS, READOUTS, SYNAPSES, Chain, kind
 from saf.export.nir.neurons import readout as readout_neuron, spiking
-from saf.train.neuron_modes import COMPARE_GE, COMPARE_GT, RESET_ZERO, RESETS
+from saf.train.neuron_modes import COMPARE_GE, COMPARE_GT, RESET_ZERO, RESETS, SYN_DECAY_KEY
 
 COMPARES = {"gt": COMPARE_GT, "ge": COMPARE_GE}     # --compare flag word -> the mode (train/neuron_modes.py)
 SAF_META = "saf"                     # graph metadata key of a NIR file this toolchain wrote (from_run.py)
@@ -244,7 +245,8 @@ def build(ch: Chain, given: Options) -> Imported:
         tensors[f"blocks.{i}.weight"] = l["w"] * c
         tensors[f"blocks.{i}.bias"] = l["b"] * c
         spec_layers.append({k: v for k, v in l.items() if k not in ("w", "b", "neuron", "name")}
-                           | {"reset": opts.reset, "compare": COMPARES[opts.compare]})
+                           | {"reset": opts.reset, "compare": COMPARES[opts.compare]}
+                           | ({SYN_DECAY_KEY: l["neuron"].syn} if l["neuron"].syn else {}))
     gr = rn.gain if rn is not None else 1.0
     tensors["readout.weight"], tensors["readout.bias"] = ro["w"] * gr, ro["b"] * gr
     feedback = _feedback(ch, g, tensors, scale)

@@ -27,8 +27,12 @@ Conditions (DESIGN.md sec. 3), each a named check with a one-line reason:
                declares one fixed Convention or the set of modes it implements per layer (export/ir.py
                declared_mode). Derived from the declarations passed in (verify: the backends it
                compares; export: the forms it writes, saf-int and ONNX).
-- training_form (graphs with two-state layers, Layer.du < 4095, or a first-spike readout: FP,
-               METHODS.md 2.4): there is no integer SAF form of such a network, and FP trains in
+- current_decay (two-state layers of a graph that has a SAF form: the spec's synaptic current "alpha",
+               snnTorch's Synaptic; export/quantize.py): with (4095 - du) / 4096 = p / 2^j (current_decay_bits),
+               F >= max(j, k) (T - 1) makes every decay of U and of V drop only zero bits, so the LIF form's
+               U and V are the exact ones and saf-int's accumulation (saf_int.py: the current's kernel
+               commutes with the leak's) is the same network;
+- training_form (FP graphs, meta "fp", or a first-spike readout; METHODS.md 2.4): there is no integer SAF form of such a network, and FP trains in
                continuous time, so this row is never ok: "approximate: continuous-time training,
                see verify's dt table". The leak/frac_bits/initial_potential rows (SAF exactness)
                are then not derived; state_24bit and current_reg use the carried current's bound
@@ -43,7 +47,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from saf.export.ir import DECAY_ONE, IR_CONVENTION, STATE_MAX, Graph, declared_mode, dyadic_exponent, modes_text
+from saf.export.ir import (DECAY_ONE, IR_CONVENTION, STATE_MAX, Graph, current_decay_bits, declared_mode,
+                           dyadic_exponent, modes_text)
 from saf.export.proof.state_bound import (current_state_bound, layer_current_bound, owed_subtraction, state_bound,
                                           two_state_bound)
 
@@ -142,8 +147,20 @@ def initial_potential_check(layer, k: int, T: int) -> Check:
 
 
 def has_saf_form(graph: Graph) -> bool:
-    """False for a network of two-state neurons or with a first-spike readout (FP): no SAF form."""
-    return not (graph.readout.first_spike or any(l.two_state for l in graph.spiking_layers))
+    """False for an FP network (continuous-time training, meta "fp") or one with a first-spike readout: no
+    SAF form. Two-state layers of any other graph (the spec's synaptic current) have one (saf_int.py)."""
+    return not (graph.readout.first_spike or graph.meta.get("fp")
+                or (any(l.two_state for l in graph.spiking_layers) and any(int(l.v0) for l in graph.spiking_layers)))
+
+
+def current_decay_check(layer, k: int, T: int) -> Check:
+    """A two-state layer's U and V decay exactly over T steps: F >= max(j, k) (T - 1) (current_decay_bits)."""
+    j, F = current_decay_bits(int(layer.du)), int(layer.frac_bits)
+    need = max(j, k) * (T - 1)
+    return Check("current_decay", layer.name, F >= need,
+                 f"current decay (4095 - du)/4096 = {4095 - int(layer.du)}/4096 = p/2^{j}: F = {F} "
+                 f"{'>=' if F >= need else '<'} max(j, k)(T-1) = {need}"
+                 + ("" if F >= need else ": the decays of the current register U drop bits"))
 
 
 def training_form_check(graph: Graph) -> Check:
@@ -197,6 +214,8 @@ def certify(graph: Graph, conventions: dict = None, registers: dict = None) -> C
         th = int(layer.threshold) << F
         if int(layer.v0) and k is not None:
             checks.append(initial_potential_check(layer, k, T))
+        if layer.two_state and k is not None:
+            checks.append(current_decay_check(layer, k, T))
         ok = v <= STATE_MAX and 0 < th <= STATE_MAX
         detail = f"worst |V| = {v:,} {'<=' if v <= STATE_MAX else '>'} 2^23-1 = {STATE_MAX:,}; TH<<F = {th:,}"
         if th <= 0:

@@ -34,6 +34,15 @@ This is a different formulation from the LIF form's (no V, no clip, no truncatin
 it under the certificate's conditions, as for the default modes (u, and so every spike, is the same
 rational number in both).
 
+Two-state layers (Layer.du < 4095: the spec's synaptic current, syn[t] = alpha syn[t-1] + W s_in[t] + W_fb s_src[t-1],
+alpha = (4095 - du) / 4096 = pc / qc). The LIF form feeds V with U[t] = sum_{t'<=t} alpha^(t-t') w[t'] (w the
+synaptic input per step), so its accumulated input is sum_t' lam^(t-t') U[t'] = (k_lam * k_alpha * w)[t], two
+causal exponential kernels convolved with w. Convolution commutes, so this is k_alpha * (k_lam * w): the
+current's kernel applied to the SAF form's own accumulated synaptic input U_syn[t] = W a_in[t] + W_fb a_src[t-1]:
+    X[t] = alpha X[t-1] + U_syn[t],   U[t] = X[t] + B c[t]      (the bias enters V, not the current: export/ir.py)
+and everything else (resets, compare) is unchanged. X is a polynomial in lam and alpha of degree <= t-1; with
+S = Q^(T-1), Q the largest of the (power-of-two) denominators q, qc, every S X is an integer (checked).
+
 Initial potential (Layer.v0, V'[0] = v0 in state units): the LIF potential unrolls to
 u[t] = lam^t v0 + U[t] - TH lam a[t-1] (the reset is subtractive, so v0 only decays), so U[t] gains
 lam^t v0 / 2^F. With any v0 the scale S gains a factor q 2^Fmax (E below), which keeps
@@ -71,7 +80,7 @@ from math import gcd
 
 import numpy as np
 
-from saf.export.ir import DECAY_ONE, Graph, dyadic_exponent
+from saf.export.ir import DU_NONE, DECAY_ONE, Graph, dyadic_exponent
 from saf.export.result import BackendResult
 from saf.train.neuron_modes import ALL_MODES, COMPARE_GT, RESET_SUBTRACT_UNDECAYED, RESET_ZERO
 
@@ -144,10 +153,23 @@ def _layer_linear(l):
     return _PooledLinear(l, lin) if int(l.in_pool) > 1 else lin
 
 
+def _current_ratio(layer) -> tuple:
+    """A two-state layer's current decay (4095 - du) / 4096 = pc / qc in lowest terms."""
+    m = DU_NONE - int(layer.du)
+    g = gcd(m, DECAY_ONE)
+    return m // g, DECAY_ONE // g
+
+
+def _scale_base(graph: Graph, q: int) -> int:
+    """Q: the largest of lam's denominator q and every two-state layer's qc (all powers of two, so each divides
+    Q); S = Q^(T-1) makes every accumulation an integer (module docstring)."""
+    return max([q] + [_current_ratio(l)[1] for l in graph.spiking_layers if l.two_state])
+
+
 def _bounds(graph: Graph, lin: list, fb: list, x_max: int, p: int, q: int) -> int:
     """Largest magnitude of any intermediate (see the module docstring), in Python ints."""
     T = graph.T
-    S = q ** (T - 1) * _v0_factor(graph, q)
+    S = _scale_base(graph, q) ** (T - 1) * _v0_factor(graph, q)
     C = 0
     for _ in range(T):
         C = (p * C) // q + S                                     # C[T] = S c[T]
@@ -156,7 +178,10 @@ def _bounds(graph: Graph, lin: list, fb: list, x_max: int, p: int, q: int) -> in
         a_in = x_max * C if li == 0 else C
         fb_rows = sum(f.row_abs for _, f in fb[li])
         bmax = int(np.abs(layer.bias).max(initial=0))
-        su = lin[li].row_abs * a_in + bmax * C + fb_rows * C + abs(int(layer.v0)) * S
+        syn = lin[li].row_abs * a_in + fb_rows * C
+        if layer.two_state:                                      # |X| <= sum_j alpha^j max|U_syn| <= T max|U_syn|
+            syn = syn * T
+        su = syn + bmax * C + abs(int(layer.v0)) * S
         if layer.reset == RESET_ZERO:                            # S U - S Z, |S Z| <= max |S U|
             su = 2 * su
         th = int(layer.threshold) * (C + S)
@@ -196,7 +221,9 @@ def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_
     T = graph.T
     E = _v0_factor(graph, q)
     fmax = max(int(l.frac_bits) for l in sp)
-    S = q ** (T - 1) * E
+    if any(l.two_state for l in sp) and E != 1:
+        raise ValueError("saf-int: a two-state layer with an initial potential (v0) has no SAF form here")
+    S = _scale_base(graph, q) ** (T - 1) * E
     lin = [_layer_linear(l) for l in graph.layers]
     bias = [l.full_bias() for l in graph.layers]
     fb = [[] for _ in sp]
@@ -228,6 +255,7 @@ def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_
         Ain = np.zeros_like(x)                                   # S a_in[t-1] of layer 1 (time-varying)
         A = [np.zeros((b, l.n_out), dtype=dt) for l in sp]       # S a[t-1] per layer
         Z = [np.zeros((b, l.n_out), dtype=dt) for l in sp]       # S Z[t] per zero-reset layer (docstring)
+        X = [np.zeros((b, l.n_out), dtype=dt) for l in sp]       # S X[t-1] per two-state layer (docstring)
         U_old = [None] * len(sp)                                 # S U[t-1] and s[t-1] of a zero-reset layer
         S_old = [None] * len(sp)
         counts = np.zeros((b, sp[-1].n_out), dtype=np.int64)
@@ -244,12 +272,19 @@ def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_
             else:
                 a_in = x * C
             for li, layer in enumerate(sp):
-                SU = lin[li](a_in) + bias[li] * C
+                SU = lin[li](a_in)
+                for src, f in fb[li]:
+                    SU = SU + f(old[src])
+                if layer.two_state:                              # S X[t] = alpha S X[t-1] + S U_syn[t]
+                    pc, qc = _current_ratio(layer)
+                    px = pc * X[li]
+                    if np.any((px // qc) * qc != px):
+                        raise ArithmeticError(f"{layer.name}: inexact current decay at t={t + 1} (bug)")
+                    X[li] = SU = px // qc + SU
+                SU = SU + bias[li] * C
                 v0t = _v0_term(layer, t + 1, p, q, T, E, fmax)
                 if v0t:
                     SU = SU + (v0t if dt is object else np.int64(v0t))
-                for src, f in fb[li]:
-                    SU = SU + f(old[src])
                 pa = p * old[li]
                 lam_a = pa // q
                 if np.any(lam_a * q != pa):

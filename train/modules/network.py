@@ -49,6 +49,7 @@ class LIFState:
     ahat: list                                 # presynaptic traces (mode="trace")
     t: int = 0
     a_in: Optional[torch.Tensor] = None        # input trace a_in[t-1] (time-varying input)
+    syn: list = None                           # synaptic current syn[t-1] per layer (None: layer has none)
 
 
 @dataclass
@@ -80,11 +81,13 @@ class SpikingNet(nn.Module):
         self.fb = nn.ModuleList(_feedback_synapse(f, self.plan, ws, gamma) for f in self.plan.feedback)
         self.fb_edges = [(f.src, f.dst) for f in self.plan.feedback]
         self.modes = [lp.mode for lp in self.plan.layers[:-1]]   # per spiking layer (train/neuron_modes.py)
+        self.syn_decays = [lp.syn_decay for lp in self.plan.layers[:-1]]  # 0: no synaptic current state
 
     @property
     def saf_form_valid(self) -> bool:
-        """The SAF (accumulation) form equals the LIF form only with every layer at the default modes."""
-        return all(m.is_default for m in self.modes)
+        """The SAF (accumulation) form equals the LIF form only with every layer at the default modes and
+        no synaptic current state."""
+        return all(m.is_default for m in self.modes) and not any(self.syn_decays)
 
     @property
     def float_form(self) -> str:
@@ -109,7 +112,7 @@ class SpikingNet(nn.Module):
 
     def init_lif(self) -> LIFState:
         n = self.n_spiking
-        return LIFState([None] * n, [None] * n, [None] * n)
+        return LIFState([None] * n, [None] * n, [None] * n, syn=[None] * n)
 
     def effective_weights(self) -> dict:
         """The weights the network computes with (sWS applied), for reuse across steps while the
@@ -214,15 +217,23 @@ class SpikingNet(nn.Module):
         keep = mode == "bptt"
         s_in, a_in = self.step_input(x, t, c, st.a_in)
         a_in0 = a_in.detach() if self.varying(x) else None
-        new_u, new_s, new_a = [], [], []
+        new_u, new_s, new_a, new_syn = [], [], [], []
         wb = weights["blocks"] if weights is not None else [None] * len(self.blocks)
         wf = weights["fb"] if weights is not None else [None] * len(self.fb)
+        if self.syn_decays and any(self.syn_decays) and mode == "trace":
+            raise ValueError("lif_step: a layer with a synaptic current ('alpha') has no trace (OTTT) form")
+        syn_prev = st.syn if st.syn is not None else [None] * self.n_spiking
         for l, blk in enumerate(self.blocks):
             cur = self._current(blk, s_in, a_in, c, mode, weight=wb[l])
             for k, src in self._fb_into(l):
                 if st.s[src] is not None:                    # W_b s_src[t-1]
                     cur = cur + self._current(self.fb[k], st.s[src], st.ahat[src], c, mode, bias=False,
                                               weight=wf[k])
+            if self.syn_decays[l]:                           # snnTorch Synaptic: syn = alpha syn + (W x + b)
+                sp = syn_prev[l]
+                if sp is not None:
+                    cur = self.syn_decays[l] * (sp if keep else sp.detach()) + cur
+            new_syn.append(cur if self.syn_decays[l] else None)
             u_prev = st.u[l] if keep or st.u[l] is None else st.u[l].detach()
             s_prev = st.s[l] if keep or st.s[l] is None else st.s[l].detach()
             u, s = lif_step(cur, u_prev, s_prev, lam, theta, self._layer_spike_fn(l), self.modes[l].reset)
@@ -239,7 +250,8 @@ class SpikingNet(nn.Module):
             new_u = [u.detach() for u in new_u]
             new_s = [s.detach() for s in new_s]
             new_a = [None if a is None else a.detach() for a in new_a]
-        return o, LIFState(new_u, new_s, new_a, t, a_in0)
+            new_syn = [None if v is None else v.detach() for v in new_syn]
+        return o, LIFState(new_u, new_s, new_a, t, a_in0, new_syn)
 
     # ---------------------------------------------------------------- whole-sample inference
     @torch.no_grad()

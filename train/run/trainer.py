@@ -24,7 +24,7 @@ from saf.train.methods.registry import check_method, readout_for, train_batch
 from saf.train.modules.network import SpikingNet
 from saf.train.io.outdir import make_dirs, remove_made
 from saf.train.neuron_modes import method_refusal
-from saf.train.spec import layer_modes, load_spec, with_neuron
+from saf.train.spec import layer_modes, layer_syn_decays, load_spec, with_neuron
 
 
 class TrainingError(Exception):
@@ -102,7 +102,7 @@ def peak_memory_bytes(device: str) -> int:
 
 def check_method_modes(method: str, spec: dict) -> None:
     """Refuse (one line) a method that cannot train the spec's per-layer reset/compare modes."""
-    problem = method_refusal(method, layer_modes(spec))
+    problem = method_refusal(method, layer_modes(spec), layer_syn_decays(spec))
     if problem:
         raise TrainingError(f"--method {method}: {problem}")
 
