@@ -96,6 +96,10 @@ def cmd_export(a) -> int:
         print(f"  advisory: {adv}")
     if r["fit_text"]:
         print(r["fit_text"])
+    if a.synapse_words != 1:
+        print(f"synapse words per weight: {a.synapse_words} (high word weight_exp 7 + low word, twice the synaptic "
+              f"memory); largest feed-forward |W|: " + ", ".join(f"{l['name']} {l['weight_max']:,}"
+                                                    for l in r["quantization"]["layers"]))
     if a.approximate and "approximate" not in r:
         print("note: --approximate not needed: the bundle is EXACT")
     cal = r.get("calibration")
