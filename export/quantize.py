@@ -9,6 +9,9 @@ Choice (documented in the README): one scale per layer, relative to the threshol
   and W_int = round(W s_l), B_int = round(b s_l), never beyond w_int_max. Per-channel scales would
   need per-neuron thresholds; the IR keeps one threshold per layer, so scales are per layer (the
   next layer only sees binary spikes, so scales never propagate).
+- Two synapse words per weight (weight_words = 2, Loihi 2: hw_targets/words.py): w_int_max is 32,766 (even),
+  and a layer whose worst-case state does not fit is lowered to the largest grid value that fits (lower_top),
+  not halved; precision_lowered_by_bits is then log2(w_int_max / the value used), to 0.01 bit.
 - Readout: s = w_int_max / m_readout; the argmax of R[T] does not depend on the scale. A readout
   the model trained leaking with lam (readout_leaks) gets the network's decay D (its state then
   holds R << F, export/ir.py), a non-leaking one D_r = 0. If its worst-case |R[T]| would not fit
