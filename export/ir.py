@@ -68,6 +68,7 @@ from typing import Optional
 
 import numpy as np
 
+from saf.hw_targets.words import check_words
 from saf.train.neuron_modes import ALL_MODES, DEFAULT_COMPARE, DEFAULT_MODE, DEFAULT_RESET, NeuronMode
 
 STATE_BITS = 24
@@ -139,6 +140,8 @@ class Layer:
     first_spike: bool = False     # readout only: R[k] = T + 1 - first step with (W s_N + B)[k] > 0 (0: never)
     reset: str = DEFAULT_RESET    # spiking only: "subtract" | "subtract-undecayed" | "zero" (train/neuron_modes.py)
     compare: str = DEFAULT_COMPARE  # spiking only: ">=" | ">"
+    weight_words: int = 1         # synapse words per weight into this layer (feed-forward and feedback):
+                                  # 2 = W split hi * 2^7 + lo on Loihi 2 (hw_targets/words.py); the math is W
 
     @property
     def mode(self) -> NeuronMode:
@@ -147,6 +150,7 @@ class Layer:
 
     def __post_init__(self):
         NeuronMode(self.compare, self.reset)   # an unknown reset or compare is refused where the layer is made
+        self.weight_words = check_words(self.weight_words)
 
     @property
     def spiking(self) -> bool:

@@ -9,6 +9,9 @@ Choice (documented in the README): one scale per layer, relative to the threshol
   and W_int = round(W s_l), B_int = round(b s_l), never beyond w_int_max. Per-channel scales would
   need per-neuron thresholds; the IR keeps one threshold per layer, so scales are per layer (the
   next layer only sees binary spikes, so scales never propagate).
+- Two synapse words per weight (weight_words = 2, Loihi 2: hw_targets/words.py): w_int_max is 32,766 (even),
+  and a layer whose worst-case state does not fit is lowered to the largest grid value that fits (lower_top),
+  not halved; precision_lowered_by_bits is then log2(w_int_max / the value used), to 0.01 bit.
 - Readout: s = w_int_max / m_readout; the argmax of R[T] does not depend on the scale. A readout
   the model trained leaking with lam (readout_leaks) gets the network's decay D (its state then
   holds R << F, export/ir.py), a non-leaking one D_r = 0. If its worst-case |R[T]| would not fit
@@ -53,6 +56,7 @@ from typing import Optional
 import numpy as np
 
 from saf.hw_targets.rules import bias_grid, bias_limits
+from saf.hw_targets.words import check_words, words_max
 
 from saf.train.neuron_modes import RESET_SUBTRACT_UNDECAYED
 from saf.export.fold.snn import FloatLayer
@@ -80,16 +84,20 @@ class QuantizeReport:
                 "input_exact": self.input_exact, "frac_bits": self.frac_bits, "layers": self.layers}
 
 
-def weight_grid(target) -> tuple:
-    """(largest integer weight, step) the target's synapses hold for mixed-sign weights."""
+def weight_grid(target, words: int = 1) -> tuple:
+    """(largest integer weight, step) the target's synapses hold for mixed-sign weights, in `words` synapse
+    words per weight (hw_targets/words.py: two words W = hi * 2^7 + lo, even words: max 32,766, step 2)."""
+    words = check_words(words)
+    if words > target.weight_words_max:
+        raise QuantizeError(f"{target.name} holds {target.weight_words_max} synapse word(s) per weight, not {words}")
     wmax = target.weight_magnitude_max
     if wmax is None:                       # ONNX: any integer; keep 8-bit weights like the chip
         return 127, 1
     bits = target.weight_bits
     if bits:
         step = max(1, (wmax + 1) >> (bits - 1))   # Loihi 8-bit incl. sign: step 2, max 254
-        return (wmax // step) * step, step
-    return wmax, 1
+        return words_max(words, (wmax // step) * step), step
+    return words_max(words, wmax), 1
 
 
 def input_quantization(x_max: float, x_min: float, dataset_scale, bits_max: int = 8) -> tuple:
@@ -132,7 +140,7 @@ def alpha_threshold(th: int, alpha: Fraction, k: Optional[int], name: str) -> tu
 def _spiking_layer(i, fl: FloatLayer, fbs: list, theta: float, wmax: int, step: int, in_scale: float,
                    x_max: int, F: int, geo: float, th_max, in_signed: bool,
                    alpha: Fraction = Fraction(1), k: Optional[int] = 0, D: int = 0, target=None,
-                   du: int = DU_NONE, T: int = 1) -> tuple:
+                   du: int = DU_NONE, T: int = 1, fine: bool = False) -> tuple:
     w_eff = fl.weight / in_scale if i == 0 else fl.weight
     m = max([float(np.abs(w_eff).max(initial=0.0))] + [float(np.abs(f.weight).max(initial=0.0)) for f in fbs])
     if m == 0:
@@ -181,11 +189,13 @@ def _spiking_layer(i, fl: FloatLayer, fbs: list, theta: float, wmax: int, step: 
             worst = (bound << F) * geo + (abs(c) << F) + owed
         fits = worst <= STATE_MAX and (th << F) <= STATE_MAX
         if fits or top // 2 < MIN_WEIGHT_LEVELS * step:
-            return W, B, FW, th, s, lowered, c << F, fit
-        top, lowered = (top // 2 // step) * step, lowered + 1
+            return W, B, FW, th, s, lowered_bits(wmax, top, lowered, fine), c << F, fit
+        need = max(worst, th << F)
+        top, lowered = lower_top(top, step, STATE_MAX / float(need), fine), lowered + 1
 
 
-def _readout_layer(ro: FloatLayer, wmax: int, step: int, F: int, D: int, T: int, bias_lim=None) -> tuple:
+def _readout_layer(ro: FloatLayer, wmax: int, step: int, F: int, D: int, T: int, bias_lim=None,
+                   fine: bool = False) -> tuple:
     """(W, B, scale, bits lowered) of the readout whose state R << F (leak D) must fit 24 bits and whose
     biases must be exact on the target (|B| <= bias_lim; the argmax does not depend on the scale)."""
     m = float(np.abs(ro.weight).max(initial=0.0)) or 1.0
@@ -196,9 +206,26 @@ def _readout_layer(ro: FloatLayer, wmax: int, step: int, F: int, D: int, T: int,
         if bias_lim is not None and b_max * s > bias_lim:
             s = bias_lim / b_max
         W, B = _round_to(ro.weight * s, step), np.rint(ro.bias * s).astype(np.int64)
-        if state_bound(layer_current_bound(W, B), F, D, T) <= STATE_MAX or top // 2 < MIN_WEIGHT_LEVELS * step:
-            return W, B, s, lowered
-        top, lowered = (top // 2 // step) * step, lowered + 1
+        need = state_bound(layer_current_bound(W, B), F, D, T)
+        if need <= STATE_MAX or top // 2 < MIN_WEIGHT_LEVELS * step:
+            return W, B, s, lowered_bits(wmax, top, lowered, fine)
+        top, lowered = lower_top(top, step, STATE_MAX / float(need), fine), lowered + 1
+
+
+def lower_top(top: int, step: int, room: float, fine: bool) -> int:
+    """The next largest weight to try when the worst case does not fit (room = limit / need < 1): half of
+    `top` (one synapse word: the precision lowered a bit at a time), or with two words (`fine`) the largest
+    grid value the worst case scales into (the bound is about linear in the weights; at least one step less,
+    never below half), so the second word's extra bits are not halved away."""
+    half = (top // 2 // step) * step
+    if not fine:
+        return half
+    return max(min(int(top * room) // step * step, top - step), half)
+
+
+def lowered_bits(wmax: int, top: int, halvings: int, fine: bool):
+    """precision_lowered_by_bits: halvings (one word), log2(wmax / top) to 0.01 bit (two words, lower_top)."""
+    return round(math.log2(wmax / top), 2) if fine else halvings
 
 
 def _layer_du(fl: FloatLayer) -> int:
@@ -220,8 +247,9 @@ def _layer_du(fl: FloatLayer) -> int:
 def quantize(layers: list, feedback: list, *, T: int, lam: float, theta: float, target,
              input_scale: float, input_bits: int, input_signed: bool, input_exact: bool,
              meta: dict = None, readout_leaks: bool = False, alpha: float = 1.0,
-             frac_bits: Optional[int] = None) -> tuple:
+             frac_bits: Optional[int] = None, weight_words: int = 1) -> tuple:
     """(Graph, QuantizeReport) of the folded float network on `target` (an hw_targets.Target).
+    weight_words: synapse words per weight of every layer (weight_grid; 2 only where the target holds it).
     readout_leaks: the trained readout is sum_t lam^(T-t) o[t] (SAF-F), deployed leaking with D.
     alpha: fire at alpha*theta (DSR), deployed as an initial potential plus bias (module docstring).
     frac_bits: F chosen by the caller (export --approximate), instead of the exact-leak F."""
@@ -249,7 +277,7 @@ def quantize(layers: list, feedback: list, *, T: int, lam: float, theta: float, 
                             f"state then has fewer than 4 bits left for the threshold (use T <= "
                             f"{19 // k + 1} or lam closer to 1)")
     geo = geometric_sum(D, T)
-    wmax, step = weight_grid(target)
+    wmax, step = weight_grid(target, weight_words)
     x_max = (1 << (input_bits - 1)) if input_signed else (1 << input_bits) - 1
     th_max = target.threshold_mantissa_max
     out, rep = [], QuantizeReport(input_scale, input_bits, input_exact, F)
@@ -258,12 +286,13 @@ def quantize(layers: list, feedback: list, *, T: int, lam: float, theta: float, 
         fbs = [(j, f) for j, f in enumerate(feedback) if f.dst == i]
         W, B, FW, th, s, lowered, v0, fit = _spiking_layer(i, fl, [f for _, f in fbs], theta, wmax, step,
                                                            input_scale, x_max, F, geo, th_max, input_signed,
-                                                           alpha_q, k, D, target, dus[i], T)
+                                                           alpha_q, k, D, target, dus[i], T, weight_words > 1)
         for (j, f), w in zip(fbs, FW):
             fb_q[j] = Feedback(src=f.src, dst=f.dst, kind=f.kind, weight=w, stride=f.stride, padding=f.padding)
         out.append(Layer(name=fl.name, kind=fl.kind, weight=W, bias=B, in_shape=fl.in_shape,
                          out_shape=fl.out_shape, threshold=th, stride=fl.stride, padding=fl.padding,
-                         scale=s, frac_bits=F, v0=int(v0), reset=fl.reset, compare=fl.compare, du=dus[i]))
+                         scale=s, frac_bits=F, v0=int(v0), reset=fl.reset, compare=fl.compare, du=dus[i],
+                         weight_words=int(weight_words)))
         rep.layers.append({"name": fl.name, "scale": s, "threshold": th, "v0": int(v0),
                            "weight_max": int(np.abs(W).max()),
                            "bias_max": int(np.abs(B).max(initial=0)), "weight_step": step,
@@ -271,9 +300,9 @@ def quantize(layers: list, feedback: list, *, T: int, lam: float, theta: float, 
     ro = layers[-1]
     D_r = D if readout_leaks else 0
     lim = bias_limits(target, F)[0][1] if target.bias_mantissa_max is not None else None
-    W, B, s, lowered = _readout_layer(ro, wmax, step, F if D_r else 0, D_r, T, lim)
+    W, B, s, lowered = _readout_layer(ro, wmax, step, F if D_r else 0, D_r, T, lim, weight_words > 1)
     out.append(Layer(name=ro.name, kind="readout", weight=W, bias=B, in_shape=ro.in_shape,
-                     out_shape=ro.out_shape, scale=s, frac_bits=F, decay=D_r))
+                     out_shape=ro.out_shape, scale=s, frac_bits=F, decay=D_r, weight_words=int(weight_words)))
     rep.layers.append({"name": ro.name, "scale": s, "threshold": None, "weight_max": int(np.abs(W).max()),
                        "bias_max": int(np.abs(B).max(initial=0)), "weight_step": step,
                        "precision_lowered_by_bits": lowered, "decay": D_r})

@@ -21,24 +21,30 @@ def _threshold(wt: np.ndarray, first: bool, wmax: int) -> int:
 
 def random_graph(arch: str = "dense", T: int = 6, lam: float = 0.5, seed: int = 0,
                  feedback: bool = False, frac_bits: int = 6, wmax: int = 60,
-                 input_shape: tuple = None) -> Graph:
+                 input_shape: tuple = None, weight_words: int = 1, words_wmax: int = 1000) -> Graph:
     """A small network with integer weights in [-wmax, wmax] and thresholds giving moderate firing.
 
     arch: "dense" (64-32-16-10 MLP on 64 inputs) or "conv" (1x8x8 -> conv4 s1 -> conv8 s2 -> dense 10).
     feedback: add a delayed connection from the last spiking layer back into the first.
+    weight_words = 2: every layer holds two synapse words per weight (hw_targets/words.py), all weights even,
+    and every layer after the first (which reads graded input) draws them in [-words_wmax, words_wmax], beyond
+    one word's 254, while every state and current stays below 2^24 (ONNX's float32 holds it exactly).
     """
     rng = np.random.default_rng(seed)
     layers: list = []
+    two = int(weight_words) == 2
 
-    def w(*shape):
-        return rng.integers(-wmax, wmax + 1, size=shape).astype(np.int64)
+    def w(*shape, first: bool = True):
+        top = words_wmax if two and not first else wmax
+        v = rng.integers(-top, top + 1, size=shape).astype(np.int64)
+        return v - v % 2 if two else v
 
     if arch == "dense":
         shape = tuple(input_shape or (64,))
         sizes = [int(np.prod(shape)), 32, 16]
         for i in range(len(sizes) - 1):
-            wt = w(sizes[i + 1], sizes[i])
-            th = _threshold(wt, first=(i == 0), wmax=wmax)
+            wt = w(sizes[i + 1], sizes[i], first=i == 0)
+            th = _threshold(wt, first=(i == 0), wmax=int(np.abs(wt).max()) if two else wmax)
             layers.append(Layer(f"fc{i}", "dense", wt, rng.integers(-th // 4, th // 4 + 1, sizes[i + 1]),
                                 (sizes[i],), (sizes[i + 1],), threshold=th, frac_bits=frac_bits))
         in_shape = (sizes[-1],)
@@ -47,28 +53,31 @@ def random_graph(arch: str = "dense", T: int = 6, lam: float = 0.5, seed: int = 
         c, h, wd = shape
         plan = [(4, 3, 1, 1), (8, 3, 2, 1)]
         for i, (co, k, s, p) in enumerate(plan):
-            wt = w(co, c, k, k)
+            wt = w(co, c, k, k, first=i == 0)
             ho, wo = _conv_out(h, k, s, p), _conv_out(wd, k, s, p)
-            th = _threshold(wt.reshape(co, -1), first=(i == 0), wmax=wmax)
+            th = _threshold(wt.reshape(co, -1), first=(i == 0), wmax=int(np.abs(wt).max()) if two else wmax)
             layers.append(Layer(f"conv{i}", "conv", wt, rng.integers(-th // 4, th // 4 + 1, co),
                                 (c, h, wd), (co, ho, wo), threshold=th, stride=s, padding=p, frac_bits=frac_bits))
             c, h, wd = co, ho, wo
         n = c * h * wd
-        wt = w(16, n)
-        th = _threshold(wt, first=False, wmax=wmax)
+        wt = w(16, n, first=False)
+        wt = wt // 4 * 2 if two else wt              # two words: half of words_wmax (fan-in 128), still even
+        th = _threshold(wt, first=False, wmax=int(np.abs(wt).max()) if two else wmax)
         layers.append(Layer("fc2", "dense", wt, rng.integers(-th // 4, th // 4 + 1, 16),
                             (n,), (16,), threshold=th, frac_bits=frac_bits))
         in_shape = (16,)
     else:
         raise ValueError(f"unknown arch {arch!r}")
-    layers.append(Layer("readout", "readout", w(10, in_shape[0]), rng.integers(-20, 21, 10),
+    layers.append(Layer("readout", "readout", w(10, in_shape[0], first=False), rng.integers(-20, 21, 10),
                         in_shape, (10,), threshold=0, frac_bits=0))
     fbs = []
     if feedback:
         src = len(layers) - 2
         dst = 0
-        fbs.append(Feedback(src=src, dst=dst, kind="dense",
-                            weight=w(layers[dst].n_out, layers[src].n_out) // 2))
+        fb = w(layers[dst].n_out, layers[src].n_out) // 2
+        fbs.append(Feedback(src=src, dst=dst, kind="dense", weight=fb - fb % 2 if two else fb))
+    for l in layers:
+        l.weight_words = int(weight_words)
     return Graph(layers=layers, T=T, lam=lam, decay=decay_for(lam), input_shape=shape,
                  input_scale=16.0, input_bits=5, feedback=fbs, target="loihi2",
                  meta={"source": f"random_graph(arch={arch!r}, seed={seed})"})

@@ -29,6 +29,7 @@ class Target:
     # --- fixed point (neuron and synapse formats)
     weight_magnitude_max: Optional[int] = None  # largest |w| a synapse holds
     weight_bits: Optional[int] = None           # synapse word incl. sign for mixed-sign layers
+    weight_words_max: int = 1                   # synapse words one weight may span (words.py; Loihi 2: 2)
     state_bits: Optional[int] = None            # signed state register width (saturating)
     current_register_bits: Optional[int] = None  # signed input register u (input << frac_bits), WRAPS
     frac_bits: int = 0                          # hardware MSB alignment of input and threshold
@@ -156,6 +157,7 @@ class LayerDesc:
     # reset, fire at V >= TH << F); plain values, hw_targets is a leaf
     subtractive_reset: bool = True
     fires_at_equality: bool = True
+    weight_words: int = 1         # synapse words per weight (words.py): 2 stores every synapse twice
 
     def __post_init__(self):
         self.in_shape = tuple(int(v) for v in self.in_shape)

@@ -39,6 +39,9 @@ model. It is an estimate, not Intel's compiler. Modelling choices:
   destination is placed after the source (mapping runs last to first), so the mapper repeats the
   pass with the previous pass's placement of each feedback destination until the placement no
   longer changes (the first pass assumes one destination core per neuron).
+* Two synapse words per weight (LayerDesc.weight_words = 2, words.py): each word is its own connection
+  (its own weight_exp) into the same neurons, so every connection into the layer (forward and feedback)
+  costs its synapse memory and its input axons twice (choice: the axons too, as two connections).
 * A graded input layer on a target without graded spikes (Loihi 1) is host-injected: the host
   computes W x + B (constant over the T steps) and sets it as the neurons' bias, so the layer
   holds neurons but no synapses or input axons (rules.check_graded_input checks the bias range).
@@ -192,13 +195,15 @@ def _pool_cost(layer: LayerDesc, tile: tuple, target: Target) -> tuple:
 
 def _tile_cost(layer: LayerDesc, tile: tuple, target: Target, fan_in: int) -> tuple:
     """(neurons, memory bytes, input axons) of the worst core holding `tile`: its forward synapses
-    (none when host-injected) and those of every feedback edge into the layer."""
+    (none when host-injected) and those of every feedback edge into the layer, each stored once per
+    synapse word (LayerDesc.weight_words)."""
     n = tile[0] * tile[1] * tile[2]
     mem, axons = n * target.neuron_state_bytes, 0
     conns = [] if _host_injected(layer, target) else [(layer, fan_in)]
+    words = int(layer.weight_words)
     for conn, f in conns + [(fb, fb.fan_in) for fb in layer.feedback]:
         m, a = _conn_cost(conn, layer.out_shape, tile, target, f)
-        mem, axons = mem + m, axons + a
+        mem, axons = mem + words * m, axons + words * a
     return n, mem, axons
 
 

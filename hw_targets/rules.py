@@ -17,6 +17,9 @@ Modelling choices:
   weight_exp = -1 (the dendrite shifts the sum back, exactly). Odd mixed-sign weights above 127
   would silently change, so they are refused. Single-sign layers keep the full 8-bit magnitude.
   -256 (representable for mixed sign in Lava) is refused with the 255 magnitude limit (choice).
+  Two synapse words per weight (LayerDesc.weight_words = 2, words.py; only where Target.weight_words_max
+  allows): W = hi * 2^7 + lo, each word an even mixed-sign word, so the layer holds even weights up to
+  254 * 2^7 + 254 = 32,766 (check_weight_magnitude) and no odd weight (check_weight_precision).
 * Biases (check_bias). The state receives B << F as bias_mant << bias_exp. A layer whose biases are
   all multiples of 2^z (LayerDesc.bias_zero_bits = z; 0 for arbitrary integers) has B << F with
   F + z trailing zeros, so the exponent can be e = min(F + z, bias_exp_max) and |B| <=
@@ -47,6 +50,7 @@ import dataclasses
 
 from saf.hw_targets.base import LayerDesc, NetDesc, Severity, Target, TargetError, Violation
 from saf.hw_targets.mapper import require_target, single_neuron_problems
+from saf.hw_targets.words import words_max
 
 IR_STATE_MAX = (1 << 23) - 1      # export/ir.py STATE_MAX: the IR clips every spiking state here
 
@@ -145,9 +149,24 @@ def check_weight_magnitude(net: NetDesc, target: Target) -> list:
     m = target.weight_magnitude_max
     if m is None:
         return []
-    return [_v("weight_magnitude", l, f"layer {l.name}: |weight| {_n(l.max_abs_weight)} exceeds "
-               f"{target.name}'s {_n(m)} ({m.bit_length()}-bit magnitude)")
-            for l in net.layers if l.max_abs_weight > m]
+    out = []
+    for l in net.layers:
+        words = int(l.weight_words)
+        if words > target.weight_words_max:
+            out.append(_v("weight_magnitude", l, f"layer {l.name}: {words} synapse words per weight; "
+                          f"{target.name} holds {target.weight_words_max}"))
+        elif words > 1 and l.max_abs_weight > words_max(words, _even_max(target)):
+            out.append(_v("weight_magnitude", l, f"layer {l.name}: |weight| {_n(l.max_abs_weight)} exceeds the "
+                          f"{_n(words_max(words, _even_max(target)))} of {words} synapse words on {target.name}"))
+        elif words == 1 and l.max_abs_weight > m:
+            out.append(_v("weight_magnitude", l, f"layer {l.name}: |weight| {_n(l.max_abs_weight)} exceeds "
+                          f"{target.name}'s {_n(m)} ({m.bit_length()}-bit magnitude)"))
+    return out
+
+
+def _even_max(target: Target) -> int:
+    """Largest even weight one mixed-sign synapse word holds (254 on Loihi)."""
+    return (target.weight_magnitude_max or (1 << target.weight_bits) - 1) & ~1
 
 
 @severity(Severity.ERROR)
@@ -155,13 +174,16 @@ def check_weight_precision(net: NetDesc, target: Target) -> list:
     if target.weight_bits is None:
         return []
     odd_max = (1 << (target.weight_bits - 1)) - 1
-    even_max = (target.weight_magnitude_max or (1 << target.weight_bits) - 1) & ~1
-    return [_v("weight_precision", l, f"layer {l.name}: mixed-sign odd weights up to "
-               f"|w| {_n(l.max_abs_weight)} lose their lowest bit on {target.name} (its "
-               f"{target.weight_bits}-bit synapse incl. sign holds even weights up to {even_max} "
-               f"or odd ones up to {odd_max})")
-            for l in net.layers
-            if l.mixed_sign and l.odd_weights and l.max_abs_weight > odd_max]
+    even_max = _even_max(target)
+    out = [_v("weight_precision", l, f"layer {l.name}: mixed-sign odd weights up to "
+              f"|w| {_n(l.max_abs_weight)} lose their lowest bit on {target.name} (its "
+              f"{target.weight_bits}-bit synapse incl. sign holds even weights up to {even_max} "
+              f"or odd ones up to {odd_max})")
+           for l in net.layers
+           if int(l.weight_words) == 1 and l.mixed_sign and l.odd_weights and l.max_abs_weight > odd_max]
+    return out + [_v("weight_precision", l, f"layer {l.name}: odd weights in {l.weight_words} synapse words: the "
+                     f"low word is an even mixed-sign {target.weight_bits}-bit word on {target.name}")
+                  for l in net.layers if int(l.weight_words) > 1 and l.odd_weights]
 
 
 @severity(Severity.ERROR)

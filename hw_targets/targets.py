@@ -138,6 +138,9 @@ LOIHI2 = dataclasses.replace(
     conv_weight_sharing=True,
     # [DES] "On real Loihi 2 a reset interval must be a power of two".
     reset_interval_pow2=True,
+    # choice (hw_targets/words.py): a weight split across two connections into the same neurons, the high
+    # word with weight_exp = 7 ([LAVA] Dense shifts its sums by weight_exp; Loihi 2 sums every input).
+    weight_words_max=2,
     # [L2B] "programmable neurons" (microcode): the state's fractional bits F are the neuron
     # model's choice, so F = k (T - 1) > 6 for an exact leak at larger T is representable.
     programmable_neurons=True,

@@ -87,29 +87,48 @@ def test_a_wrong_reset_is_caught_by_the_spike_comparison(trained, data, tmp_path
 LAVA = {"leaky-subtract": "lava-own", "leaky-zero": "lava", "rleaky-subtract": "lava-own"}
 
 
-# The issue's >= 99 % agreement with snnTorch holds for the two Leaky nets; the RLeaky net agrees on 98.33 %: its
-# recurrence amplifies the 8-bit rounding of every layer, and neither clipping nor a separate recurrent exponent
-# recovers it on every net (docs/nir.md, docs/measure/rleaky_quantization.py): not claimed, and its deploy test
-# checks the integer proof only.
-AGREES_99 = ("leaky-subtract", "leaky-zero")
+# The issue's >= 99 % agreement with snnTorch holds for the two Leaky nets at one synapse word per weight. The RLeaky
+# net's recurrence amplifies the 8-bit rounding of every layer (98.33 % at one word; docs/nir.md): it is exported with
+# two synapse words per weight (--synapse-words 2, ~10-11-bit weights within the 24-bit state), which is what the
+# >= 99 % is asserted on; its one-word agreement is still measured and printed for comparison.
+AGREES_99 = ("leaky-subtract", "leaky-zero", "rleaky-subtract")
+WORDS = {"rleaky-subtract": 2}
 
 
-@pytest.mark.parametrize("name", list(NETS))
-def test_deploys_to_loihi_with_zero_mismatches_and_snntorchs_predictions(name, trained, data, tmp_path):
-    """saf export --target loihi -> saf verify: 0 mismatching spikes across saf-int, emulator, ONNX and Lava
-    (exit 0 requires it), and the deployed readout predicts what snnTorch predicts on >= 99 % of the test set."""
+def _deployed_agreement(bundle, net, x) -> float:
     from saf.export.bundle.store import load_graph
     from saf.export.proof.saf_int import run_saf_int
 
-    net, _, run = trained[name]
-    bundle = tmp_path / "bundle"
-    assert main(["export", str(run), "--target", "loihi", "--calibrate-data", "digits", "--out", str(bundle)]) == 0
-    assert main(["verify", str(bundle), "--backends", f"saf-int,emulator,onnx,{LAVA[name]}", "--lava-limit", "20"]) == 0
-    x = data.x_test.float()
     graph = load_graph(bundle)
     deployed = run_saf_int(graph, graph.quantize_input(x.numpy()), record_spikes=False).readout.argmax(1)
     ref, _ = N.snntorch_run(net, x)
-    agree = float((deployed == ref.argmax(1).numpy()).mean())
-    print(f"deployed vs snnTorch ({name}): {agree:.4f} same prediction")
+    return float((deployed == ref.argmax(1).numpy()).mean())
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_deploys_to_loihi_with_zero_mismatches_and_snntorchs_predictions(name, trained, data, tmp_path, capsys):
+    """saf export --target loihi -> saf verify: 0 mismatching spikes across saf-int, emulator, ONNX and Lava
+    (exit 0 requires it), and the deployed readout predicts what snnTorch predicts on >= 99 % of the test set."""
+    net, _, run = trained[name]
+    bundle = tmp_path / "bundle"
+    words = WORDS.get(name, 1)
+    x = data.x_test.float()
+    if words != 1:                                   # the one-word export, measured for comparison
+        one = tmp_path / "one-word"
+        assert main(["export", str(run), "--target", "loihi", "--calibrate-data", "digits", "--out", str(one)]) == 0
+        hint = [line for line in capsys.readouterr().out.splitlines() if line.startswith("hint:")]
+        one_agree = _deployed_agreement(one, net, x)
+        assert (one_agree < 0.99) == (len(hint) == 1) and (not hint or "--synapse-words 2" in hint[0])
+        with capsys.disabled():
+            print(f"deployed vs snnTorch ({name}, 1 synapse word): {one_agree:.4f} same prediction")
+    assert main(["export", str(run), "--target", "loihi", "--calibrate-data", "digits", "--out", str(bundle),
+                 "--synapse-words", str(words)]) == 0
+    assert main(["verify", str(bundle), "--backends", f"saf-int,emulator,onnx,{LAVA[name]}", "--lava-limit", "20"]) == 0
+    from saf.export.bundle.store import load_graph
+
+    assert {l.weight_words for l in load_graph(bundle).layers} == {words}
+    agree = _deployed_agreement(bundle, net, x)
+    with capsys.disabled():
+        print(f"deployed vs snnTorch ({name}, {words} synapse word(s)): {agree:.4f} same prediction")
     if name in AGREES_99:
         assert agree >= 0.99, agree

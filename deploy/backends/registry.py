@@ -53,6 +53,8 @@ FAULTS = {
     "pool-window": "the first sum-pool stage's k x k windows shifted by one column (export/fold/sum_pool.py)",
     "current-decay": "a two-state layer's current register not carried over steps (du ignored)",
     "first-spike": "the first-spike readout computed as a spike count (plain sum) instead",
+    "low-word": "a two-synapse-word layer's low word dropped (only hi * 2^7 of W = hi * 2^7 + lo, hw_targets/words.py)",
+    "high-word": "a two-synapse-word layer's high word dropped (only lo of W = hi * 2^7 + lo)",
 }
 _FAULT_OPTS = {"tie": {"tie": "flip"}, "hard-reset": {"reset": "zero"}, "reset-swap": {"reset": "swap"}, "delay": {"feedforward_delay": 1},
                "u-21bit": {"current_bits": 21}, "readout-leak": {"readout_leak": False},
@@ -132,6 +134,28 @@ def _shifted_pool(graph: Graph) -> Graph:
     return g
 
 
+def _dropped_word(graph: Graph, fault: str) -> Graph:
+    """Every two-word connection (layers and the feedback into them) with one of its words left out."""
+    from saf.hw_targets.words import WORD_SHIFT, split_words
+
+    if not any(int(l.weight_words) == 2 for l in graph.layers):
+        raise BackendError(f"fault {fault} needs a bundle with two synapse words per weight (export --synapse-words 2); "
+                           f"this one has one word per weight, so the fault would change nothing")
+
+    def drop(w):
+        hi, lo = split_words(w)
+        return hi << WORD_SHIFT if fault == "low-word" else lo
+
+    g = copy.deepcopy(graph)
+    for l in g.layers:
+        if int(l.weight_words) == 2:
+            l.weight = drop(l.weight)
+    for f in g.feedback:
+        if int(g.layers[f.dst].weight_words) == 2:
+            f.weight = drop(f.weight)
+    return g
+
+
 def inject_fault(graph: Graph, fault: str) -> tuple:
     """(graph for the faulty backend, emulate() keyword options) for one fault name."""
     if fault not in FAULTS:
@@ -145,6 +169,8 @@ def inject_fault(graph: Graph, fault: str) -> tuple:
         return g, {}
     if fault == "pool-window":
         return _shifted_pool(graph), {}
+    if fault in ("low-word", "high-word"):
+        return _dropped_word(graph, fault), {}
     if fault == "readout-leak" and not graph.readout.decay:
         raise BackendError("fault readout-leak needs a bundle whose readout leaks (trained with saf-f); "
                            "this readout does not, so the fault would change nothing")

@@ -5,6 +5,7 @@ import json
 
 from saf.deploy.cli.train import add_checkpoint_choice, pick_checkpoint
 from saf.hw_targets.base import TargetError
+from saf.hw_targets.words import WEIGHT_WORDS
 from saf.train.checkpoint import CheckpointError
 from saf.train.data import DatasetError
 from saf.train.io.outdir import OutputError
@@ -21,6 +22,7 @@ from saf.export.quantize import QuantizeError
 USER_ERRORS = (NirError, BundleError, ExportError, FoldError, OnnxExportError, QuantizeError, TargetError,
                CheckpointError, DatasetError, OutputError, SpecError)
 TARGET_NAMES = ("loihi", "loihi2", "loihi1", "onnx", "nir")
+WORDS_HINT_BELOW = 0.99          # export's own same-prediction rate under which the --synapse-words 2 hint shows
 
 
 def register(sub) -> None:
@@ -50,6 +52,10 @@ def register(sub) -> None:
                    help="where no exact configuration exists (e.g. T = 16 at lam 0.5), write the network at Loihi's "
                         "native F = 6 anyway, labelled NOT EXACT with each reason; saf verify then measures its "
                         "agreement with the float model (the integer forms must still agree spike for spike)")
+    p.add_argument("--synapse-words", type=int, choices=WEIGHT_WORDS, default=1,
+                   help="synapse words per weight (loihi2 only): 2 splits each weight into a high word (weight_exp "
+                        "7) and a low word into the same neurons, even weights up to 32,766 (~14 bits) at twice "
+                        "the synaptic memory (hw_targets/words.py)")
     p.add_argument("--force", action="store_true", help="replace the saf bundle in --out, once the new one is written")
     p.add_argument("--json", action="store_true", help="print the manifest extras as JSON")
     p.add_argument("--dt-exp", type=int, default=None, metavar="K",
@@ -80,7 +86,7 @@ def cmd_export(a) -> int:
     r = export_checkpoint(a.checkpoint, a.target, a.out, calibrate_data=a.calibrate_data, data_root=a.data_root,
                           force=a.force, T=a.T, calibrate_limit=a.calibrate_limit, input_scale=a.input_scale,
                           input_bits=a.input_bits, input_signed=a.input_signed, random_model=a.random_model,
-                          seed=a.seed, sum_pool=a.sum_pool, approximate=a.approximate)
+                          seed=a.seed, sum_pool=a.sum_pool, approximate=a.approximate, synapse_words=a.synapse_words)
     if a.json:
         print(json.dumps({k: v for k, v in r.items() if not k.endswith("_text")}, indent=2, default=str))
         return 0
@@ -90,6 +96,10 @@ def cmd_export(a) -> int:
         print(f"  advisory: {adv}")
     if r["fit_text"]:
         print(r["fit_text"])
+    if a.synapse_words != 1:
+        print(f"synapse words per weight: {a.synapse_words} (high word weight_exp 7 + low word, twice the synaptic "
+              f"memory); largest feed-forward |W|: " + ", ".join(f"{l['name']} {l['weight_max']:,}"
+                                                    for l in r["quantization"]["layers"]))
     if a.approximate and "approximate" not in r:
         print("note: --approximate not needed: the bundle is EXACT")
     cal = r.get("calibration")
@@ -100,8 +110,17 @@ def cmd_export(a) -> int:
         print(f"accuracy on {cal['dataset']} ({cal['n']} test samples): float {cal['float_accuracy']:.4f}, "
               f"quantized {cal['quantized_accuracy']:.4f} (change {cal['accuracy_change']:+.4f}), "
               f"same prediction {cal['prediction_agreement']:.2%}")
+        if a.synapse_words == 1 and cal["prediction_agreement"] < WORDS_HINT_BELOW and _holds_two_words(a.target):
+            print(f"hint: same prediction below {WORDS_HINT_BELOW:.0%} with one synapse word per weight; "
+                  f"--synapse-words 2 holds ~14-bit weights (twice the synaptic memory)")
     print(f"bundle written to {a.out} in {r['seconds']:.1f} s")
     return 0
+
+
+def _holds_two_words(target_name: str) -> bool:
+    from saf.hw_targets import get_target
+
+    return get_target(target_name).weight_words_max >= 2
 
 
 def _export_nir(a) -> int:
@@ -110,7 +129,7 @@ def _export_nir(a) -> int:
 
     given = [f for f, v in (("--random-model", a.random_model), ("--calibrate-data", a.calibrate_data),
                             ("--input-scale", a.input_scale), ("--approximate", a.approximate),
-                            ("--dt-exp", a.dt_exp), ("--T", a.T)) if v]
+                            ("--dt-exp", a.dt_exp), ("--T", a.T), ("--synapse-words 2", a.synapse_words != 1)) if v]
     if given:
         raise ExportError(f"{given[0]} does not apply to --target nir (a NIR file holds the float network)")
     r = write_nir(a.checkpoint, a.out, a.force)
@@ -131,7 +150,7 @@ def _export_fp(a) -> int:
     given = [f for f, v in (("--T", a.T), ("--calibrate-data", a.calibrate_data), ("--calibrate-limit", a.calibrate_limit),
                             ("--input-scale", a.input_scale), ("--input-bits", a.input_bits),
                             ("--input-signed", a.input_signed), ("--random-model", a.random_model),
-                            ("--approximate", a.approximate)) if v]
+                            ("--approximate", a.approximate), ("--synapse-words 2", a.synapse_words != 1)) if v]
     if given:
         raise ExportError(f"{given[0]} does not apply to an FP checkpoint ({a.checkpoint}): its steps and input "
                           f"spikes come from --dt-exp and the trained latency code")
@@ -162,8 +181,9 @@ def summarize(m: dict) -> str:
         if "reset" in l or "compare" in l:          # per-layer modes, shown where not the default
             th += f" fire V {l.get('compare', '>=')} TH<<F, reset {l.get('reset', 'subtract')}"
         pool = f" sum-pool {l['in_pool']}x{l['in_pool']} ->" if l.get("in_pool", 1) > 1 else ""
+        words = f" ({l['weight_words']} synapse words)" if l.get("weight_words", 1) != 1 else ""
         lines.append(f"  {l['name']:<10} {l['kind']:<8} {str(l['in_shape']):>14} ->{pool} {str(l['out_shape']):<14} "
-                     f"w{l['weight_shape']} {th} F={l['frac_bits']}")
+                     f"w{l['weight_shape']}{words} {th} F={l['frac_bits']}")
     for f in m.get("feedback", []):
         lines.append(f"  feedback   {f['kind']:<8} layer {f['src']} -> layer {f['dst']} (one-step delay)")
     c = m.get("certificate", {})

@@ -54,15 +54,22 @@ class _Probes:
         return self.got[0]
 
 
+def _synapse_parts(syns: list) -> list:
+    """One part per synapse Process: "synapse", or "synapse high word" / "low word" of a two-word layer."""
+    if len(syns) == 1:
+        return [describe_part("synapse", syns[0])]
+    return [describe_part(f"synapse {w} word", s) for w, s in zip(("high", "low"), syns)]
+
+
 def describe_models(net) -> list:
     """Per layer, the Process and ProcessModel classes that ran (all the toolchain's own here)."""
     out = [{"layer": "input", "parts": [describe_part("graded input", net.source)]}]
     for i, l in enumerate(net.graph.layers):
         nrn = net.neurons[i] if l.spiking else net.readout
-        out.append({"layer": l.name, "parts": [describe_part("synapse", net.synapses[i]),
+        out.append({"layer": l.name, "parts": [*_synapse_parts(net.synapses[i]),
                                                describe_part("neuron" if l.spiking else "readout", nrn)]})
-    for fb, syn in zip(net.graph.feedback, net.feedback):
-        out.append({"layer": f"feedback {fb.src}->{fb.dst}", "parts": [describe_part("synapse", syn)]})
+    for fb, syns in zip(net.graph.feedback, net.feedback):
+        out.append({"layer": f"feedback {fb.src}->{fb.dst}", "parts": _synapse_parts(syns)})
     return out
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from saf.export.ir import Graph
+from saf.hw_targets.words import WORD_SHIFT, split_words
 
 
 def _let_lava_choose_fork() -> None:
@@ -87,26 +88,39 @@ class LavaNetwork:
     graph: Graph
     schedule: Schedule
     source: GradedSource
-    synapses: list             # one per IR layer (readout last)
+    synapses: list             # per IR layer (readout last): its synapse Processes, one per synapse word
     neurons: list              # SoftResetLIF per spiking layer
     readout: Integrator
-    feedback: list = field(default_factory=list)   # synapse Process per Feedback edge
+    feedback: list = field(default_factory=list)   # per Feedback edge: its synapse Processes (one per word)
     record_spikes: bool = True
     pools: list = field(default_factory=list)      # SumPool stage per sum-pooled layer (Layer.in_pool)
 
     @property
     def processes(self) -> list:
-        return [self.source, *self.synapses, *self.neurons, self.readout, *self.feedback, *self.pools]
+        return [self.source, *(p for ps in self.synapses + self.feedback for p in ps), *self.neurons, self.readout,
+                *self.pools]
 
 
-def _check_weights(name: str, w: np.ndarray) -> np.ndarray:
+def _check_weights(name: str, w: np.ndarray, words: int = 1) -> list:
+    """[(word, weight_exp)] of one connection: the weights themselves (one synapse word), or the high word
+    (weight_exp WORD_SHIFT) and the low word of a two-word layer (hw_targets/words.py), each within Loihi's
+    8-bit range: the two synapses the chip would hold, into the same neurons."""
     w = np.asarray(w)
     if w.dtype.kind not in "iu":
         raise ValueError(f"{name}: weights must be integers, got dtype {w.dtype}")
-    if w.size and int(np.abs(w).max()) > WEIGHT_MAX:
-        raise ValueError(f"{name}: weight {int(np.abs(w).max())} outside Loihi's range "
-                         f"[-{WEIGHT_MAX}, {WEIGHT_MAX}]")
-    return w.astype(np.int64)
+    if int(words) == 2:
+        try:
+            hi, lo = split_words(w)
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from None
+        parts = [(hi, WORD_SHIFT), (lo, 0)]
+    else:
+        parts = [(w.astype(np.int64), 0)]
+    for p, _ in parts:
+        if p.size and int(np.abs(p).max()) > WEIGHT_MAX:
+            raise ValueError(f"{name}: weight {int(np.abs(p).max())} outside Loihi's range "
+                             f"[-{WEIGHT_MAX}, {WEIGHT_MAX}]" + (" (one synapse word)" if len(parts) == 1 else ""))
+    return parts
 
 
 def validate_graph(graph: Graph) -> None:
@@ -127,7 +141,7 @@ def validate_graph(graph: Graph) -> None:
             raise ValueError(f"layer {l.name}: unsupported kind {l.kind!r}")
         if l.n_in != n_prev:
             raise ValueError(f"layer {l.name}: expects {l.n_in} inputs, previous layer has {n_prev}")
-        _check_weights(f"layer {l.name}", l.weight)
+        _check_weights(f"layer {l.name}", l.weight, l.weight_words)
         k = int(l.in_pool)
         if k < 1 or (k > 1 and (len(l.in_shape) != 3 or l.in_shape[1] % k or l.in_shape[2] % k)):
             raise ValueError(f"layer {l.name}: sum pool {k} does not divide its input {tuple(l.in_shape)}")
@@ -145,7 +159,7 @@ def validate_graph(graph: Graph) -> None:
             raise ValueError(f"feedback {fb.src}->{fb.dst}: needs 0 <= dst <= src < {n_sp} "
                              "(spiking layer indices)")
         src, dst = layers[fb.src], layers[fb.dst]
-        _check_weights(f"feedback {fb.src}->{fb.dst}", fb.weight)
+        _check_weights(f"feedback {fb.src}->{fb.dst}", fb.weight, dst.weight_words)
         if fb.kind == "conv":
             out = ConvSyn.output_shape(tuple(src.out_shape), fb.weight.shape, fb.stride, fb.padding)
             ok = tuple(out) == tuple(dst.out_shape)
@@ -172,11 +186,14 @@ def validate_input(graph: Graph, xq: np.ndarray) -> np.ndarray:
     return frames
 
 
-def _synapse(kind, weight, in_shape, stride, padding, name):
+def _synapses(kind, weight, words, in_shape, stride, padding, name) -> list:
+    """One synapse Process per synapse word (_check_weights), all fed by the same spikes."""
+    parts = _check_weights(name, weight, words)
+    tag = (lambda e: ".hi" if e else ".lo") if len(parts) > 1 else (lambda e: "")
     if kind == "conv":
-        return ConvSyn(weights=weight, in_shape=tuple(in_shape), stride=stride, padding=padding,
-                       name=name)
-    return DenseSyn(weights=weight, name=name)
+        return [ConvSyn(weights=w, in_shape=tuple(in_shape), stride=stride, padding=padding,
+                        name=name + tag(e), weight_exp=e) for w, e in parts]
+    return [DenseSyn(weights=w, name=name + tag(e), weight_exp=e) for w, e in parts]
 
 
 def build_lava_network(graph: Graph, xq: np.ndarray = None, record_spikes: bool = True,
@@ -193,14 +210,15 @@ def build_lava_network(graph: Graph, xq: np.ndarray = None, record_spikes: bool 
     pre = source.s_out
     synapses, neurons, pools = [], [], []
     for i, l in enumerate(graph.layers):
-        syn = _synapse(l.kind if l.kind != "readout" else "dense", l.weight, l.syn_in_shape, l.stride,
-                       l.padding, f"{l.name}.syn")
+        syns = _synapses(l.kind if l.kind != "readout" else "dense", l.weight, l.weight_words, l.syn_in_shape,
+                         l.stride, l.padding, f"{l.name}.syn")
         if int(l.in_pool) > 1:           # the sum-pool stage: graded counts, one more step of delay
             pool = SumPool(in_shape=tuple(l.in_shape), k=int(l.in_pool), name=f"{l.name}.pool")
             pre.connect(pool.s_in)
             pre = pool.a_out
             pools.append(pool)
-        pre.connect(syn.s_in)
+        for syn in syns:
+            pre.connect(syn.s_in)
         bias = l.full_bias()
         if l.spiking:
             nrn = SoftResetLIF(n=l.n_out, bias=bias, threshold=l.threshold, frac_bits=l.frac_bits,
@@ -213,16 +231,18 @@ def build_lava_network(graph: Graph, xq: np.ndarray = None, record_spikes: bool 
             nrn = Integrator(n=l.n_out, bias=bias, period=P, offset=sched.offsets[i], T=T,
                              n_samples=N, probe_buffer=probe_buffer, decay=l.decay,
                              shift=l.readout_shift, name=l.name, first_spike=l.first_spike)
-        syn.a_out.connect(nrn.a_in)
-        synapses.append(syn)
+        for syn in syns:                 # two words: Lava sums both connections into a_in
+            syn.a_out.connect(nrn.a_in)
+        synapses.append(syns)
     fbs = []
     for fb in graph.feedback:
         src = graph.layers[fb.src]
-        syn = _synapse(fb.kind, fb.weight, src.out_shape, fb.stride, fb.padding,
-                       f"feedback{fb.src}->{fb.dst}")
-        neurons[fb.src].s_out.connect(syn.s_in)
-        syn.a_out.connect(neurons[fb.dst].fb_in)
-        fbs.append(syn)
+        syns = _synapses(fb.kind, fb.weight, graph.layers[fb.dst].weight_words, src.out_shape, fb.stride,
+                         fb.padding, f"feedback{fb.src}->{fb.dst}")
+        for syn in syns:
+            neurons[fb.src].s_out.connect(syn.s_in)
+            syn.a_out.connect(neurons[fb.dst].fb_in)
+        fbs.append(syns)
     return LavaNetwork(graph=graph, schedule=sched, source=source, synapses=synapses,
                        neurons=neurons, readout=nrn, feedback=fbs, record_spikes=record_spikes, pools=pools)
 

@@ -26,7 +26,9 @@ layer l runs logical step t of sample n at Lava step l + 2 + n*T + t). Refused, 
 (stock_refusal; the registry adds "use lava-own"): feedback edges (they need the own backend's phased
 schedule), F != 6 (F > 6 needs a programmable Loihi 2 microcode neuron), initial potentials, the reset
 subtract-undecayed (a subtraction owed across the decay: no stock state holds it), a conv
-after a dense layer, thresholds beyond 17 bits, and weights/biases the stock formats cannot hold
+after a dense layer, a conv layer with two synapse words per weight (the stock Conv ignores weight_exp; dense
+two-word layers run as stock Dense Processes for each word, the high word's with weight_exp + 7:
+stock_encode.encode_words), thresholds beyond 17 bits, and weights/biases the stock formats cannot hold
 exactly (stock_encode.py). Where |W s_in| << 6 can exceed 2^23 - 1 the u register would wrap, as
 Lava's model (and Loihi) does: the registry's `lava` record refuses such a network (its
 current_register is in verify's certificate) and run_lava_stock, called directly, shows the wrap.
@@ -83,6 +85,9 @@ def stock_problems(graph: Graph) -> list:
             out.append(f"layer {l.name}: threshold {l.threshold} outside the stock vth range 1..{VTH_MAX}")
     dense_seen = False
     for l in graph.layers:
+        if l.kind == "conv" and int(l.weight_words) > 1:
+            out.append(f"layer {l.name}: {l.weight_words} synapse words per weight on a conv layer: Lava's stock Conv "
+                       f"ignores weight_exp, so its high word cannot be shifted")
         if l.kind == "conv" and dense_seen:
             out.append(f"layer {l.name}: a conv after a dense layer is not mapped onto the stock Conv")
         dense_seen = dense_seen or l.kind != "conv"
@@ -99,7 +104,7 @@ def stock_refusal(graph: Graph) -> str:
     try:
         for l in g.layers:
             if l.kind != "conv":
-                enc.encode_dense(l.weight, l.name)
+                enc.encode_words(l.weight, l.name, l.weight_words)
             if l.spiking:
                 enc.encode_bias(l.full_bias(), l.name)
     except enc.EncodingError as e:
@@ -147,11 +152,12 @@ def _synapses(layer, pre_port, pre_layout, graded_bits: int, name: str):
     if pre_layout is not None:                      # previous population is (W, H, C) in Lava
         w = enc.chw_to_whc(w, pre_layout).reshape(w.shape[0], -1)
         pre_port = pre_port.flatten()
-    codes = enc.encode_dense(w, name)
+    codes = enc.encode_words(w, name, layer.weight_words)
     procs = []
     for c in codes:
         d = Dense(weights=c.weights, sign_mode=c.sign_mode, num_weight_bits=c.num_weight_bits,
-                  weight_exp=c.weight_exp, num_message_bits=graded_bits, name=f"{name}.dense.{c.part}")
+                  weight_exp=c.weight_exp, num_message_bits=graded_bits,
+                  name=f"{name}.dense.{c.part.replace(' ', '-')}")
         pre_port.connect(d.s_in)
         procs.append(d)
     how = ", ".join(f"{c.part}: {c.sign_mode.name} num_weight_bits={c.num_weight_bits} "

@@ -20,10 +20,12 @@ flipped, and feature maps are permuted between the IR's C, H, W order and Lava's
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from lava.utils.weightutils import SignMode, clip_weights, truncate_weights
+
+from saf.hw_targets.words import WORD_SHIFT, split_words
 
 WEIGHT_BITS = 8                   # Loihi's synapse word (num_weight_bits)
 BIAS_MANT_MIN, BIAS_MANT_MAX = -4096, 4095     # lava LIF: bias_mant is a signed 13-bit integer
@@ -41,7 +43,7 @@ class DenseCode:
     sign_mode: SignMode
     num_weight_bits: int
     weight_exp: int
-    part: str                     # "all" | "excitatory" | "inhibitory"
+    part: str                     # "all" | "excitatory" | "inhibitory" (two words: "high word all", ...)
 
 
 def lava_effective_weights(code: DenseCode) -> np.ndarray:
@@ -72,6 +74,22 @@ def encode_dense(w: np.ndarray, name: str) -> list:
                  DenseCode(np.where(w < 0, w, 0).astype(np.int32), SignMode.INHIBITORY, WEIGHT_BITS, 0,
                            "inhibitory")]
     check_dense(codes, w, name)
+    return codes
+
+
+def encode_words(w: np.ndarray, name: str, words: int = 1) -> list:
+    """encode_dense of one synapse word, or of each word of a two-word layer (hw_targets/words.py): the high
+    word's Dense Processes shift their sums by WORD_SHIFT more (weight_exp + 7), the low word's are as they
+    are, all into the same neurons; check_dense proves the sum of every Process's effective weights is w."""
+    if int(words) == 1:
+        return encode_dense(w, name)
+    try:
+        hi, lo = split_words(w)
+    except ValueError as e:
+        raise EncodingError(f"layer {name}: {e}") from None
+    codes = [replace(c, weight_exp=c.weight_exp + WORD_SHIFT, part=f"high word {c.part}") for c in encode_dense(hi, name)]
+    codes += [replace(c, part=f"low word {c.part}") for c in encode_dense(lo, name)]
+    check_dense(codes, np.asarray(w, dtype=np.int64), name)
     return codes
 
 

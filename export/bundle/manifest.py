@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from saf.hw_targets.words import WEIGHT_WORDS
 from saf.train.neuron_modes import mode_problem
 
 from saf.export.bundle.auth import MANIFEST_HASH_KEY
@@ -73,6 +74,9 @@ def validate_manifest(m, mpath: Path) -> None:
         if "first_spike" in lm:        # optional first-spike readout (FP)
             _require(isinstance(lm["first_spike"], bool) and lm["kind"] == "readout", mpath,
                      f"layers[{i}].'first_spike'", "must be a boolean on the readout layer")
+        if "weight_words" in lm:       # optional synapse words per weight (omitted: 1)
+            _require(_is(lm["weight_words"], INT) and lm["weight_words"] in WEIGHT_WORDS, mpath,
+                     f"layers[{i}].'weight_words'", f"must be one of {WEIGHT_WORDS}, got {lm['weight_words']!r:.40}")
         for key in ("reset", "compare"):   # optional per-layer modes (omitted: subtract, >=)
             if key in lm:
                 problem = mode_problem(lm[key], key)

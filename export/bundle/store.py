@@ -64,6 +64,8 @@ def _layer_meta(l: Layer) -> dict:
         d["reset"] = l.reset               # per-layer reset mode (train/neuron_modes.py); omitted at the default
     if l.spiking and l.compare != DEFAULT_COMPARE:
         d["compare"] = l.compare           # per-layer compare; omitted at the default (>=)
+    if int(l.weight_words) != 1:
+        d["weight_words"] = int(l.weight_words)   # synapse words per weight (hw_targets/words.py); omitted at 1
     return d
 
 
@@ -190,7 +192,8 @@ def load_graph(bundle: Path, manifest: Optional[dict] = None, files: Optional[di
                             in_pool=_in_pool(lm, bundle / MANIFEST),
                             du=int(lm.get("du", DU_NONE)) if lm["kind"] != "readout" else DU_NONE,
                             first_spike=bool(lm.get("first_spike", False)) and lm["kind"] == "readout",
-                            reset=lm.get("reset", DEFAULT_RESET), compare=lm.get("compare", DEFAULT_COMPARE)))
+                            reset=lm.get("reset", DEFAULT_RESET), compare=lm.get("compare", DEFAULT_COMPARE),
+                            weight_words=int(lm.get("weight_words", 1))))
     feedback = []
     for j, fm in enumerate(m.get("feedback", [])):
         key = f"feedback{j}_weight"

@@ -110,6 +110,7 @@ class Source:
     sum_pool: str
     time_varying: Optional[dict]   # the input coding of a model trained on x[t], else None
     name: str
+    weight_words: int = 1          # synapse words per weight (export --synapse-words)
 
 
 @dataclass
@@ -156,7 +157,8 @@ def build(src: Source, quant: InputQuant, T: Optional[int] = None, lam: Optional
         g, a.qrep = quantize(src.layers, src.feedback, T=T, lam=src.lam if lam is None else lam, theta=src.theta,
                              target=src.target, input_scale=quant.scale, input_bits=quant.bits,
                              input_signed=quant.signed, input_exact=quant.exact, meta=meta,
-                             readout_leaks=src.readout_leaks, alpha=src.alpha, frac_bits=frac_bits)
+                             readout_leaks=src.readout_leaks, alpha=src.alpha, frac_bits=frac_bits,
+                             weight_words=src.weight_words)
         if src.time_varying is not None:       # trained on x[t]: deploy feeds the same trains
             g.input_time_varying = True
             g.meta["input_coding"] = src.time_varying

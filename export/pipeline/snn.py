@@ -91,16 +91,29 @@ def check_options(T, calibrate_data, calibrate_limit, input_scale, input_bits, i
         raise ExportError(f"--input-bits must be in 1..24, got {input_bits}")
 
 
+def check_synapse_words(words, target) -> int:
+    """--synapse-words as an int the target holds, else one line naming the flag."""
+    from saf.hw_targets.words import WEIGHT_WORDS
+
+    if isinstance(words, bool) or words not in WEIGHT_WORDS:
+        raise ExportError(f"--synapse-words must be one of {', '.join(map(str, WEIGHT_WORDS))}, got {words!r}")
+    if words > target.weight_words_max:
+        raise ExportError(f"--synapse-words {words}: target {target.name} holds {target.weight_words_max} synapse "
+                          f"word per weight (two words: --target loihi2)")
+    return int(words)
+
+
 def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optional[str] = None,
                       data_root: Optional[str] = None, force: bool = False, T: Optional[int] = None,
                       calibrate_limit: Optional[int] = None, input_scale: Optional[float] = None,
                       input_bits: Optional[int] = None, input_signed: bool = False,
                       random_model: Optional[str] = None, seed: int = 0, sum_pool: str = "auto",
-                      approximate: bool = False) -> dict:
+                      approximate: bool = False, synapse_words: int = 1) -> dict:
     """Export a checkpoint to a bundle directory. Returns the manifest extras (certificate,
     resources, quantization, calibration). Raises a user error with one clear line.
     sum_pool: "auto" | "on" | "off", where a folded AvgPool becomes a sum-pool stage (export/fold/sum_pool.py).
-    approximate: write a NOT EXACT bundle where no exact configuration exists (export/pipeline/fit.py)."""
+    approximate: write a NOT EXACT bundle where no exact configuration exists (export/pipeline/fit.py).
+    synapse_words: synapse words per weight of every layer (hw_targets/words.py; 2 only on loihi2)."""
     from saf.hw_targets import get_target
     from saf.train.data import load_dataset
     from saf.train.data.coding import InputCoding
@@ -110,6 +123,7 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
     t0 = time.perf_counter()
     target = get_target(target_name)
     out = Path(out)
+    synapse_words = check_synapse_words(synapse_words, target)
     check_options(T, calibrate_data, calibrate_limit, input_scale, input_bits, input_signed)
     check_target(out, (BUNDLE_DIR,), force)               # before any work: nothing is lost to a typo
     net, spec, cfg, prov, ckpt_bytes = _source(checkpoint, random_model, seed)
@@ -143,12 +157,14 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
     src = Source(layers, feedback, target, T, net.lam, net.theta, net.readout_kind.leaks_with_lam,
                  net.alpha if is_dsr else 1.0, meta, {fl.name: fl.pool for fl in layers if fl.pool > 1}, sum_pool,
                  coding.to_dict() if data is not None and data.time_steps is not None else None,
-                 spec.get("name", "network"))
+                 spec.get("name", "network"), synapse_words)
     chosen, fit = _fit(src, first, peak, net, data, approximate)
     graph, qrep, folded, pool_choice = chosen.graph, chosen.qrep, chosen.folded, chosen.pool_choice
     cert, resources, advisories = chosen.cert, chosen.resources, chosen.advisories
     extra = {"certificate": cert.to_dict(), "resources": resources.to_dict(), "advisories": advisories,
              "quantization": qrep.to_dict(), "target_description": target.description, **fit}
+    if synapse_words != 1:             # omitted at one word: every existing bundle stays byte-identical
+        extra["synapse_words"] = synapse_words
     pool_text = ""
     if pool_choice.candidates:
         extra["sum_pool"] = pool_choice.to_dict()

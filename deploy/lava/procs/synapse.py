@@ -23,13 +23,14 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 
 class DenseSyn(AbstractProcess):
-    """All-to-all synapses: a_out[t+1] = weights @ s_in[t]; weights [n_out, n_in] (integers)."""
+    """All-to-all synapses: a_out[t+1] = (weights @ s_in[t]) << weight_exp; weights [n_out, n_in] (integers).
+    weight_exp > 0: the high word of a two-word weight (hw_targets/words.py), as Lava's Dense shifts its sums."""
 
-    def __init__(self, *, weights: np.ndarray, name: str = None):
+    def __init__(self, *, weights: np.ndarray, name: str = None, weight_exp: int = 0):
         weights = np.asarray(weights)
         if weights.ndim != 2:
             raise ValueError(f"DenseSyn weights must be 2-D [n_out, n_in], got shape {weights.shape}")
-        super().__init__(name=name)
+        super().__init__(name=name, weight_exp=_exp(weight_exp))
         n_out, n_in = weights.shape
         self.s_in = InPort(shape=(n_in,))
         self.a_out = OutPort(shape=(n_out,))
@@ -40,7 +41,7 @@ class ConvSyn(AbstractProcess):
     """Convolution synapses (cross-correlation, torch layout), flattened C, H, W ports."""
 
     def __init__(self, *, weights: np.ndarray, in_shape: tuple, stride: int = 1, padding: int = 0,
-                 name: str = None):
+                 name: str = None, weight_exp: int = 0):
         weights = np.asarray(weights)
         in_shape = tuple(int(d) for d in in_shape)
         if weights.ndim != 4 or len(in_shape) != 3 or weights.shape[1] != in_shape[0]:
@@ -48,7 +49,7 @@ class ConvSyn(AbstractProcess):
                              f"got weights {weights.shape} for input {in_shape}")
         out_shape = self.output_shape(in_shape, weights.shape, stride, padding)
         super().__init__(in_shape=in_shape, out_shape=out_shape, stride=int(stride),
-                         padding=int(padding), name=name)
+                         padding=int(padding), name=name, weight_exp=_exp(weight_exp))
         self.in_shape, self.out_shape = in_shape, out_shape
         self.s_in = InPort(shape=(int(np.prod(in_shape)),))
         self.a_out = OutPort(shape=(int(np.prod(out_shape)),))
@@ -63,6 +64,13 @@ class ConvSyn(AbstractProcess):
             raise ValueError(f"conv kernel {kh}x{kw} stride {stride} padding {padding} does not fit "
                              f"input {in_shape}")
         return (co, ho, wo)
+
+
+def _exp(weight_exp) -> int:
+    e = int(weight_exp)
+    if not 0 <= e <= 15:
+        raise ValueError(f"synapse weight_exp must be in [0, 15], got {weight_exp}")
+    return e
 
 
 def gather_index(in_shape, w_shape, stride, padding) -> np.ndarray:
@@ -94,6 +102,7 @@ class _AbstractSynModel(PyLoihiProcessModel):
     def _prepare(self):
         self._w = np.asarray(self.weights, dtype=self.dtype)
         self._a_buff = np.zeros(self.a_out.shape, dtype=self.dtype)
+        self._gain = self.dtype(1 << int(self.proc_params.get("weight_exp", 0)))    # the sum << weight_exp
 
     def _compute(self, s):
         return self._w @ s
@@ -104,7 +113,7 @@ class _AbstractSynModel(PyLoihiProcessModel):
             self._ready = True
         self.a_out.send(self._a_buff)
         s = self.s_in.recv().astype(self.dtype, copy=False)
-        self._a_buff = self._compute(s)
+        self._a_buff = self._compute(s) * self._gain
 
 
 class _AbstractConvModel(_AbstractSynModel):
