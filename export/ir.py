@@ -41,7 +41,7 @@ and W applies to s_pool: W s_pool equals the folded layer (AvgPool's 1/k^2 folde
 over each block) bit for bit, with k^2 fewer weights.
 Two-state (CUBA) layers (FP, METHODS.md sec. 2.4; Layer.du, Loihi's 12-bit current decay). A
 spiking layer holds a current register U besides V, exactly Lava's stock fixed-point LIF
-(DESIGN.md sec. 5) except the >= compare and the subtractive reset, U[0] = 0:
+(DESIGN.md sec. 5) except the >= compare and the subtractive reset, U[0] = u0 (Layer.u0; 0 without one):
 
     U[t]  = trunc0(U[t-1] * (4095 - du) / 4096) + ((W s_in[t] + W_fb s_src[t-1]) << F)
     V[t]  = clip(decay(V'[t-1]) + U[t] + (B << F))      then fire and reset as above
