@@ -101,15 +101,20 @@ def test_deploys_to_loihi_exactly_with_snntorchs_predictions(bias, trained, data
     assert rc == (1 if bias else 2), rc
 
 
-def test_stock_lava_refuses_the_initial_current_in_one_line(trained, tmp_path):
-    """Lava's stock LIFReset zeroes u every sample: a bundle with u0 is refused, one line per layer naming lava-own."""
+def test_stock_lava_refuses_the_initial_current_in_one_line(trained, tmp_path, capsys):
+    """Lava's stock LIFReset zeroes u every sample: a bundle with u0 is refused (one reason per layer; verify says it
+    in one line pointing to lava-own, exit 2)."""
     from saf.deploy.lava.stock import stock_problems
     from saf.export.bundle.store import load_graph
     _, _, run = trained[True]
     bundle = tmp_path / "bundle"
     assert main(["export", str(run), "--target", "loihi", "--calibrate-data", "digits", "--out", str(bundle)]) == 0
     lines = [p for p in stock_problems(load_graph(bundle)) if "initial current" in p]
-    assert len(lines) == 2 and "conv1" in lines[0] and "lava-own" in lines[0] and "\n" not in lines[0]
+    assert len(lines) == 2 and "conv1" in lines[0] and "resets u to 0" in lines[0]
+    capsys.readouterr()
+    assert main(["verify", str(bundle), "--backends", "saf-int,lava", "--lava-limit", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "initial current" in err[0] and "lava-own" in err[0], err
 
 
 @pytest.mark.parametrize("bad", [1.0, -0.1, "0.5", True])

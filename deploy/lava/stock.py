@@ -78,7 +78,7 @@ def stock_problems(graph: Graph) -> list:
                        f"starts every sample at v = 0")
         if l.has_initial_current:
             out.append(f"layer {l.name}: initial current u0 (a bias inside the synaptic current): the stock LIFReset "
-                       f"resets u to 0 every sample; use lava-own")
+                       f"resets u to 0 every sample")
         if (l.compare, l.reset) not in MODELS:
             out.append(f"layer {l.name}: reset {l.reset!r} subtracts TH after the next decay; the stock LIF "
                        f"keeps no state for it (it resets v to 0, or by subtraction when overridden)")
