@@ -41,7 +41,7 @@ and W applies to s_pool: W s_pool equals the folded layer (AvgPool's 1/k^2 folde
 over each block) bit for bit, with k^2 fewer weights.
 Two-state (CUBA) layers (FP, METHODS.md sec. 2.4; Layer.du, Loihi's 12-bit current decay). A
 spiking layer holds a current register U besides V, exactly Lava's stock fixed-point LIF
-(DESIGN.md sec. 5) except the >= compare and the subtractive reset, U[0] = 0:
+(DESIGN.md sec. 5) except the >= compare and the subtractive reset, U[0] = u0 (Layer.u0; 0 without one):
 
     U[t]  = trunc0(U[t-1] * (4095 - du) / 4096) + ((W s_in[t] + W_fb s_src[t-1]) << F)
     V[t]  = clip(decay(V'[t-1]) + U[t] + (B << F))      then fire and reset as above
@@ -49,7 +49,12 @@ spiking layer holds a current register U besides V, exactly Lava's stock fixed-p
 trunc0 truncates toward zero (current_decay below). du = 4095 (the default) carries nothing from
 step to step: U[t] = (W s_in + W_fb s_src) << F and the two lines are the one-state recurrence above,
 bit for bit. U is not clipped: the certificate's current_reg check bounds it (geometric sum with
-factor (4095 - du) / 4096) below 2^23, where Loihi's 24-bit u register would wrap.
+factor (4095 - du) / 4096, plus |u0|) below 2^23, where Loihi's 24-bit u register would wrap.
+Initial current (Layer.u0, two-state layers only; None: U[0] = 0): U[0] = u0 (per output channel of a conv,
+per neuron of a dense layer, in state units), set again at the start of every sample. It is how a bias the
+synaptic current integrates (snnTorch's Synaptic: syn[t] = alpha syn[t-1] + W x[t] + b) deploys exactly:
+with c = b / (1 - alpha), B = c and u0 = -(c << F) give U[t] + (B << F) = (sum_t' alpha^(t-t') W x[t'] +
+c (1 - alpha^t)) << F = syn[t] << F (export/quantize.py, which also proves the truncations exact).
 
 First-spike readout (Layer.first_spike, FP's readout, DESIGN.md sec. 6): the readout layer (identity
 weights on the output spiking layer, B = 0, as fold_fp writes it) outputs
@@ -137,6 +142,7 @@ class Layer:
         """x [..., n_in] (flattened in_shape) -> what the weight reads, [..., prod(syn_in_shape)]."""
         return sum_pool(x, self.in_shape, int(self.in_pool)) if int(self.in_pool) > 1 else x
     du: int = 4095                # spiking only: Lava's 12-bit current decay (U *= (4095-du)/4096); 4095 = none
+    u0: Optional[np.ndarray] = None  # two-state only: initial current U[0] (int64, state units, shaped like bias)
     first_spike: bool = False     # readout only: R[k] = T + 1 - first step with (W s_N + B)[k] > 0 (0: never)
     reset: str = DEFAULT_RESET    # spiking only: "subtract" | "subtract-undecayed" | "zero" (train/neuron_modes.py)
     compare: str = DEFAULT_COMPARE  # spiking only: ">=" | ">"
@@ -168,6 +174,18 @@ class Layer:
     def two_state(self) -> bool:
         """A spiking layer whose current register carries over steps (du < 4095)."""
         return self.spiking and int(self.du) != DU_NONE
+
+    @property
+    def has_initial_current(self) -> bool:
+        """A two-state layer whose current register starts a sample at some U[0] = u0 != 0."""
+        return self.two_state and self.u0 is not None and bool(np.any(np.asarray(self.u0) != 0))
+
+    def full_initial_current(self) -> np.ndarray:
+        """int64 U[0] per output neuron (a conv channel's u0 repeated over its positions; zeros without u0)."""
+        if not self.has_initial_current:
+            return np.zeros(self.n_out, dtype=np.int64)
+        u = np.asarray(self.u0, dtype=np.int64)
+        return np.repeat(u, int(np.prod(self.out_shape[1:]))) if self.kind == "conv" else u
 
     @property
     def readout_shift(self) -> int:

@@ -97,6 +97,8 @@ def graph_fingerprint(graph: Graph) -> str:
                             ).encode())
         h.update(np.ascontiguousarray(l.weight, dtype=np.int64).tobytes())
         h.update(np.ascontiguousarray(l.bias, dtype=np.int64).tobytes())
+        if l.spiking and l.has_initial_current:
+            h.update(b"u0" + np.ascontiguousarray(l.u0, dtype=np.int64).tobytes())
     for fb in graph.feedback:
         h.update(json.dumps([fb.src, fb.dst, fb.kind, int(fb.stride), int(fb.padding)]).encode())
         h.update(np.ascontiguousarray(fb.weight, dtype=np.int64).tobytes())

@@ -145,12 +145,15 @@ _COMPARE_OP = {">=": "GreaterOrEqual", ">": "Greater"}
 
 def _current_step(b: _Builder, cur: str, bias: str, uprev, layer) -> tuple:
     """A two-state layer's current register (export/ir.py): U = trunc0(U * (4095-du)/4096) +
-    ((I - B) << F), I = W s_in + B (+ feedback). Returns (U, U + (B << F)), what V receives."""
+    ((I - B) << F), I = W s_in + B (+ feedback), U[0] = u0 (an initializer, Layer.u0) or 0.
+    Returns (U, U + (B << F)), what V receives."""
     f = int(layer.frac_bits)
     full = layer.full_bias()
     zero = not full.any()                      # no bias (FP): I is the synaptic sum, V receives U
     syn = cur if zero else b.op("Sub", [cur, bias])
     u = b.op("Mul", [syn, b.i64(1 << f)]) if f else syn
+    if uprev is None and layer.has_initial_current:     # step 1 decays U[0] = u0
+        uprev = b.tensor(("u0", layer.name), layer.full_initial_current(), "u0")
     if uprev is not None:
         u = b.op("Add", [_decay(b, uprev, DU_NONE - int(layer.du)), u])
     return u, u if zero else b.op("Add", [u, b.tensor(("bias_shifted", layer.name), full << f, "b")])

@@ -39,17 +39,28 @@ Choice (documented in the README): one scale per layer, relative to the threshol
   step t' is decayed t - t' <= T - 1 times, so F >= j (T - 1) suffices for U; V adds U[t] (a multiple of
   2^(F - j(t-1))) and decays it T - t more times by 2^-k, so F >= max(j, k) (T - 1) makes V exact as well.
   The bias: the float form integrates it inside syn (snnTorch adds the Linear's bias to the input current),
-  syn_b[t] = b (1 - alpha^t) / (1 - alpha), a transient no constant V bias B << F reproduces (V's bias term
-  would need b / (1 - alpha) plus an initial current U[0] = -(b / (1 - alpha)) << F, which the IR does not
-  hold); so a nonzero bias on such a layer is refused, naming the layer (train the Synaptic layers' synapses
-  with bias=False), and B = 0 makes the IR's "V gets U + (B << F)" the float form exactly.
+  syn_b[t] = sum_{t'<=t} alpha^(t-t') b = c (1 - alpha^t) with c = b / (1 - alpha). The IR's initial current
+  (Layer.u0) holds it: B = c and U[0] = u0 = -(c << F) give U[t] + (B << F) = (S[t] - c alpha^t + c) << F with
+  S[t] the synaptic part, i.e. syn[t] << F including the bias, for every t (U[0]'s decayed copy -c alpha^t << F
+  and the constant B << F add to it). In integers: c = round(b s / (1 - alpha)) on the grid 2^g (a documented
+  quantization choice; the float bias the deployed layer realizes is c (1 - alpha) / s, within 2^(g-1)/s of c's
+  exact value), with g the least integer >= 0 such that u0 = -(c << F) is a multiple of 2^G,
+  G = max(j T, j + k (T - 1)), i.e. g = max(0, G - F). Proof that every truncation is then exact (alpha = p / 2^j,
+  lam = 2^-k): u0's share of U after t decays is u0 p^t / 2^(j t) (an integer: v2(u0) >= G >= j t for t <= T,
+  so each trunc0 of the sum U drops only zero bits, as the inputs' shares do under F >= j (T - 1)); added to V at
+  step t' it is decayed T - t' more times by 2^-k, an integer while F + g >= j t' + k (T - t'), whose maximum
+  over t' in 1..T is G. With F >= max(j, k)(T - 1) (below) G - F <= j, so g <= j; for alpha = 1/2 (j = 1),
+  c = 2 b s is even already whenever b s is an integer. Loihi's bias grid (2^z, below) is applied after and
+  keeps c a multiple of 2^g (rounding a multiple of 2^g to 2^z < 2^g changes nothing). The certificate's
+  initial_current row re-derives v2(u0) >= G from the graph. Refused (one line naming the layer): a Synaptic
+  bias together with DSR's alpha firing (that shifts B by its own term, which u0 would not cancel).
 - frac_bits (export --approximate only): F given below k (T - 1); the decays then truncate and the
   certificate says NOT EXACT (frac_bits rows).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Optional
 
@@ -140,7 +151,7 @@ def alpha_threshold(th: int, alpha: Fraction, k: Optional[int], name: str) -> tu
 def _spiking_layer(i, fl: FloatLayer, fbs: list, theta: float, wmax: int, step: int, in_scale: float,
                    x_max: int, F: int, geo: float, th_max, in_signed: bool,
                    alpha: Fraction = Fraction(1), k: Optional[int] = 0, D: int = 0, target=None,
-                   du: int = DU_NONE, T: int = 1, fine: bool = False) -> tuple:
+                   du: int = DU_NONE, T: int = 1, fine: bool = False, bias_step: int = 1) -> tuple:
     w_eff = fl.weight / in_scale if i == 0 else fl.weight
     m = max([float(np.abs(w_eff).max(initial=0.0))] + [float(np.abs(f.weight).max(initial=0.0)) for f in fbs])
     if m == 0:
@@ -164,7 +175,7 @@ def _spiking_layer(i, fl: FloatLayer, fbs: list, theta: float, wmax: int, step: 
             if alpha != 1:
                 th, c = alpha_threshold(th, alpha, k, fl.name)
             s = th / theta
-            B = np.rint(fl.bias * s).astype(np.int64)
+            B = np.rint(fl.bias * s).astype(np.int64) if bias_step == 1 else _round_to(fl.bias * s, bias_step)
             if c:                               # (1 - lam) c per step: c - c / 2^k (IF: 0)
                 B = B + (c - (c >> k) if k is not None else int(round(c * D / 4096)))   # non-dyadic: not exact anyway
             grid = (0, None) if lim is None else bias_grid(target, F, int(np.abs(B).max(initial=0)))
@@ -237,11 +248,23 @@ def _layer_du(fl: FloatLayer) -> int:
     if du is None:
         raise QuantizeError(f"layer {fl.name}: synaptic current decay alpha = {a:g} has no exact 12-bit current "
                             f"decay on Loihi ((4095 - du) / 4096 = alpha needs alpha * 4096 to be an integer)")
-    if np.any(np.asarray(fl.bias) != 0):
-        raise QuantizeError(f"layer {fl.name}: a bias integrated by the synaptic current (alpha = {a:g}) has no exact "
-                            f"Loihi form (Loihi adds a bias to v, not to the current u); train the synapses in front "
-                            f"of Synaptic neurons with bias=False")
     return du
+
+
+def _synaptic_bias(fl: FloatLayer, du: int, F: int, k: Optional[int], T: int, alpha_fire: Fraction) -> tuple:
+    """(the float layer to quantize, its bias grid 2^g) of a spiking layer: a bias inside the synaptic current
+    becomes the V bias c = b / (1 - alpha) on the grid 2^g of the module docstring (u0 = -(B << F) follows from
+    the quantized B); any other layer is returned unchanged with grid 1."""
+    if du == DU_NONE or not np.any(np.asarray(fl.bias) != 0):
+        return fl, 1
+    a = float(fl.syn_decay)
+    if alpha_fire != 1:
+        raise QuantizeError(f"layer {fl.name}: a bias inside the synaptic current (alpha = {a:g}) with alpha firing "
+                            f"(alpha = {float(alpha_fire):g}) has no exact form: the firing shift adds its own bias "
+                            f"that the initial current would not cancel")
+    j = current_decay_bits(du)
+    G = max(j * T, j + (k or 0) * (T - 1))
+    return replace(fl, bias=np.asarray(fl.bias, dtype=np.float64) / (1.0 - a)), 1 << max(0, G - F)
 
 
 def quantize(layers: list, feedback: list, *, T: int, lam: float, theta: float, target,
@@ -284,16 +307,21 @@ def quantize(layers: list, feedback: list, *, T: int, lam: float, theta: float, 
     fb_q = [None] * len(feedback)
     for i, fl in enumerate(layers[:n_sp]):
         fbs = [(j, f) for j, f in enumerate(feedback) if f.dst == i]
-        W, B, FW, th, s, lowered, v0, fit = _spiking_layer(i, fl, [f for _, f in fbs], theta, wmax, step,
+        fl_q, bias_step = _synaptic_bias(fl, dus[i], F, k, T, alpha_q)
+        W, B, FW, th, s, lowered, v0, fit = _spiking_layer(i, fl_q, [f for _, f in fbs], theta, wmax, step,
                                                            input_scale, x_max, F, geo, th_max, input_signed,
-                                                           alpha_q, k, D, target, dus[i], T, weight_words > 1)
+                                                           alpha_q, k, D, target, dus[i], T, weight_words > 1,
+                                                           bias_step)
+        u0 = -(B << F) if fl_q is not fl else None      # the bias inside the current (module docstring)
         for (j, f), w in zip(fbs, FW):
             fb_q[j] = Feedback(src=f.src, dst=f.dst, kind=f.kind, weight=w, stride=f.stride, padding=f.padding)
         out.append(Layer(name=fl.name, kind=fl.kind, weight=W, bias=B, in_shape=fl.in_shape,
                          out_shape=fl.out_shape, threshold=th, stride=fl.stride, padding=fl.padding,
                          scale=s, frac_bits=F, v0=int(v0), reset=fl.reset, compare=fl.compare, du=dus[i],
-                         weight_words=int(weight_words)))
-        rep.layers.append({"name": fl.name, "scale": s, "threshold": th, "v0": int(v0),
+                         weight_words=int(weight_words), u0=u0))
+        syn_bias = {} if u0 is None else {"initial_current_max": int(np.abs(u0).max(initial=0)),
+                                          "initial_current_bias_step": int(bias_step)}
+        rep.layers.append({"name": fl.name, "scale": s, "threshold": th, "v0": int(v0), **syn_bias,
                            "weight_max": int(np.abs(W).max()),
                            "bias_max": int(np.abs(B).max(initial=0)), "weight_step": step,
                            "precision_lowered_by_bits": lowered, **fit})

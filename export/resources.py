@@ -6,7 +6,8 @@ import numpy as np
 
 from saf.export.ir import Graph
 from saf.train.neuron_modes import COMPARE_GE, RESET_ZERO
-from saf.export.proof.state_bound import layer_current_bound, owed_subtraction, state_bound, two_state_bound
+from saf.export.proof.state_bound import (initial_drive_max, layer_current_bound, owed_subtraction, state_bound,
+                                          two_state_bound)
 
 
 def _conv_synapses(weight, in_shape, stride: int, padding: int) -> int:
@@ -66,7 +67,9 @@ def describe(graph: Graph):
             syn_b = layer_current_bound(l.weight, np.zeros(1, np.int64), [f.weight for f in fbs],
                                         graph.layer_input_max(i), graph.input_signed and i == 0)
             bound = two_state_bound(syn_b, int(np.abs(l.bias).max(initial=0)), l.frac_bits, int(l.du),
-                                    graph.decay, graph.T, int(l.v0), owed_subtraction(l))
+                                    graph.decay, graph.T, int(l.v0), owed_subtraction(l),
+                                    initial_drive_max(l.full_bias(), l.full_initial_current(), l.frac_bits)
+                                    if l.has_initial_current else None)
         else:
             bound = state_bound(cur, l.frac_bits, graph.decay, graph.T, int(l.v0), owed_subtraction(l)) if l.spiking else \
                 state_bound(cur, l.readout_shift, l.decay, graph.T)        # R[T] (<< F_r when it leaks)

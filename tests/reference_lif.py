@@ -1,5 +1,6 @@
 """Spec oracle: a literal, slow, one-sample-at-a-time transcription of the integer LIF semantics
-in export/ir.py's docstring (each layer's compare and reset modes included). Backends (emulator, Lava, ONNX) are tested against it; it shares no
+in export/ir.py's docstring (each layer's compare and reset modes included; two-state layers' current register
+U with its initial current U[0] = u0). Backends (emulator, Lava, ONNX) are tested against it; it shares no
 code with any of them (plain Python ints for the state, explicit loops for convolution)."""
 from __future__ import annotations
 
@@ -43,11 +44,22 @@ def _bias_full(layer) -> np.ndarray:
     return layer.bias
 
 
+def _u0_full(layer) -> list:
+    """U[0] per neuron: Layer.u0 (per conv channel or dense neuron) on a two-state layer, else 0."""
+    u0 = getattr(layer, "u0", None)
+    if u0 is None or layer.du == 4095:
+        return [0] * layer.n_out
+    u0 = [int(u) for u in u0]
+    per = layer.n_out // len(u0)
+    return [u for u in u0 for _ in range(per)]
+
+
 def reference_run(graph, xq_one: np.ndarray):
     """One sample. Returns (readout R[T] as int64 [classes], spikes per spiking layer [T, n],
     potentials per spiking layer [T, n] (V[t] before reset))."""
     spiking = [l for l in graph.layers if l.spiking]
     V = [[int(getattr(l, "v0", 0))] * l.n_out for l in spiking]      # V'[0] = v0 (initial potential)
+    U = [[int(u) for u in _u0_full(l)] for l in spiking]               # U[0] = u0 (two-state layers)
     owed = [[0] * l.n_out for l in spiking]                            # subtract-undecayed: TH<<F owed
     prev_s = [np.zeros(l.n_out, dtype=np.int64) for l in spiking]
     spikes = [np.zeros((graph.T, l.n_out), dtype=bool) for l in spiking]
@@ -69,8 +81,14 @@ def reference_run(graph, xq_one: np.ndarray):
             th = layer.threshold << layer.frac_bits
             s = np.zeros(layer.n_out, dtype=np.int64)
             reset, strict = getattr(layer, "reset", "subtract"), getattr(layer, "compare", ">=") == ">"
+            bias = _bias_full(layer)
             for n in range(layer.n_out):
-                v = _decay(V[li][n], graph.decay) - owed[li][n] + (int(I[n]) << layer.frac_bits)
+                if layer.du != 4095:          # U = trunc0(U (4095-du)/4096) + ((I - B) << F); V gets U + (B << F)
+                    U[li][n] = _decay(U[li][n], layer.du + 1) + ((int(I[n]) - int(bias[n])) << layer.frac_bits)
+                    drive = U[li][n] + (int(bias[n]) << layer.frac_bits)
+                else:
+                    drive = int(I[n]) << layer.frac_bits
+                v = _decay(V[li][n], graph.decay) - owed[li][n] + drive
                 v = max(-STATE_MAX, min(STATE_MAX, v))
                 pots[li][t, n] = v
                 owed[li][n] = 0

@@ -1,7 +1,8 @@
 """snnTorch Synaptic (NIR CubaLIF with a decaying synaptic current, tau_syn > dt): trained on digits in the test,
 exported with snnTorch's own export_to_nir, `saf import`ed as layers with a synaptic decay "alpha". The float LIF
 form reproduces snnTorch's spikes of every layer at every step (the bias integrated by the current, as snnTorch
-does); the net without biases in front of its Synaptic neurons deploys to Loihi with an exact certificate."""
+does); the net deploys to Loihi with an exact certificate, with or without biases in front of its Synaptic neurons
+(a bias deploys as the IR's initial current u0 plus a V bias, export/quantize.py)."""
 from __future__ import annotations
 
 import pytest
@@ -65,38 +66,55 @@ def test_ignoring_the_synaptic_current_is_caught(trained, data):
     assert sum(mismatches(spikes, ref_spikes)) > 1000
 
 
-def test_deploys_to_loihi_exactly_with_snntorchs_predictions(trained, data, tmp_path):
-    """saf export --target loihi (two-state layers, du = 2047) -> certificate EXACT (current_decay rows) -> saf
-    verify: 0 mismatches across saf-int, emulator, ONNX and lava-own; deployed prediction == snnTorch's on >= 99 %."""
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+def test_deploys_to_loihi_exactly_with_snntorchs_predictions(bias, trained, data, tmp_path):
+    """saf export --target loihi (two-state layers, du = 2047; with biases the initial current u0 = -(c << F),
+    B = c = 2 b s) -> certificate EXACT (current_decay and initial_current rows) -> saf verify: 0 mismatches across
+    saf-int, emulator, ONNX and lava-own; deployed prediction == snnTorch's on >= 99 %."""
     import json
     from saf.export.bundle.store import load_graph
     from saf.export.proof.saf_int import run_saf_int
-    net, _, run = trained[False]
+    net, _, run = trained[bias]
     bundle = tmp_path / "bundle"
     assert main(["export", str(run), "--target", "loihi", "--calibrate-data", "digits", "--out", str(bundle)]) == 0
     graph = load_graph(bundle)
     assert [l.du for l in graph.spiking_layers] == [2047, 2047]
+    assert [l.has_initial_current for l in graph.spiking_layers] == [bias, bias]
+    if bias:                 # the Synaptic mapping: U[0] = -(B << F), B = c
+        assert all((l.u0 == -(l.bias << l.frac_bits)).all() and l.bias.any() for l in graph.spiking_layers)
     assert main(["verify", str(bundle), "--backends", "saf-int,emulator,onnx,lava-own", "--lava-limit", "20"]) == 0
     rep = json.loads((tmp_path / "bundle-verify" / "verify.json").read_text())
     assert rep["certificate"]["exact"]
-    assert sum(c["check"] == "current_decay" and c["ok"] for c in rep["certificate"]["checks"]) == 2
+    checks = rep["certificate"]["checks"]
+    assert sum(c["check"] == "current_decay" and c["ok"] for c in checks) == 2
+    assert sum(c["check"] == "initial_current" and c["ok"] for c in checks) == (2 if bias else 0)
     x = data.x_test.float()
     deployed = run_saf_int(graph, graph.quantize_input(x.numpy()), record_spikes=False).readout.argmax(1)
     ref, _ = N.snntorch_run(net, x)
     agree = float((deployed == ref.argmax(1).numpy()).mean())
-    print(f"deployed vs snnTorch (Synaptic, no bias): {agree:.4f} same prediction")
+    print(f"deployed vs snnTorch (Synaptic, {'bias' if bias else 'no bias'}): {agree:.4f} same prediction")
     assert agree >= 0.99, agree
     # fault: the emulator ignoring the current register (du) is caught by verify against saf-int
     assert main(["verify", str(bundle), "--backends", "saf-int,emulator", "--inject-fault", "current-decay"]) != 0
+    # fault: the emulator starting U at 0 (u0 ignored) is caught; refused where there is no u0 to ignore
+    rc = main(["verify", str(bundle), "--backends", "saf-int,emulator", "--inject-fault", "initial-current"])
+    assert rc == (1 if bias else 2), rc
 
 
-def test_export_refuses_a_bias_inside_the_current(trained, tmp_path, capsys):
+def test_stock_lava_refuses_the_initial_current_in_one_line(trained, tmp_path, capsys):
+    """Lava's stock LIFReset zeroes u every sample: a bundle with u0 is refused (one reason per layer; verify says it
+    in one line pointing to lava-own, exit 2)."""
+    from saf.deploy.lava.stock import stock_problems
+    from saf.export.bundle.store import load_graph
     _, _, run = trained[True]
-    out = tmp_path / "bundle"
-    assert main(["export", str(run), "--target", "loihi", "--calibrate-data", "digits", "--out", str(out)]) == 2
+    bundle = tmp_path / "bundle"
+    assert main(["export", str(run), "--target", "loihi", "--calibrate-data", "digits", "--out", str(bundle)]) == 0
+    lines = [p for p in stock_problems(load_graph(bundle)) if "initial current" in p]
+    assert len(lines) == 2 and "conv1" in lines[0] and "resets u to 0" in lines[0]
+    capsys.readouterr()
+    assert main(["verify", str(bundle), "--backends", "saf-int,lava", "--lava-limit", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "conv1" in err[0] and "bias" in err[0], err
-    assert not out.exists()
+    assert len(err) == 1 and "initial current" in err[0] and "lava-own" in err[0], err
 
 
 @pytest.mark.parametrize("bad", [1.0, -0.1, "0.5", True])

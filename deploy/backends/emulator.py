@@ -25,6 +25,7 @@ Every spiking layer runs its own compare and reset (Layer.compare, Layer.reset; 
                        24 bits and the certificate keeps it from wrapping; b = 21: a too-narrow one)
   readout_leak=False   the readout's leak ignored (a plain sum where the trained readout leaks)
   current_decay=False  a two-state layer's current register not carried (du ignored: U = W s << F)
+  initial_current=False  a two-state layer's current register started at U[0] = 0, ignoring Layer.u0
   first_spike=False    a first-spike readout computed as the plain sum (spike counts) instead
 The defaults are the correct semantics (MODES: every layer's own compare and reset, any of them).
 """
@@ -207,7 +208,8 @@ class _Plan:
                 sum(syn.bound for _, syn in self.fb[li])
             if layer.two_state:     # the carried U: at most 4096 / (du + 1) times one step's current
                 cur = cur * -(-DECAY_ONE // (int(layer.du) + 1))
-            worst = max(worst, (cur << layer.frac_bits) + (int(layer.threshold) << layer.frac_bits))
+            u0 = int(np.abs(layer.full_initial_current()).max(initial=0))                  # |U[0]|
+            worst = max(worst, (cur << layer.frac_bits) + 2 * u0 + (int(layer.threshold) << layer.frac_bits))
         float_syn = all(np.dtype(sy.dtype).kind == "f" for sy in self.syn[:n_sp]) and \
             all(np.dtype(sy.dtype).kind == "f" for fb in self.fb for _, sy in fb)
         self.state_dtype = np.float64 if float_syn and worst + 2 * STATE_MAX < FLOAT_STATE_LIMIT else np.int64
@@ -216,7 +218,7 @@ class _Plan:
 # emulate()'s fault-injection options at their correct values
 _DEFAULTS = {"tie": None, "reset": None, "feedforward_delay": 0, "feedback_delay": 1, "overflow": "clip",
              "current_bits": 0, "readout_leak": True, "initial_potential": True, "current_decay": True,
-             "first_spike": True}
+             "first_spike": True, "initial_current": True}
 
 
 def _compare(layer, tie) -> str:
@@ -238,7 +240,7 @@ def _reset(layer, reset) -> str:
 def emulate(graph: Graph, xq: np.ndarray, *, tie: str = None, reset: str = None,
             feedforward_delay: int = 0, feedback_delay: int = 1, overflow: str = "clip",
             current_bits: int = 0, readout_leak: bool = True, initial_potential: bool = True,
-            current_decay: bool = True, first_spike: bool = True,
+            current_decay: bool = True, first_spike: bool = True, initial_current: bool = True,
             record_spikes: bool = True,
             record_potentials: bool = False, batch_size: int = 512,
             progress: bool = False, plan: _Plan = None, layer_schedule: bool = True) -> BackendResult:
@@ -275,7 +277,8 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = None, reset: str = None,
                                 ("feedback_delay", feedback_delay), ("overflow", overflow),
                                 ("current_bits", current_bits), ("readout_leak", readout_leak),
                                 ("initial_potential", initial_potential), ("current_decay", current_decay),
-                                ("first_spike", first_spike)) if v != _DEFAULTS[k]}
+                                ("first_spike", first_spike), ("initial_current", initial_current))
+              if v != _DEFAULTS[k]}
     layer_major = layer_schedule and emulator_layers.supports(graph, faults, plan)
     out = {"readout": readout, "spikes": spikes, "potentials": pots, "sat": sat, "vmax": vmax, "macs": 0}
     for start in range(0, n, batch_size):
@@ -305,7 +308,9 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = None, reset: str = None,
         depth = max(feedforward_delay, feedback_delay) + 1
         hist = deque([list(zeros) for _ in range(depth)], maxlen=depth)
         # two-state layers (Layer.du < 4095): the current register U, carried over steps
-        Uc = [np.zeros((b, l.n_out), dtype=sdt) if l.two_state and current_decay else None for l in sp]
+        # U[0] = u0 (Layer.u0, a bias inside the current); initial_current=False injects the fault of ignoring it
+        Uc = [np.broadcast_to(l.full_initial_current() if initial_current else 0, (b, l.n_out)).astype(sdt)
+              if l.two_state and current_decay else None for l in sp]
         first = ro.first_spike and first_spike
         counts = np.zeros((b, sp[-1].n_out), dtype=np.int64)
         R = np.zeros((b, ro.n_out), dtype=np.int64)            # leaking readout: R[t]
@@ -365,7 +370,7 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = None, reset: str = None,
                        "feedback_delay": feedback_delay, "overflow": overflow,
                        "current_bits": current_bits, "readout_leak": readout_leak,
                        "initial_potential": initial_potential, "current_decay": current_decay,
-                       "first_spike": first_spike},
+                       "first_spike": first_spike, "initial_current": initial_current},
             "schedule": "layer-major" if layer_major else "step-major",
             "macs_executed": out["macs"] if layer_major else None,     # counted by the event-driven kernels
             "synapse_dtypes": {s.name: np.dtype(s.dtype).name for s in plan.syn},

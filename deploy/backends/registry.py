@@ -52,13 +52,15 @@ FAULTS = {
     "readout-leak": "the readout's leak ignored: a plain sum where the trained readout leaks with lam",
     "pool-window": "the first sum-pool stage's k x k windows shifted by one column (export/fold/sum_pool.py)",
     "current-decay": "a two-state layer's current register not carried over steps (du ignored)",
+    "initial-current": "a two-state layer's current register started at 0 each sample (its initial current u0 ignored)",
     "first-spike": "the first-spike readout computed as a spike count (plain sum) instead",
     "low-word": "a two-synapse-word layer's low word dropped (only hi * 2^7 of W = hi * 2^7 + lo, hw_targets/words.py)",
     "high-word": "a two-synapse-word layer's high word dropped (only lo of W = hi * 2^7 + lo)",
 }
 _FAULT_OPTS = {"tie": {"tie": "flip"}, "hard-reset": {"reset": "zero"}, "reset-swap": {"reset": "swap"}, "delay": {"feedforward_delay": 1},
                "u-21bit": {"current_bits": 21}, "readout-leak": {"readout_leak": False},
-               "current-decay": {"current_decay": False}, "first-spike": {"first_spike": False}}
+               "current-decay": {"current_decay": False}, "first-spike": {"first_spike": False},
+               "initial-current": {"initial_current": False}}
 
 
 @dataclass
@@ -177,6 +179,9 @@ def inject_fault(graph: Graph, fault: str) -> tuple:
     if fault == "current-decay" and not any(l.two_state for l in graph.spiking_layers):
         raise BackendError("fault current-decay needs a bundle with two-state layers (du < 4095, FP); "
                            "this one carries no current, so the fault would change nothing")
+    if fault == "initial-current" and not any(l.has_initial_current for l in graph.spiking_layers):
+        raise BackendError("fault initial-current needs a bundle with an initial current (u0: a bias inside a Synaptic "
+                           "layer's current); this one has none, so the fault would change nothing")
     if fault == "hard-reset" and all(l.reset == "zero" for l in graph.spiking_layers):
         raise BackendError("fault hard-reset needs a layer whose reset is not zero already; every layer of this "
                            "one resets to zero, so the fault would change nothing (try reset-swap)")

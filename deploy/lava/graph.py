@@ -224,7 +224,8 @@ def build_lava_network(graph: Graph, xq: np.ndarray = None, record_spikes: bool 
             nrn = SoftResetLIF(n=l.n_out, bias=bias, threshold=l.threshold, frac_bits=l.frac_bits,
                                decay=graph.decay, period=P, offset=sched.offsets[i], T=T,
                                n_samples=N, record=record_spikes, probe_buffer=probe_buffer,
-                               name=l.name, v0=int(l.v0), du=int(l.du), compare=l.compare, reset=l.reset)
+                               name=l.name, v0=int(l.v0), du=int(l.du), compare=l.compare, reset=l.reset,
+                               u0=l.full_initial_current() if l.has_initial_current else None)
             neurons.append(nrn)
             pre = nrn.s_out
         else:

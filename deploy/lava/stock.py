@@ -78,6 +78,9 @@ def stock_problems(graph: Graph) -> list:
         if int(l.v0):
             out.append(f"layer {l.name}: initial potential v0 = {l.v0} (alpha firing): the stock LIF "
                        f"starts every sample at v = 0")
+        if l.has_initial_current:
+            out.append(f"layer {l.name}: initial current u0 (a bias inside the synaptic current): the stock LIFReset "
+                       f"resets u to 0 every sample")
         if (l.compare, l.reset) not in MODELS:
             out.append(f"layer {l.name}: reset {l.reset!r} subtracts TH after the next decay; the stock LIF "
                        f"keeps no state for it (it resets v to 0, or by subtraction when overridden)")

@@ -71,6 +71,9 @@ def validate_manifest(m, mpath: Path) -> None:
         if "du" in lm:                 # optional current decay of a two-state layer (omitted: 4095, none)
             _require(_is(lm["du"], INT) and lm["kind"] != "readout" and 0 <= lm["du"] <= 4095, mpath,
                      f"layers[{i}].'du'", f"must be an integer in [0, 4095] on a spiking layer, got {lm['du']!r:.40}")
+        if "u0" in lm:                 # optional initial current of a two-state layer (weights.npz layer{i}_u0)
+            _require(lm["u0"] is True and "du" in lm, mpath, f"layers[{i}].'u0'",
+                     f"must be true, on a two-state layer (one with 'du'), got {lm['u0']!r:.40}")
         if "first_spike" in lm:        # optional first-spike readout (FP)
             _require(isinstance(lm["first_spike"], bool) and lm["kind"] == "readout", mpath,
                      f"layers[{i}].'first_spike'", "must be a boolean on the readout layer")

@@ -58,6 +58,8 @@ def _layer_meta(l: Layer) -> dict:
         d["in_pool"] = int(l.in_pool)      # k x k sum pool in front of the weight; omitted when 1
     if l.spiking and int(l.du) != DU_NONE:
         d["du"] = int(l.du)                # two-state layer: 12-bit current decay; omitted at 4095 (none)
+    if l.spiking and l.has_initial_current:
+        d["u0"] = True                     # initial current U[0] in weights.npz layer{i}_u0; omitted when none
     if not l.spiking and l.first_spike:
         d["first_spike"] = True            # first-spike readout (FP); omitted when False
     if l.spiking and l.reset != DEFAULT_RESET:
@@ -90,6 +92,21 @@ def _in_pool(lm: dict, where: Path) -> int:
     return k
 
 
+def _initial_current(lm: dict, arrays: dict, i: int, bias: np.ndarray, wpath: Path) -> Optional[np.ndarray]:
+    """Layer i's initial current U[0] (Layer.u0) when the manifest says it has one, else None."""
+    key = f"layer{i}_u0"
+    if not lm.get("u0", False):
+        if key in arrays:
+            raise BundleError(f"{wpath}: {key} present but the manifest's layer {lm['name']!r} has no 'u0'")
+        return None
+    if key not in arrays:
+        raise BundleError(f"{wpath}: missing array {key} (the manifest's layer {lm['name']!r} has 'u0')")
+    u = arrays[key]
+    if u.shape != bias.shape:
+        raise BundleError(f"{wpath}: {key} has shape {list(u.shape)}, expected the bias's {list(bias.shape)}")
+    return u.astype(np.int64)
+
+
 def graph_manifest(g: Graph) -> dict:
     m = {
         "format_version": FORMAT_VERSION,
@@ -111,6 +128,8 @@ def _arrays(g: Graph) -> dict:
     for i, l in enumerate(g.layers):
         out[f"layer{i}_weight"] = l.weight.astype(np.int64)
         out[f"layer{i}_bias"] = l.bias.astype(np.int64)
+        if l.spiking and l.has_initial_current:
+            out[f"layer{i}_u0"] = np.asarray(l.u0, dtype=np.int64)
     for j, f in enumerate(g.feedback):
         out[f"feedback{j}_weight"] = f.weight.astype(np.int64)
     return out
@@ -184,13 +203,14 @@ def load_graph(bundle: Path, manifest: Optional[dict] = None, files: Optional[di
         if b.ndim != 1 or len(b) != w.shape[0]:
             raise BundleError(f"{wpath}: layer{i}_bias has shape {list(b.shape)}, expected [{w.shape[0]}]")
         decay = _readout_decay(lm, m["decay"], bundle / MANIFEST) if lm["kind"] == "readout" else 0
+        u0 = _initial_current(lm, arrays, i, b, wpath)
         layers.append(Layer(name=lm["name"], kind=lm["kind"], weight=w.astype(np.int64), bias=b.astype(np.int64),
                             in_shape=tuple(lm["in_shape"]), out_shape=tuple(lm["out_shape"]),
                             threshold=int(lm["threshold"]), stride=int(lm["stride"]), padding=int(lm["padding"]),
                             scale=float(lm["scale"]), frac_bits=int(lm["frac_bits"]), decay=decay,
                             v0=int(lm.get("v0", 0)) if lm["kind"] != "readout" else 0,
                             in_pool=_in_pool(lm, bundle / MANIFEST),
-                            du=int(lm.get("du", DU_NONE)) if lm["kind"] != "readout" else DU_NONE,
+                            du=int(lm.get("du", DU_NONE)) if lm["kind"] != "readout" else DU_NONE, u0=u0,
                             first_spike=bool(lm.get("first_spike", False)) and lm["kind"] == "readout",
                             reset=lm.get("reset", DEFAULT_RESET), compare=lm.get("compare", DEFAULT_COMPARE),
                             weight_words=int(lm.get("weight_words", 1))))

@@ -32,6 +32,11 @@ Conditions (DESIGN.md sec. 3), each a named check with a one-line reason:
                F >= max(j, k) (T - 1) makes every decay of U and of V drop only zero bits, so the LIF form's
                U and V are the exact ones and saf-int's accumulation (saf_int.py: the current's kernel
                commutes with the leak's) is the same network;
+- initial_current (two-state layers with Layer.u0, a bias inside snnTorch Synaptic's current; export/quantize.py):
+               u0 is a multiple of 2^G, G = max(j T, j + k (T - 1)), so its share of U, u0 alpha^t, and of V
+               (decayed T - t' more times by lam after entering at t') are integers: no truncation drops a bit.
+               current_reg and state_24bit count it (state_bound.py: |U| gains max |u0|, V's constant drive is
+               max(|u0 + (B << F)|, |B << F|) per neuron);
 - training_form (FP graphs, meta "fp", or a first-spike readout; METHODS.md 2.4): there is no integer SAF form of such a network, and FP trains in
                continuous time, so this row is never ok: "approximate: continuous-time training,
                see verify's dt table". The leak/frac_bits/initial_potential rows (SAF exactness)
@@ -49,8 +54,8 @@ import numpy as np
 
 from saf.export.ir import (DECAY_ONE, IR_CONVENTION, STATE_MAX, Graph, current_decay_bits, declared_mode,
                            dyadic_exponent, modes_text)
-from saf.export.proof.state_bound import (current_state_bound, layer_current_bound, owed_subtraction, state_bound,
-                                          two_state_bound)
+from saf.export.proof.state_bound import (current_state_bound, initial_current_max, initial_drive_max,
+                                          layer_current_bound, owed_subtraction, state_bound, two_state_bound)
 
 
 class CurrentRegister(NamedTuple):
@@ -163,6 +168,20 @@ def current_decay_check(layer, k: int, T: int) -> Check:
                  + ("" if F >= need else ": the decays of the current register U drop bits"))
 
 
+def initial_current_check(layer, k: int, T: int) -> Check:
+    """U[0] = u0 (Layer.u0) decays exactly: 2^G divides every u0, G = max(jT, j + k(T-1)) (module docstring)."""
+    j = current_decay_bits(int(layer.du))
+    need = max(j * int(T), j + k * (int(T) - 1))
+    u0 = layer.full_initial_current()
+    bad = u0[u0 % (1 << need) != 0]
+    ok = bad.size == 0
+    return Check("initial_current", layer.name, ok,
+                 f"u0 (max |u0| = {int(np.abs(u0).max(initial=0)):,}) "
+                 + (f"is a multiple of 2^max(jT, j+k(T-1)) = 2^{need}: U[0] decays exactly into U and V" if ok else
+                    f"is not a multiple of 2^max(jT, j+k(T-1)) = 2^{need} (u0 = {int(bad[0])}): its decays truncate, "
+                    f"the current drifts from the exact one"))
+
+
 def training_form_check(graph: Graph) -> Check:
     """The row an FP (two-state / first-spike) graph gets instead of the SAF exactness rows."""
     if graph.meta.get("fp"):
@@ -207,8 +226,10 @@ def certify(graph: Graph, conventions: dict = None, registers: dict = None) -> C
         if layer.two_state:
             syn = layer_current_bound(layer.weight, np.zeros(1, np.int64), [f.weight for f in graph.feedback_into(i)],
                                       graph.layer_input_max(i), graph.input_signed and i == 0)
+            drive = initial_drive_max(layer.full_bias(), layer.full_initial_current(), F) \
+                if layer.has_initial_current else None
             v = two_state_bound(syn, int(np.abs(layer.bias).max(initial=0)), F, int(layer.du), D, T, int(layer.v0),
-                                owed_subtraction(layer))
+                                owed_subtraction(layer), drive)
         else:
             v = state_bound(cur, F, D, T, int(layer.v0), owed_subtraction(layer))
         th = int(layer.threshold) << F
@@ -216,6 +237,8 @@ def certify(graph: Graph, conventions: dict = None, registers: dict = None) -> C
             checks.append(initial_potential_check(layer, k, T))
         if layer.two_state and k is not None:
             checks.append(current_decay_check(layer, k, T))
+        if layer.has_initial_current and k is not None:
+            checks.append(initial_current_check(layer, k, T))
         ok = v <= STATE_MAX and 0 < th <= STATE_MAX
         detail = f"worst |V| = {v:,} {'<=' if v <= STATE_MAX else '>'} 2^23-1 = {STATE_MAX:,}; TH<<F = {th:,}"
         if th <= 0:
@@ -275,10 +298,13 @@ def current_register_check(graph: Graph, i: int, reg: tuple, who: str = "") -> C
     a = layer_current_bound(layer.weight, np.zeros(1, np.int64), [f.weight for f in graph.feedback_into(i)],
                             graph.layer_input_max(i), graph.input_signed and i == 0)
     top = (1 << (bits - 1)) - 1
-    u = current_state_bound(a, shift, int(layer.du), int(graph.T))      # du = 4095: a << shift
+    u0 = initial_current_max(layer)                  # state units (<< F): in the register's units, << shift
+    u0 = -((-u0 << int(shift)) >> int(layer.frac_bits))
+    u = current_state_bound(a, shift, int(layer.du), int(graph.T)) + u0      # du = 4095: a << shift
     ok = u <= top
     what = f"worst |W s_in| << {shift}" if not layer.two_state else \
-        f"worst |U| (|W s_in| << {shift} carried with ({4095 - int(layer.du)}/4096)^j, du = {int(layer.du)})"
+        f"worst |U| (|W s_in| << {shift} carried with ({4095 - int(layer.du)}/4096)^j, du = {int(layer.du)}" \
+        + (f", plus |u0| = {u0:,})" if u0 else ")")
     holder = f" ({who})" if who else ""
     return Check("current_reg", layer.name, ok,
                  f"{what} = {u:,} {'<=' if ok else '>'} 2^{bits - 1}-1 = {top:,}"

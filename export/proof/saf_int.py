@@ -43,6 +43,13 @@ current's kernel applied to the SAF form's own accumulated synaptic input U_syn[
 and everything else (resets, compare) is unchanged. X is a polynomial in lam and alpha of degree <= t-1; with
 S = Q^(T-1), Q the largest of the (power-of-two) denominators q, qc, every S X is an integer (checked).
 
+Initial current (Layer.u0, a two-state layer's U[0] = u0 in state units: a bias inside the synaptic current,
+export/quantize.py). The LIF form's current gains u0's decayed copy alpha^t u0, so V's accumulated input gains
+    P[t] = alpha P[t-1],  P[0] = u0 / 2^F,      Y[t] = lam Y[t-1] + P[t],  Y[0] = 0,      U[t] += Y[t]
+(its own two recurrences, kept exactly: nothing truncates). S P[t] and S Y[t] are integers when
+S u0 / 2^F is a multiple of Q^T (every alpha^t' lam^(t-t') then divides out); the scale gains the power-of-two
+factor E_u that makes it so for every layer's u0 (1 for the quantizer's u0, a multiple of 2^(F + G), checked).
+
 Initial potential (Layer.v0, V'[0] = v0 in state units): the LIF potential unrolls to
 u[t] = lam^t v0 + U[t] - TH lam a[t-1] (the reset is subtractive, so v0 only decays), so U[t] gains
 lam^t v0 / 2^F. With any v0 the scale S gains a factor q 2^Fmax (E below), which keeps
@@ -169,7 +176,7 @@ def _scale_base(graph: Graph, q: int) -> int:
 def _bounds(graph: Graph, lin: list, fb: list, x_max: int, p: int, q: int) -> int:
     """Largest magnitude of any intermediate (see the module docstring), in Python ints."""
     T = graph.T
-    S = _scale_base(graph, q) ** (T - 1) * _v0_factor(graph, q)
+    S = _scale(graph, q)
     C = 0
     for _ in range(T):
         C = (p * C) // q + S                                     # C[T] = S c[T]
@@ -182,6 +189,8 @@ def _bounds(graph: Graph, lin: list, fb: list, x_max: int, p: int, q: int) -> in
         if layer.two_state:                                      # |X| <= sum_j alpha^j max|U_syn| <= T max|U_syn|
             syn = syn * T
         su = syn + bmax * C + abs(int(layer.v0)) * S
+        if layer.has_initial_current:                            # |S Y| <= T S max|u0| / 2^F (and |S P| below it)
+            su = su + ((T * S * int(np.abs(layer.full_initial_current()).max())) >> int(layer.frac_bits)) + 1
         if layer.reset == RESET_ZERO:                            # S U - S Z, |S Z| <= max |S U|
             su = 2 * su
         th = int(layer.threshold) * (C + S)
@@ -193,11 +202,35 @@ def _bounds(graph: Graph, lin: list, fb: list, x_max: int, p: int, q: int) -> in
     return worst
 
 
+def _scale(graph: Graph, q: int) -> int:
+    """S = Q^(T-1) E_v0 E_u (module docstring)."""
+    return _scale_base(graph, q) ** (int(graph.T) - 1) * _v0_factor(graph, q) * _u0_factor(graph, q)
+
+
 def _v0_factor(graph: Graph, q: int) -> int:
     """E = q 2^Fmax when a layer has an initial potential (see the module docstring), else 1."""
     if not any(int(l.v0) for l in graph.spiking_layers):
         return 1
     return q << max(int(l.frac_bits) for l in graph.spiking_layers)
+
+
+def _u0_factor(graph: Graph, q: int) -> int:
+    """E_u: the least power of two with S0 E_u u0 / 2^F a multiple of Q^T for every layer's u0 (S0 = Q^(T-1) E_v0;
+    module docstring), 1 without initial currents."""
+    Q, T = _scale_base(graph, q), int(graph.T)
+    base = Q ** (T - 1) * _v0_factor(graph, q)
+    e = 0
+    for l in graph.spiking_layers:
+        if not l.has_initial_current:
+            continue
+        u = np.asarray(l.full_initial_current(), dtype=object)
+        g = 0
+        for v in u[u != 0]:
+            g = gcd(g, abs(int(v)))
+        need = Q ** T << int(l.frac_bits)                     # S u0 / 2^F divisible by Q^T
+        while (base << e) * g % need:
+            e += 1
+    return 1 << e
 
 
 def _v0_term(layer, t: int, p: int, q: int, T: int, E: int, fmax: int) -> int:
@@ -206,6 +239,17 @@ def _v0_term(layer, t: int, p: int, q: int, T: int, E: int, fmax: int) -> int:
     if not v0:
         return 0
     return q ** (T - t) * p ** t * (v0 << (fmax - int(layer.frac_bits)))
+
+
+def _initial_p(layer, S: int, dt):
+    """S P[0] = S u0 / 2^F per neuron (an exact integer by _u0_factor), or None without an initial current."""
+    if not layer.has_initial_current:
+        return None
+    num = [int(v) * S for v in layer.full_initial_current()]
+    f = int(layer.frac_bits)
+    if any(v % (1 << f) for v in num):
+        raise ArithmeticError(f"{layer.name}: S u0 / 2^F is not an integer (bug)")
+    return np.array([v >> f for v in num], dtype=dt)
 
 
 def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_size: int = 256,
@@ -223,7 +267,7 @@ def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_
     fmax = max(int(l.frac_bits) for l in sp)
     if any(l.two_state for l in sp) and E != 1:
         raise ValueError("saf-int: a two-state layer with an initial potential (v0) has no SAF form here")
-    S = _scale_base(graph, q) ** (T - 1) * E
+    S = _scale(graph, q)
     lin = [_layer_linear(l) for l in graph.layers]
     bias = [l.full_bias() for l in graph.layers]
     fb = [[] for _ in sp]
@@ -256,6 +300,8 @@ def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_
         A = [np.zeros((b, l.n_out), dtype=dt) for l in sp]       # S a[t-1] per layer
         Z = [np.zeros((b, l.n_out), dtype=dt) for l in sp]       # S Z[t] per zero-reset layer (docstring)
         X = [np.zeros((b, l.n_out), dtype=dt) for l in sp]       # S X[t-1] per two-state layer (docstring)
+        P = [_initial_p(l, S, dt) for l in sp]                   # S P[t-1], S Y[t-1]: the initial current
+        Y = [np.zeros(l.n_out, dtype=dt) for l in sp]
         U_old = [None] * len(sp)                                 # S U[t-1] and s[t-1] of a zero-reset layer
         S_old = [None] * len(sp)
         counts = np.zeros((b, sp[-1].n_out), dtype=np.int64)
@@ -281,6 +327,14 @@ def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_
                     if np.any((px // qc) * qc != px):
                         raise ArithmeticError(f"{layer.name}: inexact current decay at t={t + 1} (bug)")
                     X[li] = SU = px // qc + SU
+                if P[li] is not None:                            # S P[t] = alpha S P[t-1]; S Y[t] = lam S Y[t-1] + S P[t]
+                    pc, qc = _current_ratio(layer)
+                    pp, py = pc * P[li], p * Y[li]
+                    if np.any((pp // qc) * qc != pp) or np.any((py // q) * q != py):
+                        raise ArithmeticError(f"{layer.name}: inexact initial current at t={t + 1} (bug)")
+                    P[li] = pp // qc
+                    Y[li] = py // q + P[li]
+                    SU = SU + Y[li]
                 SU = SU + bias[li] * C
                 v0t = _v0_term(layer, t + 1, p, q, T, E, fmax)
                 if v0t:

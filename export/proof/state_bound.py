@@ -15,6 +15,10 @@ Two-state layers (Layer.du < 4095, export/ir.py): the current register U[t] = tr
 (W s_in + W_fb s_src) << F with r = (4095 - du) / 4096 obeys |U[t]| <= (A << F) sum_{j<t} r^j
 (A: the worst |W s_in + W_fb s_src|, no bias; truncation only shrinks |U|), and V, fed U + (B << F)
 each step, obeys |V[t]| <= (U_max + (|B| << F)) sum_{j<t} lam^j + |v0|.
+An initial current U[0] = u0 (Layer.u0) enters U as its decayed copy d[t], which lies between 0 and u0
+(trunc0 of r^t u0, r in [0, 1)), so per neuron |d[t] + (B << F)| <= max(|u0 + (B << F)|, |B << F|)
+(initial_drive_max) replaces |B| << F above: for the Synaptic mapping (B = c, u0 = -(c << F)) that is
+|c| << F, the bias the float current settles to. The register U alone gains at most max |u0|.
 """
 from __future__ import annotations
 
@@ -88,8 +92,23 @@ def current_state_bound(syn_bound: int, frac_bits: int, du: int, T: int) -> int:
     return _ceil(Fraction(int(syn_bound) << int(frac_bits)) * decay_geometric_sum(DU_NONE - int(du), T))
 
 
+def initial_current_max(layer) -> int:
+    """max |U[0]| of a layer (Layer.u0, state units; 0 without one)."""
+    return int(np.abs(layer.full_initial_current()).max(initial=0))
+
+
+def initial_drive_max(bias_full, u0_full, frac_bits: int) -> int:
+    """max over neurons of max(|u0 + (B << F)|, |B << F|): the largest |decayed initial current + bias| that V
+    receives besides the synaptic part of U (module docstring). Arrays per neuron, state units for u0."""
+    b = np.asarray(bias_full, dtype=np.int64) << int(frac_bits)
+    u = np.asarray(u0_full, dtype=np.int64)
+    return int(max(np.abs(b + u).max(initial=0), np.abs(b).max(initial=0)))
+
+
 def two_state_bound(syn_bound: int, bias_max: int, frac_bits: int, du: int, decay: int, T: int,
-                    v0: int = 0, owed: int = 0) -> int:
-    """Worst-case |V| of a two-state layer: fed by U (current_state_bound) plus |B| << F each step."""
-    u = current_state_bound(syn_bound, frac_bits, du, T) + (abs(int(bias_max)) << int(frac_bits))
+                    v0: int = 0, owed: int = 0, drive: int = None) -> int:
+    """Worst-case |V| of a two-state layer: fed by U (current_state_bound) plus |B| << F each step, or, with an
+    initial current, plus `drive` (initial_drive_max) instead of |B| << F."""
+    extra = (abs(int(bias_max)) << int(frac_bits)) if drive is None else int(drive)
+    u = current_state_bound(syn_bound, frac_bits, du, T) + extra
     return _ceil(Fraction(u) * decay_geometric_sum(DECAY_ONE - int(decay), T)) + abs(int(v0)) + int(owed)

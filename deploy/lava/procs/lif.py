@@ -19,8 +19,9 @@ without its 24-bit wrap, which the certificate's current_reg bound excludes):
     u     = sign(u) * ((|u| * (4095 - du)) >> 12) + ((I - bias) << F)
     V     = decay(V') + u + (bias << F)
 
-V' is set to v0 (the layer's initial potential, export/ir.py Layer.v0; 0 for most networks) at t = 0
-of every sample, so one compiled network streams many samples.
+V' is set to v0 (the layer's initial potential, export/ir.py Layer.v0; 0 for most networks) and u to u0
+(a two-state layer's initial current, Layer.u0, per neuron; 0 for most) at t = 0 of every sample, so one
+compiled network streams many samples.
 floating_pt runs the same recurrence in float64 on the unshifted value (v = V / 2^F) with the exact
 leak (4096 - D) / 4096 and no truncation: it equals fixed_pt wherever the integer decay is exact
 (dyadic leak with enough fractional bits and no saturated state, e.g. lam = 0.5, F = 6, T <= 7)
@@ -55,8 +56,9 @@ class SoftResetLIF(AbstractProcess):
     def __init__(self, *, n: int, bias: np.ndarray, threshold: int, frac_bits: int, decay: int,
                  period: int, offset: int, T: int, n_samples: int, record: bool = False,
                  probe_buffer: int = 64, name: str = None, v0: int = 0, du: int = 4095,
-                 compare: str = ">=", reset: str = "subtract"):
+                 compare: str = ">=", reset: str = "subtract", u0: np.ndarray = None):
         bias = np.broadcast_to(np.asarray(bias), (int(n),))
+        u0 = np.broadcast_to(np.asarray(0 if u0 is None else u0, dtype=np.int64), (int(n),))
         if not 0 <= int(decay) <= 4096:
             raise ValueError(f"decay must be a 12-bit value in [0, 4096], got {decay}")
         super().__init__(n=int(n), threshold=int(threshold), frac_bits=int(frac_bits),
@@ -73,6 +75,7 @@ class SoftResetLIF(AbstractProcess):
             self.probe.flag_external_pipe(buffer_size=int(probe_buffer))
         self.v = Var(shape=(n,), init=0)
         self.u = Var(shape=(n,), init=0)
+        self.u0 = Var(shape=(n,), init=u0.copy())      # U[0] (state units), set at t = 0 of every sample
         self.bias = Var(shape=(n,), init=bias.copy())
 
     @staticmethod
@@ -81,7 +84,7 @@ class SoftResetLIF(AbstractProcess):
 
 
 class _AbstractLIFModel(AbstractPhasedModel):
-    a_in = fb_in = s_out = probe = v = u = bias = None
+    a_in = fb_in = s_out = probe = v = u = u0 = bias = None
     dtype = None
 
     def __init__(self, proc_params):
@@ -112,7 +115,7 @@ class _AbstractLIFModel(AbstractPhasedModel):
         self._fb_acc[:] = 0
         if t == 0:
             self.v[:] = self.initial_v()
-            self.u[:] = 0
+            self.u[:] = self.initial_u()
             self._owed[:] = 0
         if self.du != 4095:
             current = self.carry(current)
@@ -125,6 +128,9 @@ class _AbstractLIFModel(AbstractPhasedModel):
 
     def initial_v(self):
         return self.v0
+
+    def initial_u(self):
+        return self.u0
 
     def update(self, current: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -157,6 +163,7 @@ class PySoftResetLIFFixed(_AbstractLIFModel):
     probe: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.uint8, precision=8)
     v: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
     u: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
+    u0: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
     bias: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
     dtype = np.int64
     s_out_dtype = np.int8
@@ -190,12 +197,16 @@ class PySoftResetLIFFloat(_AbstractLIFModel):
     probe: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.uint8, precision=8)
     v: np.ndarray = LavaPyType(np.ndarray, float)
     u: np.ndarray = LavaPyType(np.ndarray, float)
+    u0: np.ndarray = LavaPyType(np.ndarray, float)
     bias: np.ndarray = LavaPyType(np.ndarray, float)
     dtype = np.float64
     s_out_dtype = np.float64
 
     def initial_v(self):
         return self.v0 / float(1 << self.frac_bits)
+
+    def initial_u(self):
+        return self.u0 / float(1 << self.frac_bits)
 
     def carry(self, current):
         self.u[:] = self.u * ((4095 - self.du) / 4096.0) + (current - self.bias)
