@@ -81,11 +81,19 @@ def test_strided_padded_conv_scatter_table_matches_im2col():
                 patch = xp[:, :, oy * s:oy * s + k, ox * s:ox * s + k]
                 want[:, :, oy, ox] = np.einsum("bcij,ocij->bo", patch, wt)
         out = np.empty((11, ho * wo * co), dtype=np.int32)
+        hits = np.empty(11, dtype=np.int64)
+        tab = kernels.scatter_table(h, w, k, k, s, p, ho, wo)
         kernels.conv_sums(np.ascontiguousarray(x.transpose(0, 2, 3, 1).reshape(11, -1)),
-                            np.ascontiguousarray(wt.transpose(2, 3, 1, 0).reshape(-1, co).astype(np.int32)),
-                            kernels.scatter_table(h, w, k, k, s, p, ho, wo), c, out)
+                          np.ascontiguousarray(wt.transpose(2, 3, 1, 0).reshape(-1, co).astype(np.int32)),
+                          tab, kernels.taps(tab), c, out, hits)
         got = out.reshape(11, ho, wo, co).transpose(0, 3, 1, 2)
         assert np.array_equal(got, want)
+        # the taps each row executed: every (input, output pixel) pair of a window holding a spike
+        reach = np.zeros(11, dtype=np.int64)
+        for oy in range(ho):
+            for ox in range(wo):
+                reach += xp[:, :, oy * s:oy * s + k, ox * s:ox * s + k].sum(axis=(1, 2, 3))
+        assert np.array_equal(hits, reach)
 
 
 def test_schedule_comparison_catches_a_wrong_kernel(monkeypatch):
