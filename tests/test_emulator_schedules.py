@@ -85,7 +85,7 @@ def test_strided_padded_conv_scatter_table_matches_im2col():
         tab = kernels.scatter_table(h, w, k, k, s, p, ho, wo)
         kernels.conv_sums(np.ascontiguousarray(x.transpose(0, 2, 3, 1).reshape(11, -1)),
                           np.ascontiguousarray(wt.transpose(2, 3, 1, 0).reshape(-1, co).astype(np.int32)),
-                          tab, kernels.taps(tab), c, out, hits)
+                          *kernels.tap_lists(tab), c, out, hits)
         got = out.reshape(11, ho, wo, co).transpose(0, 3, 1, 2)
         assert np.array_equal(got, want)
         # the taps each row executed: every (input, output pixel) pair of a window holding a spike

@@ -4,17 +4,18 @@ Row helpers (one (sample, step) row; the arithmetic of every kernel below):
   _dense_row    W x, event-driven: each nonzero input (a spike, a count, the first layer's x_q) adds its
                 value times its weight row (integer arithmetic, work proportional to the nonzero
                 inputs, as on a neuromorphic chip)
-  _conv_row     the same for a convolution over channels-last (HWC) maps (scatter_table)
+  _conv_row     the same for a convolution over channels-last (HWC) maps (scatter_table as tap_lists)
   _pool_row     a k x k sum pool (Layer.in_pool) of a channels-last map, in front of a dense layer
   _lif_sample   one sample's neuron recurrence over T steps: + bias, << F, the truncating 12-bit decay,
                 24-bit saturation, the layer's compare (V >= TH<<F or >) and reset (subtractive,
                 undecayed subtractive or to zero: export/ir.py), in int64 (always exact)
-Kernels (parallel over samples):
-  spiking_layer a whole spiking layer, fused per sample: its synaptic sums for the sample's T rows (one
+Kernels:
+  spiking_layer a whole spiking layer, parallel over samples, fused per sample: its synaptic sums for the sample's T rows (one
                 row for a constant input) into a small buffer, then the recurrence over them, so the
                 sums never travel through memory and the layer costs one parallel launch (a launch is a
                 barrier: on a loaded 2-core machine each one can wait for a descheduled thread)
-  dense_sums / conv_sums / pool_hwc   the sums alone (the readout; tests)
+  dense_sums / conv_sums / pool_hwc   the sums alone, serial: the readout's (a few multiply-adds per
+                sample, less than one parallel launch costs) and the tests' 
 Everything here runs on numba's threads alone (no BLAS call between them). The arithmetic is export/ir.py's;
 the tests compare this schedule with emulator.py's step-by-step numpy schedule spike for spike and
 potential for potential, and with saf-int (export/proof/saf_int.py).
@@ -28,41 +29,50 @@ from saf.export.ir import DECAY_BITS, DECAY_ONE, STATE_MAX
 
 
 @njit(cache=True, inline="always")
-def _dense_row(x, r, Wt, acc):
-    """acc = sum_j x[r, j] Wt[j] (zeros skipped); returns the nonzero inputs (each costs n_out multiply-adds)."""
+def _dense_row(x, r, Wt, acc, nz):
+    """acc = sum_j x[r, j] Wt[j] (zeros skipped: the nonzero inputs are listed first, without a branch,
+    into the scratch nz [n_in]); returns how many there were (each costs n_out multiply-adds)."""
     acc[:] = 0
-    n_out = Wt.shape[1]
-    h = 0
+    nn = 0
     for j in range(x.shape[1]):
+        nz[nn] = j
+        nn += x[r, j] != 0
+    for i in range(nn):
+        j = nz[i]
         v = x[r, j]
-        if v != 0:
-            h += 1
-            for k in range(n_out):
-                acc[k] += v * Wt[j, k]
-    return h
+        w = Wt[j]
+        for k in range(Wt.shape[1]):
+            acc[k] += v * w[k]
+    return nn
 
 
 @njit(cache=True, inline="always")
-def _conv_row(x, r, Wt, tab, ntap, C, acc):
+def _conv_row(x, r, Wt, ptr, tap, opix, C, acc, nzc):
     """acc = the cross-correlation of row r of channels-last maps x [R, H*W*C] with Wt [(ky, kx, c), Co]
-    -> [Ho*Wo*Co] channels-last: each nonzero input adds its value times its weight row to the output pixels
-    it reaches (tab = scatter_table; padding taps reach none); returns sum of ntap over the nonzero inputs."""
+    -> [Ho*Wo*Co] channels-last, event-driven: each nonzero input adds its value times its weight row to
+    the output pixels it reaches. (ptr, tap, opix) = tap_lists(scatter_table): input pixel pix reaches
+    output pixel opix[e] through tap[e] for e in ptr[pix]:ptr[pix+1] (padding taps reach none).
+    Returns the (nonzero input, output pixel) pairs (each costs Co multiply-adds)."""
     acc[:] = 0
     Co = Wt.shape[1]
-    HW, KK = tab.shape
     h = 0
-    for pix in range(HW):
-        for c in range(C):
-            v = x[r, pix * C + c]
-            if v != 0:
-                h += ntap[pix]
-                for t in range(KK):
-                    op = tab[pix, t]
-                    if op >= 0:
-                        wr = t * C + c
-                        ob = op * Co
-                        for k in range(Co):
-                            acc[ob + k] += v * Wt[wr, k]
+    for pix in range(ptr.shape[0] - 1):
+        e0, e1 = ptr[pix], ptr[pix + 1]
+        base = pix * C
+        nn = 0
+        for c in range(C):              # the pixel's nonzero channels, listed without a branch
+            nzc[nn] = c
+            nn += x[r, base + c] != 0
+        h += nn * (e1 - e0)
+        for i in range(nn):
+            c = nzc[i]
+            v = x[r, base + c]
+            for e in range(e0, e1):
+                # row views: indices k >= 0 need no wrap-around select, so the Co loop vectorizes
+                w = Wt[tap[e] * C + c]
+                a = acc[opix[e] * Co:opix[e] * Co + Co]
+                for k in range(Co):
+                    a[k] += v * w[k]
     return h
 
 
@@ -79,31 +89,33 @@ def _pool_row(x, r, H, W, C, k, o):
                 o[ob + c] += x[r, base + c]
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def dense_sums(x, Wt, out, hits):
     """out[r] = sum_j x[r, j] Wt[j] for x [R, n_in] (binary spikes or integers; zeros skipped);
     Wt [n_in, n_out] integer; out [R, n_out]. hits[r] = the nonzero inputs of row r (each costs n_out
     multiply-adds: the work executed, counted where it is done)."""
-    for r in prange(x.shape[0]):
+    nz = np.empty(x.shape[1], np.int64)
+    for r in range(x.shape[0]):
         acc = np.empty(Wt.shape[1], Wt.dtype)
-        hits[r] = _dense_row(x, r, Wt, acc)
+        hits[r] = _dense_row(x, r, Wt, acc, nz)
         out[r] = acc
 
 
-@njit(parallel=True, cache=True)
-def conv_sums(x, Wt, tab, ntap, C, out, hits):
-    """_conv_row for every row of x [R, H*W*C] -> out [R, Ho*Wo*Co]; hits[r] = its valid taps hit
-    (ntap = taps(tab); each tap costs Co multiply-adds)."""
-    for r in prange(x.shape[0]):
+@njit(cache=True)
+def conv_sums(x, Wt, ptr, tap, opix, C, out, hits):
+    """_conv_row for every row of x [R, H*W*C] -> out [R, Ho*Wo*Co]; hits[r] = its (nonzero input, output
+    pixel) pairs (each costs Co multiply-adds)."""
+    nzc = np.empty(C, np.int64)
+    for r in range(x.shape[0]):
         acc = np.empty(out.shape[1], Wt.dtype)
-        hits[r] = _conv_row(x, r, Wt, tab, ntap, C, acc)
+        hits[r] = _conv_row(x, r, Wt, ptr, tap, opix, C, acc, nzc)
         out[r] = acc
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def pool_hwc(x, H, W, C, k, out):
     """k x k sum pool of channels-last maps: x [R, H*W*C] -> out [R, (H/k)*(W/k)*C] (integer counts)."""
-    for r in prange(x.shape[0]):
+    for r in range(x.shape[0]):
         o = np.empty(out.shape[1], out.dtype)
         _pool_row(x, r, H, W, C, k, o)
         out[r] = o
@@ -123,9 +135,13 @@ def scatter_table(H: int, W: int, kh: int, kw: int, stride: int, pad: int, Ho: i
     return tab
 
 
-def taps(tab: np.ndarray) -> np.ndarray:
-    """ntap[pix]: how many output pixels input pixel pix reaches (the valid entries of its scatter_table row)."""
-    return (tab >= 0).sum(axis=1).astype(np.int64)
+def tap_lists(tab: np.ndarray) -> tuple:
+    """scatter_table's valid entries as lists (ptr, tap, opix): input pixel pix reaches output pixel
+    opix[e] through tap[e] (ky*kw + kx) for e in ptr[pix]:ptr[pix+1], taps in increasing order."""
+    pix, tp = np.nonzero(tab >= 0)                      # row-major: by pixel, then by tap
+    ptr = np.zeros(tab.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(pix, minlength=tab.shape[0]), out=ptr[1:])
+    return ptr, tp.astype(np.int64), tab[pix, tp].astype(np.int64)
 
 
 # reset codes of the neuron loop (train/neuron_modes.py's names, as numba wants ints)
@@ -178,32 +194,35 @@ def _lif_sample(I, T, bias, F, th, m, v0, strict, reset, S, V_rec, record_v):
 
 
 @njit(parallel=True, cache=True)
-def spiking_layer(x, constant, Wt, tab, ntap, C, pool, bias, F, th, m, v0, strict, reset, S, V_rec, record_v,
+def spiking_layer(x, constant, Wt, ptr, tap, opix, C, pool, bias, F, th, m, v0, strict, reset, S, V_rec, record_v,
                   sat, vmax, hits):
     """One spiking layer for B samples and T steps, fused per sample. x [B*T, n_in] (row b*T + t) or [B, n_in]
     when `constant` (the same input every step), channels-last for a map: binary spikes, counts or x_q.
-    A conv when tab has rows (tab = scatter_table, ntap = taps(tab), C input channels), else dense; a dense
+    A conv when ptr has entries ((ptr, tap, opix) = tap_lists(scatter_table), C input channels), else dense; a dense
     layer with pool = (H, W, C, k), k > 1, sum-pools its input first (pool = (0, 0, 0, 1): none).
     Wt, bias, F, th, m, v0, strict, reset: _lif_sample's (Wt: conv rows (ky, kx, c) x Co, dense rows in the
     input's layout). S [B, T, n] bool out; V_rec [B, T, n] when record_v. sat[b], vmax[b]: sample b's
-    clipped states and largest |V|; hits[b]: its nonzero inputs (dense, after the pool) or valid taps hit (conv)."""
+    clipped states and largest |V|; hits[b]: its nonzero inputs (dense, after the pool) or (nonzero input,
+    output pixel) pairs (conv)."""
     B, T, n = S.shape
     rows = 1 if constant else T
-    conv = tab.shape[0] > 0
+    conv = ptr.shape[0] > 0
     ph, pw, pc, pk = pool
     for b in prange(B):
         I = np.empty((rows, n), Wt.dtype)
+        nzc = np.empty(C, np.int64)                 # _conv_row's scratch
+        nz = np.empty(Wt.shape[0], np.int64)        # _dense_row's
         counts = np.empty((ph // pk) * (pw // pk) * pc if pk > 1 else 0, Wt.dtype)
         h = 0
         for q in range(rows):
             r = b * rows + q
             if conv:
-                h += _conv_row(x, r, Wt, tab, ntap, C, I[q])
+                h += _conv_row(x, r, Wt, ptr, tap, opix, C, I[q], nzc)
             elif pk > 1:
                 _pool_row(x, r, ph, pw, pc, pk, counts)
-                h += _dense_row(counts.reshape(1, -1), 0, Wt, I[q])
+                h += _dense_row(counts.reshape(1, -1), 0, Wt, I[q], nz)
             else:
-                h += _dense_row(x, r, Wt, I[q])
+                h += _dense_row(x, r, Wt, I[q], nz)
         hits[b] = h
         sat[b], vmax[b] = _lif_sample(I, T, bias, F, th, m, v0, strict, reset, S[b],
                                       V_rec[b] if record_v else V_rec[0], record_v)

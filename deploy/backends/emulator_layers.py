@@ -52,7 +52,7 @@ class _Stage:
     geom: Optional[tuple] = None        # conv: (H, W, C, kh, kw, stride, pad, Ho, Wo)
     tab: Optional[np.ndarray] = None    # conv: kernels.scatter_table of geom
     pool: Optional[tuple] = None        # dense after a k x k sum pool: (H, W, C, k) of its HWC input
-    ntap: Optional[np.ndarray] = None   # conv: kernels.taps(tab), the output pixels each input pixel reaches
+    taps: Optional[tuple] = None        # conv: kernels.tap_lists(tab), the output pixels each input pixel reaches
 
 
 def _unpooled(layer) -> tuple:
@@ -99,7 +99,7 @@ def _stages(graph: Graph, plan) -> list:
             mat = np.asarray(layer.weight, dtype=np.int64).reshape(layer.weight.shape[0], -1)
             mat = mat[:, _hwc_order((c, h // k, wd // k))].T
         stages.append(_Stage(np.ascontiguousarray(mat.astype(it)), plan.bias[li][out_perm], out_perm, geom, tab,
-                             pool, None if tab is None else kernels.taps(tab)))
+                             pool, None if tab is None else kernels.tap_lists(tab)))
     return stages
 
 
@@ -120,7 +120,7 @@ def _event_sums(stage: _Stage, x: np.ndarray, work: Optional[dict] = None) -> np
     if stage.geom is None:
         kernels.dense_sums(x, stage.wint, out, hits)
     else:
-        kernels.conv_sums(x, stage.wint, stage.tab, stage.ntap, stage.geom[2], out, hits)
+        kernels.conv_sums(x, stage.wint, *stage.taps, stage.geom[2], out, hits)
     if work is not None:
         work["macs"] += int(hits.sum()) * int(stage.wint.shape[1])
     return out
@@ -149,15 +149,15 @@ def emulate_layers(graph: Graph, frames: np.ndarray, varying: bool, plan, *, rec
     x = np.ascontiguousarray(x[..., in_perm]).reshape(b * T if varying else b, -1)
     S = None
     rec = out["potentials"] is not None
-    no_tab, no_taps = np.empty((0, 0), dtype=np.int64), np.empty(0, dtype=np.int64)
+    no_taps = (np.empty(0, dtype=np.int64),) * 3
     for li, layer in enumerate(sp):
         st = stages[li]
         S = np.empty((b, T, layer.n_out), dtype=bool)
         V = np.empty((b, T, layer.n_out), dtype=np.int64) if rec else np.empty((1, 1, 1), dtype=np.int64)
         sat, vmax, hits = (np.empty(b, dtype=np.int64) for _ in range(3))
         conv = st.geom is not None
-        kernels.spiking_layer(x, li == 0 and not varying, st.wint, st.tab if conv else no_tab,
-                              st.ntap if conv else no_taps, st.geom[2] if conv else 0,
+        kernels.spiking_layer(x, li == 0 and not varying, st.wint, *(st.taps if conv else no_taps),
+                              st.geom[2] if conv else 0,
                               st.pool if st.pool is not None else (0, 0, 0, 1), st.bias, int(layer.frac_bits),
                               int(layer.threshold) << int(layer.frac_bits), m, int(layer.v0),
                               layer.compare == COMPARE_GT, kernels.RESET_CODES[layer.reset], S, V, rec, sat, vmax,
