@@ -29,6 +29,28 @@ from saf.export.ir import DECAY_BITS, DECAY_ONE, STATE_MAX
 
 
 @njit(cache=True, inline="always")
+def _add_rows(a, Wt, wb, nz, nn, x, r, xb):
+    """a += sum_i x[r, xb + nz[i]] * Wt[wb + nz[i]] over i < nn, four rows per pass over a (a's loads and
+    stores, the loop's bottleneck, shared by four rows; indices k >= 0 on row views vectorize). Dense rows
+    only: on a conv's short rows (Co outputs) it measured no faster than one row per pass."""
+    i = 0
+    while i + 4 <= nn:
+        j1, j2, j3, j4 = nz[i], nz[i + 1], nz[i + 2], nz[i + 3]
+        v1, v2, v3, v4 = x[r, xb + j1], x[r, xb + j2], x[r, xb + j3], x[r, xb + j4]
+        w1, w2, w3, w4 = Wt[wb + j1], Wt[wb + j2], Wt[wb + j3], Wt[wb + j4]
+        for k in range(a.shape[0]):
+            a[k] += v1 * w1[k] + v2 * w2[k] + v3 * w3[k] + v4 * w4[k]
+        i += 4
+    while i < nn:
+        j = nz[i]
+        v = x[r, xb + j]
+        w = Wt[wb + j]
+        for k in range(a.shape[0]):
+            a[k] += v * w[k]
+        i += 1
+
+
+@njit(cache=True, inline="always")
 def _dense_row(x, r, Wt, acc, nz):
     """acc = sum_j x[r, j] Wt[j] (zeros skipped: the nonzero inputs are listed first, without a branch,
     into the scratch nz [n_in]); returns how many there were (each costs n_out multiply-adds)."""
@@ -37,12 +59,7 @@ def _dense_row(x, r, Wt, acc, nz):
     for j in range(x.shape[1]):
         nz[nn] = j
         nn += x[r, j] != 0
-    for i in range(nn):
-        j = nz[i]
-        v = x[r, j]
-        w = Wt[j]
-        for k in range(Wt.shape[1]):
-            acc[k] += v * w[k]
+    _add_rows(acc, Wt, 0, nz, nn, x, r, 0)
     return nn
 
 
