@@ -129,3 +129,76 @@ def test_layer_major_sum_pooled_graph():
     a, b = _both(g, _inputs(g, 29))
     _same(a, b)
     assert any(int(l.in_pool) > 1 for l in g.layers)
+
+
+# ------------------------------------------- the fused layer kernels against saf-int (an independent form)
+
+def _saf_int_equal(g, x):
+    """The layer-major schedule (fused kernels) against saf-int (export/proof/saf_int.py: the SAF form in
+    exact integers, its own code path), readout, spikes and potentials; returns the emulator's result."""
+    from saf.export.proof.saf_int import run_saf_int
+    e = emulate(g, x, record_potentials=True)
+    assert e.info["schedule"] == "layer-major"                  # the fast path was taken
+    assert sum(e.info["saturated"].values()) == 0               # saf-int has no 24-bit clip
+    f = run_saf_int(g, x, record_potentials=True)
+    assert f.info["potentials_exact"]
+    assert np.array_equal(f.readout, e.readout), "readouts differ"
+    for li, (p, q) in enumerate(zip(f.spikes, e.spikes)):
+        assert np.array_equal(p, q), f"spikes of layer {li} differ"
+    for li, (p, q) in enumerate(zip(f.potentials, e.potentials)):
+        assert np.array_equal(p, q), f"potentials of layer {li} differ"
+    return e
+
+
+def _nets(golden_demo_bundle):
+    from saf.deploy.inputs import load_inputs
+    from test_sum_pool import _inputs, _pooled_graph
+    b = golden_demo_bundle
+    yield b.graph, load_inputs(b, "digits", None, 60)[0]          # conv, conv, sum-pooled dense
+    for arch in ("dense", "conv"):
+        g = random_graph(arch, T=6, lam=0.5, seed=5)
+        yield g, random_inputs(g, 41, seed=5)
+    g = _pooled_graph(seed=3)
+    yield g, _inputs(g, 29)
+
+
+def test_fused_layer_kernels_equal_saf_int(golden_demo_bundle):
+    for g, x in _nets(golden_demo_bundle):
+        e = _saf_int_equal(g, x)
+        assert all(s.any() for s in e.spikes) and e.info["macs_executed"] > 0
+
+
+def test_saf_int_comparison_catches_one_flipped_spike(golden_demo_bundle, monkeypatch):
+    """Fault: one spike of the second spiking layer flipped after the fused kernel ran."""
+    real = kernels.spiking_layer
+    calls = []
+
+    def flip_one(*args):
+        real(*args)
+        calls.append(1)
+        if len(calls) == 2:
+            S = args[-6]
+            S[0, S.shape[1] // 2, 0] = ~S[0, S.shape[1] // 2, 0]
+
+    g, x = next(_nets(golden_demo_bundle))
+    _saf_int_equal(g, x)
+    monkeypatch.setattr(kernels, "spiking_layer", flip_one)
+    with pytest.raises(AssertionError, match="differ"):
+        _saf_int_equal(g, x)
+    assert len(calls) == len(g.spiking_layers)
+
+
+def test_saf_int_comparison_catches_a_dropped_conv_tap(golden_demo_bundle, monkeypatch):
+    """Fault: the last tap of every input pixel dropped from the conv kernels' tap lists."""
+    real = kernels.tap_lists
+
+    def drop_last(tab):
+        ptr, tap, opix = real(tab)
+        keep = np.ones(len(tap), dtype=bool)
+        keep[ptr[1:][ptr[1:] > ptr[:-1]] - 1] = False
+        return np.concatenate([[0], np.cumsum(np.diff(ptr) - (np.diff(ptr) > 0))]), tap[keep], opix[keep]
+
+    g, x = next(_nets(golden_demo_bundle))
+    monkeypatch.setattr(kernels, "tap_lists", drop_last)
+    with pytest.raises(AssertionError, match="differ"):
+        _saf_int_equal(g, x)

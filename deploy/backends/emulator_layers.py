@@ -1,16 +1,16 @@
 """Layer-major schedule of the emulator for feed-forward graphs (no feedback edges).
 
 Without feedback, layer l's spikes at every step depend only on layer l-1's spikes, so a whole layer
-can run for all T steps before the next one starts: its synaptic sums for every (sample, step) are
-computed for all stacked (sample, step) rows at once, and the neuron recurrence over t runs in one
-compiled pass per layer (emulator_kernels.py, int64). Synapses run event-driven, as on the chip: each
-spike adds its integer weight row (each nonzero x_q of the first layer its value times the row; a
-constant input's once per batch), so the work is proportional to the spikes, not to the dense fan-in.
-Feature maps are held channels-last (HWC) inside this schedule, so a convolution's im2col matrix is
-gathered in contiguous blocks of C and its matmul output is already the next layer's input; dense
-weights, biases and recorded spikes/potentials are permuted to and from the IR's (C, H, W) order.
-Synaptic sums use the exact float dtypes emulator.py's _Plan chose from the same bounds; the tests
-compare the two schedules spike for spike and potential for potential.
+can run for all T steps before the next one starts. Each spiking layer is one compiled parallel kernel
+(emulator_kernels.spiking_layer): per sample, the synaptic sums of its T (sample, step) rows (one row for
+a constant input) into a small buffer, then the neuron recurrence over them, so the sums never travel
+through memory and each layer costs one parallel launch. Synapses run event-driven, as on the chip:
+each spike adds its integer weight row (each nonzero x_q of the first layer its value times the row),
+so the work is proportional to the spikes, not to the dense fan-in, and the kernels count it
+(info["macs_executed"]). Feature maps are held channels-last (HWC) inside this schedule; dense weights,
+biases and recorded spikes/potentials are permuted to and from the IR's (C, H, W) order. Sums are
+integers (int32, int64 where a sum could pass 2^31); the tests compare this schedule with the step
+schedule spike for spike and potential for potential, and with saf-int.
 """
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def _stages(graph: Graph, plan) -> list:
 
 
 def _event_sums(stage: _Stage, x: np.ndarray, work: Optional[dict] = None) -> np.ndarray:
-    """W x for x [rows, n_in] (input layout: binary spikes, counts or x_q) -> [rows, n_out] integers
+    """The readout's sums (serial kernels): W x for x [rows, n_in] (input layout: binary spikes, counts or x_q) -> [rows, n_out] integers
     (output layout); each nonzero input adds its value times its weight row. work["macs"] (when given)
     grows by the multiply-adds executed, as the kernels count them: a nonzero dense input, its weight
     row; a nonzero conv input, Co per output pixel it reaches; zeros nothing."""
