@@ -68,16 +68,19 @@ def _conv_row(x, r, Wt, ptr, tap, opix, C, acc, nzc):
     """acc = the cross-correlation of row r of channels-last maps x [R, H*W*C] with Wt [(ky, kx, c), Co]
     -> [Ho*Wo*Co] channels-last, event-driven: each nonzero input adds its value times its weight row to
     the output pixels it reaches. (ptr, tap, opix) = tap_lists(scatter_table): input pixel pix reaches
-    output pixel opix[e] through tap[e] for e in ptr[pix]:ptr[pix+1] (padding taps reach none).
-    Returns the (nonzero input, output pixel) pairs (each costs Co multiply-adds)."""
+    output pixel opix[e] through tap[e] for e in ptr[pix]:ptr[pix+1] (padding taps reach none). The
+    pixel's nonzero channels are listed first without a branch (nzc, scratch [C]); the offsets into the
+    flat weights and sums are checked >= 0 once per tap, so the Co loop carries no wrap-around select
+    and vectorizes. Returns the (nonzero input, output pixel) pairs (each costs Co multiply-adds)."""
     acc[:] = 0
     Co = Wt.shape[1]
+    Wf = Wt.ravel()
     h = 0
     for pix in range(ptr.shape[0] - 1):
         e0, e1 = ptr[pix], ptr[pix + 1]
         base = pix * C
         nn = 0
-        for c in range(C):              # the pixel's nonzero channels, listed without a branch
+        for c in range(C):
             nzc[nn] = c
             nn += x[r, base + c] != 0
         h += nn * (e1 - e0)
@@ -85,11 +88,11 @@ def _conv_row(x, r, Wt, ptr, tap, opix, C, acc, nzc):
             c = nzc[i]
             v = x[r, base + c]
             for e in range(e0, e1):
-                # row views: indices k >= 0 need no wrap-around select, so the Co loop vectorizes
-                w = Wt[tap[e] * C + c]
-                a = acc[opix[e] * Co:opix[e] * Co + Co]
-                for k in range(Co):
-                    a[k] += v * w[k]
+                wb = (tap[e] * C + c) * Co
+                ob = opix[e] * Co
+                if wb >= 0 and ob >= 0:       # always (tap_lists); tells the compiler so
+                    for k in range(Co):
+                        acc[ob + k] += v * Wf[wb + k]
     return h
 
 
