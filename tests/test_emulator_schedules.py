@@ -84,8 +84,7 @@ def test_strided_padded_conv_scatter_table_matches_im2col():
         hits = np.empty(11, dtype=np.int64)
         tab = kernels.scatter_table(h, w, k, k, s, p, ho, wo)
         kernels.conv_sums(np.ascontiguousarray(x.transpose(0, 2, 3, 1).reshape(11, -1)),
-                          np.ascontiguousarray(wt.transpose(2, 3, 1, 0).reshape(-1, co).astype(np.int32)),
-                          *kernels.tap_lists(tab), c, out, hits)
+                          kernels.run_weights(wt).astype(np.int32), *kernels.conv_runs(tab, k, k, c, co), c, out, hits)
         got = out.reshape(11, ho, wo, co).transpose(0, 3, 1, 2)
         assert np.array_equal(got, want)
         # the taps each row executed: every (input, output pixel) pair of a window holding a spike
@@ -189,16 +188,17 @@ def test_saf_int_comparison_catches_one_flipped_spike(golden_demo_bundle, monkey
 
 
 def test_saf_int_comparison_catches_a_dropped_conv_tap(golden_demo_bundle, monkeypatch):
-    """Fault: the last tap of every input pixel dropped from the conv kernels' tap lists."""
-    real = kernels.tap_lists
+    """Fault: the last tap of every input pixel's last run dropped from the conv kernels' runs."""
+    real = kernels.conv_runs
 
-    def drop_last(tab):
-        ptr, tap, opix = real(tab)
-        keep = np.ones(len(tap), dtype=bool)
-        keep[ptr[1:][ptr[1:] > ptr[:-1]] - 1] = False
-        return np.concatenate([[0], np.cumsum(np.diff(ptr) - (np.diff(ptr) > 0))]), tap[keep], opix[keep]
+    def drop_last(*args):
+        runs = real(*args)
+        rlen = runs.rlen.copy()
+        last = runs.ptr[1:][runs.ptr[1:] > runs.ptr[:-1]] - 1
+        rlen[last] -= args[-1]                                  # one tap = Co outputs
+        return runs._replace(rlen=rlen)
 
     g, x = next(_nets(golden_demo_bundle))
-    monkeypatch.setattr(kernels, "tap_lists", drop_last)
+    monkeypatch.setattr(kernels, "conv_runs", drop_last)
     with pytest.raises(AssertionError, match="differ"):
         _saf_int_equal(g, x)

@@ -4,7 +4,7 @@ Row helpers (one (sample, step) row; the arithmetic of every kernel below):
   _dense_row    W x, event-driven: each nonzero input (a spike, a count, the first layer's x_q) adds its
                 value times its weight row (integer arithmetic, work proportional to the nonzero
                 inputs, as on a neuromorphic chip)
-  _conv_row     the same for a convolution over channels-last (HWC) maps (scatter_table as tap_lists)
+  _conv_row     the same for a convolution over channels-last (HWC) maps (scatter_table as conv_runs)
   _pool_row     a k x k sum pool (Layer.in_pool) of a channels-last map, in front of a dense layer
   _lif_sample   one sample's neuron recurrence over T steps: + bias, << F, the truncating 12-bit decay,
                 24-bit saturation, the layer's compare (V >= TH<<F or >) and reset (subtractive,
@@ -21,6 +21,8 @@ the tests compare this schedule with emulator.py's step-by-step numpy schedule s
 potential for potential, and with saf-int (export/proof/saf_int.py).
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
@@ -64,16 +66,17 @@ def _dense_row(x, r, Wt, acc, nz):
 
 
 @njit(cache=True, inline="always")
-def _conv_row(x, r, Wt, ptr, tap, opix, C, acc, nzc):
-    """acc = the cross-correlation of row r of channels-last maps x [R, H*W*C] with Wt [(ky, kx, c), Co]
-    -> [Ho*Wo*Co] channels-last, event-driven: each nonzero input adds its value times its weight row to
-    the output pixels it reaches. (ptr, tap, opix) = tap_lists(scatter_table): input pixel pix reaches
-    output pixel opix[e] through tap[e] for e in ptr[pix]:ptr[pix+1] (padding taps reach none). The
-    pixel's nonzero channels are listed first without a branch (nzc, scratch [C]); the offsets into the
-    flat weights and sums are checked >= 0 once per tap, so the Co loop carries no wrap-around select
-    and vectorizes. Returns the (nonzero input, output pixel) pairs (each costs Co multiply-adds)."""
+def _conv_row(x, r, Wt, ptr, wofs, oofs, rlen, ntap, cstride, C, acc, nzc):
+    """acc = the cross-correlation of row r of channels-last maps x [R, H*W*C] -> [Ho*Wo*Co] channels-last,
+    event-driven: each nonzero input adds its value times its weight rows to the output pixels it reaches.
+    Wt: run_weights (rows (ky, c, kx reversed) x Co); (ptr, wofs, oofs, rlen, ntap, cstride) = conv_runs:
+    for e in ptr[pix]:ptr[pix+1], input pixel pix of channel c adds Wt.flat[wofs[e] + c*cstride:][:rlen[e]]
+    to acc[oofs[e]:][:rlen[e]] (a run: taps of one kernel row reaching consecutive output pixels, one
+    contiguous block of weights at stride 1; padding taps reach none). The pixel's nonzero channels are
+    listed first without a branch (nzc, scratch [C]); offsets are checked >= 0 once per run, so the inner
+    loop carries no wrap-around select and vectorizes. Returns the (nonzero input, output pixel) pairs
+    (ntap[pix] per nonzero input of pixel pix; each pair costs Co multiply-adds)."""
     acc[:] = 0
-    Co = Wt.shape[1]
     Wf = Wt.ravel()
     h = 0
     for pix in range(ptr.shape[0] - 1):
@@ -83,15 +86,16 @@ def _conv_row(x, r, Wt, ptr, tap, opix, C, acc, nzc):
         for c in range(C):
             nzc[nn] = c
             nn += x[r, base + c] != 0
-        h += nn * (e1 - e0)
+        h += nn * ntap[pix]
         for i in range(nn):
             c = nzc[i]
             v = x[r, base + c]
+            cw = c * cstride
             for e in range(e0, e1):
-                wb = (tap[e] * C + c) * Co
-                ob = opix[e] * Co
-                if wb >= 0 and ob >= 0:       # always (tap_lists); tells the compiler so
-                    for k in range(Co):
+                wb = wofs[e] + cw
+                ob = oofs[e]
+                if wb >= 0 and ob >= 0:       # always (conv_runs); tells the compiler so
+                    for k in range(rlen[e]):
                         acc[ob + k] += v * Wf[wb + k]
     return h
 
@@ -122,13 +126,13 @@ def dense_sums(x, Wt, out, hits):
 
 
 @njit(cache=True)
-def conv_sums(x, Wt, ptr, tap, opix, C, out, hits):
+def conv_sums(x, Wt, ptr, wofs, oofs, rlen, ntap, cstride, C, out, hits):
     """_conv_row for every row of x [R, H*W*C] -> out [R, Ho*Wo*Co]; hits[r] = its (nonzero input, output
     pixel) pairs (each costs Co multiply-adds)."""
     nzc = np.empty(C, np.int64)
     for r in range(x.shape[0]):
         acc = np.empty(out.shape[1], Wt.dtype)
-        hits[r] = _conv_row(x, r, Wt, ptr, tap, opix, C, acc, nzc)
+        hits[r] = _conv_row(x, r, Wt, ptr, wofs, oofs, rlen, ntap, cstride, C, acc, nzc)
         out[r] = acc
 
 
@@ -155,13 +159,47 @@ def scatter_table(H: int, W: int, kh: int, kw: int, stride: int, pad: int, Ho: i
     return tab
 
 
-def tap_lists(tab: np.ndarray) -> tuple:
-    """scatter_table's valid entries as lists (ptr, tap, opix): input pixel pix reaches output pixel
-    opix[e] through tap[e] (ky*kw + kx) for e in ptr[pix]:ptr[pix+1], taps in increasing order."""
-    pix, tp = np.nonzero(tab >= 0)                      # row-major: by pixel, then by tap
-    ptr = np.zeros(tab.shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(pix, minlength=tab.shape[0]), out=ptr[1:])
-    return ptr, tp.astype(np.int64), tab[pix, tp].astype(np.int64)
+class ConvRuns(NamedTuple):
+    """A convolution's scatter_table as runs (conv_runs), in the flat offsets _conv_row reads."""
+    ptr: np.ndarray         # [H*W + 1]: the runs of input pixel pix are ptr[pix]:ptr[pix+1]
+    wofs: np.ndarray        # a run's first weight in run_weights' flat layout, channel 0
+    oofs: np.ndarray        # its first output, flat channels-last (opix * Co)
+    rlen: np.ndarray        # its length in outputs (taps * Co)
+    ntap: np.ndarray        # [H*W]: the output pixels input pixel pix reaches (the work it costs, / Co)
+    cstride: int            # the weight offset of one input channel (kw * Co)
+
+
+def run_weights(w: np.ndarray) -> np.ndarray:
+    """Conv weights w [Co, C, kh, kw] as rows (ky, c, kx reversed) x Co: the taps of one kernel row that an
+    input reaches, read in reversed kx, land on consecutive output pixels (stride 1), so their weights
+    are one contiguous block."""
+    co, c, kh, kw = w.shape
+    return np.ascontiguousarray(w[:, :, :, ::-1].transpose(2, 1, 3, 0).reshape(kh * c * kw, co))
+
+
+def conv_runs(tab: np.ndarray, kh: int, kw: int, C: int, Co: int) -> ConvRuns:
+    """scatter_table tab [H*W, kh*kw] (ky*kw + kx -> output pixel or -1) as runs: per input pixel and kernel
+    row ky, the valid taps in reversed kx whose output pixels are consecutive (all of them at stride 1,
+    one each at a larger stride)."""
+    ptr, wofs, oofs, rlen = [0], [], [], []
+    for pix in range(tab.shape[0]):
+        last = None                                   # (ky, kx reversed, output pixel, taps) of the open run
+        for ky in range(kh):
+            for kxr in range(kw):
+                op = int(tab[pix, ky * kw + (kw - 1 - kxr)])
+                if op < 0:
+                    continue
+                if last is not None and last[0] == ky and last[1] + last[3] == kxr and last[2] + last[3] == op:
+                    last[3] += 1
+                    rlen[-1] += Co
+                    continue
+                last = [ky, kxr, op, 1]
+                wofs.append((ky * C * kw + kxr) * Co)
+                oofs.append(op * Co)
+                rlen.append(Co)
+        ptr.append(len(wofs))
+    i64 = lambda a: np.asarray(a, dtype=np.int64)  # noqa: E731
+    return ConvRuns(i64(ptr), i64(wofs), i64(oofs), i64(rlen), (tab >= 0).sum(axis=1).astype(np.int64), kw * Co)
 
 
 # reset codes of the neuron loop (train/neuron_modes.py's names, as numba wants ints)
@@ -214,11 +252,11 @@ def _lif_sample(I, T, bias, F, th, m, v0, strict, reset, S, V_rec, record_v):
 
 
 @njit(parallel=True, cache=True)
-def spiking_layer(x, constant, Wt, ptr, tap, opix, C, pool, bias, F, th, m, v0, strict, reset, S, V_rec, record_v,
+def spiking_layer(x, constant, Wt, ptr, wofs, oofs, rlen, ntap, cstride, C, pool, bias, F, th, m, v0, strict, reset, S, V_rec, record_v,
                   sat, vmax, hits):
     """One spiking layer for B samples and T steps, fused per sample. x [B*T, n_in] (row b*T + t) or [B, n_in]
     when `constant` (the same input every step), channels-last for a map: binary spikes, counts or x_q.
-    A conv when ptr has entries ((ptr, tap, opix) = tap_lists(scatter_table), C input channels), else dense; a dense
+    A conv when ptr has entries (Wt = run_weights, (ptr, ..., cstride) = conv_runs, C input channels), else dense; a dense
     layer with pool = (H, W, C, k), k > 1, sum-pools its input first (pool = (0, 0, 0, 1): none).
     Wt, bias, F, th, m, v0, strict, reset: _lif_sample's (Wt: conv rows (ky, kx, c) x Co, dense rows in the
     input's layout). S [B, T, n] bool out; V_rec [B, T, n] when record_v. sat[b], vmax[b]: sample b's
@@ -237,7 +275,7 @@ def spiking_layer(x, constant, Wt, ptr, tap, opix, C, pool, bias, F, th, m, v0, 
         for q in range(rows):
             r = b * rows + q
             if conv:
-                h += _conv_row(x, r, Wt, ptr, tap, opix, C, I[q], nzc)
+                h += _conv_row(x, r, Wt, ptr, wofs, oofs, rlen, ntap, cstride, C, I[q], nzc)
             elif pk > 1:
                 _pool_row(x, r, ph, pw, pc, pk, counts)
                 h += _dense_row(counts.reshape(1, -1), 0, Wt, I[q], nz)

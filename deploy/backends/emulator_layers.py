@@ -46,13 +46,13 @@ def _hwc_order(shape: tuple) -> np.ndarray:
 class _Stage:
     """One synapse in layer-major form, reading its input in the previous stage's layout."""
     wint: np.ndarray                    # [K, n_out] int32 (int64 where a sum could pass 2^31): dense rows
-                                        # in the input's layout, or conv rows (ky, kx, c) x Co
+                                        # in the input's layout, or conv rows kernels.run_weights
     bias: np.ndarray                    # [n_out] int64 in output layout
     out_perm: np.ndarray                # output layout -> IR order: ir = out[:, inv]; out = ir[:, out_perm]
     geom: Optional[tuple] = None        # conv: (H, W, C, kh, kw, stride, pad, Ho, Wo)
     tab: Optional[np.ndarray] = None    # conv: kernels.scatter_table of geom
     pool: Optional[tuple] = None        # dense after a k x k sum pool: (H, W, C, k) of its HWC input
-    taps: Optional[tuple] = None        # conv: kernels.tap_lists(tab), the output pixels each input pixel reaches
+    runs: Optional[kernels.ConvRuns] = None     # conv: kernels.conv_runs(tab), what each input pixel reaches
 
 
 def _unpooled(layer) -> tuple:
@@ -82,7 +82,7 @@ def _stages(graph: Graph, plan) -> list:
             c, h, wd = layer.in_shape
             co, _, kh, kw = w.shape
             _, ho, wo = layer.out_shape
-            mat = w.transpose(2, 3, 1, 0).reshape(kh * kw * c, co)
+            mat = kernels.run_weights(w)
             geom = (h, wd, c, kh, kw, stride, pad, ho, wo)
         else:                           # dense / readout: columns in the input's layout
             mat = w.reshape(w.shape[0], -1)[:, in_perm].T
@@ -99,7 +99,7 @@ def _stages(graph: Graph, plan) -> list:
             mat = np.asarray(layer.weight, dtype=np.int64).reshape(layer.weight.shape[0], -1)
             mat = mat[:, _hwc_order((c, h // k, wd // k))].T
         stages.append(_Stage(np.ascontiguousarray(mat.astype(it)), plan.bias[li][out_perm], out_perm, geom, tab,
-                             pool, None if tab is None else kernels.tap_lists(tab)))
+                             pool, None if tab is None else kernels.conv_runs(tab, *geom[3:5], geom[2], w.shape[0])))
     return stages
 
 
@@ -120,7 +120,7 @@ def _event_sums(stage: _Stage, x: np.ndarray, work: Optional[dict] = None) -> np
     if stage.geom is None:
         kernels.dense_sums(x, stage.wint, out, hits)
     else:
-        kernels.conv_sums(x, stage.wint, *stage.taps, stage.geom[2], out, hits)
+        kernels.conv_sums(x, stage.wint, *stage.runs, stage.geom[2], out, hits)
     if work is not None:
         work["macs"] += int(hits.sum()) * int(stage.wint.shape[1])
     return out
@@ -149,14 +149,14 @@ def emulate_layers(graph: Graph, frames: np.ndarray, varying: bool, plan, *, rec
     x = np.ascontiguousarray(x[..., in_perm]).reshape(b * T if varying else b, -1)
     S = None
     rec = out["potentials"] is not None
-    no_taps = (np.empty(0, dtype=np.int64),) * 3
+    no_runs = (np.empty(0, dtype=np.int64),) * 5 + (0,)
     for li, layer in enumerate(sp):
         st = stages[li]
         S = np.empty((b, T, layer.n_out), dtype=bool)
         V = np.empty((b, T, layer.n_out), dtype=np.int64) if rec else np.empty((1, 1, 1), dtype=np.int64)
         sat, vmax, hits = (np.empty(b, dtype=np.int64) for _ in range(3))
         conv = st.geom is not None
-        kernels.spiking_layer(x, li == 0 and not varying, st.wint, *(st.taps if conv else no_taps),
+        kernels.spiking_layer(x, li == 0 and not varying, st.wint, *(st.runs if conv else no_runs),
                               st.geom[2] if conv else 0,
                               st.pool if st.pool is not None else (0, 0, 0, 1), st.bias, int(layer.frac_bits),
                               int(layer.threshold) << int(layer.frac_bits), m, int(layer.v0),
