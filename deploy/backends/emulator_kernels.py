@@ -101,16 +101,30 @@ def _conv_row(x, r, Wt, ptr, wofs, oofs, rlen, ntap, cstride, C, acc, nzc):
 
 
 @njit(cache=True, inline="always")
-def _pool_row(x, r, H, W, C, k, o):
-    """o = the k x k sum pool of row r of channels-last maps x [R, H*W*C] -> [(H/k)*(W/k)*C] (integer counts)."""
+def _pool_row(x, r, H, W, C, k, o, rowsum):
+    """o = the k x k sum pool of row r of channels-last maps x [R, H*W*C] -> [(H/k)*(W/k)*C] (integer counts):
+    the k map rows of a pooled row summed first along their whole W*C length (rowsum, scratch [W*C]: a long
+    loop that vectorizes), then each pooled pixel's k columns of C channels."""
     o[:] = 0
+    WC = W * C
     Wp = W // k
     for iy in range(H):
-        for ix in range(W):
-            base = (iy * W + ix) * C
-            ob = ((iy // k) * Wp + ix // k) * C
-            for c in range(C):
-                o[ob + c] += x[r, base + c]
+        off = iy * WC
+        if off >= 0:
+            if iy % k == 0:
+                for q in range(WC):
+                    rowsum[q] = x[r, off + q]
+            else:
+                for q in range(WC):
+                    rowsum[q] += x[r, off + q]
+        if iy % k == k - 1:
+            for px in range(Wp):
+                ob = ((iy // k) * Wp + px) * C
+                for dx in range(k):
+                    ib = (px * k + dx) * C
+                    if ob >= 0 and ib >= 0:
+                        for c in range(C):
+                            o[ob + c] += rowsum[ib + c]
 
 
 @njit(cache=True)
@@ -139,9 +153,10 @@ def conv_sums(x, Wt, ptr, wofs, oofs, rlen, ntap, cstride, C, out, hits):
 @njit(cache=True)
 def pool_hwc(x, H, W, C, k, out):
     """k x k sum pool of channels-last maps: x [R, H*W*C] -> out [R, (H/k)*(W/k)*C] (integer counts)."""
+    rowsum = np.empty(W * C, out.dtype)
     for r in range(x.shape[0]):
         o = np.empty(out.shape[1], out.dtype)
-        _pool_row(x, r, H, W, C, k, o)
+        _pool_row(x, r, H, W, C, k, o, rowsum)
         out[r] = o
 
 
@@ -271,13 +286,14 @@ def spiking_layer(x, constant, Wt, ptr, wofs, oofs, rlen, ntap, cstride, C, pool
         nzc = np.empty(C, np.int64)                 # _conv_row's scratch
         nz = np.empty(Wt.shape[0], np.int64)        # _dense_row's
         counts = np.empty((ph // pk) * (pw // pk) * pc if pk > 1 else 0, Wt.dtype)
+        rowsum = np.empty(pw * pc if pk > 1 else 0, Wt.dtype)     # _pool_row's scratch
         h = 0
         for q in range(rows):
             r = b * rows + q
             if conv:
                 h += _conv_row(x, r, Wt, ptr, wofs, oofs, rlen, ntap, cstride, C, I[q], nzc)
             elif pk > 1:
-                _pool_row(x, r, ph, pw, pc, pk, counts)
+                _pool_row(x, r, ph, pw, pc, pk, counts, rowsum)
                 h += _dense_row(counts.reshape(1, -1), 0, Wt, I[q], nz)
             else:
                 h += _dense_row(x, r, Wt, I[q], nz)
