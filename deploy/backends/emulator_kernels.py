@@ -222,6 +222,34 @@ RESET_CODES = {"subtract": 0, "subtract-undecayed": 1, "zero": 2}
 
 
 @njit(cache=True, inline="always")
+def _lif_step(Iq, bias, F, m, thc, sub, zero, owe_th, v, owe, St, Vt, record_v, undecayed):
+    """One step of every neuron (see _lif_sample); returns (clipped states, largest |V|). undecayed: the
+    subtract-undecayed reset's carried th (owe); the callers pass it as a constant, so the compiled loop of
+    the other resets neither reads nor writes owe."""
+    lo, hi = np.int64(-STATE_MAX), np.int64(STATE_MAX)
+    cnt = 0
+    top = 0
+    for j in range(v.shape[0]):
+        x = v[j]
+        # sign(x) * ((|x| * m) >> 12) without a select: >> rounds toward -inf, so a negative product gets
+        # 4095 added first (truncation toward zero)
+        x = ((x * m + ((x >> 63) & (DECAY_ONE - 1))) >> DECAY_BITS) + ((np.int64(Iq[j]) + bias[j]) << F)
+        if undecayed:
+            x -= owe[j]
+        y = min(max(x, lo), hi)
+        cnt += y != x
+        top = max(top, abs(y))
+        s = np.int64(y >= thc)
+        St[j] = s != 0
+        v[j] = (y - s * sub) * (1 - s * zero)
+        if undecayed:
+            owe[j] = s * owe_th
+        if record_v:
+            Vt[j] = y
+    return cnt, top
+
+
+@njit(cache=True, inline="always")
 def _lif_sample(I, T, bias, F, th, m, v0, strict, reset, S, V_rec, record_v):
     """One sample's recurrence over T steps, neurons in I's order. I [rows, n]: the synaptic sums W s_in
     (integers); rows = T (step t reads row t) or 1 (a constant input: every step reads row 0).
@@ -238,31 +266,18 @@ def _lif_sample(I, T, bias, F, th, m, v0, strict, reset, S, V_rec, record_v):
     sub = np.int64(th) if reset == 0 else np.int64(0)
     zero = np.int64(1) if reset == 2 else np.int64(0)
     owe_th = np.int64(th) if reset == 1 else np.int64(0)
-    lo, hi = np.int64(-STATE_MAX), np.int64(STATE_MAX)
     v = np.full(n, v0, dtype=np.int64)
     owe = np.zeros(n, dtype=np.int64)               # subtract-undecayed: th after a spike, else 0
-    cur = np.empty(n, dtype=np.int64)
     cnt = 0
     top = 0
     for t in range(T):
-        q = t * step
-        for j in range(n):
-            cur[j] = (np.int64(I[q, j]) + bias[j]) << F
-        for j in range(n):
-            x = v[j]
-            a = x if x >= 0 else -x
-            mag = (a * m) >> DECAY_BITS
-            x = (mag if x >= 0 else -mag) - owe[j] + cur[j]
-            y = min(max(x, lo), hi)
-            cnt += y != x
-            top = max(top, y if y >= 0 else -y)
-            s = np.int64(y >= thc)
-            S[t, j] = s != 0
-            v[j] = (y - s * sub) * (1 - s * zero)
-            owe[j] = s * owe_th
-            cur[j] = y
-        if record_v:
-            V_rec[t] = cur
+        Vt = V_rec[t] if record_v else V_rec[0]
+        if reset == 1:
+            c, tp = _lif_step(I[t * step], bias, F, m, thc, sub, zero, owe_th, v, owe, S[t], Vt, record_v, True)
+        else:
+            c, tp = _lif_step(I[t * step], bias, F, m, thc, sub, zero, owe_th, v, owe, S[t], Vt, record_v, False)
+        cnt += c
+        top = max(top, tp)
     return cnt, top
 
 
