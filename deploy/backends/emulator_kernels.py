@@ -30,7 +30,7 @@ from numba import njit, prange
 from saf.export.ir import DECAY_BITS, DECAY_ONE, STATE_MAX
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _add_rows(a, Wt, wb, nz, nn, x, r, xb):
     """a += sum_i x[r, xb + nz[i]] * Wt[wb + nz[i]] over i < nn, four rows per pass over a (a's loads and
     stores, the loop's bottleneck, shared by four rows; indices k >= 0 on row views vectorize). Dense rows
@@ -52,7 +52,7 @@ def _add_rows(a, Wt, wb, nz, nn, x, r, xb):
         i += 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _dense_row(x, r, Wt, acc, nz):
     """acc = sum_j x[r, j] Wt[j] (zeros skipped: the nonzero inputs are listed first, without a branch,
     into the scratch nz [n_in]); returns how many there were (each costs n_out multiply-adds)."""
@@ -65,7 +65,7 @@ def _dense_row(x, r, Wt, acc, nz):
     return nn
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _conv_row(x, r, Wt, ptr, wofs, oofs, rlen, ntap, cstride, C, acc, nzc):
     """acc = the cross-correlation of row r of channels-last maps x [R, H*W*C] -> [Ho*Wo*Co] channels-last,
     event-driven: each nonzero input adds its value times its weight rows to the output pixels it reaches.
@@ -100,7 +100,7 @@ def _conv_row(x, r, Wt, ptr, wofs, oofs, rlen, ntap, cstride, C, acc, nzc):
     return h
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _pool_row(x, r, H, W, C, k, o, rowsum):
     """o = the k x k sum pool of row r of channels-last maps x [R, H*W*C] -> [(H/k)*(W/k)*C] (integer counts):
     the k map rows of a pooled row summed first along their whole W*C length (rowsum, scratch [W*C]: a long
@@ -221,7 +221,7 @@ def conv_runs(tab: np.ndarray, kh: int, kw: int, C: int, Co: int) -> ConvRuns:
 RESET_CODES = {"subtract": 0, "subtract-undecayed": 1, "zero": 2}
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _lif_step(Iq, bias, F, m, thc, sub, zero, owe_th, v, owe, St, Vt, record_v, undecayed):
     """One step of every neuron (see _lif_sample); returns (clipped states, largest |V|). undecayed: the
     subtract-undecayed reset's carried th (owe); the callers pass it as a constant, so the compiled loop of
@@ -249,7 +249,7 @@ def _lif_step(Iq, bias, F, m, thc, sub, zero, owe_th, v, owe, St, Vt, record_v, 
     return cnt, top
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _lif_sample(I, T, bias, F, th, m, v0, strict, reset, S, V_rec, record_v):
     """One sample's recurrence over T steps, neurons in I's order. I [rows, n]: the synaptic sums W s_in
     (integers); rows = T (step t reads row t) or 1 (a constant input: every step reads row 0).
