@@ -10,12 +10,13 @@ Row helpers (one (sample, step) row; the arithmetic of every kernel below):
                 24-bit saturation, the layer's compare (V >= TH<<F or >) and reset (subtractive,
                 undecayed subtractive or to zero: export/ir.py), in int64 (always exact)
 Kernels:
-  spiking_layer a whole spiking layer, parallel over samples, fused per sample: its synaptic sums for the sample's T rows (one
-                row for a constant input) into a small buffer, then the recurrence over them, so the
-                sums never travel through memory and the layer costs one parallel launch (a launch is a
-                barrier: on a loaded 2-core machine each one can wait for a descheduled thread)
+  spiking_layer a whole spiking layer, parallel over samples, fused per sample: its synaptic sums for
+                the sample's T rows (one row for a constant input) into a small buffer, then the
+                recurrence over them, so the sums never travel through memory and the layer costs one
+                parallel launch (a launch is a barrier: on a loaded 2-core machine each one can wait for
+                a descheduled thread)
   dense_sums / conv_sums / pool_hwc   the sums alone, serial: the readout's (a few multiply-adds per
-                sample, less than one parallel launch costs) and the tests' 
+                sample, less than one parallel launch costs) and the tests'
 Everything here runs on numba's threads alone (no BLAS call between them). The arithmetic is export/ir.py's;
 the tests compare this schedule with emulator.py's step-by-step numpy schedule spike for spike and
 potential for potential, and with saf-int (export/proof/saf_int.py).
@@ -282,13 +283,13 @@ def _lif_sample(I, T, bias, F, th, m, v0, strict, reset, S, V_rec, record_v):
 
 
 @njit(parallel=True, cache=True)
-def spiking_layer(x, constant, Wt, ptr, wofs, oofs, rlen, ntap, cstride, C, pool, bias, F, th, m, v0, strict, reset, S, V_rec, record_v,
-                  sat, vmax, hits):
+def spiking_layer(x, constant, Wt, ptr, wofs, oofs, rlen, ntap, cstride, C, pool, bias, F, th, m, v0, strict,
+                  reset, S, V_rec, record_v, sat, vmax, hits):
     """One spiking layer for B samples and T steps, fused per sample. x [B*T, n_in] (row b*T + t) or [B, n_in]
     when `constant` (the same input every step), channels-last for a map: binary spikes, counts or x_q.
-    A conv when ptr has entries (Wt = run_weights, (ptr, ..., cstride) = conv_runs, C input channels), else dense; a dense
-    layer with pool = (H, W, C, k), k > 1, sum-pools its input first (pool = (0, 0, 0, 1): none).
-    Wt, bias, F, th, m, v0, strict, reset: _lif_sample's (Wt: conv rows (ky, kx, c) x Co, dense rows in the
+    A conv when ptr has entries (Wt = run_weights, (ptr, ..., cstride) = conv_runs, C input channels), else
+    dense; a dense layer with pool = (H, W, C, k), k > 1, sum-pools its input first (pool = (0, 0, 0, 1): none).
+    Wt, bias, F, th, m, v0, strict, reset: _lif_sample's (Wt: conv rows run_weights, dense rows in the
     input's layout). S [B, T, n] bool out; V_rec [B, T, n] when record_v. sat[b], vmax[b]: sample b's
     clipped states and largest |V|; hits[b]: its nonzero inputs (dense, after the pool) or (nonzero input,
     output pixel) pairs (conv)."""

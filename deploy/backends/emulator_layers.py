@@ -104,10 +104,10 @@ def _stages(graph: Graph, plan) -> list:
 
 
 def _event_sums(stage: _Stage, x: np.ndarray, work: Optional[dict] = None) -> np.ndarray:
-    """The readout's sums (serial kernels): W x for x [rows, n_in] (input layout: binary spikes, counts or x_q) -> [rows, n_out] integers
-    (output layout); each nonzero input adds its value times its weight row. work["macs"] (when given)
-    grows by the multiply-adds executed, as the kernels count them: a nonzero dense input, its weight
-    row; a nonzero conv input, Co per output pixel it reaches; zeros nothing."""
+    """The readout's sums (serial kernels): W x for x [rows, n_in] (input layout: binary spikes, counts or
+    x_q) -> [rows, n_out] integers (output layout); each nonzero input adds its value times its weight row.
+    work["macs"] (when given) grows by the multiply-adds executed, as the kernels count them: a nonzero
+    dense input, its weight row; a nonzero conv input, Co per output pixel it reaches; zeros nothing."""
     n_out = stage.wint.shape[1] if stage.geom is None else stage.geom[7] * stage.geom[8] * stage.wint.shape[1]
     out = np.empty((x.shape[0], n_out), dtype=stage.wint.dtype)
     x = np.ascontiguousarray(x)
