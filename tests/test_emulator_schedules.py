@@ -81,11 +81,18 @@ def test_strided_padded_conv_scatter_table_matches_im2col():
                 patch = xp[:, :, oy * s:oy * s + k, ox * s:ox * s + k]
                 want[:, :, oy, ox] = np.einsum("bcij,ocij->bo", patch, wt)
         out = np.empty((11, ho * wo * co), dtype=np.int32)
+        hits = np.empty(11, dtype=np.int64)
+        tab = kernels.scatter_table(h, w, k, k, s, p, ho, wo)
         kernels.conv_sums(np.ascontiguousarray(x.transpose(0, 2, 3, 1).reshape(11, -1)),
-                            np.ascontiguousarray(wt.transpose(2, 3, 1, 0).reshape(-1, co).astype(np.int32)),
-                            kernels.scatter_table(h, w, k, k, s, p, ho, wo), c, out)
+                          kernels.run_weights(wt).astype(np.int32), *kernels.conv_runs(tab, k, k, c, co), c, out, hits)
         got = out.reshape(11, ho, wo, co).transpose(0, 3, 1, 2)
         assert np.array_equal(got, want)
+        # the taps each row executed: every (input, output pixel) pair of a window holding a spike
+        reach = np.zeros(11, dtype=np.int64)
+        for oy in range(ho):
+            for ox in range(wo):
+                reach += xp[:, :, oy * s:oy * s + k, ox * s:ox * s + k].sum(axis=(1, 2, 3))
+        assert np.array_equal(hits, reach)
 
 
 def test_schedule_comparison_catches_a_wrong_kernel(monkeypatch):
@@ -121,3 +128,88 @@ def test_layer_major_sum_pooled_graph():
     a, b = _both(g, _inputs(g, 29))
     _same(a, b)
     assert any(int(l.in_pool) > 1 for l in g.layers)
+
+
+# ------------------------------------------- the fused layer kernels against saf-int (an independent form)
+
+def _saf_int_equal(g, x):
+    """The layer-major schedule (fused kernels) against saf-int (export/proof/saf_int.py: the SAF form in
+    exact integers, its own code path), readout, spikes and potentials; returns the emulator's result."""
+    from saf.export.proof.saf_int import run_saf_int
+    e = emulate(g, x, record_potentials=True)
+    assert e.info["schedule"] == "layer-major"                  # the fast path was taken
+    assert sum(e.info["saturated"].values()) == 0               # saf-int has no 24-bit clip
+    f = run_saf_int(g, x, record_potentials=True)
+    assert f.info["potentials_exact"]
+    assert np.array_equal(f.readout, e.readout), "readouts differ"
+    for li, (p, q) in enumerate(zip(f.spikes, e.spikes)):
+        assert np.array_equal(p, q), f"spikes of layer {li} differ"
+    for li, (p, q) in enumerate(zip(f.potentials, e.potentials)):
+        assert np.array_equal(p, q), f"potentials of layer {li} differ"
+    return e
+
+
+def _nets(golden_demo_bundle):
+    from saf.deploy.inputs import load_inputs
+    from test_sum_pool import _inputs, _pooled_graph
+    b = golden_demo_bundle
+    yield b.graph, load_inputs(b, "digits", None, 60)[0]          # conv, conv, sum-pooled dense
+    for arch in ("dense", "conv"):
+        g = random_graph(arch, T=6, lam=0.5, seed=5)
+        yield g, random_inputs(g, 41, seed=5)
+    g = _pooled_graph(seed=3)
+    yield g, _inputs(g, 29)
+
+
+def test_fused_layer_kernels_equal_saf_int(golden_demo_bundle):
+    for g, x in _nets(golden_demo_bundle):
+        e = _saf_int_equal(g, x)
+        assert all(s.any() for s in e.spikes) and e.info["macs_executed"] > 0
+
+
+def test_saf_int_comparison_catches_one_flipped_spike(golden_demo_bundle, monkeypatch):
+    """Fault: one spike of the second spiking layer flipped after the fused kernel ran."""
+    real = kernels.spiking_layer
+    calls = []
+
+    def flip_one(*args):
+        real(*args)
+        calls.append(1)
+        if len(calls) == 2:
+            S = args[-6]
+            S[0, S.shape[1] // 2, 0] = ~S[0, S.shape[1] // 2, 0]
+
+    g, x = next(_nets(golden_demo_bundle))
+    _saf_int_equal(g, x)
+    monkeypatch.setattr(kernels, "spiking_layer", flip_one)
+    with pytest.raises(AssertionError, match="differ"):
+        _saf_int_equal(g, x)
+    assert len(calls) == len(g.spiking_layers)
+
+
+def test_saf_int_comparison_catches_a_dropped_conv_tap(golden_demo_bundle, monkeypatch):
+    """Fault: the last tap of every input pixel's last run dropped from the conv kernels' runs."""
+    real = kernels.conv_runs
+
+    def drop_last(*args):
+        runs = real(*args)
+        rlen = runs.rlen.copy()
+        last = runs.ptr[1:][runs.ptr[1:] > runs.ptr[:-1]] - 1
+        rlen[last] -= args[-1]                                  # one tap = Co outputs
+        return runs._replace(rlen=rlen)
+
+    g, x = next(_nets(golden_demo_bundle))
+    monkeypatch.setattr(kernels, "conv_runs", drop_last)
+    with pytest.raises(AssertionError, match="differ"):
+        _saf_int_equal(g, x)
+
+
+def test_int64_sums_and_saturation_equal_the_step_schedule():
+    """Weights large enough that the first layer's sums take the int64 kernels and states saturate."""
+    from saf.deploy.backends.emulator import _Plan
+    from saf.deploy.backends.emulator_layers import _stages
+    g = random_graph("dense", T=6, lam=0.5, seed=2, wmax=1 << 22)
+    assert _stages(g, _Plan(g, 0))[0].wint.dtype == np.int64
+    a, b = _both(g, random_inputs(g, 23, seed=2))
+    _same(a, b)
+    assert sum(b.info["saturated"].values()) > 0

@@ -1,16 +1,16 @@
 """Layer-major schedule of the emulator for feed-forward graphs (no feedback edges).
 
 Without feedback, layer l's spikes at every step depend only on layer l-1's spikes, so a whole layer
-can run for all T steps before the next one starts: its synaptic sums for every (sample, step) are
-computed for all stacked (sample, step) rows at once, and the neuron recurrence over t runs in one
-compiled pass per layer (emulator_kernels.py, int64). Synapses run event-driven, as on the chip: each
-spike adds its integer weight row (each nonzero x_q of the first layer its value times the row; a
-constant input's once per batch), so the work is proportional to the spikes, not to the dense fan-in.
-Feature maps are held channels-last (HWC) inside this schedule, so a convolution's im2col matrix is
-gathered in contiguous blocks of C and its matmul output is already the next layer's input; dense
-weights, biases and recorded spikes/potentials are permuted to and from the IR's (C, H, W) order.
-Synaptic sums use the exact float dtypes emulator.py's _Plan chose from the same bounds; the tests
-compare the two schedules spike for spike and potential for potential.
+can run for all T steps before the next one starts. Each spiking layer is one compiled parallel kernel
+(emulator_kernels.spiking_layer): per sample, the synaptic sums of its T (sample, step) rows (one row for
+a constant input) into a small buffer, then the neuron recurrence over them, so the sums never travel
+through memory and each layer costs one parallel launch. Synapses run event-driven, as on the chip:
+each spike adds its integer weight row (each nonzero x_q of the first layer its value times the row),
+so the work is proportional to the spikes, not to the dense fan-in, and the kernels count it
+(info["macs_executed"]). Feature maps are held channels-last (HWC) inside this schedule; dense weights,
+biases and recorded spikes/potentials are permuted to and from the IR's (C, H, W) order. Sums are
+integers (int32, int64 where a sum could pass 2^31); the tests compare this schedule with the step
+schedule spike for spike and potential for potential, and with saf-int.
 """
 from __future__ import annotations
 
@@ -46,12 +46,13 @@ def _hwc_order(shape: tuple) -> np.ndarray:
 class _Stage:
     """One synapse in layer-major form, reading its input in the previous stage's layout."""
     wint: np.ndarray                    # [K, n_out] int32 (int64 where a sum could pass 2^31): dense rows
-                                        # in the input's layout, or conv rows (ky, kx, c) x Co
+                                        # in the input's layout, or conv rows kernels.run_weights
     bias: np.ndarray                    # [n_out] int64 in output layout
     out_perm: np.ndarray                # output layout -> IR order: ir = out[:, inv]; out = ir[:, out_perm]
     geom: Optional[tuple] = None        # conv: (H, W, C, kh, kw, stride, pad, Ho, Wo)
     tab: Optional[np.ndarray] = None    # conv: kernels.scatter_table of geom
     pool: Optional[tuple] = None        # dense after a k x k sum pool: (H, W, C, k) of its HWC input
+    runs: Optional[kernels.ConvRuns] = None     # conv: kernels.conv_runs(tab), what each input pixel reaches
 
 
 def _unpooled(layer) -> tuple:
@@ -81,7 +82,7 @@ def _stages(graph: Graph, plan) -> list:
             c, h, wd = layer.in_shape
             co, _, kh, kw = w.shape
             _, ho, wo = layer.out_shape
-            mat = w.transpose(2, 3, 1, 0).reshape(kh * kw * c, co)
+            mat = kernels.run_weights(w)
             geom = (h, wd, c, kh, kw, stride, pad, ho, wo)
         else:                           # dense / readout: columns in the input's layout
             mat = w.reshape(w.shape[0], -1)[:, in_perm].T
@@ -98,25 +99,15 @@ def _stages(graph: Graph, plan) -> list:
             mat = np.asarray(layer.weight, dtype=np.int64).reshape(layer.weight.shape[0], -1)
             mat = mat[:, _hwc_order((c, h // k, wd // k))].T
         stages.append(_Stage(np.ascontiguousarray(mat.astype(it)), plan.bias[li][out_perm], out_perm, geom, tab,
-                             pool))
+                             pool, None if tab is None else kernels.conv_runs(tab, *geom[3:5], geom[2], w.shape[0])))
     return stages
 
 
-def executed_macs(stage: _Stage, x: np.ndarray) -> int:
-    """The multiply-adds the event-driven kernels execute on x [rows, n_in] (after any sum pool): a
-    nonzero dense input, its weight row; a nonzero conv input, Co per output pixel it reaches (the
-    scatter table's valid taps); zeros nothing."""
-    if stage.geom is None:
-        return int(np.count_nonzero(x)) * int(stage.wint.shape[1])
-    c = stage.geom[2]
-    hits = np.count_nonzero(x.reshape(x.shape[0], -1, c), axis=(0, 2))          # per input pixel
-    return int(hits @ (stage.tab >= 0).sum(axis=1)) * int(stage.wint.shape[1])
-
-
 def _event_sums(stage: _Stage, x: np.ndarray, work: Optional[dict] = None) -> np.ndarray:
-    """W x for x [rows, n_in] (input layout: binary spikes, counts or x_q) -> [rows, n_out] integers
-    (output layout); each nonzero input adds its value times its weight row. work["macs"] (when given)
-    grows by the multiply-adds executed (executed_macs)."""
+    """The readout's sums (serial kernels): W x for x [rows, n_in] (input layout: binary spikes, counts or
+    x_q) -> [rows, n_out] integers (output layout); each nonzero input adds its value times its weight row.
+    work["macs"] (when given) grows by the multiply-adds executed, as the kernels count them: a nonzero
+    dense input, its weight row; a nonzero conv input, Co per output pixel it reaches; zeros nothing."""
     n_out = stage.wint.shape[1] if stage.geom is None else stage.geom[7] * stage.geom[8] * stage.wint.shape[1]
     out = np.empty((x.shape[0], n_out), dtype=stage.wint.dtype)
     x = np.ascontiguousarray(x)
@@ -125,12 +116,13 @@ def _event_sums(stage: _Stage, x: np.ndarray, work: Optional[dict] = None) -> np
         counts = np.empty((x.shape[0], (h // k) * (w // k) * c), dtype=stage.wint.dtype)
         kernels.pool_hwc(x, h, w, c, k, counts)
         x = counts
-    if work is not None:
-        work["macs"] += executed_macs(stage, x)
+    hits = np.empty(x.shape[0], dtype=np.int64)
     if stage.geom is None:
-        kernels.dense_sums(x, stage.wint, out)
+        kernels.dense_sums(x, stage.wint, out, hits)
     else:
-        kernels.conv_sums(x, stage.wint, stage.tab, stage.geom[2], out)
+        kernels.conv_sums(x, stage.wint, *stage.runs, stage.geom[2], out, hits)
+    if work is not None:
+        work["macs"] += int(hits.sum()) * int(stage.wint.shape[1])
     return out
 
 
@@ -156,23 +148,28 @@ def emulate_layers(graph: Graph, frames: np.ndarray, varying: bool, plan, *, rec
     x = frames[sl] if varying else frames[sl, 0]
     x = np.ascontiguousarray(x[..., in_perm]).reshape(b * T if varying else b, -1)
     S = None
+    rec = out["potentials"] is not None
+    no_runs = (np.empty(0, dtype=np.int64),) * 5 + (0,)
     for li, layer in enumerate(sp):
         st = stages[li]
-        I = _event_sums(st, x if li == 0 else S.reshape(b * T, -1), out)
         S = np.empty((b, T, layer.n_out), dtype=bool)
-        rec = out["potentials"] is not None
         V = np.empty((b, T, layer.n_out), dtype=np.int64) if rec else np.empty((1, 1, 1), dtype=np.int64)
-        sat = np.zeros(b, dtype=np.int64)
-        vmax = np.zeros(b, dtype=np.int64)
-        kernels.lif_layer(I, T, li == 0 and not varying, st.bias, int(layer.frac_bits),
-                          int(layer.threshold) << int(layer.frac_bits), m, int(layer.v0), S, V, rec, sat, vmax,
-                          layer.compare == COMPARE_GT, kernels.RESET_CODES[layer.reset])
+        sat, vmax, hits = (np.empty(b, dtype=np.int64) for _ in range(3))
+        conv = st.geom is not None
+        kernels.spiking_layer(x, li == 0 and not varying, st.wint, *(st.runs if conv else no_runs),
+                              st.geom[2] if conv else 0,
+                              st.pool if st.pool is not None else (0, 0, 0, 1), st.bias, int(layer.frac_bits),
+                              int(layer.threshold) << int(layer.frac_bits), m, int(layer.v0),
+                              layer.compare == COMPARE_GT, kernels.RESET_CODES[layer.reset], S, V, rec, sat, vmax,
+                              hits)
+        out["macs"] += int(hits.sum()) * int(st.wint.shape[1])
         out["sat"][layer.name] += int(sat.sum())
         out["vmax"][layer.name] = max(out["vmax"][layer.name], int(vmax.max(initial=0)))
         if out["spikes"] is not None:
             out["spikes"][li][sl] = _to_ir(S, tuple(layer.out_shape))
         if rec:
             out["potentials"][li][sl] = _to_ir(V, tuple(layer.out_shape))
+        x = S.reshape(b * T, -1)
     st = stages[-1]
     if ro.decay:              # R[t] = decay_r(R[t-1]) + ((W_o s_N[t] + B_o) << F_r)
         O = _event_sums(st, S.reshape(b * T, -1), out).astype(np.int64).reshape(b, T, -1) + st.bias
