@@ -71,6 +71,12 @@ def snntorch_run(net: nn.Sequential, x: torch.Tensor, record: bool = False) -> t
     return total, (got if record else None)
 
 
+# The thread count changes float sums in training, hence the trained nets and every agreement number the tests
+# assert (docs/nir.md: 354 vs 352 of 360 for one recipe at 2 vs 1 threads). Pinned to the 2 threads those numbers
+# were measured with, so a machine with more cores trains the same nets.
+TRAIN_THREADS = 2
+
+
 def train_snntorch(net: nn.Sequential, data, epochs: int = 6, seed: int = 0) -> nn.Sequential:
     """BPTT with AdamW (lr 1e-2, weight decay 0.05) on the digits training set, a few epochs (> 90 % test
     accuracy). The weight decay keeps the weights free of outliers that 8-bit quantization would make
@@ -78,15 +84,20 @@ def train_snntorch(net: nn.Sequential, data, epochs: int = 6, seed: int = 0) -> 
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=0.05)
     x, y = data.x_train.float(), data.y_train
-    for _ in range(epochs):
-        perm = torch.randperm(len(y), generator=g)
-        for i in range(0, len(y), 64):
-            idx = perm[i:i + 64]
-            out, _ = snntorch_run(net, x[idx])
-            loss = nn.functional.cross_entropy(out / T, y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(TRAIN_THREADS)
+    try:
+        for _ in range(epochs):
+            perm = torch.randperm(len(y), generator=g)
+            for i in range(0, len(y), 64):
+                idx = perm[i:i + 64]
+                out, _ = snntorch_run(net, x[idx])
+                loss = nn.functional.cross_entropy(out / T, y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    finally:
+        torch.set_num_threads(threads)
     return net
 
 
