@@ -24,8 +24,22 @@ def register(sub) -> None:
     p.add_argument("--compare", choices=tuple(COMPARES), help="gt: fire on v > theta (NIR, default); ge: v >= theta")
     p.add_argument("--encoder", help=f"input coding (default {DEFAULTS.encoder}: the image every step)")
     p.add_argument("--dataset", help=f"dataset saf eval/export use (default {DEFAULTS.dataset})")
+    p.add_argument("--input-shape", help="C,H,W: the images a flat Input (e.g. Norse's [64]) reads, flattened in "
+                   "C order (default: the dataset's shape when it has as many values and loads without files)")
     p.add_argument("--force", action="store_true", help="replace the saf run in --out")
     p.set_defaults(func=cmd_import)
+
+
+def _shape_flag(text):
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise NirError(f"--input-shape {text}: expected positive integers separated by commas, e.g. 1,8,8")
+    return shape
 
 
 def cmd_import(a) -> int:
@@ -46,7 +60,11 @@ def cmd_import(a) -> int:
         path = write_fp_run(ch, a.out, a.force)
         print(f"imported {a.model}: an FP network (CubaLIF, first-spike readout); run {path}")
         return 0
-    imp = (build_dsr if is_dsr(ch) else build)(ch, Options(a.dt, a.T, a.reset, a.compare, a.encoder, a.dataset))
+    opts = Options(a.dt, a.T, a.reset, a.compare, a.encoder, a.dataset)
+    shape = _shape_flag(a.input_shape)
+    if is_dsr(ch) and shape is not None:
+        raise NirError("--input-shape: a DSR file saf wrote carries its input shape")
+    imp = build_dsr(ch, opts) if is_dsr(ch) else build(ch, opts, shape)
     if imp.assumed:
         print(f"assumed: {'; '.join(imp.assumed)}")
     path = write_run(imp, a.out, a.force)

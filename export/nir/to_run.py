@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field
+from typing import Optional
 from pathlib import Path
 
 import numpy as np
@@ -213,8 +214,37 @@ def assumed_options(ch: Chain, given: Options) -> tuple:
     return out, assumed
 
 
-def build(ch: Chain, given: Options) -> Imported:
-    """The Imported network of chain `ch` (spec validated by the caller's SpikingNet)."""
+def image_shape(ch: Chain, layers: list, flat: tuple, dataset: str, given: Optional[tuple]) -> tuple:
+    """(input shape for the spec, assumed clause or None). A file whose Input is flat ([64]: Norse writes no
+    Flatten, its users feed x.flatten(1)) and whose first layer is linear reads the same C-order vector from
+    images: --input-shape gives their shape, else the dataset's when it loads without files (digits) and has
+    as many values. A linear layer flattens its input in C order, so the weights do not change."""
+    n = int(np.prod(flat))
+    first = next((l for l in layers if l.get("type") in ("linear", "conv")), {})
+    if given is not None:
+        if int(np.prod(given)) != n:
+            raise NirError(f"--input-shape {','.join(map(str, given))}: {int(np.prod(given))} values, the Input of "
+                           f"{ch.path} has {n}")
+        if len(flat) != 1 or first.get("type") != "linear":
+            raise NirError(f"--input-shape: {ch.path}'s Input {list(flat)} is not a flat vector read by a linear "
+                           f"layer; its shape is the file's")
+        return tuple(given), None
+    if len(flat) != 1 or first.get("type") != "linear":
+        return tuple(flat), None
+    from saf.train.data import DatasetError, load_dataset
+    try:
+        shape = tuple(load_dataset(dataset).input_shape)
+    except DatasetError:                    # needs --data-root (mnist, ...): keep the flat shape
+        return tuple(flat), None
+    if len(shape) < 2 or int(np.prod(shape)) != n:
+        return tuple(flat), None
+    return shape, (f"--input-shape {','.join(map(str, shape))} (the Input is a flat [{n}]: {dataset}'s images "
+                   f"flattened in C order, as x.flatten(1))")
+
+
+def build(ch: Chain, given: Options, input_shape: Optional[tuple] = None) -> Imported:
+    """The Imported network of chain `ch` (spec validated by the caller's SpikingNet); input_shape: the
+    images a flat Input reads (image_shape)."""
     opts, assumed = assumed_options(ch, given)
     g = walk(ch, float(opts.dt))
     spiking_layers = [l for l in g["layers"] if "neuron" in l]
@@ -250,7 +280,12 @@ def build(ch: Chain, given: Options) -> Imported:
     gr = rn.gain if rn is not None else 1.0
     tensors["readout.weight"], tensors["readout.bias"] = ro["w"] * gr, ro["b"] * gr
     feedback = _feedback(ch, g, tensors, scale)
-    spec = {"name": "nir-" + Path(ch.path).stem, "input_shape": list(g["input_shape"]),
+    shape, note = image_shape(ch, g["layers"], tuple(g["input_shape"]), opts.dataset, input_shape)
+    if note:
+        assumed.append(note)
+    if len(shape) > 1 and len(g["input_shape"]) == 1:
+        spec_layers.insert(0, {"type": "flatten"})       # the images as the flat vector the file's Input reads
+    spec = {"name": "nir-" + Path(ch.path).stem, "input_shape": list(shape),
             "num_classes": int(ro["w"].shape[0]), "neuron": {"lam": lam, "theta": theta},
             "weight_standardization": False, "T": int(opts.T), "layers": spec_layers,
             "source": {"format": "nir", "file": Path(ch.path).name, "sha256": sha256(ch.path),
