@@ -241,7 +241,7 @@ def lowered_bits(wmax: int, top: int, halvings: int, fine: bool):
 
 def _layer_du(fl: FloatLayer) -> int:
     """The IR current decay of a spiking FloatLayer (module docstring: synaptic current), or a one-line refusal."""
-    a = float(getattr(fl, "syn_decay", 0.0))
+    a = float(fl.syn_decay)
     if not a:
         return DU_NONE
     du = du_for(a)
@@ -292,8 +292,8 @@ def quantize(layers: list, feedback: list, *, T: int, lam: float, theta: float, 
     k = dyadic_exponent(lam_q)
     n_sp = len(layers) - 1
     dus = [_layer_du(fl) for fl in layers[:n_sp]]
-    j = max([current_decay_bits(du) for du in dus] + [0])
-    F = (max(int(target.frac_bits), k * (T - 1) if k is not None else 0, j * (T - 1)) if frac_bits is None
+    j_cur = max([current_decay_bits(du) for du in dus] + [0])      # the synaptic currents' decay exponent
+    F = (max(int(target.frac_bits), k * (T - 1) if k is not None else 0, j_cur * (T - 1)) if frac_bits is None
          else int(frac_bits))
     if (1 << F) > STATE_MAX >> 4:
         raise QuantizeError(f"T={T} with lam={lam} needs F={F} fractional bits for an exact leak; the 24-bit "
