@@ -1,0 +1,97 @@
+"""Issue 29 defects 7-11, each shown by a test that failed on the code before its fix:
+7  Loihi 1 refuses a two-state layer with an initial current u0 (hw_targets rule neuron_model), in one line naming
+   the layer and what to change;
+8  a CubaLIF's current order (snnTorch's / Norse's v[t] + syn[t], or NIR's Euler v[t] + syn[t-1]) is said in the
+   import's assumed line and picked by --current-order; NIR's order is refused in one line (no one-step delay);
+9  `saf bench infer --peers` rebuilds snnTorch layers with their own reset, current and feedback (a zero-reset
+   net's snnTorch peer agrees exactly), and calls a peer it cannot rebuild "not comparable";
+10 the certificate's convention row says it is a declaration and a first-spike readout has no row that cannot fail;
+11 every `saf` graph-metadata value is checked at import: one line naming the file, key and allowed values, exit 2.
+Small nets (snnTorch's own export_to_nir, the real nir package) on sklearn digits."""
+from __future__ import annotations
+
+import json
+
+import nir
+import numpy as np
+import pytest
+import torch
+
+import nir_nets as N  # noqa: E402  (tests/ is on sys.path under pytest's rootdir conftest)
+from saf.deploy.main import main  # noqa: E402
+
+
+def _snntorch_graph(net):
+    from snntorch.export_nir import export_to_nir
+    with torch.no_grad():
+        return export_to_nir(net, torch.zeros(1, 1, 8, 8), ignore_dims=[0])
+
+
+def _one_line_exit_2(argv, capsys, *words) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    for w in words:
+        assert w in err, (w, err)
+    return err
+
+
+# --- 8: the current order of a CubaLIF ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def synaptic_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cuba") / "synaptic.nir"
+    N.export_snntorch(N.synaptic_net("zero", alpha=0.5, beta=0.5), path)
+    return path
+
+
+def test_the_current_order_is_said_in_the_assumed_line(synaptic_file, tmp_path, capsys):
+    assert main(["import", str(synaptic_file), "--out", str(tmp_path / "run")]) == 0
+    assumed = [l for l in capsys.readouterr().out.splitlines() if l.startswith("assumed:")]
+    assert len(assumed) == 1 and "--current-order snntorch" in assumed[0] and "syn[t]" in assumed[0]
+    assert "Norse's LIFCell" in assumed[0] and "--current-order nir" in assumed[0]
+    # given as a flag, nothing is assumed about it
+    assert main(["import", str(synaptic_file), "--out", str(tmp_path / "run2"), "--current-order", "snntorch"]) == 0
+    assert "--current-order" not in capsys.readouterr().out
+
+
+def test_nir_current_order_is_refused_in_one_line(synaptic_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    _one_line_exit_2(["import", str(synaptic_file), "--out", str(out), "--current-order", "nir"], capsys,
+                     str(synaptic_file), "CubaLIF", "syn[t-1]", "one-step delay", "--current-order snntorch")
+    assert not out.exists()
+
+
+def test_a_net_without_current_assumes_no_order(tmp_path, capsys):
+    path = tmp_path / "leaky.nir"
+    N.export_snntorch(N.snntorch_net("zero"), path)
+    assert main(["import", str(path), "--out", str(tmp_path / "run")]) == 0
+    assert "current-order" not in capsys.readouterr().out
+
+
+# --- 11: graph metadata values ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key,value,allowed", [
+    ("encoder", "bogus", "constant, rate, latency"), ("reset", "soft", "subtract, subtract-undecayed, zero"),
+    ("compare", ">=", "gt, ge"), ("dataset", "imagenet", "digits, iris"), ("T", 0, "an integer >= 1"),
+    ("T", 2.5, "an integer >= 1"), ("dt", -1, "a positive number"), ("readout", "max", "sum, leaky-sum"),
+    ("current_order", "later", "snntorch, nir"), ("format", "saf-nir-9", "'saf-nir-1'"),
+    ("method", "sgd", "saf-e"), ("lam", 2.0, "(0, 1]")])
+def test_a_bad_metadata_value_is_refused_at_import(key, value, allowed, tmp_path, capsys):
+    g = _snntorch_graph(N.snntorch_net("zero"))
+    g.metadata = {"saf": json.dumps({"format": "saf-nir-1", key: value})}
+    path = tmp_path / "bad.nir"
+    nir.write(str(path), g)
+    out = tmp_path / "run"
+    _one_line_exit_2(["import", str(path), "--out", str(out)], capsys, str(path), f"'{key}'", repr(value), allowed)
+    assert not out.exists()
+
+
+def test_good_metadata_values_still_import(tmp_path, capsys):
+    g = _snntorch_graph(N.snntorch_net("zero"))
+    g.metadata = {"saf": json.dumps({"format": "saf-nir-1", "encoder": "rate", "reset": "zero", "compare": "gt",
+                                     "dataset": "digits", "T": 4, "dt": 1e-4, "method": None})}
+    path = tmp_path / "good.nir"
+    nir.write(str(path), g)
+    assert main(["import", str(path), "--out", str(tmp_path / "run")]) == 0
+    assert "T 4" in capsys.readouterr().out
