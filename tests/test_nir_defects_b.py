@@ -95,3 +95,32 @@ def test_good_metadata_values_still_import(tmp_path, capsys):
     nir.write(str(path), g)
     assert main(["import", str(path), "--out", str(tmp_path / "run")]) == 0
     assert "T 4" in capsys.readouterr().out
+
+
+# --- 7: Loihi 1 and an initial current ---------------------------------------------------------------------------
+
+def _two_state_graph(u0: bool):
+    """A random dense graph (export/synthetic.py) made two-state (alpha = 1/2) with, or without, the initial
+    current u0 = -(B << F) that a bias inside snnTorch Synaptic's current deploys as (export/quantize.py)."""
+    import copy
+    from saf.export.synthetic import random_graph
+    g = copy.deepcopy(random_graph("dense", T=6, lam=0.5, seed=3))
+    for l in g.spiking_layers:
+        l.du, l.reset, l.compare = 2047, "zero", ">"          # Loihi 1's own reset and compare
+        l.u0 = -(l.bias << l.frac_bits) if u0 else None
+    return g
+
+
+def test_loihi1_refuses_an_initial_current_in_one_line_naming_the_layer():
+    from saf.export.resources import describe
+    from saf.hw_targets import check, get_target
+    g = _two_state_graph(u0=True)
+    first = g.spiking_layers[0].name
+    v = [x for x in check(describe(g), get_target("loihi1")) if x.rule == "neuron_model"]
+    assert len(v) == 1 and "\n" not in v[0].message
+    assert f"an initial synaptic current (layer {first}: U[0] = u0 != 0" in v[0].message
+    assert "--target loihi2" in v[0].message and "without a bias" in v[0].message
+    # Loihi 2 holds it; without u0 Loihi 1 has no such complaint
+    assert not any("initial synaptic current" in x.message for x in check(describe(g), get_target("loihi2")))
+    plain = _two_state_graph(u0=False)
+    assert not any("initial synaptic current" in x.message for x in check(describe(plain), get_target("loihi1")))
