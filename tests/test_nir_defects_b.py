@@ -124,3 +124,82 @@ def test_loihi1_refuses_an_initial_current_in_one_line_naming_the_layer():
     assert not any("initial synaptic current" in x.message for x in check(describe(g), get_target("loihi2")))
     plain = _two_state_graph(u0=False)
     assert not any("initial synaptic current" in x.message for x in check(describe(plain), get_target("loihi1")))
+
+
+# --- 9: the snnTorch peer of `saf bench infer --peers` --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def digits():
+    return N.digits()
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    """name -> the imported SpikingNet (float64) of an untrained snnTorch net (nir_nets) with its weights x 4 (so
+    that every layer fires often), read with the reset snnTorch computes: Leaky zero, RLeaky subtract, Synaptic
+    subtract, and Synaptic zero (not comparable: snnTorch's Synaptic zero-reset zeroes the step's input too)."""
+    from saf.train.checkpoint import load_model
+    root, out = tmp_path_factory.mktemp("peers"), {}
+    nets = {"leaky-zero": (N.snntorch_net("zero"), "zero"),
+            "rleaky-subtract": (N.snntorch_net("subtract", recurrent=True), "subtract-undecayed"),
+            "synaptic-subtract": (N.synaptic_net("subtract"), "subtract-undecayed"),
+            "synaptic-zero": (N.synaptic_net("zero"), "zero")}
+    for name, (net, reset) in nets.items():
+        with torch.no_grad():
+            for p in net.parameters():
+                if p.dim() > 1:
+                    p.mul_(4)
+        N.export_snntorch(net, root / f"{name}.nir")
+        assert main(["import", str(root / f"{name}.nir"), "--out", str(root / name), "--reset", reset]) == 0
+        out[name] = load_model(root / name)[0].double().eval()
+    return out
+
+
+def _rebuild_f64(sn):
+    for m in sn.layers + sn.lifs + [sn.readout]:
+        m.double()
+    return sn
+
+
+@pytest.mark.parametrize("name", ["leaky-zero", "rleaky-subtract", "synaptic-subtract"])
+def test_snntorch_peer_is_exact_for_the_modes_snntorch_computes(name, imported, digits):
+    """Both sides in float64: the snnTorch rebuild is the torch LIF form, prediction for prediction (100 %), and its
+    readout equals it (float64 rounding apart)."""
+    from saf.deploy.bench.peers import SnnTorchNet
+    net = imported[name]
+    x = digits.x_test.double()
+    ref = net.infer(x, N.T, "lif")[0]
+    sn = _rebuild_f64(SnnTorchNet(net))
+    got = sn(x, N.T)
+    assert sn.exact
+    assert torch.equal(got.argmax(1), ref.argmax(1))
+    assert float((got - ref).abs().max()) <= 1e-9 * float(ref.abs().max())
+
+
+def test_the_old_subtract_rebuild_of_a_zero_reset_net_is_caught(imported, digits):
+    """Fault (the old code): every layer as Leaky(subtract, reset_delay=False): not the zero-reset network."""
+    import snntorch as snn
+    from saf.deploy.bench.peers import SnnTorchNet
+    net = imported["leaky-zero"]
+    x = digits.x_test.double()
+    ref = net.infer(x, N.T, "lif")[0].argmax(1)
+    sn = SnnTorchNet(net)
+    sn.lifs = [snn.Leaky(beta=float(net.lam), threshold=float(net.theta), reset_mechanism="subtract",
+                         reset_delay=False) for _ in sn.lifs]
+    assert float((_rebuild_f64(sn)(x, N.T).argmax(1) == ref).double().mean()) < 0.95
+
+
+def test_a_peer_snntorch_cannot_rebuild_is_not_comparable(imported):
+    from saf.deploy.bench.peers import SnnTorchNet
+    with pytest.raises(ValueError, match="not comparable: spiking layer 0: reset 'zero'"):
+        SnnTorchNet(imported["synaptic-zero"])
+
+
+def test_the_peer_table_says_which_rebuild_is_approximate():
+    from saf.deploy.bench.peers import format_peers
+    row = {"peer": "snntorch", "available": True, "samples": 10, "seconds": 1.0, "samples_per_s": 10.0,
+           "accuracy": 0.9, "agree_with_emulator": 0.9, "rebuild": "approximate"}
+    r = {"bundle": "b", "dataset": "digits", "samples": 10, "T": 6, "repeats": 1,
+         "threads": {"torch": 1, "numba": 1, "onnxruntime": "default"}, "rows": [row]}
+    assert "snntorch: an approximate rebuild" in format_peers(r)
+    assert "approximate rebuild" not in format_peers(dict(r, rows=[dict(row, rebuild="exact")]))
