@@ -203,3 +203,34 @@ def test_the_peer_table_says_which_rebuild_is_approximate():
          "threads": {"torch": 1, "numba": 1, "onnxruntime": "default"}, "rows": [row]}
     assert "snntorch: an approximate rebuild" in format_peers(r)
     assert "approximate rebuild" not in format_peers(dict(r, rows=[dict(row, rebuild="exact")]))
+
+
+# --- 10: declarations are not presented as proofs ----------------------------------------------------------------
+
+def test_the_convention_row_is_a_declaration_and_still_fails_on_another_declared_mode():
+    from saf.export.ir import Convention
+    from saf.export.proof.certificate import certify
+    from saf.export.proof.saf_int import MODES as SAF_INT_MODES
+    from saf.export.synthetic import random_graph
+    g = random_graph("dense", T=4, lam=0.5, seed=0)
+    c = certify(g)
+    row = [r for r in c.checks if r.check == "convention"][0]
+    assert row.ok and row.detail.startswith("declared, not run:")
+    assert "[decl] convention" in c.format() and "[ok] convention" not in c.format()
+    # fault: a backend declaring one fixed neuron (hard reset) where the layers subtract: the row fails
+    bad = certify(g, {"saf-int": SAF_INT_MODES, "fixed": Convention(">=", "zero")})
+    row = [r for r in bad.checks if r.check == "convention"][0]
+    assert not row.ok and not bad.exact and row.detail.startswith("declared: fixed")
+    assert "[NO] convention" in bad.format()
+
+
+def test_a_first_spike_readout_has_no_row_that_cannot_fail():
+    """The old row was T <= 2^23 - 1: always true. R in [0, T] is now a note."""
+    import copy
+    from saf.export.proof.certificate import certify
+    from saf.export.synthetic import random_graph
+    g = copy.deepcopy(random_graph("dense", T=4, lam=0.5, seed=0))
+    g.readout.first_spike = True
+    c = certify(g)
+    assert not any(r.check == "readout" for r in c.checks)
+    assert any("first-spike readout" in i and "[0, T = 4]" in i for i in c.info)
