@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from saf.export.nir.errors import NirError
-from saf.export.nir.to_run import COMPARES, DEFAULTS, Options
+from saf.export.nir.to_run import COMPARES, CURRENT_ORDERS, DEFAULTS, Options
 from saf.train.neuron_modes import RESETS
 from saf.train.io.outdir import OutputError
 
@@ -26,6 +26,10 @@ def register(sub) -> None:
     p.add_argument("--dataset", help=f"dataset saf eval/export use (default {DEFAULTS.dataset})")
     p.add_argument("--input-shape", help="C,H,W: the images a flat Input (e.g. Norse's [64]) reads, flattened in "
                    "C order (default: the dataset's shape when it has as many values and loads without files)")
+    p.add_argument("--current-order", choices=CURRENT_ORDERS,
+                   help="which current a CubaLIF's v[t] adds: snntorch: syn[t], with step t's input (snnTorch's "
+                        "Synaptic, Norse's LIFCell; default, or saf's own file's); nir: syn[t-1] (refused: saf's "
+                        "layer has no one-step delay)")
     p.add_argument("--force", action="store_true", help="replace the saf run in --out")
     p.set_defaults(func=cmd_import)
 
@@ -60,7 +64,7 @@ def cmd_import(a) -> int:
         path = write_fp_run(ch, a.out, a.force)
         print(f"imported {a.model}: an FP network (CubaLIF, first-spike readout); run {path}")
         return 0
-    opts = Options(a.dt, a.T, a.reset, a.compare, a.encoder, a.dataset)
+    opts = Options(a.dt, a.T, a.reset, a.compare, a.encoder, a.dataset, a.current_order)
     shape = _shape_flag(a.input_shape)
     if is_dsr(ch) and shape is not None:
         raise NirError("--input-shape: a DSR file saf wrote carries its input shape")
