@@ -26,6 +26,7 @@ from saf.train.grid.store import stored_int_weights
 from saf.export.fold.snn import fold_avgpool_into_conv, fold_glue_into_dense, fold_network
 from saf.export.ir import DU_NONE, Graph, Layer
 from saf.export.pipeline.fit import ExportError
+from saf.export.proof.certificate import Check
 from saf.export.quantize import QuantizeError, input_quantization, quantize, weight_grid
 
 
@@ -102,19 +103,39 @@ def _fold_int(w: np.ndarray, lp, fl, gain: int) -> np.ndarray:
     return q.astype(np.int64)
 
 
-def check_on_grid(net, grid: GridSpec, stored: list, where: str) -> None:
-    """The checkpoint's integer weights equal its float weights on its grid (grid_weights), else one line."""
+def off_grid(net, grid: GridSpec, stored: list) -> str:
+    """Why the checkpoint's integer weights differ from its float weights on its grid (grid_weights), "" if not."""
     for i, ((W, B), (Ws, Bs)) in enumerate(zip(int_weights(net, grid), stored)):
         for what, a, b in (("weights", W, Ws), ("biases", B, Bs)):
-            if tuple(a.shape) != tuple(b.shape) or not torch.equal(a, b):
+            if tuple(a.shape) != tuple(b.shape) or not torch.equal(a, b.long()):
                 n = int((a != b).sum()) if tuple(a.shape) == tuple(b.shape) else "all"
-                raise ExportError(f"{where}: layer {i + 1}'s float {what} are not on the checkpoint's recorded grid "
-                                  f"({n} differ from its integer {what}); the checkpoint was changed after training")
+                return (f"layer {i + 1}'s float {what} are not on the recorded grid ({n} differ from the stored "
+                        f"integer {what}): the checkpoint was changed after training")
+    return ""
+
+
+def on_grid_check(net, grid: GridSpec, stored: list, graph: Graph) -> Check:
+    """The certificate's row "the trained model is on the grid": the checkpoint's float weights give its stored
+    integer weights (the grid forward's own rounding), and the graph's weights and biases are those integers,
+    folded, with the grid's thresholds."""
+    why = off_grid(net, grid, stored)
+    if not why:
+        for lp, fl, lg, (W, B), layer in zip(net.plan.layers, fold_network(copy.deepcopy(net).double().cpu())[0],
+                                             grid.layers, stored, graph.layers):
+            if not (np.array_equal(layer.weight, _fold_int(W.numpy(), lp, fl, lg.gain))
+                    and np.array_equal(layer.bias, B.numpy()) and int(layer.threshold) == int(lg.threshold)):
+                why = f"layer {layer.name}: the graph's integers are not the checkpoint's"
+                break
+    return Check("on_grid", "all", not why, why or f"the trained model is on the grid: the checkpoint's float "
+                 f"weights round (train/grid/forward.py) to its {len(stored)} layers' integer weights, which the "
+                 f"graph holds bit for bit ({grid.target} grid, F = {grid.frac_bits}, x{grid.input_scale:g} input)")
 
 
 def grid_graph(net, grid: GridSpec, stored: list, target, meta: dict, where: str) -> Graph:
     """The deployed Graph of a grid-trained checkpoint: its integer weights, no search, no rounding."""
-    check_on_grid(net, grid, stored, where)
+    why = off_grid(net, grid, stored)
+    if why:
+        raise ExportError(f"{where}: {why}")
     netd = copy.deepcopy(net).double().cpu()
     layers, _ = fold_network(netd)
     F = int(grid.frac_bits)
@@ -138,3 +159,35 @@ def grid_graph(net, grid: GridSpec, stored: list, target, meta: dict, where: str
 def stored_grid(ckpt_bytes, net, where: str):
     """(GridSpec, stored integer weights) of a grid-trained checkpoint, or (None, None) for any other."""
     return stored_int_weights(ckpt_bytes, net, where)
+
+
+def grid_attempt(net, ckpt_bytes: bytes, where: str, target, meta: dict, name: str, refused_flags: list,
+                 pools: dict = None, sum_pool: str = "auto"):
+    """The export of a grid-trained checkpoint as a fit.Attempt (no search, no rounding), or None when the
+    checkpoint is not grid-trained. refused_flags: the options given that would re-quantize (one line)."""
+    from saf.export.fold.sum_pool import choose_pools
+    from saf.export.pipeline.fit import Attempt, InputQuant, check_fit
+    from saf.export.proof.certificate import certify
+    from saf.export.quantize import QuantizeReport
+
+    grid, stored = stored_grid(ckpt_bytes, net, where)
+    if grid is None:
+        return None
+    if refused_flags:
+        raise ExportError(f"{where} was trained on the {grid.target} grid: its integer network is fixed, so "
+                          f"{refused_flags[0]} does not apply (export it without)")
+    graph = grid_graph(net, grid, stored, target, meta, where)
+    row = on_grid_check(net, grid, stored, graph)
+    if not row.ok:
+        raise ExportError(f"{where}: {row.detail}")
+    a = Attempt(InputQuant(grid.input_scale, grid.input_bits, grid.input_signed, True))
+    a.qrep = QuantizeReport(grid.input_scale, grid.input_bits, True, int(grid.frac_bits),
+                            [{"name": l.name, "scale": l.scale, "threshold": int(l.threshold) if l.spiking else None,
+                              "weight_max": int(np.abs(l.weight).max(initial=0)),
+                              "bias_max": int(np.abs(l.bias).max(initial=0)), "from": "checkpoint grid"}
+                             for l in graph.layers])
+    a.folded = graph
+    a.graph, a.pool_choice = choose_pools(graph, pools or {}, target, sum_pool)
+    a.cert = certify(a.graph, extra=(row,))
+    a.resources, a.advisories = check_fit(a.graph, target, name)
+    return a
