@@ -21,7 +21,8 @@ import torch
 from saf.hw_targets.rules import bias_limits
 from saf.train.grid.forward import int_weights
 from saf.train.grid.record import GridSpec, LayerGrid
-from saf.train.grid.store import stored_int_weights
+from saf.train.checkpoint import read_checkpoint
+from saf.train.grid.store import split_grid, stored_list
 
 from saf.export.fold.snn import fold_avgpool_into_conv, fold_glue_into_dense, fold_network
 from saf.export.ir import DU_NONE, Graph, Layer
@@ -158,7 +159,13 @@ def grid_graph(net, grid: GridSpec, stored: list, target, meta: dict, where: str
 
 def stored_grid(ckpt_bytes, net, where: str):
     """(GridSpec, stored integer weights) of a grid-trained checkpoint, or (None, None) for any other."""
-    return stored_int_weights(ckpt_bytes, net, where)
+    if getattr(net, "grid", None) is None:
+        return None, None
+    tensors, _, _ = read_checkpoint(where, data=ckpt_bytes)
+    try:
+        return net.grid, stored_list(split_grid(tensors)[1], net.n_spiking + 1, where)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
 
 
 def grid_attempt(net, ckpt_bytes: bytes, where: str, target, meta: dict, name: str, refused_flags: list,

@@ -152,8 +152,13 @@ def logits_of(grid, R: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def grid_run(net, grid, x: torch.Tensor, record: bool = False) -> tuple:
     """(R[T] integer-valued float64 [N, classes], per-step records or []) of a float input batch."""
+    return grid_run_quantized(net, grid, quantize(grid, x), record)
+
+
+@torch.no_grad()
+def grid_run_quantized(net, grid, xq: torch.Tensor, record: bool = False) -> tuple:
+    """grid_run on an already quantized input x_q (float64 integer values, [N, *input_shape])."""
     wq = grid_weights(net, grid)
-    xq = quantize(grid, x)
     st, recs, R = init_state(net), [], None
     for _ in range(int(grid.T)):
         rec = GridRecord() if record else None

@@ -42,14 +42,3 @@ def stored_list(grid_t: dict, n: int, where: str) -> list:
             raise ValueError(f"{where}: grid-trained checkpoint lacks its integer weights of layer {i + 1}")
         out.append((w, b))
     return out
-
-
-def stored_int_weights(ckpt_bytes, net, where: str):
-    """(GridSpec, [(W, B)]) of a grid-trained checkpoint's bytes (net.grid set by load_model), or (None, None)."""
-    from saf.train.checkpoint import read_checkpoint
-
-    if getattr(net, "grid", None) is None:
-        return None, None
-    tensors, _, _ = read_checkpoint(where, data=ckpt_bytes)
-    _, grid_t = split_grid(tensors)
-    return net.grid, stored_list(grid_t, net.n_spiking + 1, where)
