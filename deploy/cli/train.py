@@ -277,7 +277,8 @@ def eval_checkpoint(path, dataset=None, data_root=None, T=None) -> dict:
     return {"checkpoint": str(path), "dataset": data.name, "T": T, "n": len(data.y_test),
             "readout": net.readout_kind.name, "readout_leak": net.readout_kind.leak(net.lam),
             "saf_accuracy": saf and saf["accuracy"], "lif_accuracy": lif["accuracy"], "prediction_agreement": agree,
-            "saf_firing_rates": saf and saf["firing_rates"], "lif_firing_rates": lif["firing_rates"]}
+            "saf_firing_rates": saf and saf["firing_rates"], "lif_firing_rates": lif["firing_rates"],
+            "grid": None if getattr(net, "grid", None) is None else net.grid.target}
 
 
 def add_checkpoint_choice(p: argparse.ArgumentParser) -> None:
@@ -310,6 +311,8 @@ def cmd_eval(a) -> int:
                  f"  LIF form accuracy  {r['lif_accuracy']:.4f}"]
         lines[1:1] = [f"  SAF form accuracy  {r['saf_accuracy']:.4f}"] if r["saf_accuracy"] is not None else \
             ["  SAF form           none: a layer's reset/compare is not the SAF form's (train/neuron_modes.py)"]
+        if r.get("grid"):
+            lines.append(f"  trained on the {r['grid']} grid: both forms are its integer network, the deployed accuracy")
         if r["prediction_agreement"] is not None:
             lines.append(f"  identical predictions: {r['prediction_agreement'] * 100:.2f}%")
     print(json.dumps(r, indent=2) if a.json else "\n".join(lines))
