@@ -299,6 +299,8 @@ class Trainer:
 
     def _save(self, epoch: int) -> None:
         cfg = asdict(self.cfg)
+        if not cfg["deploy_target"]:          # a float run's stored config stays as it was before grid training
+            del cfg["deploy_target"], cfg["calibrate_epochs"]
         cfg["epochs_done"] = epoch
         best = best_of(self.metrics)
         if best is not None and best["epoch"] == epoch:
