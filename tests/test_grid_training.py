@@ -32,9 +32,12 @@ def digits():
     return load_dataset("digits", T=4)
 
 
-def _grid_net(data, model="mlp-digits", method="saf-e", lam=0.5, T=4, target="loihi", seed=0):
+def _grid_net(data, model="mlp-digits", method="saf-e", lam=0.5, T=4, target="loihi", seed=0, modes=()):
     torch.manual_seed(seed)
     spec = with_neuron(load_spec(model), lam, 1.0)
+    spiking = [l for l in spec["layers"] if l["type"] in ("conv", "linear")]
+    for layer, (reset, compare) in zip(spiking, modes):     # per-layer neuron modes (imported nets)
+        layer.update(reset=reset, compare=compare)
     spec["T"] = T
     net = SpikingNet(spec, readout=readout_for(method, lam))
     net.grid = calibrate_grid(net, {"method": method, "T": T}, data, target)
@@ -72,6 +75,23 @@ def test_grid_forward_is_the_integer_network(digits, model, method, lam):
     if method == "saf-f":
         assert g.readout.decay == g.decay                  # the leaking readout, truncated as Loihi does
     bad, opts = inject_fault(g, "lsb")
+    assert not _same(emulate(bad, xq, record_potentials=True, **opts), R, sp, pots)
+
+
+@pytest.mark.parametrize("lam", [0.5, 0.9])
+def test_grid_forward_runs_each_layers_neuron_modes(digits, lam):
+    """Zero reset with > (NIR's default) and snnTorch's subtract-undecayed: the grid forward equals the emulator,
+    and saf-int where the leak is dyadic; a hard-reset fault is caught."""
+    net, g, _ = _grid_net(digits, method="bptt", lam=lam, modes=[("zero", ">"), ("subtract-undecayed", ">=")])
+    assert [l.reset for l in g.spiking_layers] == ["zero", "subtract-undecayed"]
+    x = digits.x_test[:40]
+    R, sp, pots = _grid_forward(net, x)
+    xq = g.quantize_input(x.numpy())
+    assert sum(int(s.sum()) for s in sp) > 0
+    assert _same(emulate(g, xq, record_potentials=True), R, sp, pots)
+    if lam == 0.5:
+        assert _same(run_saf_int(g, xq, record_potentials=True), R, sp, pots)
+    bad, opts = inject_fault(g, "hard-reset")
     assert not _same(emulate(bad, xq, record_potentials=True, **opts), R, sp, pots)
 
 

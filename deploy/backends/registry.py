@@ -39,7 +39,6 @@ from saf.deploy.backends.spec import (BACKENDS, BackendError, BackendSpec, Form,
                                       register)
 from saf.deploy.backends.emulator import MODES as EMULATOR_MODES
 from saf.deploy.backends.trained import run_trained, trained_refuses
-from saf.export.ir import IR_CONVENTION
 from saf.export.result import BackendResult
 from saf.train.neuron_modes import ALL_MODES, RESET_SUBTRACT_UNDECAYED
 
@@ -335,7 +334,7 @@ def saf_float_refuses(graph: Graph) -> str:
 register(BackendSpec("saf-float", Form.FLOAT, False, _run_float("saf"), None, description="trained float, SAF form",
                      refuses=saf_float_refuses))
 register(BackendSpec("lif-float", Form.FLOAT, False, _run_float("lif"), None, description="trained float, LIF form"))
-register(BackendSpec("trained", Form.LIF, True, run_trained, IR_CONVENTION, refuses=trained_refuses,
+register(BackendSpec("trained", Form.LIF, True, run_trained, frozenset(ALL_MODES), refuses=trained_refuses,
                      description="the grid-trained checkpoint's own torch forward (saf train / saf eval), CPU"))
 
 

@@ -39,8 +39,8 @@ def grid_refusal(net, cfg: dict) -> str:
         return f"--method {cfg.get('method')}: no grid forward yet (grid methods: saf-e, saf-f, ottt-o, ottt-a, bptt)"
     if net.plan.feedback:
         return "--deploy-target: the grid forward covers feed-forward nets; this model has feedback edges"
-    if not net.saf_form_valid:
-        return "--deploy-target: the grid forward covers the default neuron (subtract reset, >=, no synaptic current)"
+    if any(net.syn_decays):
+        return "--deploy-target: the grid forward covers one-state neurons; this model has a synaptic current (alpha)"
     if cfg.get("encoder", "constant") != "constant":
         return "--deploy-target: the grid forward covers constant-current (image) input, not --encoder rate/latency"
     return ""
@@ -150,7 +150,7 @@ def grid_graph(net, grid: GridSpec, stored: list, target, meta: dict, where: str
         else:
             out.append(Layer(name=fl.name, kind=fl.kind, weight=w, bias=b, in_shape=fl.in_shape, out_shape=fl.out_shape,
                              threshold=int(lg.threshold), stride=fl.stride, padding=fl.padding, scale=lg.scale,
-                             frac_bits=F, du=DU_NONE))
+                             frac_bits=F, du=DU_NONE, reset=fl.reset, compare=fl.compare))
     return Graph(layers=out, T=int(grid.T), lam=float(net.lam), decay=int(grid.decay),
                  input_shape=tuple(layers[0].in_shape), input_scale=float(grid.input_scale),
                  input_bits=int(grid.input_bits), input_signed=bool(grid.input_signed), target=target.name,

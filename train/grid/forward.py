@@ -1,10 +1,10 @@
 """The grid forward: a SpikingNet's target integer network, run in torch (issue 28).
 
-Values are exactly the deployed integer LIF network of export/ir.py (default modes, no feedback, no
-synaptic current): integer weights W = clip(round_to(W_eff s / (x_scale k^2), step)), B on its grid, the input
+Values are exactly the deployed integer LIF network of export/ir.py (each layer's compare and reset, no
+feedback, no synaptic current): integer weights W = clip(round_to(W_eff s / (x_scale k^2), step)), B on its grid, the input
 x_q = clip(rint(x * input_scale)), V[t] = sat(decay(V'[t-1]) + (W s_in + B) << F) with Loihi's truncating
 12-bit decay (rules.trunc_decay_int, int64: the decay times a 24-bit state leaves float32's mantissa),
-s[t] = V[t] >= TH << F, V'[t] = V[t] - s[t] TH << F, and the readout R[t] = decay_r(R[t-1]) + (W_o s_N + B_o) << F_r.
+s[t] = V[t] >= TH << F, V'[t] = V[t] - s[t] TH << F (or the layer's own compare and reset, export/ir.py), and the readout R[t] = decay_r(R[t-1]) + (W_o s_N + B_o) << F_r.
 Every value is an integer held in float64 (sums and products stay far below 2^53, so each is exact whatever
 the summation order; float64 also rules out TF32 on CUDA).
 
@@ -26,6 +26,7 @@ from saf.train.functional.neuron import bias_coeff, trace_step
 from saf.train.functional.replace import replace
 from saf.train.grid.rules import quantize_input_values, rint, round_to, saturate, trunc_decay_int
 from saf.train.modules.synapse import apply_glue
+from saf.train.neuron_modes import RESET_SUBTRACT, RESET_SUBTRACT_UNDECAYED, RESET_ZERO
 
 
 @dataclass
@@ -34,6 +35,7 @@ class GridState:
     ahat: list                                # presynaptic traces (gradient path only)
     R: Optional[torch.Tensor] = None          # readout state R[t-1] (integer)
     t: int = 0
+    s: list = None                            # s[t-1] per spiking layer (reset "subtract-undecayed")
 
 
 @dataclass
@@ -112,22 +114,26 @@ def grid_step(net, grid, xq: torch.Tensor, st: GridState, mode: str, wq: list, r
     c = bias_coeff(t, net.lam)
     F = int(grid.frac_bits)
     s_in, a_in = xq, xq * c
-    new_v, new_a = [], []
+    new_v, new_a, new_s = [], [], []
     for l, blk in enumerate(net.blocks):
         lg = grid.layers[l]
         W, B = wq[l]
         cur = _current(blk, W, B, s_in, a_in, c, mode, lg.gain) * float(1 << F)
-        vp = st.v[l]
+        vp, reset = st.v[l], net.modes[l].reset
+        th = float(int(lg.threshold) << F)
         if vp is not None:
             cur = _decay(vp if keep else vp.detach(), grid.decay) + cur
+            if reset == RESET_SUBTRACT_UNDECAYED:         # the previous spike's TH << F, after the decay
+                sp = st.s[l] if keep else st.s[l].detach()
+                cur = cur - sp * th
         v = saturate(cur)
-        th = float(int(lg.threshold) << F)
-        s = net.spike_fn((v - th) / (lg.scale * (1 << F)))
+        s = net._layer_spike_fn(l)((v - th) / (lg.scale * (1 << F)))      # >= or > (the layer's compare)
         if record is not None:
             record.spikes.append(s.detach())
             record.potentials.append(v.detach())
         ah = trace_step(s, None if st.ahat[l] is None else st.ahat[l].detach(), net.lam)
-        new_v.append(v - s * th)
+        new_v.append(v - s * th if reset == RESET_SUBTRACT else v * (1 - s) if reset == RESET_ZERO else v)
+        new_s.append(s)
         new_a.append(ah)
         s_in, a_in = s, ah
     ro, lg = net.readout, grid.layers[-1]
@@ -136,12 +142,12 @@ def grid_step(net, grid, xq: torch.Tensor, st: GridState, mode: str, wq: list, r
     if st.R is not None:
         R = _decay(st.R if keep else st.R.detach(), grid.readout_decay) + R
     if not keep:
-        new_v = [v.detach() for v in new_v]
-    return o_int / lg.scale, R, GridState(new_v, [a.detach() for a in new_a], R if keep else R.detach(), t)
+        new_v, new_s = [v.detach() for v in new_v], [x.detach() for x in new_s]
+    return o_int / lg.scale, R, GridState(new_v, [a.detach() for a in new_a], R if keep else R.detach(), t, new_s)
 
 
 def init_state(net) -> GridState:
-    return GridState([None] * net.n_spiking, [None] * net.n_spiking)
+    return GridState([None] * net.n_spiking, [None] * net.n_spiking, s=[None] * net.n_spiking)
 
 
 def logits_of(grid, R: torch.Tensor) -> torch.Tensor:
