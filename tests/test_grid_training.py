@@ -206,3 +206,26 @@ def test_fp_refuses_deploy_target_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "approximate by nature" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_finetune_a_float_run_onto_the_grid(tmp_path, capsys):
+    """saf finetune: a float-trained run continues on the grid into a new run whose export is its own integers
+    (on_grid row) and whose eval accuracy is the deployed one; the source run is left as it was."""
+    import json
+
+    src = tmp_path / "float"
+    assert main(["train", "--model", "mlp-digits", "--method", "saf-e", "--T", "4", "--epochs", "1",
+                 "--limit-train", "300", "--no-progress", "--out", str(src)]) == 0
+    before = (src / "model.safetensors").read_bytes()
+    assert main(["finetune", str(src), "--deploy-target", "onnx", "--epochs", "1", "--no-progress",
+                 "--out", str(tmp_path / "ft")]) == 0
+    assert (src / "model.safetensors").read_bytes() == before
+    assert main(["export", str(tmp_path / "ft"), "--target", "onnx", "--calibrate-data", "digits",
+                 "--out", str(tmp_path / "b")]) == 0
+    m = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    rows = {c["check"]: c["ok"] for c in m["certificate"]["checks"]}
+    cal = m["calibration"]
+    assert rows["on_grid"] and m["certificate"]["exact"]
+    n = cal["n"]                            # the float accuracy is a float32 mean: compare the counts
+    assert round(cal["float_accuracy"] * n) == round(cal["quantized_accuracy"] * n)
+    assert cal["prediction_agreement"] == 1.0
