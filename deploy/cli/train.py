@@ -99,7 +99,8 @@ def register(sub) -> None:
                         "input on the deployment grid, fixed after --calibrate-epochs float epochs): what "
                         "`saf eval` measures and `saf export` writes bit for bit (not for --method fp)")
     p.add_argument("--calibrate-epochs", type=int,
-                   help=f"--deploy-target: float epochs before the grid is fixed (default {d.calibrate_epochs})")
+                   help=f"--deploy-target: float epochs before the grid is fixed (default {d.calibrate_epochs}; "
+                        f"0, the grid calibrated from the initial weights, when --epochs is {d.calibrate_epochs})")
     p.add_argument("--seed", type=int, help=f"default {d.seed}")
     p.add_argument("--device", help="auto (CUDA when available), cpu, cuda, cuda:N (default auto)")
     p.add_argument("--limit-train", type=int, default=None, help="use only the first N training samples")
@@ -154,6 +155,9 @@ def plan_run(a) -> tuple:
             raise ConfigError(f"{flag(name)} {explicit[name]} conflicts with {value} in the model spec {model}; "
                               f"give one of them")
         explicit[name] = value
+    if explicit.get("deploy_target") and "calibrate_epochs" not in explicit and \
+            explicit.get("epochs", TrainConfig.epochs) <= TrainConfig.calibrate_epochs:
+        explicit["calibrate_epochs"] = 0      # too few epochs for a float calibration epoch: calibrate at init
     cfg = check_config(TrainConfig(**explicit))
     check_method_modes(cfg.method, raw)
     check_target(out, (RUN_DIR,), a.force)
@@ -206,7 +210,7 @@ def cmd_train(a) -> int:
             raise ConfigError(why)
     fit_and_report(tr, out, replacing, f"training {cfg.model} on {cfg.dataset} with {cfg.method}, T={cfg.T}, "
                    f"lam={cfg.lam}, device={tr.device}, {sum(p.numel() for p in tr.net.parameters())} parameters",
-                   "SAF form")
+                   f"{cfg.deploy_target} grid" if cfg.deploy_target else "SAF form")
     return 0
 
 
