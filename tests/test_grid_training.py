@@ -229,3 +229,18 @@ def test_finetune_a_float_run_onto_the_grid(tmp_path, capsys):
     n = cal["n"]                            # the float accuracy is a float32 mean: compare the counts
     assert round(cal["float_accuracy"] * n) == round(cal["quantized_accuracy"] * n)
     assert cal["prediction_agreement"] == 1.0
+
+
+def test_one_epoch_calibrates_at_init_and_an_explicit_conflict_is_one_line(tmp_path, capsys):
+    from saf.train.checkpoint import load_model
+
+    assert main(["train", "--model", "mlp-digits", "--T", "4", "--epochs", "1", "--limit-train", "200",
+                 "--deploy-target", "onnx", "--no-progress", "--out", str(tmp_path / "r")]) == 0
+    net, _, cfg = load_model(tmp_path / "r" / "model.safetensors")
+    assert net.grid is not None and net.grid.target == "onnx" and cfg["calibrate_epochs"] == 0
+    capsys.readouterr()
+    rc = main(["train", "--model", "mlp-digits", "--epochs", "1", "--calibrate-epochs", "1", "--deploy-target",
+               "loihi", "--out", str(tmp_path / "r2")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "--calibrate-epochs 1" in err
+    assert not (tmp_path / "r2").exists()
