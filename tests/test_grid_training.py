@@ -238,6 +238,9 @@ def test_one_epoch_calibrates_at_init_and_an_explicit_conflict_is_one_line(tmp_p
                  "--deploy-target", "onnx", "--no-progress", "--out", str(tmp_path / "r")]) == 0
     net, _, cfg = load_model(tmp_path / "r" / "model.safetensors")
     assert net.grid is not None and net.grid.target == "onnx" and cfg["calibrate_epochs"] == 0
+    assert main(["train", "--resume", "--epochs", "2", "--no-progress", "--out", str(tmp_path / "r")]) == 0
+    again, _, cfg = load_model(tmp_path / "r" / "model.safetensors")     # resumed on the same grid
+    assert again.grid == net.grid and cfg["epochs_done"] == 2
     capsys.readouterr()
     rc = main(["train", "--model", "mlp-digits", "--epochs", "1", "--calibrate-epochs", "1", "--deploy-target",
                "loihi", "--out", str(tmp_path / "r2")])
