@@ -20,6 +20,7 @@ import torch
 
 from saf.hw_targets.rules import bias_limits
 from saf.train.grid.forward import int_weights
+from saf.train.grid.methods import GRID_METHODS
 from saf.train.grid.record import GridSpec, LayerGrid
 from saf.train.checkpoint import read_checkpoint
 from saf.train.grid.store import split_grid, stored_list
@@ -36,7 +37,7 @@ def grid_refusal(net, cfg: dict) -> str:
     if cfg.get("method") == "fp":
         return "--method fp: FP's continuous-time neurons are approximate by nature; --deploy-target is refused"
     if "dsr" in getattr(net, "spec", {}) or cfg.get("method") in ("dsr", "ide"):
-        return f"--method {cfg.get('method')}: no grid forward yet (grid methods: saf-e, saf-f, ottt-o, ottt-a, bptt)"
+        return f"--method {cfg.get('method')}: no grid forward yet (grid methods: {', '.join(GRID_METHODS)})"
     if net.plan.feedback:
         return "--deploy-target: the grid forward covers feed-forward nets; this model has feedback edges"
     if any(net.syn_decays):

@@ -24,7 +24,7 @@ import torch.nn.functional as Fn
 
 from saf.train.functional.neuron import bias_coeff, trace_step
 from saf.train.functional.replace import replace
-from saf.train.grid.rules import quantize_input_values, rint, round_to, saturate, trunc_decay_int
+from saf.train.grid.rules import DECAY_ONE, quantize_input_values, rint, round_to, saturate, trunc_decay_int
 from saf.train.modules.synapse import apply_glue
 from saf.train.neuron_modes import RESET_SUBTRACT, RESET_SUBTRACT_UNDECAYED, RESET_ZERO
 
@@ -104,7 +104,7 @@ def _current(syn, W, B, s_in, a_in, c: float, mode: str, gain: int):
 def _decay(v, decay: int):
     """Loihi's truncating decay (int64), gradient (4096 - D) / 4096 straight through."""
     value = trunc_decay_int(v.detach().long(), decay).to(v.dtype)
-    return replace(value, v * ((4096 - int(decay)) / 4096.0)) if v.requires_grad else value
+    return replace(value, v * ((DECAY_ONE - int(decay)) / DECAY_ONE)) if v.requires_grad else value
 
 
 def grid_step(net, grid, xq: torch.Tensor, st: GridState, mode: str, wq: list, record=None) -> tuple:
