@@ -14,6 +14,7 @@ run_backend(name, bundle, xq) -> BackendResult.
              transcription of the IR's arithmetic, not Lava's Loihi models; runs every network
   saf-float  the trained float model (the bundle's source.safetensors), SAF form
   lif-float  the trained float model, LIF form (the PyTorch LIF model)
+  trained    a grid-trained run's own torch forward (deploy/backends/trained.py), compared spike for spike
 
 Fault injection (FAULTS) makes a deliberately wrong emulator backend (fault_backend), so the
 verifier's own tests (and `saf verify --inject-fault`) show each kind of conversion error is caught.
@@ -37,6 +38,7 @@ from saf.export.proof.certificate import CurrentRegister, current_register_check
 from saf.deploy.backends.spec import (BACKENDS, BackendError, BackendSpec, Form, get_backend, mode_refusal,  # noqa: F401
                                       register)
 from saf.deploy.backends.emulator import MODES as EMULATOR_MODES
+from saf.deploy.backends.trained import run_trained, trained_refuses
 from saf.export.result import BackendResult
 from saf.train.neuron_modes import ALL_MODES, RESET_SUBTRACT_UNDECAYED
 
@@ -332,6 +334,8 @@ def saf_float_refuses(graph: Graph) -> str:
 register(BackendSpec("saf-float", Form.FLOAT, False, _run_float("saf"), None, description="trained float, SAF form",
                      refuses=saf_float_refuses))
 register(BackendSpec("lif-float", Form.FLOAT, False, _run_float("lif"), None, description="trained float, LIF form"))
+register(BackendSpec("trained", Form.LIF, True, run_trained, frozenset(ALL_MODES), refuses=trained_refuses,
+                     description="the grid-trained checkpoint's own torch forward (saf train / saf eval), CPU"))
 
 
 def fault_backend(fault: str) -> BackendSpec:

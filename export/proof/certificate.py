@@ -200,7 +200,7 @@ def training_form_check(graph: Graph) -> Check:
     return Check("training_form", "all", False, why)
 
 
-def certify(graph: Graph, conventions: dict = None, registers: dict = None) -> Certificate:
+def certify(graph: Graph, conventions: dict = None, registers: dict = None, extra: tuple = ()) -> Certificate:
     """conventions: backend name -> declared Convention (default: export_conventions()).
     registers: who -> CurrentRegister of the neuron models that run the graph (default: the export
     target's, target_registers(graph)); verify passes the target's plus every compared backend's."""
@@ -272,6 +272,7 @@ def certify(graph: Graph, conventions: dict = None, registers: dict = None) -> C
     if conventions is None:          # export's own forms; saf-int has no form of an FP network
         conventions = {n: c for n, c in export_conventions().items() if saf or n != "saf-int"}
     checks.append(convention_check(conventions, graph))
+    checks.extend(extra)             # rows only the caller can decide (export: on_grid of a grid-trained run)
     if graph.meta.get("input_exact") is False:
         info.append(f"input quantized with scale {graph.input_scale:.6g} to {graph.input_bits} bits (lossy)")
     return Certificate(all(c.ok for c in checks), checks, info)
