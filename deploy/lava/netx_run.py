@@ -56,12 +56,14 @@ def run_netx_file(net_file, graph: Graph, xq: np.ndarray, record_spikes: bool = 
     d, T = int(meta.get("input_delay", 0)), int(graph.T)
     frames = graph.input_frames(xq)                 # [N, T, n_in]
     N = len(frames)
-    net = netx.hdf5.Network(net_config=str(net_file), reset_interval=T, reset_offset=d)
+    net = netx.hdf5.Network(net_config=str(net_file), reset_interval=T, reset_offset=d,
+                            input_message_bits=int(meta.get("input_message_bits", 0)))
     L = len(net.layers)
     steps = N * T + L + d
     data = np.zeros((steps, frames.shape[-1]), dtype=np.int64)
     data[:N * T] = frames.reshape(N * T, -1)
-    data = np.moveaxis(_xyz(data, tuple(graph.input_shape)), 0, -1)
+    flat = len(net.inp.shape) == 1                  # a dense first layer reads the C-order vector
+    data = np.moveaxis(data if flat else _xyz(data, tuple(graph.input_shape)), 0, -1)
     src = io.source.RingBuffer(data=data.astype(np.int32))
     first = net.in_layer
     src.s_out.connect(first.neuron.a_in if d == 0 else first.synapse.s_in)
@@ -92,7 +94,8 @@ def run_netx_file(net_file, graph: Graph, xq: np.ndarray, record_spikes: bool = 
         spikes.append(raw[k][start:start + N * T].reshape(N, T, -1) != 0)
     if integrator:
         ends = d + (L - 1) + np.arange(N) * T + (T - 1)
-        readout = (v[ends].astype(np.int64) >> 6).reshape(N, -1)
+        # v = (sum of W s) << 6 over the window; a readout bias B (saf's R adds T B) is added here, not by netx
+        readout = (v[ends].astype(np.int64) >> 6).reshape(N, -1) + T * graph.readout.bias.astype(np.int64)
     else:
         readout = spikes[-1].sum(axis=1).astype(np.int64) @ graph.readout.weight.T.astype(np.int64)
     info = {"lava_steps": steps, "tag": "fixed_pt", "loader": "lava.lib.dl.netx.hdf5.Network",
