@@ -17,7 +17,7 @@ def register(sub) -> None:
                                    "mode or compare: each is a flag, read from saf's own metadata when the file has "
                                    "it, else assumed (said in one line). docs/nir.md")
     p.add_argument("model", help="the .nir file, or a lava-dl netx .net file (HDF5; docs/netx.md)")
-    p.add_argument("--format", choices=("nir", "netx"), help="the file's format (default: told from its layout)")
+    p.add_argument("--format", choices=("nir", "netx"), help="the file's format (default: told from its layout, or netx for a .net file)")
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--dt", type=float, help=f"time step of the discretization (default {DEFAULTS.dt:g}, snnTorch's)")
     p.add_argument("--T", type=int, help=f"time steps per sample (default {DEFAULTS.T})")
@@ -46,7 +46,7 @@ def _shape_flag(text):
 
 def _detected(path) -> str:
     from saf.export.netx.read import is_netx_file
-    return "netx" if is_netx_file(path) else "nir"
+    return "netx" if str(path).endswith(".net") or is_netx_file(path) else "nir"
 
 
 def cmd_import(a) -> int:
