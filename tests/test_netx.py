@@ -52,7 +52,7 @@ def _digits(conv: bool):
     return (x.reshape(-1, 1, 8, 8) if conv else x), torch.tensor(d.target)
 
 
-def _train(conv: bool, path: Path, epochs: int = 4) -> float:
+def _train(conv: bool, path: Path, epochs: int = 8) -> float:
     """A slayer CUBA net trained a few epochs on digits (constant input for T steps), written by export_hdf5."""
     torch.manual_seed(0)
     if conv:
@@ -64,7 +64,7 @@ def _train(conv: bool, path: Path, epochs: int = 4) -> float:
                   slayer.block.cuba.Dense(NEURON, 32, 10)]
     net = _Slayer(blocks)
     x, y = _digits(conv)
-    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    opt = torch.optim.Adam(net.parameters(), lr=0.02)
     with torch.random.fork_rng():
         for _ in range(epochs):
             for i in range(0, 1400, 100):
@@ -121,7 +121,7 @@ def _all_exact(r: dict, n_layers: int) -> None:
 @pytest.mark.parametrize("kind", ["dense", "conv"])
 def test_slayer_trained_net_imports_exports_and_verifies_against_netx_at_0_mismatches(kind, nets, tmp_path):
     d, acc = nets
-    assert acc > 0.3, acc                                     # it learned something in a few epochs
+    assert acc[kind] > 0.5, acc                               # it learned something in a few epochs
     bundle = _bundle(d / f"{kind}.net", tmp_path)
     xq = _inputs(bundle, kind == "conv")
     g = Bundle.load(bundle).graph
