@@ -143,8 +143,9 @@ def test_shipped_netx_files_verify_at_0_mismatches(name, tmp_path):
 
 def test_netx_catches_wrong_conversions_and_an_injected_fault(nets, tmp_path):
     """The netx backend's spikes come from lava-dl's loader on the file, not from saf's IR: an IR built with
-    conv kernels transposed (lava-dl#260's kind of error) or with netx's weight exponent ignored differs
-    from it, and verify fails on the emulator with one weight changed by one LSB."""
+    conv kernels transposed (lava-dl#260's kind of error, the slayer conv net) or with netx's weight exponent
+    ignored (the shipped mnist.net, whose dense weights get weight_exp -2) differs from it, and verify fails
+    on the emulator with one weight changed by one LSB."""
     d, _ = nets
     bundle = _bundle(d / "conv.net", tmp_path)
     b = Bundle.load(bundle)
@@ -154,13 +155,17 @@ def test_netx_catches_wrong_conversions_and_an_injected_fault(nets, tmp_path):
     wrong = copy.deepcopy(b.graph)
     wrong.layers[1].weight = np.ascontiguousarray(wrong.layers[1].weight.transpose(0, 1, 3, 2))
     assert sum(int((a != e).sum()) for a, e in zip(ref.spikes, emulate(wrong, xq).spikes)) > 0
-    with h5py.File(d / "conv.net", "r") as f:
-        w = np.trunc(f["layer/3/weight"][()]).astype(np.int64)
+    dense = _bundle(SHIPPED / "mnist.net", tmp_path)            # its dense weights carry an exponent
+    bd = Bundle.load(dense)
+    xd = _inputs(dense)
+    ref_d = run_backend("netx", bd, xd)
+    with h5py.File(SHIPPED / "mnist.net", "r") as f:
+        w = np.trunc(f["layer/1/weight"][()]).astype(np.int64)
     held, bits = lava_weights(w)
-    assert bits > 0
-    unscaled = copy.deepcopy(b.graph)
-    unscaled.readout.weight = held                          # the matrix Lava holds, without weight_exp
-    assert int((emulate(unscaled, xq).readout != ref.readout).sum()) > 0
+    assert bits > 0 and np.array_equal(held >> bits, bd.graph.layers[1].weight)
+    unscaled = copy.deepcopy(bd.graph)
+    unscaled.layers[1].weight = held                        # the matrix Lava holds, its weight_exp ignored
+    assert sum(int((a != e).sum()) for a, e in zip(ref_d.spikes, emulate(unscaled, xd).spikes)) > 0
     rc, r = _verify(bundle, xq, "emulator,netx", tmp_path, "--inject-fault", "lsb")
     assert rc != 0 and not r["ok"]
 
