@@ -248,6 +248,14 @@ def test_zero_reset_bptt_run_exports_as_netx_and_lava_dl_runs_it_as_the_emulator
     assert len(theirs.spikes) == len(ours.spikes) and sum(int(s.sum()) for s in ours.spikes) > 0
     assert all(np.array_equal(a, b) for a, b in zip(ours.spikes, theirs.spikes))
     assert np.array_equal(ours.readout, theirs.readout)
+    # the written file imported again: the same integers, and verify against lava-dl's network passes
+    back = _bundle(tmp_path / "m.net", tmp_path)
+    gb = Bundle.load(back).graph
+    assert [l.weight.tolist() for l in gb.layers] == [l.weight.tolist() for l in g.layers]
+    assert (gb.input_scale, gb.input_bits) == (g.input_scale, g.input_bits)
+    rc, r = _verify(back, xq, "saf-int,emulator,netx", tmp_path)
+    assert rc == 0
+    _all_exact(r, len(g.spiking_layers))
     capsys.readouterr()
     spec["layers"][1] = {"type": "linear", "out": 32}
     (tmp_path / "m.json").write_text(json.dumps(spec))

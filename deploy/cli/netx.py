@@ -25,7 +25,7 @@ def import_netx(a) -> int:
     nx = g.meta["netx"]
     kinds = ", ".join(f"{l.name} {l.kind} {list(l.out_shape)}" for l in g.layers)
     print(f"imported {a.model} (netx): {len(g.spiking_layers)} spiking layers ({kinds}); Lava LIF: reset zero, "
-          f"compare >, F 6, vDecay {g.decay}; input x_q = round({int(g.input_scale)} x); netx latency: layer k "
+          f"compare >, F 6, vDecay {g.decay}; input x_q = round({g.input_scale:g} x) ({g.input_bits} bits{', signed' if g.input_signed else ''}); netx latency: layer k "
           f"answers k + {nx['input_delay']} steps after its input (aligned by reset_interval T); T {g.T}; run {path}")
     return 0
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from saf.export.netx.errors import NetxError
 
+SAF_INPUT = "saf_input_quantization"   # [bits, scale, signed] in an input layer saf export --target netx wrote
 KINDS = ("input", "flatten", "dense", "dense_rec", "conv")
 LIF_NEURONS = ("CUBA", "LOIHI")          # both are built as Lava's LIF by netx
 REFUSED_LAYERS = {
@@ -53,6 +54,8 @@ class NetxLayer:
     padding: int = 0
     gain: int = 64               # input layers: the transform's weight (netx's default 64)
     in_bias: int = 0             # input layers: the transform's bias
+    in_quant: Optional[tuple] = None   # input layers saf wrote: (bits, scale, signed) of x_q (write.py), which
+                                       # netx ignores (it reads x_q as input_message_bits graded messages)
 
     @property
     def where(self) -> str:
@@ -124,6 +127,9 @@ def _layer(path, i: int, g) -> NetxLayer:
     shape = tuple(int(d) for d in np.atleast_1d(np.asarray(g["shape"][()]))) if "shape" in g else ()
     out = NetxLayer(i, kind, shape, neuron=_neuron(path, lay, g))
     if kind == "input":
+        if out.neuron is None and SAF_INPUT in g:
+            q = g[SAF_INPUT][()]
+            out.in_quant = (int(q[0]), float(q[1]), bool(q[2]))
         if out.neuron is not None:
             out.gain = int(np.asarray(g["weight"][()]).reshape(-1)[0]) if "weight" in g else 64
             out.in_bias = int(np.asarray(g["bias"][()]).reshape(-1)[0]) if "bias" in g else 0

@@ -160,12 +160,15 @@ def netx_graph(path, T: int, target: str = "loihi2", dataset=None) -> Graph:
     if gain < 1:
         raise NetxError(f"{path}: layer {first_in.index} (input): transform weight {gain} must be >= 1 for saf's input scale")
     in_shape = tuple(first_in.shape)
+    bits, scale, signed = (max(1, gain.bit_length()), float(gain), False) if first_in.in_quant is None \
+        else first_in.in_quant
     meta = {"netx": {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                      "input_delay": 0 if with_neuron else 1, "layer_index": index,
+                     "input_message_bits": 0 if with_neuron or (bits == 1 and not signed) else bits + int(signed),
                      "input_transform": {"weight": gain, "bias": int(first_in.in_bias)} if with_neuron else None,
                      "latency": "netx's layer k answers k + input_delay steps after its input; run with "
                                 "reset_interval T and reset_offset input_delay its windows are the IR's steps 1..T"},
             "train_config": {"method": "netx", "dataset": dataset, "T": int(T)}}
     return Graph(layers=layers, T=int(T), lam=(DECAY_ONE - D) / DECAY_ONE, decay=D, input_shape=in_shape,
-                 input_scale=float(gain), input_bits=max(1, gain.bit_length()), input_signed=False,
+                 input_scale=scale, input_bits=int(bits), input_signed=bool(signed),
                  feedback=feedback, target=target, meta=meta)

@@ -6,7 +6,8 @@ layer, F = 6, no initial potential or current, no sum-pool stage, feedback only 
 (dense_rec), a readout that does not leak and is not first-spike, and dense weights netx's
 optimize_weight_bits maps back to themselves (weights.py).
 Layout: input (shape only: the first synapse reads x_q through Network.inp, as graded messages of
-input_message_bits when x_q is not binary: pass Network(..., input_message_bits=B)), then conv / flatten /
+input_message_bits when x_q is not binary: pass Network(..., input_message_bits=B); the dataset
+saf_input_quantization, which netx ignores, keeps x_q's bits, scale and sign for saf import), then conv / flatten /
 dense / dense_rec layers with CUBA neurons (iDecay = du + 1, vDecay = D, vThMant = TH, refDelay 1), then
 the readout as a dense layer without a neuron (netx's integrator: v = (sum of W s) << 6; its bias, T B over a
 sample, is left to the host). Every layer answers one step after the one before it (export/netx/to_graph.py).
@@ -21,6 +22,7 @@ import numpy as np
 
 from saf.export.ir import Graph
 from saf.export.netx.errors import NetxError
+from saf.export.netx.read import SAF_INPUT
 from saf.export.netx.weights import effective_dense
 from saf.train.neuron_modes import COMPARE_GT, RESET_ZERO
 
@@ -87,7 +89,8 @@ def _write(g: Graph, path: Path) -> None:
             h.create_dataset("shape", data=np.asarray(shape, dtype=np.int64))
             return h
 
-        group("input", g.input_shape)
+        group("input", g.input_shape).create_dataset(
+            SAF_INPUT, data=np.array([g.input_bits, g.input_scale, int(g.input_signed)], dtype=np.float64))
         shape = tuple(g.input_shape)
         for i, l in enumerate(g.layers):
             if l.kind != "conv" and len(shape) > 1:
