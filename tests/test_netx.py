@@ -170,6 +170,31 @@ def test_netx_catches_wrong_conversions_and_an_injected_fault(nets, tmp_path):
     assert rc != 0 and not r["ok"]
 
 
+def test_slayer_recurrent_cuba_net_dense_rec_with_current_decay_verifies_against_netx(tmp_path):
+    """slayer's Recurrent block (netx's dense_rec: a feedback edge onto the layer) with a decaying current
+    (iDecay 2048: two-state layers), weights drawn so that every layer fires: 0 mismatches against netx."""
+    torch.manual_seed(1)
+    p = dict(NEURON, current_decay=0.5)
+    blocks = [slayer.block.cuba.Input(p, weight=1.0, bias=0.0), slayer.block.cuba.Recurrent(p, 64, 16),
+              slayer.block.cuba.Dense(p, 16, 10)]
+    net = _Slayer(blocks)
+    with torch.no_grad():
+        for b in blocks[1:]:
+            for name, prm in b.named_parameters():
+                if "weight" in name:
+                    prm.uniform_(-1.5, 2.0)
+        net(torch.rand(2, 64, T))
+    net.export_hdf5(tmp_path / "rec.net")
+    bundle = _bundle(tmp_path / "rec.net", tmp_path)
+    g = Bundle.load(bundle).graph
+    assert [(f.src, f.dst) for f in g.feedback] == [(1, 1)] and all(l.du == 2047 for l in g.spiking_layers)
+    xq = _inputs(bundle)
+    assert all(int(s.sum()) > 0 for s in emulate(g, xq).spikes)        # the recurrent layer fires too
+    rc, r = _verify(bundle, xq, "emulator,onnx,netx", tmp_path)
+    assert rc == 0
+    _all_exact(r, len(g.spiking_layers))
+
+
 def _retype(path: Path, layer: int, kind: str) -> None:
     with h5py.File(path, "r+") as f:
         del f[f"layer/{layer}/type"]
