@@ -102,10 +102,15 @@ def _inputs(bundle: Path, conv: bool = False) -> np.ndarray:
     return rng.integers(0, (1 << g.input_bits), size=(N, *g.input_shape))
 
 
-def _verify(bundle: Path, xq: np.ndarray, backends: str, tmp: Path, *flags) -> tuple:
+def _verify(bundle: Path, xq, backends: str, tmp: Path, *flags) -> tuple:
+    """saf verify on x_q (a .npy it writes) or, with xq None, on N samples of the dataset the run names."""
     x, out = tmp / f"{bundle.name}-x.npy", tmp / f"{bundle.name}-verify"
-    np.save(x, xq)
-    rc = main(["verify", str(bundle), "--inputs", str(x), "--backends", backends, "--lava-limit", str(len(xq)),
+    if xq is None:
+        given = ["--limit", str(N)]
+    else:
+        np.save(x, xq)
+        given = ["--inputs", str(x)]
+    rc = main(["verify", str(bundle), *given, "--backends", backends, "--lava-limit", str(N),
                "--no-progress", "--out", str(out), *flags])
     return rc, json.loads((out / "verify.json").read_text())
 
@@ -122,9 +127,12 @@ def _all_exact(r: dict, n_layers: int) -> None:
 def test_slayer_trained_net_imports_exports_and_verifies_against_netx_at_0_mismatches(kind, nets, tmp_path):
     d, acc = nets
     assert acc[kind] > 0.5, acc                               # it learned something in a few epochs
-    bundle = _bundle(d / f"{kind}.net", tmp_path)
-    xq = _inputs(bundle, kind == "conv")
+    # the dense net reads digits' 64 pixels flat: --dataset digits gives it the images (verify's default inputs)
+    bundle = _bundle(d / f"{kind}.net", tmp_path, *(["--dataset", "digits"] if kind == "dense" else []))
+    xq = None if kind == "dense" else _inputs(bundle, True)
     g = Bundle.load(bundle).graph
+    if kind == "dense":
+        assert tuple(g.input_shape) == (1, 8, 8)
     rc, r = _verify(bundle, xq, "saf-int,emulator,onnx,lava,netx", tmp_path)
     assert rc == 0
     _all_exact(r, len(g.spiking_layers))

@@ -149,6 +149,21 @@ def _decay(path, recs: list) -> int:
     return int(dvs[0][1]) if dvs else 0
 
 
+def _dataset_shape(path, shape: tuple, dataset) -> tuple:
+    """The input shape: the file's, or --dataset's images when the file's input is the same values flat (a
+    dense layer reads them in C order, as slayer's users flatten them)."""
+    if not dataset:
+        return shape
+    from saf.train.data import DatasetError, load_dataset
+    try:
+        want = tuple(load_dataset(dataset).input_shape)
+    except DatasetError as e:
+        raise NetxError(f"--dataset {dataset}: {e}") from None
+    if int(np.prod(want)) != int(np.prod(shape)) or (len(shape) > 1 and want != shape):
+        raise NetxError(f"--dataset {dataset}: its input is {list(want)}, {Path(path).name}'s is {list(shape)}")
+    return want
+
+
 def netx_graph(path, T: int, target: str = "loihi2", dataset=None) -> Graph:
     """The IR of netx file `path` run for T steps per sample (module docstring)."""
     path = Path(path)
@@ -159,7 +174,7 @@ def netx_graph(path, T: int, target: str = "loihi2", dataset=None) -> Graph:
     gain = int(first_in.gain) if with_neuron else 1
     if gain < 1:
         raise NetxError(f"{path}: layer {first_in.index} (input): transform weight {gain} must be >= 1 for saf's input scale")
-    in_shape = tuple(first_in.shape)
+    in_shape = _dataset_shape(path, tuple(first_in.shape), dataset)
     bits, scale, signed = (max(1, gain.bit_length()), float(gain), False) if first_in.in_quant is None \
         else first_in.in_quant
     meta = {"netx": {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
