@@ -216,6 +216,15 @@ def _set(path: Path, key: str, value) -> None:
         f[key] = value
 
 
+def _pool(path: Path) -> None:
+    """A slayer net with its own Pool block (netx raises NotImplementedError on it)."""
+    blocks = [slayer.block.cuba.Input(NEURON), slayer.block.cuba.Pool(NEURON, 2), slayer.block.cuba.Flatten(),
+              slayer.block.cuba.Dense(NEURON, 16, 10)]
+    with torch.no_grad():
+        _Slayer(blocks)(torch.rand(2, 1, 8, 8, 3))
+    _Slayer(blocks).export_hdf5(path)
+
+
 def _sdnn(path: Path) -> None:
     net = _Slayer([slayer.block.sigma_delta.Input({"threshold": 0.1, "activation": torch.relu}),
                    slayer.block.sigma_delta.Dense({"threshold": 0.1, "activation": torch.relu}, 64, 10)])
@@ -224,7 +233,8 @@ def _sdnn(path: Path) -> None:
 
 
 REFUSALS = {
-    "pool layer": (lambda p: _retype(p, 1, "pool"), ["layer 1 (pool)", "pooling"]),
+    "pool layer": (_pool, ["layer 1 (pool)", "pooling"]),
+    "average layer": (lambda p: _retype(p, 2, "average"), ["layer 2 (average)", "NotImplementedError"]),
     "SDNN neuron": (_sdnn, ["layer 0 (input)", "SDNN"]),
     "truncated file": (lambda p: p.write_bytes(p.read_bytes()[:len(p.read_bytes()) // 2]), ["not a readable"]),
     "NaN weights": (lambda p: _set(p, "layer/2/weight", np.full((10, 32), np.nan, np.float32)), ["layer 2 (dense)", "NaN"]),

@@ -60,6 +60,8 @@ def read_netx_run(run, T: Optional[int] = None, target: str = "loihi2") -> tuple
     """(graph, source bytes, record) of a run write_netx_run made; --T overrides the run's T."""
     run = Path(run)
     rec = json.loads((run / RUN_FILE).read_text())
+    if not (isinstance(rec.get("T"), int) and rec["T"] >= 1 and isinstance(rec.get("file"), str)):
+        raise NetxError(f"{run / RUN_FILE}: needs 'T' (an integer >= 1) and 'file' (saf import writes them)")
     src = run / NETX_SOURCE_FILE
     data = src.read_bytes() if src.is_file() else b""
     if hashlib.sha256(data).hexdigest() != rec.get("sha256"):
