@@ -51,6 +51,13 @@ def run(net: nn.Sequential, x: torch.Tensor) -> tuple:
     return counts, mems, [torch.stack(s, 1) for s in spk]
 
 
+def as_double(net: nn.Sequential) -> nn.Sequential:
+    """A float64 copy (the module fixture's net stays float32 for the tests that run it as trained)."""
+    twin = tutorial_net()
+    twin.load_state_dict(net.state_dict())
+    return twin.double()
+
+
 def train(net: nn.Sequential, data, epochs: int = 8) -> nn.Sequential:
     """Tutorial 5's loss (cross-entropy on the output membrane, summed over the steps), Adam lr 5e-3."""
     g = torch.Generator().manual_seed(0)
@@ -117,7 +124,7 @@ def test_imported_float_form_equals_snntorchs_spikes_of_every_layer(tutorial, da
     net, _, run_dir, out = tutorial
     assert "--readout count (the graph ends in spiking node" in out and "readout count" in out
     x = data.x_test
-    ref_counts, _, ref_spikes = run(net.double(), x.double())
+    ref_counts, _, ref_spikes = run(as_double(net), x.double())
     counts, spikes = float_form(run_dir, x)
     assert all(int(s.sum()) > 500 for s in ref_spikes)               # both layers fire
     assert mismatches(ref_spikes, spikes) == [0, 0]
@@ -130,7 +137,7 @@ def test_a_wrong_reset_makes_the_spike_comparison_fail(tutorial, data, tmp_path)
     """The comparison above can fail: saf's own (decayed) subtraction is another neuron."""
     net, path, _, _ = tutorial
     assert main(["import", str(path), "--out", str(tmp_path / "r"), "--reset", "subtract"]) == 0
-    _, _, ref_spikes = run(net.double(), data.x_test.double())
+    _, _, ref_spikes = run(as_double(net), data.x_test.double())
     _, spikes = float_form(tmp_path / "r", data.x_test)
     assert sum(mismatches(ref_spikes, spikes)) > 100
 
@@ -204,7 +211,7 @@ def test_membrane_readout_is_the_last_layers_membrane_without_threshold(tutorial
     assert main(["import", str(path), "--out", str(run_dir), "--reset", "subtract-undecayed",
                  "--readout", "membrane"]) == 0
     assert "readout: --readout membrane: the last node" in capsys.readouterr().out
-    net = net.double()
+    net = as_double(net)
     _, _, ref_spikes = run(net, data.x_test.double())
     v = 0
     with torch.no_grad():
