@@ -8,7 +8,8 @@ It builds Conv2d(1, 12, 5) -> Leaky -> AvgPool2d(2) -> Conv2d(12, 32, 5) -> Leak
 over --train MNIST training images (BPTT, Adam; 0: untrained), writes it with snnTorch's export_to_nir, imports it
 (`saf import --reset subtract-undecayed --T T --dataset mnist`) and exports it
 (`saf export RUN --target loihi --calibrate-data mnist`) under cProfile, printing the wall time and the N
-functions with the largest cumulative time (their share of the export). DIR keeps the NIR file and the run, so a
+functions with the largest cumulative time (their share of the export), the wall time and the process's CPU
+time. The emulator's numba kernels compile on their first use after a source change (cached after that). DIR keeps the NIR file and the run, so a
 second call with the same DIR profiles the export alone.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import cProfile
 import io
 import pstats
+import resource
 import sys
 import time
 from pathlib import Path
@@ -89,6 +91,7 @@ def main() -> None:
     args = ["export", str(run_dir), "--target", "loihi", "--calibrate-data", "mnist", "--data-root", a.data_root,
             "--out", str(work / "bundle"), "--force"]
     prof = cProfile.Profile() if a.profile else None
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     if prof:
         prof.enable()
@@ -96,7 +99,10 @@ def main() -> None:
     if prof:
         prof.disable()
     wall = time.perf_counter() - t0
-    print(f"saf {' '.join(args)}: exit {rc}, {wall:.1f} s wall (under whatever load the machine had)")
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    print(f"saf {' '.join(args)}: exit {rc}, {wall:.1f} s wall, {cpu:.1f} s CPU of this process (under whatever "
+          f"load the machine had; the CPU time is the steadier of the two)")
     if prof:
         s = io.StringIO()
         st = pstats.Stats(prof, stream=s)

@@ -31,8 +31,8 @@ def _accuracy_report(net, graph: Graph, data, T: int, limit: Optional[int], appr
                      lif_run: Optional[Callable] = None, exact: bool = True) -> dict:
     """Float accuracy (trained model, SAF form) vs quantized accuracy: the exact integer SAF form, which is
     the deployed form only when the certificate is exact; for a NOT EXACT bundle the deployed integer LIF
-    form itself when the caller gives lif_run (drift.py), else (an --approximate bundle) the float accuracy
-    alone, the deployed one left to saf verify's agreement table."""
+    form itself when the caller gives lif_run (drift.py). An --approximate bundle reports the float accuracy
+    alone and leaves the deployed one to saf verify's agreement table (and export's drift table)."""
     from saf.train.evaluate import evaluate, float_form
 
     from saf.export.proof.saf_int import run_saf_int
@@ -41,7 +41,7 @@ def _accuracy_report(net, graph: Graph, data, T: int, limit: Optional[int], appr
     if limit:
         x, y = x[:limit], y[:limit]
     fl = evaluate(net, x.double(), y, T, float_form(net))
-    if approximate and lif_run is None:
+    if approximate:
         return {"dataset": data.name, "n": int(len(y)), "float_accuracy": fl["accuracy"],
                 "deployed": "NOT EXACT (--approximate): saf verify measures the deployed accuracy"}
     xq = graph.quantize_input(x.numpy())
