@@ -74,12 +74,12 @@ from typing import Optional
 import numpy as np
 
 from saf.hw_targets.words import check_words
+from saf.train.grid.rules import (DECAY_BITS, DECAY_ONE, STATE_BITS, STATE_MAX,  # noqa: F401
+                                  quantize_input_values, trunc_decay_int)
 from saf.train.neuron_modes import ALL_MODES, DEFAULT_COMPARE, DEFAULT_MODE, DEFAULT_RESET, NeuronMode
 
-STATE_BITS = 24
-STATE_MAX = (1 << (STATE_BITS - 1)) - 1
-DECAY_BITS = 12
-DECAY_ONE = 1 << DECAY_BITS
+# STATE_BITS, STATE_MAX, DECAY_BITS, DECAY_ONE: defined once in train/grid/rules.py (the grid-trained forward
+# uses them too), re-exported here for every importer of the IR.
 DU_NONE = DECAY_ONE - 1          # Layer.du that keeps no current from one step to the next
 
 
@@ -278,12 +278,7 @@ class Graph:
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
         """Float input (already normalized as in training) -> integer x_q, clipped to input_bits."""
-        xq = np.rint(np.asarray(x, dtype=np.float64) * self.input_scale)
-        if self.input_signed:
-            lo, hi = -(1 << (self.input_bits - 1)), (1 << (self.input_bits - 1)) - 1
-        else:
-            lo, hi = 0, (1 << self.input_bits) - 1
-        return np.clip(xq, lo, hi).astype(np.int64)
+        return quantize_input_values(x, self.input_scale, self.input_bits, self.input_signed).astype(np.int64)
 
 
 def sum_pool(x: np.ndarray, in_shape: tuple, k: int) -> np.ndarray:
@@ -316,9 +311,7 @@ def dyadic_exponent(lam: float) -> Optional[int]:
 
 def trunc_decay(x: np.ndarray, decay: int) -> np.ndarray:
     """Loihi's decay: x * (4096 - D) / 4096 truncated toward zero, in int64."""
-    x = np.asarray(x, dtype=np.int64)
-    m = DECAY_ONE - int(decay)
-    return np.sign(x) * ((np.abs(x) * m) >> DECAY_BITS)
+    return trunc_decay_int(np.asarray(x, dtype=np.int64), decay)
 
 
 def current_decay(u: np.ndarray, du: int) -> np.ndarray:

@@ -69,6 +69,7 @@ import numpy as np
 from saf.hw_targets.rules import bias_grid, bias_limits
 from saf.hw_targets.words import check_words, words_max
 
+from saf.train.grid.rules import round_to
 from saf.train.neuron_modes import RESET_SUBTRACT_UNDECAYED
 from saf.export.fold.snn import FloatLayer
 from saf.export.ir import (DU_NONE, STATE_MAX, Feedback, Graph, Layer, current_decay_bits, decay_for, du_for,
@@ -126,7 +127,7 @@ def input_quantization(x_max: float, x_min: float, dataset_scale, bits_max: int 
 
 
 def _round_to(a: np.ndarray, step: int) -> np.ndarray:
-    return (np.rint(a / step) * step).astype(np.int64)
+    return round_to(a, step).astype(np.int64)
 
 
 def alpha_shift(th: int, alpha: Fraction, k: Optional[int]) -> Optional[int]:

@@ -87,7 +87,7 @@ def describe(graph: Graph):
             max_abs_bias=int(np.abs(l.bias).max(initial=0)), state_bound=int(bound), input_graded=(i == 0 and graph.input_max > 1),
             has_feedback_in=bool(fbs), kernel=kernel, stride=int(l.stride), padding=int(l.padding),
             max_abs_current=int(cur), feedback=fdescs, bias_zero_bits=bias_zero_bits(l.bias),
-            weight_words=int(l.weight_words),
+            weight_words=int(l.weight_words), initial_current=bool(l.spiking and l.has_initial_current),
             subtractive_reset=l.reset != RESET_ZERO, fires_at_equality=l.compare == COMPARE_GE, **ws))
     # Real Loihi 2 resets state every 2^k steps: a sample occupies T steps padded to the next power
     # of two (the padding steps' spikes are not read out).

@@ -64,6 +64,7 @@ class Target:
     subtractive_reset: bool = True              # V' = V - threshold on a spike (False: V' = 0)
     fires_at_equality: bool = True              # compares V >= threshold (False: strictly V > it)
     threshold_step: int = 1                     # the compared threshold is a multiple of this
+    initial_current: bool = True                # a sample's current register may start at U[0] = u0 != 0
     # --- what is checked and estimated (targets.py fills both; not part of the target's identity)
     rules: tuple = field(default=(), compare=False, repr=False)    # rule checks run by check() (rules.py)
     energy: tuple = field(default=(), compare=False, repr=False)   # published per-operation Figures (figures.py)
@@ -158,6 +159,7 @@ class LayerDesc:
     subtractive_reset: bool = True
     fires_at_equality: bool = True
     weight_words: int = 1         # synapse words per weight (words.py): 2 stores every synapse twice
+    initial_current: bool = False  # its current register starts a sample at U[0] = u0 != 0 (export/ir.py Layer.u0)
 
     def __post_init__(self):
         self.in_shape = tuple(int(v) for v in self.in_shape)

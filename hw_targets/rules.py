@@ -126,6 +126,10 @@ def check_neuron_model(net: NetDesc, target: Target) -> list:
     graded = [l.name for l in net.layers if l.input_graded]
     if graded and not target.graded_spikes:
         cannot.append(f"graded input (layer {graded[0]}: its spikes are binary)")
+    u0 = [l.name for l in spiking if l.initial_current]
+    if u0 and not target.initial_current:
+        cannot.append(f"an initial synaptic current (layer {u0[0]}: U[0] = u0 != 0, the bias inside a Synaptic "
+                      f"current; export --target loihi2, or train the Synaptic layers without a bias)")
     pools = [l.name for l in net.layers if l.kind == "sumpool"]
     if pools and not target.graded_spikes:
         cannot.append(f"a sum-pool stage's graded counts (layer {pools[0]}; export with --sum-pool off to "

@@ -104,6 +104,10 @@ LOIHI1 = Target(
     subtractive_reset=False,
     fires_at_equality=False,
     threshold_step=64,
+    # choice (conservative): the host's per-sample state reset zeroes u and v ([D18]: Loihi 1 compartments have
+    # no microcode), and we know no published way to preset u per sample; a two-state layer with U[0] = u0 != 0
+    # (a bias inside snnTorch Synaptic's current, export/quantize.py) is refused (rules.check_neuron_model).
+    initial_current=False,
     rules=tuple(RULES),
     energy=LOIHI1_FIGURES,
 )
@@ -149,6 +153,8 @@ LOIHI2 = dataclasses.replace(
     subtractive_reset=True,
     fires_at_equality=True,
     threshold_step=1,
+    # [LAVA] LIF's u is a Var with an initial value (LIF(u=...)): deploy/lava sets U[0] = u0 per sample.
+    initial_current=True,
     energy=LOIHI2_FIGURES,
 )
 

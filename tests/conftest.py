@@ -1,9 +1,19 @@
-"""Shared test fixtures."""
+"""Shared test fixtures.
+
+SAF_TEST_DETERMINISTIC=1 runs the suite with torch's deterministic algorithms on (the issue-29 check that no
+test depends on a nondeterministic kernel): `SAF_TEST_DETERMINISTIC=1 make test`."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+
+def pytest_configure(config):
+    if os.environ.get("SAF_TEST_DETERMINISTIC") == "1":
+        import torch
+        torch.use_deterministic_algorithms(True)
 
 GOLDEN = Path(__file__).parent / "golden" / "demo"
 

@@ -4,6 +4,9 @@ export_to_nir with ignore_dims=[0] (the batch dimension) and every neuron parame
 (a scalar beta writes a LIF node of shape [] and NIR's type inference fails)."""
 from __future__ import annotations
 
+import copy
+from contextlib import contextmanager
+
 import torch
 import torch.nn as nn
 
@@ -69,6 +72,39 @@ def snntorch_run(net: nn.Sequential, x: torch.Tensor, record: bool = False) -> t
         for h in hooks:
             h.remove()
     return total, (got if record else None)
+
+
+@contextmanager
+def _default_float64():
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(prev)
+
+
+def _in_float64(net: nn.Module) -> nn.Module:
+    """A float64 copy of a framework's net. snnTorch's and Norse's spike functions return float32 whatever their
+    input, so every leaf module casts its floating inputs to float64 (spikes are 0/1: the cast is exact)."""
+    net = copy.deepcopy(net).double()
+    cast = lambda mod, args: tuple(a.double() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+    for m in net.modules():
+        if not list(m.children()):
+            m.register_forward_pre_hook(cast)
+    return net
+
+
+def run_float64(run_fn, net: nn.Module, x: torch.Tensor, record: bool = False) -> tuple:
+    """run_fn (snntorch_run or norse_run) on a float64 copy of net, states created in float64.
+
+    Why float64: in float32 the order of a layer's sums (BLAS kernel, thread count, torch build) moves a
+    membrane by ~1e-7 relative, enough to flip a spike that sits that close to the threshold, and a recurrent
+    layer amplifies one flip into many. In float64 two summation orders differ by ~1e-16 relative, so a form
+    that computes the framework's equations gives its spikes on any machine; a form that computes other
+    equations (a wrong reset, a dropped current) still differs in thousands of spikes (the fault tests)."""
+    with _default_float64(), torch.no_grad():
+        return run_fn(_in_float64(net), x.double(), record)
 
 
 # The thread count changes float sums in training, hence the trained nets and every agreement number the tests

@@ -72,7 +72,7 @@ def test_the_advice_names_the_nearest_dyadic_leaks_and_grid_training(leaky09):
 
     bundle, out = leaky09
     adv = read_manifest(bundle)["exact_advice"]
-    assert "a dyadic leak" in adv and "0.5 (2^-1) or 1 (no leak, IF)" in adv and "deployment grid" in adv
+    assert "a dyadic leak" in adv and "0.5 (2^-1) or 1 (no leak, IF)" in adv and "deployment grid" in adv and "saf finetune RUN --deploy-target loihi" in adv
     assert f"what would make it exact: {adv}" in out
 
 

@@ -23,8 +23,7 @@ def test_float_form_equals_norse_forward(cell, tmp_path):
     N.export_norse(net, path)
     assert main(["import", str(path), "--out", str(tmp_path / "run"), *CELLS[cell]]) == 0
     x = data.x_test.float()
-    with torch.no_grad():
-        ref, ref_spikes = N.norse_run(net, x, record=True)
+    ref, ref_spikes = N.run_float64(N.norse_run, net, x, record=True)
     out, spikes = lif_form(tmp_path / "run", x.flatten(1))     # Norse's Input is [64]
     assert all(sum(int(s.sum()) for s in layer) > 1000 for layer in ref_spikes)
     assert mismatches(spikes, ref_spikes) == [0, 0]
@@ -52,8 +51,7 @@ def test_norse_flat_input_reads_the_digits_and_deploys_to_loihi(tmp_path, capsys
     assert main(["import", str(path), "--out", str(run), "--reset", "zero"]) == 0
     assert "--input-shape 1,8,8 (the Input is a flat [64]" in capsys.readouterr().out
     x = data.x_test.float()
-    with torch.no_grad():
-        ref, _ = N.norse_run(net, x)
+    ref, _ = N.run_float64(N.norse_run, net, x)
     out, _ = lif_form(run, x)                                   # the images, not x.flatten(1)
     assert torch.equal(out.argmax(1), ref.argmax(1))
     assert main(["export", str(run), "--target", "loihi", "--calibrate-data", "digits", "--out", str(bundle)]) == 0

@@ -37,7 +37,7 @@ def test_float_form_reproduces_snntorch_synaptic_spikes(bias, trained, data):
     net, _, run = trained[bias]
     assert [l.get("alpha") for l in load_model(run)[1]["layers"] if "out" in l] == [0.5, 0.5]
     x = data.x_test.float()
-    ref_out, ref_spikes = N.snntorch_run(net, x, record=True)
+    ref_out, ref_spikes = N.run_float64(N.snntorch_run, net, x, record=True)
     out, spikes = lif_form(run, x)
     assert all(sum(int(s.sum()) for s in layer) > 1000 for layer in ref_spikes)
     assert mismatches(spikes, ref_spikes) == [0, 0]
@@ -54,8 +54,9 @@ def test_ignoring_the_synaptic_current_is_caught(trained, data):
     spec0 = dict(spec, layers=[{k: v for k, v in l.items() if k != "alpha"} for l in spec["layers"]])
     bad = SpikingNet(spec0, readout=model.readout_kind)
     bad.load_state_dict(model.state_dict())
-    x = data.x_test.float()
-    _, ref_spikes = N.snntorch_run(net, x, record=True)
+    x = data.x_test.double()
+    _, ref_spikes = N.run_float64(N.snntorch_run, net, x, record=True)
+    bad = bad.double()
     st, spikes = bad.init_lif(), [[], []]
     with torch.no_grad():
         for _ in range(int(spec["T"])):

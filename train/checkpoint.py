@@ -62,7 +62,11 @@ RUN_DIR = OutputKind("saf training run", CHECKPOINT, is_saf_checkpoint, (CHECKPO
 
 
 def save_checkpoint(path: Path, net, config: dict) -> None:
+    from saf.train.grid.store import grid_config, grid_tensors
+
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    tensors.update(grid_tensors(net))          # a grid-trained net: its integer weights (train/grid/store.py)
+    config = grid_config(net, config)
     meta = {"format": FORMAT, "spec": json.dumps(net.spec), "config": json.dumps(config),
             "readout": net.readout_kind.to_json()}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
@@ -105,7 +109,7 @@ def resolve(path) -> Path:
 def best_of(metrics: list):
     """The metrics row of the best epoch: highest val_acc, the earlier epoch on ties; None when no
     row has a validation accuracy (a run without a validation split)."""
-    rows = [m for m in metrics if m.get("val_acc") is not None]
+    rows = [m for m in metrics if m.get("val_acc") is not None and m.get("on_grid", True)]   # not a calibration epoch
     return max(rows, key=lambda m: (m["val_acc"], -m["epoch"])) if rows else None
 
 
@@ -183,6 +187,8 @@ def load_model(path, device: str = "cpu", data: Optional[bytes] = None):
         raise CheckpointError(f"{p}: an FP checkpoint (--method fp) holds a continuous-time network: load it "
                               f"with saf.train.methods.fp.checkpoint.load_fp_checkpoint")
     tensors, spec, config, readout = read_checkpoint(p, with_readout=True, data=data)
+    from saf.train.grid.store import GRID_KEY, split_grid
+    tensors, _ = split_grid(tensors)
     if "dsr" in spec:                  # --method dsr (train/methods/dsr/net.py)
         from saf.train.methods.dsr.net import DSRNet
         net = DSRNet(spec, readout=readout)
@@ -199,6 +205,12 @@ def load_model(path, device: str = "cpu", data: Optional[bytes] = None):
             raise CheckpointError(f"{p}: spec and weights disagree: {k} has shape {list(tensors[k].shape)}, "
                                   f"the spec needs {list(v.shape)}")
     net.load_state_dict(tensors)
+    if config.get(GRID_KEY) is not None:        # trained on the deployment grid: its forward is the grid's
+        from saf.train.grid.record import GridError, GridSpec
+        try:
+            net.grid = GridSpec(**config[GRID_KEY])
+        except (GridError, TypeError) as e:
+            raise CheckpointError(f"{p}: {e}") from None
     return net.to(device), spec, config
 
 

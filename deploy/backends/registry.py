@@ -12,8 +12,10 @@ run_backend(name, bundle, xq) -> BackendResult.
              hold (F > 6, feedback, v0, register limits incl. its 24-bit current register u)
   lava-own   the toolchain's own Lava Processes (deploy/lava/backend.py, graph.py, procs/): a
              transcription of the IR's arithmetic, not Lava's Loihi models; runs every network
+  netx       lava-dl's own netx loader and Lava's stock LIF (deploy/backends/netx_backend.py)
   saf-float  the trained float model (the bundle's source.safetensors), SAF form
   lif-float  the trained float model, LIF form (the PyTorch LIF model)
+  trained    a grid-trained run's own torch forward (deploy/backends/trained.py), compared spike for spike
 
 Fault injection (FAULTS) makes a deliberately wrong emulator backend (fault_backend), so the
 verifier's own tests (and `saf verify --inject-fault`) show each kind of conversion error is caught.
@@ -32,11 +34,12 @@ from saf.export.bundle.store import ONNX_FILE, SOURCE_FILE, WEIGHTS, BundleError
 from saf.export.ir import Graph
 from saf.export.proof.onnx_exact import MODES as ONNX_MODES
 from saf.export.proof.saf_int import MODES as SAF_INT_MODES
-from saf.export.proof.certificate import CurrentRegister, current_register_check
+from saf.export.proof.certificate import current_register_check
 
-from saf.deploy.backends.spec import (BACKENDS, BackendError, BackendSpec, Form, get_backend, mode_refusal,  # noqa: F401
-                                      register)
+from saf.deploy.backends.spec import (BACKENDS, STOCK_REGISTER, BackendError, BackendSpec, Form, get_backend,  # noqa: F401
+                                      mode_refusal, register)
 from saf.deploy.backends.emulator import MODES as EMULATOR_MODES
+from saf.deploy.backends.trained import run_trained, trained_refuses
 from saf.export.result import BackendResult
 from saf.train.neuron_modes import ALL_MODES, RESET_SUBTRACT_UNDECAYED
 
@@ -94,7 +97,6 @@ class Bundle:
 
 
 LAVA_BACKENDS = frozenset({"lava", "lava-own"})   # the backends that import lava (require_lava first)
-STOCK_REGISTER = CurrentRegister(24, 6)   # Lava's stock LIF: u += a_in << 6, wrapping at 24 bits
 # the modes Lava's stock LIF can run (deploy/lava/stock.py): natively zero + > (no override), the others
 # with its compare and/or reset_voltage overridden; subtract-undecayed needs a state it does not have
 STOCK_MODES = frozenset(m for m in ALL_MODES if m.reset != RESET_SUBTRACT_UNDECAYED)
@@ -332,6 +334,9 @@ def saf_float_refuses(graph: Graph) -> str:
 register(BackendSpec("saf-float", Form.FLOAT, False, _run_float("saf"), None, description="trained float, SAF form",
                      refuses=saf_float_refuses))
 register(BackendSpec("lif-float", Form.FLOAT, False, _run_float("lif"), None, description="trained float, LIF form"))
+register(BackendSpec("trained", Form.LIF, True, run_trained, frozenset(ALL_MODES), refuses=trained_refuses,
+                     description="the grid-trained checkpoint's own torch forward (saf train / saf eval), CPU"))
+import saf.deploy.backends.netx_backend  # noqa: E402,F401 - registers `netx`
 
 
 def fault_backend(fault: str) -> BackendSpec:

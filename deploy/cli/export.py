@@ -12,6 +12,7 @@ from saf.train.io.outdir import OutputError
 from saf.train.spec import SpecError
 
 from saf.export.bundle.store import BundleError, read_manifest
+from saf.export.netx.errors import NetxError
 from saf.export.nir.errors import NirError
 from saf.export.fold.snn import FoldError
 from saf.export.onnx_check import OnnxExportError
@@ -19,9 +20,9 @@ from saf.export.pipeline.fit import format_fit
 from saf.export.pipeline.snn import ExportError
 from saf.export.quantize import QuantizeError
 
-USER_ERRORS = (NirError, BundleError, ExportError, FoldError, OnnxExportError, QuantizeError, TargetError,
+USER_ERRORS = (NirError, NetxError, BundleError, ExportError, FoldError, OnnxExportError, QuantizeError, TargetError,
                CheckpointError, DatasetError, OutputError, SpecError)
-TARGET_NAMES = ("loihi", "loihi2", "loihi1", "onnx", "nir")
+TARGET_NAMES = ("loihi", "loihi2", "loihi1", "onnx", "nir", "netx")
 WORDS_HINT_BELOW = 0.99          # export's own same-prediction rate under which the --synapse-words 2 hint shows
 
 
@@ -75,8 +76,16 @@ def cmd_export(a) -> int:
         raise ExportError("give a CHECKPOINT (model.safetensors or run directory) or --random-model NAME")
     from saf.train.checkpoint import is_fp_checkpoint
 
+    from saf.export.netx.run_dir import is_netx_run
+
+    if a.checkpoint and not a.random_model and is_netx_run(a.checkpoint):
+        from saf.deploy.cli.netx import export_netx_run_cli, export_to_netx
+        return export_to_netx(a) if a.target == "netx" else export_netx_run_cli(a)
     if a.checkpoint and not a.random_model:
         a.checkpoint = str(pick_checkpoint(a, quiet=a.json))
+    if a.target == "netx":
+        from saf.deploy.cli.netx import export_to_netx
+        return export_to_netx(a)
     if a.target == "nir":
         return _export_nir(a)
     if a.checkpoint and is_fp_checkpoint(a.checkpoint):

@@ -11,7 +11,7 @@ import sys
 # (module, attribute with the user-error exception types); imported lazily so `saf train` never
 # imports Lava and `saf --help` stays fast.
 CLI_MODULES = ("saf.deploy.cli.train", "saf.deploy.cli.export", "saf.deploy.cli.run", "saf.deploy.cli.bench",
-               "saf.deploy.cli.nir")
+               "saf.deploy.cli.nir", "saf.deploy.cli.finetune")
 
 
 class Terminated(KeyboardInterrupt):

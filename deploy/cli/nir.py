@@ -1,12 +1,13 @@
 """`saf import MODEL.nir --out RUN`: a NIR graph as a run directory (export/nir/, docs/nir.md)."""
 from __future__ import annotations
 
+from saf.export.netx.errors import NetxError
 from saf.export.nir.errors import NirError
-from saf.export.nir.to_run import COMPARES, DEFAULTS, Options
+from saf.export.nir.to_run import COMPARES, CURRENT_ORDERS, DEFAULTS, Options
 from saf.train.neuron_modes import RESETS
 from saf.train.io.outdir import OutputError
 
-USER_ERRORS = (NirError, OutputError)
+USER_ERRORS = (NirError, NetxError, OutputError)
 
 
 def register(sub) -> None:
@@ -15,7 +16,8 @@ def register(sub) -> None:
                                    "that saf eval, saf export and saf verify accept. NIR carries no dt, T, reset "
                                    "mode or compare: each is a flag, read from saf's own metadata when the file has "
                                    "it, else assumed (said in one line). docs/nir.md")
-    p.add_argument("model", help="the .nir file (HDF5)")
+    p.add_argument("model", help="the .nir file, or a lava-dl netx .net file (HDF5; docs/netx.md)")
+    p.add_argument("--format", choices=("nir", "netx"), help="the file's format (default: told from its layout, or netx for a .net file)")
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--dt", type=float, help=f"time step of the discretization (default {DEFAULTS.dt:g}, snnTorch's)")
     p.add_argument("--T", type=int, help=f"time steps per sample (default {DEFAULTS.T})")
@@ -26,6 +28,10 @@ def register(sub) -> None:
     p.add_argument("--dataset", help=f"dataset saf eval/export use (default {DEFAULTS.dataset})")
     p.add_argument("--input-shape", help="C,H,W: the images a flat Input (e.g. Norse's [64]) reads, flattened in "
                    "C order (default: the dataset's shape when it has as many values and loads without files)")
+    p.add_argument("--current-order", choices=CURRENT_ORDERS,
+                   help="which current a CubaLIF's v[t] adds: snntorch: syn[t], with step t's input (snnTorch's "
+                        "Synaptic, Norse's LIFCell; default, or saf's own file's); nir: syn[t-1] (refused: saf's "
+                        "layer has no one-step delay)")
     p.add_argument("--force", action="store_true", help="replace the saf run in --out")
     p.set_defaults(func=cmd_import)
 
@@ -42,6 +48,11 @@ def _shape_flag(text):
     return shape
 
 
+def _detected(path) -> str:
+    from saf.export.netx.read import is_netx_file
+    return "netx" if str(path).endswith(".net") or is_netx_file(path) else "nir"
+
+
 def cmd_import(a) -> int:
     from saf.export.nir.dsr import build_dsr, is_dsr
     from saf.export.nir.fp import is_fp, write_fp_run
@@ -52,6 +63,9 @@ def cmd_import(a) -> int:
     from saf.train.data.encoders import ENCODERS
     from saf.train.io.outdir import check_target
 
+    if (a.format or _detected(a.model)) == "netx":
+        from saf.deploy.cli.netx import import_netx
+        return import_netx(a)
     if a.encoder is not None and a.encoder not in ENCODERS:
         raise NirError(f"--encoder {a.encoder}: expected one of {', '.join(ENCODERS)}")
     check_target(a.out, (RUN_DIR,), a.force)
@@ -60,7 +74,7 @@ def cmd_import(a) -> int:
         path = write_fp_run(ch, a.out, a.force)
         print(f"imported {a.model}: an FP network (CubaLIF, first-spike readout); run {path}")
         return 0
-    opts = Options(a.dt, a.T, a.reset, a.compare, a.encoder, a.dataset)
+    opts = Options(a.dt, a.T, a.reset, a.compare, a.encoder, a.dataset, a.current_order)
     shape = _shape_flag(a.input_shape)
     if is_dsr(ch) and shape is not None:
         raise NirError("--input-shape: a DSR file saf wrote carries its input shape")

@@ -194,6 +194,11 @@ def cmd_verify(a) -> int:
                          "for spike")
         specs, more = with_fallbacks(specs, b.graph)
         notes += more
+        if b.graph.meta.get("trained_on_grid"):      # a grid-trained run: the trained model joins the proof
+            from saf.deploy.backends.spec import BACKENDS
+            specs.append(BACKENDS["trained"])
+            notes.append("trained added to the default backends: the bundle is a grid-trained run's integer network, "
+                         "so its own torch forward is compared spike for spike")
     else:                        # an explicit list: a backend that cannot run this network, before any runs
         for s in specs:
             why = s.refuses(b.graph) or mode_refusal(s, b.graph)

@@ -13,6 +13,7 @@ from saf.train.checkpoint import BEST, CHECKPOINT, CHECKPOINT_CHOICES, RUN_DIR, 
 from saf.train.data import DATASETS, DatasetError
 from saf.train.data.coding import InputCoding
 from saf.train.data.encoders import ENCODERS
+from saf.train.grid.record import GRID_TARGETS
 from saf.train.methods.dsr.net import READOUT_CHOICES as DSR_READOUTS
 from saf.train.data.events.binning import BIN_MODES
 from saf.train.run.distributed import DistributedError
@@ -93,6 +94,13 @@ def register(sub) -> None:
     p.add_argument("--ide-max-iter", type=int, help=f"--method ide: solver iteration cap (default {d.ide_max_iter})")
     p.add_argument("--ide-tol", type=float,
                    help=f"--method ide: stop at residual norm <= tol * sqrt(batch * neurons) (default {d.ide_tol})")
+    p.add_argument("--deploy-target", choices=GRID_TARGETS,
+                   help="train on this target's integer network (weights, thresholds, decay, saturation and "
+                        "input on the deployment grid, fixed after --calibrate-epochs float epochs): what "
+                        "`saf eval` measures and `saf export` writes bit for bit (not for --method fp)")
+    p.add_argument("--calibrate-epochs", type=int,
+                   help=f"--deploy-target: float epochs before the grid is fixed (default {d.calibrate_epochs}; "
+                        f"0, the grid calibrated from the initial weights, when --epochs is {d.calibrate_epochs})")
     p.add_argument("--seed", type=int, help=f"default {d.seed}")
     p.add_argument("--device", help="auto (CUDA when available), cpu, cuda, cuda:N (default auto)")
     p.add_argument("--limit-train", type=int, default=None, help="use only the first N training samples")
@@ -147,6 +155,9 @@ def plan_run(a) -> tuple:
             raise ConfigError(f"{flag(name)} {explicit[name]} conflicts with {value} in the model spec {model}; "
                               f"give one of them")
         explicit[name] = value
+    if explicit.get("deploy_target") and "calibrate_epochs" not in explicit and \
+            explicit.get("epochs", TrainConfig.epochs) <= TrainConfig.calibrate_epochs:
+        explicit["calibrate_epochs"] = 0      # too few epochs for a float calibration epoch: calibrate at init
     cfg = check_config(TrainConfig(**explicit))
     check_method_modes(cfg.method, raw)
     check_target(out, (RUN_DIR,), a.force)
@@ -176,19 +187,41 @@ def cmd_train(a) -> int:
     from saf.train.data import load_dataset
     from saf.train.run.trainer import Trainer
 
+    if a.method == "fp" and a.deploy_target:
+        raise ConfigError("--deploy-target: --method fp is approximate by nature (continuous-time neurons); "
+                          "train it without --deploy-target")
     if a.method == "fp":                    # continuous-time FP (train/methods/fp/train.py): its own numpy loop
         from saf.deploy.cli.train_fp import cmd_train_fp
         return cmd_train_fp(a)
     if getattr(a, "ddp", False):
+        if a.deploy_target:
+            raise ConfigError("--deploy-target: not with --ddp yet (train on one process)")
         return _train_ddp(a)
     cfg, spec, replacing = plan_run(a)
     out = Path(a.out)
     data = data_for(cfg, load_dataset)
-    tr = Trainer(cfg, out, data, progress=not a.no_progress, resume=a.resume, spec=spec)
+    tr = Trainer(cfg, out, data, progress=not a.no_progress, resume=a.resume, spec=spec,
+                 grid_calibrate=_grid_calibrate if cfg.deploy_target else None)
+    if cfg.deploy_target:                   # refused before any epoch runs
+        from dataclasses import asdict
+        from saf.export.pipeline.grid import grid_refusal
+        why = grid_refusal(tr.net, asdict(cfg))
+        if why:
+            raise ConfigError(why)
     fit_and_report(tr, out, replacing, f"training {cfg.model} on {cfg.dataset} with {cfg.method}, T={cfg.T}, "
                    f"lam={cfg.lam}, device={tr.device}, {sum(p.numel() for p in tr.net.parameters())} parameters",
-                   "SAF form")
+                   f"{cfg.deploy_target} grid" if cfg.deploy_target else "SAF form")
     return 0
+
+
+def _grid_calibrate(net, cfg: dict, data):
+    """The run's grid from the export quantizer (export/pipeline/grid.py); a refusal is one line."""
+    from saf.export.pipeline.grid import calibrate_grid
+    from saf.export.pipeline.fit import ExportError
+    try:
+        return calibrate_grid(net, cfg, data, cfg["deploy_target"])
+    except ExportError as e:
+        raise TrainingError(str(e)) from None
 
 
 def _train_ddp(a) -> int:
@@ -248,7 +281,8 @@ def eval_checkpoint(path, dataset=None, data_root=None, T=None) -> dict:
     return {"checkpoint": str(path), "dataset": data.name, "T": T, "n": len(data.y_test),
             "readout": net.readout_kind.name, "readout_leak": net.readout_kind.leak(net.lam),
             "saf_accuracy": saf and saf["accuracy"], "lif_accuracy": lif["accuracy"], "prediction_agreement": agree,
-            "saf_firing_rates": saf and saf["firing_rates"], "lif_firing_rates": lif["firing_rates"]}
+            "saf_firing_rates": saf and saf["firing_rates"], "lif_firing_rates": lif["firing_rates"],
+            "grid": None if getattr(net, "grid", None) is None else net.grid.target}
 
 
 def add_checkpoint_choice(p: argparse.ArgumentParser) -> None:
@@ -281,6 +315,8 @@ def cmd_eval(a) -> int:
                  f"  LIF form accuracy  {r['lif_accuracy']:.4f}"]
         lines[1:1] = [f"  SAF form accuracy  {r['saf_accuracy']:.4f}"] if r["saf_accuracy"] is not None else \
             ["  SAF form           none: a layer's reset/compare is not the SAF form's (train/neuron_modes.py)"]
+        if r.get("grid"):
+            lines.append(f"  trained on the {r['grid']} grid: both forms are its integer network, the deployed accuracy")
         if r["prediction_agreement"] is not None:
             lines.append(f"  identical predictions: {r['prediction_agreement'] * 100:.2f}%")
     print(json.dumps(r, indent=2) if a.json else "\n".join(lines))

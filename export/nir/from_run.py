@@ -24,10 +24,9 @@ import json
 import numpy as np
 
 from saf.export.nir.errors import NirError
-from saf.export.nir.to_run import COMPARES, SAF_META
+from saf.export.nir.to_run import COMPARES, FORMAT, SAF_META
 from saf.train.readout import FIRST_SPIKE
 
-FORMAT = "saf-nir-1"
 DT = 1e-4
 RESET_BY = "saf_reset_by"            # node metadata: what a DSR neuron's reset subtracts (its V^l)
 

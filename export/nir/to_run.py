@@ -12,6 +12,7 @@ c is a power of two). A recurrent synapse's bias joins its neuron's bias (both a
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 from pathlib import Path
@@ -25,6 +26,12 @@ from saf.train.neuron_modes import COMPARE_GE, COMPARE_GT, RESET_ZERO, RESETS, S
 
 COMPARES = {"gt": COMPARE_GT, "ge": COMPARE_GE}     # --compare flag word -> the mode (train/neuron_modes.py)
 SAF_META = "saf"                     # graph metadata key of a NIR file this toolchain wrote (from_run.py)
+FORMAT = "saf-nir-1"                 # its graph metadata "format" (from_run.py, fp.py write it)
+# --current-order: which current a CubaLIF's potential adds at step t. "snntorch": syn[t], the current that
+# already holds step t's input (snnTorch's Synaptic, Norse's LIFCell: lif_feed_forward_step adds the input to i
+# before v integrates it, and saf's two-state layer, export/ir.py). "nir": syn[t-1] (forward Euler of NIR's
+# equations, both states stepping from t-1): the input reaches v one step later, a delay saf's layer has not.
+CURRENT_ORDERS = ("snntorch", "nir")
 
 
 @dataclass
@@ -37,13 +44,17 @@ class Options:
     compare: str = None
     encoder: str = None
     dataset: str = None
+    current_order: str = None
 
 
-DEFAULTS = Options(dt=1e-4, T=6, reset=RESET_ZERO, compare="gt", encoder="constant", dataset="digits")
+DEFAULTS = Options(dt=1e-4, T=6, reset=RESET_ZERO, compare="gt", encoder="constant", dataset="digits",
+                   current_order="snntorch")
 WHY = {"dt": "snnTorch's export_to_nir writes dt = 1e-4", "T": "NIR has no T",
        "reset": "NIR's v_reset; snnTorch's Leaky(reset_mechanism='subtract') is --reset subtract-undecayed",
        "compare": "NIR fires on v > v_threshold", "encoder": "the image as a constant current every step",
-       "dataset": "saf eval/export read its test set"}
+       "dataset": "saf eval/export read its test set",
+       "current_order": "a CubaLIF's v[t] adds the current syn[t] that holds step t's input, as snnTorch's Synaptic "
+                        "and Norse's LIFCell compute; NIR's Euler form adds syn[t-1]: --current-order nir"}
 
 
 @dataclass
@@ -187,7 +198,33 @@ def saf_meta(ch: Chain) -> dict:
         meta = None
     if not isinstance(meta, dict):
         raise NirError(f"{ch.path}: graph metadata '{SAF_META}' is not a JSON object")
+    for key, v in meta.items():
+        allowed = _meta_problem(key, v)
+        if allowed:
+            raise NirError(f"{ch.path}: graph metadata '{SAF_META}' key '{key}' is {v!r}; allowed: {allowed}")
     return meta
+
+
+def _meta_problem(key: str, v) -> str:
+    """'' when value `v` of saf metadata key `key` (from_run.py, fp.py) is one saf reads, else the allowed values.
+    The entries dsr.py and fp.py read whole (dsr, fp_params, fp_code, discrete, config) are checked there."""
+    from saf.train.data.encoders import ENCODERS
+    from saf.train.data.registry import DATASETS
+    from saf.train.methods.registry import CONTINUOUS_METHODS, METHODS
+    from saf.train.readout import READOUTS as RUN_READOUTS
+
+    num = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    words = {"reset": RESETS, "compare": tuple(COMPARES), "encoder": ENCODERS, "readout": tuple(RUN_READOUTS),
+             "current_order": CURRENT_ORDERS, "dataset": DATASETS, "method": METHODS + CONTINUOUS_METHODS}
+    if key in words:
+        optional = key in ("dataset", "method")          # from_run.py writes the run config's, which may be None
+        ok = v in words[key] or (optional and v is None)
+        return "" if ok else ", ".join(words[key]) + (" or null" if optional else "")
+    checks = {"format": (v == FORMAT, repr(FORMAT)), "dt": (num and v > 0, "a positive number"),
+              "T": (num and isinstance(v, int) and v >= 1, "an integer >= 1"),
+              "lam": (num and 0 < v <= 1, "a number in (0, 1]"), "theta": (num and v > 0, "a positive number")}
+    ok, allowed = checks.get(key, (True, ""))
+    return "" if ok else allowed
 
 
 def assumed_options(ch: Chain, given: Options) -> tuple:
@@ -195,14 +232,24 @@ def assumed_options(ch: Chain, given: Options) -> tuple:
     (from_run.py), then DEFAULTS."""
     meta = saf_meta(ch)
     out, assumed = Options(), []
+    cuba = [name for name, n in ch.nodes if kind(n) in ("CubaLIF", "CubaLI")]
     for f in asdict(DEFAULTS):
         v = getattr(given, f)
         if v is None and f in meta:
             v = meta[f]
+        if v is None and f == "current_order" and (SAF_META in ch.metadata or not cuba):
+            v = DEFAULTS.current_order           # saf's own files use its layer's order; no CubaLIF: no question
         if v is None:
             v = getattr(DEFAULTS, f)
-            assumed.append(f"{'--T' if f == 'T' else '--' + f} {v} ({WHY[f]})")
+            assumed.append(f"{'--T' if f == 'T' else '--' + f.replace('_', '-')} {v} ({WHY[f]})")
         setattr(out, f, v)
+    if out.current_order not in CURRENT_ORDERS:
+        raise NirError(f"--current-order {out.current_order}: expected one of {', '.join(CURRENT_ORDERS)}")
+    if out.current_order == "nir" and cuba:
+        raise NirError(f"{ch.path}: node '{cuba[0]}' (CubaLIF/CubaLI) read with --current-order nir (v[t] adds the "
+                       f"previous step's current syn[t-1]) needs a one-step delay in the layer, which saf's two-state "
+                       f"layer and Loihi's CUBA neuron do not have; --current-order snntorch reads v[t] + syn[t] "
+                       f"(snnTorch's Synaptic, Norse's LIFCell)")
     if out.reset not in RESETS:
         raise NirError(f"--reset {out.reset}: expected one of {', '.join(RESETS)}")
     if out.compare not in COMPARES:

@@ -80,4 +80,5 @@ def exact_advice(lam: float, T: int) -> str:
     near = " or ".join(f"{v:g}" + (" (no leak, IF)" if v == 1 else f" (2^-{dyadic_exponent(v)})")
                        for v in (below, above) if v is not None)
     return (f"a dyadic leak: beta = 2^-k or 1, nearest to {lam:g}: {near} at T = {T} (the 12-bit decay then "
-            f"truncates nothing); or training the network on the deployment grid (its integer decay)")
+            f"truncates nothing); or training the network on the deployment grid, with its integer decay "
+            f"(`saf finetune RUN --deploy-target loihi --out NEW`, docs/grid.md)")

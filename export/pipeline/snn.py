@@ -40,7 +40,7 @@ def _accuracy_report(net, graph: Graph, data, T: int, limit: Optional[int], appr
     x, y = data.x_test, data.y_test
     if limit:
         x, y = x[:limit], y[:limit]
-    fl = evaluate(net, x.double(), y, T, float_form(net))
+    fl = evaluate(net, x if getattr(net, "grid", None) is not None else x.double(), y, T, float_form(net))
     if approximate:
         return {"dataset": data.name, "n": int(len(y)), "float_accuracy": fl["accuracy"],
                 "deployed": "NOT EXACT (--approximate): saf verify measures the deployed accuracy"}
@@ -134,6 +134,10 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
     check_options(T, calibrate_data, calibrate_limit, input_scale, input_bits, input_signed)
     check_target(out, (BUNDLE_DIR,), force)               # before any work: nothing is lost to a typo
     net, spec, cfg, prov, ckpt_bytes = _source(checkpoint, random_model, seed)
+    trained = None
+    if getattr(net, "grid", None) is not None:         # grid-trained: its float32 forward, before .double()
+        import copy
+        trained = copy.deepcopy(net)
     net = net.double()
     T = int(T if T is not None else (spec.get("T") or cfg.get("T", 6)))
     if T < 1:
@@ -165,7 +169,10 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
                  net.alpha if is_dsr else 1.0, meta, {fl.name: fl.pool for fl in layers if fl.pool > 1}, sum_pool,
                  coding.to_dict() if data is not None and data.time_steps is not None else None,
                  spec.get("name", "network"), synapse_words)
-    chosen, fit = _fit(src, first, peak, net, data, approximate)
+    chosen, fit = _grid_or_fit(trained, ckpt_bytes, prov, src, first, peak, net, data, approximate,
+                               dict(T=T if T != int(net.grid.T) else None, **{"--input-scale": input_scale,
+                                    "--synapse-words": synapse_words if synapse_words != 1 else None,
+                                    "--approximate": approximate or None}) if trained is not None else {})
     graph, qrep, folded, pool_choice = chosen.graph, chosen.qrep, chosen.folded, chosen.pool_choice
     cert, resources, advisories = chosen.cert, chosen.resources, chosen.advisories
     extra = {"certificate": cert.to_dict(), "resources": resources.to_dict(), "advisories": advisories,
@@ -186,10 +193,10 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
         pool_text = "\n".join(x for x in [
             f"sum pool ({sum_pool}): " + (", ".join(f"{n} {k}x{k}" for n, k in pool_choice.pooled.items())
                                           or "none") + (f"; folded: {kept}" if kept else ""), pool_text] if x)
-    if not cert.exact:
+    if not cert.exact and trained is None:     # a grid-trained net's own forward is the integer form (grid.py)
         extra.update(_drift(src, net, graph, data, lif_run))
     if calibrate_data and data is not None:
-        extra["calibration"] = _accuracy_report(net, graph, data, T, calibrate_limit, "approximate" in fit,
+        extra["calibration"] = _accuracy_report(trained or net, graph, data, T, calibrate_limit, "approximate" in fit,
                                                 lif_run, cert.exact)
     writers = {ONNX_FILE: lambda p: save_onnx_model(graph, p, spikes=True)}
     if ckpt_bytes is not None:       # the trained float weights travel with the bundle (saf-float)
@@ -203,6 +210,19 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
     if "approximate" in fit:
         extra["fit_text"] = "approximate: " + fit["approximate"]["summary"]
     return extra
+
+
+def _grid_or_fit(trained, ckpt_bytes, prov, src: Source, first, peak, net, data, approximate, flags: dict) -> tuple:
+    """A grid-trained checkpoint's own integer network (export/pipeline/grid.py: no search, no rounding), or _fit."""
+    if trained is None:
+        return _fit(src, first, peak, net, data, approximate)
+    from saf.export.pipeline.grid import grid_attempt
+
+    given = [k if k.startswith("--") else "--T" for k, v in flags.items() if v is not None]
+    a = grid_attempt(trained, ckpt_bytes, prov["checkpoint"], src.target, src.meta, src.name, given, src.pools,
+                     src.sum_pool)
+    return a, {"grid": {"target": trained.grid.target, "frac_bits": int(trained.grid.frac_bits),
+                        "input_scale": trained.grid.input_scale, "input_bits": int(trained.grid.input_bits)}}
 
 
 def _fit(src: Source, first: InputQuant, peak, net, data, approximate: bool) -> tuple:

@@ -11,7 +11,8 @@ Conditions (DESIGN.md sec. 3), each a named check with a one-line reason:
 - initial_potential (layers with Layer.v0 != 0, DSR's alpha firing): v0 is a multiple of 2^(kT), so
                lam^t v0 is an integer for t <= T and no truncating decay of it drops a bit;
 - readout:     the readout integrator's worst case |R[T]| (state_bound with its leak and F_r) fits the
-               24-bit state of a compartment;
+               24-bit state of a compartment (a first-spike readout, R in [0, T] by construction, has no
+               row: only a note);
 - readout_leak (leaking readouts only): D_r is the network's dyadic decay 2^-k and F_r >= k(T-1), so
                R[T] = (sum_t lam^(T-t) (W s_N[t] + B)) << F_r is an integer and no truncation of the
                leak drops a bit: the deployed readout is the trained one, sum_t lam^(T-t) o[t];
@@ -26,7 +27,9 @@ Conditions (DESIGN.md sec. 3), each a named check with a one-line reason:
                Layer.reset; default: fire when V >= TH << F, subtractive reset; SAF: H(0) = 1): a backend
                declares one fixed Convention or the set of modes it implements per layer (export/ir.py
                declared_mode). Derived from the declarations passed in (verify: the backends it
-               compares; export: the forms it writes, saf-int and ONNX).
+               compares; export: the forms it writes, saf-int and ONNX). A declaration, not a proof: nothing
+               is run here (verify's pairs measure it), so the row reads "declared" and prints [decl] when it
+               holds; it fails where a backend declares a mode other than a layer's (a fixed neuron).
 - current_decay (two-state layers of a graph that has a SAF form: the spec's synaptic current "alpha",
                snnTorch's Synaptic; export/quantize.py): with (4095 - du) / 4096 = p / 2^j (current_decay_bits),
                F >= max(j, k) (T - 1) makes every decay of U and of V drop only zero bits, so the LIF form's
@@ -72,6 +75,9 @@ class Check:
     detail: str
 
 
+DECLARED = ("convention",)      # rows that restate what backends declare (nothing derived or run): [decl] when ok
+
+
 @dataclass
 class Certificate:
     exact: bool
@@ -89,7 +95,8 @@ class Certificate:
     def format(self) -> str:
         head = "certificate: EXACT (LIF form == SAF form bit for bit)" if self.exact else \
             "certificate: NOT EXACT -- " + "; ".join(self.reasons)
-        rows = [f"  [{'ok' if c.ok else 'NO'}] {c.check:<12} {c.layer:<10} {c.detail}" for c in self.checks]
+        rows = [f"  [{('decl' if c.check in DECLARED else 'ok') if c.ok else 'NO'}] {c.check:<12} {c.layer:<10} "
+                f"{c.detail}" for c in self.checks]
         return "\n".join([head, *rows, *[f"  note: {i}" for i in self.info]])
 
 
@@ -135,11 +142,11 @@ def convention_check(conventions: dict, graph: Graph = None) -> Check:
                 continue
             break                                  # one line per backend: its first layer that differs
     if bad:
-        return Check("convention", "all", False, "; ".join(bad))
+        return Check("convention", "all", False, "declared: " + "; ".join(bad))
     distinct = sorted({str(m) for _, m in layers})
     says = f"the IR's '{distinct[0]}'" if len(distinct) == 1 else \
         "each layer's own modes (" + ", ".join(f"{n}: '{m}'" for n, m in layers) + ")"
-    return Check("convention", "all", True, f"{', '.join(conventions)} declare {says}")
+    return Check("convention", "all", True, f"declared, not run: {', '.join(conventions)} declare {says}")
 
 
 def initial_potential_check(layer, k: int, T: int) -> Check:
@@ -193,7 +200,7 @@ def training_form_check(graph: Graph) -> Check:
     return Check("training_form", "all", False, why)
 
 
-def certify(graph: Graph, conventions: dict = None, registers: dict = None) -> Certificate:
+def certify(graph: Graph, conventions: dict = None, registers: dict = None, extra: tuple = ()) -> Certificate:
     """conventions: backend name -> declared Convention (default: export_conventions()).
     registers: who -> CurrentRegister of the neuron models that run the graph (default: the export
     target's, target_registers(graph)); verify passes the target's plus every compared backend's."""
@@ -254,8 +261,8 @@ def certify(graph: Graph, conventions: dict = None, registers: dict = None) -> C
             checks.append(current_register_check(graph, i, reg, who))
     ro = graph.readout
     D_r, F_r = int(ro.decay), ro.readout_shift
-    if ro.first_spike:                 # R = T + 1 - first step: in [0, T]
-        checks.append(Check("readout", ro.name, T <= STATE_MAX, f"first-spike readout: R in [0, T = {T}]"))
+    if ro.first_spike:                 # R = T + 1 - first step: in [0, T] by construction, nothing to check
+        info.append(f"first-spike readout {ro.name}: R = T + 1 - first spike step, in [0, T = {T}] (no bound to check)")
     else:
         r = state_bound(layer_current_bound(ro.weight, ro.bias, in_max=ro.pool_gain), F_r, D_r, T)
         checks.append(Check("readout", ro.name, r <= STATE_MAX,
@@ -265,6 +272,7 @@ def certify(graph: Graph, conventions: dict = None, registers: dict = None) -> C
     if conventions is None:          # export's own forms; saf-int has no form of an FP network
         conventions = {n: c for n, c in export_conventions().items() if saf or n != "saf-int"}
     checks.append(convention_check(conventions, graph))
+    checks.extend(extra)             # rows only the caller can decide (export: on_grid of a grid-trained run)
     if graph.meta.get("input_exact") is False:
         info.append(f"input quantized with scale {graph.input_scale:.6g} to {graph.input_bits} bits (lossy)")
     return Certificate(all(c.ok for c in checks), checks, info)

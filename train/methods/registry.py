@@ -59,6 +59,9 @@ def train_batch(net, x: torch.Tensor, y: torch.Tensor, T: int, method: str, opti
     backward (tests use it to capture per-step gradients); step_optimizer=False skips updates.
     ide_solver: IDE's backward solver (default: Broyden, 30 iterations, the authors' tolerance)."""
     check_method(method)
+    if getattr(net, "grid", None) is not None:      # on the deployment grid (train/grid/, issue 28)
+        from saf.train.grid.methods import grid_train_batch
+        return grid_train_batch(net, x, y, T, method, optimizer, loss_fn, after_backward, step_optimizer)
     if method == "dsr":
         from saf.train.methods.dsr.net import dsr_train_batch
         return dsr_train_batch(net, x, y, T, optimizer, loss_fn, after_backward, step_optimizer)

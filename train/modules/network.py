@@ -82,6 +82,7 @@ class SpikingNet(nn.Module):
         self.fb_edges = [(f.src, f.dst) for f in self.plan.feedback]
         self.modes = [lp.mode for lp in self.plan.layers[:-1]]   # per spiking layer (train/neuron_modes.py)
         self.syn_decays = [lp.syn_decay for lp in self.plan.layers[:-1]]  # 0: no synaptic current state
+        self.grid = None    # a GridSpec (train/grid/record.py): forward = the target's integer network (issue 28)
 
     @property
     def saf_form_valid(self) -> bool:
@@ -259,6 +260,10 @@ class SpikingNet(nn.Module):
         """Logits over T steps in the chosen form ("saf" or "lif"): the readout the network was trained
         with, sum_t o[t] or (leaking readout) sum_t lam^(T-t) o[t]; and the per-step records when
         asked (list over t of Record)."""
+        if self.grid is not None:                            # trained on the deployment grid
+            from saf.train.grid.forward import grid_run, logits_of
+            R, recs = grid_run(self, self.grid, x, record)
+            return logits_of(self.grid, R), recs
         st = self.init_saf() if form == "saf" else self.init_lif()
         ws = self.effective_weights()                        # once: the parameters do not change here
         leak = self.readout_kind.leak(self.lam)

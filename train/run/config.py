@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
+from saf.train.grid.record import GRID_TARGETS
 from saf.train.checkpoint import CHECKPOINT, RESUME, read_checkpoint
 from saf.train.data.encoders import ENCODERS
 from saf.train.data.validation import VAL_FRACTION_WANT, valid_fraction
@@ -73,6 +74,8 @@ RULES = (
     Rule("ide_solver", lambda v: v in SOLVERS, "", SOLVERS),
     Rule("ide_max_iter", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     Rule("ide_tol", lambda v: _finite(v) and v > 0, "a positive number"),
+    Rule("deploy_target", lambda v: v is None or v in GRID_TARGETS, "", GRID_TARGETS),
+    Rule("calibrate_epochs", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
 )
 
 
@@ -83,6 +86,9 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
             raise ConfigError(f"{flag(r.field)}: unknown {r.field} {v!r} (known: {', '.join(r.choices)})")
         if not r.ok(v):
             raise ConfigError(f"{flag(r.field)} must be {r.want}, got {v!r}")
+    if cfg.deploy_target and cfg.epochs <= cfg.calibrate_epochs:
+        raise ConfigError(f"--epochs {cfg.epochs}: --deploy-target trains on the grid after --calibrate-epochs "
+                          f"{cfg.calibrate_epochs} float epoch(s); give --epochs > {cfg.calibrate_epochs}")
     return cfg
 
 

@@ -67,6 +67,8 @@ class TrainConfig:
     ide_solver: str = "broyden"           # --method ide: backward solver (train/methods/ide/solver.py)
     ide_max_iter: int = 30
     ide_tol: float = 2e-10
+    deploy_target: Optional[str] = None   # train on this target's integer grid (train/grid/, issue 28)
+    calibrate_epochs: int = 1             # --deploy-target: float epochs before the grid is fixed (0: at init)
     extra: dict = field(default_factory=dict)
 
 
@@ -128,7 +130,7 @@ def ide_solver_config(cfg: TrainConfig) -> SolverConfig:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, out: Path, data, progress: bool = True, resume: bool = False,
-                 log=print, ddp=None, spec: Optional[dict] = None):
+                 log=print, ddp=None, spec: Optional[dict] = None, grid_calibrate=None):
         try:
             check_method(cfg.method)
         except ValueError as e:
@@ -143,6 +145,9 @@ class Trainer:
         if cfg.method == "ide" and ddp is not None:
             raise TrainingError("--method ide: --ddp is not supported (its backward bypasses the DDP wrapper)")
         self.cfg, self.out, self.data, self.progress, self.log = cfg, Path(out), data, progress, log
+        self.grid_calibrate = grid_calibrate    # (net, config dict, data) -> GridSpec (export/pipeline/grid.py)
+        if cfg.deploy_target and (grid_calibrate is None or ddp is not None):
+            raise TrainingError("--deploy-target needs the grid calibration of `saf train` (and no --ddp)")
         self.ddp = ddp  # optional train.distributed.DDPContext
         self.device = pick_device(cfg.device) if ddp is None else ddp.device
         seed_everything(cfg.seed)
@@ -190,6 +195,11 @@ class Trainer:
         self.gen.set_state(st["generator"])
         torch.set_rng_state(st["torch_rng"])
         self.start_epoch = int(st["epoch"])
+        if self.cfg.deploy_target:                 # the grid the run fixed, from its checkpoint
+            from saf.train.checkpoint import read_checkpoint
+            from saf.train.grid.record import GridSpec
+            stored = read_checkpoint(self.out / CHECKPOINT)[2].get("grid")
+            self.net.grid = GridSpec(**stored) if stored else None
         mpath = self.out / METRICS
         if mpath.exists():
             self.metrics = [json.loads(l) for l in mpath.read_text().splitlines() if l.strip()][:self.start_epoch]
@@ -245,6 +255,7 @@ class Trainer:
         made = make_dirs(self.out) if self.is_main else None
         try:
             for epoch in range(self.start_epoch, cfg.epochs):
+                self._maybe_calibrate(epoch)
                 t0 = time.perf_counter()
                 if self.device.startswith("cuda"):
                     torch.cuda.reset_peak_memory_stats()
@@ -254,6 +265,8 @@ class Trainer:
                 ev = evaluate(self.net, self.data.x_test, self.data.y_test, cfg.T, form, device=self.device)
                 if len(self.y_val):
                     m["val_acc"] = evaluate(self.net, self.x_val, self.y_val, cfg.T, form, device=self.device)["accuracy"]
+                if cfg.deploy_target:                     # best_of never picks a float calibration epoch
+                    m["on_grid"] = self.net.grid is not None
                 m.update(epoch=epoch + 1, test_acc=ev["accuracy"], firing_rates=ev["firing_rates"],
                          time_s=train_time,
                          peak_memory_bytes=peak_memory_bytes(self.device))
@@ -272,8 +285,22 @@ class Trainer:
             raise
         return self.metrics
 
+    def _maybe_calibrate(self, epoch: int) -> None:
+        """Fix the grid once the calibration epochs are done (export/pipeline/grid.py calibrate_grid)."""
+        cfg = self.cfg
+        if not cfg.deploy_target or self.net.grid is not None or epoch < cfg.calibrate_epochs:
+            return
+        self.net.grid = self.grid_calibrate(self.net, asdict(cfg), self.data)
+        g = self.net.grid
+        if self.is_main:
+            self.log(f"grid fixed after {epoch} float epoch(s): {cfg.deploy_target}, F={g.frac_bits}, D={g.decay}, "
+                     f"input x{g.input_scale:g} ({g.input_bits} bits), thresholds "
+                     f"{' '.join(str(l.threshold) for l in g.layers[:-1])}; training on the integer network")
+
     def _save(self, epoch: int) -> None:
         cfg = asdict(self.cfg)
+        if not cfg["deploy_target"]:          # a float run's stored config stays as it was before grid training
+            del cfg["deploy_target"], cfg["calibrate_epochs"]
         cfg["epochs_done"] = epoch
         best = best_of(self.metrics)
         if best is not None and best["epoch"] == epoch:
