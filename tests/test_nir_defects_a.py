@@ -258,3 +258,18 @@ def test_approximate_table_of_an_imported_zero_reset_net_measures_lif_float(tmp_
     faulty = type(dep)(**{**vars(dep), "spikes": [bad] + list(dep.spikes[1:])})
     worse = approx_section(b, xq, y, {"onnx": faulty}, [BACKENDS["onnx"]])
     assert worse["float_form"] == "lif-float" and worse["layers"][0]["agreement"] < a["layers"][0]["agreement"]
+
+
+def test_synaptic_layer_without_leak_round_trips_with_infinite_tau_mem(tmp_path):
+    """lam = 1 with a current (snnTorch Synaptic beta = 1): CubaLIF with tau_mem = r = inf (it was IF), read back as
+    lam 1 with alpha 1/2; the same spec and tensors."""
+    src, a, b, path = tmp_path / "s.nir", tmp_path / "run-a", tmp_path / "run-b", tmp_path / "back.nir"
+    N.export_snntorch(N.synaptic_net("subtract", alpha=0.5, beta=1.0, bias=False), src)
+    assert main(["import", str(src), "--out", str(a), "--reset", "subtract-undecayed"]) == 0
+    assert main(["export", str(a), "--target", "nir", "--out", str(path)]) == 0
+    n = nir.read(str(path)).nodes["layer0_neuron"]
+    assert type(n).__name__ == "CubaLIF" and np.isinf(n.tau_mem).all() and np.isinf(n.r).all()
+    assert main(["import", str(path), "--out", str(b)]) == 0
+    (na, sa), (nb, sb) = _layers(a), _layers(b)
+    assert sb["neuron"]["lam"] == 1.0 and [l.get("alpha") for l in sb["layers"] if "out" in l] == [0.5, 0.5]
+    assert sb["layers"] == sa["layers"] and all(torch.equal(v, nb.state_dict()[k]) for k, v in na.state_dict().items())
