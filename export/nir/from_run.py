@@ -5,8 +5,8 @@ Standard fields as NIR defines them, with the discretization this toolchain's im
 v_threshold = theta, v_reset = 0) (snnTorch's own mapping: input gain dt r / tau = 1), lam = 1 is
 IF(r = 1); a layer with a synaptic current decaying by alpha (spec "alpha") is CubaLIF(tau_syn = dt /
 (1 - alpha), w_in = tau_syn / dt, tau_mem = tau and r as LIF's; tau_mem = r = inf for lam = 1), snnTorch
-Synaptic's mapping (gains 1); AvgPool2d, Flatten, Conv2d and Affine carry the synapses (weights as the network computes
-with them, scaled weight standardization applied); feedback edges are Affine/Conv2d synapses from a
+Synaptic's mapping (gains 1); AvgPool2d, Flatten, Conv2d and Affine carry the synapses (weights as the
+network computes with them, scaled weight standardization applied); feedback edges are Affine/Conv2d synapses from a
 neuron back into a neuron. What NIR cannot say travels in metadata: the graph's "saf" entry (JSON: dt,
 T, reset, compare, input coding, dataset, readout) and each neuron's "saf_reset"/"saf_compare"; a
 leaking readout (SAF-F) is an LI node after the readout synapse, a summing one ends at the synapse.
