@@ -54,6 +54,9 @@ def build_dsr(ch: Chain, given: Options) -> Imported:
         raise NirError(f"{ch.path}: a DSR network subtracts its threshold and fires at >=; --reset {opts.reset} "
                        f"--compare {opts.compare} is not that neuron")
     g = walk(ch, float(opts.dt))
+    if ch.recurrent:
+        raise NirError(f"{ch.path}: recurrent synapse '{ch.recurrent[0][0]}': a DSR network has no recurrent "
+                       f"connections")
     spk = [l for l in g["layers"] if "neuron" in l]
     lam = spk[0]["neuron"].lam
     tensors, layers, V, carry = {}, [], [], 1.0
@@ -62,6 +65,9 @@ def build_dsr(ch: Chain, given: Options) -> Imported:
             layers.append(l)
             continue
         n = l["neuron"]
+        if n.syn:
+            raise NirError(f"{ch.path}: node '{l['name']}': its synaptic current decays by {n.syn:g} per step; a DSR "
+                           f"neuron has no synaptic current (CubaLIF needs tau_syn = dt)")
         if n.lam != lam or n.gain != 1.0:
             raise NirError(f"{ch.path}: node '{l['name']}': leak {n.lam:g} and input gain {n.gain:g}; a DSR network "
                            f"has one leak ({lam:g}) and gain 1")

@@ -79,6 +79,9 @@ def fp_net(ch: Chain):
         code = LatencyCode(tuple(c["lo"]), tuple(c["hi"]), c["t_early"], c["t_late"], tuple(c.get("bias_times", ()))).check()
     except (KeyError, TypeError, ValueError) as e:
         raise NirError(f"{ch.path}: graph metadata 'saf' of an FP graph is unusable ({e})") from None
+    if ch.recurrent:
+        raise NirError(f"{ch.path}: recurrent synapse '{ch.recurrent[0][0]}': an FP network has no recurrent "
+                       f"connections")
     body = ch.nodes[1:-1]
     weights = []
     for j in range(0, len(body), 2):
