@@ -153,6 +153,11 @@ def _edit(src: Path, dst: Path, fn) -> None:
         fn(f)
 
 
+def _edits(f, values: dict) -> None:
+    for name, v in values.items():
+        _write_dataset(f, name, v)
+
+
 def _edges(f) -> list:
     return [(a.decode(), b.decode()) for a, b in f["node/edges"][()]] if f["node/edges"].size else []
 
@@ -354,3 +359,49 @@ def test_mutated_nir_files_are_refused_in_one_line_or_import(corpus, tmp_path, c
     for j, run in enumerate(random.Random(SEED).sample(imported, EXPORTS)):
         rc, err = _export(run, tmp_path / f"bundle{j}", capsys)
         assert rc == 0 or (rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err), (run, rc, err)
+
+
+# --- the defects the fuzz found, one file each (each was an internal error, a run that does not load, or a
+# message naming a flag nobody gave, before the reader validated what it reads) -------------------------------
+
+def _meta(**kw) -> str:
+    return json.dumps(dict({"format": "saf-nir-1", "dt": 1e-4, "T": 6, "reset": "subtract", "compare": "ge"}, **kw))
+
+
+DEFECTS = {
+    # name: (base graph, edit of the written file, words the one line must hold)
+    "string bias": ("conv-lif-sumpool", lambda f: _write_dataset(f, "node/nodes/conv/bias", np.full(4, "1x", object)),
+                    ["'conv'", "bias", "not real numbers"]),
+    "infinite groups": ("conv-if-avgpool", lambda f: _write_dataset(f, "node/nodes/conv/groups", np.inf),
+                        ["'conv'", "groups", "NaN or inf"]),
+    "complex weight": ("conv-if-avgpool", lambda f: _write_dataset(f, "node/nodes/fc/weight",
+                                                                   f["node/nodes/fc/weight"][()] + 1j), ["'fc'", "complex"]),
+    "empty end_dim": ("conv-lif-sumpool", lambda f: _write_dataset(f, "node/nodes/flat/end_dim", np.zeros(0, int)),
+                      ["'flat'", "end_dim", "empty"]),
+    "tau = -inf read as beta = 1": ("conv-lif-sumpool", lambda f: _edits(f, {f"node/nodes/{n}/{a}": v for n, shape in (
+        ("lif", (4, 8, 8)), ("lif2", 16), ("li", 10)) for a, v in (("tau", np.full(shape, -np.inf)), ("r", np.ones(shape)))}),
+        ["tau holds NaN or inf"]),
+    "huge bias": ("conv-if-avgpool", lambda f: _write_dataset(f, "node/nodes/fc/bias", np.full(16, HUGE)),
+                  ["'fc'", "bias", "float32"]),
+    "folded weight overflows float32": ("conv-lif-sumpool", lambda f: _write_dataset(
+        f, "node/nodes/lif2/v_threshold", np.full(16, 1e-40)), ["blocks.1.weight", "float32"]),
+    "metadata T a list": ("cuba-scale-meta", lambda f: _set_meta(f, _meta(T=[6])), ["graph metadata 'saf' T", "[6]"]),
+    "metadata reset a list": ("cuba-scale-meta", lambda f: _set_meta(f, _meta(reset=["zero"])), ["'saf' reset"]),
+    "metadata compare a list": ("cuba-scale-meta", lambda f: _set_meta(f, _meta(compare=["gt"])), ["'saf' compare"]),
+    "metadata dt infinite": ("cuba-scale-meta", lambda f: _set_meta(f, _meta(dt=float("inf"))), ["'saf' dt", "inf"]),
+    "metadata dsr a list": ("cuba-scale-meta", lambda f: _set_meta(f, _meta(dsr=[1])), ["'dsr'", "alpha"]),
+}
+
+
+@pytest.mark.parametrize("case", list(DEFECTS))
+def test_found_defect_is_refused_in_one_line(case, tmp_path, capsys):
+    base, edit, words = DEFECTS[case]
+    good = tmp_path / "good.nir"
+    nir.write(str(good), _hand_built()[base])
+    src = tmp_path / "bad.nir"
+    _edit(good, src, edit)
+    rc, err = _import(src, tmp_path / "run", capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and str(src) in err, err
+    for w in words:
+        assert w in err, (w, err)
+    assert not (tmp_path / "run").exists()
