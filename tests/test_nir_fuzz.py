@@ -83,6 +83,18 @@ def _hand_built() -> dict:
     return {"conv-lif-sumpool": conv_lif, "conv-if-avgpool": conv_if, "cuba-scale-meta": cuba}
 
 
+def _fp_graph():
+    """An FP network (CubaLIF layers, first-spike readout) as `saf export --target nir` writes it (export/nir/fp.py)."""
+    from saf.export.nir.fp import fp_graph
+    from saf.train.methods.fp.net import FPNet, FPParams, LatencyCode
+
+    rng = np.random.default_rng(SEED)
+    code = LatencyCode((0.0,) * 4, (1.0,) * 4, 0.0, 1.0, (0.5,)).check()
+    net = FPNet(FPParams(alpha=1.0, beta=1.0, theta=1.0, t_max=1.0, t_sim=2.0).check(),
+                [rng.normal(0, 1, (8, 5)), rng.normal(0, 1, (3, 8))], code)
+    return fp_graph(net, {"dataset": "iris", "method": "fp"})
+
+
 def _bases(root: Path) -> dict:
     """name -> a valid NIR file under root."""
     import torch
@@ -97,6 +109,8 @@ def _bases(root: Path) -> dict:
     torch.manual_seed(SEED)
     out["snntorch-rleaky"] = root / "snntorch-rleaky.nir"
     export_snntorch(snntorch_net(recurrent=True, seed=SEED), out["snntorch-rleaky"])
+    out["saf-fp"] = root / "saf-fp.nir"
+    nir.write(str(out["saf-fp"]), _fp_graph())
     out["saf-ide"] = root / "saf-ide.nir"
     assert main(["export", str(GOLDEN.parent / "ide-digits" / "model.safetensors"), "--target", "nir",
                  "--out", str(out["saf-ide"])]) == 0
@@ -190,6 +204,11 @@ META_FIELDS = {"T": ["6", -1, 0, 1.5, 1e12, True, None, [6]], "dt": ["1e-4", -1e
                "fp_params": [{}, {"alpha": "x"}, None, [1]]}
 
 
+FP_FIELDS = {"config": [[1], "abc", 3, None], "fp_params": ["x", [1], {"alpha": 1.0}, None],
+             "fp_code": ["x", [1], {"lo": "abc", "hi": [1], "t_early": 0, "t_late": 1}, {"lo": [0] * 4, "hi": [1] * 4,
+                                                                                        "t_early": "0", "t_late": 1}]}
+
+
 def _meta_texts() -> list:
     base = {"format": "saf-nir-1", "dt": 1e-4, "T": 6, "reset": "subtract", "compare": "ge",
             "encoder": "constant", "dataset": "digits"}
@@ -252,6 +271,9 @@ def _mutants(bases: dict, root: Path) -> list:
             [e + ("x",) for e in edges], dtype=object)))
     for i, text in enumerate(_meta_texts()):
         add("graph metadata", "saf-ide", str(i), lambda f, text=text: _set_meta(f, text))
+    fp = json.loads(nir.read(str(bases["saf-fp"])).metadata["saf"])
+    for i, (k, v) in enumerate((k, v) for k, vals in FP_FIELDS.items() for v in vals):
+        add("graph metadata", "saf-fp", f"{k}-{i}", lambda f, k=k, v=v: _set_meta(f, json.dumps(dict(fp, **{k: v}))))
     add("graph metadata", "saf-ide", "number", lambda f: _set_meta(f, np.float64(3.0)))
     add("graph metadata", "saf-ide", "array", lambda f: _set_meta(f, np.arange(3)))
     return out
@@ -352,7 +374,8 @@ def test_mutated_nir_files_are_refused_in_one_line_or_import(corpus, tmp_path, c
             shutil.rmtree(work)
     report = "\n".join(f"{cat:24s} {n:4d} files: " + ", ".join(f"{outcome[(c, w)]} {w}" for c, w in sorted(outcome)
                                                                if c == cat) for cat, n in sorted(seen.items()))
-    print(report)
+    with capsys.disabled():
+        print("\n" + report)
     assert problems == [], "\n".join(problems)
     assert all(n >= 10 for n in seen.values()), report
     assert sum(n for (c, w), n in outcome.items() if w == "refused") >= 300, report
@@ -390,6 +413,8 @@ DEFECTS = {
     "metadata compare a list": ("cuba-scale-meta", lambda f: _set_meta(f, _meta(compare=["gt"])), ["'saf' compare"]),
     "metadata dt infinite": ("cuba-scale-meta", lambda f: _set_meta(f, _meta(dt=float("inf"))), ["'saf' dt", "inf"]),
     "metadata dsr a list": ("cuba-scale-meta", lambda f: _set_meta(f, _meta(dsr=[1])), ["'dsr'", "alpha"]),
+    "FP metadata config a list": ("saf-fp", lambda f: _set_meta(f, json.dumps(dict(json.loads(
+        f["node/metadata/saf"][()]), config=[1]))), ["FP graph", "config [1]"]),
 }
 
 
@@ -397,7 +422,7 @@ DEFECTS = {
 def test_found_defect_is_refused_in_one_line(case, tmp_path, capsys):
     base, edit, words = DEFECTS[case]
     good = tmp_path / "good.nir"
-    nir.write(str(good), _hand_built()[base])
+    nir.write(str(good), _fp_graph() if base == "saf-fp" else _hand_built()[base])
     src = tmp_path / "bad.nir"
     _edit(good, src, edit)
     rc, err = _import(src, tmp_path / "run", capsys)
