@@ -29,6 +29,7 @@ FLIPS, TRUNCATIONS, STRUCTURE = 8, 4, 3     # per base file: byte-flipped, trunc
 KINDS_EACH = 3                               # value kinds written into each dataset
 EXPORTS = 3                                  # imported mutants exported for Loihi
 HUGE = 1e300                         # finite in float64, inf in float32
+LARGE = 1e30                         # finite in float32, far beyond any weight, size or time constant
 
 
 def _lif(shape, tau=2e-4, r=2.0):
@@ -132,8 +133,9 @@ def _value(kind: str, old):
     a = np.asarray(old)
     shape = a.shape
     num = a.dtype.kind in "biuf"
-    if kind in ("nan", "inf", "-inf", "huge", "zero"):
-        return np.full(shape, {"nan": np.nan, "inf": np.inf, "-inf": -np.inf, "huge": HUGE, "zero": 0.0}[kind])
+    if kind in ("nan", "inf", "-inf", "huge", "large", "zero"):
+        return np.full(shape, {"nan": np.nan, "inf": np.inf, "-inf": -np.inf, "huge": HUGE, "large": LARGE,
+                               "zero": 0.0}[kind])
     if kind == "negative":
         return -np.abs(a.astype(np.float64)) - 1.0 if num else np.full(shape, -1.0)
     if kind == "fraction":
@@ -150,7 +152,7 @@ def _value(kind: str, old):
     raise AssertionError(kind)
 
 
-VALUE_KINDS = ("nan", "inf", "-inf", "negative", "huge", "zero", "fraction", "string", "complex", "shape", "empty")
+VALUE_KINDS = ("nan", "inf", "-inf", "negative", "huge", "large", "zero", "fraction", "string", "complex", "shape", "empty")
 
 
 def _write_dataset(f, name: str, v) -> None:
@@ -241,7 +243,8 @@ def _mutants(bases: dict, root: Path) -> list:
             add("byte flips", b, str(i), data=bytes(buf))
         for i in range(TRUNCATIONS):
             add("truncation", b, str(i), data=raw[:rng.randrange(len(raw))])
-        values = [d for d in _datasets(path) if not (d.endswith("/type") or d == "node/edges" or "metadata" in d)]
+        values = [d for d in _datasets(path) if not (d.endswith("/type") or d == "node/edges"
+                                                      or d.startswith("node/metadata"))]   # those: below
         for j, d in enumerate(values):             # every dataset, KINDS_EACH kinds each, in turn over VALUE_KINDS
             for k in (VALUE_KINDS[(rot + j + i) % len(VALUE_KINDS)] for i in range(KINDS_EACH)):
                 def fn(f, d=d, k=k):
