@@ -156,10 +156,10 @@ DEFECTS = {
                   ["'fc'", "bias", "float32"]),
     "folded weight overflows float32": ("conv-lif-sumpool", lambda f: write_dataset(
         f, "node/nodes/lif2/v_threshold", np.full(16, 1e-40)), ["blocks.1.weight", "float32"]),
-    "metadata T a list": ("cuba-scale-meta", lambda f: set_meta(f, _meta(T=[6])), ["graph metadata 'saf' T", "[6]"]),
-    "metadata reset a list": ("cuba-scale-meta", lambda f: set_meta(f, _meta(reset=["zero"])), ["'saf' reset"]),
-    "metadata compare a list": ("cuba-scale-meta", lambda f: set_meta(f, _meta(compare=["gt"])), ["'saf' compare"]),
-    "metadata dt infinite": ("cuba-scale-meta", lambda f: set_meta(f, _meta(dt=float("inf"))), ["'saf' dt", "inf"]),
+    "metadata T a list": ("cuba-scale-meta", lambda f: set_meta(f, _meta(T=[6])), ["graph metadata 'saf' key 'T'", "[6]"]),
+    "metadata reset a list": ("cuba-scale-meta", lambda f: set_meta(f, _meta(reset=["zero"])), ["'saf' key 'reset'"]),
+    "metadata compare a list": ("cuba-scale-meta", lambda f: set_meta(f, _meta(compare=["gt"])), ["'saf' key 'compare'"]),
+    "metadata dt infinite": ("cuba-scale-meta", lambda f: set_meta(f, _meta(dt=float("inf"))), ["'saf' key 'dt'", "inf", "finite"]),
     "metadata dsr a list": ("cuba-scale-meta", lambda f: set_meta(f, _meta(dsr=[1])), ["'dsr'", "alpha"]),
     "FP metadata config a list": ("saf-fp", lambda f: set_meta(f, json.dumps(dict(json.loads(
         f["node/metadata/saf"][()]), config=[1]))), ["FP graph", "config [1]"]),

@@ -228,7 +228,7 @@ def _meta_problem(key: str, v) -> str:
         optional = key in ("dataset", "method")          # from_run.py writes the run config's, which may be None
         ok = v in words[key] or (optional and v is None)
         return "" if ok else ", ".join(words[key]) + (" or null" if optional else "")
-    checks = {"format": (v == FORMAT, repr(FORMAT)), "dt": (num and v > 0, "a positive number"),
+    checks = {"format": (v == FORMAT, repr(FORMAT)), "dt": (num and v > 0, "a positive finite number"),
               "T": (num and isinstance(v, int) and v >= 1, "an integer >= 1"),
               "lam": (num and 0 < v <= 1, "a number in (0, 1]"), "theta": (num and v > 0, "a positive number")}
     ok, allowed = checks.get(key, (True, ""))
