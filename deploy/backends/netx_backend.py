@@ -15,12 +15,12 @@ ZERO_GT = NeuronMode(COMPARE_GT, RESET_ZERO)    # Lava's stock LIF as netx build
 
 
 def _netx_missing() -> str:
+    """Only deploy/lava imports lava (tests/test_layout.py): the check itself lives beside the runner."""
     try:
-        import lava.lib.dl.netx  # noqa: F401
+        from saf.deploy.lava.netx_run import netx_missing
     except ImportError as e:
-        return (f"lava-dl is not importable ({type(e).__name__}: {e}); install it with pip install --no-deps "
-                f"lava-dl==0.6.0 opencv-python-headless (docs/netx.md)")
-    return ""
+        return f"Lava is not importable ({type(e).__name__}: {e})"
+    return netx_missing()
 
 
 def netx_refuses(graph: Graph) -> str:

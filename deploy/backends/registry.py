@@ -328,10 +328,15 @@ register(BackendSpec("lava-own", Form.LIF, False, _run_lava_own, frozenset(ALL_M
                      description="the toolchain's own Lava Processes, fixed_pt: a transcription of the IR's "
                                  "arithmetic, not Lava's Loihi models"))
 def saf_float_refuses(graph: Graph) -> str:
-    """The float SAF form exists only where every layer has the default reset and compare."""
+    """The float SAF form exists only where every layer has the default reset and compare and no synaptic
+    current (train/modules/network.py `saf_form_valid`)."""
     odd = next((l for l in graph.spiking_layers if not l.mode.is_default), None)
-    return "" if odd is None else (f"layer {odd.name} has reset {odd.reset!r} / compare {odd.compare!r}: the float "
-                                   f"SAF form is defined only for reset 'subtract' with compare '>=' (use lif-float)")
+    if odd is not None:
+        return (f"layer {odd.name} has reset {odd.reset!r} / compare {odd.compare!r}: the float SAF form is defined "
+                f"only for reset 'subtract' with compare '>=' (use lif-float)")
+    cur = next((l for l in graph.spiking_layers if l.two_state), None)
+    return "" if cur is None else (f"layer {cur.name} has a synaptic current (du {int(cur.du)}): the float SAF form "
+                                   f"holds no current state (use lif-float)")
 
 
 register(BackendSpec("saf-float", Form.FLOAT, False, _run_float("saf"), None, description="trained float, SAF form",

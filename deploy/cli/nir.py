@@ -9,6 +9,7 @@ from saf.train.neuron_modes import RESETS
 from saf.train.io.outdir import OutputError
 
 USER_ERRORS = (NirError, NetxError, OutputError)
+FP_OWN = ("--dt", "--T", "--reset", "--compare", "--encoder", "--dataset", "--input-shape")   # an FP file's own
 
 
 def register(sub) -> None:
@@ -79,6 +80,10 @@ def cmd_import(a) -> int:
     if a.readout is not None and is_fp(ch):
         raise NirError("--readout: an FP file saf wrote carries its first-spike readout")
     if is_fp(ch):                                   # an FP run saf wrote: its checkpoint again (export/nir/fp.py)
+        given = [f for f in FP_OWN if getattr(a, f.lstrip("-").replace("-", "_")) is not None]
+        if given:
+            raise NirError(f"{given[0]}: {a.model} is an FP network saf wrote; its time grid, neuron, input code and "
+                           f"dataset are the file's own (graph metadata 'saf'): give none of {', '.join(FP_OWN)}")
         path = write_fp_run(ch, a.out, a.force)
         print(f"imported {a.model}: an FP network (CubaLIF, first-spike readout); run {path}")
         return 0

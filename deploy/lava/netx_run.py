@@ -25,6 +25,16 @@ from saf.export.ir import Graph
 from saf.export.result import BackendResult
 
 
+def netx_missing() -> str:
+    """Why lava-dl's netx cannot be used here ("" when it can)."""
+    try:
+        import lava.lib.dl.netx  # noqa: F401
+    except ImportError as e:
+        return (f"lava-dl is not importable ({type(e).__name__}: {e}); install it with pip install --no-deps "
+                f"lava-dl==0.6.0 opencv-python-headless (docs/netx.md)")
+    return ""
+
+
 def _xyz(a: np.ndarray, shape: tuple) -> np.ndarray:
     """[..., C*H*W] (C-order) -> [..., W, H, C] (netx's XYZ port order); flat vectors unchanged."""
     if len(shape) == 1:
