@@ -63,9 +63,12 @@ CASES = {
                                                                                  bias=np.zeros(16))})), ["'fc'", "NaN"]),
     "truncated HDF5": (_truncated, ["truncated"]),
     "not a NIR file": (lambda p: p.write_text("weights: 1 2 3\n"), ["HDF5"]),
-    "spiking output": (lambda p: nir.write(str(p), _graph(drop=("ro",), nodes={"out": nir.Output(
-        output_type={"output": np.array([16])})}, edges=[("in", "fc"), ("fc", "lif"), ("lif", "out")])),
-        ["'lif'", "readout"]),
+    # a graph ending in the spiking node imports (tests/test_nir_spiking_output.py); one ending in glue after it
+    # has no readout saf maps
+    "ends in glue": (lambda p: nir.write(str(p), _graph(drop=("ro",), nodes={"out": nir.Output(
+        output_type={"output": np.array([16])}), "fl": nir.Flatten(input_type={"input": np.array([16])},
+                                                                   start_dim=0, end_dim=-1)},
+        edges=[("in", "fc"), ("fc", "lif"), ("lif", "fl"), ("fl", "out")])), ["'fl'", "reads out"]),
     "thresholds differ": (lambda p: nir.write(str(p), _graph(nodes={"lif": _lif(16, v_threshold=np.linspace(1, 2, 16))})),
                           ["'lif'", "v_threshold"]),
     "v_reset not 0": (lambda p: nir.write(str(p), _graph(nodes={"lif": _lif(16, v_reset=np.full(16, 0.5))})),

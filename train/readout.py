@@ -35,9 +35,13 @@ LEAKY_SUM = Readout("leaky-sum", True)
 # DSR's spiking output layer: R = sum_t lam^(T-t) s_out[t], the (weighted) spike counts through an
 # identity readout; the prediction is the lowest index among tied counts (argmax) in every form
 SPIKE_COUNT = Readout("spike_count", True)
+# a spiking output layer read by its spike counts, R = sum_t s_out[t], through an identity readout (weights I, bias 0):
+# a NIR graph that ends in a spiking node (snnTorch's spk_rec.sum(0)); prediction: the lowest index among tied
+# counts (argmax, as torch's), in every form
+COUNT = Readout("count", False)
 # FP (METHODS.md 2.1): the output neuron with the earliest first spike, lowest index on ties (no integrator)
 FIRST_SPIKE = Readout("first_spike", False)
-READOUTS = {r.name: r for r in (SUM, LEAKY_SUM, SPIKE_COUNT, FIRST_SPIKE)}
+READOUTS = {r.name: r for r in (SUM, LEAKY_SUM, SPIKE_COUNT, COUNT, FIRST_SPIKE)}
 
 
 def readout_from_json(text) -> Readout:

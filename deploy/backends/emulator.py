@@ -27,6 +27,8 @@ Every spiking layer runs its own compare and reset (Layer.compare, Layer.reset; 
   current_decay=False  a two-state layer's current register not carried (du ignored: U = W s << F)
   initial_current=False  a two-state layer's current register started at U[0] = 0, ignoring Layer.u0
   first_spike=False    a first-spike readout computed as the plain sum (spike counts) instead
+  readout_delay=d      the readout reads the last spiking layer's spikes d steps late (d = 1: the readout's own
+                       Lava delay left uncompensated: the last step's output spikes are never counted)
 The defaults are the correct semantics (MODES: every layer's own compare and reset, any of them).
 """
 from __future__ import annotations
@@ -218,7 +220,7 @@ class _Plan:
 # emulate()'s fault-injection options at their correct values
 _DEFAULTS = {"tie": None, "reset": None, "feedforward_delay": 0, "feedback_delay": 1, "overflow": "clip",
              "current_bits": 0, "readout_leak": True, "initial_potential": True, "current_decay": True,
-             "first_spike": True, "initial_current": True}
+             "first_spike": True, "initial_current": True, "readout_delay": 0}
 
 
 def _compare(layer, tie) -> str:
@@ -241,7 +243,7 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = None, reset: str = None,
             feedforward_delay: int = 0, feedback_delay: int = 1, overflow: str = "clip",
             current_bits: int = 0, readout_leak: bool = True, initial_potential: bool = True,
             current_decay: bool = True, first_spike: bool = True, initial_current: bool = True,
-            record_spikes: bool = True,
+            readout_delay: int = 0, record_spikes: bool = True,
             record_potentials: bool = False, batch_size: int = 512,
             progress: bool = False, plan: _Plan = None, layer_schedule: bool = True) -> BackendResult:
     """Run the integer LIF form on xq [N, *input_shape] (constant) or [N, T, *input_shape] (frame x[t]
@@ -252,8 +254,8 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = None, reset: str = None,
         raise ValueError(f"tie must be None, 'ge', 'gt' or 'flip', got {tie!r}")
     if reset not in (None, "swap") + RESETS:
         raise ValueError(f"reset must be None, 'swap' or one of {', '.join(RESETS)}, got {reset!r}")
-    if feedforward_delay < 0 or feedback_delay < 1:
-        raise ValueError("need feedforward_delay >= 0 and feedback_delay >= 1")
+    if feedforward_delay < 0 or feedback_delay < 1 or readout_delay < 0:
+        raise ValueError("need feedforward_delay >= 0, feedback_delay >= 1 and readout_delay >= 0")
     if overflow not in ("clip", "wrap"):
         raise ValueError(f"overflow must be 'clip' or 'wrap', got {overflow!r}")
     t0 = time.perf_counter()
@@ -277,7 +279,8 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = None, reset: str = None,
                                 ("feedback_delay", feedback_delay), ("overflow", overflow),
                                 ("current_bits", current_bits), ("readout_leak", readout_leak),
                                 ("initial_potential", initial_potential), ("current_decay", current_decay),
-                                ("first_spike", first_spike), ("initial_current", initial_current))
+                                ("first_spike", first_spike), ("initial_current", initial_current),
+                                ("readout_delay", readout_delay))
               if v != _DEFAULTS[k]}
     layer_major = layer_schedule and emulator_layers.supports(graph, faults, plan)
     out = {"readout": readout, "spikes": spikes, "potentials": pots, "sat": sat, "vmax": vmax, "macs": 0}
@@ -305,7 +308,7 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = None, reset: str = None,
         V = [np.full((b, l.n_out), int(l.v0) if initial_potential else 0, dtype=sdt) for l in sp]
         zeros = [np.zeros((b, l.n_out), dtype=bool) for l in sp]
         # hist[t'] = list of spike arrays of step t' (most recent last), enough for both delays
-        depth = max(feedforward_delay, feedback_delay) + 1
+        depth = max(feedforward_delay + readout_delay, feedback_delay) + 1
         hist = deque([list(zeros) for _ in range(depth)], maxlen=depth)
         # two-state layers (Layer.du < 4095): the current register U, carried over steps
         # U[0] = u0 (Layer.u0, a bias inside the current); initial_current=False injects the fault of ignoring it
@@ -354,7 +357,8 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = None, reset: str = None,
                 V[li] = v - s * th if lreset == RESET_SUBTRACT else np.where(s, 0, v) if lreset == RESET_ZERO else v
                 cur.append(s)
             hist.append(cur)
-            last = cur[-1] if feedforward_delay == 0 else hist[-1 - feedforward_delay][-1]
+            d_ro = feedforward_delay + readout_delay
+            last = cur[-1] if d_ro == 0 else hist[-1 - d_ro][-1]
             counts += last
             if first:                # R = T + 1 - first step (1-based) with W_o s_N[t] + B_o > 0
                 drive = plan.syn[-1](last) + plan.bias[-1]
@@ -370,7 +374,8 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = None, reset: str = None,
                        "feedback_delay": feedback_delay, "overflow": overflow,
                        "current_bits": current_bits, "readout_leak": readout_leak,
                        "initial_potential": initial_potential, "current_decay": current_decay,
-                       "first_spike": first_spike, "initial_current": initial_current},
+                       "first_spike": first_spike, "initial_current": initial_current,
+                       "readout_delay": readout_delay},
             "schedule": "layer-major" if layer_major else "step-major",
             "macs_executed": out["macs"] if layer_major else None,     # counted by the event-driven kernels
             "synapse_dtypes": {s.name: np.dtype(s.dtype).name for s in plan.syn},

@@ -57,12 +57,15 @@ FAULTS = {
     "current-decay": "a two-state layer's current register not carried over steps (du ignored)",
     "initial-current": "a two-state layer's current register started at 0 each sample (its initial current u0 ignored)",
     "first-spike": "the first-spike readout computed as a spike count (plain sum) instead",
+    "readout-delay": "the readout's one-step delay left uncompensated: it reads the last spiking layer's spikes one "
+                     "step late, so the last step's output spikes are never counted",
     "low-word": "a two-synapse-word layer's low word dropped (only hi * 2^7 of W = hi * 2^7 + lo, hw_targets/words.py)",
     "high-word": "a two-synapse-word layer's high word dropped (only lo of W = hi * 2^7 + lo)",
 }
 _FAULT_OPTS = {"tie": {"tie": "flip"}, "hard-reset": {"reset": "zero"}, "reset-swap": {"reset": "swap"}, "delay": {"feedforward_delay": 1},
                "u-21bit": {"current_bits": 21}, "readout-leak": {"readout_leak": False},
                "current-decay": {"current_decay": False}, "first-spike": {"first_spike": False},
+               "readout-delay": {"readout_delay": 1},
                "initial-current": {"initial_current": False}}
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from saf.export.netx.errors import NetxError
 from saf.export.nir.errors import NirError
+from saf.export.nir.spiking_out import READOUT_CHOICES
 from saf.export.nir.to_run import COMPARES, CURRENT_ORDERS, DEFAULTS, Options
 from saf.train.neuron_modes import RESETS
 from saf.train.io.outdir import OutputError
@@ -33,6 +34,9 @@ def register(sub) -> None:
                    help="which current a CubaLIF's v[t] adds: snntorch: syn[t], with step t's input (snnTorch's "
                         "Synaptic, Norse's LIFCell; default, or saf's own file's); nir: syn[t-1] (refused: saf's "
                         "layer has no one-step delay)")
+    p.add_argument("--readout", choices=READOUT_CHOICES, help="a graph ending in a spiking node (IF, LIF, CubaLIF): "
+                   "count (default) reads its spike counts over T (prediction: most spikes, lowest index on ties); "
+                   "membrane reads its membrane without threshold, R = v[T], v[t] = lam v[t-1] + W s[t] + b")
     p.add_argument("--force", action="store_true", help="replace the saf run in --out")
     p.set_defaults(func=cmd_import)
 
@@ -65,12 +69,16 @@ def cmd_import(a) -> int:
     from saf.train.io.outdir import check_target
 
     if (a.format or _detected(a.model)) == "netx":
+        if a.readout is not None:
+            raise NirError("--readout: applies to a NIR graph ending in a spiking node, not to a netx file")
         from saf.deploy.cli.netx import import_netx
         return import_netx(a)
     if a.encoder is not None and a.encoder not in ENCODERS:
         raise NirError(f"--encoder {a.encoder}: expected one of {', '.join(ENCODERS)}")
     check_target(a.out, (RUN_DIR,), a.force)
     ch = chain(a.model, read_graph(a.model))
+    if a.readout is not None and is_fp(ch):
+        raise NirError("--readout: an FP file saf wrote carries its first-spike readout")
     if is_fp(ch):                                   # an FP run saf wrote: its checkpoint again (export/nir/fp.py)
         given = [f for f in FP_OWN if getattr(a, f.lstrip("-").replace("-", "_")) is not None]
         if given:
@@ -81,11 +89,15 @@ def cmd_import(a) -> int:
         return 0
     opts = Options(a.dt, a.T, a.reset, a.compare, a.encoder, a.dataset, a.current_order)
     shape = _shape_flag(a.input_shape)
-    if is_dsr(ch) and shape is not None:
-        raise NirError("--input-shape: a DSR file saf wrote carries its input shape")
-    imp = build_dsr(ch, opts) if is_dsr(ch) else build(ch, opts, shape)
+    if is_dsr(ch) and (shape is not None or a.readout is not None):
+        raise NirError(f"{'--input-shape' if shape is not None else '--readout'}: a DSR file saf wrote carries its "
+                       f"input shape and readout")
+    imp = build_dsr(ch, opts) if is_dsr(ch) else build(ch, opts, shape, a.readout)
     if imp.assumed:
         print(f"assumed: {'; '.join(imp.assumed)}")
+    if a.readout is not None:
+        from saf.export.nir.spiking_out import stated
+        print(f"readout: {stated(ch, a.readout)}")
     path = write_run(imp, a.out, a.force)
     s = imp.spec
     print(f"imported {a.model}: {sum(1 for l in s['layers'] if l['type'] in ('linear', 'conv'))} spiking layers, lam {s['neuron']['lam']:g}, "

@@ -9,7 +9,8 @@ Synaptic's mapping (gains 1); AvgPool2d, Flatten, Conv2d and Affine carry the sy
 network computes with them, scaled weight standardization applied); feedback edges are Affine/Conv2d synapses from a
 neuron back into a neuron. What NIR cannot say travels in metadata: the graph's "saf" entry (JSON: dt,
 T, reset, compare, input coding, dataset, readout) and each neuron's "saf_reset"/"saf_compare"; a
-leaking readout (SAF-F) is an LI node after the readout synapse, a summing one ends at the synapse.
+leaking readout (SAF-F) is an LI node after the readout synapse, a summing one ends at the synapse, a count
+readout (train/readout.py COUNT: imported from a graph ending in a spiking node) ends at the output neuron.
 A DSR run (train/methods/dsr/net.py): each layer's trained V^l as the v_threshold where it fires,
 alpha V^l, with the amount its reset subtracts, V^l, in node metadata "saf_reset_by"; its spikes carry
 V^l, so the next synapse's weights are written times V^(l-1) (in float64: the product of two float32
@@ -27,7 +28,7 @@ import numpy as np
 
 from saf.export.nir.errors import NirError
 from saf.export.nir.to_run import COMPARES, FORMAT, SAF_META
-from saf.train.readout import FIRST_SPIKE
+from saf.train.readout import COUNT, FIRST_SPIKE
 
 DT = 1e-4
 RESET_BY = "saf_reset_by"            # node metadata: what a DSR neuron's reset subtracts (its V^l)
@@ -85,6 +86,17 @@ def _synapse(nir, w: np.ndarray, b, lp, shape: tuple):
     return nir.Affine(weight=w, bias=b)
 
 
+def _check_identity(w, b) -> None:
+    """A count readout (train/readout.py COUNT) is the identity on the output spikes; NIR writes it as the graph
+    ending in that neuron, which is that only when the readout's weights are I and its bias 0."""
+    import torch
+
+    eye = torch.eye(w.shape[0], dtype=w.dtype, device=w.device)
+    if w.dim() != 2 or w.shape[0] != w.shape[1] or not torch.equal(w, eye) or (b is not None and bool((b != 0).any())):
+        raise NirError("the run's count readout is not the identity on its output spikes (weights I, bias 0): a NIR "
+                       "graph ending in the spiking node would be another network")
+
+
 def dsr_scales(net, spec: dict, n_synapses: int) -> tuple:
     """(v_threshold per spiking layer, its reset's subtraction per layer, the factor on each synapse's
     weights) of a DSR run, (None, None, None) for any other: layer l fires at alpha V^l and subtracts V^l;
@@ -119,8 +131,13 @@ def run_graph(net, spec: dict, config: dict, dt: float = DT):
     shape = tuple(spec["input_shape"])
     syn = list(net.blocks) + [net.readout]
     wts = ws["blocks"] + [ws["readout"]]
+    counted = net.readout_kind is COUNT                 # spike counts: the graph ends in the output neuron
+    if counted:
+        _check_identity(ws["readout"], net.readout.bias)
     for i, lp in enumerate(p.layers):
         ro = lp.kind == "readout"
+        if ro and counted:
+            break
         tag = "readout" if ro else f"layer{i}"
         shape = _glue(nir, nodes, chain, lp.pre, shape, tag)
         w = to_np(wts[i]) if carry is None else to_np(wts[i]).astype(np.float64) * carry[i]

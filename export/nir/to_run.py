@@ -178,12 +178,14 @@ def walk(ch: Chain, dt: float) -> dict:
                 raise NirError(f"{path}: node '{name}' ({k}) is read as the readout: it must follow the last synapse "
                                f"and feed the Output node")
             pend["neuron"] = readout_neuron(path, name, node, dt)
-    if pend is None:
-        last = ch.nodes[-2]
-        raise NirError(f"{path}: the graph ends in '{last[0]}' ({kind(last[1])}), not a synapse: saf deploys a "
-                       f"non-spiking readout (end with an Affine, or Affine -> I / LI)")
     if not index:
         raise NirError(f"{path}: the graph has no spiking layer (IF, LIF, CubaLIF)")
+    if pend is None and kind(ch.nodes[-2][1]) in NEURONS:      # a spiking output layer: spiking_out.py
+        return {"input_shape": in_shape, "layers": layers, "readout": None, "index": index, "shape": shape}
+    if pend is None:
+        last = ch.nodes[-2]
+        raise NirError(f"{path}: the graph ends in '{last[0]}' ({kind(last[1])}): saf reads out the last synapse "
+                       f"(Affine, or Affine -> I / LI) or the last spiking node (IF, LIF, CubaLIF) before the Output")
     if factor != 1.0:
         raise NirError(f"{path}: a SumPool2d before the readout is not supported")
     if pend["layer"]["type"] != "linear":
@@ -301,11 +303,16 @@ def image_shape(ch: Chain, layers: list, flat: tuple, dataset: str, given: Optio
                    f"flattened in C order, as x.flatten(1))")
 
 
-def build(ch: Chain, given: Options, input_shape: Optional[tuple] = None) -> Imported:
+def build(ch: Chain, given: Options, input_shape: Optional[tuple] = None, readout_choice: Optional[str] = None) -> Imported:
     """The Imported network of chain `ch` (spec validated by the caller's SpikingNet); input_shape: the
-    images a flat Input reads (image_shape)."""
+    images a flat Input reads (image_shape); readout_choice: --readout of a graph ending in a spiking node
+    (spiking_out.py; None: count)."""
+    from saf.export.nir.spiking_out import check_choice, spiking_output
+
     opts, assumed = assumed_options(ch, given)
     g = walk(ch, float(opts.dt))
+    check_choice(ch, g, readout_choice)
+    counted, clause = spiking_output(ch, g, readout_choice, saf_meta(ch)) if g["readout"] is None else ("", "")
     spiking_layers = [l for l in g["layers"] if "neuron" in l]
     n0 = spiking_layers[0]["neuron"]
     lam, theta = n0.lam, n0.theta
@@ -323,6 +330,8 @@ def build(ch: Chain, given: Options, input_shape: Optional[tuple] = None) -> Imp
             raise NirError(f"{ch.path}: readout leaks by {rn.lam:g} per step, the neurons by {lam:g}: saf's readout "
                            f"integrator leaks by the network's lam or not at all")
         readout = "leaky-sum"
+    readout = counted or readout
+    assumed += [clause] if clause else []
     tensors, spec_layers, scale = {}, [], []
     for l in g["layers"]:
         if "neuron" not in l:
