@@ -83,7 +83,8 @@ def measure(beta: float, data, tmp: Path, saf) -> dict:
     ft = torch.from_numpy(run_backend("trained", b, xq, record_spikes=False).readout.argmax(1))
     cert = json.loads((d / "b" / "manifest.json").read_text())["certificate"]
     return {"beta": beta, "snntorch_acc": float((src == yt).float().mean()),
-            "deployed_acc": float((dep == yt).float().mean()), "same_pred_ft_deployed": float((ft == dep).float().mean()),
+            "deployed_acc": float((dep == yt).float().mean()),
+            "same_pred_ft_deployed": float((ft == dep).float().mean()),
             "agree_snntorch": float((dep == src).float().mean()), "exact": cert["exact"], "n": len(yt)}
 
 
@@ -99,8 +100,8 @@ def main() -> None:
     rows = [measure(b, data, tmp, saf) for b in a.betas]
     print("beta  snnTorch float  deployed (finetuned)  same pred ft/deployed  agree w/ snnTorch  certificate")
     for r in rows:
-        print(f"{r['beta']:<5} {r['snntorch_acc']:>14.2%}  {r['deployed_acc']:>20.2%}  {r['same_pred_ft_deployed']:>21.2%}"
-              f"  {r['agree_snntorch']:>17.2%}  {'EXACT' if r['exact'] else 'NOT EXACT'}   (n = {r['n']})")
+        print(f"{r['beta']:<5} {r['snntorch_acc']:>14.2%}  {r['deployed_acc']:>20.2%}  "
+              f"{r['same_pred_ft_deployed']:>21.2%}  {r['agree_snntorch']:>17.2%}  {'EXACT' if r['exact'] else 'NOT EXACT'}   (n = {r['n']})")
 
 
 if __name__ == "__main__":

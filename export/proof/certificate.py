@@ -105,8 +105,8 @@ class Certificate:
         return [f"{c.check} ({c.layer}): {c.detail}" for c in self.checks if not c.ok]
 
     def to_dict(self) -> dict:
-        return {"exact": self.exact, "saf_form": self.saf_form, "grid": self.grid, "reasons": self.reasons, "checks": [asdict(c) for c in self.checks],
-                "info": list(self.info)}
+        return {"exact": self.exact, "saf_form": self.saf_form, "grid": self.grid, "reasons": self.reasons,
+                "checks": [asdict(c) for c in self.checks], "info": list(self.info)}
 
     def format(self) -> str:
         what = ("deployed network == trained grid model bit for bit" + ("; LIF form == SAF form too" if
@@ -314,7 +314,7 @@ def _grid_statement(checks: list) -> tuple:
              for c in checks if c.check in SAF_ROWS]
     have = {c.check for c in rows}
     rows += [Check(r, "all", False, "not derived: a grid-trained run's row needs its checkpoint "
-                   "(export/pipeline/grid.py grid_rows)") for r in GRID_ROWS if r not in have]
+                   "(export/pipeline/grid.py forward_rows, source_grid_rows)") for r in GRID_ROWS if r not in have]
     return rows, notes
 
 
