@@ -101,7 +101,8 @@ def main() -> None:
     print("beta  snnTorch float  deployed (finetuned)  same pred ft/deployed  agree w/ snnTorch  certificate")
     for r in rows:
         print(f"{r['beta']:<5} {r['snntorch_acc']:>14.2%}  {r['deployed_acc']:>20.2%}  "
-              f"{r['same_pred_ft_deployed']:>21.2%}  {r['agree_snntorch']:>17.2%}  {'EXACT' if r['exact'] else 'NOT EXACT'}   (n = {r['n']})")
+              f"{r['same_pred_ft_deployed']:>21.2%}  {r['agree_snntorch']:>17.2%}  "
+              f"{'EXACT' if r['exact'] else 'NOT EXACT'}   (n = {r['n']})")
 
 
 if __name__ == "__main__":
