@@ -70,9 +70,9 @@ def measure(beta: float, data, tmp: Path, saf) -> dict:
     with torch.no_grad():
         src = snntorch_run(net, xt).argmax(1)
         graph = export_to_nir(net, torch.zeros(1, 1, 8, 8), ignore_dims=[0])
-    d = tmp / f"beta{beta}"
-    nir.write(str(d.with_suffix(".nir")), graph)
-    for argv in (["import", str(d.with_suffix(".nir")), "--out", str(d / "run"), "--reset", "subtract-undecayed"],
+    d, path = tmp / f"beta{beta}", tmp / f"beta{beta}.nir"
+    nir.write(str(path), graph)
+    for argv in (["import", str(path), "--out", str(d / "run"), "--reset", "subtract-undecayed"],
                  ["finetune", str(d / "run"), "--deploy-target", "loihi", "--epochs", "1", "--data", "digits",
                   "--no-progress", "--out", str(d / "ft")],
                  ["export", str(d / "ft"), "--target", "loihi", "--calibrate-data", "digits", "--out", str(d / "b")]):
