@@ -20,6 +20,9 @@ $(VENV)/.installed: pyproject.toml
 	"$(PYTHON310)" -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	# lava-dl 0.6.0 (netx import/export tests, the `netx` verify backend) pins torch<2.4 but runs beside lava-nc 0.10.0
+	# and current torch: install it without its deps so pip leaves torch/numpy alone (cv2 is needed by its import).
+	$(PY) -m pip install -q --no-deps lava-dl==0.6.0 opencv-python-headless
 	touch $@
 
 venv: $(VENV)/.installed

@@ -74,7 +74,7 @@ def test_a_net_without_current_assumes_no_order(tmp_path, capsys):
 @pytest.mark.parametrize("key,value,allowed", [
     ("encoder", "bogus", "constant, rate, latency"), ("reset", "soft", "subtract, subtract-undecayed, zero"),
     ("compare", ">=", "gt, ge"), ("dataset", "imagenet", "digits, iris"), ("T", 0, "an integer >= 1"),
-    ("T", 2.5, "an integer >= 1"), ("dt", -1, "a positive number"), ("readout", "max", "sum, leaky-sum"),
+    ("T", 2.5, "an integer >= 1"), ("dt", -1, "a positive finite number"), ("readout", "max", "sum, leaky-sum"),
     ("current_order", "later", "snntorch, nir"), ("format", "saf-nir-9", "'saf-nir-1'"),
     ("method", "sgd", "saf-e"), ("lam", 2.0, "(0, 1]")])
 def test_a_bad_metadata_value_is_refused_at_import(key, value, allowed, tmp_path, capsys):

@@ -12,6 +12,7 @@ run_backend(name, bundle, xq) -> BackendResult.
              hold (F > 6, feedback, v0, register limits incl. its 24-bit current register u)
   lava-own   the toolchain's own Lava Processes (deploy/lava/backend.py, graph.py, procs/): a
              transcription of the IR's arithmetic, not Lava's Loihi models; runs every network
+  netx       lava-dl's own netx loader and Lava's stock LIF (deploy/backends/netx_backend.py)
   saf-float  the trained float model (the bundle's source.safetensors), SAF form
   lif-float  the trained float model, LIF form (the PyTorch LIF model)
   trained    a grid-trained run's own torch forward (deploy/backends/trained.py), compared spike for spike
@@ -33,10 +34,10 @@ from saf.export.bundle.store import ONNX_FILE, SOURCE_FILE, WEIGHTS, BundleError
 from saf.export.ir import Graph
 from saf.export.proof.onnx_exact import MODES as ONNX_MODES
 from saf.export.proof.saf_int import MODES as SAF_INT_MODES
-from saf.export.proof.certificate import CurrentRegister, current_register_check
+from saf.export.proof.certificate import current_register_check
 
-from saf.deploy.backends.spec import (BACKENDS, BackendError, BackendSpec, Form, get_backend, mode_refusal,  # noqa: F401
-                                      register)
+from saf.deploy.backends.spec import (BACKENDS, STOCK_REGISTER, BackendError, BackendSpec, Form, get_backend,  # noqa: F401
+                                      mode_refusal, register)
 from saf.deploy.backends.emulator import MODES as EMULATOR_MODES
 from saf.deploy.backends.trained import run_trained, trained_refuses
 from saf.export.result import BackendResult
@@ -96,7 +97,6 @@ class Bundle:
 
 
 LAVA_BACKENDS = frozenset({"lava", "lava-own"})   # the backends that import lava (require_lava first)
-STOCK_REGISTER = CurrentRegister(24, 6)   # Lava's stock LIF: u += a_in << 6, wrapping at 24 bits
 # the modes Lava's stock LIF can run (deploy/lava/stock.py): natively zero + > (no override), the others
 # with its compare and/or reset_voltage overridden; subtract-undecayed needs a state it does not have
 STOCK_MODES = frozenset(m for m in ALL_MODES if m.reset != RESET_SUBTRACT_UNDECAYED)
@@ -325,10 +325,15 @@ register(BackendSpec("lava-own", Form.LIF, False, _run_lava_own, frozenset(ALL_M
                      description="the toolchain's own Lava Processes, fixed_pt: a transcription of the IR's "
                                  "arithmetic, not Lava's Loihi models"))
 def saf_float_refuses(graph: Graph) -> str:
-    """The float SAF form exists only where every layer has the default reset and compare."""
+    """The float SAF form exists only where every layer has the default reset and compare and no synaptic
+    current (train/modules/network.py `saf_form_valid`)."""
     odd = next((l for l in graph.spiking_layers if not l.mode.is_default), None)
-    return "" if odd is None else (f"layer {odd.name} has reset {odd.reset!r} / compare {odd.compare!r}: the float "
-                                   f"SAF form is defined only for reset 'subtract' with compare '>=' (use lif-float)")
+    if odd is not None:
+        return (f"layer {odd.name} has reset {odd.reset!r} / compare {odd.compare!r}: the float SAF form is defined "
+                f"only for reset 'subtract' with compare '>=' (use lif-float)")
+    cur = next((l for l in graph.spiking_layers if l.two_state), None)
+    return "" if cur is None else (f"layer {cur.name} has a synaptic current (du {int(cur.du)}): the float SAF form "
+                                   f"holds no current state (use lif-float)")
 
 
 register(BackendSpec("saf-float", Form.FLOAT, False, _run_float("saf"), None, description="trained float, SAF form",
@@ -336,6 +341,7 @@ register(BackendSpec("saf-float", Form.FLOAT, False, _run_float("saf"), None, de
 register(BackendSpec("lif-float", Form.FLOAT, False, _run_float("lif"), None, description="trained float, LIF form"))
 register(BackendSpec("trained", Form.LIF, True, run_trained, frozenset(ALL_MODES), refuses=trained_refuses,
                      description="the grid-trained checkpoint's own torch forward (saf train / saf eval), CPU"))
+import saf.deploy.backends.netx_backend  # noqa: E402,F401 - registers `netx`
 
 
 def fault_backend(fault: str) -> BackendSpec:

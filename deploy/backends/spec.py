@@ -14,6 +14,9 @@ from saf.export.ir import declared_mode, modes_text
 from saf.export.proof.certificate import CurrentRegister
 
 
+STOCK_REGISTER = CurrentRegister(24, 6)   # Lava's stock LIF: u += a_in << 6, wrapping at 24 bits
+
+
 class BackendError(ValueError):
     """A backend cannot run on this bundle, or a backend list is unusable (one clear line)."""
 

@@ -12,6 +12,7 @@ from saf.train.io.outdir import OutputError
 from saf.train.spec import SpecError
 
 from saf.export.bundle.store import BundleError, read_manifest
+from saf.export.netx.errors import NetxError
 from saf.export.nir.errors import NirError
 from saf.export.fold.snn import FoldError
 from saf.export.onnx_check import OnnxExportError
@@ -19,9 +20,9 @@ from saf.export.pipeline.fit import format_fit
 from saf.export.pipeline.snn import ExportError
 from saf.export.quantize import QuantizeError
 
-USER_ERRORS = (NirError, BundleError, ExportError, FoldError, OnnxExportError, QuantizeError, TargetError,
+USER_ERRORS = (NirError, NetxError, BundleError, ExportError, FoldError, OnnxExportError, QuantizeError, TargetError,
                CheckpointError, DatasetError, OutputError, SpecError)
-TARGET_NAMES = ("loihi", "loihi2", "loihi1", "onnx", "nir")
+TARGET_NAMES = ("loihi", "loihi2", "loihi1", "onnx", "nir", "netx")
 WORDS_HINT_BELOW = 0.99          # export's own same-prediction rate under which the --synapse-words 2 hint shows
 
 
@@ -75,8 +76,16 @@ def cmd_export(a) -> int:
         raise ExportError("give a CHECKPOINT (model.safetensors or run directory) or --random-model NAME")
     from saf.train.checkpoint import is_fp_checkpoint
 
+    from saf.export.netx.run_dir import is_netx_run
+
+    if a.checkpoint and not a.random_model and is_netx_run(a.checkpoint):
+        from saf.deploy.cli.netx import export_netx_run_cli, export_to_netx
+        return export_to_netx(a) if a.target == "netx" else export_netx_run_cli(a)
     if a.checkpoint and not a.random_model:
         a.checkpoint = str(pick_checkpoint(a, quiet=a.json))
+    if a.target == "netx":
+        from saf.deploy.cli.netx import export_to_netx
+        return export_to_netx(a)
     if a.target == "nir":
         return _export_nir(a)
     if a.checkpoint and is_fp_checkpoint(a.checkpoint):
@@ -86,7 +95,8 @@ def cmd_export(a) -> int:
     r = export_checkpoint(a.checkpoint, a.target, a.out, calibrate_data=a.calibrate_data, data_root=a.data_root,
                           force=a.force, T=a.T, calibrate_limit=a.calibrate_limit, input_scale=a.input_scale,
                           input_bits=a.input_bits, input_signed=a.input_signed, random_model=a.random_model,
-                          seed=a.seed, sum_pool=a.sum_pool, approximate=a.approximate, synapse_words=a.synapse_words)
+                          seed=a.seed, sum_pool=a.sum_pool, approximate=a.approximate, synapse_words=a.synapse_words,
+                          lif_run=_emulator)
     if a.json:
         print(json.dumps({k: v for k, v in r.items() if not k.endswith("_text")}, indent=2, default=str))
         return 0
@@ -100,6 +110,10 @@ def cmd_export(a) -> int:
         print(f"synapse words per weight: {a.synapse_words} (high word weight_exp 7 + low word, twice the synaptic "
               f"memory); largest feed-forward |W|: " + ", ".join(f"{l['name']} {l['weight_max']:,}"
                                                     for l in r["quantization"]["layers"]))
+    if r["drift_text"]:
+        print(r["drift_text"])
+    elif r.get("exact_advice"):
+        print(f"note: NOT EXACT; what would make it exact: {r['exact_advice']}")
     if a.approximate and "approximate" not in r:
         print("note: --approximate not needed: the bundle is EXACT")
     cal = r.get("calibration")
@@ -108,13 +122,26 @@ def cmd_export(a) -> int:
               f"{cal['deployed']}")
     elif cal:
         print(f"accuracy on {cal['dataset']} ({cal['n']} test samples): float {cal['float_accuracy']:.4f}, "
-              f"quantized {cal['quantized_accuracy']:.4f} (change {cal['accuracy_change']:+.4f}), "
+              f"quantized{_form(cal)} {cal['quantized_accuracy']:.4f} (change {cal['accuracy_change']:+.4f}), "
               f"same prediction {cal['prediction_agreement']:.2%}")
         if a.synapse_words == 1 and cal["prediction_agreement"] < WORDS_HINT_BELOW and _holds_two_words(a.target):
             print(f"hint: same prediction below {WORDS_HINT_BELOW:.0%} with one synapse word per weight; "
                   f"--synapse-words 2 holds ~14-bit weights (twice the synaptic memory)")
     print(f"bundle written to {a.out} in {r['seconds']:.1f} s")
     return 0
+
+
+def _form(cal: dict) -> str:
+    """Which form gave the quantized accuracy, where it is not the exact SAF form (a NOT EXACT bundle)."""
+    form = cal.get("quantized_form", "saf-int")
+    return "" if form == "saf-int" else f" ({form}, deployed)"
+
+
+def _emulator(graph, xq, record_spikes: bool):
+    """The deployed integer LIF form for export's drift table and NOT EXACT accuracy (export/pipeline/drift.py)."""
+    from saf.deploy.backends.emulator import emulate
+
+    return emulate(graph, xq, record_spikes=record_spikes)
 
 
 def _holds_two_words(target_name: str) -> bool:

@@ -1,12 +1,14 @@
 """`saf import MODEL.nir --out RUN`: a NIR graph as a run directory (export/nir/, docs/nir.md)."""
 from __future__ import annotations
 
+from saf.export.netx.errors import NetxError
 from saf.export.nir.errors import NirError
 from saf.export.nir.to_run import COMPARES, CURRENT_ORDERS, DEFAULTS, Options
 from saf.train.neuron_modes import RESETS
 from saf.train.io.outdir import OutputError
 
-USER_ERRORS = (NirError, OutputError)
+USER_ERRORS = (NirError, NetxError, OutputError)
+FP_OWN = ("--dt", "--T", "--reset", "--compare", "--encoder", "--dataset", "--input-shape")   # an FP file's own
 
 
 def register(sub) -> None:
@@ -15,7 +17,8 @@ def register(sub) -> None:
                                    "that saf eval, saf export and saf verify accept. NIR carries no dt, T, reset "
                                    "mode or compare: each is a flag, read from saf's own metadata when the file has "
                                    "it, else assumed (said in one line). docs/nir.md")
-    p.add_argument("model", help="the .nir file (HDF5)")
+    p.add_argument("model", help="the .nir file, or a lava-dl netx .net file (HDF5; docs/netx.md)")
+    p.add_argument("--format", choices=("nir", "netx"), help="the file's format (default: told from its layout, or netx for a .net file)")
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--dt", type=float, help=f"time step of the discretization (default {DEFAULTS.dt:g}, snnTorch's)")
     p.add_argument("--T", type=int, help=f"time steps per sample (default {DEFAULTS.T})")
@@ -46,6 +49,11 @@ def _shape_flag(text):
     return shape
 
 
+def _detected(path) -> str:
+    from saf.export.netx.read import is_netx_file
+    return "netx" if str(path).endswith(".net") or is_netx_file(path) else "nir"
+
+
 def cmd_import(a) -> int:
     from saf.export.nir.dsr import build_dsr, is_dsr
     from saf.export.nir.fp import is_fp, write_fp_run
@@ -56,11 +64,18 @@ def cmd_import(a) -> int:
     from saf.train.data.encoders import ENCODERS
     from saf.train.io.outdir import check_target
 
+    if (a.format or _detected(a.model)) == "netx":
+        from saf.deploy.cli.netx import import_netx
+        return import_netx(a)
     if a.encoder is not None and a.encoder not in ENCODERS:
         raise NirError(f"--encoder {a.encoder}: expected one of {', '.join(ENCODERS)}")
     check_target(a.out, (RUN_DIR,), a.force)
     ch = chain(a.model, read_graph(a.model))
     if is_fp(ch):                                   # an FP run saf wrote: its checkpoint again (export/nir/fp.py)
+        given = [f for f in FP_OWN if getattr(a, f.lstrip("-").replace("-", "_")) is not None]
+        if given:
+            raise NirError(f"{given[0]}: {a.model} is an FP network saf wrote; its time grid, neuron, input code and "
+                           f"dataset are the file's own (graph metadata 'saf'): give none of {', '.join(FP_OWN)}")
         path = write_fp_run(ch, a.out, a.force)
         print(f"imported {a.model}: an FP network (CubaLIF, first-spike readout); run {path}")
         return 0

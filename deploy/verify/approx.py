@@ -5,7 +5,9 @@ measures how far the deployed network is from the trained float model, as FP's d
 
   spike agreement   per spiking layer, the fraction of (sample, step, neuron) where the deployed form
                     (the first integer LIF backend verify ran, on every sample it ran) and the float
-                    model (the bundle's source.safetensors in its SAF form, fed x_q / input_scale)
+                    model (the bundle's source.safetensors fed x_q / input_scale, in its SAF form, or
+                    its LIF form where the SAF form is not defined: a reset other than subtract, a
+                    compare other than >=, a synaptic current, as imported NIR nets have; float_form)
                     both spike or both stay silent; with the spike counts of each
   pred. agreement   fraction of samples with the same argmax
   accuracy          float and deployed, and the change (with labels)
@@ -26,6 +28,11 @@ def is_approximate(bundle) -> bool:
     return bool(bundle.graph.meta.get("approximate"))
 
 
+def float_backend(graph) -> str:
+    """The float backend that computes the network: saf-float where its SAF form is defined, else lif-float."""
+    return "lif-float" if BACKENDS["saf-float"].refuses(graph) else "saf-float"
+
+
 def approx_section(bundle, xq: np.ndarray, labels: Optional[np.ndarray], results: dict, specs: list,
                    chunk: Optional[int] = None) -> dict:
     """The agreement table of the deployed form with the float model (module docstring), both forms run
@@ -37,7 +44,8 @@ def approx_section(bundle, xq: np.ndarray, labels: Optional[np.ndarray], results
         out["unavailable"] = "no integer LIF backend ran"
         return out
     dep = max(lif, key=lambda n: len(results[n].readout))     # the one that ran the most samples
-    r0, f0 = results[dep], results.get("saf-float")
+    form = float_backend(bundle.graph)
+    r0, f0 = results[dep], results.get(form)
     n = len(r0.readout)
     whole = getattr(r0, "spikes", None) is not None           # a whole run given (library callers): as it is
     chunk = n if whole or not chunk else chunk
@@ -47,7 +55,7 @@ def approx_section(bundle, xq: np.ndarray, labels: Optional[np.ndarray], results
         try:
             r = r0 if whole else run_spec(next(s for s in specs if s.name == dep), bundle, x, record_spikes=True)
             fl = f0 if whole and getattr(f0, "spikes", None) is not None else \
-                run_spec(BACKENDS["saf-float"], bundle, x, record_spikes=True)
+                run_spec(BACKENDS[form], bundle, x, record_spikes=True)
         except BackendError as e:
             out["unavailable"] = str(e)
             return out
@@ -58,7 +66,7 @@ def approx_section(bundle, xq: np.ndarray, labels: Optional[np.ndarray], results
         rf.append(fl.readout[:m])
     rd, rf = np.concatenate(rd), np.concatenate(rf)
     n = len(rd)
-    out.update(deployed=dep, float_form="saf-float", samples=n)
+    out.update(deployed=dep, float_form=form, samples=n)
     for name, (a, d, f, t) in zip([l.name for l in bundle.graph.spiking_layers], counts.tolist()):
         out["layers"].append({"layer": name, "agreement": a / t if t else float("nan"), "spikes_deployed": d,
                               "spikes_float": f, "total": t})

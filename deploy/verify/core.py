@@ -55,6 +55,7 @@ class VerifyReport:
     untied: list = field(default_factory=list)     # fuzz: layers where no threshold tie was reached
     allow_untested_ties: bool = False
     approximate: Optional[dict] = None  # --approximate bundles: agreement with the float model (approx.py)
+    export_drift: Optional[dict] = None  # NOT EXACT bundles: export's drift table and exact advice (manifest)
     chunk: int = 0                      # samples per chunk (stream.py)
     peak_rss_mib: float = 0.0           # the whole process's peak resident memory so far (ru_maxrss)
 
@@ -166,6 +167,8 @@ def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backend
         rep.fp = fp_section(bundle, fp_times, labels, fp_ks)
         if rep.fp["source_mismatch"]:
             rep.failures.append(f"FP source: {rep.fp['source_mismatch']}")
+    if "drift" in bundle.manifest or "exact_advice" in bundle.manifest:
+        rep.export_drift = {k: bundle.manifest.get(k) for k in ("drift", "exact_advice")}
     if is_approximate(bundle):
         rep.approximate = approx_section(bundle, xq, labels, results, specs, chunk)
         if cert.exact:                 # an approximate bundle the certificate calls exact: never
@@ -213,6 +216,11 @@ def format_report(rep: VerifyReport) -> str:
     if rep.fp:
         from saf.deploy.verify.fp_dt import format_fp
         lines += format_fp(rep.fp)
+    if rep.export_drift:
+        from saf.export.pipeline.drift import format_drift
+        d, adv = rep.export_drift["drift"], rep.export_drift["exact_advice"]
+        lines += (["measured by saf export (the bundle's manifest): " + format_drift(d, adv)[0]] + format_drift(d, adv)[1:]
+                  if d else [f"NOT EXACT; what would make it exact: {adv}"])
     if rep.approximate:
         from saf.deploy.verify.approx import format_approx
         lines += format_approx(rep.approximate)

@@ -30,6 +30,7 @@ WEIGHTS = "weights.npz"
 ONNX_FILE = "model.onnx"
 SOURCE_FILE = "source.safetensors"     # the trained float checkpoint, copied
 FP_SOURCE_FILE = "fp-model.safetensors"   # an FP checkpoint (continuous-time weights), copied
+NETX_SOURCE_FILE = "source.net"          # an imported lava-dl netx file, copied (export/netx/run_dir.py)
 
 
 def _is_saf_manifest(path: Path) -> bool:
@@ -42,7 +43,7 @@ def _is_saf_manifest(path: Path) -> bool:
 
 # A bundle directory: what `saf export --force` may replace (train/io/outdir.py).
 BUNDLE_DIR = OutputKind("saf bundle", MANIFEST, _is_saf_manifest, (MANIFEST, WEIGHTS, ONNX_FILE, SOURCE_FILE,
-                                                                       FP_SOURCE_FILE))
+                                                                       FP_SOURCE_FILE, NETX_SOURCE_FILE))
 
 
 def _layer_meta(l: Layer) -> dict:

@@ -17,7 +17,7 @@ import numpy as np
 from saf.export.nir.errors import NirError
 from saf.export.nir.from_run import RESET_BY
 from saf.export.nir.graph import Chain
-from saf.export.nir.to_run import COMPARES, Imported, Options, assumed_options, saf_meta, sha256, walk
+from saf.export.nir.to_run import COMPARES, Imported, Options, assumed_options, float32_tensors, saf_meta, sha256, walk
 from saf.train.neuron_modes import COMPARE_GE, RESET_SUBTRACT
 from saf.train.readout import LEAKY_SUM, SPIKE_COUNT
 
@@ -45,15 +45,19 @@ def _reset_by(ch: Chain, node_name: str, alpha: float, theta: float) -> float:
 def build_dsr(ch: Chain, given: Options) -> Imported:
     """The Imported DSR network of chain `ch` (a file whose `saf` metadata has a `dsr` entry)."""
     opts, assumed = assumed_options(ch, given)
-    d = dict(saf_meta(ch)[DSR_KEY])
-    alpha = d.get("alpha")
+    d = saf_meta(ch)[DSR_KEY]
+    alpha = d.get("alpha") if isinstance(d, dict) else None
     if not isinstance(alpha, (int, float)) or not 0 < alpha <= 1 or d.get("readout") not in ("spike", "linear"):
         raise NirError(f"{ch.path}: graph metadata 'saf' entry '{DSR_KEY}' {d} needs alpha in (0, 1] and readout "
                        f"spike or linear")
+    d = dict(d)
     if (opts.reset, COMPARES[opts.compare]) != (RESET_SUBTRACT, COMPARE_GE):
         raise NirError(f"{ch.path}: a DSR network subtracts its threshold and fires at >=; --reset {opts.reset} "
                        f"--compare {opts.compare} is not that neuron")
     g = walk(ch, float(opts.dt))
+    if ch.recurrent:
+        raise NirError(f"{ch.path}: recurrent synapse '{ch.recurrent[0][0]}': a DSR network has no recurrent "
+                       f"connections")
     spk = [l for l in g["layers"] if "neuron" in l]
     lam = spk[0]["neuron"].lam
     tensors, layers, V, carry = {}, [], [], 1.0
@@ -62,6 +66,9 @@ def build_dsr(ch: Chain, given: Options) -> Imported:
             layers.append(l)
             continue
         n = l["neuron"]
+        if n.syn:
+            raise NirError(f"{ch.path}: node '{l['name']}': its synaptic current decays by {n.syn:g} per step; a DSR "
+                           f"neuron has no synaptic current (CubaLIF needs tau_syn = dt)")
         if n.lam != lam or n.gain != 1.0:
             raise NirError(f"{ch.path}: node '{l['name']}': leak {n.lam:g} and input gain {n.gain:g}; a DSR network "
                            f"has one leak ({lam:g}) and gain 1")
@@ -84,4 +91,4 @@ def build_dsr(ch: Chain, given: Options) -> Imported:
             "weight_standardization": False, "T": int(opts.T), "layers": layers, DSR_KEY: d,
             "source": {"format": "nir", "file": Path(ch.path).name, "sha256": sha256(ch.path),
                        "dt": float(opts.dt), "encoder": opts.encoder, "assumed": assumed}}
-    return Imported(spec, {k: np.asarray(x, np.float32) for k, x in tensors.items()}, readout.name, opts, assumed)
+    return Imported(spec, float32_tensors(ch, tensors), readout.name, opts, assumed)

@@ -77,8 +77,14 @@ def fp_net(ch: Chain):
         p = FPParams(**meta["fp_params"]).check()
         c = meta["fp_code"]
         code = LatencyCode(tuple(c["lo"]), tuple(c["hi"]), c["t_early"], c["t_late"], tuple(c.get("bias_times", ()))).check()
+        config = meta.get("config") or {}
+        if not isinstance(config, dict):
+            raise TypeError(f"config {config!r} is not an object")
     except (KeyError, TypeError, ValueError) as e:
         raise NirError(f"{ch.path}: graph metadata 'saf' of an FP graph is unusable ({e})") from None
+    if ch.recurrent:
+        raise NirError(f"{ch.path}: recurrent synapse '{ch.recurrent[0][0]}': an FP network has no recurrent "
+                       f"connections")
     body = ch.nodes[1:-1]
     weights = []
     for j in range(0, len(body), 2):
@@ -95,7 +101,7 @@ def fp_net(ch: Chain):
         raise NirError(f"{ch.path}: not an FP network ({e})") from None
     if net.sizes[0] != code.n_inputs:
         raise NirError(f"{ch.path}: the first Linear takes {net.sizes[0]} inputs, the latency code gives {code.n_inputs}")
-    config = dict(meta.get("config") or {}, source="nir", nir_file=Path(ch.path).name)
+    config = dict(config, source="nir", nir_file=Path(ch.path).name)
     return net, config
 
 

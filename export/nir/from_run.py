@@ -3,8 +3,10 @@
 Standard fields as NIR defines them, with the discretization this toolchain's import reads back
 (neurons.py, step dt): a layer leaking by lam < 1 is LIF(tau = dt / (1 - lam), r = tau / dt, v_leak = 0,
 v_threshold = theta, v_reset = 0) (snnTorch's own mapping: input gain dt r / tau = 1), lam = 1 is
-IF(r = 1); AvgPool2d, Flatten, Conv2d and Affine carry the synapses (weights as the network computes
-with them, scaled weight standardization applied); feedback edges are Affine/Conv2d synapses from a
+IF(r = 1); a layer with a synaptic current decaying by alpha (spec "alpha") is CubaLIF(tau_syn = dt /
+(1 - alpha), w_in = tau_syn / dt, tau_mem = tau and r as LIF's; tau_mem = r = inf for lam = 1), snnTorch
+Synaptic's mapping (gains 1); AvgPool2d, Flatten, Conv2d and Affine carry the synapses (weights as the
+network computes with them, scaled weight standardization applied); feedback edges are Affine/Conv2d synapses from a
 neuron back into a neuron. What NIR cannot say travels in metadata: the graph's "saf" entry (JSON: dt,
 T, reset, compare, input coding, dataset, readout) and each neuron's "saf_reset"/"saf_compare"; a
 leaking readout (SAF-F) is an LI node after the readout synapse, a summing one ends at the synapse.
@@ -35,12 +37,18 @@ def _full(shape, v, dtype=np.float32) -> np.ndarray:
     return np.full(tuple(int(d) for d in shape), float(v), dtype)
 
 
-def _neuron(nir, lam: float, theta: float, shape, reset: str, compare: str, dt: float, reset_by=None):
+def _neuron(nir, lam: float, theta: float, shape, reset: str, compare: str, dt: float, reset_by=None,
+            syn: float = 0.0):
     meta = {"saf_reset": reset, "saf_compare": compare}
     th = _full(shape, theta)
     if reset_by is not None:                 # DSR: alpha V^l held exactly (float64), V^l in metadata
         meta[RESET_BY] = float(reset_by)
         th = _full(shape, theta, np.float64)
+    if syn:                                  # a synaptic current (snnTorch Synaptic's mapping: w_in, r give gain 1)
+        tau_syn, tau = dt / (1.0 - syn), (dt / (1.0 - lam) if lam != 1.0 else np.inf)
+        return nir.CubaLIF(tau_syn=_full(shape, tau_syn), tau_mem=_full(shape, tau), r=_full(shape, tau / dt),
+                           w_in=_full(shape, tau_syn / dt), v_leak=_full(shape, 0.0), v_threshold=th,
+                           v_reset=_full(shape, 0.0), metadata=meta)
     if lam == 1.0:
         return nir.IF(r=_full(shape, 1.0), v_threshold=th, v_reset=_full(shape, 0.0), metadata=meta)
     tau = dt / (1.0 - lam)
@@ -121,7 +129,7 @@ def run_graph(net, spec: dict, config: dict, dt: float = DT):
         shape = tuple(lp.out_shape)
         if not ro:
             nodes[f"{tag}_neuron"] = _neuron(nir, lam, theta if fire is None else fire[i], shape, reset, compare, dt,
-                                             None if reset_by is None else reset_by[i])
+                                             None if reset_by is None else reset_by[i], lp.syn_decay)
             chain.append(f"{tag}_neuron")
             neuron_names.append(f"{tag}_neuron")
     if net.readout_kind.leak(lam) != 1.0:

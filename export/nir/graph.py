@@ -2,8 +2,9 @@
 
 Refused in one line naming the file and the node or edge: an unreadable or truncated HDF5 file, a
 graph NIR's own type inference rejects (it names the edge), a node type outside SUPPORTED, a
-non-finite parameter, a branch, and a cycle that does not enter a neuron through one synapse (a
-cycle through a non-neuron has no step of delay to give it a meaning in discrete time).
+parameter that is not a finite real number in float32's range, a branch, and a cycle that does not
+enter a neuron through one synapse (a cycle through a non-neuron has no step of delay to give it a
+meaning in discrete time).
 """
 from __future__ import annotations
 
@@ -90,15 +91,31 @@ def _flatten(graph, prefix: str = "") -> tuple:
     return nodes, edges + out
 
 
-def _finite(path, name: str, node) -> None:
-    for attr, v in vars(node).items():
-        if attr in ("metadata", "input_type", "output_type"):
+F32_MAX = float(np.finfo(np.float32).max)       # a parameter beyond it has no float32 weight or state
+
+
+def _values(path, name: str, node) -> None:
+    """Every parameter of `node` (and an Input's shape) real numbers, finite and within float32's range: a
+    string, complex or object value, NaN or inf (but tau = r = inf: neurons.py) is refused naming the attribute."""
+    items = [(a, v) for a, v in vars(node).items() if a not in ("metadata", "input_type", "output_type")]
+    if kind(node) == "Input":
+        items.append(("shape", node.input_type.get("input")))
+    for attr, v in items:
+        if v is None:
             continue
-        if isinstance(v, np.ndarray) and v.dtype.kind in "fiu" and v.size and not np.isfinite(v).all():
+        a = np.asarray(v)
+        if a.dtype.kind not in "iuf":
+            raise NirError(f"{path}: node '{name}' ({kind(node)}): {attr} holds {a.dtype} values, not real numbers")
+        if not a.size:
+            raise NirError(f"{path}: node '{name}' ({kind(node)}): {attr} is empty")
+        if not np.isfinite(a).all():
             if kind(node) in ("LIF", "CubaLIF", "LI", "CubaLI") and attr in ("tau", "tau_mem", "tau_syn", "r") \
-                    and not np.isnan(v).any():
+                    and not np.isnan(a).any() and (a > 0).all():
                 continue                  # tau = r = inf: snnTorch's beta = 1 (neurons.py decides)
             raise NirError(f"{path}: node '{name}' ({kind(node)}): {attr} holds NaN or inf")
+        if np.abs(a).max() > F32_MAX:
+            raise NirError(f"{path}: node '{name}' ({kind(node)}): {attr} holds {np.abs(a).max():g}, beyond "
+                           f"float32's range (saf's weights and states are float32)")
 
 
 def chain(path, graph) -> Chain:
@@ -108,7 +125,7 @@ def chain(path, graph) -> Chain:
         if kind(n) not in SUPPORTED:
             raise NirError(f"{path}: node '{name}' has type {kind(n)}, which saf does not import "
                            f"(supported: {', '.join(SUPPORTED)})")
-        _finite(path, name, n)
+        _values(path, name, n)
     for a, b in edges:
         for end in (a, b):
             if end not in nodes:

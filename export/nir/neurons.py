@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from saf.export.ir import DECAY_ONE
 from saf.export.nir.errors import NirError
 from saf.export.nir.graph import kind
 
@@ -45,6 +46,23 @@ def snap(x: float) -> float:
         k = round(math.log2(x))
         if abs(k) <= 30 and abs(x - 2.0 ** k) <= SNAP * 2.0 ** k:
             return 2.0 ** k
+    return x
+
+
+F32_EPS = float(np.finfo(np.float32).eps)
+ROUNDINGS = 4              # float32 roundings a framework's 1 - dt/tau may carry: dt, tau = dt / (1 - a), and margin
+
+
+def snap_decay(x: float) -> float:
+    """A decay x = 1 - dt/tau (a leak or a current decay), or the 12-bit value k/4096 (Loihi's decay grid)
+    whose distance to x float32 rounding explains: a framework writes tau = dt / (1 - a) in float32, so
+    dt/tau carries a relative error of at most ROUNDINGS * eps32 / 2 (each rounding eps32/2), that is
+    |x - a| <= ROUNDINGS * eps32 / 2 * (1 - a) (alpha 0.75 written as tau reads back as 0.7499999937). A
+    value farther from the grid (0.9 is 9.8e-5 from 3686/4096; the bound there is 2.4e-8) is kept."""
+    k = round(x * DECAY_ONE)
+    a = k / DECAY_ONE
+    if 0 <= k < DECAY_ONE and abs(x - a) <= ROUNDINGS * F32_EPS / 2 * (1.0 - a):
+        return a
     return x
 
 
@@ -72,7 +90,7 @@ def _leak(path, name: str, node, tau_attr: str, dt: float) -> tuple:
     if tau <= 0 or math.isinf(r) or r <= 0:
         raise NirError(f"{path}: node '{name}' ({kind(node)}): needs {tau_attr} > 0 and 0 < r < inf, "
                        f"got {tau_attr} = {tau:g}, r = {r:g}")
-    lam = snap(1.0 - dt / tau)
+    lam = snap_decay(snap(1.0 - dt / tau))
     if not 0.0 < lam <= 1.0:
         raise NirError(f"{path}: node '{name}' ({kind(node)}): {tau_attr} = {tau:g} at --dt {dt:g} gives a leak "
                        f"1 - dt/tau = {lam:g} outside (0, 1]; give the --dt the network was trained with")
@@ -87,13 +105,14 @@ def _zero(path, name: str, node, attr: str) -> None:
 
 
 def _synaptic_current(path, name: str, node, dt: float) -> float:
-    """The gain of a CubaLIF/CubaLI synapse current that does not outlive its step (tau_syn = dt: alpha 0)."""
-    lam_syn, g_syn, _ = _leak(path, name, node, "tau_syn", dt)
-    if lam_syn != 0.0:
-        raise NirError(f"{path}: node '{name}' ({kind(node)}): its synaptic current decays by {lam_syn:g} per step "
-                       f"(tau_syn = {_one(path, name, node, 'tau_syn'):g}); saf imports CubaLIF/CubaLI only with "
+    """The gain of a CubaLI readout's synaptic current that does not outlive its step (tau_syn = dt: alpha 0,
+    I[t] = g_syn x[t], no current state): the readout is then LI (or I) with gain g g_syn."""
+    alpha, g_syn = _decaying_current(path, name, node, dt)
+    if alpha != 0.0:
+        raise NirError(f"{path}: node '{name}' ({kind(node)}): its synaptic current decays by {alpha:g} per step "
+                       f"(tau_syn = {_one(path, name, node, 'tau_syn'):g}); saf imports a CubaLI readout only with "
                        f"tau_syn = dt (a current that lasts one step)")
-    return _one(path, name, node, "w_in", 1.0) * dt / _one(path, name, node, "tau_syn")
+    return g_syn
 
 
 def _decaying_current(path, name: str, node, dt: float) -> tuple:
@@ -102,7 +121,7 @@ def _decaying_current(path, name: str, node, dt: float) -> tuple:
     tau = _one(path, name, node, "tau_syn")
     if not 0 < tau < math.inf:
         raise NirError(f"{path}: node '{name}' ({kind(node)}): tau_syn must be positive and finite, got {tau:g}")
-    alpha = snap(1.0 - dt / tau)
+    alpha = snap_decay(snap(1.0 - dt / tau))
     if abs(alpha) <= SNAP:
         alpha = 0.0
     if not 0.0 <= alpha < 1.0:
@@ -143,4 +162,4 @@ def readout(path, name: str, node, dt: float) -> Neuron:
         return Neuron(lam, g)
     g_syn = _synaptic_current(path, name, node, dt)
     lam, g, _ = _leak(path, name, node, "tau_mem", dt)
-    return Neuron(lam, g * g_syn)
+    return Neuron(lam, snap(g * g_syn))

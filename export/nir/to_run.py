@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from saf.export.nir.errors import NirError
-from saf.export.nir.graph import NEURONS, READOUTS, SYNAPSES, Chain, kind
+from saf.export.nir.graph import F32_MAX, NEURONS, READOUTS, SYNAPSES, Chain, kind
 from saf.export.nir.neurons import readout as readout_neuron, spiking
 from saf.train.neuron_modes import COMPARE_GE, COMPARE_GT, RESET_ZERO, RESETS, SYN_DECAY_KEY
 
@@ -70,12 +70,14 @@ def _arr(node, attr: str) -> np.ndarray:
     return np.asarray(getattr(node, attr), dtype=np.float64)
 
 
-def _pair(path, name: str, node, attr: str, default: int) -> int:
+def _pair(path, name: str, node, attr: str, default: int, lo: int = 1) -> int:
+    """Node attribute `attr`: one integer >= lo for both axes."""
     v = getattr(node, attr, None)
     a = np.atleast_1d(np.asarray(default if v is None else v)).ravel()
-    if a.size not in (1, 2) or a.dtype.kind not in "iuf" or not (a == a[0]).all() or a[0] != int(a[0]):
-        raise NirError(f"{path}: node '{name}' ({kind(node)}): {attr} {a.tolist()} is not one integer for both "
-                       f"axes (saf maps square kernels, strides and paddings)")
+    if a.size not in (1, 2) or a.dtype.kind not in "iuf" or not (a == a[0]).all() or not np.isfinite(a[0]) \
+            or a[0] != np.round(a[0]) or a[0] < lo:
+        raise NirError(f"{path}: node '{name}' ({kind(node)}): {attr} {a.tolist()} is not one integer >= {lo} for "
+                       f"both axes (saf maps square kernels, strides and paddings)")
     return int(a[0])
 
 
@@ -88,10 +90,13 @@ def _synapse(path, name: str, node, shape: tuple) -> tuple:
         if len(shape) != 3 or w.ndim != 4 or w.shape[1] != shape[0] or w.shape[2] != w.shape[3]:
             raise NirError(f"{path}: node '{name}' (Conv2d): weight {list(w.shape)} does not fit its input "
                            f"{list(shape)} as a square [C_out, C_in, k, k] kernel")
-        s, p = _pair(path, name, node, "stride", 1), _pair(path, name, node, "padding", 0)
+        kk = w.shape[2]
+        s, p = _pair(path, name, node, "stride", 1), _pair(path, name, node, "padding", 0, lo=0)
         if _pair(path, name, node, "dilation", 1) != 1 or _pair(path, name, node, "groups", 1) != 1:
             raise NirError(f"{path}: node '{name}' (Conv2d): dilation and groups must be 1")
-        kk = w.shape[2]
+        if p >= kk or shape[1] + 2 * p < kk or shape[2] + 2 * p < kk:
+            raise NirError(f"{path}: node '{name}' (Conv2d): a {kk}x{kk} kernel with padding {p} on a "
+                           f"{shape[1]}x{shape[2]} input (saf maps paddings below the kernel size)")
         out = (w.shape[0], (shape[1] + 2 * p - kk) // s + 1, (shape[2] + 2 * p - kk) // s + 1)
         layer = {"type": "conv", "out": int(w.shape[0]), "kernel": int(kk), "stride": s, "padding": p}
     else:
@@ -107,7 +112,7 @@ def _synapse(path, name: str, node, shape: tuple) -> tuple:
 
 def _pool(path, name: str, node, shape: tuple) -> tuple:
     kk = _pair(path, name, node, "kernel_size", 2)
-    if _pair(path, name, node, "stride", kk) != kk or _pair(path, name, node, "padding", 0) != 0:
+    if _pair(path, name, node, "stride", kk) != kk or _pair(path, name, node, "padding", 0, lo=0) != 0:
         raise NirError(f"{path}: node '{name}' ({kind(node)}): saf maps pooling with stride = kernel and no padding")
     if len(shape) != 3 or shape[1] < kk or shape[2] < kk:
         raise NirError(f"{path}: node '{name}' ({kind(node)}): needs a [C, H, W] input of at least {kk}x{kk}, "
@@ -132,7 +137,10 @@ def walk(ch: Chain, dt: float) -> dict:
     "name"), "readout" (w, b, neuron or None), "index" (neuron name -> spiking index)}."""
     path = ch.path
     first = ch.nodes[0][1]
-    shape = tuple(int(d) for d in np.asarray(first.input_type["input"]).ravel())
+    dims = np.asarray(first.input_type["input"]).ravel()
+    if not dims.size or (dims < 1).any() or (dims != np.round(dims)).any():
+        raise NirError(f"{path}: Input node '{ch.nodes[0][0]}': shape {dims.tolist()} is not positive integers")
+    shape = tuple(int(d) for d in dims)
     in_shape, layers, pend, factor, index = shape, [], None, 1.0, {}
     for name, node in ch.nodes[1:-1]:
         k = kind(node)
@@ -220,7 +228,7 @@ def _meta_problem(key: str, v) -> str:
         optional = key in ("dataset", "method")          # from_run.py writes the run config's, which may be None
         ok = v in words[key] or (optional and v is None)
         return "" if ok else ", ".join(words[key]) + (" or null" if optional else "")
-    checks = {"format": (v == FORMAT, repr(FORMAT)), "dt": (num and v > 0, "a positive number"),
+    checks = {"format": (v == FORMAT, repr(FORMAT)), "dt": (num and v > 0, "a positive finite number"),
               "T": (num and isinstance(v, int) and v >= 1, "an integer >= 1"),
               "lam": (num and 0 < v <= 1, "a number in (0, 1]"), "theta": (num and v > 0, "a positive number")}
     ok, allowed = checks.get(key, (True, ""))
@@ -229,19 +237,20 @@ def _meta_problem(key: str, v) -> str:
 
 def assumed_options(ch: Chain, given: Options) -> tuple:
     """(options, clauses saying what was assumed): a flag given wins, then the file's saf metadata
-    (from_run.py), then DEFAULTS."""
+    (from_run.py), then DEFAULTS. A bad value is refused naming where it came from (the flag, or the file)."""
     meta = saf_meta(ch)
-    out, assumed = Options(), []
+    out, assumed, where = Options(), [], {}
     cuba = [name for name, n in ch.nodes if kind(n) in ("CubaLIF", "CubaLI")]
     for f in asdict(DEFAULTS):
         v = getattr(given, f)
+        where[f] = "--T" if f == "T" else "--" + f.replace("_", "-")
         if v is None and f in meta:
-            v = meta[f]
+            v, where[f] = meta[f], f"{ch.path}: graph metadata '{SAF_META}' {f}"
         if v is None and f == "current_order" and (SAF_META in ch.metadata or not cuba):
             v = DEFAULTS.current_order           # saf's own files use its layer's order; no CubaLIF: no question
         if v is None:
             v = getattr(DEFAULTS, f)
-            assumed.append(f"{'--T' if f == 'T' else '--' + f.replace('_', '-')} {v} ({WHY[f]})")
+            assumed.append(f"{where[f]} {v} ({WHY[f]})")
         setattr(out, f, v)
     if out.current_order not in CURRENT_ORDERS:
         raise NirError(f"--current-order {out.current_order}: expected one of {', '.join(CURRENT_ORDERS)}")
@@ -251,13 +260,16 @@ def assumed_options(ch: Chain, given: Options) -> tuple:
                        f"layer and Loihi's CUBA neuron do not have; --current-order snntorch reads v[t] + syn[t] "
                        f"(snnTorch's Synaptic, Norse's LIFCell)")
     if out.reset not in RESETS:
-        raise NirError(f"--reset {out.reset}: expected one of {', '.join(RESETS)}")
-    if out.compare not in COMPARES:
-        raise NirError(f"--compare {out.compare}: expected gt (v > theta, NIR) or ge (v >= theta)")
-    if not (isinstance(out.T, int) and out.T >= 1):
-        raise NirError(f"--T {out.T}: must be an integer >= 1")
-    if not (isinstance(out.dt, (int, float)) and out.dt > 0):
-        raise NirError(f"--dt {out.dt}: must be a positive number")
+        raise NirError(f"{where['reset']} {out.reset!r}: expected one of {', '.join(RESETS)}")
+    if not isinstance(out.compare, str) or out.compare not in COMPARES:
+        raise NirError(f"{where['compare']} {out.compare!r}: expected gt (v > theta, NIR) or ge (v >= theta)")
+    if isinstance(out.T, bool) or not (isinstance(out.T, int) and out.T >= 1):
+        raise NirError(f"{where['T']} {out.T!r}: must be an integer >= 1")
+    if isinstance(out.dt, bool) or not (isinstance(out.dt, (int, float)) and 0 < out.dt < math.inf):
+        raise NirError(f"{where['dt']} {out.dt!r}: must be a positive finite number")
+    for f in ("encoder", "dataset"):
+        if not isinstance(getattr(out, f), str):
+            raise NirError(f"{where[f]} {getattr(out, f)!r}: must be a name (a string)")
     return out, assumed
 
 
@@ -339,7 +351,18 @@ def build(ch: Chain, given: Options, input_shape: Optional[tuple] = None) -> Imp
                        "dt": float(opts.dt), "encoder": opts.encoder, "assumed": assumed}}
     if feedback:
         spec["feedback"] = feedback
-    return Imported(spec, {k: np.asarray(v, np.float32) for k, v in tensors.items()}, readout, opts, assumed)
+    return Imported(spec, float32_tensors(ch, tensors), readout, opts, assumed)
+
+
+def float32_tensors(ch: Chain, tensors: dict) -> dict:
+    """`tensors` as float32, refused in one line where a value (the file's, times the gain and threshold
+    ratio folded into it) is beyond float32's range."""
+    for k, v in tensors.items():
+        top = float(np.max(np.abs(v))) if np.size(v) else 0.0
+        if not top <= F32_MAX:
+            raise NirError(f"{ch.path}: the imported tensor {k} reaches {top:g} (its node's values times the gain and "
+                           f"threshold ratio folded in), beyond float32's range")
+    return {k: np.asarray(v, np.float32) for k, v in tensors.items()}
 
 
 def _feedback(ch: Chain, g: dict, tensors: dict, scale: list) -> list:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from saf.export.bundle.store import BUNDLE_DIR, ONNX_FILE, SOURCE_FILE, write_bu
 from saf.export.fold.snn import fold_network
 from saf.export.fold.dsr import fold_dsr
 from saf.export.ir import Graph
+from saf.export.pipeline.drift import drift_table, exact_advice, format_drift
 from saf.export.pipeline.fit import (APPROX_FRAC_BITS, CAL_SAMPLES, ExportError, InputQuant, Source, build,  # noqa: F401
                                      check_fit, exact_possible, fit_report, format_fit, input_candidates,
                                      needs_search, refusal, search)
@@ -26,10 +27,12 @@ from saf.export.quantize import input_quantization
 from saf.export.resources import check_resources
 
 
-def _accuracy_report(net, graph: Graph, data, T: int, limit: Optional[int], approximate: bool = False) -> dict:
-    """Float accuracy (trained model, SAF form) vs quantized accuracy (exact integer SAF form, which is
-    the deployed form only when the certificate is exact: an --approximate bundle reports the float
-    accuracy alone and leaves the deployed one to saf verify's agreement table)."""
+def _accuracy_report(net, graph: Graph, data, T: int, limit: Optional[int], approximate: bool = False,
+                     lif_run: Optional[Callable] = None, exact: bool = True) -> dict:
+    """Float accuracy (trained model, SAF form) vs quantized accuracy: the exact integer SAF form, which is
+    the deployed form only when the certificate is exact; for a NOT EXACT bundle the deployed integer LIF
+    form itself when the caller gives lif_run (drift.py). An --approximate bundle reports the float accuracy
+    alone and leaves the deployed one to saf verify's agreement table (and export's drift table)."""
     from saf.train.evaluate import evaluate, float_form
 
     from saf.export.proof.saf_int import run_saf_int
@@ -42,12 +45,13 @@ def _accuracy_report(net, graph: Graph, data, T: int, limit: Optional[int], appr
         return {"dataset": data.name, "n": int(len(y)), "float_accuracy": fl["accuracy"],
                 "deployed": "NOT EXACT (--approximate): saf verify measures the deployed accuracy"}
     xq = graph.quantize_input(x.numpy())
-    r = run_saf_int(graph, xq, record_spikes=False)
+    deployed = lif_run is not None and not exact
+    r = lif_run(graph, xq, False) if deployed else run_saf_int(graph, xq, record_spikes=False)
     q_acc = float((r.readout.argmax(1) == y.numpy()).mean())
     agree = float((r.readout.argmax(1) == fl["predictions"].numpy()).mean())
     return {"dataset": data.name, "n": int(len(y)), "float_accuracy": fl["accuracy"],
             "quantized_accuracy": q_acc, "accuracy_change": q_acc - fl["accuracy"],
-            "prediction_agreement": agree}
+            "prediction_agreement": agree, "quantized_form": "integer LIF (emulator)" if deployed else "saf-int"}
 
 
 def _source(checkpoint, random_model: Optional[str], seed: int):
@@ -108,12 +112,15 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
                       calibrate_limit: Optional[int] = None, input_scale: Optional[float] = None,
                       input_bits: Optional[int] = None, input_signed: bool = False,
                       random_model: Optional[str] = None, seed: int = 0, sum_pool: str = "auto",
-                      approximate: bool = False, synapse_words: int = 1) -> dict:
+                      approximate: bool = False, synapse_words: int = 1, lif_run: Optional[Callable] = None) -> dict:
     """Export a checkpoint to a bundle directory. Returns the manifest extras (certificate,
     resources, quantization, calibration). Raises a user error with one clear line.
     sum_pool: "auto" | "on" | "off", where a folded AvgPool becomes a sum-pool stage (export/fold/sum_pool.py).
     approximate: write a NOT EXACT bundle where no exact configuration exists (export/pipeline/fit.py).
-    synapse_words: synapse words per weight of every layer (hw_targets/words.py; 2 only on loihi2)."""
+    synapse_words: synapse words per weight of every layer (hw_targets/words.py; 2 only on loihi2).
+    lif_run(graph, xq, record_spikes) -> BackendResult: the deployed integer LIF form (the CLI passes the
+    emulator; export does not import deploy): a NOT EXACT bundle then gets the drift table (drift.py) and
+    its calibration accuracy from the deployed form."""
     from saf.hw_targets import get_target
     from saf.train.data import load_dataset
     from saf.train.data.coding import InputCoding
@@ -186,8 +193,11 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
         pool_text = "\n".join(x for x in [
             f"sum pool ({sum_pool}): " + (", ".join(f"{n} {k}x{k}" for n, k in pool_choice.pooled.items())
                                           or "none") + (f"; folded: {kept}" if kept else ""), pool_text] if x)
+    if not cert.exact and trained is None:     # a grid-trained net's own forward is the integer form (grid.py)
+        extra.update(_drift(src, net, graph, data, lif_run))
     if calibrate_data and data is not None:
-        extra["calibration"] = _accuracy_report(trained or net, graph, data, T, calibrate_limit, "approximate" in fit)
+        extra["calibration"] = _accuracy_report(trained or net, graph, data, T, calibrate_limit, "approximate" in fit,
+                                                lif_run, cert.exact)
     writers = {ONNX_FILE: lambda p: save_onnx_model(graph, p, spikes=True)}
     if ckpt_bytes is not None:       # the trained float weights travel with the bundle (saf-float)
         writers[SOURCE_FILE] = lambda p: Path(p).write_bytes(ckpt_bytes)     # the bytes hashed and loaded
@@ -196,6 +206,7 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
     extra["resources_text"] = resources.format() + (f"\n{pool_text}" if pool_text else "")
     extra["certificate_text"] = cert.format()
     extra["fit_text"] = format_fit(fit["fit"]) if "fit" in fit else ""
+    extra["drift_text"] = "\n".join(format_drift(extra["drift"], extra.get("exact_advice"))) if "drift" in extra else ""
     if "approximate" in fit:
         extra["fit_text"] = "approximate: " + fit["approximate"]["summary"]
     return extra
@@ -248,6 +259,17 @@ def _fit(src: Source, first: InputQuant, peak, net, data, approximate: bool) -> 
         raise ExportError(f"{src.name}: --approximate at F = {APPROX_FRAC_BITS} does not fit either: {ap.error}")
     return ap, {"approximate": _approx_record(ap, f"no exact configuration (searched {len(tried)}): "
                                                   f"{a.why.split('; ')[0]}")}
+
+
+def _drift(src: Source, net, graph: Graph, data, lif_run: Optional[Callable]) -> dict:
+    """Manifest extras of a NOT EXACT bundle: "drift" (drift.py, on the CAL_SAMPLES calibration samples: needs
+    calibration data and lif_run) and, for a non-dyadic leak, "exact_advice" (what would make it exact)."""
+    out = {} if exact_possible(src) else {"exact_advice": exact_advice(src.lam, src.T)}
+    if data is not None and lif_run is not None:
+        x = data.x_train[:CAL_SAMPLES].numpy()
+        out["drift"] = drift_table(net, graph, x, lambda g, xq: lif_run(g, xq, True),
+                                   f"calibration samples ({data.name} training set)")
+    return out
 
 
 def _approx_record(a, why: str) -> dict:

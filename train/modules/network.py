@@ -191,7 +191,11 @@ class SpikingNet(nn.Module):
 
     def _require_saf_form(self) -> None:
         if not self.saf_form_valid:
-            l, m = next((i, m) for i, m in enumerate(self.modes) if not m.is_default)
+            l, m = next(((i, m) for i, m in enumerate(self.modes) if not m.is_default), (None, None))
+            if m is None:
+                l = next(i for i, a in enumerate(self.syn_decays) if a)
+                raise ValueError(f"spiking layer {l} has a synaptic current (alpha {self.syn_decays[l]:g}): the SAF "
+                                 f"form holds no current state; use the LIF form")
             raise ValueError(f"spiking layer {l} has reset {m.reset!r} / compare {m.compare!r}: the SAF form is "
                              f"defined only for reset 'subtract' with compare '>='; use the LIF form")
 
