@@ -76,6 +76,22 @@ def backend_specs(backends, fault: Optional[str] = None) -> list:
     return as_specs(backends) + ([fault_backend(fault)] if fault else [])
 
 
+def grid_rows_of(bundle: Bundle) -> tuple:
+    """A grid-trained bundle's certificate rows (export/proof/grid_rows.py), re-derived from its source
+    checkpoint; () for any other bundle."""
+    if not bundle.graph.meta.get("trained_on_grid"):
+        return ()
+    from saf.export.bundle.store import SOURCE_FILE
+    from saf.export.pipeline.grid import source_grid_rows
+    from saf.export.proof.certificate import Check
+
+    try:
+        data = bundle.file_bytes(SOURCE_FILE, BackendError)
+    except BackendError as e:
+        return (Check("on_grid", "all", False, f"the trained checkpoint is not readable: {e}"),)
+    return tuple(source_grid_rows(data, f"{bundle.path}/{SOURCE_FILE}", bundle.graph))
+
+
 def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backends: list,
            lava_limit: int = 50, fault: Optional[str] = None, golden_dir=None, update_golden: bool = False,
            mismatch_bound: float = 0.01, progress: bool = False, dataset: str = "", fuzz: int = 0,
@@ -94,13 +110,15 @@ def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backend
         raise BackendError(f"--mismatch-bound must be in [0, 1], got {mismatch_bound}")
     specs = backend_specs(backends, fault)
     g = bundle.graph
+    extra = grid_rows_of(bundle)
     cert = certify(g, conventions={s.name: s.convention for s in specs if s.integer},
                    registers={**target_registers(g), **{s.name: s.current_register for s in specs
-                                                        if s.current_register is not None}})
+                                                        if s.current_register is not None}}, extra=extra)
     stored = bundle.manifest.get("certificate", {}).get("exact")
-    exported = certify(g).exact if cert.exact != stored else cert.exact   # export's own conventions
+    exported = certify(g, extra=extra).exact if cert.exact != stored else cert.exact   # export's own conventions
     names = [l.name for l in g.spiking_layers]
-    results, pairs, fails = run_compare(bundle, xq, specs, lava_limit, cert.exact, mismatch_bound, chunk, progress,
+    saf_exact = cert.saf_form            # the pairs' "exact": the SAF form (saf-int) equals the LIF forms
+    results, pairs, fails = run_compare(bundle, xq, specs, lava_limit, saf_exact, mismatch_bound, chunk, progress,
                                         hashes=golden_dir is not None)
     rep = VerifyReport(bundle=str(bundle.path), certificate=cert.to_dict(),
                        certificate_matches_manifest=(stored is None or stored == exported),
@@ -117,7 +135,7 @@ def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backend
     rep.failures += fails
     given = specs[:-1] if fault else specs             # an injected fault's backend proves nothing
     names_given = {s.name for s in given}
-    why = exact_pair_failure([p for p in rep.pairs if {p["a"], p["b"]} <= names_given], given, cert.exact, g)
+    why = exact_pair_failure([p for p in rep.pairs if {p["a"], p["b"]} <= names_given], given, saf_exact, g)
     if why:
         rep.failures.append(why)
     from saf.deploy.verify.approx import approx_section, is_approximate
@@ -140,7 +158,7 @@ def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backend
                 rep.failures.append(f"golden drift ({k}): {d['reason']}")
     if fuzz:
         from saf.deploy.verify.fuzz import fuzz_verify
-        rep.fuzz = fuzz_verify(bundle, specs, int(fuzz), int(seed), lava_limit, cert.exact, mismatch_bound, xq)
+        rep.fuzz = fuzz_verify(bundle, specs, int(fuzz), int(seed), lava_limit, saf_exact, mismatch_bound, xq)
         rep.failures += [f"fuzz: {f}" for f in rep.fuzz["failures"]]
         from saf.deploy.verify.fuzz import untied_layers
         rep.untied, rep.allow_untested_ties = untied_layers(rep.fuzz), bool(allow_untested_ties)

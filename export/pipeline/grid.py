@@ -196,6 +196,36 @@ def grid_attempt(net, ckpt_bytes: bytes, where: str, target, meta: dict, name: s
                              for l in graph.layers])
     a.folded = graph
     a.graph, a.pool_choice = choose_pools(graph, pools or {}, target, sum_pool)
-    a.cert = certify(a.graph, extra=(row,))
+    a.cert = certify(a.graph, extra=(row, *forward_rows(net, grid, a.graph)))
     a.resources, a.advisories = check_fit(a.graph, target, name)
     return a
+
+
+def forward_rows(net, grid: GridSpec, graph: Graph) -> list:
+    """The certificate rows about the trained forward's arithmetic (export/proof/grid_rows.py): its decay and
+    saturation, the exactness of its sums in the dtype its weights have, its neuron modes."""
+    from saf.export.proof.grid_rows import exact_sum_checks, grid_modes_check, grid_rules_check
+    from saf.train.grid.forward import grid_weights
+
+    with torch.no_grad():
+        dtype = grid_weights(net, grid)[0][0].dtype
+    bits = 1 - int(np.log2(torch.finfo(dtype).eps))        # float64: eps 2^-52, 53 bits of integer
+    return [grid_rules_check(graph), *exact_sum_checks(graph, bits, str(dtype).replace("torch.", "")),
+            grid_modes_check(net, graph)]
+
+
+def source_grid_rows(ckpt_bytes: bytes, where: str, graph: Graph) -> list:
+    """All of a grid bundle's GRID_ROWS re-derived from its source checkpoint (verify): on_grid against the
+    graph with its sum pools unfolded (the form export compared), and forward_rows. A checkpoint that cannot
+    be read gives a failing on_grid row, never an exception."""
+    from saf.export.fold.sum_pool import unpool_graph
+    from saf.train.checkpoint import load_model
+
+    try:
+        net, _, _ = load_model(where, data=ckpt_bytes)
+        grid, stored = stored_grid(ckpt_bytes, net, where)
+    except (ValueError, OSError, ExportError) as e:
+        return [Check("on_grid", "all", False, f"{where}: the trained checkpoint cannot be read ({e})")]
+    if grid is None:
+        return [Check("on_grid", "all", False, f"{where} is not a grid-trained checkpoint")]
+    return [on_grid_check(net, grid, stored, unpool_graph(graph)), *forward_rows(net, grid, graph)]

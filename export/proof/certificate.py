@@ -45,6 +45,14 @@ Conditions (DESIGN.md sec. 3), each a named check with a one-line reason:
                see verify's dt table". The leak/frac_bits/initial_potential rows (SAF exactness)
                are then not derived; state_24bit and current_reg use the carried current's bound
                (state_bound.py), and the integer forms must still agree bit for bit (verify).
+- grid-trained runs (Graph.meta "trained_on_grid", issue 28): the statement is "the deployed network ==
+               the trained model", and the trained model IS the integer network: the rows on_grid, grid_rules,
+               exact_sum and grid_modes (export/proof/grid_rows.py, made by the caller from the run's checkpoint,
+               a failing row where one is missing) replace the rows about the float SAF form. leak, frac_bits,
+               initial_potential, current_decay, initial_current and readout_leak become notes (not needed: the
+               forward decays with the same truncation), and state_24bit only requires TH << F to fit: V may
+               saturate, because the forward saturates with the deployed rule (grid_rules). Certificate.saf_form
+               still says whether the SAF form (saf-int) equals the LIF form too (verify's saf-int pairs).
 Also informational: whether the trained lam is representable (lam_q == lam) and whether the input
 quantization was lossless; these concern float-vs-integer accuracy, not LIF-vs-SAF exactness.
 """
@@ -75,6 +83,8 @@ class Check:
     detail: str
 
 
+GRID_ROWS = ("on_grid", "grid_rules", "exact_sum", "grid_modes")   # required of a grid run (grid_rows.py)
+SAF_ROWS = ("leak", "frac_bits", "initial_potential", "current_decay", "initial_current", "readout_leak")
 DECLARED = ("convention",)      # rows that restate what backends declare (nothing derived or run): [decl] when ok
 
 
@@ -83,17 +93,25 @@ class Certificate:
     exact: bool
     checks: list = field(default_factory=list)
     info: list = field(default_factory=list)
+    saf_form: bool = None        # the LIF form also equals the integer SAF form (None: same as exact)
+    grid: bool = False           # a grid-trained run: exact means deployed == trained model
+
+    def __post_init__(self):
+        if self.saf_form is None:
+            self.saf_form = self.exact
 
     @property
     def reasons(self) -> list:
         return [f"{c.check} ({c.layer}): {c.detail}" for c in self.checks if not c.ok]
 
     def to_dict(self) -> dict:
-        return {"exact": self.exact, "reasons": self.reasons, "checks": [asdict(c) for c in self.checks],
-                "info": list(self.info)}
+        return {"exact": self.exact, "saf_form": self.saf_form, "grid": self.grid, "reasons": self.reasons,
+                "checks": [asdict(c) for c in self.checks], "info": list(self.info)}
 
     def format(self) -> str:
-        head = "certificate: EXACT (LIF form == SAF form bit for bit)" if self.exact else \
+        what = ("deployed network == trained grid model bit for bit" + ("; LIF form == SAF form too" if
+                self.saf_form else "")) if self.grid else "LIF form == SAF form bit for bit"
+        head = f"certificate: EXACT ({what})" if self.exact else \
             "certificate: NOT EXACT -- " + "; ".join(self.reasons)
         rows = [f"  [{('decl' if c.check in DECLARED else 'ok') if c.ok else 'NO'}] {c.check:<12} {c.layer:<10} "
                 f"{c.detail}" for c in self.checks]
@@ -208,6 +226,7 @@ def certify(graph: Graph, conventions: dict = None, registers: dict = None, extr
     T, D = int(graph.T), int(graph.decay)
     lam_q = graph.lam_q
     saf = has_saf_form(graph)
+    grid, saturates = bool(graph.meta.get("trained_on_grid")), False
     k = dyadic_exponent(lam_q) if saf else None
     if not saf:
         checks.append(training_form_check(graph))
@@ -254,9 +273,13 @@ def certify(graph: Graph, conventions: dict = None, registers: dict = None, extr
             detail += " exceeds the 24-bit state (the neuron could never fire)"
         elif v > STATE_MAX and not saf:
             detail += ": V can clip at 2^23-1 (alike in every integer form; a deviation from the continuous model)"
+        elif v > STATE_MAX and grid:
+            detail += (": V can saturate, accepted: the trained forward saturates exactly as the deployed network "
+                       "does (grid_rules)")
         elif v > STATE_MAX:
             detail += ": the state can saturate where the SAF form does not"
-        checks.append(Check("state_24bit", layer.name, ok, detail))
+        saturates = saturates or v > STATE_MAX
+        checks.append(Check("state_24bit", layer.name, (0 < th <= STATE_MAX) if grid else ok, detail))
         for reg, who in regs:
             checks.append(current_register_check(graph, i, reg, who))
     ro = graph.readout
@@ -272,10 +295,27 @@ def certify(graph: Graph, conventions: dict = None, registers: dict = None, extr
     if conventions is None:          # export's own forms; saf-int has no form of an FP network
         conventions = {n: c for n, c in export_conventions().items() if saf or n != "saf-int"}
     checks.append(convention_check(conventions, graph))
-    checks.extend(extra)             # rows only the caller can decide (export: on_grid of a grid-trained run)
+    checks.extend(extra)             # rows only the caller can decide (a grid run's: grid_rows.py)
     if graph.meta.get("input_exact") is False:
         info.append(f"input quantized with scale {graph.input_scale:.6g} to {graph.input_bits} bits (lossy)")
-    return Certificate(all(c.ok for c in checks), checks, info)
+    saf_form = saf and not saturates and all(c.ok for c in checks if c.check in SAF_ROWS)
+    if grid:
+        checks, notes = _grid_statement(checks)
+        info.extend(notes)
+    return Certificate(all(c.ok for c in checks), checks, info, saf_form=saf_form and all(c.ok for c in checks),
+                       grid=grid)
+
+
+def _grid_statement(checks: list) -> tuple:
+    """(rows, notes) of a grid-trained run: the SAF-form rows become notes, every GRID_ROWS row is required."""
+    rows = [c for c in checks if c.check not in SAF_ROWS]
+    notes = [f"{c.check} ({c.layer}) not needed: the trained model is the integer network, decaying with the same "
+             f"truncation (grid_rules); for the float SAF form it {'holds' if c.ok else 'fails'}: {c.detail}"
+             for c in checks if c.check in SAF_ROWS]
+    have = {c.check for c in rows}
+    rows += [Check(r, "all", False, "not derived: a grid-trained run's row needs its checkpoint "
+                   "(export/pipeline/grid.py forward_rows, source_grid_rows)") for r in GRID_ROWS if r not in have]
+    return rows, notes
 
 
 def target_registers(graph: Graph) -> dict:
