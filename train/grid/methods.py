@@ -12,29 +12,19 @@ from saf.train.functional.neuron import bias_coeff
 from saf.train.functional.replace import replace
 from saf.train.grid.forward import bias_view, grid_step, grid_weights, init_state, logits_of, quantize, synapse_value
 from saf.train.memory import state_bytes
+from saf.train.online import online_steps
 
 GRID_METHODS = ("saf-e", "saf-f", "ottt-o", "ottt-a", "bptt")
 
 
 def _per_step(net, grid, xq, y, T, method, optimizer, loss_fn, after_backward, update) -> dict:
-    st, total, loss_sum = init_state(net), 0.0, 0.0
-    if method == "ottt-a":
-        optimizer.zero_grad(set_to_none=True)
-    for t in range(1, T + 1):
+    def step(st):
         wq = grid_weights(net, grid)                  # the weights as updated by the previous step
         o, _, st = grid_step(net, grid, xq, st, "trace", wq)
-        loss = loss_fn(o, y) / T
-        if method != "ottt-a":
-            optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if after_backward:
-            after_backward(t)
-        if method != "ottt-a":
-            update()
-        total = total + o.detach()
-        loss_sum += float(loss.detach())
-    if method == "ottt-a":
-        update()
+        return o, st
+
+    total, loss_sum, st = online_steps(step, init_state(net), T, method, optimizer, loss_fn, y, after_backward,
+                                       update)
     return {"loss": loss_sum, "logits": total, "state_bytes": state_bytes(st)}
 
 

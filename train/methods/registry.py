@@ -23,6 +23,7 @@ from saf.train.methods.ide.solver import SolverConfig
 from saf.train.functional.neuron import bias_coeff
 from saf.train.methods.ide.implicit import train_batch_ide
 from saf.train.memory import state_bytes
+from saf.train.online import online_steps
 from saf.train.readout import LEAKY_SUM, SPIKE_COUNT, SUM, Readout
 
 METHODS = ("saf-e", "saf-f", "ottt-o", "ottt-a", "bptt", "dsr", "ide")
@@ -74,28 +75,13 @@ def train_batch(net, x: torch.Tensor, y: torch.Tensor, T: int, method: str, opti
         if step_optimizer:
             optimizer.step()
 
-    total, loss_sum = 0.0, 0.0
+    total = 0.0
     if method in ("saf-e", "ottt-o", "ottt-a"):
+        def step(st):
+            return net.saf_step(x, st) if method == "saf-e" else net.lif_step(x, st, "trace")
+
         st = net.init_saf() if method == "saf-e" else net.init_lif()
-        if method == "ottt-a":
-            optimizer.zero_grad(set_to_none=True)
-        for t in range(1, T + 1):
-            if method == "saf-e":
-                o, st = net.saf_step(x, st)
-            else:
-                o, st = net.lif_step(x, st, "trace")
-            loss = loss_fn(o, y) / T
-            if method != "ottt-a":
-                optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if after_backward:
-                after_backward(t)
-            if method != "ottt-a":
-                update()
-            total = total + o.detach()
-            loss_sum += float(loss.detach())
-        if method == "ottt-a":
-            update()
+        total, loss_sum, st = online_steps(step, st, T, method, optimizer, loss_fn, y, after_backward, update)
         return {"loss": loss_sum, "logits": total, "state_bytes": state_bytes(st)}
     if method == "saf-f":
         st = net.init_saf()

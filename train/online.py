@@ -1,0 +1,27 @@
+"""The online time loop shared by the float and the grid training paths (SAF-E, OTTT_O, OTTT_A): one forward
+step, its loss, backward and (except OTTT_A, which accumulates over the T steps) an optimizer step per time step."""
+from __future__ import annotations
+
+from typing import Callable
+
+
+def online_steps(step: Callable, st, T: int, method: str, optimizer, loss_fn, y, after_backward, update) -> tuple:
+    """(summed logits, summed loss, final state); step(st) -> (logits of this step, next state)."""
+    total, loss_sum = 0.0, 0.0
+    if method == "ottt-a":
+        optimizer.zero_grad(set_to_none=True)
+    for t in range(1, T + 1):
+        o, st = step(st)
+        loss = loss_fn(o, y) / T
+        if method != "ottt-a":
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if after_backward:
+            after_backward(t)
+        if method != "ottt-a":
+            update()
+        total = total + o.detach()
+        loss_sum += float(loss.detach())
+    if method == "ottt-a":
+        update()
+    return total, loss_sum, st
