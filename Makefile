@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	# lava-dl 0.6.0 (netx import/export tests, the `netx` verify backend) pins torch<2.4 but runs beside lava-nc 0.10.0
 	# and current torch: install it without its deps so pip leaves torch/numpy alone (cv2 is needed by its import).
-	$(PY) -m pip install -q --no-deps lava-dl==0.6.0 opencv-python-headless
+	$(PY) -m pip install -q --no-deps lava-dl==0.6.0 opencv-python-headless==5.1.0.95
 	touch $@
 
 venv: $(VENV)/.installed
