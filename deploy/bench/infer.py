@@ -54,7 +54,9 @@ def bench_infer(bundle_path, data=None, limit=None, backends=DEFAULT_BACKENDS, l
                      "samples_per_s": len(x) / sec, "ms_per_sample": 1000 * sec / len(x),
                      "us_per_time_step": 1e6 * sec / (len(x) * T), "agree_with_emulator": agree,
                      "covered": spec.covered, "macs_per_sample": executed, "macs_counted_by": source,
-                     "note": "; ".join(n for n in (f"excludes {compile_s:.1f} s build+compile" if be == "lava" else "",
+                     "note": "; ".join(n for n in (f"excludes {compile_s:.1f} s build+compile" if be == "lava" else
+                                                   "includes Lava's build and compile (an upper bound)" if be == "netx"
+                                                   else "",
                                                    "" if spec.covered else "not covered by the certificate") if n)})
     lava = next((r for r in rows if r["backend"] == "lava" and r.get("available")), None)
     peak2 = matmul_peak_gflops(seconds=peak_seconds)        # again after the backends: a shared CPU shows here

@@ -163,7 +163,8 @@ def cmd_bench_infer(a) -> int:
     kw = {}
     if a.backends is not None:
         backends = tuple(b.strip() for b in a.backends.split(",") if b.strip())
-        known = tuple(getattr(bi, "DEFAULT_BACKENDS", ()))
+        from saf.deploy.backends.registry import BACKENDS
+        known = tuple(BACKENDS)                     # any registered backend (netx included), not only the defaults
         unknown = [b for b in backends if known and b not in known]
         if unknown or not backends:
             raise BenchError(f"--backends: unknown {', '.join(unknown) or '(empty list)'}"
