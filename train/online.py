@@ -25,3 +25,12 @@ def online_steps(step: Callable, st, T: int, method: str, optimizer, loss_fn, y,
     if method == "ottt-a":
         update()
     return total, loss_sum, st
+
+
+def backward_and_update(loss, optimizer, after_backward, update, t: int) -> None:
+    """One whole-sequence update (SAF-F's last step, BPTT): zero the gradients, backward, the hook, the step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if after_backward:
+        after_backward(t)
+    update()

@@ -12,7 +12,7 @@ from saf.train.functional.neuron import bias_coeff
 from saf.train.functional.replace import replace
 from saf.train.grid.forward import bias_view, grid_step, grid_weights, init_state, logits_of, quantize, synapse_value
 from saf.train.memory import state_bytes
-from saf.train.online import online_steps
+from saf.train.online import backward_and_update, online_steps
 
 GRID_METHODS = ("saf-e", "saf-f", "ottt-o", "ottt-a", "bptt")
 
@@ -41,11 +41,7 @@ def _saf_f(net, grid, xq, y, T, optimizer, loss_fn, after_backward, update) -> d
     path = (synapse_value(ro, W, st.ahat[-1], lg.gain) + bias_view(ro, B) * cT) / (lg.scale * cT)
     logits = replace(logits_of(grid, R) / cT, path)
     loss = loss_fn(logits, y)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if after_backward:
-        after_backward(T)
-    update()
+    backward_and_update(loss, optimizer, after_backward, update, T)
     return {"loss": float(loss.detach()), "logits": logits.detach(), "state_bytes": state_bytes(st)}
 
 
@@ -56,11 +52,7 @@ def _bptt(net, grid, xq, y, T, optimizer, loss_fn, after_backward, update) -> di
         o, _, st = grid_step(net, grid, xq, st, "bptt", wq)
         loss = loss + loss_fn(o, y) / T
         total = total + o.detach()
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if after_backward:
-        after_backward(T)
-    update()
+    backward_and_update(loss, optimizer, after_backward, update, T)
     return {"loss": float(loss.detach()), "logits": total, "state_bytes": state_bytes(st)}
 
 

@@ -23,7 +23,7 @@ from saf.train.methods.ide.solver import SolverConfig
 from saf.train.functional.neuron import bias_coeff
 from saf.train.methods.ide.implicit import train_batch_ide
 from saf.train.memory import state_bytes
-from saf.train.online import online_steps
+from saf.train.online import backward_and_update, online_steps
 from saf.train.readout import LEAKY_SUM, SPIKE_COUNT, SUM, Readout
 
 METHODS = ("saf-e", "saf-f", "ottt-o", "ottt-a", "bptt", "dsr", "ide")
@@ -93,11 +93,7 @@ def train_batch(net, x: torch.Tensor, y: torch.Tensor, T: int, method: str, opti
         o_acc, st = net.saf_step(x, st, readout="acc")
         logits = o_acc / bias_coeff(T, net.lam)
         loss = loss_fn(logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if after_backward:
-            after_backward(T)
-        update()
+        backward_and_update(loss, optimizer, after_backward, update, T)
         return {"loss": float(loss.detach()), "logits": logits.detach(), "state_bytes": state_bytes(st)}
     # bptt
     st = net.init_lif()
@@ -106,9 +102,5 @@ def train_batch(net, x: torch.Tensor, y: torch.Tensor, T: int, method: str, opti
         o, st = net.lif_step(x, st, "bptt")
         loss = loss + loss_fn(o, y) / T
         total = total + o.detach()
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if after_backward:
-        after_backward(T)
-    update()
+    backward_and_update(loss, optimizer, after_backward, update, T)
     return {"loss": float(loss.detach()), "logits": total, "state_bytes": state_bytes(st)}
