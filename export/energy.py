@@ -44,8 +44,8 @@ def _cores(manifest: dict) -> dict:
 
 
 def latency_steps(manifest: dict) -> int:
-    """T steps plus one step of delay per connection (each layer's input synapses; DESIGN.md sec. 4)
-    and one per sum-pool stage (deploy/lava/graph.py's offsets)."""
+    """T steps plus one step of delay per connection (each layer's input synapses) and one per sum-pool stage
+    (deploy/lava/graph.py's offsets; docs/design.md#synapses-delays-and-streaming)."""
     return int(manifest["T"]) + len(manifest["layers"]) + sum(int(l.get("in_pool", 1)) > 1
                                                               for l in manifest["layers"])
 

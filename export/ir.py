@@ -2,7 +2,7 @@
 
 Numpy only (no torch), so deploy backends can load it without the training stack.
 
-Integer LIF semantics (the single definition every backend implements; DESIGN.md sec. 1 and 3).
+Integer LIF semantics (the single definition every backend implements; docs/design.md#the-integer-network-ir).
 For a spiking layer with integer weights W, bias B, threshold TH, fractional bits F and
 12-bit decay D (leak lam_q = (4096 - D) / 4096), at steps t = 1..T with V'[0] = v0 (Layer.v0, an
 initial membrane potential in state units, i.e. already << F; 0 for every network but DSR's alpha
@@ -41,7 +41,7 @@ and W applies to s_pool: W s_pool equals the folded layer (AvgPool's 1/k^2 folde
 over each block) bit for bit, with k^2 fewer weights.
 Two-state (CUBA) layers (FP, METHODS.md sec. 2.4; Layer.du, Loihi's 12-bit current decay). A
 spiking layer holds a current register U besides V, exactly Lava's stock fixed-point LIF
-(DESIGN.md sec. 5) except the >= compare and the subtractive reset, U[0] = u0 (Layer.u0; 0 without one):
+(docs/design.md#lavas-lif-registers) except the >= compare and the subtractive reset, U[0] = u0 (Layer.u0; 0 without one):
 
     U[t]  = trunc0(U[t-1] * (4095 - du) / 4096) + ((W s_in[t] + W_fb s_src[t-1]) << F)
     V[t]  = clip(decay(V'[t-1]) + U[t] + (B << F))      then fire and reset as above
@@ -56,7 +56,7 @@ synaptic current integrates (snnTorch's Synaptic: syn[t] = alpha syn[t-1] + W x[
 with c = b / (1 - alpha), B = c and u0 = -(c << F) give U[t] + (B << F) = (sum_t' alpha^(t-t') W x[t'] +
 c (1 - alpha^t)) << F = syn[t] << F (export/quantize.py, which also proves the truncations exact).
 
-First-spike readout (Layer.first_spike, FP's readout, DESIGN.md sec. 6): the readout layer (identity
+First-spike readout (Layer.first_spike, FP's readout, docs/design.md#readouts): the readout layer (identity
 weights on the output spiking layer, B = 0, as fold_fp writes it) outputs
 
     R[k] = T + 1 - (first step t in 1..T with (W s_N[t] + B)[k] > 0),   0 if there is none

@@ -17,7 +17,7 @@ Choice (documented in the README): one scale per layer, relative to the threshol
   holds R << F, export/ir.py), a non-leaking one D_r = 0. If its worst-case |R[T]| would not fit
   24 bits, its weight scale is halved like a spiking layer's.
 - Fractional bits: F = max(target F, k (T - 1)) for lam = 2^-k, the bits that make every decay
-  exact (DESIGN.md sec. 3). If the worst-case state of a layer would not fit 24 bits, the layer's
+  exact (docs/design.md#decay). If the worst-case state of a layer would not fit 24 bits, the layer's
   weight scale is halved (fewer weight bits, same threshold semantics) until it fits or its weights
   would drop below MIN_WEIGHT_LEVELS; then the certificate says "not exact" and names the layer.
 - Alpha firing (DSR: fire at alpha*theta, subtract theta; alpha < 1): the shift identity of

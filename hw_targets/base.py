@@ -99,8 +99,8 @@ class Target:
 
 @dataclass(frozen=True)
 class FeedbackDesc:
-    """A delayed connection into a layer from the spikes of a later spiking layer `src` (DESIGN.md
-    sec. 1, one step of delay). in_shape is src's output shape, out_shape the destination's; conv
+    """A delayed connection into a layer from the spikes of a later spiking layer `src` (docs/design.md#feedback,
+    one step of delay). in_shape is src's output shape, out_shape the destination's; conv
     maps them with kernel/stride/padding, dense connects every source neuron to every destination
     neuron. The mapper costs its synapses and input axons on the destination's cores and its
     output axons on the source's."""

@@ -1,6 +1,6 @@
 """map_network: place a NetDesc on a target's cores and count what it takes (a ResourceReport).
 
-Open-source Lava has no partitioner or resource estimator (DESIGN.md sec. 4), so this is our own
+Open-source Lava has no partitioner or resource estimator (docs/design.md#resources-and-mapping), so this is our own
 model. It is an estimate, not Intel's compiler. Modelling choices:
 
 * Cores are not shared between layers; every core of a layer holds one tile of its output:

@@ -38,7 +38,7 @@ Modelling choices:
   at equality on a strict-compare target needs X - 1 on its threshold grid (and V > X on a
   >=-target needs X + 1). Loihi 1 resets to zero, compares strictly against vth_mant << 6 (never
   X - 1) and takes binary spikes only, so it refuses every network trained with the default neuron,
-  in one line naming the rule (DESIGN.md sec. 5); a network whose layers reset to zero and compare
+  in one line naming the rule (docs/design.md#loihi-1-and-loihi-2); a network whose layers reset to zero and compare
   strictly (BPTT with reset/compare modes, NIR imports) on spike-train input passes this rule.
   Loihi 2's microcode neurons run every mode.
 * ONNX (check_float_exact): every integer the float32 graph holds (weights, TH << F, B << F,

@@ -18,7 +18,7 @@ Sources, cited per number below:
           32-bit integer payloads, programmable neurons).
   [O21]   Orchard et al., "Efficient neuromorphic signal processing with Loihi 2", IEEE SiPS
           2021 (graded spikes; convolutional connectivity stored once and shared).
-  [DES]   /work/shared/DESIGN.md sections 4-5 (checked on this project's machines).
+  [DES]   docs/design.md#loihi-and-lava (Lava's behaviour as checked on this project's machines).
   [IEEE754] binary32 has a 24-bit significand: every integer with |x| <= 2**24 is exact, and
           sums/products stay exact while every intermediate stays within that range.
   [ORT]   onnxruntime >= 1.16 (the project's pinned minimum) runs opsets up to 19.
@@ -52,7 +52,7 @@ LOIHI1 = Target(
     # v saturates at +-(2**23 - 1).
     state_bits=24,
     # [LAVA] AbstractPyLifModelFixed: u = decayed u + (a_in << act_shift), 24 bits, wraps ("Overflows
-    # are handled by wrapping around"); [DES] sec. 5: the current-register condition.
+    # are handled by wrapping around"); [DES] docs/design.md#lavas-lif-registers: the u register.
     current_register_bits=24,
     # [LAVA] models.py: vth_shift = 6 and act_shift = 6 ("Threshold and incoming activation are
     # MSB-aligned using 6-bits").
@@ -149,7 +149,7 @@ LOIHI2 = dataclasses.replace(
     # model's choice, so F = k (T - 1) > 6 for an exact leak at larger T is representable.
     programmable_neurons=True,
     # [L2B] microcode neurons: a subtractive reset and a V >= TH << F compare are a few
-    # instructions (DESIGN.md sec. 5: the stock LIF with reset_voltage and the compare replaced).
+    # instructions (docs/design.md#lavas-lif-registers: the stock LIF with reset_voltage and the compare replaced).
     subtractive_reset=True,
     fires_at_equality=True,
     threshold_step=1,

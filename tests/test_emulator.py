@@ -1,6 +1,6 @@
 """The fast emulator (deploy/backends/emulator.py) against the literal spec oracle, and the exact SAF form
-(export/proof/saf_int.py) against the emulator: equal where DESIGN.md sec. 3 says they must be, different
-where the leak truncates, the state saturates, or a fault is injected."""
+(export/proof/saf_int.py) against the emulator: equal where docs/design.md#exactness-and-the-certificate says
+they must be, different where the leak truncates, the state saturates, or a fault is injected."""
 from __future__ import annotations
 
 import pathlib

@@ -1,4 +1,4 @@
-"""Whole networks in the two forms (SpikingNet.saf_step vs SpikingNet.lif_step), DESIGN.md sec. 1.
+"""Whole networks in the two forms (SpikingNet.saf_step vs SpikingNet.lif_step), docs/design.md#one-layer-two-forms.
 
 With dyadic weights, biases, inputs and leak (lam in {1, 1/2, 1/4}) every value both forms compute
 is exact in float64, so Eq. (5) must hold bit for bit: the SAF form's s[t] = a[t] - lam*a[t-1]

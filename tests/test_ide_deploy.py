@@ -34,7 +34,7 @@ def test_ide_digits_trains_and_deploys_exactly(name, lam, readout, decay, tmp_pa
     ckpt = GOLDEN / name / "model.safetensors"
     net, spec, cfg = load_model(ckpt)
     assert cfg["method"] == "ide" and cfg["epochs_done"] == 20 and net.lam == lam and net.theta == 2.0
-    assert net.readout_kind.name == readout                   # DESIGN.md sec. 6: IF sum, LIF leaks with lam
+    assert net.readout_kind.name == readout                   # docs/design.md#readouts: IF sum, LIF leaks with lam
     data = load_dataset("digits")
     assert evaluate(net, data.x_test, data.y_test, cfg["T"], "saf")["accuracy"] >= 0.97
     out = tmp_path / "b"
@@ -129,7 +129,7 @@ def test_ide_solver_flags_are_checked(tmp_path, capsys):
 
 def test_ide_lif_with_the_papers_lam_is_certified_not_exact(tmp_path, capsys):
     """IDE-LIF's lam = 0.95 (the paper's) is not dyadic: export says NOT EXACT, naming the leak and the
-    leaking readout (DESIGN.md sec. 3); the same net at lam = 0.5 is exact (the test above)."""
+    leaking readout (docs/design.md#non-dyadic-leaks); the same net at lam = 0.5 is exact (the test above)."""
     from saf.train.readout import LEAKY_SUM
     torch.manual_seed(0)
     net = SpikingNet(with_neuron(builtin_spec("ide-digits"), 0.95, None), readout=LEAKY_SUM)

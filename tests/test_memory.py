@@ -1,4 +1,4 @@
-"""Activation memory (SAF paper Table 1/2, Fig. 3B; DESIGN.md sec. 2): bytes of tensors autograd
+"""Activation memory (SAF paper Table 1/2, Fig. 3B; docs/design.md#training-methods): bytes of tensors autograd
 saves for backward, measured with SavedTensorMeter, are constant in T for SAF-E, SAF-F, OTTT_O and
 OTTT_A and grow linearly for BPTT; SAF carries one tensor per layer between steps (a[t-1]) where
 OTTT carries three (u, s, a_hat), so SAF-E holds fewer bytes than OTTT_O at every T."""

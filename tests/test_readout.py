@@ -1,4 +1,4 @@
-"""Readout semantics travel with the model (DESIGN.md sec. 6): the checkpoint records the readout the
+"""Readout semantics travel with the model (docs/design.md#readouts): the checkpoint records the readout the
 loss saw (SAF-F: sum_t lam^(T-t) o[t]; SAF-E/OTTT/BPTT and old checkpoints: sum_t o[t]); eval, export
 and every integer form deploy it as an integrator leaking with the network's decay, exactly for dyadic
 lam; a backend ignoring the leak is caught. The integer forms are checked against the spec oracle
@@ -175,7 +175,7 @@ def test_methods_record_the_readout_their_loss_sees():
     assert readout_for("saf-f") is LEAKY_SUM
     assert all(readout_for(m) is SUM for m in METHODS if m not in ("saf-f", "dsr", "ide"))
     assert readout_for("dsr").name == "spike_count"          # DSR's spiking output layer (train/methods/dsr/net.py)
-    # IDE (DESIGN.md sec. 6): non-leaking for IF, leaking with lam for LIF
+    # IDE (docs/design.md#readouts): non-leaking for IF, leaking with lam for LIF
     assert readout_for("ide", 1.0) is SUM and readout_for("ide", 0.5) is LEAKY_SUM
     net = _net(LEAKY_SUM)
     x = torch.rand(16, 64, dtype=torch.float64)

@@ -1,4 +1,4 @@
-"""The readout the loss saw, a property of the trained model (DESIGN.md sec. 6).
+"""The readout the loss saw, a property of the trained model (docs/design.md#readouts).
 
 The readout layer computes o[t] = W_o s_N[t] + b_o every step; a method's loss sees either the plain
 sum R = sum_t o[t] (SAF-E, OTTT, BPTT: per-step losses) or the sum leaking with the network's lam,

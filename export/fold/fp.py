@@ -9,7 +9,7 @@ dt and a scale S (integer units per unit of V):
     du = 4095 - round(4096 e^{-alpha dt})       U[t] = trunc0(U (4095 - du)/4096) + (W_q s << 6)
     D  = round(4096 (1 - e^{-beta dt}))         V[t] = trunc0(V (4096 - D)/4096) + U[t]
     W_q = round(W g S) on the target's weight grid (Loihi: even values |W_q| <= 254)
-    TH = round(theta S)  (fire V >= TH << 6, V -= TH << 6: the subtractive reset, DESIGN.md sec. 5)
+    TH = round(theta S)  (fire V >= TH << 6, V -= TH << 6: the subtractive reset, docs/design.md#lavas-lif-registers)
 
 with g = h(dt) = (e^{-alpha dt} - e^{-beta dt}) / (beta - alpha) (= dt e^{-alpha dt} when alpha = beta),
 h the synaptic kernel (METHODS.md 2.1): over one step the continuous system maps exactly to

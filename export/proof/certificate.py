@@ -2,7 +2,7 @@
 integer SAF form (the training form on the quantized weights)? Derived from a Graph alone, so
 `saf verify` re-derives it from a bundle's weights instead of trusting what export wrote.
 
-Conditions (DESIGN.md sec. 3), each a named check with a one-line reason:
+Conditions (docs/design.md#exactness-and-the-certificate), each a named check with a one-line reason:
 - leak:        the 12-bit decay is lam_q = 2^-k exactly (a non-dyadic lam truncates at every step);
 - frac_bits:   F >= k (T - 1) per layer, so every decay over T steps drops no bit;
 - state_24bit: worst-case |V| (state_bound.py, including the initial potential |v0|) <= 2^23 - 1

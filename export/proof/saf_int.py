@@ -2,7 +2,7 @@
 
 A second code path for the same network, independent of the LIF form (deploy/backends/emulator.py):
 nothing here carries a membrane potential, truncates, or saturates. Per spiking layer
-(SAF paper Eq. 4 and 5, with DESIGN.md's typo fixes), with lam = graph.lam_q = (4096 - D) / 4096:
+(SAF paper Eq. 4 and 5, with the typo fixes of docs/design.md#the-saf-form), with lam = graph.lam_q = (4096 - D) / 4096:
 
     c[t]    = sum_{k=0}^{t-1} lam^k                       (c[1] = 1)
     a_in[t] = lam a_in[t-1] + x_q[t]  (layer 1; = c[t] * x_q for constant input)

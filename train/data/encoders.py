@@ -2,7 +2,7 @@
 the checkpoint (TrainConfig.encoder / encoder_seed) and the bundle (meta["input_coding"]), so every
 form (training, export calibration, verify, run) feeds the same trains.
 
-  constant  the image itself every step (no train: the default, DESIGN.md sec. 1 "Input")
+  constant  the image itself every step (no train: the default, docs/design.md#input)
   rate      Bernoulli: x[t] = 1 with probability clip(x, 0, 1), independently per step and pixel.
             The draws come from numpy's PCG64 seeded with (seed, crc32 of the sample's float32 bytes):
             the same image gives the same train whatever its index, batch or split.

@@ -1,4 +1,4 @@
-"""The two forms of one spiking layer (DESIGN.md sec. 1), as pure functions over tensors.
+"""The two forms of one spiking layer (docs/design.md#one-layer-two-forms), as pure functions over tensors.
 
 LIF (deployment) form, SAF paper Eq. (1), subtractive reset, leak after reset:
     u[t] = lam * (u[t-1] - theta * s[t-1]) + I[t],     s[t] = H(u[t] - theta)

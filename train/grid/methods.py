@@ -3,7 +3,7 @@ train/methods/registry.py train_batch: SAF-E and OTTT_O update every step, OTTT_
 steps, BPTT keeps the graph through time, SAF-F runs T - 1 steps without a graph and takes its one loss on
 the leaking readout R[T] / c[T] at step T. On the grid every method runs the LIF form of the integer
 network (the SAF accumulation form has no truncating decay); SAF-E's and SAF-F's weight gradients go
-through the presynaptic trace, which is what their SAF gradients equal (Theorem 1, DESIGN.md)."""
+through the presynaptic trace, which is what their SAF gradients equal (Theorem 1, docs/design.md#saf-e-and-ottt_o)."""
 from __future__ import annotations
 
 import torch

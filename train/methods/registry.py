@@ -29,7 +29,7 @@ from saf.train.readout import LEAKY_SUM, SPIKE_COUNT, SUM, Readout
 METHODS = ("saf-e", "saf-f", "ottt-o", "ottt-a", "bptt", "dsr", "ide")
 # methods outside the time-stepped loop (no train_batch, their own trainer): `saf train --method fp`
 CONTINUOUS_METHODS = ("fp",)
-# the readout each method's loss sees (DESIGN.md sec. 6); SAF-F's leaks with lam, IDE's with lam < 1;
+# the readout each method's loss sees (docs/design.md#readouts); SAF-F's leaks with lam, IDE's with lam < 1;
 # DSR's default is the spiking output layer (--dsr-readout linear gives LEAKY_SUM, set by the DSRNet itself)
 READOUT = {"saf-e": SUM, "saf-f": LEAKY_SUM, "ottt-o": SUM, "ottt-a": SUM, "bptt": SUM, "dsr": SPIKE_COUNT,
            "ide": LEAKY_SUM}

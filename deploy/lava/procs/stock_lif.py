@@ -4,7 +4,7 @@ ProcessModels (no Process of their own) for Lava's stock `lava.proc.lif.process.
 `lava.proc.lif.models.PyLifResetModelBitAcc` fires on v > (vth << 6) and resets v = 0: a layer whose modes
 (export/ir.py Layer.compare / Layer.reset) are exactly that, zero + ">", runs it with NO override. For the
 others it can hold, a subclass overrides only what differs, the two things a Loihi 2 microcode neuron
-changes (DESIGN.md sec. 5):
+changes (docs/design.md#lavas-lif-registers):
 
     spiking_activation   v >= (vth << 6)      (compare ">=";  stock: v > (vth << 6))
     reset_voltage        v -= (vth << 6)      (reset "subtract";  stock: v = 0)

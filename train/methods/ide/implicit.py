@@ -3,7 +3,7 @@ equilibrium of the firing rates.
 
 Forward: the SAF form without a graph for T steps (it *is* the LIF network that deploys), giving each
 spiking layer's weighted rate z_l = a_l[T] / c[T]. The loss sees the readout on the last layer's rate,
-W_o z_N + b_o (DESIGN.md sec. 6: a non-leaking integrator for IF, leaking with lam for LIF).
+W_o z_N + b_o (docs/design.md#readouts: a non-leaking integrator for IF, leaking with lam for LIF).
 Backward: the rates approximate the fixed point of the equilibrium map
 
     F(z)_l = clamp((W_l F(z)_{l-1} + sum_{feedback k -> l} W_k z_k + b_l) / theta, 0, 1),  F(z)_0 := x
