@@ -6,7 +6,7 @@ Integer LIF semantics (the single definition every backend implements; docs/desi
 For a spiking layer with integer weights W, bias B, threshold TH, fractional bits F and
 12-bit decay D (leak lam_q = (4096 - D) / 4096), at steps t = 1..T with V'[0] = v0 (Layer.v0, an
 initial membrane potential in state units, i.e. already << F; 0 for every network but DSR's alpha
-firing, which fires at alpha*TH by starting at (1-alpha)*TH << F, METHODS.md 3.4):
+firing, which fires at alpha*TH by starting at (1-alpha)*TH << F, docs/design.md#initial-potential-and-alpha-firing):
 
     I[t]  = W s_in[t] + B  (+ W_fb s_src[t-1] for each feedback edge into the layer, s_src[0] = 0)
     V[t]  = decay(V'[t-1]) + (I[t] << F)          decay(x) = sign(x) * ((|x| * (4096 - D)) >> 12)
@@ -39,7 +39,7 @@ Sum pooling (Layer.in_pool = k > 1, export/fold/sum_pool.py): the layer's input 
 over k x k blocks, s_pool[c, i, j] = sum_{a, b < k} s_in[c, ik + a, jk + b] (counts 0..k^2 for spikes),
 and W applies to s_pool: W s_pool equals the folded layer (AvgPool's 1/k^2 folded into W replicated
 over each block) bit for bit, with k^2 fewer weights.
-Two-state (CUBA) layers (FP, METHODS.md sec. 2.4; Layer.du, Loihi's 12-bit current decay). A
+Two-state (CUBA) layers (FP, docs/methods.md#fp-deployment; Layer.du, Loihi's 12-bit current decay). A
 spiking layer holds a current register U besides V, exactly Lava's stock fixed-point LIF
 (docs/design.md#lavas-lif-registers) except the >= compare and the subtractive reset, U[0] = u0 (Layer.u0; 0 without one):
 

@@ -21,7 +21,7 @@ Choice (documented in the README): one scale per layer, relative to the threshol
   weight scale is halved (fewer weight bits, same threshold semantics) until it fits or its weights
   would drop below MIN_WEIGHT_LEVELS; then the certificate says "not exact" and names the layer.
 - Alpha firing (DSR: fire at alpha*theta, subtract theta; alpha < 1): the shift identity of
-  METHODS.md 3.4. With c = (1 - alpha) TH, it is the standard neuron started at V'[0] = c << F
+  docs/design.md#initial-potential-and-alpha-firing. With c = (1 - alpha) TH, it is the standard neuron started at V'[0] = c << F
   (Layer.v0) with an extra bias (1 - lam) c per step (none for IF). TH is lowered to the nearest
   value where c is an integer multiple of 2^k (lam = 2^-k; k = 0 for IF), so v0 decays exactly
   (the certificate's initial_potential check) and (1 - lam) c = c - c / 2^k is an integer.

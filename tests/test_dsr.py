@@ -1,4 +1,4 @@
-"""DSR (`--method dsr`, train/methods/dsr/net.py; METHODS.md sec. 3) claims as tests:
+"""DSR (`--method dsr`, train/methods/dsr/net.py; docs/methods.md#dsr) claims as tests:
 - Eqs. 18/21: an IF neuron's rate is floor (alpha = 1) / round half up (alpha = 1/2) of N I / V, exactly
   on random rationals (and the wrong rule is caught);
 - implementations A (T stacked in the batch, per-neuron autograd Function, the authors' code style)
@@ -255,7 +255,7 @@ def _saf_f_clamp_grads(net, x, y, T, V, mask_scale):
 
 def test_saf_theorem2_factor_is_vth_to_the_n_minus_l():
     """SAF-F with the clamp-mask surrogate = V^(N-l) x the spike-representation (DSR-IF) gradient for
-    weight layer l of N (the paper prints a single V_th; METHODS.md 4.3): cosine 1, ratios 8, 4, 2, 1
+    weight layer l of N (the paper prints a single V_th; docs/design.md#saf-f-and-ottt_a): cosine 1, ratios 8, 4, 2, 1
     at V = 2 with three spiking layers and the readout. The DSR network is the same network with
     weights W^l / V for l >= 2 (its spikes carry V), so its gradient w.r.t. W^l is its own / V."""
     from saf.train.modules.network import SpikingNet

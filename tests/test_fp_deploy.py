@@ -1,4 +1,4 @@
-"""FP deployment (issue 15, METHODS.md 2.4): two-state (CUBA) layers with Lava's 12-bit current decay
+"""FP deployment (issue 15, docs/methods.md#fp-deployment): two-state (CUBA) layers with Lava's 12-bit current decay
 du and the first-spike readout, in every integer backend, bit for bit.
 
 - synthetic two-state graphs (random du and D, dense and conv, binary spike-train input) run through

@@ -1,4 +1,4 @@
-"""FP's exact gradients (train/methods/fp/grad.py, fp_loss.py; METHODS.md 2.2, 2.5 F1, F2, F4):
+"""FP's exact gradients (train/methods/fp/grad.py, fp_loss.py; docs/methods.md#fp-gradient, F1, F2, F4 of docs/methods.md#fp-experiments):
 forward mode (Alg. 2) against central finite differences of the simulated loss, the structure of
 L = dPhi/dF, forward mode against the adjoint, and the loss sign; each comparison fails on an
 injected fault."""

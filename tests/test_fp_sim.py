@@ -1,4 +1,4 @@
-"""FP's exact event-driven simulator (train/methods/fp/sim.py; METHODS.md 2.1, 2.5 F3) against an
+"""FP's exact event-driven simulator (train/methods/fp/sim.py; docs/methods.md#f3-simulator-against-euler) against an
 independent fine Euler integration of the two ODEs, corner cases, and the API (train/methods/fp/net.py)."""
 from __future__ import annotations
 

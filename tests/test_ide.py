@@ -1,4 +1,4 @@
-"""IDE (train/methods/ide/implicit.py, METHODS.md 1.5): the claims as tests.
+"""IDE (train/methods/ide/implicit.py, docs/methods.md#ide-experiments): the claims as tests.
 
 I1 IF rates approach the equilibrium about as 1/t (LIF 0.95 levels off: the check can fail);
 I2 the implicit gradient equals central finite differences of the equilibrium loss (rel err <= 1e-6;
@@ -68,7 +68,7 @@ def test_if_rates_approach_the_fixed_point_as_one_over_t():
     assert 0.05 < float(zstar.mean()) < 0.95              # a non-trivial equilibrium
     assert err[0] > err[1] > err[2]
     slope = math.log(err[2] / err[0]) / math.log(ts[2] / ts[0])
-    assert -1.4 < slope < -0.6, (err, slope)              # ~1/t (Thm 2 + METHODS.md 1.1 derivation)
+    assert -1.4 < slope < -0.6, (err, slope)              # ~1/t (Thm 2 + docs/methods.md#ide-equilibrium-and-convergence)
     # the check can fail: LIF 0.95 only approximates a* (Prop 2) and levels off
     lerr, _ = _rate_errors(0.95, ts)
     lslope = math.log(lerr[2] / lerr[0]) / math.log(ts[2] / ts[0])

@@ -1,4 +1,4 @@
-"""IDE deploys exactly (METHODS.md 1.4, I6): the pinned IDE-trained digits nets export to Loihi with an
+"""IDE deploys exactly (docs/methods.md#i6-exact-deployment-of-a-trained-net): the pinned IDE-trained digits nets export to Loihi with an
 EXACT certificate and every integer form, Lava included, agrees spike for spike; the spectrally
 normalised feedback is folded from its stored power-iteration vectors; the paper's CIFAR nets, whose
 feedback is a stride-2 ConvTranspose the IR cannot hold, are refused at export with the reason.
@@ -113,7 +113,7 @@ def test_transposed_edges_are_validated():
 @pytest.mark.parametrize("name,paper", [("ide-mnist", 229_514), ("ide-fmnist", 478_010),
                                         ("ide-alexnetf-cifar", 3_705_000)])
 def test_paper_networks_have_the_papers_parameter_counts(name, paper):
-    """METHODS.md 1.3 (229.5K, 478K, 3.705M) without this project's sWS gains and the SN scale g."""
+    """docs/methods.md#ide-paper-networks (229.5K, 478K, 3.705M) without this project's sWS gains and the SN scale g."""
     net = SpikingNet(with_neuron(builtin_spec(name), 1.0, None))
     n = sum(p.numel() for k, p in net.named_parameters() if not k.endswith(("gain", "sn_g")))
     assert abs(n - paper) <= (paper // 1000 if name.startswith("ide-alexnet") else 0), n

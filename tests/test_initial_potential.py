@@ -1,4 +1,4 @@
-"""Layer.v0, the initial membrane potential V'[0] (DSR's alpha firing, METHODS.md 3.4), in every
+"""Layer.v0, the initial membrane potential V'[0] (DSR's alpha firing, docs/design.md#initial-potential-and-alpha-firing), in every
 integer form: the spec oracle, the emulator, the exact SAF form, ONNX and the own-model Lava graph
 agree spike for spike; ignoring v0 in any of them is caught; the certificate checks its decay is exact;
 the manifest carries it (omitted when 0); lava (Lava's stock LIF) refuses it in one line naming lava-own."""

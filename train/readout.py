@@ -39,7 +39,7 @@ SPIKE_COUNT = Readout("spike_count", True)
 # a NIR graph that ends in a spiking node (snnTorch's spk_rec.sum(0)); prediction: the lowest index among tied
 # counts (argmax, as torch's), in every form
 COUNT = Readout("count", False)
-# FP (METHODS.md 2.1): the output neuron with the earliest first spike, lowest index on ties (no integrator)
+# FP (docs/methods.md#fp-loss-and-readout): the output neuron with the earliest first spike, lowest index on ties (no integrator)
 FIRST_SPIKE = Readout("first_spike", False)
 READOUTS = {r.name: r for r in (SUM, LEAKY_SUM, SPIKE_COUNT, COUNT, FIRST_SPIKE)}
 

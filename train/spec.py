@@ -14,7 +14,7 @@ A spiking layer may carry "reset" ("subtract" | "subtract-undecayed" | "zero") a
 its neuron modes (train/neuron_modes.py, the one list of allowed values; absent: subtract, >=), and
 "alpha" (0 <= alpha < 1): a synaptic current decaying by alpha per step (snnTorch's Synaptic; absent: none).
 
-A feedback edge may carry "norm": "spectral" (IDE, METHODS.md 1.2: W = clamp(g, -1, 1) V / sigma(V)) and,
+A feedback edge may carry "norm": "spectral" (IDE, docs/methods.md#ide-spectral-normalisation: W = clamp(g, -1, 1) V / sigma(V)) and,
 between conv layers, "transposed": true with "stride"/"output_padding" (IDE's CIFAR nets feed back
 through a stride-2 ConvTranspose; trainable, but the IR cannot hold it, so export refuses it).
 """

@@ -1,4 +1,4 @@
-"""Discretize a continuous-time FP network (train/methods/fp/net.py, METHODS.md 2.4) onto two-state integer
+"""Discretize a continuous-time FP network (train/methods/fp/net.py, docs/methods.md#fp-deployment) onto two-state integer
 layers (export/ir.py: Layer.du, first-spike readout) at a step dt = t_max / 2^k. Approximate, by
 construction: FP trains in continuous time; `saf verify` measures the deployment's error per k.
 
@@ -12,7 +12,7 @@ dt and a scale S (integer units per unit of V):
     TH = round(theta S)  (fire V >= TH << 6, V -= TH << 6: the subtractive reset, docs/design.md#lavas-lif-registers)
 
 with g = h(dt) = (e^{-alpha dt} - e^{-beta dt}) / (beta - alpha) (= dt e^{-alpha dt} when alpha = beta),
-h the synaptic kernel (METHODS.md 2.1): over one step the continuous system maps exactly to
+h the synaptic kernel (docs/methods.md#fp-neuron): over one step the continuous system maps exactly to
 I' = a I, V' = b V + h(dt) I with a = e^{-alpha dt}, b = e^{-beta dt}. Loihi adds U[t] to V in the same
 step U[t] receives its input, so U[t] stands for the current at the step's START, (t-1) dt, carried
 through the step: U[t] = S h(dt) I((t-1) dt) and V[t] = b V[t-1] + U[t] is the map, with the next

@@ -1,6 +1,6 @@
 """An FP run (--method fp, train/methods/fp/net.py) as NIR, and back.
 
-FP's neuron is continuous-time, as NIR's are, and fits NIR's CubaLIF exactly (METHODS.md 2.1): the
+FP's neuron is continuous-time, as NIR's are, and fits NIR's CubaLIF exactly (docs/methods.md#fp-neuron): the
 current jumps by W at an input spike and decays with rate alpha, the potential integrates it and decays
 with rate beta. NIR's `tau_syn I' = -I + w_in S` and `tau_mem v' = (v_leak - v) + r I` are that with
 tau_syn = 1/alpha, w_in = tau_syn (a unit spike lifts I by 1, times the Linear's weight), tau_mem = 1/beta,

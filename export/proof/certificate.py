@@ -40,7 +40,7 @@ Conditions (docs/design.md#exactness-and-the-certificate), each a named check wi
                (decayed T - t' more times by lam after entering at t') are integers: no truncation drops a bit.
                current_reg and state_24bit count it (state_bound.py: |U| gains max |u0|, V's constant drive is
                max(|u0 + (B << F)|, |B << F|) per neuron);
-- training_form (FP graphs, meta "fp", or a first-spike readout; METHODS.md 2.4): there is no integer SAF form of such a network, and FP trains in
+- training_form (FP graphs, meta "fp", or a first-spike readout; docs/methods.md#fp-deployment): there is no integer SAF form of such a network, and FP trains in
                continuous time, so this row is never ok: "approximate: continuous-time training,
                see verify's dt table". The leak/frac_bits/initial_potential rows (SAF exactness)
                are then not derived; state_24bit and current_reg use the carried current's bound

@@ -7,10 +7,10 @@ ottt-a  as ottt-o, gradients accumulated over the T steps, one update per batch.
 bptt    LIF forward with the full graph through time, one update per batch.
 dsr     DSR (train/methods/dsr/net.py): graph-free simulation, one backward through the spike representations'
         clamp mapping; per-layer trainable thresholds, alpha firing, spiking output layer.
-fp      FP (train/methods/fp/train.py; METHODS.md 2): continuous-time two-state neurons, exact spike-time gradients
+fp      FP (train/methods/fp/train.py; docs/methods.md#fp): continuous-time two-state neurons, exact spike-time gradients
         (forward mode / adjoint), first-spike loss and readout; its own numpy loop, not train_batch.
 ide     SAF forward without a graph for T steps, implicit-differentiation backward at the equilibrium
-        of the rates (train/methods/ide/implicit.py; IDE paper, METHODS.md 1.2), one update per batch.
+        of the rates (train/methods/ide/implicit.py; IDE paper, docs/methods.md#ide-gradient), one update per batch.
 SAF and OTTT keep only the current step's graph: memory constant in T.
 """
 from __future__ import annotations

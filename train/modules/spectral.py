@@ -1,4 +1,4 @@
-"""The IDE feedback synapse: spectral normalisation as in the IDE authors' code (METHODS.md 1.2),
+"""The IDE feedback synapse: spectral normalisation as in the IDE authors' code (docs/methods.md#ide-spectral-normalisation),
 optionally as a ConvTranspose2d (the paper's CIFAR nets).
 
     W = clamp(g, -1, 1) * V / sigma(V),     sigma(V) = u^T V v     (so ||W||_2 <= 1 up to the estimate)

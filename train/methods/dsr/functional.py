@@ -1,4 +1,4 @@
-"""DSR (Meng et al., CVPR 2022; METHODS.md sec. 3) as pure functions: the spiking neuron with alpha
+"""DSR (Meng et al., CVPR 2022; docs/methods.md#dsr) as pure functions: the spiking neuron with alpha
 firing, the spike representation, the clamp mapping it is differentiated through, and the closed
 forms of Eqs. 18/21. Written against the project's LIF form (leak after a subtractive reset):
 

@@ -1,4 +1,4 @@
-"""`--method dsr`: Differentiation on Spike Representation (METHODS.md sec. 3), O(1) memory in T.
+"""`--method dsr`: Differentiation on Spike Representation (docs/methods.md#dsr), O(1) memory in T.
 
 DSRNet is the spiking network DSR trains: per-layer trainable thresholds V^l (one scalar each, in the
 checkpoint as `vth`), alpha firing (fire at alpha V^l, subtract V^l), IF (lam = 1) or LIF (the
@@ -7,7 +7,7 @@ num_classes neurons read out as (weighted) spike counts ("spike_count", DSR's de
 is the lowest index among tied counts in every form) or a non-spiking linear readout on the last
 representation ("leaky-sum", a documented deviation that deploys as the leaking integrator).
 
-Training (implementation B, METHODS.md 3.2): simulate T steps without a graph, keep each layer's
+Training (implementation B, docs/methods.md#dsr-gradient): simulate T steps without a graph, keep each layer's
 representation a^l = V^l sum_t lam^(T-t) s^l[t] / c[T]; then build one rate-domain graph
 o^l = Replace(value a^l, gradient through clamp(W^l o^(l-1) + b^l, 0, V^l)) and backpropagate once.
 Memory is constant in T (nothing per step is kept).

@@ -1,4 +1,4 @@
-"""FP experiments (METHODS.md 2.5): F5 XOR convergence over many random initialisations, F6 Iris over
+"""FP experiments (docs/methods.md#fp-experiments): F5 XOR convergence over many random initialisations, F6 Iris over
 seeds on a stated stratified split, F7 reduced Yin-Yang. Pure functions returning dicts; the CLI
 front end is `python -m saf.train.methods.fp.experiments {xor,iris,yinyang}` (prints JSON).
 
@@ -123,7 +123,7 @@ def iris_perturbed(perturbations=range(5), epochs: int = 60, rel: float = 1e-6) 
 
 def yinyang_reduced(n_train: int = 1000, epochs: int = 30, seed: int = 0, batch_size: int = 50,
                     lr: float = 5e-3) -> dict:
-    """F7, scaled down (METHODS.md 2.5: 1000 train, 30 epochs, hidden 150); batch and lr are the
+    """F7, scaled down (docs/methods.md#f7-yin-yang-reduced: 1000 train, 30 epochs, hidden 150); batch and lr are the
     arguments' (the paper's 150 / 5e-4 are for 300 epochs on 5000)."""
     from saf.train.data import load_dataset
     spec = replace(FP_SPECS["fp-yinyang"], batch_size=batch_size, lr=lr)

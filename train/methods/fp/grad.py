@@ -1,4 +1,4 @@
-"""FP's exact spike-time gradient (METHODS.md 2.2): the implicit-function theorem on the firing-time
+"""FP's exact spike-time gradient (docs/methods.md#fp-gradient): the implicit-function theorem on the firing-time
 equations Phi_f(F, W) = V_i(f^-) - theta = 0, one per spike, in a causal order.
 
 For one sample the system holds every hidden spike and each output neuron's first spike (later output

@@ -1,4 +1,4 @@
-"""FP's two-state (CUBA) neuron kernels, numerically stable for near-equal time constants (METHODS.md 2.1).
+"""FP's two-state (CUBA) neuron kernels, numerically stable for near-equal time constants (docs/methods.md#fp-neuron).
 
 The neuron: synaptic current I with rate alpha (dI/dt = -alpha I, an input spike of weight w adds w),
 membrane V with rate beta (dV/dt = -beta V + I, an own spike subtracts theta). A unit input at 0 gives

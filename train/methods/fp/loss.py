@@ -1,4 +1,4 @@
-"""FP's first-spike loss (METHODS.md 2.1, sign corrected as in 2.6 item 8):
+"""FP's first-spike loss (docs/methods.md#fp-loss-and-readout, sign corrected as in docs/methods.md#fp-the-loss-sign):
 
     L = (1/N) sum_i [ -log softmax(-f_i / tau_0)_{y_i} + gamma (e^{f_{i,y_i} / tau_1} - 1) ]
 

@@ -1,4 +1,4 @@
-"""An FP network (METHODS.md sec. 2): continuous-time two-state (CUBA) neurons, time-to-first-spike
+"""An FP network (docs/methods.md#fp): continuous-time two-state (CUBA) neurons, time-to-first-spike
 inputs, first-spike readout; numpy float64 only, no torch needed to run it.
 
 This is the API the deployment side uses (/work/prompts/fp_contract.md): FPParams, LatencyCode, FPNet
@@ -38,7 +38,7 @@ class FPParams:
 class LatencyCode:
     """Time-to-first-spike input coding, one spike per feature (+ bias spikes):
     t = t_early + (t_late - t_early) * (1 - (clip(x, lo, hi) - lo) / (hi - lo)): the largest value spikes
-    at t_early, the smallest at t_late (Iris: METHODS.md 2.1's t = T(1 - (n - min)/(max - min)))."""
+    at t_early, the smallest at t_late (Iris: docs/methods.md#fp-input-code's t = T(1 - (n - min)/(max - min)))."""
     lo: tuple
     hi: tuple
     t_early: float

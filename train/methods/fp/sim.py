@@ -1,5 +1,5 @@
-"""Exact event-driven simulation of a feed-forward net of FP's two-state neurons (METHODS.md 2.1,
-Alg. 1 corrected).
+"""Exact event-driven simulation of a feed-forward net of FP's two-state neurons (docs/methods.md#fp-event-driven-simulation,
+Alg. 1 corrected as in docs/methods.md#fp-algorithm-1).
 
 State per neuron (I, V) at a common event time; between events the closed form of fp_kernel.propagate.
 Within each interval between input events (and after the last one, up to t_sim) every neuron's

@@ -1,4 +1,4 @@
-"""Built-in FP networks with the paper's hyperparameters (FP appendix Tables 1-3; METHODS.md 2.3).
+"""Built-in FP networks with the paper's hyperparameters (FP appendix Tables 1-3; docs/methods.md#fp-paper-settings).
 
 What the paper does not give, chosen here and stated once:
 - t_sim (how long spikes are searched; a neuron silent on [0, t_sim) is silent): t_max + 4 (XOR,

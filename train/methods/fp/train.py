@@ -1,5 +1,5 @@
-"""`saf train --method fp` / `saf eval` of an FP run: FP (Lee, Haghighatshoar, Karbasi 2023; METHODS.md
-sec. 2) trained with exact spike-time gradients in continuous time. numpy only (float64).
+"""`saf train --method fp` / `saf eval` of an FP run: FP (Lee, Haghighatshoar, Karbasi 2023; docs/methods.md#fp)
+trained with exact spike-time gradients in continuous time. numpy only (float64).
 
 One minibatch: the event simulator (functional/fp_sim.py) runs the batch, the last layer up to each
 output neuron's first spike; the first-spike loss (functional/fp_loss.py) gives dL/df; per sample the

@@ -1,4 +1,4 @@
-"""IDE training (Xiao et al. 2021; METHODS.md 1.2): gradient by implicit differentiation at the
+"""IDE training (Xiao et al. 2021; docs/methods.md#ide-gradient): gradient by implicit differentiation at the
 equilibrium of the firing rates.
 
 Forward: the SAF form without a graph for T steps (it *is* the LIF network that deploys), giving each
@@ -11,7 +11,7 @@ Backward: the rates approximate the fixed point of the equilibrium map
 (feed-forward within a step, feedback from the previous iterate, as the network's one-step delay);
 beta = (I - J_F^T)^-1 dL/dz is solved at z = the SNN's rates (train/methods/ide/solver.py), then
 one VJP of F at z with beta gives every parameter's gradient. The clamp's autograd passes gradient on
-the closed interval [0, 1], as the authors' code (METHODS.md 1.6 item 1). Memory: the forward keeps
+the closed interval [0, 1], as the authors' code (docs/methods.md#ide-the-gradient-mask). Memory: the forward keeps
 one state per layer and no graph; the backward holds one graph of F: constant in T.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Solvers for IDE's backward linear system (METHODS.md 1.2, step 3):
+"""Solvers for IDE's backward linear system (docs/methods.md#ide-backward-solvers):
 
     beta = (I - J^T)^-1 g      i.e. the root of  r(beta) = J^T beta + g - beta
 

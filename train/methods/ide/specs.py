@@ -1,11 +1,11 @@
-"""Built-in IDE feedback networks (IDE paper Sec. 5; decoded in METHODS.md 1.3), as spec data.
+"""Built-in IDE feedback networks (IDE paper Sec. 5; decoded in docs/methods.md#ide-paper-networks), as spec data.
 
 Every net has one global threshold V_th = 2 (the authors' code) and a spectrally normalised feedback
 edge from the last spiking layer into the first (one-step delay), W = clamp(g, -1, 1) V / sigma(V),
 so ||W||_2 <= 1 = V_th / 2. Departures from the paper, stated once here: the feed-forward maps use
 this project's scaled weight standardization where the paper has BatchNorm, and there is no dropout.
 
-- ide-digits: METHODS.md I4, digits 8x8 -> 200 (F200) -> readout.
+- ide-digits: docs/methods.md#i4-a-digits-feedback-net, digits 8x8 -> 200 (F200) -> readout.
 - ide-conv-digits: the small conv variant, 16C3 (F16C3) -> avgpool 2 -> readout.
 - ide-mnist: 64C5s (F64C5), MNIST / N-MNIST's paper net (input 1x28x28).
 - ide-fmnist: 400 (F400), the Fashion-MNIST net.
