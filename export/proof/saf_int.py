@@ -208,12 +208,12 @@ def _first_sums(net: _Net, fr: np.ndarray, varying: bool):
         wx = lin(fr[:, 0], net.a_max[0] // net.C[-1]).astype(ar.dt)
         return lambda t: wx * net.C[t]
     b, T = fr.shape[0], ar.T
-    acc = np.zeros((b, T, fr.shape[2]), dtype=ar.dt)
+    acc = np.zeros((T, b, fr.shape[2]), dtype=ar.dt)                 # time-major: acc[t] is contiguous
     prev = np.zeros((b, fr.shape[2]), dtype=ar.dt)
     for t in range(T):
-        prev = acc[:, t] = exact_div(ar.p * prev, ar.q, "inexact input accumulation", t) + fr[:, t].astype(ar.dt) * ar.S
-    su = lin(acc.reshape(b * T, -1), net.a_max[0]).reshape(b, T, -1)
-    return lambda t: su[:, t]
+        prev = acc[t] = exact_div(ar.p * prev, ar.q, "inexact input accumulation", t) + fr[:, t].astype(ar.dt) * ar.S
+    su = lin(acc.reshape(T * b, -1), net.a_max[0]).reshape(T, b, -1)
+    return lambda t: su[t]
 
 
 def _record(out: _Out, li: int, sl: slice, t: int, H: np.ndarray, st: LayerState) -> None:
@@ -231,16 +231,17 @@ def _layer_major(net: _Net, fr: np.ndarray, varying: bool, out: _Out, sl: slice)
     b, su_at, counts = fr.shape[0], _first_sums(net, fr, varying), 0
     for li, layer in enumerate(sp):
         st = LayerState(layer, b, ar)
-        acc = np.empty((b, ar.T, layer.n_out), dtype=ar.dt) if li + 1 < len(sp) else None
+        acc = np.empty((ar.T, b, layer.n_out), dtype=ar.dt) if li + 1 < len(sp) else None   # time-major
         for t in range(ar.T):
-            _record(out, li, sl, t, st.step(t, su_at(t), net.C[t]), st)
-            if acc is not None:
-                acc[:, t] = st.A
-            else:
+            into = acc[t] if acc is not None and ar.dt is not object else None
+            _record(out, li, sl, t, st.step(t, su_at(t), net.C[t], into), st)
+            if acc is None:
                 counts = counts + st.spike_count()
+            elif into is None:
+                acc[t] = st.A
         if acc is not None:
-            su = net.lin[li + 1](acc.reshape(b * ar.T, -1), net.a_max[li + 1]).reshape(b, ar.T, -1)
-            su_at = (lambda s: lambda t: s[:, t])(su)
+            su = net.lin[li + 1](acc.reshape(ar.T * b, -1), net.a_max[li + 1]).reshape(ar.T, b, -1)
+            su_at = (lambda s: lambda t: s[t])(su)
     return st, counts
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import gcd
+from typing import Optional
 
 import numpy as np
 
@@ -39,7 +40,7 @@ def current_ratio(layer) -> tuple:
 def exact_div(num, d: int, what: str, t: int):
     """num // d, which the scale makes exact (raises otherwise: a bug)."""
     if num.dtype == np.int64 and d & (d - 1) == 0:             # a power of two: a shift, the low bits 0
-        if np.any(num & (d - 1)):
+        if num.size and int(np.bitwise_or.reduce(num, axis=None)) & (d - 1):
             raise ArithmeticError(f"{what} at t={t + 1} (bug)")
         return num >> (d.bit_length() - 1)
     out = num // d
@@ -75,8 +76,8 @@ class LayerState:
         self.layer, self.ar = layer, ar
         shape = (b, layer.n_out)
         self.A = np.zeros(shape, dtype=ar.dt)                # S a[t-1]
-        self.Z = np.zeros(shape, dtype=ar.dt)                # S Z[t] (reset to zero)
-        self.X = np.zeros(shape, dtype=ar.dt)                # S X[t-1] (two-state)
+        self.Z = np.zeros(shape, dtype=ar.dt) if layer.reset == RESET_ZERO else None   # S Z[t] (reset to zero)
+        self.X = np.zeros(shape, dtype=ar.dt) if layer.two_state else None          # S X[t-1] (two-state)
         self.P = initial_p(layer, ar.S, ar.dt)               # S P[t-1], S Y[t-1]: the initial current
         self.Y = np.zeros(layer.n_out, dtype=ar.dt)
         self.U_old = self.H_old = None                       # S U[t-1], s[t-1] (reset to zero)
@@ -84,6 +85,7 @@ class LayerState:
         self.u = None                                        # S u[t] of the last step
         bias = layer.full_bias()
         self.bias = bias.astype(object) if ar.dt is object else bias
+        self.has_bias = bool(np.any(bias))
         self.ratio = current_ratio(layer) if layer.two_state else None
 
     def _input(self, t: int, su: np.ndarray, C: int) -> np.ndarray:
@@ -97,17 +99,18 @@ class LayerState:
             self.P = exact_div(pc * self.P, qc, f"{name}: inexact initial current", t)
             self.Y = exact_div(ar.p * self.Y, ar.q, f"{name}: inexact initial current", t) + self.P
             su = su + self.Y
-        su = su + self.bias * C
+        su = su + self.bias * C if self.has_bias else su
         v0t = v0_term(self.layer, t + 1, ar)
         if v0t:
             su = su + (v0t if ar.dt is object else np.int64(v0t))
         return su
 
-    def step(self, t: int, su_syn: np.ndarray, C: int) -> np.ndarray:
-        """Advance to step t (0-based) given S U_syn[t] and C = S c[t]; returns the spikes H [b, n_out]."""
+    def step(self, t: int, su_syn: np.ndarray, C: int, into: Optional[np.ndarray] = None) -> np.ndarray:
+        """Advance to step t (0-based) given S U_syn[t] and C = S c[t]; returns the spikes H [b, n_out].
+        into: where to write the new accumulation S a[t] (int64 [b, n_out]; default a new array)."""
         layer, ar = self.layer, self.ar
         SU = self._input(t, su_syn, C)
-        lam_a = exact_div(ar.p * self.A, ar.q, f"{layer.name}: inexact leak", t)
+        lam_a = exact_div(self.A if ar.p == 1 else ar.p * self.A, ar.q, f"{layer.name}: inexact leak", t)
         th = int(layer.threshold)
         if layer.reset == RESET_ZERO:                        # S Z[t] = lam (S Z[t-1] + s[t-1] (S U[t-1] - S Z[t-1]))
             if t:
@@ -118,12 +121,15 @@ class LayerState:
             given = th * self.A                              # S TH a[t-1]
         else:
             given = th * lam_a                               # S TH lam a[t-1]
-        self.u = SU - given
-        over = self.u - th * ar.S                            # S (u - TH)
-        H = np.asarray(over > 0 if layer.compare == COMPARE_GT else over >= 0, dtype=bool)
+        self.u = SU - given                                  # S u[t]; fire on S (u - TH) > 0 or >= 0
+        th_s = th * ar.S if ar.dt is object else np.int64(th * ar.S)
+        H = np.asarray(self.u > th_s if layer.compare == COMPARE_GT else self.u >= th_s, dtype=bool)
         if layer.reset == RESET_ZERO:
             self.U_old, self.H_old = SU, H
-        self.lam_a, self.A = lam_a, lam_a + H.astype(ar.dt) * ar.S
+        if ar.dt is object:
+            self.lam_a, self.A = lam_a, lam_a + H.astype(object) * ar.S
+        else:
+            self.lam_a, self.A = lam_a, np.add(lam_a, H * ar.S, out=into)
         return H
 
     def spike_count(self) -> np.ndarray:

@@ -20,6 +20,7 @@ import numpy as np
 
 FLOAT64_EXACT = 1 << 53
 FLOAT32_EXACT = 1 << 24
+INT64_LIMIT = 1 << 63
 IM2COL_BYTES = 1 << 25          # im2col rows are built this many bytes at a time
 
 
@@ -88,6 +89,8 @@ class ExactLinear:
         a_max = int(a_max)
         if a.size and max(int(a.max()), -int(a.min())) > a_max:
             raise ArithmeticError(f"an accumulation exceeds its derived bound {a_max} (bug)")
+        if a.dtype != object and self.row_abs * a_max >= INT64_LIMIT:
+            raise ArithmeticError(f"W a may reach {self.row_abs * a_max}, past int64: needs Python ints (bug)")
         if self.limb_count(a_max) == 0:
             y = self._float(a if a.dtype != object else a.astype(np.int64), self.w32)
             return y.astype(np.int64) if a.dtype != object else y.astype(np.int64).astype(object)
