@@ -79,6 +79,14 @@ Potentials: u[t] = U[t] - TH lam a[t-1] in units of the LIF state (times 2^F): u
 floored when not an integer (info["potentials_exact"] says whether every one was an integer; it is
 when F >= k (T-1) for dyadic lam). They are not saturated: where the LIF state saturates, the two
 forms differ, and that is what the comparison must report.
+
+How it is computed (the algebra above, batched over samples, no per-sample loop). The products W a_in run as
+exact float BLAS (saf_int_linear.py): float32 when the layer's largest row L1 norm times the derived bound on
+|S a_in| (x_max C[T] on layer 1, C[T] elsewhere, the readout's T or C[T]) is below 2^24, float64 limbs of
+|S a_in| below 2^53 / R otherwise, recombined in int64 or Python ints; the data is checked against the bound.
+Layer 1 on constant input uses W (S x c[t]) = C[t] (W x), one product. Without feedback the schedule is
+layer-major: a layer's recurrences (saf_int_layer.py) run over all T steps, then the next layer's W takes every
+step's accumulations in one product; with feedback (a_src[t-1] enters at t) it is step-major.
 """
 from __future__ import annotations
 
