@@ -79,19 +79,32 @@ Potentials: u[t] = U[t] - TH lam a[t-1] in units of the LIF state (times 2^F): u
 floored when not an integer (info["potentials_exact"] says whether every one was an integer; it is
 when F >= k (T-1) for dyadic lam). They are not saturated: where the LIF state saturates, the two
 forms differ, and that is what the comparison must report.
+
+How it is computed (the algebra above, batched over samples, no per-sample loop). The products W a_in run as
+exact float BLAS (saf_int_linear.py): float32 when the layer's largest row L1 norm times the derived bound on
+|S a_in| (x_max C[T] on layer 1, C[T] elsewhere, the readout's T or C[T]) is below 2^24, float64 limbs of
+|S a_in| below 2^53 / R otherwise, recombined in int64 or Python ints; the data is checked against the bound.
+Layer 1 on constant input uses W (S x c[t]) = C[t] (W x), one product. Without feedback the schedule is
+layer-major: a layer's recurrences (saf_int_layer.py) run over all T steps, then the next layer's W takes every
+step's accumulations in one product; with feedback (a_src[t-1] enters at t) it is step-major.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from math import gcd
+from typing import Optional
 
 import numpy as np
 
-from saf.export.ir import DU_NONE, DECAY_ONE, Graph, dyadic_exponent
+from saf.export.ir import DECAY_ONE, Graph, dyadic_exponent
+from saf.export.proof.saf_int_layer import Arith, LayerState, current_ratio, exact_div
+from saf.export.proof.saf_int_linear import ExactLinear, layer_linear
 from saf.export.result import BackendResult
-from saf.train.neuron_modes import ALL_MODES, COMPARE_GT, RESET_SUBTRACT_UNDECAYED, RESET_ZERO
+from saf.train.neuron_modes import ALL_MODES, RESET_ZERO
 
 INT64_SAFE = 1 << 62
+BATCH_BYTES = 1 << 27          # samples per batch: about this many bytes of accumulations per layer
 # Every layer's own compare and reset (above), every combination: what this form declares for the
 # certificate's convention row.
 MODES = frozenset(ALL_MODES)
@@ -104,73 +117,10 @@ def _ratio(graph: Graph) -> tuple:
     return m // g, DECAY_ONE // g
 
 
-def _gather_index(in_shape: tuple, kh: int, kw: int, stride: int, pad: int) -> tuple:
-    """im2col indices into a flattened [C*H*W + 1] input whose last entry is 0 (the padding).
-    Returns (idx [P, C*kh*kw], P = Ho*Wo)."""
-    c, h, w = in_shape
-    ho = (h + 2 * pad - kh) // stride + 1
-    wo = (w + 2 * pad - kw) // stride + 1
-    oi, oj = np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij")
-    ci, ki, kj = np.meshgrid(np.arange(c), np.arange(kh), np.arange(kw), indexing="ij")
-    r = oi.reshape(-1, 1) * stride - pad + ki.reshape(1, -1)         # P, K
-    q = oj.reshape(-1, 1) * stride - pad + kj.reshape(1, -1)
-    ch = np.broadcast_to(ci.reshape(1, -1), r.shape)
-    inside = (r >= 0) & (r < h) & (q >= 0) & (q < w)
-    idx = np.where(inside, (ch * h + np.clip(r, 0, h - 1)) * w + np.clip(q, 0, w - 1), c * h * w)
-    return idx, ho * wo
-
-
-class _Linear:
-    """W applied to a batch of flattened accumulations [B, n_in] (int64 or object) -> [B, n_out]."""
-
-    def __init__(self, kind: str, weight: np.ndarray, in_shape: tuple, stride: int, pad: int):
-        self.kind = kind
-        self.w = np.asarray(weight, dtype=np.int64)
-        self.row_abs = int(np.abs(self.w.reshape(self.w.shape[0], -1)).sum(1).max(initial=0))
-        if kind == "conv":
-            co, _, kh, kw = self.w.shape
-            self.idx, self.P = _gather_index(tuple(in_shape), kh, kw, stride, pad)
-            self.wmat = self.w.reshape(co, -1).T                                       # K, Co
-
-    def __call__(self, a: np.ndarray) -> np.ndarray:
-        w = self.w if a.dtype != object else self.w.astype(object)
-        if self.kind != "conv":
-            return a @ w.T
-        b = a.shape[0]
-        ext = np.concatenate([a, np.zeros((b, 1), dtype=a.dtype)], axis=1)
-        cols = ext[:, self.idx]                                                    # B, P, K
-        out = cols @ (self.wmat if a.dtype != object else self.wmat.astype(object))  # B, P, Co
-        return out.transpose(0, 2, 1).reshape(b, -1)
-
-
-class _PooledLinear:
-    """A layer's k x k sum pool (Layer.in_pool; linear, so it commutes with the accumulation:
-    sum_pool(a_in) is the accumulation of the pooled input) followed by its _Linear."""
-
-    def __init__(self, layer, lin: _Linear):
-        self.layer, self.lin = layer, lin
-        self.row_abs = lin.row_abs * layer.pool_gain
-
-    def __call__(self, a: np.ndarray) -> np.ndarray:
-        return self.lin(self.layer.pool_input(a))
-
-
-def _layer_linear(l):
-    lin = _Linear(l.kind if l.spiking else "dense", l.weight, l.syn_in_shape, l.stride, l.padding)
-    return _PooledLinear(l, lin) if int(l.in_pool) > 1 else lin
-
-
-def _current_ratio(layer) -> tuple:
-    """A two-state layer's current decay (4095 - du) / 4096 = pc / qc in lowest terms."""
-    m = DU_NONE - int(layer.du)
-    g = gcd(m, DECAY_ONE)
-    return m // g, DECAY_ONE // g
-
-
 def _scale_base(graph: Graph, q: int) -> int:
     """Q: the largest of lam's denominator q and every two-state layer's qc (all powers of two, so each divides
     Q); S = Q^(T-1) makes every accumulation an integer (module docstring)."""
-    return max([q] + [_current_ratio(l)[1] for l in graph.spiking_layers if l.two_state])
+    return max([q] + [current_ratio(l)[1] for l in graph.spiking_layers if l.two_state])
 
 
 def _bounds(graph: Graph, lin: list, fb: list, x_max: int, p: int, q: int) -> int:
@@ -233,159 +183,157 @@ def _u0_factor(graph: Graph, q: int) -> int:
     return 1 << e
 
 
-def _v0_term(layer, t: int, p: int, q: int, T: int, E: int, fmax: int) -> int:
-    """S lam^t v0 / 2^F at step t (1-based), an exact Python int."""
-    v0 = int(layer.v0)
-    if not v0:
-        return 0
-    return q ** (T - t) * p ** t * (v0 << (fmax - int(layer.frac_bits)))
 
 
-def _initial_p(layer, S: int, dt):
-    """S P[0] = S u0 / 2^F per neuron (an exact integer by _u0_factor), or None without an initial current."""
-    if not layer.has_initial_current:
-        return None
-    num = [int(v) * S for v in layer.full_initial_current()]
-    f = int(layer.frac_bits)
-    if any(v % (1 << f) for v in num):
-        raise ArithmeticError(f"{layer.name}: S u0 / 2^F is not an integer (bug)")
-    return np.array([v >> f for v in num], dtype=dt)
+@dataclass
+class _Net:
+    """What every batch of one run shares: the layers, the exact arithmetic, the linear maps with the derived bound
+    on what each reads (a_max), and C[t] = S c[t] for t = 1..T (Python ints)."""
+    graph: Graph
+    ar: Arith
+    lin: list
+    fb: list
+    a_max: list
+    C: list
+    layer_major: bool
+
+
+@dataclass
+class _Out:
+    """The run's outputs, filled batch by batch."""
+    readout: np.ndarray
+    spikes: Optional[list]
+    pots: Optional[list]
+    pots_exact: bool = True
+    ro_exact: bool = True
+
+
+def _first_sums(net: _Net, fr: np.ndarray, varying: bool):
+    """t -> S U_syn[t] of the first layer, [b, n_out]. Constant input: W (x c[t]) S = C[t] (W x), W x once.
+    Frames: S a_in[t] = lam S a_in[t-1] + S x[t] (exact as A's leak), then W on every step's at once."""
+    ar, lin = net.ar, net.lin[0]
+    if not varying:
+        wx = lin(fr[:, 0], net.a_max[0] // net.C[-1]).astype(ar.dt)
+        return lambda t: wx * net.C[t]
+    b, T = fr.shape[0], ar.T
+    acc = np.zeros((T, b, fr.shape[2]), dtype=ar.dt)                 # time-major: acc[t] is contiguous
+    prev = np.zeros((b, fr.shape[2]), dtype=ar.dt)
+    for t in range(T):
+        prev = acc[t] = exact_div(ar.p * prev, ar.q, "inexact input accumulation", t) + fr[:, t].astype(ar.dt) * ar.S
+    su = lin(acc.reshape(T * b, -1), net.a_max[0]).reshape(T, b, -1)
+    return lambda t: su[t]
+
+
+def _record(out: _Out, li: int, sl: slice, t: int, H: np.ndarray, st: LayerState) -> None:
+    if out.spikes is not None:
+        out.spikes[li][sl, t] = H
+    if out.pots is not None:
+        v, ok = st.potential()
+        out.pots[li][sl, t] = v
+        out.pots_exact = out.pots_exact and ok
+
+
+def _layer_major(net: _Net, fr: np.ndarray, varying: bool, out: _Out, sl: slice) -> tuple:
+    """Without feedback: each layer over all T steps, then the next layer's W on all its accumulations at once."""
+    sp, ar = net.graph.spiking_layers, net.ar
+    b, su_at, counts = fr.shape[0], _first_sums(net, fr, varying), 0
+    for li, layer in enumerate(sp):
+        st = LayerState(layer, b, ar)
+        acc = np.empty((ar.T, b, layer.n_out), dtype=ar.dt) if li + 1 < len(sp) else None   # time-major
+        for t in range(ar.T):
+            into = acc[t] if acc is not None and ar.dt is not object else None
+            _record(out, li, sl, t, st.step(t, su_at(t), net.C[t], into), st)
+            if acc is None:
+                counts = counts + st.spike_count()
+            elif into is None:
+                acc[t] = st.A
+        if acc is not None:
+            su = net.lin[li + 1](acc.reshape(ar.T * b, -1), net.a_max[li + 1]).reshape(ar.T, b, -1)
+            su_at = (lambda s: lambda t: s[t])(su)
+    return st, counts
+
+
+def _step_major(net: _Net, fr: np.ndarray, varying: bool, out: _Out, sl: slice) -> tuple:
+    """With feedback (a_src[t-1] feeds a layer at t): every layer one step at a time."""
+    sp, ar = net.graph.spiking_layers, net.ar
+    b, first, counts = fr.shape[0], _first_sums(net, fr, varying), 0
+    states = [LayerState(l, b, ar) for l in sp]
+    for t in range(ar.T):
+        old = [s.A for s in states]                                   # S a[t-1] of every layer
+        for li, st in enumerate(states):
+            su = first(t) if li == 0 else net.lin[li](states[li - 1].A, net.a_max[li])
+            for src, f in net.fb[li]:
+                su = su + f(old[src], net.C[-1])
+            _record(out, li, sl, t, st.step(t, su, net.C[t]), st)
+        counts = counts + states[-1].spike_count()
+    return states[-1], counts
+
+
+def _readout(net: _Net, last: LayerState, counts: np.ndarray, out: _Out, sl: slice) -> None:
+    """R = sum_t (W_o s_N[t] + B_o), or the leaking readout (W_o A_N + B_o C) 2^F_r / S floored."""
+    ro, ar = net.graph.readout, net.ar
+    bias = ro.full_bias().astype(ar.dt)
+    if not ro.decay:
+        out.readout[sl] = net.lin[-1](counts, net.a_max[-1]) + ar.T * ro.full_bias()
+        return
+    num = (net.lin[-1](last.A, net.C[-1]) + bias * net.C[-1]) * (1 << ro.readout_shift)
+    val = num // ar.S
+    out.ro_exact = out.ro_exact and not np.any(val * ar.S != num)
+    out.readout[sl] = np.asarray(val, dtype=np.int64)
+
+
+def _net(graph: Graph, x_max: int) -> tuple:
+    """The run's shared record and its overflow bound (checks the graph's shape first)."""
+    sp = graph.spiking_layers
+    if any(not l.spiking for l in graph.layers[:-1]) or graph.layers[-1].spiking:
+        raise ValueError("graph must list its spiking layers first and end with the readout")
+    if graph.readout.decay not in (0, graph.decay):
+        raise ValueError(f"readout decay {graph.readout.decay} must be 0 or the network's {graph.decay}")
+    p, q = _ratio(graph)
+    E = _v0_factor(graph, q)
+    if any(l.two_state for l in sp) and E != 1:
+        raise ValueError("saf-int: a two-state layer with an initial potential (v0) has no SAF form here")
+    lin = [layer_linear(l) for l in graph.layers]
+    fb = [[] for _ in sp]
+    for f in graph.feedback:
+        if not (0 <= f.dst <= f.src < len(sp)):
+            raise ValueError(f"feedback {f.src}->{f.dst} must join spiking layers with dst <= src")
+        fb[f.dst].append((f.src, ExactLinear(f.kind, f.weight, sp[f.src].out_shape, f.stride, f.padding)))
+    bound = _bounds(graph, lin, fb, x_max, p, q)
+    S, C = _scale(graph, q), [0]
+    for _ in range(int(graph.T)):
+        C.append((p * C[-1]) // q + S)
+    ar = Arith(p, q, S, int(graph.T), E, max(int(l.frac_bits) for l in sp), np.int64 if bound < INT64_SAFE else object)
+    a_max = [x_max * C[-1]] + [C[-1]] * (len(sp) - 1)                # |S a_in| per layer (module docstring)
+    a_max.append(C[-1] if graph.readout.decay else int(graph.T))     # the readout reads A_N, or spike counts
+    return _Net(graph, ar, lin, fb, a_max, C[1:], not graph.feedback), bound
 
 
 def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_size: int = 256,
                 record_potentials: bool = False) -> BackendResult:
     """The SAF form in exact integer arithmetic on xq [N, *input_shape] or, one frame per step,
     [N, T, *input_shape] (backend "saf-int")."""
-
     t0 = time.perf_counter()
-    sp = graph.spiking_layers
-    if any(not l.spiking for l in graph.layers[:-1]) or graph.layers[-1].spiking:
-        raise ValueError("graph must list its spiking layers first and end with the readout")
-    p, q = _ratio(graph)
-    T = graph.T
-    E = _v0_factor(graph, q)
-    fmax = max(int(l.frac_bits) for l in sp)
-    if any(l.two_state for l in sp) and E != 1:
-        raise ValueError("saf-int: a two-state layer with an initial potential (v0) has no SAF form here")
-    S = _scale(graph, q)
-    lin = [_layer_linear(l) for l in graph.layers]
-    bias = [l.full_bias() for l in graph.layers]
-    fb = [[] for _ in sp]
-    for f in graph.feedback:
-        if not (0 <= f.dst <= f.src < len(sp)):
-            raise ValueError(f"feedback {f.src}->{f.dst} must join spiking layers with dst <= src")
-        fb[f.dst].append((f.src, _Linear(f.kind, f.weight, sp[f.src].out_shape, f.stride, f.padding)))
-    x_max = graph.input_max
     varying = np.asarray(xq).ndim == len(graph.input_shape) + 2
     frames = graph.input_frames(xq)                                   # [N, T, n_in]
-    n = frames.shape[0]
-    xq = frames[:, 0]
-    x_max = max(x_max, int(np.abs(frames if varying else xq).max(initial=0)))
-    bound = _bounds(graph, lin, fb, x_max, p, q)
-    dt = np.int64 if bound < INT64_SAFE else object
-
-    if dt is object:
-        bias = [b.astype(object) for b in bias]
-    readout = np.zeros((n, graph.readout.n_out), dtype=np.int64)
-    spikes = [np.zeros((n, T, l.n_out), dtype=bool) for l in sp] if record_spikes else None
-    pots = [np.zeros((n, T, l.n_out), dtype=np.int64) for l in sp] if record_potentials else None
-    pots_exact = ro_exact = True
-    if graph.readout.decay not in (0, graph.decay):
-        raise ValueError(f"readout decay {graph.readout.decay} must be 0 or the network's {graph.decay}")
-    for start in range(0, n, batch_size):
-        sl = slice(start, min(n, start + batch_size))
-        b = sl.stop - sl.start
-        x = xq[sl].astype(dt)
-        Ain = np.zeros_like(x)                                   # S a_in[t-1] of layer 1 (time-varying)
-        A = [np.zeros((b, l.n_out), dtype=dt) for l in sp]       # S a[t-1] per layer
-        Z = [np.zeros((b, l.n_out), dtype=dt) for l in sp]       # S Z[t] per zero-reset layer (docstring)
-        X = [np.zeros((b, l.n_out), dtype=dt) for l in sp]       # S X[t-1] per two-state layer (docstring)
-        P = [_initial_p(l, S, dt) for l in sp]                   # S P[t-1], S Y[t-1]: the initial current
-        Y = [np.zeros(l.n_out, dtype=dt) for l in sp]
-        U_old = [None] * len(sp)                                 # S U[t-1] and s[t-1] of a zero-reset layer
-        S_old = [None] * len(sp)
-        counts = np.zeros((b, sp[-1].n_out), dtype=np.int64)
-        C = 0                                                    # S c[t-1], a Python int
-        for t in range(T):
-            C = (p * C) // q + S
-            old = list(A)                                        # a[t-1] of every layer
-            if varying:                    # S a_in[t] = lam S a_in[t-1] + S x[t]; exact as A's leak
-                pin = p * Ain
-                Ain = pin // q + frames[sl, t].astype(dt) * S
-                if np.any((pin // q) * q != pin):
-                    raise ArithmeticError(f"inexact input accumulation at t={t + 1} (bug)")
-                a_in = Ain
-            else:
-                a_in = x * C
-            for li, layer in enumerate(sp):
-                SU = lin[li](a_in)
-                for src, f in fb[li]:
-                    SU = SU + f(old[src])
-                if layer.two_state:                              # S X[t] = alpha S X[t-1] + S U_syn[t]
-                    pc, qc = _current_ratio(layer)
-                    px = pc * X[li]
-                    if np.any((px // qc) * qc != px):
-                        raise ArithmeticError(f"{layer.name}: inexact current decay at t={t + 1} (bug)")
-                    X[li] = SU = px // qc + SU
-                if P[li] is not None:                            # S P[t] = alpha S P[t-1]; S Y[t] = lam S Y[t-1] + S P[t]
-                    pc, qc = _current_ratio(layer)
-                    pp, py = pc * P[li], p * Y[li]
-                    if np.any((pp // qc) * qc != pp) or np.any((py // q) * q != py):
-                        raise ArithmeticError(f"{layer.name}: inexact initial current at t={t + 1} (bug)")
-                    P[li] = pp // qc
-                    Y[li] = py // q + P[li]
-                    SU = SU + Y[li]
-                SU = SU + bias[li] * C
-                v0t = _v0_term(layer, t + 1, p, q, T, E, fmax)
-                if v0t:
-                    SU = SU + (v0t if dt is object else np.int64(v0t))
-                pa = p * old[li]
-                lam_a = pa // q
-                if np.any(lam_a * q != pa):
-                    raise ArithmeticError(f"{layer.name}: inexact leak at t={t + 1} (bug)")
-                th = int(layer.threshold)
-                if layer.reset == RESET_ZERO:                    # S Z[t] = lam (S Z[t-1] + s[t-1] (S U[t-1] - S Z[t-1]))
-                    if t:
-                        pz = p * np.where(S_old[li], U_old[li], Z[li])
-                        Z[li] = pz // q
-                        if np.any(Z[li] * q != pz):
-                            raise ArithmeticError(f"{layer.name}: inexact reset charge at t={t + 1} (bug)")
-                    given = Z[li]                                # S (U - u): the charge the resets dropped
-                elif layer.reset == RESET_SUBTRACT_UNDECAYED:
-                    given = th * old[li]                         # S TH a[t-1]
-                else:
-                    given = th * lam_a                           # S TH lam a[t-1]
-                over = SU - given - th * S                       # S (u - TH)
-                H = np.asarray(over > 0 if layer.compare == COMPARE_GT else over >= 0, dtype=bool)
-                if layer.reset == RESET_ZERO:
-                    U_old[li], S_old[li] = SU, H
-                A[li] = lam_a + H.astype(dt) * S
-                if record_spikes:
-                    spikes[li][sl, t] = H
-                if pots is not None:
-                    num = (SU - given) * (1 << layer.frac_bits)      # (S u) 2^F
-                    val = num // S
-                    pots_exact = pots_exact and not np.any(val * S != num)
-                    pots[li][sl, t] = np.asarray(val, dtype=np.int64)
-                a_in = A[li]
-            # the spike s_N[t] = a[t] - lam a[t-1], recovered from the accumulations (exactly 0/1)
-            sN = A[-1] - p * old[-1] // q
-            s_bin = sN // S
-            if np.any(s_bin * S != sN) or np.any((s_bin != 0) & (s_bin != 1)):
-                raise ArithmeticError("accumulation does not give a binary spike (bug)")
-            counts += s_bin.astype(np.int64)
-        ro = graph.readout
-        if not ro.decay:
-            readout[sl] = ro.pool_input(counts) @ np.asarray(ro.weight, dtype=np.int64).T + T * bias[-1]
-        else:                          # the accumulation itself: S (W_o a_N[T] + B_o c[T]), then << F_r / S
-            w = np.asarray(ro.weight, dtype=np.int64).astype(dt)
-            num = (ro.pool_input(A[-1]) @ w.T + bias[-1] * C) * (1 << ro.readout_shift)
-            val = num // S
-            ro_exact = ro_exact and not np.any(val * S != num)
-            readout[sl] = np.asarray(val, dtype=np.int64)
-    info = {"lam_q": (p, q), "dyadic_k": dyadic_exponent(graph.lam_q), "scale": S,
-            "bound": bound, "arithmetic": "int64" if dt is np.int64 else "python-int",
-            "potentials_exact": pots_exact if pots is not None else None,
-            "readout_leak": int(graph.readout.decay), "readout_exact": ro_exact}
-    return BackendResult(backend="saf-int", readout=readout, spikes=spikes, potentials=pots,
+    x_max = max(graph.input_max, int(np.abs(frames if varying else frames[:, 0]).max(initial=0)))
+    net, bound = _net(graph, x_max)
+    n, sp, T = frames.shape[0], graph.spiking_layers, net.ar.T
+    out = _Out(np.zeros((n, graph.readout.n_out), dtype=np.int64),
+               [np.zeros((n, T, l.n_out), dtype=bool) for l in sp] if record_spikes else None,
+               [np.zeros((n, T, l.n_out), dtype=np.int64) for l in sp] if record_potentials else None)
+    widest = max(max(l.n_out for l in sp), int(np.prod(graph.input_shape)))
+    step = max(1, min(int(batch_size), BATCH_BYTES // (16 * T * widest)))
+    run = _layer_major if net.layer_major else _step_major
+    for start in range(0, n, step):
+        sl = slice(start, min(n, start + step))
+        last, counts = run(net, frames[sl], varying, out, sl)
+        _readout(net, last, counts, out, sl)
+    info = {"lam_q": (net.ar.p, net.ar.q), "dyadic_k": dyadic_exponent(graph.lam_q), "scale": net.ar.S,
+            "bound": bound, "arithmetic": "int64" if net.ar.dt is np.int64 else "python-int",
+            "potentials_exact": out.pots_exact if out.pots is not None else None,
+            "readout_leak": int(graph.readout.decay), "readout_exact": out.ro_exact,
+            "schedule": "layer-major" if net.layer_major else "step-major",
+            "float64_limbs": {l.name: lin.limb_count(a) for l, lin, a in zip(graph.layers, net.lin, net.a_max)}}
+    return BackendResult(backend="saf-int", readout=out.readout, spikes=out.spikes, potentials=out.pots,
                          seconds=time.perf_counter() - t0, info=info)
