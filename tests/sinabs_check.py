@@ -1,10 +1,10 @@
-"""A Sinabs-written NIR file (tests/sinabs/sinabs_cnn.py, run in .venv-sinabs) against saf, in saf's environment:
+"""A Sinabs-written NIR file (tests/sinabs_suite/sinabs_cnn.py, run in .venv-sinabs) against saf, in saf's environment:
 `saf import` -> the imported float LIF form's spikes of every layer vs Sinabs' own (sinabs.npz), `saf export --target
 loihi` and `--target onnx` -> the deployed integer network's spikes (emulator) vs Sinabs', `saf verify`.
 
 Used by tests/test_nir_sinabs.py on the committed fixture (tests/golden/sinabs-cnn) and, as a command, by the Sinabs
-suite (tests/sinabs/sinabs_suite.py) on a file Sinabs writes in that run:
-    python tests/sinabs_check.py DIR/cnn.nir DIR/sinabs.npz --work WORKDIR [--import-flags "..."]
+suite (tests/sinabs_suite/suite.py) on a file Sinabs writes in that run:
+    python tests/sinabs_check.py DIR/cnn.nir DIR/sinabs.npz --work WORKDIR [--import-flags "..."] [--float-only]
 prints one JSON object (the comparison) and exits 0 when every count is 0 and verify passed, 1 otherwise.
 
 The exact comparisons are sound: the fixture's weights are multiples of 2^-g and its inputs multiples of 1/16, so
@@ -69,8 +69,9 @@ def mismatches(ref: list, got: list) -> list:
     return [int((r != (g > 0.5)).sum()) if r.shape == g.shape else -1 for r, g in zip(ref, got)]
 
 
-def check(nir_file, npz, work, import_flags=None) -> dict:
-    """Import, compare, deploy (loihi and onnx), compare, verify; a dict of what each step gave."""
+def check(nir_file, npz, work, import_flags=None, float_only: bool = False) -> dict:
+    """Import, compare, deploy (loihi and onnx), compare, verify; a dict of what each step gave (float_only: stop
+    after the float form's comparison, which then does not pass)."""
     work = Path(work)
     flags = SINABS_FLAGS if import_flags is None else import_flags
     x, _, ref = sinabs_spikes(npz)
@@ -80,6 +81,8 @@ def check(nir_file, npz, work, import_flags=None) -> dict:
     if rc:
         return out
     out["float_mismatches"] = mismatches(ref, float_spikes(work / "run", x))
+    if float_only:
+        return out
     for target in ("loihi", "onnx"):
         rc, text = _saf(["export", work / "run", "--target", target, "--calibrate-data", "digits",
                          "--out", work / target])
@@ -112,7 +115,8 @@ if __name__ == "__main__":
     p.add_argument("npz")
     p.add_argument("--work", required=True)
     p.add_argument("--import-flags", default=None, help="saf import flags instead of Sinabs' (a fault to show)")
+    p.add_argument("--float-only", action="store_true", help="stop after the float form's comparison (exit 1)")
     a = p.parse_args()
-    res = check(a.nir_file, a.npz, a.work, None if a.import_flags is None else a.import_flags.split())
+    res = check(a.nir_file, a.npz, a.work, None if a.import_flags is None else a.import_flags.split(), a.float_only)
     print(json.dumps(res))
     sys.exit(0 if passed(res) else 1)

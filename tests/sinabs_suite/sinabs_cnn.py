@@ -16,9 +16,9 @@ is the pixel count), so every weight lands on an even integer 2k and the deploye
 
 `spike_fn=SingleSpike` is the only Sinabs neuron NIR's `IF` describes: Sinabs' default `MultiSpike` emits
 floor(v / threshold) spikes in one step, which no NIR node (nor saf) says; `--spike-fn multi` writes that net, to
-show that the comparison catches it (tests/sinabs/sinabs_suite.py).
+show that the comparison catches it (tests/sinabs_suite/suite.py).
 
-    python tests/sinabs/sinabs_cnn.py --out DIR [--spike-fn single|multi]
+    python tests/sinabs_suite/sinabs_cnn.py --out DIR [--spike-fn single|multi]
 writes DIR/cnn.nir (Sinabs' to_nir, after nir's infer_types) and DIR/sinabs.npz: the inputs `x` [N, 1, 8, 8], the
 labels `y`, and Sinabs' own spikes of every IAF layer `spikes0`.. [N, T, C, H, W] (`spikes2`: [N, T, 10]), uint8
 (spike counts per step: 0/1, or more for MultiSpike)."""
