@@ -13,7 +13,7 @@ import saf.deploy.backends.emulator_kernels as kernels
 from saf.deploy.backends.emulator import emulate
 from saf.export.synthetic import random_graph, random_inputs, random_trains
 
-from reference_lif import reference_batch
+from saf_test_helpers.reference_lif import reference_batch
 
 
 def _both(g, x):
@@ -204,12 +204,17 @@ def test_saf_int_comparison_catches_a_dropped_conv_tap(golden_demo_bundle, monke
         _saf_int_equal(g, x)
 
 
-def test_int64_sums_and_saturation_equal_the_step_schedule():
+def test_int64_sums_and_saturation_equal_the_step_schedule(monkeypatch):
     """Weights large enough that the first layer's sums take the int64 kernels and states saturate."""
-    from saf.deploy.backends.emulator import _Plan
-    from saf.deploy.backends.emulator_layers import _stages
+    real, wint = kernels.spiking_layer, []
+
+    def seen(x, first, w, *args):                       # the layer kernel, its weight dtype recorded
+        wint.append(w.dtype)
+        return real(x, first, w, *args)
+
+    monkeypatch.setattr(kernels, "spiking_layer", seen)
     g = random_graph("dense", T=6, lam=0.5, seed=2, wmax=1 << 22)
-    assert _stages(g, _Plan(g, 0))[0].wint.dtype == np.int64
     a, b = _both(g, random_inputs(g, 23, seed=2))
+    assert wint[0] == np.int64
     _same(a, b)
     assert sum(b.info["saturated"].values()) > 0

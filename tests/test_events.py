@@ -7,14 +7,12 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from event_files import class_events, write_nmnist_folder  # noqa: E402
-from reference_lif import reference_batch  # noqa: E402
+from saf_test_helpers.event_files import class_events, write_nmnist_folder
+from saf_test_helpers.reference_lif import reference_batch
 
 from saf.deploy.backends.emulator import run_emulator  # noqa: E402
 from saf.deploy.lava.backend import run_lava  # noqa: E402

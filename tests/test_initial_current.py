@@ -10,21 +10,19 @@ initial_current row fails where u0 is off its 2^G grid (and the forms then reall
 from __future__ import annotations
 
 import copy
+import io
 import json
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from reference_lif import reference_batch  # noqa: E402
+from saf_test_helpers.reference_lif import reference_batch
 
 from saf.deploy.backends.emulator import emulate  # noqa: E402
 from saf.deploy.backends.onnx_runner import run_onnx  # noqa: E402
 from saf.deploy.backends.registry import BACKENDS, Bundle  # noqa: E402
 from saf.deploy.verify import verify  # noqa: E402
-from saf.export.bundle.store import BundleError, load_graph, write_bundle  # noqa: E402
+from saf.export.bundle.store import WEIGHTS, BundleError, load_graph, read_bundle, write_bundle  # noqa: E402
 from saf.export.ir import Feedback, Graph  # noqa: E402
 from saf.export.onnx_model import build_onnx_model, save_onnx_model  # noqa: E402
 from saf.export.proof.certificate import certify  # noqa: E402
@@ -143,7 +141,6 @@ def test_the_bounds_count_the_initial_current():
 
 
 def test_bundle_carries_u0_only_where_present(tmp_path):
-    from saf.export.bundle.store import _initial_current
     g = synaptic_graph("conv")
     g.spiking_layers[1].u0 = None
     b = _bundle(tmp_path, g)
@@ -156,8 +153,14 @@ def test_bundle_carries_u0_only_where_present(tmp_path):
         assert (l.u0 is None and m.u0 is None) or np.array_equal(l.u0, m.u0)
     nb = _bundle(tmp_path, without_u0(g), "plain")
     assert all("u0" not in l for l in json.loads((nb.path / "manifest.json").read_text())["layers"])
+    manifest, files = read_bundle(b.path)              # the checked bytes, then layer0_u0 dropped from them
+    with np.load(io.BytesIO(files[WEIGHTS])) as z:
+        arrays = {k: z[k] for k in z.files if k != "layer0_u0"}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    files[WEIGHTS] = buf.getvalue()
     with pytest.raises(BundleError, match=r"missing array layer0_u0") as e:
-        _initial_current({"name": "conv0", "u0": True}, {}, 0, g.layers[0].bias, tmp_path / "weights.npz")
+        load_graph(b.path, manifest, files)
     assert "\n" not in str(e.value)
 
 

@@ -5,15 +5,12 @@ list then swaps lava-own in, with its note). Few samples and steps: Lava is slow
 from __future__ import annotations
 
 import copy
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 from lava.proc.lif.models import PyLifResetModelBitAcc
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from reference_lif import reference_batch  # noqa: E402
+from saf_test_helpers.reference_lif import reference_batch
 from test_modes_integer import IDS, _bundle, tie_graph, with_modes  # noqa: E402
 
 import saf.deploy.lava.stock as stock  # noqa: E402

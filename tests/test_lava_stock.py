@@ -9,15 +9,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-import sys
 
 import numpy as np
 import pytest
 from lava.proc.lif.models import PyLifResetModelBitAcc
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import reference_lif  # noqa: E402
-from reference_lif import reference_batch  # noqa: E402
+from saf_test_helpers import reference_lif
+from saf_test_helpers.reference_lif import reference_batch
 
 import saf.deploy.lava.stock as stock  # noqa: E402
 import saf.deploy.lava.stock_encode as enc  # noqa: E402

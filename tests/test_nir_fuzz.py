@@ -23,7 +23,7 @@ import nir  # noqa: E402
 
 from saf.deploy.main import main  # noqa: E402
 
-from nir_mutants import (HUGE, SEED, base_files, edit, edits, fp_graph, hand_built, mutant_files,  # noqa: E402
+from saf_test_helpers.nir_mutants import (HUGE, SEED, base_files, edit, edits, fp_graph, hand_built, mutant_files,
                          set_meta, write_dataset)
 
 EXPORTS = 3                                  # imported mutants exported for Loihi

@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 
-import nir_nets as N
+from saf_test_helpers import nir_nets as N
 from saf.deploy.main import main
 
 

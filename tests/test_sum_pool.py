@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from reference_lif import reference_run
+from saf_test_helpers.reference_lif import reference_run
 from saf.deploy.verify.compare import compare_pair
 from saf.deploy.backends.emulator import emulate, run_emulator
 from saf.deploy.main import main

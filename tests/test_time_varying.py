@@ -4,14 +4,11 @@ the spec oracle (tests/reference_lif.py, frame t at step t), the emulator, the e
 is shown able to fail: a train whose frames are permuted in time gives different spikes."""
 from __future__ import annotations
 
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from reference_lif import reference_batch  # noqa: E402
+from saf_test_helpers.reference_lif import reference_batch
 
 from saf.deploy.backends.emulator import emulate, run_emulator  # noqa: E402
 from saf.deploy.lava.backend import run_lava  # noqa: E402
