@@ -191,7 +191,7 @@ def test_wrong_pool_window_is_caught(monkeypatch):
         assert rep["spike_mismatches"] > 0 and rep["first"]["layer"] == "conv2", fault.__name__
     # the layer-major schedule reads the pooled input through weights repeated over each block
     import saf.deploy.backends.emulator_layers as emulator_layers
-    real_unpooled = emulator_layers._unpooled
+    real_unpooled = emulator_layers.unpooled
 
     def one_tap(layer):
         w, s, p = real_unpooled(layer)
@@ -201,7 +201,7 @@ def test_wrong_pool_window_is_caught(monkeypatch):
             w[..., 1::k, :] = 0                     # one row of every k x k block dropped
         return w, s, p
 
-    monkeypatch.setattr(emulator_layers, "_unpooled", one_tap)
+    monkeypatch.setattr(emulator_layers, "unpooled", one_tap)
     rep = compare_pair(ref, emulate(g, xq), names)
     assert rep["spike_mismatches"] > 0 and rep["first"]["layer"] == "conv2"
 
