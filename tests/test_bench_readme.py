@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_train_cli import user_error  # noqa: E402 - one definition of the CLI error check
+from saf_test_helpers.cli import user_error
 
 from saf.deploy.bench.readme import TABLE, differs, load_table
 from saf.deploy.main import main

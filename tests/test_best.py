@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from test_train_cli import user_error  # noqa: E402 - one definition of the CLI error check
+from saf_test_helpers.cli import user_error
 
 import saf.train.run.trainer as trainer_mod
 from saf.deploy.main import main

@@ -1,7 +1,7 @@
 """The emulator's two schedules compute the same integer network: the layer-major one (event-driven
 compiled synapses, fused neuron loop, channels-last maps; deploy/backends/emulator_layers.py) against the
 step-by-step numpy one (deploy/backends/emulator.py), spike for spike and potential for potential, and both
-against the independent per-step reference of tests/reference_lif.py."""
+against the independent per-step reference of tests/saf_test_helpers/reference_lif.py."""
 from __future__ import annotations
 
 import dataclasses

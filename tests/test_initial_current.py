@@ -3,7 +3,7 @@ current deploys, export/quantize.py) through every integer form and the proof, o
 
 Random dense / conv graphs (export/synthetic.py random_graph, lam = 1/2) made two-state (du = 2047, alpha = 1/2) with
 the Synaptic mapping u0 = -(B << F): saf-int (its own P/Y recurrences), the emulator, ONNX (onnxruntime) and Lava
-(lava-own) each equal the literal spec oracle (tests/reference_lif.py) spike for spike and readout for readout; the
+(lava-own) each equal the literal spec oracle (tests/saf_test_helpers/reference_lif.py) spike for spike and readout for readout; the
 oracle run with u0 ignored differs (u0 matters); verify catches an emulator that ignores u0; the certificate's
 initial_current row fails where u0 is off its 2^G grid (and the forms then really differ), and its U bound counts
 |u0|; the bundle carries u0 only where present; the quantizer puts c on the 2^g grid for alpha = 1/4."""

@@ -1,6 +1,6 @@
 """lava (simulated Loihi): the integer network on Lava's OWN Processes and fixed-point models (Dense,
 Conv, LIFReset's bit-accurate model with only compare and reset overridden), against the literal spec
-oracle (tests/reference_lif.py) and, where Loihi's arithmetic departs from the LIF form (the 24-bit
+oracle (tests/saf_test_helpers/reference_lif.py) and, where Loihi's arithmetic departs from the LIF form (the 24-bit
 u register wraps), against an independent numpy model of that register. Each comparison is shown
 able to fail: the stock compare/reset, an unflipped conv kernel and Lava's default weight
 truncation are injected and must change the spikes."""

@@ -2,7 +2,7 @@
 
 Every mode x compare, on dense, conv and recurrent (src == dst) layers: saf-int (the accumulated-charge
 formulation), the emulator (both schedules), ONNX (onnxruntime) each equal the literal spec oracle
-(tests/reference_lif.py) spike for spike, potential for potential where reported, and readout. The modes
+(tests/saf_test_helpers/reference_lif.py) spike for spike, potential for potential where reported, and readout. The modes
 are shown to matter (the oracle with the default modes differs), a constructed threshold tie separates
 '>' from '>=', and verify catches a backend run with a layer's reset or compare swapped."""
 from __future__ import annotations

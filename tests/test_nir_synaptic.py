@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from saf_test_helpers import nir_nets as N
-from test_nir_snntorch import lif_form, mismatches  # noqa: E402
+from saf_test_helpers.nir_nets import lif_form, mismatches
 from saf.deploy.main import main  # noqa: E402
 
 

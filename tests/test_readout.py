@@ -2,7 +2,7 @@
 loss saw (SAF-F: sum_t lam^(T-t) o[t]; SAF-E/OTTT/BPTT and old checkpoints: sum_t o[t]); eval, export
 and every integer form deploy it as an integrator leaking with the network's decay, exactly for dyadic
 lam; a backend ignoring the leak is caught. The integer forms are checked against the spec oracle
-(tests/reference_lif.py) and against exact rational arithmetic on the recorded spikes."""
+(tests/saf_test_helpers/reference_lif.py) and against exact rational arithmetic on the recorded spikes."""
 from __future__ import annotations
 
 import copy

@@ -1,5 +1,5 @@
 """Time-varying input x[t] ([N, T, *input_shape], a spike train / event frames) through every form:
-the spec oracle (tests/reference_lif.py, frame t at step t), the emulator, the exact SAF form
+the spec oracle (tests/saf_test_helpers/reference_lif.py, frame t at step t), the emulator, the exact SAF form
 (a_in[t] = lam a_in[t-1] + x[t]), ONNX, Lava (own models) and Lava's stock models. Each comparison
 is shown able to fail: a train whose frames are permuted in time gives different spikes."""
 from __future__ import annotations
