@@ -14,6 +14,7 @@ from saf.deploy.backends.emulator import emulate
 from saf.export.synthetic import random_graph, random_inputs, random_trains
 
 from saf_test_helpers.reference_lif import reference_batch
+from saf_test_helpers.graphs import pooled_graph, pooled_inputs
 
 
 def _both(g, x):
@@ -123,9 +124,8 @@ def test_faults_and_feedback_use_the_step_schedule():
 def test_layer_major_sum_pooled_graph():
     """Sum-pooled layers (Layer.in_pool): the layer-major schedule's repeated weights equal the step
     schedule's pool-then-weights, conv and dense, with stride and padding."""
-    from test_sum_pool import _inputs, _pooled_graph
-    g = _pooled_graph(seed=3)
-    a, b = _both(g, _inputs(g, 29))
+    g = pooled_graph(seed=3)
+    a, b = _both(g, pooled_inputs(g, 29))
     _same(a, b)
     assert any(int(l.in_pool) > 1 for l in g.layers)
 
@@ -151,14 +151,13 @@ def _saf_int_equal(g, x):
 
 def _nets(golden_demo_bundle):
     from saf.deploy.inputs import load_inputs
-    from test_sum_pool import _inputs, _pooled_graph
     b = golden_demo_bundle
     yield b.graph, load_inputs(b, "digits", None, 60)[0]          # conv, conv, sum-pooled dense
     for arch in ("dense", "conv"):
         g = random_graph(arch, T=6, lam=0.5, seed=5)
         yield g, random_inputs(g, 41, seed=5)
-    g = _pooled_graph(seed=3)
-    yield g, _inputs(g, 29)
+    g = pooled_graph(seed=3)
+    yield g, pooled_inputs(g, 29)
 
 
 def test_fused_layer_kernels_equal_saf_int(golden_demo_bundle):

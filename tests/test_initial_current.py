@@ -17,14 +17,15 @@ import numpy as np
 import pytest
 
 from saf_test_helpers.reference_lif import reference_batch
+from saf_test_helpers.graphs import certified_bundle
 
 from saf.deploy.backends.emulator import emulate  # noqa: E402
 from saf.deploy.backends.onnx_runner import run_onnx  # noqa: E402
-from saf.deploy.backends.registry import BACKENDS, Bundle  # noqa: E402
+from saf.deploy.backends.registry import BACKENDS  # noqa: E402
 from saf.deploy.verify import verify  # noqa: E402
-from saf.export.bundle.store import WEIGHTS, BundleError, load_graph, read_bundle, write_bundle  # noqa: E402
+from saf.export.bundle.store import WEIGHTS, BundleError, load_graph, read_bundle  # noqa: E402
 from saf.export.ir import Feedback, Graph  # noqa: E402
-from saf.export.onnx_model import build_onnx_model, save_onnx_model  # noqa: E402
+from saf.export.onnx_model import build_onnx_model  # noqa: E402
 from saf.export.proof.certificate import certify  # noqa: E402
 from saf.export.proof.saf_int import run_saf_int  # noqa: E402
 from saf.export.synthetic import random_graph, random_inputs  # noqa: E402
@@ -94,15 +95,9 @@ def test_lava_own_equals_the_oracle_with_an_initial_current(arch):
     _check("lava-own", BACKENDS["lava-own"].runner(None, g, x, True, False, False), R, S)
 
 
-def _bundle(tmp_path, g, name="b") -> Bundle:
-    out = write_bundle(g, tmp_path / name, extra={"certificate": certify(g).to_dict()},
-                       writers={"model.onnx": lambda p: save_onnx_model(g, p)})
-    return Bundle.load(out)
-
-
 def test_verify_catches_a_backend_that_starts_the_current_at_zero(tmp_path):
     g = synaptic_graph("dense", recurrent=True)
-    b = _bundle(tmp_path, g)
+    b = certified_bundle(tmp_path, g)
     x = random_inputs(g, 20, seed=1)
     rep = verify(b, x, None, ["saf-int", "emulator", "onnx"])
     assert rep.ok and rep.certificate["exact"] and all(p["spike_mismatches"] == 0 for p in rep.pairs)
@@ -143,7 +138,7 @@ def test_the_bounds_count_the_initial_current():
 def test_bundle_carries_u0_only_where_present(tmp_path):
     g = synaptic_graph("conv")
     g.spiking_layers[1].u0 = None
-    b = _bundle(tmp_path, g)
+    b = certified_bundle(tmp_path, g)
     layers = json.loads((b.path / "manifest.json").read_text())["layers"]
     assert [l.get("u0") for l in layers] == [True, None, True, None]
     with np.load(b.path / "weights.npz") as z:
@@ -151,7 +146,7 @@ def test_bundle_carries_u0_only_where_present(tmp_path):
     back = load_graph(b.path)
     for l, m in zip(g.spiking_layers, back.spiking_layers):
         assert (l.u0 is None and m.u0 is None) or np.array_equal(l.u0, m.u0)
-    nb = _bundle(tmp_path, without_u0(g), "plain")
+    nb = certified_bundle(tmp_path, without_u0(g), "plain")
     assert all("u0" not in l for l in json.loads((nb.path / "manifest.json").read_text())["layers"])
     manifest, files = read_bundle(b.path)              # the checked bytes, then layer0_u0 dropped from them
     with np.load(io.BytesIO(files[WEIGHTS])) as z:

@@ -1,6 +1,8 @@
 """Project rules checked mechanically: imports flow train <- export <- deploy with hw_targets a
 leaf; no import circles between modules; only deploy/lava/ imports lava; modules stay small and
-folders stay readable. Each graph check is shown to fail on an injected circle or upward import."""
+folders stay readable; tests and docs/measure scripts edit no sys.path, tests use no private saf name and
+share code only through tests/saf_test_helpers, measurement scripts import no test. Each check is shown to
+fail on an injected case (a circle, an upward import, injected sources)."""
 from __future__ import annotations
 
 import ast
@@ -167,9 +169,9 @@ def test_modules_stay_small_and_folders_readable():
     assert not crowded, crowded
 
 
-# Tests and measurement scripts reach the product only through its public names, import their shared code as
-# a package (tests/saf_test_helpers, on sys.path through pyproject.toml's pytest `pythonpath`), and never
-# edit sys.path; a measurement script imports no test.
+# Tests and measurement scripts reach the product only through its public names, share code only through the
+# package tests/saf_test_helpers (on sys.path through pyproject.toml's pytest `pythonpath`), and never edit
+# sys.path; a measurement script imports no test.
 SCRIPT_DIRS = ("tests", "docs/measure")
 NAMEDTUPLE_API = {"_replace", "_fields", "_asdict", "_make", "_field_defaults"}   # public despite the "_"
 
@@ -274,6 +276,14 @@ def test_measurement_scripts_import_no_tests():
     names = names_of_tests()
     assert {"tests", "conftest", "test_layout", "saf_test_helpers"} <= names
     bad = {str(p.relative_to(ROOT)): mods for p in _script_sources("docs/measure")
+           if (mods := imports_of_tests(p.read_text(), names))}
+    assert not bad, bad
+
+
+def test_tests_share_code_only_through_saf_test_helpers():
+    """A test module imports no other test module (nor conftest): what tests share lives in saf_test_helpers."""
+    names = names_of_tests() - {"saf_test_helpers"}
+    bad = {str(p.relative_to(ROOT)): mods for p in _script_sources("tests")
            if (mods := imports_of_tests(p.read_text(), names))}
     assert not bad, bad
 

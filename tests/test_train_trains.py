@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from saf_test_helpers.event_files import write_nmnist_folder
-from test_gradients import SPECS, assert_forms_agree, flat, make, per_step_grads  # noqa: E402
+from saf_test_helpers.grad_nets import SPECS, assert_forms_agree, flat, make, per_step_grads
 
 from saf.deploy.cli.train import data_for  # noqa: E402
 from saf.train.data import load_dataset  # noqa: E402
