@@ -5,17 +5,16 @@ test depends on a nondeterministic kernel): `SAF_TEST_DETERMINISTIC=1 make test`
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
+
+from saf_test_helpers.golden import GOLDEN
 
 
 def pytest_configure(config):
     if os.environ.get("SAF_TEST_DETERMINISTIC") == "1":
         import torch
         torch.use_deterministic_algorithms(True)
-
-GOLDEN = Path(__file__).parent / "golden" / "demo"
 
 
 @pytest.fixture(autouse=True)

@@ -4,12 +4,12 @@ absent is a note, not a failure. No timing assertions."""
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-import saf.deploy.bench.peers as peers
 from saf.deploy.bench.peers import PEERS, SnnTorchNet, bench_peers, format_peers
 from saf.deploy.main import main
 from saf.export.bundle.store import SOURCE_FILE
@@ -60,7 +60,7 @@ def test_snntorch_rebuild_predicts_as_the_torch_lif_form_and_a_wrong_one_is_caug
 
 
 def test_snntorch_absent_is_a_note(golden_demo_bundle, monkeypatch):
-    monkeypatch.setattr(peers, "_snntorch", lambda: (None, "snntorch is not importable here (test)"))
+    monkeypatch.setitem(sys.modules, "snntorch", None)      # `import snntorch` now raises ImportError
     r = bench_peers(golden_demo_bundle.path, limit=8, repeats=1, threads=1, peers=("emulator", "snntorch"))
     rows = {q["peer"]: q for q in r["rows"]}
     assert rows["emulator"]["available"] and not rows["snntorch"]["available"]

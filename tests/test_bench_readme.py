@@ -4,15 +4,12 @@ and every number it records is the one the README states."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
-from test_train_cli import user_error  # noqa: E402 - one definition of the CLI error check
+from saf_test_helpers.cli import user_error
 
 from saf.deploy.bench.readme import TABLE, differs, load_table
 from saf.deploy.main import main

@@ -5,8 +5,6 @@ using it by default (saying so) with `--checkpoint last` for the last."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +12,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-sys.path.insert(0, os.path.dirname(__file__))
-from test_train_cli import user_error  # noqa: E402 - one definition of the CLI error check
+from saf_test_helpers.cli import user_error
 
 import saf.train.run.trainer as trainer_mod
 from saf.deploy.main import main

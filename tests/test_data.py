@@ -80,7 +80,7 @@ IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
-from saf.train.data.idx import idx_bytes  # noqa: E402,F401 - one definition of the IDX writer (test_mnist imports it here)
+from saf.train.data.idx import idx_bytes  # noqa: E402
 
 
 def write_file(path, payload: bytes, gz: bool):

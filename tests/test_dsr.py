@@ -22,7 +22,7 @@ from saf.train.methods.dsr.functional import if_rate_closed_form, if_rate_simula
 from saf.train.functional.loss import ce_mse_loss
 from saf.train.memory import SavedTensorMeter
 from saf.train.spec import SpecError, builtin_spec, with_neuron
-from test_train_cli import user_error  # noqa: E402  (one one-line-error check for every CLI test)
+from saf_test_helpers.cli import user_error
 
 torch.set_num_threads(1)
 

@@ -3,15 +3,12 @@
 they must be, different where the leak truncates, the state saturates, or a fault is injected."""
 from __future__ import annotations
 
-import pathlib
-import sys
 from fractions import Fraction
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from reference_lif import reference_batch  # noqa: E402
+from saf_test_helpers.reference_lif import reference_batch
 
 import saf.deploy.backends.emulator as emu  # noqa: E402
 import saf.export.proof.saf_int as saf  # noqa: E402

@@ -1,7 +1,7 @@
 """The emulator's two schedules compute the same integer network: the layer-major one (event-driven
 compiled synapses, fused neuron loop, channels-last maps; deploy/backends/emulator_layers.py) against the
 step-by-step numpy one (deploy/backends/emulator.py), spike for spike and potential for potential, and both
-against the independent per-step reference of tests/reference_lif.py."""
+against the independent per-step reference of tests/saf_test_helpers/reference_lif.py."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,7 +13,8 @@ import saf.deploy.backends.emulator_kernels as kernels
 from saf.deploy.backends.emulator import emulate
 from saf.export.synthetic import random_graph, random_inputs, random_trains
 
-from reference_lif import reference_batch
+from saf_test_helpers.reference_lif import reference_batch
+from saf_test_helpers.graphs import pooled_graph, pooled_inputs
 
 
 def _both(g, x):
@@ -123,9 +124,8 @@ def test_faults_and_feedback_use_the_step_schedule():
 def test_layer_major_sum_pooled_graph():
     """Sum-pooled layers (Layer.in_pool): the layer-major schedule's repeated weights equal the step
     schedule's pool-then-weights, conv and dense, with stride and padding."""
-    from test_sum_pool import _inputs, _pooled_graph
-    g = _pooled_graph(seed=3)
-    a, b = _both(g, _inputs(g, 29))
+    g = pooled_graph(seed=3)
+    a, b = _both(g, pooled_inputs(g, 29))
     _same(a, b)
     assert any(int(l.in_pool) > 1 for l in g.layers)
 
@@ -151,14 +151,13 @@ def _saf_int_equal(g, x):
 
 def _nets(golden_demo_bundle):
     from saf.deploy.inputs import load_inputs
-    from test_sum_pool import _inputs, _pooled_graph
     b = golden_demo_bundle
     yield b.graph, load_inputs(b, "digits", None, 60)[0]          # conv, conv, sum-pooled dense
     for arch in ("dense", "conv"):
         g = random_graph(arch, T=6, lam=0.5, seed=5)
         yield g, random_inputs(g, 41, seed=5)
-    g = _pooled_graph(seed=3)
-    yield g, _inputs(g, 29)
+    g = pooled_graph(seed=3)
+    yield g, pooled_inputs(g, 29)
 
 
 def test_fused_layer_kernels_equal_saf_int(golden_demo_bundle):
@@ -204,12 +203,17 @@ def test_saf_int_comparison_catches_a_dropped_conv_tap(golden_demo_bundle, monke
         _saf_int_equal(g, x)
 
 
-def test_int64_sums_and_saturation_equal_the_step_schedule():
+def test_int64_sums_and_saturation_equal_the_step_schedule(monkeypatch):
     """Weights large enough that the first layer's sums take the int64 kernels and states saturate."""
-    from saf.deploy.backends.emulator import _Plan
-    from saf.deploy.backends.emulator_layers import _stages
+    real, wint = kernels.spiking_layer, []
+
+    def seen(x, first, w, *args):                       # the layer kernel, its weight dtype recorded
+        wint.append(w.dtype)
+        return real(x, first, w, *args)
+
+    monkeypatch.setattr(kernels, "spiking_layer", seen)
     g = random_graph("dense", T=6, lam=0.5, seed=2, wmax=1 << 22)
-    assert _stages(g, _Plan(g, 0))[0].wint.dtype == np.int64
     a, b = _both(g, random_inputs(g, 23, seed=2))
+    assert wint[0] == np.int64
     _same(a, b)
     assert sum(b.info["saturated"].values()) > 0

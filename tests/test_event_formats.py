@@ -4,16 +4,13 @@ tonic decodes them), labelled intervals as samples, and the frames through every
 from __future__ import annotations
 
 import os
-import pathlib
 import struct
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from event_files import write_cifar10dvs_folder, write_dvsgesture_folder  # noqa: E402
-from reference_lif import reference_batch  # noqa: E402
+from saf_test_helpers.event_files import write_cifar10dvs_folder, write_dvsgesture_folder
+from saf_test_helpers.reference_lif import reference_batch
 
 from saf.deploy.backends.emulator import run_emulator  # noqa: E402
 from saf.deploy.lava.backend import run_lava  # noqa: E402

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from event_files import class_events, write_nmnist_folder  # noqa: E402
-from reference_lif import reference_batch  # noqa: E402
+from saf_test_helpers.event_files import class_events, write_nmnist_folder
+from saf_test_helpers.reference_lif import reference_batch
 
 from saf.deploy.backends.emulator import run_emulator  # noqa: E402
 from saf.deploy.lava.backend import run_lava  # noqa: E402
@@ -160,7 +157,9 @@ def test_train_export_verify_on_an_nmnist_folder(tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_raster_shows_the_input_events_of_each_step(monkeypatch):
+def test_raster_shows_the_input_events_of_each_step(monkeypatch, tmp_path):
+    from matplotlib.figure import Figure
+
     import saf.deploy.plots as plots
 
     g = random_graph("dense", T=4, lam=0.5, seed=1)
@@ -168,8 +167,14 @@ def test_raster_shows_the_input_events_of_each_step(monkeypatch):
     x[1, 0, 3] = x[1, 2, 10] = x[1, 3, 63] = 5              # three events of sample 1
     r = run_emulator(g, x)
     figs = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig))
-    plots.plot_raster(r, g, 1, pathlib.Path("unused.png"), xq=x)
+    real_savefig = Figure.savefig
+
+    def kept(fig, *args, **kwargs):                        # the figure written, kept to read its axes
+        figs.append(fig)
+        return real_savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", kept)
+    plots.plot_raster(r, g, 1, tmp_path / "raster.png", xq=x)
     ax = figs[0].axes
     assert len(ax) == 1 + len(g.spiking_layers) and ax[0].get_ylabel().startswith("input")
     pts = ax[0].collections[0].get_offsets()

@@ -397,7 +397,7 @@ def test_fp_verify_catches_a_fault_on_the_bundle(fp_bundles, capsys):
 
 
 def test_fp_cli_errors(fp_bundles, capsys):
-    from test_train_cli import user_error
+    from saf_test_helpers.cli import user_error
     d, _ = fp_bundles
     ck = str(d / "model.safetensors")
     user_error(capsys, ["export", ck, "--target", "loihi", "--out", str(d / "x"), "--T", "8"], "--T", "FP checkpoint")

@@ -17,7 +17,7 @@ from saf.train.methods.fp.checkpoint import load_fp_checkpoint, save_fp_checkpoi
 from saf.train.methods.fp.specs import FP_SPECS
 from saf.train.data.yinyang import generate, yinyang_class
 from saf.train.readout import FIRST_SPIKE, readout_from_json
-from test_train_cli import user_error  # noqa: E402 - one definition of the CLI error check
+from saf_test_helpers.cli import user_error
 
 TINY = ["--method", "fp", "--model", "fp-iris", "--dataset", "iris", "--limit-train", "32", "--batch-size", "8",
         "--no-progress"]

@@ -3,30 +3,29 @@ current deploys, export/quantize.py) through every integer form and the proof, o
 
 Random dense / conv graphs (export/synthetic.py random_graph, lam = 1/2) made two-state (du = 2047, alpha = 1/2) with
 the Synaptic mapping u0 = -(B << F): saf-int (its own P/Y recurrences), the emulator, ONNX (onnxruntime) and Lava
-(lava-own) each equal the literal spec oracle (tests/reference_lif.py) spike for spike and readout for readout; the
+(lava-own) each equal the literal spec oracle (tests/saf_test_helpers/reference_lif.py) spike for spike and readout for readout; the
 oracle run with u0 ignored differs (u0 matters); verify catches an emulator that ignores u0; the certificate's
 initial_current row fails where u0 is off its 2^G grid (and the forms then really differ), and its U bound counts
 |u0|; the bundle carries u0 only where present; the quantizer puts c on the 2^g grid for alpha = 1/4."""
 from __future__ import annotations
 
 import copy
+import io
 import json
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from reference_lif import reference_batch  # noqa: E402
+from saf_test_helpers.reference_lif import reference_batch
+from saf_test_helpers.graphs import certified_bundle
 
 from saf.deploy.backends.emulator import emulate  # noqa: E402
 from saf.deploy.backends.onnx_runner import run_onnx  # noqa: E402
-from saf.deploy.backends.registry import BACKENDS, Bundle  # noqa: E402
+from saf.deploy.backends.registry import BACKENDS  # noqa: E402
 from saf.deploy.verify import verify  # noqa: E402
-from saf.export.bundle.store import BundleError, load_graph, write_bundle  # noqa: E402
+from saf.export.bundle.store import WEIGHTS, BundleError, load_graph, read_bundle  # noqa: E402
 from saf.export.ir import Feedback, Graph  # noqa: E402
-from saf.export.onnx_model import build_onnx_model, save_onnx_model  # noqa: E402
+from saf.export.onnx_model import build_onnx_model  # noqa: E402
 from saf.export.proof.certificate import certify  # noqa: E402
 from saf.export.proof.saf_int import run_saf_int  # noqa: E402
 from saf.export.synthetic import random_graph, random_inputs  # noqa: E402
@@ -96,15 +95,9 @@ def test_lava_own_equals_the_oracle_with_an_initial_current(arch):
     _check("lava-own", BACKENDS["lava-own"].runner(None, g, x, True, False, False), R, S)
 
 
-def _bundle(tmp_path, g, name="b") -> Bundle:
-    out = write_bundle(g, tmp_path / name, extra={"certificate": certify(g).to_dict()},
-                       writers={"model.onnx": lambda p: save_onnx_model(g, p)})
-    return Bundle.load(out)
-
-
 def test_verify_catches_a_backend_that_starts_the_current_at_zero(tmp_path):
     g = synaptic_graph("dense", recurrent=True)
-    b = _bundle(tmp_path, g)
+    b = certified_bundle(tmp_path, g)
     x = random_inputs(g, 20, seed=1)
     rep = verify(b, x, None, ["saf-int", "emulator", "onnx"])
     assert rep.ok and rep.certificate["exact"] and all(p["spike_mismatches"] == 0 for p in rep.pairs)
@@ -143,10 +136,9 @@ def test_the_bounds_count_the_initial_current():
 
 
 def test_bundle_carries_u0_only_where_present(tmp_path):
-    from saf.export.bundle.store import _initial_current
     g = synaptic_graph("conv")
     g.spiking_layers[1].u0 = None
-    b = _bundle(tmp_path, g)
+    b = certified_bundle(tmp_path, g)
     layers = json.loads((b.path / "manifest.json").read_text())["layers"]
     assert [l.get("u0") for l in layers] == [True, None, True, None]
     with np.load(b.path / "weights.npz") as z:
@@ -154,10 +146,16 @@ def test_bundle_carries_u0_only_where_present(tmp_path):
     back = load_graph(b.path)
     for l, m in zip(g.spiking_layers, back.spiking_layers):
         assert (l.u0 is None and m.u0 is None) or np.array_equal(l.u0, m.u0)
-    nb = _bundle(tmp_path, without_u0(g), "plain")
+    nb = certified_bundle(tmp_path, without_u0(g), "plain")
     assert all("u0" not in l for l in json.loads((nb.path / "manifest.json").read_text())["layers"])
+    manifest, files = read_bundle(b.path)              # the checked bytes, then layer0_u0 dropped from them
+    with np.load(io.BytesIO(files[WEIGHTS])) as z:
+        arrays = {k: z[k] for k in z.files if k != "layer0_u0"}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    files[WEIGHTS] = buf.getvalue()
     with pytest.raises(BundleError, match=r"missing array layer0_u0") as e:
-        _initial_current({"name": "conv0", "u0": True}, {}, 0, g.layers[0].bias, tmp_path / "weights.npz")
+        load_graph(b.path, manifest, files)
     assert "\n" not in str(e.value)
 
 

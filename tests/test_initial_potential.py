@@ -5,14 +5,11 @@ the manifest carries it (omitted when 0); lava (Lava's stock LIF) refuses it in 
 from __future__ import annotations
 
 import json
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from reference_lif import reference_batch  # noqa: E402
+from saf_test_helpers.reference_lif import reference_batch
 
 from saf.deploy.backends.emulator import emulate  # noqa: E402
 from saf.deploy.backends.onnx_runner import run_onnx  # noqa: E402

@@ -5,14 +5,11 @@ saturation. Each run_lava call compiles and runs a Lava network (~0.4 s), so the
 small."""
 from __future__ import annotations
 
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from reference_lif import reference_batch  # noqa: E402
+from saf_test_helpers.reference_lif import reference_batch
 
 import saf.deploy.backends.emulator as emu  # noqa: E402
 from saf.deploy.backends.emulator import emulate  # noqa: E402

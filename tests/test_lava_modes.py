@@ -5,16 +5,13 @@ list then swaps lava-own in, with its note). Few samples and steps: Lava is slow
 from __future__ import annotations
 
 import copy
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 from lava.proc.lif.models import PyLifResetModelBitAcc
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from reference_lif import reference_batch  # noqa: E402
-from test_modes_integer import IDS, _bundle, tie_graph, with_modes  # noqa: E402
+from saf_test_helpers.reference_lif import reference_batch
+from saf_test_helpers.graphs import IDS, certified_bundle, tie_graph, with_modes
 
 import saf.deploy.lava.stock as stock  # noqa: E402
 from saf.deploy.backends.registry import BACKENDS, BackendError, Bundle, run_backend  # noqa: E402
@@ -96,7 +93,7 @@ def test_stock_lava_refuses_subtract_undecayed_naming_lava_own_and_verify_swaps_
     assert "\n" not in why
     with pytest.raises(BackendError, match="lava cannot run this network: layer fc0: reset 'subtract-undecayed'"):
         run_backend("lava", Bundle(None, {}, g), random_inputs(g, 1))
-    b = _bundle(tmp_path, g)
+    b = certified_bundle(tmp_path, g)
     x = random_inputs(g, 3, seed=1)
     specs, notes = with_fallbacks(resolve_backends(DEFAULT_BACKENDS.split(",")), b.graph)
     names = [s.name for s in specs]
@@ -110,7 +107,7 @@ def test_stock_lava_on_a_zero_strict_bundle_is_covered_and_exact(tmp_path):
     """Lava's stock LIF with no override: the certificate's convention row holds for it, verify requires it
     to agree exactly with saf-int and the emulator, and it does."""
     g = with_modes(random_graph("dense", T=4, lam=0.5, seed=3), NeuronMode(">", "zero"))
-    b = _bundle(tmp_path, g)
+    b = certified_bundle(tmp_path, g)
     x = random_inputs(g, 3, seed=1)
     rep = verify(b, x, None, ["saf-int", "emulator", "lava"], lava_limit=3)
     row = [c for c in rep.certificate["checks"] if c["check"] == "convention"][0]

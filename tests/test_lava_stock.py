@@ -1,6 +1,6 @@
 """lava (simulated Loihi): the integer network on Lava's OWN Processes and fixed-point models (Dense,
 Conv, LIFReset's bit-accurate model with only compare and reset overridden), against the literal spec
-oracle (tests/reference_lif.py) and, where Loihi's arithmetic departs from the LIF form (the 24-bit
+oracle (tests/saf_test_helpers/reference_lif.py) and, where Loihi's arithmetic departs from the LIF form (the 24-bit
 u register wraps), against an independent numpy model of that register. Each comparison is shown
 able to fail: the stock compare/reset, an unflipped conv kernel and Lava's default weight
 truncation are injected and must change the spikes."""
@@ -9,15 +9,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-import sys
 
 import numpy as np
 import pytest
 from lava.proc.lif.models import PyLifResetModelBitAcc
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import reference_lif  # noqa: E402
-from reference_lif import reference_batch  # noqa: E402
+from saf_test_helpers import reference_lif
+from saf_test_helpers.reference_lif import reference_batch
 
 import saf.deploy.lava.stock as stock  # noqa: E402
 import saf.deploy.lava.stock_encode as enc  # noqa: E402

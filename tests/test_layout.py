@@ -1,6 +1,8 @@
 """Project rules checked mechanically: imports flow train <- export <- deploy with hw_targets a
 leaf; no import circles between modules; only deploy/lava/ imports lava; modules stay small and
-folders stay readable. Each graph check is shown to fail on an injected circle or upward import."""
+folders stay readable; tests and docs/measure scripts edit no sys.path, tests use no private saf name and
+share code only through tests/saf_test_helpers, measurement scripts import no test. Each check is shown to
+fail on an injected case (a circle, an upward import, injected sources)."""
 from __future__ import annotations
 
 import ast
@@ -156,7 +158,7 @@ def test_only_the_lava_backend_imports_lava():
 def test_modules_stay_small_and_folders_readable():
     big = [f"{p.relative_to(ROOT)}: {n}" for p in _sources()
            if (n := len(p.read_text().splitlines())) > MODULE_LINES_MAX]
-    big += [f"{p.relative_to(ROOT)}: {n}" for p in sorted((ROOT / "tests").glob("*.py"))
+    big += [f"{p.relative_to(ROOT)}: {n}" for p in _script_sources("tests")
             if (n := len(p.read_text().splitlines())) > TEST_LINES_MAX]
     assert not big, big
     per_folder = {}
@@ -165,3 +167,151 @@ def test_modules_stay_small_and_folders_readable():
             per_folder.setdefault(str(p.parent.relative_to(ROOT)), []).append(p.name)
     crowded = {d: len(ms) for d, ms in per_folder.items() if len(ms) > FOLDER_MODULES_MAX}
     assert not crowded, crowded
+
+
+# Tests and measurement scripts reach the product only through its public names, share code only through the
+# package tests/saf_test_helpers (on sys.path through pyproject.toml's pytest `pythonpath`), and never edit
+# sys.path; a measurement script imports no test.
+SCRIPT_DIRS = ("tests", "docs/measure")
+NAMEDTUPLE_API = {"_replace", "_fields", "_asdict", "_make", "_field_defaults"}   # public despite the "_"
+
+
+def _script_sources(folder: str) -> list:
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def sys_path_edits(source: str) -> list:
+    """Line numbers where a source touches sys.path (through any name `sys` is bound to, or `from sys import
+    path`) or calls site.addsitedir."""
+    tree, sys_names, lines = ast.parse(source), {"sys"}, set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            sys_names |= {a.asname for a in node.names if a.name == "sys" and a.asname}
+        elif isinstance(node, ast.ImportFrom) and node.module in ("sys", "site") and \
+                any(a.name in ("path", "addsitedir") for a in node.names):
+            lines.add(node.lineno)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and (node.attr == "addsitedir" or (
+                node.attr == "path" and isinstance(node.value, ast.Name) and node.value.id in sys_names)):
+            lines.add(node.lineno)
+    return sorted(lines)
+
+
+def private_saf_names(source: str) -> list:
+    """`_private` names of saf a source uses, as far as ast sees: imported (`from saf.x import _y`, a module
+    path with a private part), read as an attribute of a name bound by an import from saf (`x._y`), or named
+    by a string to (monkeypatch.)setattr/getattr (`setattr(x, "_y", v)`, `monkeypatch.setattr("saf.x._y", v)`)."""
+    tree, bound, out = ast.parse(source), set(), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in (a for a in node.names if a.name.split(".")[0] == "saf"):
+                out += [a.name] if any(_is_private(p) for p in a.name.split(".")) else []
+                bound.add(a.asname or "saf")
+        elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "saf":
+            out += [node.module] if any(_is_private(p) for p in node.module.split(".")) else []
+            out += [f"{node.module}.{a.name}" for a in node.names if _is_private(a.name)]
+            bound |= {a.asname or a.name for a in node.names}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _is_private(node.attr) and node.attr not in NAMEDTUPLE_API:
+            root = node.value
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in bound:
+                out.append(ast.unparse(node))
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+                "setattr", "getattr", "delattr") and node.args:
+            out += _private_by_string(node.args, bound)
+    return out
+
+
+def _private_by_string(args: list, bound: set) -> list:
+    """setattr(x, "_y", ...) on a name bound from saf, or monkeypatch.setattr("saf.x._y", ...)."""
+    first, name = args[0], args[1] if len(args) > 1 else None
+    if isinstance(first, ast.Constant) and isinstance(first.value, str) and first.value.startswith("saf."):
+        return [first.value] if any(_is_private(p) for p in first.value.split(".")) else []
+    root = first
+    while isinstance(root, ast.Attribute):
+        root = root.value
+    if isinstance(root, ast.Name) and root.id in bound and isinstance(name, ast.Constant) and \
+            isinstance(name.value, str) and _is_private(name.value):
+        return [f"{ast.unparse(first)}.{name.value}"]
+    return []
+
+
+def names_of_tests() -> set:
+    """Top-level names a test module or the tests' shared code is importable as (tests/ on sys.path), and
+    `tests` itself."""
+    tests = ROOT / "tests"
+    return ({"tests"} | {p.stem for p in tests.glob("*.py")}
+            | {p.name for p in tests.iterdir() if (p / "__init__.py").is_file()})
+
+
+def imports_of_tests(source: str, names: set) -> list:
+    """Modules a source imports whose top-level name is one of the tests' (names)."""
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        mods = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module] if isinstance(node, ast.ImportFrom) and not node.level and node.module else []
+        out += [m for m in mods if m.split(".")[0] in names]
+    return out
+
+
+def test_no_sys_path_edits_in_tests_or_measurement_scripts():
+    bad = {str(p.relative_to(ROOT)): lines for d in SCRIPT_DIRS for p in _script_sources(d)
+           if (lines := sys_path_edits(p.read_text()))}
+    assert not bad, bad
+
+
+def test_tests_use_no_private_saf_names():
+    bad = {str(p.relative_to(ROOT)): names for p in _script_sources("tests")
+           if (names := private_saf_names(p.read_text()))}
+    assert not bad, bad
+
+
+def test_measurement_scripts_import_no_tests():
+    names = names_of_tests()
+    assert {"tests", "conftest", "test_layout", "saf_test_helpers"} <= names
+    bad = {str(p.relative_to(ROOT)): mods for p in _script_sources("docs/measure")
+           if (mods := imports_of_tests(p.read_text(), names))}
+    assert not bad, bad
+
+
+def test_tests_share_code_only_through_saf_test_helpers():
+    """A test module imports no other test module (nor conftest): what tests share lives in saf_test_helpers."""
+    names = names_of_tests() - {"saf_test_helpers"}
+    bad = {str(p.relative_to(ROOT)): mods for p in _script_sources("tests")
+           if (mods := imports_of_tests(p.read_text(), names))}
+    assert not bad, bad
+
+
+def test_the_test_checks_catch_injected_cases():
+    assert sys_path_edits("import sys\nprint(sys.argv)\n") == []
+    assert sys_path_edits("import os\nimport sys\nsys.path.insert(0, os.path.dirname(__file__))\n") == [3]
+    assert sys_path_edits("import sys as s\ns.path.append('x')\n") == [2]
+    assert sys_path_edits("from sys import path\n") == [1]
+    assert sys_path_edits("import site\nsite.addsitedir('x')\n") == [2]
+    assert private_saf_names("from saf.deploy.backends.emulator import emulate\nemulate._replace\n") == []
+    assert private_saf_names("from saf.deploy.backends.emulator import _Plan, emulate\n") == [
+        "saf.deploy.backends.emulator._Plan"]
+    assert private_saf_names("import saf.export.bundle.store as store\nstore._initial_current({}, {})\n") == [
+        "store._initial_current"]
+    assert private_saf_names("import saf.deploy.backends.emulator\nsaf.deploy.backends.emulator._Plan(g)\n") == [
+        "saf.deploy.backends.emulator._Plan"]
+    assert private_saf_names("from saf.train._hidden import x\n") == ["saf.train._hidden"]
+    assert private_saf_names("import numpy as np\nnp._NoValue\n") == []
+    assert private_saf_names("import saf.deploy.backends.emulator_layers as el\n"
+                             "monkeypatch.setattr(el, '_unpooled', f)\nmonkeypatch.setattr(el, 'unpooled', f)\n"
+                             ) == ["el._unpooled"]
+    assert private_saf_names("monkeypatch.setattr('saf.deploy.backends.emulator._Plan', f)\n") == [
+        "saf.deploy.backends.emulator._Plan"]
+    assert private_saf_names("import numpy as np\nmonkeypatch.setattr(np, '_x', f)\n") == []
+    names = {"tests", "nir_nets", "saf_test_helpers", "test_data"}
+    assert imports_of_tests("import numpy\nfrom saf.train.data import load_dataset\n", names) == []
+    assert imports_of_tests("import nir_nets as N\n", names) == ["nir_nets"]
+    assert imports_of_tests("from saf_test_helpers.nir_nets import digits\n", names) == ["saf_test_helpers.nir_nets"]
+    assert imports_of_tests("def f():\n    from test_data import idx_bytes\n", names) == ["test_data"]
+    assert imports_of_tests("from tests.lava import x\n", names) == ["tests.lava"]

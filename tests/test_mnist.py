@@ -8,16 +8,14 @@ import gzip
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
-from test_data import idx_bytes  # noqa: E402 - one definition of the IDX writer
-from test_train_cli import user_error  # noqa: E402 - one definition of the CLI error check
+from saf.train.data.idx import idx_bytes
+from saf_test_helpers.cli import user_error
 
 from saf.deploy.main import main
 from saf.train.data import DatasetError, load_dataset

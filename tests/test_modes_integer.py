@@ -2,56 +2,32 @@
 
 Every mode x compare, on dense, conv and recurrent (src == dst) layers: saf-int (the accumulated-charge
 formulation), the emulator (both schedules), ONNX (onnxruntime) each equal the literal spec oracle
-(tests/reference_lif.py) spike for spike, potential for potential where reported, and readout. The modes
+(tests/saf_test_helpers/reference_lif.py) spike for spike, potential for potential where reported, and readout. The modes
 are shown to matter (the oracle with the default modes differs), a constructed threshold tie separates
 '>' from '>=', and verify catches a backend run with a layer's reset or compare swapped."""
 from __future__ import annotations
 
 import copy
 import json
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from reference_lif import reference_batch  # noqa: E402
+from saf_test_helpers.reference_lif import reference_batch
+from saf_test_helpers.graphs import IDS, certified_bundle, tie_graph, with_modes
 
 from saf.deploy.backends.emulator import emulate  # noqa: E402
 from saf.deploy.backends.onnx_runner import run_onnx  # noqa: E402
-from saf.deploy.backends.registry import BACKENDS, Bundle, STOCK_MODES  # noqa: E402
+from saf.deploy.backends.registry import BACKENDS, STOCK_MODES  # noqa: E402
 from saf.deploy.backends.spec import BackendSpec, Form, mode_refusal  # noqa: E402
 from saf.deploy.verify import verify  # noqa: E402
-from saf.export.bundle.store import BundleError, load_graph, write_bundle  # noqa: E402
-from saf.export.ir import Convention, Feedback, Graph, Layer  # noqa: E402
-from saf.export.onnx_model import build_onnx_model, save_onnx_model  # noqa: E402
+from saf.export.bundle.store import BundleError, load_graph  # noqa: E402
+from saf.export.ir import Convention, Graph  # noqa: E402
+from saf.export.onnx_model import build_onnx_model  # noqa: E402
 from saf.export.proof.certificate import certify, convention_check  # noqa: E402
 from saf.export.proof.saf_int import run_saf_int  # noqa: E402
 from saf.export.synthetic import random_graph, random_inputs  # noqa: E402
 from saf.train.neuron_modes import ALL_MODES, NeuronMode  # noqa: E402
-
-IDS = [f"{m.reset}{m.compare}" for m in ALL_MODES]
-
-
-def with_modes(g: Graph, mode: NeuronMode, recurrent: bool = False) -> Graph:
-    """A copy of g with every spiking layer at `mode`; recurrent: the last spiking layer (dense) and, in a
-    conv net, the first conv layer each feed back into themselves (src == dst, one step of delay)."""
-    g = copy.deepcopy(g)
-    for l in g.spiking_layers:
-        l.reset, l.compare = mode.reset, mode.compare
-    if recurrent:
-        rng = np.random.default_rng(7)
-        last = len(g.spiking_layers) - 1
-        n = g.spiking_layers[last].n_out
-        g.feedback.append(Feedback(src=last, dst=last, kind="dense", weight=rng.integers(-30, 31, (n, n))))
-        first = g.spiking_layers[0]
-        if first.kind == "conv":
-            c = first.out_shape[0]
-            g.feedback.append(Feedback(src=0, dst=0, kind="conv", weight=rng.integers(-20, 21, (c, c, 3, 3)),
-                                       padding=1))
-    return g
-
 
 def _same(a, b) -> bool:
     return all(np.array_equal(x, y) for x, y in zip(a, b)) and len(a) == len(b)
@@ -86,15 +62,6 @@ def test_every_integer_form_equals_the_spec_oracle(mode, arch, recurrent):
                 np.testing.assert_array_equal(a, b, err_msg=f"{name} potentials, layer {li}")
     assert runs["saf-int"].info["potentials_exact"]
     assert certify(g).exact, certify(g).format()
-
-
-def tie_graph(mode: NeuronMode, T: int = 4) -> Graph:
-    """IF (lam = 1), TH = 6, F = 6: input 6 through weight 1 puts V[1] exactly on TH << 6 (a tie); weights 2, 3
-    overshoot, so later steps depend on the reset."""
-    fc = Layer("fc0", "dense", np.array([[1], [2], [3]]), np.array([0, 0, 1]), (1,), (3,), threshold=6,
-               reset=mode.reset, compare=mode.compare)
-    ro = Layer("readout", "readout", np.array([[1, 2, 0], [0, 1, 3]]), np.array([0, 1]), (3,), (2,))
-    return Graph(layers=[fc, ro], T=T, lam=1.0, decay=0, input_shape=(1,), input_scale=1.0, input_bits=4)
 
 
 @pytest.mark.parametrize("mode", ALL_MODES, ids=IDS)
@@ -170,16 +137,10 @@ def test_state_bound_counts_the_owed_subtraction():
 
 # ---------------------------------------------------------------- bundles and verify
 
-def _bundle(tmp_path, g, name="b") -> Bundle:
-    out = write_bundle(g, tmp_path / name, extra={"certificate": certify(g).to_dict()},
-                       writers={"model.onnx": lambda p: save_onnx_model(g, p)})
-    return Bundle.load(out)
-
-
 def test_manifest_carries_modes_and_old_bundles_load_with_defaults(tmp_path, golden_demo_bundle):
     g = with_modes(random_graph("conv", T=6, lam=0.5, seed=3), NeuronMode(">", "zero"))
     g.spiking_layers[2].reset, g.spiking_layers[2].compare = "subtract", ">="
-    b = _bundle(tmp_path, g)
+    b = certified_bundle(tmp_path, g)
     layers = json.loads((b.path / "manifest.json").read_text())["layers"]
     assert [(l.get("reset"), l.get("compare")) for l in layers] == [("zero", ">"), ("zero", ">"), (None, None),
                                                                      (None, None)]
@@ -200,7 +161,7 @@ def test_manifest_carries_modes_and_old_bundles_load_with_defaults(tmp_path, gol
                          ids=["zero-reset-swap", "zero-tie", "undecayed-reset-swap", "strict-tie", "undecayed-hard"])
 def test_verify_passes_each_mode_and_catches_a_swapped_mode(tmp_path, mode, fault):
     g = with_modes(random_graph("dense", T=6, lam=0.5, seed=3), mode, recurrent=True)
-    b = _bundle(tmp_path, g)
+    b = certified_bundle(tmp_path, g)
     x = random_inputs(g, 20, seed=1)
     rep = verify(b, x, None, ["saf-int", "emulator", "onnx"])
     assert rep.ok and rep.certificate["exact"] and all(p["expected_exact"] and p["spike_mismatches"] == 0
@@ -215,7 +176,7 @@ def test_a_backend_running_fixed_default_modes_is_not_an_exact_pair(tmp_path):
     """An old-style backend that declares one fixed (>=, subtract) neuron, run on a zero / > network: the
     convention row fails, its pairs are measured, not required exact, and the difference is seen."""
     g = with_modes(random_graph("dense", T=6, lam=0.5, seed=3), NeuronMode(">", "zero"))
-    b = _bundle(tmp_path, g)
+    b = certified_bundle(tmp_path, g)
     x = random_inputs(g, 20, seed=1)
 
     def fixed(bundle, gr, xq, record_spikes, record_potentials, progress, **opts):

@@ -16,8 +16,8 @@ import torch
 
 import nir  # noqa: E402
 
-import nir_nets as N  # noqa: E402
-from bundle_diff import bundle_differences  # noqa: E402
+from saf_test_helpers import nir_nets as N
+from saf_test_helpers.bundle_diff import bundle_differences
 from saf.deploy.main import main  # noqa: E402
 
 DT = 1e-4

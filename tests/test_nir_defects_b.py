@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-import nir_nets as N  # noqa: E402  (tests/ is on sys.path under pytest's rootdir conftest)
+from saf_test_helpers import nir_nets as N
 from saf.deploy.main import main  # noqa: E402
 
 

@@ -1,7 +1,7 @@
 """Fuzz of `saf import` (issue 29 item 4): every damaged NIR file is refused in one line naming it, exit 2,
 nothing written; or it imports (exit 0) into a run directory that loads. Never an internal error.
 
-Six valid files written by the real `nir` package (tests/nir_mutants.py: hand-built graphs, a snnTorch RLeaky net
+Six valid files written by the real `nir` package (tests/saf_test_helpers/nir_mutants.py: hand-built graphs, a snnTorch RLeaky net
 through snnTorch's export_to_nir, an FP network and an IDE run as saf writes them) are mutated, seeded, into a
 fixed set of about 600 files: bytes flipped, the file truncated, NaN/inf/negative/huge/large/zero/fractional/
 string/complex/wrong-shape/empty values written with h5py into every dataset of every node (three kinds each, in
@@ -23,7 +23,7 @@ import nir  # noqa: E402
 
 from saf.deploy.main import main  # noqa: E402
 
-from nir_mutants import (HUGE, SEED, base_files, edit, edits, fp_graph, hand_built, mutant_files,  # noqa: E402
+from saf_test_helpers.nir_mutants import (HUGE, SEED, base_files, edit, edits, fp_graph, hand_built, mutant_files,
                          set_meta, write_dataset)
 
 EXPORTS = 3                                  # imported mutants exported for Loihi

@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 
-import nir_nets as N
+from saf_test_helpers import nir_nets as N
 from saf.deploy.main import main
 
 
@@ -26,7 +26,7 @@ def _export(tmp, net, capsys) -> tuple:
 
 @pytest.fixture(scope="module")
 def leaky09(tmp_path_factory):
-    """The conv net of tests/nir_nets.py at beta 0.9, trained briefly, exported through NIR (capsys is
+    """The conv net of tests/saf_test_helpers/nir_nets.py at beta 0.9, trained briefly, exported through NIR (capsys is
     function-scoped: the module fixture captures stdout itself)."""
     import contextlib
     import io

@@ -14,8 +14,8 @@ import nir  # noqa: E402
 
 from saf.deploy.main import main  # noqa: E402
 
-from bundle_diff import bundle_differences  # noqa: E402
-from conftest import GOLDEN  # noqa: E402
+from saf_test_helpers.bundle_diff import bundle_differences
+from saf_test_helpers.golden import GOLDEN
 
 IDE_RUNS = GOLDEN.parent          # tests/golden/ide-digits (IF, sum readout), ide-digits-lif (lam 1/2, leaking readout)
 

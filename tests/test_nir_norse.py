@@ -8,9 +8,9 @@ import pytest
 import torch
 
 
-import nir_nets as N  # noqa: E402
+from saf_test_helpers import nir_nets as N
 from saf.deploy.main import main  # noqa: E402
-from test_nir_snntorch import lif_form, mismatches  # noqa: E402
+from saf_test_helpers.nir_nets import lif_form, mismatches
 
 CELLS = {"lifbox": ["--dt", "1e-6", "--reset", "zero"], "iaf": ["--reset", "zero"]}
 

@@ -14,8 +14,8 @@ import nir  # noqa: E402  (a main dependency; snntorch and norse: the test extra
 
 from saf.deploy.main import main  # noqa: E402
 
-from bundle_diff import bundle_differences as _bundle_differences  # noqa: E402
-from conftest import GOLDEN  # noqa: E402
+from saf_test_helpers.bundle_diff import bundle_differences as _bundle_differences
+from saf_test_helpers.golden import GOLDEN
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 
-import nir_nets as N  # noqa: E402  (tests/ is on sys.path under pytest's rootdir conftest)
+from saf_test_helpers import nir_nets as N
+from saf_test_helpers.nir_nets import lif_form, mismatches
 from saf.deploy.main import main  # noqa: E402
 
 NETS = {"leaky-subtract": ("subtract", False, "subtract-undecayed"), "leaky-zero": ("zero", False, "zero"),
@@ -31,29 +32,6 @@ def trained(data, tmp_path_factory):
         assert main(["import", str(path), "--out", str(root / name), "--reset", flag]) == 0
         out[name] = (net, path, root / name)
     return out
-
-
-def lif_form(run, x, dtype=torch.float64):
-    """(readout sum, spikes [layer][t]) of the imported run's float LIF form, in float64 by default (the
-    frameworks' side runs in float64 too: nir_nets.run_float64 says why)."""
-    from saf.train.checkpoint import load_model
-    from saf.train.modules.network import Record
-
-    net, spec, _ = load_model(run)
-    net, x = net.to(dtype), x.to(dtype)
-    st, total, spikes = net.init_lif(), 0, [[] for _ in range(net.n_spiking)]
-    with torch.no_grad():
-        for _ in range(int(spec["T"])):
-            rec = Record()
-            o, st = net.lif_step(x, st, "plain", rec)
-            total = total + o
-            for l, s in enumerate(rec.spikes):
-                spikes[l].append(s)
-    return total, spikes
-
-
-def mismatches(a, b) -> list:
-    return [sum(int((x != y).sum()) for x, y in zip(la, lb)) for la, lb in zip(a, b)]
 
 
 @pytest.mark.parametrize("name", list(NETS))

@@ -14,7 +14,7 @@ import torch.nn as nn
 
 import nir  # noqa: E402
 
-import nir_nets as N  # noqa: E402  (tests/ is on sys.path under pytest's rootdir conftest)
+from saf_test_helpers import nir_nets as N
 from saf.deploy.main import main  # noqa: E402
 
 T = N.T

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-import nir_nets as N  # noqa: E402
-from test_nir_snntorch import lif_form, mismatches  # noqa: E402
+from saf_test_helpers import nir_nets as N
+from saf_test_helpers.nir_nets import lif_form, mismatches
 from saf.deploy.main import main  # noqa: E402
 
 

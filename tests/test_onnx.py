@@ -4,16 +4,13 @@ graphs that break float32's 2^24 bound; atomic saving; clear errors for bad inpu
 from __future__ import annotations
 
 import os
-import pathlib
-import sys
 
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from reference_lif import reference_batch  # noqa: E402
+from saf_test_helpers.reference_lif import reference_batch
 
 import saf.deploy.backends.emulator as emu  # noqa: E402
 import saf.export.proof.onnx_exact as onnx_exact  # noqa: E402

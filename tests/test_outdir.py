@@ -178,7 +178,7 @@ def test_fault_undeferred_signal_during_the_swap_is_caught_by_the_check(tmp_path
         def __exit__(self, *a):
             return False
 
-    monkeypatch.setattr(od, "_signals_deferred", NoDeferral)
+    monkeypatch.setattr(od, "signals_deferred", NoDeferral)
     out = _swap_with_sigterm_mid_way(tmp_path, monkeypatch)
     assert not (out / "metrics.jsonl").exists() or (out / "metrics.jsonl").read_text() != "new"
 

@@ -2,13 +2,12 @@
 loss saw (SAF-F: sum_t lam^(T-t) o[t]; SAF-E/OTTT/BPTT and old checkpoints: sum_t o[t]); eval, export
 and every integer form deploy it as an integrator leaking with the network's decay, exactly for dyadic
 lam; a backend ignoring the leak is caught. The integer forms are checked against the spec oracle
-(tests/reference_lif.py) and against exact rational arithmetic on the recorded spikes."""
+(tests/saf_test_helpers/reference_lif.py) and against exact rational arithmetic on the recorded spikes."""
 from __future__ import annotations
 
 import copy
 import json
 import pathlib
-import sys
 from fractions import Fraction
 
 import numpy as np
@@ -16,8 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from reference_lif import reference_batch  # noqa: E402
+from saf_test_helpers.reference_lif import reference_batch
 
 from saf.deploy.backends.registry import BackendError, Bundle, run_backend  # noqa: E402
 from saf.deploy.backends.emulator import emulate  # noqa: E402

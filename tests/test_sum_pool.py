@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from reference_lif import reference_run
+from saf_test_helpers.reference_lif import reference_run
+from saf_test_helpers.graphs import pooled_graph, pooled_inputs
 from saf.deploy.verify.compare import compare_pair
 from saf.deploy.backends.emulator import emulate, run_emulator
 from saf.deploy.main import main
@@ -31,26 +32,6 @@ from saf.train.modules.network import SpikingNet
 from saf.train.spec import load_spec, with_neuron
 
 GOLDEN_CKPT = Path(__file__).parent / "golden" / "demo" / "model.safetensors"
-
-
-def _pooled_graph(seed: int = 0) -> Graph:
-    """A small random graph in sum-pool form: conv1 (8x8) -> conv2 (sum pool 2, 3x3 on the 4x4 counts)
-    -> fc3 (sum pool 2 over conv2's 4x4 map) -> readout."""
-    rng = np.random.default_rng(seed)
-    w = lambda *s: (rng.integers(-40, 41, s) * 2).astype(np.int64)  # noqa: E731  (even, like Loihi's)
-    conv1 = Layer("conv1", "conv", w(4, 2, 3, 3), rng.integers(-20, 21, 4), (2, 8, 8), (4, 8, 8), threshold=300,
-                  padding=1)
-    conv2 = Layer("conv2", "conv", w(6, 4, 3, 3), rng.integers(-5, 6, 6), (4, 8, 8), (6, 4, 4), threshold=120,
-                  padding=1, in_pool=2)
-    fc3 = Layer("fc3", "dense", w(12, 6 * 2 * 2), rng.integers(-5, 6, 12), (6, 4, 4), (12,), threshold=150,
-                in_pool=2)
-    ro = Layer("readout", "readout", w(5, 12), rng.integers(-9, 10, 5), (12,), (5,))
-    return Graph(layers=[conv1, conv2, fc3, ro], T=6, lam=0.5, decay=2048, input_shape=(2, 8, 8), input_scale=1.0,
-                 input_bits=5)
-
-
-def _inputs(g: Graph, n: int, seed: int = 1) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 32, (n, *g.input_shape)).astype(np.int64)
 
 
 def _same(a, b) -> None:
@@ -85,7 +66,7 @@ def test_sum_pool_counts_blocks():
 
 
 def test_pool_and_unpool_are_inverse_and_exact():
-    g = _pooled_graph()
+    g = pooled_graph()
     folded = unpool_graph(g)
     for p, f in zip(g.layers, folded.layers):
         assert f.in_pool == 1
@@ -105,9 +86,9 @@ def test_pool_and_unpool_are_inverse_and_exact():
 def test_pooled_equals_folded_in_every_backend():
     """saf-int, emulator and ONNX on the pooled graph == the same on the folded graph == the literal
     reference (on the folded graph) == the certificate's bound unchanged."""
-    g = _pooled_graph()
+    g = pooled_graph()
     f = unpool_graph(g)
-    xq = _inputs(g, 24)
+    xq = pooled_inputs(g, 24)
     runs = []
     for graph in (g, f):
         runs += [run_saf_int(graph, xq), run_emulator(graph, xq),
@@ -126,7 +107,7 @@ def test_pooled_equals_folded_in_every_backend():
 
 def _gap_graph(leak: bool) -> Graph:
     """conv1 -> conv2 (sum pool 2) -> readout reading a 4x4 sum pool (GAP) of conv2's 6x4x4 map."""
-    g = _pooled_graph(seed=3)
+    g = pooled_graph(seed=3)
     rng = np.random.default_rng(4)
     ro = Layer("readout", "readout", (rng.integers(-40, 41, (5, 6)) * 2).astype(np.int64), rng.integers(-9, 10, 5),
                (6, 4, 4), (5,), in_pool=4, decay=g.decay if leak else 0)
@@ -140,7 +121,7 @@ def test_pooled_readout_gap_equals_folded(leak):
     g = _gap_graph(leak)
     f = unpool_graph(g)
     assert f.layers[-1].weight.shape == (5, 96)
-    xq = _inputs(g, 16)
+    xq = pooled_inputs(g, 16)
     runs = [run_saf_int(g, xq), run_emulator(g, xq), run_onnx(build_onnx_model(g).SerializeToString(), g, xq),
             run_saf_int(f, xq), run_emulator(f, xq)]
     for r in runs[1:]:
@@ -165,8 +146,8 @@ def test_demo_network_pooled_equals_folded_on_digits():
 def test_wrong_pool_window_is_caught(monkeypatch):
     """Fault: the emulator's pool window shifted by one pixel (or pooling skipped: the first k x k
     entry only). Compared with saf-int on the correct graph, the comparison reports mismatches."""
-    g = _pooled_graph()
-    xq = _inputs(g, 24)
+    g = pooled_graph()
+    xq = pooled_inputs(g, 24)
     ref = run_saf_int(g, xq)
     names = [l.name for l in g.spiking_layers]
     assert compare_pair(ref, run_emulator(g, xq), names)["spike_mismatches"] == 0
@@ -191,7 +172,7 @@ def test_wrong_pool_window_is_caught(monkeypatch):
         assert rep["spike_mismatches"] > 0 and rep["first"]["layer"] == "conv2", fault.__name__
     # the layer-major schedule reads the pooled input through weights repeated over each block
     import saf.deploy.backends.emulator_layers as emulator_layers
-    real_unpooled = emulator_layers._unpooled
+    real_unpooled = emulator_layers.unpooled
 
     def one_tap(layer):
         w, s, p = real_unpooled(layer)
@@ -201,7 +182,7 @@ def test_wrong_pool_window_is_caught(monkeypatch):
             w[..., 1::k, :] = 0                     # one row of every k x k block dropped
         return w, s, p
 
-    monkeypatch.setattr(emulator_layers, "_unpooled", one_tap)
+    monkeypatch.setattr(emulator_layers, "unpooled", one_tap)
     rep = compare_pair(ref, emulate(g, xq), names)
     assert rep["spike_mismatches"] > 0 and rep["first"]["layer"] == "conv2"
 
@@ -212,8 +193,8 @@ def test_lava_schedule_without_the_pool_step_is_caught(monkeypatch):
     import saf.deploy.lava.graph as lg
     from saf.deploy.lava.backend import run_lava
 
-    g = _pooled_graph()
-    xq = _inputs(g, 3)
+    g = pooled_graph()
+    xq = pooled_inputs(g, 3)
     monkeypatch.setattr(lg, "layer_offsets", lambda graph: [i + 2 for i in range(len(graph.layers))])
     rep = compare_pair(run_emulator(g, xq), run_lava(g, xq), [l.name for l in g.spiking_layers])
     assert rep["layers"][0]["mismatches"] == 0 and rep["spike_mismatches"] > 0
@@ -224,22 +205,22 @@ def test_pooled_graph_on_lava_equals_emulator():
     from saf.deploy.lava.backend import run_lava
     from saf.deploy.lava.graph import make_schedule
 
-    g = _pooled_graph()
+    g = pooled_graph()
     assert make_schedule(g, 1).offsets == [2, 4, 6, 7]           # one more step per sum-pool stage
-    xq = _inputs(g, 3)
+    xq = pooled_inputs(g, 3)
     _same(run_emulator(g, xq), run_lava(g, xq))
     g = _gap_graph(leak=True)                                   # a pool stage in front of the readout
     assert make_schedule(g, 1).offsets == [2, 4, 6]
     _same(run_emulator(g, xq), run_lava(g, xq))
     # feedback fc3 -> conv2 across fc3's pool stage: the period covers the extra step (6 - 4 + 1)
-    g = _pooled_graph()
+    g = pooled_graph()
     w = (np.random.default_rng(7).integers(-30, 31, (96, 12)) * 2).astype(np.int64)
     g.feedback = [Feedback(src=2, dst=1, kind="dense", weight=w)]
     sched = make_schedule(g, 1)
     assert sched.period == 3 and sched.offsets == [2, 4, 6, 7]
     a, b = run_emulator(g, xq), run_lava(g, xq)
     _same(a, b)
-    assert not np.array_equal(a.spikes[1], run_emulator(_pooled_graph(), xq).spikes[1])   # the edge matters
+    assert not np.array_equal(a.spikes[1], run_emulator(pooled_graph(), xq).spikes[1])   # the edge matters
 
 
 def test_pooled_graph_on_lava_stock_runs_the_folded_form():
@@ -247,19 +228,19 @@ def test_pooled_graph_on_lava_stock_runs_the_folded_form():
     with stock Dense/Conv/LIFReset, and its outputs equal the emulator's on the pooled graph."""
     from saf.deploy.lava.stock import run_lava_stock
 
-    g = _pooled_graph()
-    xq = _inputs(g, 2)
+    g = pooled_graph()
+    xq = pooled_inputs(g, 2)
     _same(run_emulator(g, xq), run_lava_stock(g, xq))
 
 
 def test_bundle_round_trip_keeps_the_pool(tmp_path):
-    g = _pooled_graph()
+    g = pooled_graph()
     write_bundle(g, tmp_path / "b")
     m = read_manifest(tmp_path / "b")
     assert [l.get("in_pool", 1) for l in m["layers"]] == [1, 2, 2, 1]
     h = load_graph(tmp_path / "b")
     assert [l.in_pool for l in h.layers] == [1, 2, 2, 1]
-    xq = _inputs(g, 8)
+    xq = pooled_inputs(g, 8)
     _same(run_emulator(g, xq), run_emulator(h, xq))
 
 

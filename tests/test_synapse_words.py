@@ -4,14 +4,11 @@ up to 1,000, beyond one word's 254) against the literal spec oracle, with faults
 from __future__ import annotations
 
 import json
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from reference_lif import reference_batch  # noqa: E402
+from saf_test_helpers.reference_lif import reference_batch
 
 from saf.deploy.backends.registry import Bundle, run_backend  # noqa: E402
 from saf.deploy.main import main  # noqa: E402

@@ -1,17 +1,14 @@
 """Time-varying input x[t] ([N, T, *input_shape], a spike train / event frames) through every form:
-the spec oracle (tests/reference_lif.py, frame t at step t), the emulator, the exact SAF form
+the spec oracle (tests/saf_test_helpers/reference_lif.py, frame t at step t), the emulator, the exact SAF form
 (a_in[t] = lam a_in[t-1] + x[t]), ONNX, Lava (own models) and Lava's stock models. Each comparison
 is shown able to fail: a train whose frames are permuted in time gives different spikes."""
 from __future__ import annotations
 
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from reference_lif import reference_batch  # noqa: E402
+from saf_test_helpers.reference_lif import reference_batch
 
 from saf.deploy.backends.emulator import emulate, run_emulator  # noqa: E402
 from saf.deploy.lava.backend import run_lava  # noqa: E402

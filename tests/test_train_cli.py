@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 
 import saf.train.run.trainer as trainer_mod
 from saf.deploy.main import main
+from saf_test_helpers.cli import user_error
 
 torch.set_num_threads(1)
 
@@ -59,19 +60,6 @@ def same_weights(a, b):
 
 def snapshot(d):
     return {p.name: p.read_bytes() for p in sorted(Path(d).iterdir())}
-
-
-def user_error(capsys, argv, *needles):
-    capsys.readouterr()
-    rc = main(argv)
-    err = capsys.readouterr().err
-    assert rc == 2, (rc, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "Traceback" not in err and "internal error" not in err
-    for n in needles:
-        assert str(n) in lines[0], (n, lines[0])
-    return lines[0]
 
 
 # ------------------------------------------------------------------------------------ outputs

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 import saf.train.run.trainer as trainer_mod
 from saf.deploy.main import main
 from saf.train.checkpoint import load_model
-from test_train_cli import user_error  # noqa: E402 - one definition of the CLI error check
+from saf_test_helpers.cli import user_error
 
 torch.set_num_threads(1)
 

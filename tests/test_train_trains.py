@@ -6,15 +6,12 @@ time gives others (the comparison can fail). Every method trains on an N-MNIST f
 from __future__ import annotations
 
 import copy
-import pathlib
-import sys
 
 import pytest
 import torch
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from event_files import write_nmnist_folder  # noqa: E402
-from test_gradients import SPECS, assert_forms_agree, flat, make, per_step_grads  # noqa: E402
+from saf_test_helpers.event_files import write_nmnist_folder
+from saf_test_helpers.grad_nets import SPECS, assert_forms_agree, flat, make, per_step_grads
 
 from saf.deploy.cli.train import data_for  # noqa: E402
 from saf.train.data import load_dataset  # noqa: E402

@@ -55,7 +55,7 @@ class _Stage:
     runs: Optional[kernels.ConvRuns] = None     # conv: kernels.conv_runs(tab), what each input pixel reaches
 
 
-def _unpooled(layer) -> tuple:
+def unpooled(layer) -> tuple:
     """(weight, stride, padding) reading the layer's input before its k x k sum pool (Layer.in_pool)
     (a conv's; a pooled dense layer pools its input's counts first, kernels.pool_hwc):
     each weight repeated over its k x k block (a conv's stride and padding times k), so that
@@ -77,7 +77,7 @@ def _stages(graph: Graph, plan) -> list:
         # the input arrives in the layout of what produced it (a flat in_shape may follow a conv map)
         src = tuple(graph.input_shape) if li == 0 else tuple(graph.layers[li - 1].out_shape)
         in_perm = _hwc_order(src) if len(src) == 3 and layer.kind != "conv" else _hwc_order(tuple(layer.in_shape))
-        w, stride, pad = _unpooled(layer)
+        w, stride, pad = unpooled(layer)
         if layer.kind == "conv":
             c, h, wd = layer.in_shape
             co, _, kh, kw = w.shape

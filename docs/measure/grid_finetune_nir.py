@@ -17,61 +17,19 @@ import json
 import tempfile
 from pathlib import Path
 
+import snntorch_digits as D
 import torch
-import torch.nn as nn
-
-T = 6
-
-
-def snntorch_net(beta: float, seed: int = 0) -> nn.Sequential:
-    import snntorch as snn
-    from snntorch import surrogate
-
-    torch.manual_seed(seed)
-    sg = surrogate.fast_sigmoid(slope=5)
-
-    def leaky(shape):     # per-neuron parameters: a scalar beta writes a NIR LIF of shape [] that NIR cannot type
-        return snn.Leaky(beta=torch.full(shape, beta), threshold=torch.ones(shape), reset_mechanism="subtract",
-                         init_hidden=True, spike_grad=sg)
-
-    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), leaky((8, 8, 8)), nn.AvgPool2d(2), nn.Flatten(),
-                         nn.Linear(128, 32), leaky((32,)), nn.Linear(32, 10))
-
-
-def snntorch_run(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    from snntorch import utils
-    utils.reset(net)
-    return sum(net(x) for _ in range(T))
-
-
-def train(net: nn.Sequential, data, epochs: int = 6, seed: int = 0) -> nn.Sequential:
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=0.05)
-    x, y = data.x_train.float(), data.y_train
-    for _ in range(epochs):
-        perm = torch.randperm(len(y), generator=g)
-        for i in range(0, len(y), 64):
-            idx = perm[i:i + 64]
-            loss = nn.functional.cross_entropy(snntorch_run(net, x[idx]) / T, y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return net
 
 
 def measure(beta: float, data, tmp: Path, saf) -> dict:
-    import nir
-    from snntorch.export_nir import export_to_nir
-
     from saf.deploy.backends.registry import Bundle, run_backend
 
-    net = train(snntorch_net(beta), data)
+    net = D.train(D.snntorch_net(beta), data)
     xt, yt = data.x_test.float(), data.y_test
     with torch.no_grad():
-        src = snntorch_run(net, xt).argmax(1)
-        graph = export_to_nir(net, torch.zeros(1, 1, 8, 8), ignore_dims=[0])
+        src = D.snntorch_run(net, xt).argmax(1)
     d, path = tmp / f"beta{beta}", tmp / f"beta{beta}.nir"
-    nir.write(str(path), graph)
+    D.export(net, path)
     for argv in (["import", str(path), "--out", str(d / "run"), "--reset", "subtract-undecayed"],
                  ["finetune", str(d / "run"), "--deploy-target", "loihi", "--epochs", "1", "--data", "digits",
                   "--no-progress", "--out", str(d / "ft")],
@@ -95,7 +53,7 @@ def main() -> None:
     from saf.deploy.main import main as saf
     from saf.train.data import load_dataset
 
-    data = load_dataset("digits", T=T)
+    data = load_dataset("digits", T=D.T)
     tmp = Path(tempfile.mkdtemp())
     rows = [measure(b, data, tmp, saf) for b in a.betas]
     print("beta  snnTorch float  deployed (finetuned)  same pred ft/deployed  agree w/ snnTorch  certificate")

@@ -1,10 +1,11 @@
 """Where the snnTorch RLeaky net of tests/test_nir_snntorch.py loses agreement when deployed with 8-bit weights.
 
-Run from the worktree root (the package `saf` importable, tests/ on the path):
+Run from the worktree root (the package `saf` importable):
     PYTHONPATH=<dir holding saf> python docs/measure/rleaky_quantization.py [--threads N]
-It trains the test's RLeaky net (--seed: another net of the same recipe, for the spread) (tests/nir_nets.py, its recipe unchanged; torch's thread count changes the
-float sums and so the net: --threads picks it), exports it (NIR -> saf import -> saf export --target loihi),
-checks that the deployed integer readout (saf-int) agrees with the float simulation below when every weight is
+It trains the test's RLeaky net (--seed: another net of the same recipe, for the spread) with snntorch_digits.py
+(the tests' recipe, the same net bit for bit at the same seed and threads; torch's thread count while training
+changes the float sums and so the net: --threads picks it, 2 as the tests train), exports it (NIR -> saf
+import -> saf export --target loihi), checks that the deployed integer readout (saf-int) agrees with the float simulation below when every weight is
 quantized as export/quantize.py does, and then counts, on the 360 digits test images (and the 512 calibration
 images export scores on), how many predictions of snnTorch's own forward pass are kept when only some
 parameters are quantized, or quantized differently:
@@ -20,40 +21,36 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import snntorch_digits as D
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
-import nir_nets as N  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=0, help="torch threads while training (0: torch's default)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads while training (the tests train with 2)")
     ap.add_argument("--seed", type=int, default=0, help="the net's init and shuffling seed (the test uses 0)")
     a = ap.parse_args()
-    if a.threads:
-        torch.set_num_threads(a.threads)
     from saf.deploy.main import main as saf
     from saf.export.bundle.store import load_graph
     from saf.export.proof.saf_int import run_saf_int
+    from saf.train.data import load_dataset
 
-    data = N.digits()
-    net = N.train_snntorch(N.snntorch_net("subtract", True, seed=a.seed), data, seed=a.seed)
+    data = load_dataset("digits", T=D.T)
+    net = D.train(D.snntorch_net(0.5, True, seed=a.seed), data, seed=a.seed, threads=a.threads)
     state = {k: v.clone() for k, v in net.state_dict().items()}
     tmp = Path(tempfile.mkdtemp())
-    N.export_snntorch(net, tmp / "r.nir")
+    D.export(net, tmp / "r.nir")
     assert saf(["import", str(tmp / "r.nir"), "--out", str(tmp / "run"), "--reset", "subtract-undecayed"]) == 0
     assert saf(["export", str(tmp / "run"), "--target", "loihi", "--calibrate-data", "digits",
                 "--out", str(tmp / "b")]) == 0
     g = load_graph(tmp / "b")
     xt, xc = data.x_test.float(), data.x_train[:512].float()
     with torch.no_grad():
-        rt, rc = (N.snntorch_run(net, x)[0].argmax(1) for x in (xt, xc))
+        rt, rc = (D.snntorch_run(net, x).argmax(1) for x in (xt, xc))
     dep = run_saf_int(g, g.quantize_input(xt.numpy()), record_spikes=False).readout.argmax(1)
     conv, lin, rec, ro = state["0.weight"] / 16, state["4.weight"] / 4, state["5.recurrent.weight"], state["6.weight"]
     m0, mff, mfb = float(conv.abs().max()), float(lin.abs().max()), float(rec.abs().max())
@@ -65,7 +62,7 @@ def main() -> None:
         return (v if lim is None else v.clamp(-lim, lim)) / s
 
     def agree(s0=S0, s1=S1, parts=("conv", "convb", "ff", "fb", "b1", "ro"), e=0, lim=None, preds=None) -> tuple:
-        n = N.snntorch_net("subtract", True)
+        n = D.snntorch_net(0.5, True)
         st = dict(state)
         if "conv" in parts:
             st["0.weight"] = q(conv, s0, lim=lim) * 16
@@ -82,7 +79,7 @@ def main() -> None:
             st["6.weight"], st["6.bias"] = q(ro, SR), torch.round(state["6.bias"] * SR) / SR
         n.load_state_dict(st)
         with torch.no_grad():
-            pred = [N.snntorch_run(n, x)[0].argmax(1) for x in (xt, xc)]
+            pred = [D.snntorch_run(n, x).argmax(1) for x in (xt, xc)]
         if preds is not None:
             preds.append(pred[0])
         return tuple(int((p == r).sum()) for p, r in zip(pred, (rt, rc)))
@@ -94,7 +91,7 @@ def main() -> None:
     print(f"deployed saf-int vs snnTorch: {int((dep == rt.numpy()).sum())}/360; float simulation of the "
           f"quantized net: {full[0]}/360 (calibration {full[1]}/512); simulation == saf-int on {same}/360")
     with torch.no_grad():
-        out = N.snntorch_run(net, xt)[0]
+        out = D.snntorch_run(net, xt)
     top2, bad = out.topk(2, 1).values, np.flatnonzero(dep != rt.numpy())
     print("snnTorch's margin (top1 - top2 readout) of the disagreeing images:",
           np.round((top2[bad, 0] - top2[bad, 1]).numpy(), 2).tolist(), f"median of all {float((top2[:, 0] - top2[:, 1]).median()):.2f}")

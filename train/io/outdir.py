@@ -196,7 +196,7 @@ class Staged:
 
     def commit(self) -> None:
         check_target(self.out, self.kinds, self.force, self.flag)   # still ours (nobody wrote in meanwhile)?
-        with _signals_deferred():
+        with signals_deferred():
             swap_in(self.path, self.out)
         self.path = None
 
@@ -218,7 +218,7 @@ def swap_in(new: Path, out: Path) -> None:
     shutil.rmtree(holder, ignore_errors=True)
 
 
-class _signals_deferred:
+class signals_deferred:
     """SIGINT/SIGTERM arriving inside the block are recorded and handed to their own handlers once
     it ends. Python runs signal handlers in the main thread whichever thread the OS delivered the
     signal to, so swapping the Python-level handlers (not a per-thread signal mask) is what makes

@@ -203,3 +203,26 @@ def export_norse(net, path) -> None:
     with torch.no_grad():
         graph = to_nir(net, torch.zeros(64))
     nir.write(str(path), graph, compression=None)
+
+
+def lif_form(run, x, dtype=torch.float64):
+    """(readout sum, spikes [layer][t]) of the imported run's float LIF form, in float64 by default (the
+    frameworks' side runs in float64 too: run_float64 says why)."""
+    from saf.train.checkpoint import load_model
+    from saf.train.modules.network import Record
+
+    net, spec, _ = load_model(run)
+    net, x = net.to(dtype), x.to(dtype)
+    st, total, spikes = net.init_lif(), 0, [[] for _ in range(net.n_spiking)]
+    with torch.no_grad():
+        for _ in range(int(spec["T"])):
+            rec = Record()
+            o, st = net.lif_step(x, st, "plain", rec)
+            total = total + o
+            for l, s in enumerate(rec.spikes):
+                spikes[l].append(s)
+    return total, spikes
+
+
+def mismatches(a, b) -> list:
+    return [sum(int((x != y).sum()) for x, y in zip(la, lb)) for la, lb in zip(a, b)]

@@ -89,9 +89,9 @@ def fp_graph():
 def base_files(root: Path) -> dict:
     """name -> a valid NIR file under root."""
     import torch
-    from nir_nets import export_snntorch, snntorch_net
+    from saf_test_helpers.nir_nets import export_snntorch, snntorch_net
 
-    from conftest import GOLDEN
+    from saf_test_helpers.golden import GOLDEN
 
     out = {}
     for name, g in hand_built().items():
