@@ -3,13 +3,13 @@ tutorial-shaped CNN (Conv2d -> IAFSqueeze -> SumPool2d -> Conv2d -> IAFSqueeze -
 IAFSqueeze) with nir 1.0.4, and sinabs.npz, Sinabs' own spikes of every layer on saf's digits test split. Sinabs
 pins nir <= 1.0.4 and saf nir 1.0.8, so the file is made in .venv-sinabs (`make sinabs-fixture`,
 tests/sinabs_suite/sinabs_cnn.py) and read here with nir 1.0.8; `make test-sinabs` rebuilds it with Sinabs and checks it
-is this file. The comparisons (tests/sinabs_check.py) are exact: the weights are multiples of 2^-g and the inputs of
+is this file. The comparisons (tests/saf_test_helpers/sinabs_check.py) are exact: the weights are multiples of 2^-g and the inputs of
 1/16, so every sum on both sides is exact."""
 from __future__ import annotations
 
 from pathlib import Path
 
-import sinabs_check as S  # noqa: E402  (tests/ is on sys.path under pytest's rootdir conftest)
+from saf_test_helpers import sinabs_check as S
 
 FIXTURE = Path(__file__).parent / "golden" / "sinabs-cnn"
 NIR, NPZ = FIXTURE / "cnn.nir", FIXTURE / "sinabs.npz"

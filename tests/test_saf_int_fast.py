@@ -114,7 +114,7 @@ def test_both_schedules_agree(monkeypatch):
     g = random_graph("conv", T=6, lam=0.5, seed=2)
     x = random_inputs(g, 23, seed=2)
     a = run_saf_int(g, x, record_potentials=True, batch_size=10)
-    monkeypatch.setattr(si, "_layer_major", si._step_major)
+    monkeypatch.setattr(si, "layer_major_run", si.step_major_run)
     b = run_saf_int(g, x, record_potentials=True)
     assert a.info["schedule"] == "layer-major" and np.array_equal(a.readout, b.readout)
     assert all(np.array_equal(p, q) for p, q in zip(a.spikes + a.potentials, b.spikes + b.potentials))

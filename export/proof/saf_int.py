@@ -233,7 +233,7 @@ def _record(out: _Out, li: int, sl: slice, t: int, H: np.ndarray, st: LayerState
         out.pots_exact = out.pots_exact and ok
 
 
-def _layer_major(net: _Net, fr: np.ndarray, varying: bool, out: _Out, sl: slice) -> tuple:
+def layer_major_run(net: _Net, fr: np.ndarray, varying: bool, out: _Out, sl: slice) -> tuple:
     """Without feedback: each layer over all T steps, then the next layer's W on all its accumulations at once."""
     sp, ar = net.graph.spiking_layers, net.ar
     b, su_at, counts = fr.shape[0], _first_sums(net, fr, varying), 0
@@ -253,7 +253,7 @@ def _layer_major(net: _Net, fr: np.ndarray, varying: bool, out: _Out, sl: slice)
     return st, counts
 
 
-def _step_major(net: _Net, fr: np.ndarray, varying: bool, out: _Out, sl: slice) -> tuple:
+def step_major_run(net: _Net, fr: np.ndarray, varying: bool, out: _Out, sl: slice) -> tuple:
     """With feedback (a_src[t-1] feeds a layer at t): every layer one step at a time."""
     sp, ar = net.graph.spiking_layers, net.ar
     b, first, counts = fr.shape[0], _first_sums(net, fr, varying), 0
@@ -324,7 +324,7 @@ def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_
                [np.zeros((n, T, l.n_out), dtype=np.int64) for l in sp] if record_potentials else None)
     widest = max(max(l.n_out for l in sp), int(np.prod(graph.input_shape)))
     step = max(1, min(int(batch_size), BATCH_BYTES // (16 * T * widest)))
-    run = _layer_major if net.layer_major else _step_major
+    run = layer_major_run if net.layer_major else step_major_run
     for start in range(0, n, step):
         sl = slice(start, min(n, start + step))
         last, counts = run(net, frames[sl], varying, out, sl)

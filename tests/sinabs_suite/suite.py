@@ -1,6 +1,6 @@
 """The Sinabs suite (`make test-sinabs`): runs in .venv-sinabs (Sinabs 3.1.3, nir 1.0.4; saf is not installed there:
 saf pins nir 1.0.8 and pip refuses both in one environment, docs/nir.md). Sinabs writes its CNN's NIR file here, and
-saf's environment (SAF_PYTHON, the Makefile's .venv) imports, deploys and verifies it (tests/sinabs_check.py), as a
+saf's environment (SAF_PYTHON, the Makefile's .venv) imports, deploys and verifies it (tests/saf_test_helpers/sinabs_check.py), as a
 Sinabs user with two environments would. The file name is not test_*.py, so `make test` (pytest tests) never
 collects it; `make test-sinabs` names it."""
 from __future__ import annotations
@@ -16,9 +16,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 FIXTURE = ROOT / "tests" / "golden" / "sinabs-cnn"
-sys.path.insert(0, str(HERE))
 
-import sinabs_cnn  # noqa: E402
+import sinabs_cnn  # this folder is on the path: pytest.ini pythonpath
 
 
 def _write(out: Path, spike_fn: str = "single") -> Path:
@@ -27,10 +26,10 @@ def _write(out: Path, spike_fn: str = "single") -> Path:
 
 
 def _saf_check(d: Path, work: Path, *extra: str) -> tuple:
-    """tests/sinabs_check.py in saf's environment: (exit code, its JSON)."""
+    """tests/saf_test_helpers/sinabs_check.py in saf's environment: (exit code, its JSON)."""
     py = os.environ.get("SAF_PYTHON")
     assert py, "set SAF_PYTHON to the python of saf's environment (make test-sinabs sets it to .venv/bin/python)"
-    p = subprocess.run([py, str(ROOT / "tests" / "sinabs_check.py"), str(d / "cnn.nir"), str(d / "sinabs.npz"),
+    p = subprocess.run([py, str(ROOT / "tests" / "saf_test_helpers" / "sinabs_check.py"), str(d / "cnn.nir"), str(d / "sinabs.npz"),
                         "--work", str(work), *extra], capture_output=True, text=True, cwd=ROOT)
     lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
     assert lines, p.stdout[-2000:] + p.stderr[-2000:]

@@ -4,7 +4,7 @@ loihi` and `--target onnx` -> the deployed integer network's spikes (emulator) v
 
 Used by tests/test_nir_sinabs.py on the committed fixture (tests/golden/sinabs-cnn) and, as a command, by the Sinabs
 suite (tests/sinabs_suite/suite.py) on a file Sinabs writes in that run:
-    python tests/sinabs_check.py DIR/cnn.nir DIR/sinabs.npz --work WORKDIR [--import-flags "..."] [--float-only]
+    python tests/saf_test_helpers/sinabs_check.py DIR/cnn.nir DIR/sinabs.npz --work WORKDIR [--import-flags "..."] [--float-only]
 prints one JSON object (the comparison) and exits 0 when every count is 0 and verify passed, 1 otherwise.
 
 The exact comparisons are sound: the fixture's weights are multiples of 2^-g and its inputs multiples of 1/16, so
