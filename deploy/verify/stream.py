@@ -12,8 +12,8 @@ from typing import Optional
 
 import numpy as np
 
-from saf.deploy.backends.registry import Bundle, run_spec
-from saf.deploy.backends.spec import BackendError
+from saf.deploy.backends.registry import Bundle, check_runs, run_checked
+from saf.deploy.backends.spec import BackendError, check_count
 from saf.deploy.verify.compare import spike_hashes
 from saf.deploy.verify.pairs import POTENTIAL_BUDGET, compare_chunk, finish_pair, merge_pair
 
@@ -60,18 +60,20 @@ class Streamed:
 def check_chunk(chunk) -> int:
     if chunk is None:
         return DEFAULT_CHUNK
-    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)):
         raise BackendError(f"--chunk must be an integer >= 1, got {chunk!r}")
+    check_count("--chunk", chunk)
     return int(chunk)
 
 
 def _run(spec, bundle: Bundle, x: np.ndarray, start: int, k: int, progress: bool):
     """One backend on one chunk; potentials on the chunk's samples below k (the whole run's budget)."""
     if k >= start + len(x):
-        return run_spec(spec, bundle, x, record_spikes=True, record_potentials=True, progress=progress)
-    r = run_spec(spec, bundle, x, record_spikes=True, record_potentials=False, progress=progress)
+        return run_checked(spec, bundle, x, record_spikes=True, record_potentials=True, progress=progress)
+    r = run_checked(spec, bundle, x, record_spikes=True, record_potentials=False, progress=progress)
     if start < k:
-        r.potentials = run_spec(spec, bundle, x[:k - start], record_spikes=False, record_potentials=True).potentials
+        r.potentials = run_checked(spec, bundle, x[:k - start], record_spikes=False,
+                                   record_potentials=True).potentials
     return r
 
 
@@ -80,6 +82,7 @@ def run_compare(bundle: Bundle, xq: np.ndarray, specs: list, lava_limit: int, ex
     """({backend: Streamed}, pairs, failures): every backend and every pair of integer backends over xq,
     chunk samples at a time. The pairs and failures are those pairs.compare_all gives on whole runs."""
     g = bundle.graph
+    check_runs(specs, g)                            # refusals once, before the first chunk runs
     names = [l.name for l in g.spiking_layers]
     per_sample = g.T * sum(l.n_out for l in g.spiking_layers)
     ns, ks = {}, {}
