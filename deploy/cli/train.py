@@ -28,6 +28,7 @@ from saf.train.run.config import OPTIMIZERS, ConfigError, check_config, flag, re
 from saf.train.spec import BUILTIN, SpecError, load_spec, with_neuron
 from saf.train.run.fit import done_text, fit_and_report, fit_into
 from saf.train.run.trainer import TrainConfig, TrainingError, check_method_modes
+from saf.train.io.counts import check_count
 
 USER_ERRORS = (CheckpointError, ConfigError, DatasetError, DistributedError, OutputError, SpecError, TrainingError,
                FPError, SimulationError)
@@ -264,8 +265,7 @@ def eval_checkpoint(path, dataset=None, data_root=None, T=None) -> dict:
     from saf.train.data import load_dataset
     from saf.train.evaluate import evaluate, float_form
 
-    if T is not None and T < 1:
-        raise ConfigError(f"--T must be >= 1, got {T}")
+    check_count("--T", T, 1, ConfigError)
     net, spec, cfg = load_model(path)
     T = int(T or spec.get("T") or cfg.get("T", 6))
     data = load_dataset(dataset or cfg.get("dataset", "digits"), data_root or cfg.get("data_root"), T=T,

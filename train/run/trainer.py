@@ -25,6 +25,7 @@ from saf.train.modules.network import SpikingNet
 from saf.train.io.outdir import make_dirs, remove_made
 from saf.train.neuron_modes import method_refusal
 from saf.train.spec import layer_modes, layer_syn_decays, load_spec, with_neuron
+from saf.train.io.counts import check_count
 
 
 class TrainingError(Exception):
@@ -137,8 +138,7 @@ class Trainer:
             raise TrainingError(f"--method: {e}") from None
         if cfg.surrogate not in SURROGATES:
             raise TrainingError(f"--surrogate: unknown surrogate {cfg.surrogate!r} (known: {', '.join(SURROGATES)})")
-        if cfg.T < 1:
-            raise TrainingError(f"--T must be >= 1, got {cfg.T}")
+        check_count("--T", cfg.T, 1, TrainingError)
         if cfg.method == "dsr" and ddp is not None:
             raise TrainingError("--method dsr does not support --ddp yet")
         self.ide_solver = ide_solver_config(cfg)
