@@ -115,8 +115,7 @@ def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backend
     stored = bundle.manifest.get("certificate", {}).get("exact")
     exported = certify(g, extra=extra).exact if cert.exact != stored else cert.exact   # export's own conventions
     saf_exact = cert.saf_form            # the pairs' "exact": the SAF form (saf-int) equals the LIF forms
-    results, pairs, fails = run_compare(bundle, xq, specs, o.lava_limit, saf_exact, o.mismatch_bound, o.chunk,
-                                        o.progress, hashes=o.golden_dir is not None)
+    results, pairs, fails = run_compare(bundle, xq, specs, o, saf_exact, hashes=o.golden_dir is not None)
     rep = VerifyReport(bundle=str(bundle.path), certificate=cert.to_dict(),
                        certificate_matches_manifest=(stored is None or stored == exported),
                        samples={k: int(len(r.readout)) for k, r in results.items()},

@@ -77,13 +77,13 @@ def _run(spec, bundle: Bundle, x: np.ndarray, start: int, k: int, progress: bool
     return r
 
 
-def run_compare(bundle: Bundle, xq: np.ndarray, specs: list, lava_limit: int, exact: bool, mismatch_bound: float,
-                chunk: int, progress: bool = False, hashes: bool = False) -> tuple:
+def run_compare(bundle: Bundle, xq: np.ndarray, specs: list, o, exact: bool, hashes: bool = False) -> tuple:
     """({backend: Streamed}, pairs, failures): every backend and every pair of integer backends over xq,
-    chunk samples at a time. The pairs and failures are those pairs.compare_all gives on whole runs."""
+    o.chunk samples at a time (o: verify's options.VerifyOptions: lava_limit, mismatch_bound, chunk,
+    progress). The pairs and failures are those pairs.compare_all gives on whole runs."""
+    lava_limit, mismatch_bound, chunk, progress = o.lava_limit, o.mismatch_bound, o.chunk, o.progress
     g = bundle.graph
     check_runs(specs, g)                            # refusals once, before the first chunk runs
-    names = [l.name for l in g.spiking_layers]
     per_sample = g.T * sum(l.n_out for l in g.spiking_layers)
     ns, ks = {}, {}
     for spec in specs:
@@ -107,8 +107,8 @@ def run_compare(bundle: Bundle, xq: np.ndarray, specs: list, lava_limit: int, ex
             for sb in ints[i + 1:]:
                 if sa.name in res and sb.name in res:
                     key = (sa.name, sb.name)
-                    p = compare_chunk(bundle, xq[start:start + chunk], res[sa.name], res[sb.name], sa, sb, names,
-                                      start, need_first=key not in acc or not _has_spike_first(acc[key]))
+                    p = compare_chunk(bundle, xq[start:start + chunk], res[sa.name], res[sb.name], sa, sb, start,
+                                      need_first=key not in acc or not _has_spike_first(acc[key]))
                     acc[key] = merge_pair(acc.get(key), p)
         del res                                     # the chunk's spike trains go
     pairs, failures = [], []
