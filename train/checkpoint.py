@@ -193,7 +193,7 @@ def load_model(path, device: str = "cpu", data: Optional[bytes] = None):
         from saf.train.methods.dsr.net import DSRNet
         net = DSRNet(spec, readout=readout)
     else:
-        net = SpikingNet(spec, surrogate=config.get("surrogate", "sigmoid"), alpha=float(config.get("alpha", 4.0)),
+        net = SpikingNet(spec, surrogate=config.get("surrogate", "sigmoid"), surrogate_slope=float(config.get("alpha", 4.0)),
                          readout=readout)
     expected = net.state_dict()
     missing = sorted(set(expected) - set(tensors))

@@ -164,7 +164,7 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
                 readout=net.readout_kind.name,
                 train_config={k: cfg.get(k) for k in ("method", "dataset", "lam", "theta", "T", "epochs", "seed")})
     src = Source(layers, feedback, target, T, net.lam, net.theta, net.readout_kind.leaks_with_lam,
-                 net.alpha if is_dsr else 1.0, meta, {fl.name: fl.pool for fl in layers if fl.pool > 1}, sum_pool,
+                 net.dsr_alpha if is_dsr else 1.0, meta, {fl.name: fl.pool for fl in layers if fl.pool > 1}, sum_pool,
                  coding.to_dict() if data is not None and data.time_steps is not None else None,
                  spec.get("name", "network"), synapse_words)
     chosen, fit = _grid_or_fit(trained, ckpt_bytes, prov, src, first, peak, net, data, approximate,

@@ -119,7 +119,7 @@ def build(cfg: TrainConfig, spec: Optional[dict] = None):
     if cfg.method == "dsr":
         from saf.train.methods.dsr.net import DSRNet, dsr_spec
         return DSRNet(dsr_spec(spec, cfg.dsr_alpha, cfg.dsr_readout))
-    return SpikingNet(spec, surrogate=cfg.surrogate, alpha=cfg.alpha, readout=readout_for(cfg.method, spec["neuron"]["lam"]))
+    return SpikingNet(spec, surrogate=cfg.surrogate, surrogate_slope=cfg.alpha, readout=readout_for(cfg.method, spec["neuron"]["lam"]))
 
 
 def ide_solver_config(cfg: TrainConfig) -> SolverConfig:
