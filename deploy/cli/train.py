@@ -85,7 +85,8 @@ def register(sub) -> None:
     p.add_argument("--weight-decay", type=float, help=f"default {d.weight_decay}")
     p.add_argument("--mse-weight", type=float, help=f"a in (1-a) CE + a MSE (default {d.mse_weight})")
     p.add_argument("--surrogate", choices=tuple(SURROGATES), help=f"default {d.surrogate}")
-    p.add_argument("--alpha", type=float, help=f"surrogate slope (sigmoid) or half-width (rect) (default {d.alpha})")
+    p.add_argument("--surrogate-slope", "--alpha", dest="surrogate_slope", type=float,
+                   help=f"surrogate slope (sigmoid) or half-width (rect) (default {d.surrogate_slope})")
     p.add_argument("--dsr-alpha", type=float,
                    help=f"--method dsr: fire at alpha*V_th, subtract V_th (alpha in (0, 1]; default {d.dsr_alpha})")
     p.add_argument("--dsr-readout", choices=DSR_READOUTS,

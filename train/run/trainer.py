@@ -54,7 +54,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     mse_weight: float = 0.05
     surrogate: str = "sigmoid"
-    alpha: float = 4.0
+    surrogate_slope: float = 4.0     # --surrogate-slope (--alpha); stored as "alpha" before
     seed: int = 0
     device: str = "auto"
     limit_train: Optional[int] = None
@@ -119,7 +119,7 @@ def build(cfg: TrainConfig, spec: Optional[dict] = None):
     if cfg.method == "dsr":
         from saf.train.methods.dsr.net import DSRNet, dsr_spec
         return DSRNet(dsr_spec(spec, cfg.dsr_alpha, cfg.dsr_readout))
-    return SpikingNet(spec, surrogate=cfg.surrogate, surrogate_slope=cfg.alpha, readout=readout_for(cfg.method, spec["neuron"]["lam"]))
+    return SpikingNet(spec, surrogate=cfg.surrogate, surrogate_slope=cfg.surrogate_slope, readout=readout_for(cfg.method, spec["neuron"]["lam"]))
 
 
 def ide_solver_config(cfg: TrainConfig) -> SolverConfig:
