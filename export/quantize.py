@@ -197,7 +197,7 @@ def _spiking_layer(i, fl: FloatLayer, fbs: list, theta: float, wmax: int, step: 
         owed = th << F if fl.reset == RESET_SUBTRACT_UNDECAYED else 0     # state_bound.owed_subtraction
         if du != DU_NONE:                       # two-state: V fed by the carried current (state_bound.py)
             syn = layer_current_bound(W, np.zeros(1, np.int64), FW, x_max if i == 0 else 1, in_signed and i == 0)
-            worst = two_state_bound(syn, int(np.abs(B).max(initial=0)), F, du, D, T, c << F, owed)
+            worst = two_state_bound(syn, int(np.abs(B).max(initial=0)), F, du, D, T, abs(c << F) + owed)
         else:
             worst = (bound << F) * geo + (abs(c) << F) + owed
         fits = worst <= STATE_MAX and (th << F) <= STATE_MAX

@@ -13,11 +13,11 @@ EXEMPT = ("deploy/lava/procs/", "deploy/backends/emulator_kernels.py")
 PENDING = {
     "deploy/backends/emulator_layers.py:emulate_layers", "deploy/backends/onnx_runner.py:run_onnx",
     "deploy/backends/registry.py:run_backend", "deploy/bench/peers.py:bench_peers",
-    "export/netx/to_graph.py:_spiking", "export/nir/from_run.py:_neuron", "export/onnx_model.py:_synapse",
+    "export/nir/from_run.py:_neuron", "export/onnx_model.py:_synapse",
     "export/onnx_model.py:build_onnx_model", "export/pipeline/grid.py:grid_attempt",
     "export/pipeline/snn.py:export_checkpoint", "export/pipeline/snn.py:_grid_or_fit",
     "export/proof/certificate.py:certify", "export/proof/saf_int.py:run_saf_int",
-    "export/proof/state_bound.py:two_state_bound", "export/quantize.py:_spiking_layer", "export/quantize.py:quantize",
+    "export/quantize.py:_spiking_layer", "export/quantize.py:quantize",
     "export/synthetic.py:random_graph", "train/bench/compiled.py:compile_experiment",
     "train/bench/compiled.py:_compile_run", "train/bench/cost.py:bench_train_profile", "train/bench/cost.py:bench_train",
     "train/bench/measure.py:time_round", "train/bench/profile.py:profile_train", "train/grid/methods.py:_per_step",
