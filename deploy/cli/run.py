@@ -16,7 +16,7 @@ from saf.deploy.verify.golden import GoldenError
 from saf.deploy.verify.report_io import FUZZ_FAILURE
 from saf.deploy.verify.plan import DEFAULT_BACKENDS as DEFAULT_BACKEND_LIST
 from saf.deploy.verify.stream import DEFAULT_CHUNK
-from saf.deploy.inputs import load_inputs, load_npy_inputs
+from saf.deploy.inputs import load_inputs
 
 USER_ERRORS = (BundleError, DatasetError, BackendError, GoldenError, OutputError)
 

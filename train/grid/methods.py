@@ -23,8 +23,8 @@ def _per_step(net, grid, xq, y, T, method, optimizer, loss_fn, after_backward, u
         o, _, st = grid_step(net, grid, xq, st, "trace", wq)
         return o, st
 
-    total, loss_sum, st = online_steps(step, init_state(net), T, method, optimizer, loss_fn, y, after_backward,
-                                       update)
+    total, loss_sum, st = online_steps(step, init_state(net), T, method, optimizer, lambda o: loss_fn(o, y),
+                                       after_backward, update)
     return {"loss": loss_sum, "logits": total, "state_bytes": state_bytes(st)}
 
 
