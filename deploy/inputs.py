@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from saf.train.data import DatasetError
+from saf.train.io.counts import check_count
 
 from saf.deploy.backends.registry import Bundle
 
@@ -30,8 +31,7 @@ def load_inputs(bundle: Bundle, data: str, root, limit) -> tuple:
     if tuple(ds.input_shape) != tuple(bundle.graph.input_shape):
         raise DatasetError(f"dataset {ds.name} has input {list(ds.input_shape)}, the bundle expects "
                            f"{list(bundle.graph.input_shape)}")
-    if limit is not None and limit < 1:
-        raise DatasetError(f"--limit must be >= 1, got {limit}")
+    check_count("--limit", limit, 1, DatasetError)
     x, y = ds.x_test.numpy(), ds.y_test.numpy()
     if limit:
         x, y = x[:limit], y[:limit]
@@ -59,3 +59,18 @@ def load_npy_inputs(bundle: Bundle, path: str) -> np.ndarray:
         raise DatasetError(f"--inputs {path}: values in [{x.min()}, {x.max()}], "
                            f"the bundle's input range is [{lo}, {hi}]")
     return x.astype(np.int64)
+
+
+def choose_inputs(bundle: Bundle, inputs, data, root, limit) -> tuple:
+    """(xq, labels or None, name, FP spike times or None) a verify run compares on: a user's .npy
+    (`inputs`, replacing the dataset), an FP bundle's latency-coded test split, or the test split."""
+    from saf.deploy.verify.fp_dt import is_fp_bundle, load_fp_inputs
+
+    check_count("--limit", limit, 1, DatasetError)
+    if inputs and (data or limit):
+        raise DatasetError("--inputs replaces the dataset: drop --data/--limit")
+    if inputs:
+        return load_npy_inputs(bundle, inputs), None, inputs, None
+    if is_fp_bundle(bundle):
+        return load_fp_inputs(bundle, data, root, limit)
+    return (*load_inputs(bundle, data, root, limit), None)

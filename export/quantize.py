@@ -75,6 +75,7 @@ from saf.export.fold.snn import FloatLayer
 from saf.export.ir import (DU_NONE, STATE_MAX, Feedback, Graph, Layer, current_decay_bits, decay_for, du_for,
                            dyadic_exponent)
 from saf.export.proof.state_bound import geometric_sum, layer_current_bound, state_bound, two_state_bound
+from saf.train.io.counts import check_count
 
 MIN_WEIGHT_LEVELS = 16     # do not lower a layer's weight precision below this many levels
 
@@ -196,7 +197,7 @@ def _spiking_layer(i, fl: FloatLayer, fbs: list, theta: float, wmax: int, step: 
         owed = th << F if fl.reset == RESET_SUBTRACT_UNDECAYED else 0     # state_bound.owed_subtraction
         if du != DU_NONE:                       # two-state: V fed by the carried current (state_bound.py)
             syn = layer_current_bound(W, np.zeros(1, np.int64), FW, x_max if i == 0 else 1, in_signed and i == 0)
-            worst = two_state_bound(syn, int(np.abs(B).max(initial=0)), F, du, D, T, c << F, owed)
+            worst = two_state_bound(syn, int(np.abs(B).max(initial=0)), F, du, D, T, abs(c << F) + owed)
         else:
             worst = (bound << F) * geo + (abs(c) << F) + owed
         fits = worst <= STATE_MAX and (th << F) <= STATE_MAX
@@ -280,8 +281,7 @@ def quantize(layers: list, feedback: list, *, T: int, lam: float, theta: float, 
     alpha_q = Fraction(alpha).limit_denominator(1 << 12)
     if not (0 < alpha_q <= 1):
         raise QuantizeError(f"alpha must be in (0, 1], got {alpha}")
-    if T < 1:
-        raise QuantizeError(f"T must be >= 1, got {T}")
+    check_count("T", T, 1, QuantizeError)
     if not (0 < lam <= 1):
         raise QuantizeError(f"lam must be in (0, 1], got {lam}")
     D = decay_for(lam)

@@ -67,7 +67,7 @@ def describe(graph: Graph):
             syn_b = layer_current_bound(l.weight, np.zeros(1, np.int64), [f.weight for f in fbs],
                                         graph.layer_input_max(i), graph.input_signed and i == 0)
             bound = two_state_bound(syn_b, int(np.abs(l.bias).max(initial=0)), l.frac_bits, int(l.du),
-                                    graph.decay, graph.T, int(l.v0), owed_subtraction(l),
+                                    graph.decay, graph.T, abs(int(l.v0)) + owed_subtraction(l),
                                     initial_drive_max(l.full_bias(), l.full_initial_current(), l.frac_bits)
                                     if l.has_initial_current else None)
         else:

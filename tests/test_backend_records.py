@@ -130,7 +130,7 @@ def test_uncovered_backend_is_labelled_and_still_compared(demo):
     (["verify", "{b}", "--lava-limit", "0"], "--lava-limit must be >= 1, got 0"),
     (["verify", "{b}", "--lava-limit", "-3"], "--lava-limit must be >= 1, got -3"),
     (["verify", "{b}", "--limit", "-1"], "--limit must be >= 1"),
-    (["verify", "{b}", "--fuzz", "-5"], "--fuzz must be >= 1"),
+    (["verify", "{b}", "--fuzz", "-5"], "--fuzz must be >= 0"),
     (["verify", "{b}", "--backends", "saf-int,emulator", "--fuzz", "3"], "--fuzz must be >= 15"),
     (["verify", "{b}", "--fuzz", "20", "--seed", "-1"], "--seed must be >= 0"),
     (["verify", "{b}", "--inputs", "{tmp}/none.npy"], "--inputs"),

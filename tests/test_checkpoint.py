@@ -57,7 +57,8 @@ def load_meta(path):
 def test_roundtrip_same_network(saved, tmp_path):
     net, path = saved
     loaded, spec, config = load_model(path.parent)          # a run directory resolves to its checkpoint
-    assert spec == net.spec and config == CONFIG
+    upgraded = {k: v for k, v in CONFIG.items() if k != "alpha"} | {"surrogate_slope": CONFIG["alpha"]}
+    assert spec == net.spec and config == upgraded      # CONFIG has the old key "alpha": read under its new name
     sd, sd2 = net.state_dict(), loaded.state_dict()
     assert sorted(sd) == sorted(sd2)
     for k in sd:
@@ -253,3 +254,23 @@ def test_save_is_atomic(saved, monkeypatch):
         save_checkpoint(path, net, CONFIG)
     assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == [CHECKPOINT]
+
+
+def test_an_old_config_key_loads_under_its_new_name(tmp_path):
+    """Checkpoints before the rename store the surrogate's slope as "alpha": they still load, with it;
+    a config with both keys keeps the new one; the trainer's config (TrainConfig) has only the new name."""
+    from dataclasses import fields
+
+    from saf.train.checkpoint import upgraded_config
+    from saf.train.run.trainer import TrainConfig
+
+    spec = with_neuron(builtin_spec("mlp-digits"), 0.5, 1.0)
+    net = SpikingNet(spec)
+    old = tmp_path / "old" / CHECKPOINT
+    save_checkpoint(old, net, {"model": "mlp-digits", "surrogate": "rect", "alpha": 0.5})
+    loaded, _, config = load_model(old)
+    assert loaded.surrogate_slope == 0.5 and config["surrogate_slope"] == 0.5 and "alpha" not in config
+    assert json.loads(load_meta(old)["config"])["alpha"] == 0.5           # the file itself is left as it was
+    assert upgraded_config({"alpha": 1.0, "surrogate_slope": 2.0}) == {"surrogate_slope": 2.0}
+    names = {f.name for f in fields(TrainConfig)}
+    assert "surrogate_slope" in names and "alpha" not in names

@@ -89,7 +89,7 @@ def _grads_a(net: DSRNet, x, y, T, mask_from_last=False):
     h = x.unsqueeze(0).expand(T, *x.shape)
     for l, blk in enumerate(net.blocks):
         I = blk(h.reshape(T * x.shape[0], *h.shape[2:])) + blk.bias_term(1.0)
-        h = _NeuronA.apply(I.reshape(T, x.shape[0], *I.shape[1:]), V[l], net.alpha, mask_from_last)
+        h = _NeuronA.apply(I.reshape(T, x.shape[0], *I.shape[1:]), V[l], net.dsr_alpha, mask_from_last)
     o = h.mean(0)
     logits = o if net.spiking_output else net.readout(o) + net.readout.bias_term(1.0)
     ce_mse_loss(logits, y).backward()

@@ -108,7 +108,7 @@ def test_fault_in_a_later_chunk_is_reported_at_its_global_index(demo, chunk):
 def test_no_run_or_comparison_holds_more_than_a_chunk(demo, monkeypatch):
     _, b, xq, y = demo
     seen = {"run": [], "compare": []}
-    run, cmp = stream.run_spec, pairs_mod.compare_pair
+    run, cmp = stream.run_checked, pairs_mod.compare_pair
 
     def run_rec(spec, bundle, x, *a, **k):
         seen["run"].append(len(x))
@@ -117,7 +117,7 @@ def test_no_run_or_comparison_holds_more_than_a_chunk(demo, monkeypatch):
     def cmp_rec(a, b_, names):
         seen["compare"].append(max(len(s) for s in a.spikes + b_.spikes))
         return cmp(a, b_, names)
-    monkeypatch.setattr(stream, "run_spec", run_rec)
+    monkeypatch.setattr(stream, "run_checked", run_rec)
     monkeypatch.setattr(pairs_mod, "compare_pair", cmp_rec)
     verify(b, xq, y, ["saf-int", "emulator", "onnx"], fault="tie", chunk=5)
     assert max(seen["run"]) == 5 and max(seen["compare"]) == 5 and len(seen["compare"]) == 6 * 5

@@ -153,6 +153,22 @@ def choose_checkpoint(path, which: str = "best") -> tuple:
                   f"--checkpoint last for epoch {done}")
 
 
+RENAMED_CONFIG_KEYS = {"alpha": "surrogate_slope"}   # a stored config's old key -> its name now
+
+
+def upgraded_config(config: dict) -> dict:
+    """A stored training config with old keys read under their new names (RENAMED_CONFIG_KEYS); a file
+    that has both keeps the new one. Checkpoints written now store the new names."""
+    if not isinstance(config, dict):
+        return config
+    out = dict(config)
+    for old, new in RENAMED_CONFIG_KEYS.items():
+        if old in out:
+            value = out.pop(old)
+            out.setdefault(new, value)
+    return out
+
+
 def read_checkpoint(path, with_readout: bool = False, data: Optional[bytes] = None) -> tuple:
     """Returns (state_dict, spec, config), validated, and the recorded Readout (train/readout.py; a
     checkpoint without the record has the non-leaking sum) when with_readout. `data`: the file's bytes,
@@ -161,7 +177,7 @@ def read_checkpoint(path, with_readout: bool = False, data: Optional[bytes] = No
     p = resolve(path) if data is None else Path(path)
     meta, tensors = read_saf_file(p, load_bytes, data)
     try:
-        spec, config = json.loads(meta["spec"]), json.loads(meta["config"])
+        spec, config = json.loads(meta["spec"]), upgraded_config(json.loads(meta["config"]))
         plan(spec)
     except (KeyError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{p}: spec/config metadata unreadable ({e})") from None
@@ -193,7 +209,8 @@ def load_model(path, device: str = "cpu", data: Optional[bytes] = None):
         from saf.train.methods.dsr.net import DSRNet
         net = DSRNet(spec, readout=readout)
     else:
-        net = SpikingNet(spec, surrogate=config.get("surrogate", "sigmoid"), alpha=float(config.get("alpha", 4.0)),
+        net = SpikingNet(spec, surrogate=config.get("surrogate", "sigmoid"),
+                         surrogate_slope=float(config.get("surrogate_slope", 4.0)),
                          readout=readout)
     expected = net.state_dict()
     missing = sorted(set(expected) - set(tensors))

@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Callable
 
 
-def online_steps(step: Callable, st, T: int, method: str, optimizer, loss_fn, y, after_backward, update) -> tuple:
-    """(summed logits, summed loss, final state); step(st) -> (logits of this step, next state)."""
+def online_steps(step: Callable, st, T: int, method: str, optimizer, loss_of: Callable, after_backward,
+                 update) -> tuple:
+    """(summed logits, summed loss, final state); step(st) -> (logits of this step, next state);
+    loss_of(logits) -> the step's loss against the batch's labels (before the 1/T)."""
     total, loss_sum = 0.0, 0.0
     if method == "ottt-a":
         optimizer.zero_grad(set_to_none=True)
     for t in range(1, T + 1):
         o, st = step(st)
-        loss = loss_fn(o, y) / T
+        loss = loss_of(o) / T
         if method != "ottt-a":
             optimizer.zero_grad(set_to_none=True)
         loss.backward()

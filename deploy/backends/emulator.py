@@ -35,16 +35,19 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from dataclasses import replace
+from typing import Optional
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from saf.export.ir import DECAY_ONE, STATE_BITS, STATE_MAX, Graph
 from saf.train.neuron_modes import (ALL_MODES, COMPARE_GE, COMPARE_GT, RESET_SUBTRACT, RESET_SUBTRACT_UNDECAYED,
-                                    RESET_ZERO, RESETS)
+                                    RESET_ZERO)
 
 from saf.export.result import BackendResult
 from saf.deploy.backends.emulator_kernels import decay_trunc as _decay
+from saf.deploy.backends.emulator_options import EmulatorOptions
 
 # What emulate() computes with its default options (declared for the certificate's convention row): each
 # layer's own compare and reset, every combination of them.
@@ -218,10 +221,6 @@ class _Plan:
 
 
 # emulate()'s fault-injection options at their correct values
-_DEFAULTS = {"tie": None, "reset": None, "feedforward_delay": 0, "feedback_delay": 1, "overflow": "clip",
-             "current_bits": 0, "readout_leak": True, "initial_potential": True, "current_decay": True,
-             "first_spike": True, "initial_current": True, "readout_delay": 0}
-
 
 def _compare(layer, tie) -> str:
     """The compare layer runs under the tie option (None: its own)."""
@@ -239,149 +238,140 @@ def _reset(layer, reset) -> str:
     return RESET_SWAP[layer.reset] if reset == "swap" else reset
 
 
-def emulate(graph: Graph, xq: np.ndarray, *, tie: str = None, reset: str = None,
-            feedforward_delay: int = 0, feedback_delay: int = 1, overflow: str = "clip",
-            current_bits: int = 0, readout_leak: bool = True, initial_potential: bool = True,
-            current_decay: bool = True, first_spike: bool = True, initial_current: bool = True,
-            readout_delay: int = 0, record_spikes: bool = True,
-            record_potentials: bool = False, batch_size: int = 512,
-            progress: bool = False, plan: _Plan = None, layer_schedule: bool = True) -> BackendResult:
+def emulate(graph: Graph, xq: np.ndarray, options: Optional[EmulatorOptions] = None, plan: _Plan = None,
+            **kw) -> BackendResult:
     """Run the integer LIF form on xq [N, *input_shape] (constant) or [N, T, *input_shape] (frame x[t]
-    at step t); the keyword options inject faults. A feed-forward graph with no fault runs layer by
-    layer (emulator_layers.py) unless layer_schedule=False (the step-by-step schedule below)."""
+    at step t). options: an EmulatorOptions record or its fields as keywords; the fault fields inject
+    faults. A feed-forward graph with no fault runs layer by layer (emulator_layers.py) unless
+    layer_schedule=False (the step-by-step schedule of _StepMajor)."""
     import saf.deploy.backends.emulator_layers as emulator_layers
-    if tie not in (None, "ge", "gt", "flip"):
-        raise ValueError(f"tie must be None, 'ge', 'gt' or 'flip', got {tie!r}")
-    if reset not in (None, "swap") + RESETS:
-        raise ValueError(f"reset must be None, 'swap' or one of {', '.join(RESETS)}, got {reset!r}")
-    if feedforward_delay < 0 or feedback_delay < 1 or readout_delay < 0:
-        raise ValueError("need feedforward_delay >= 0, feedback_delay >= 1 and readout_delay >= 0")
-    if overflow not in ("clip", "wrap"):
-        raise ValueError(f"overflow must be 'clip' or 'wrap', got {overflow!r}")
+    o = replace(options, **kw) if options is not None else EmulatorOptions(**kw)
     t0 = time.perf_counter()
     frames = graph.input_frames(xq)                         # [N, T, n_in]: constant or x[t]
     varying = np.asarray(xq).ndim == len(graph.input_shape) + 2
     n = frames.shape[0]
-    xq = frames[:, 0]
-    x_abs = int(np.abs(frames if varying else xq).max(initial=0))
+    x_abs = int(np.abs(frames if varying else frames[:, 0]).max(initial=0))
     if plan is None or x_abs > plan.x_max:      # inputs beyond input_bits: re-derive exact dtypes
         plan = _Plan(graph, x_abs)
     T, sp = graph.T, plan.spiking
-    ro = graph.readout
-    ro_decay = int(ro.decay) if readout_leak else 0
-    readout = np.zeros((n, ro.n_out), dtype=np.int64)
-    spikes = [np.zeros((n, T, l.n_out), dtype=bool) for l in sp] if record_spikes else None
-    pots = [np.zeros((n, T, l.n_out), dtype=np.int64) for l in sp] if record_potentials else None
-    sat = {l.name: 0 for l in sp}
-    vmax = {l.name: 0 for l in sp}
-    sdt = plan.state_dtype
-    faults = {k: v for k, v in (("tie", tie), ("reset", reset), ("feedforward_delay", feedforward_delay),
-                                ("feedback_delay", feedback_delay), ("overflow", overflow),
-                                ("current_bits", current_bits), ("readout_leak", readout_leak),
-                                ("initial_potential", initial_potential), ("current_decay", current_decay),
-                                ("first_spike", first_spike), ("initial_current", initial_current),
-                                ("readout_delay", readout_delay))
-              if v != _DEFAULTS[k]}
-    layer_major = layer_schedule and emulator_layers.supports(graph, faults, plan)
-    out = {"readout": readout, "spikes": spikes, "potentials": pots, "sat": sat, "vmax": vmax, "macs": 0}
-    for start in range(0, n, batch_size):
+    out = {"readout": np.zeros((n, graph.readout.n_out), dtype=np.int64),
+           "spikes": [np.zeros((n, T, l.n_out), dtype=bool) for l in sp] if o.record_spikes else None,
+           "potentials": [np.zeros((n, T, l.n_out), dtype=np.int64) for l in sp] if o.record_potentials else None,
+           "sat": {l.name: 0 for l in sp}, "vmax": {l.name: 0 for l in sp}, "macs": 0}
+    layer_major = o.layer_schedule and emulator_layers.supports(graph, o.injected(), plan)
+    for start in range(0, n, o.batch_size):
+        sl = slice(start, min(n, start + o.batch_size))
         if layer_major:       # feed-forward, correct semantics: one matmul per layer for all T steps
-            emulator_layers.emulate_layers(graph, frames, varying, plan, record_spikes=record_spikes,
-                                           record_potentials=record_potentials, batch_size=batch_size,
-                                           sl=slice(start, min(n, start + batch_size)), out=out)
-            if progress:
-                print(f"emulator: {min(n, start + batch_size)}/{n} samples", flush=True)
-            continue
-        sl = slice(start, min(n, start + batch_size))
-        b = sl.stop - sl.start
-        # a constant input's current (with the bias) is computed once; a train x[t] gets one per step
-        if varying:
-            I0 = [plan.syn[0](frames[sl, t], sdt) + plan.bias[0].astype(sdt) for t in range(T)]
+            emulator_layers.emulate_layers(graph, frames, varying, plan, record_spikes=o.record_spikes,
+                                           record_potentials=o.record_potentials, batch_size=o.batch_size,
+                                           sl=sl, out=out)
         else:
-            I0 = plan.syn[0](xq[sl], sdt) + plan.bias[0].astype(sdt)
-        if not plan.fb[0]:                                      # ... and so is the whole u of layer 0
-            def _u(i):
-                u = _shift(i, sp[0].frac_bits)
-                return _wrap(u, current_bits) if current_bits else u
-            u0 = [_u(i) for i in I0] if varying else _u(I0)
-        # V'[0] = v0 (Layer.v0, DSR's alpha firing); initial_potential=False injects the fault of ignoring it
-        V = [np.full((b, l.n_out), int(l.v0) if initial_potential else 0, dtype=sdt) for l in sp]
-        zeros = [np.zeros((b, l.n_out), dtype=bool) for l in sp]
-        # hist[t'] = list of spike arrays of step t' (most recent last), enough for both delays
-        depth = max(feedforward_delay + readout_delay, feedback_delay) + 1
-        hist = deque([list(zeros) for _ in range(depth)], maxlen=depth)
-        # two-state layers (Layer.du < 4095): the current register U, carried over steps
-        # U[0] = u0 (Layer.u0, a bias inside the current); initial_current=False injects the fault of ignoring it
-        Uc = [np.broadcast_to(l.full_initial_current() if initial_current else 0, (b, l.n_out)).astype(sdt)
-              if l.two_state and current_decay else None for l in sp]
-        first = ro.first_spike and first_spike
-        counts = np.zeros((b, sp[-1].n_out), dtype=np.int64)
-        R = np.zeros((b, ro.n_out), dtype=np.int64)            # leaking readout: R[t]
-        for t in range(T):
-            cur = []
-            for li, layer in enumerate(sp):
-                if li == 0 and not plan.fb[0]:
-                    if t >= feedforward_delay:
-                        u = u0[t - feedforward_delay] if varying else u0
-                    else:
-                        u = _shift(plan.bias[0].astype(sdt), layer.frac_bits)
-                        u = _wrap(u, current_bits) if current_bits else u
-                else:
-                    if li == 0:
-                        I = (I0[t - feedforward_delay] if varying else I0) if t >= feedforward_delay \
-                            else plan.bias[0].astype(sdt)
-                    else:
-                        x_in = cur[li - 1] if feedforward_delay == 0 else hist[-feedforward_delay][li - 1]
-                        I = plan.syn[li](x_in, sdt) + plan.bias[li]
-                    for src, syn in plan.fb[li]:
-                        I = I + syn(hist[-feedback_delay][src], sdt)
-                    u = _shift(I, layer.frac_bits)
-                    u = _wrap(u, current_bits) if current_bits else u
-                if Uc[li] is not None:   # U = trunc0(U * (4095-du)/4096) + (W s << F); V gets U + (B << F)
-                    b_sh = _shift(plan.bias[li].astype(sdt), layer.frac_bits)
-                    Uc[li] = _decay(Uc[li], int(layer.du) + 1) + (u - b_sh)
-                    u = Uc[li] + b_sh
-                th = layer.threshold << layer.frac_bits
-                lreset = _reset(layer, reset)
-                v = _decay(V[li], graph.decay) + u
-                if lreset == RESET_SUBTRACT_UNDECAYED:     # the last step's spike subtracts after the decay
-                    v = v - hist[-1][li] * th
-                v, k, vm = _limit(v, overflow)
-                sat[layer.name] += k
-                vmax[layer.name] = max(vmax[layer.name], vm)
-                s = v >= th if _compare(layer, tie) == COMPARE_GE else v > th
-                if pots is not None:
-                    pots[li][sl, t] = v
-                if spikes is not None:
-                    spikes[li][sl, t] = s
-                V[li] = v - s * th if lreset == RESET_SUBTRACT else np.where(s, 0, v) if lreset == RESET_ZERO else v
-                cur.append(s)
-            hist.append(cur)
-            d_ro = feedforward_delay + readout_delay
-            last = cur[-1] if d_ro == 0 else hist[-1 - d_ro][-1]
-            counts += last
-            if first:                # R = T + 1 - first step (1-based) with W_o s_N[t] + B_o > 0
-                drive = plan.syn[-1](last) + plan.bias[-1]
-                R = np.where((R == 0) & (drive > 0), T - t, R)
-            elif ro.decay:             # R[t] = decay_r(R[t-1]) + ((W_o s_N[t] + B_o) << F_r)
-                R = _decay(R, ro_decay) + ((plan.syn[-1](last) + plan.bias[-1]) << ro.readout_shift)
-        # non-leaking readout: R[T] = sum_t (W_o s_N[t] + B_o) = W_o (sum_t s_N[t]) + T * B_o
-        readout[sl] = R if (ro.decay or first) else plan.syn[-1](counts) + T * plan.bias[-1]
-        if progress:
+            _StepMajor(graph, plan, o, frames[sl], varying).run(sl, out)
+        if o.progress:
             print(f"emulator: {sl.stop}/{n} samples", flush=True)
-    info = {"saturated": sat, "max_abs_v": vmax,
-            "faults": {"tie": tie, "reset": reset, "feedforward_delay": feedforward_delay,
-                       "feedback_delay": feedback_delay, "overflow": overflow,
-                       "current_bits": current_bits, "readout_leak": readout_leak,
-                       "initial_potential": initial_potential, "current_decay": current_decay,
-                       "first_spike": first_spike, "initial_current": initial_current,
-                       "readout_delay": readout_delay},
+    info = {"saturated": out["sat"], "max_abs_v": out["vmax"], "faults": o.faults(),
             "schedule": "layer-major" if layer_major else "step-major",
             "macs_executed": out["macs"] if layer_major else None,     # counted by the event-driven kernels
             "synapse_dtypes": {s.name: np.dtype(s.dtype).name for s in plan.syn},
             "state_dtype": np.dtype(plan.state_dtype).name}
-    return BackendResult(backend="emulator", readout=readout, spikes=spikes, potentials=pots,
-                         seconds=time.perf_counter() - t0, info=info)
+    return BackendResult(backend="emulator", readout=out["readout"], spikes=out["spikes"],
+                         potentials=out["potentials"], seconds=time.perf_counter() - t0, info=info)
+
+
+class _StepMajor:
+    """One batch of samples run step by step, every layer at each step (feedback edges, delays and the
+    fault options need it): V, the carried currents U and the spike history between steps."""
+
+    def __init__(self, graph: Graph, plan: _Plan, o: EmulatorOptions, frames: np.ndarray, varying: bool):
+        self.g, self.plan, self.o, self.varying = graph, plan, o, varying
+        sp, sdt, T = plan.spiking, plan.state_dtype, graph.T
+        b = frames.shape[0]
+        # a constant input's current (with the bias) is computed once; a train x[t] gets one per step
+        if varying:
+            self.I0 = [plan.syn[0](frames[:, t], sdt) + plan.bias[0].astype(sdt) for t in range(T)]
+        else:
+            self.I0 = plan.syn[0](frames[:, 0], sdt) + plan.bias[0].astype(sdt)
+        if not plan.fb[0]:                                      # ... and so is the whole u of layer 0
+            self.u0 = [self._u(i) for i in self.I0] if varying else self._u(self.I0)
+        # V'[0] = v0 (Layer.v0, DSR's alpha firing); initial_potential=False injects the fault of ignoring it
+        self.V = [np.full((b, l.n_out), int(l.v0) if o.initial_potential else 0, dtype=sdt) for l in sp]
+        zeros = [np.zeros((b, l.n_out), dtype=bool) for l in sp]
+        # hist[t'] = list of spike arrays of step t' (most recent last), enough for both delays
+        depth = max(o.feedforward_delay + o.readout_delay, o.feedback_delay) + 1
+        self.hist = deque([list(zeros) for _ in range(depth)], maxlen=depth)
+        # two-state layers (Layer.du < 4095): the current register U, carried over steps
+        # U[0] = u0 (Layer.u0, a bias inside the current); initial_current=False injects the fault of ignoring it
+        self.Uc = [np.broadcast_to(l.full_initial_current() if o.initial_current else 0, (b, l.n_out)).astype(sdt)
+                   if l.two_state and o.current_decay else None for l in sp]
+        self.counts = np.zeros((b, sp[-1].n_out), dtype=np.int64)
+        self.R = np.zeros((b, graph.readout.n_out), dtype=np.int64)            # leaking readout: R[t]
+
+    def _u(self, i):
+        u = _shift(i, self.plan.spiking[0].frac_bits)
+        return _wrap(u, self.o.current_bits) if self.o.current_bits else u
+
+    def _input(self, li: int, layer, t: int, cur: list):
+        """Layer li's input current u at step t (<< F, wrapped where current_bits says)."""
+        o, plan, sdt = self.o, self.plan, self.plan.state_dtype
+        ffd = o.feedforward_delay
+        if li == 0 and not plan.fb[0]:
+            if t >= ffd:
+                return self.u0[t - ffd] if self.varying else self.u0
+            u = _shift(plan.bias[0].astype(sdt), layer.frac_bits)
+            return _wrap(u, o.current_bits) if o.current_bits else u
+        if li == 0:
+            I = (self.I0[t - ffd] if self.varying else self.I0) if t >= ffd else plan.bias[0].astype(sdt)
+        else:
+            x_in = cur[li - 1] if ffd == 0 else self.hist[-ffd][li - 1]
+            I = plan.syn[li](x_in, sdt) + plan.bias[li]
+        for src, syn in plan.fb[li]:
+            I = I + syn(self.hist[-o.feedback_delay][src], sdt)
+        u = _shift(I, layer.frac_bits)
+        return _wrap(u, o.current_bits) if o.current_bits else u
+
+    def _neuron(self, li: int, layer, u, t: int, sl: slice, out: dict):
+        """Layer li's spikes at step t from its input u; V (and U) updated, potentials recorded."""
+        o, plan, sdt = self.o, self.plan, self.plan.state_dtype
+        if self.Uc[li] is not None:   # U = trunc0(U * (4095-du)/4096) + (W s << F); V gets U + (B << F)
+            b_sh = _shift(plan.bias[li].astype(sdt), layer.frac_bits)
+            self.Uc[li] = _decay(self.Uc[li], int(layer.du) + 1) + (u - b_sh)
+            u = self.Uc[li] + b_sh
+        th = layer.threshold << layer.frac_bits
+        lreset = _reset(layer, o.reset)
+        v = _decay(self.V[li], self.g.decay) + u
+        if lreset == RESET_SUBTRACT_UNDECAYED:     # the last step's spike subtracts after the decay
+            v = v - self.hist[-1][li] * th
+        v, k, vm = _limit(v, o.overflow)
+        out["sat"][layer.name] += k
+        out["vmax"][layer.name] = max(out["vmax"][layer.name], vm)
+        s = v >= th if _compare(layer, o.tie) == COMPARE_GE else v > th
+        if out["potentials"] is not None:
+            out["potentials"][li][sl, t] = v
+        if out["spikes"] is not None:
+            out["spikes"][li][sl, t] = s
+        self.V[li] = v - s * th if lreset == RESET_SUBTRACT else np.where(s, 0, v) if lreset == RESET_ZERO else v
+        return s
+
+    def run(self, sl: slice, out: dict) -> None:
+        o, plan, g = self.o, self.plan, self.g
+        ro, T = g.readout, g.T
+        ro_decay = int(ro.decay) if o.readout_leak else 0
+        first = ro.first_spike and o.first_spike
+        for t in range(T):
+            cur = []
+            for li, layer in enumerate(plan.spiking):
+                cur.append(self._neuron(li, layer, self._input(li, layer, t, cur), t, sl, out))
+            self.hist.append(cur)
+            d_ro = o.feedforward_delay + o.readout_delay
+            last = cur[-1] if d_ro == 0 else self.hist[-1 - d_ro][-1]
+            self.counts += last
+            if first:                # R = T + 1 - first step (1-based) with W_o s_N[t] + B_o > 0
+                drive = plan.syn[-1](last) + plan.bias[-1]
+                self.R = np.where((self.R == 0) & (drive > 0), T - t, self.R)
+            elif ro.decay:             # R[t] = decay_r(R[t-1]) + ((W_o s_N[t] + B_o) << F_r)
+                self.R = _decay(self.R, ro_decay) + ((plan.syn[-1](last) + plan.bias[-1]) << ro.readout_shift)
+        # non-leaking readout: R[T] = sum_t (W_o s_N[t] + B_o) = W_o (sum_t s_N[t]) + T * B_o
+        out["readout"][sl] = self.R if (ro.decay or first) else plan.syn[-1](self.counts) + T * plan.bias[-1]
 
 
 def run_emulator(graph: Graph, xq: np.ndarray, record_spikes: bool = True,

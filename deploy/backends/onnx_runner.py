@@ -15,6 +15,7 @@ from saf.export.onnx_model import META_SPIKES
 
 from saf.export.result import BackendResult
 from saf.deploy.backends.spec import BackendError
+from saf.train.io.counts import check_count
 
 
 def _session(model, providers) -> ort.InferenceSession:
@@ -55,8 +56,7 @@ def run_onnx(model_path_or_bytes, graph: Graph, xq, batch_size: int = 256, recor
     be the one that runs (onnxruntime falls back to the CPU silently when a requested provider cannot
     start): the session's providers are checked after creation and anything else is refused.
     """
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_count("batch_size", int(batch_size))
     t_start = time.perf_counter()
     xq = _check_input(graph, xq)
     sess = _session(model_path_or_bytes, providers)

@@ -37,7 +37,7 @@ from saf.export.proof.saf_int import MODES as SAF_INT_MODES
 from saf.export.proof.certificate import current_register_check
 
 from saf.deploy.backends.spec import (BACKENDS, STOCK_REGISTER, BackendError, BackendSpec, Form, get_backend,  # noqa: F401
-                                      mode_refusal, register)
+                                      check_runs, mode_refusal, register)
 from saf.deploy.backends.emulator import MODES as EMULATOR_MODES
 from saf.deploy.backends.trained import run_trained, trained_refuses
 from saf.export.result import BackendResult
@@ -364,16 +364,21 @@ def fault_backend(fault: str) -> BackendSpec:
 def run_spec(spec: BackendSpec, bundle: Bundle, xq: np.ndarray, record_spikes: bool = True,
              record_potentials: bool = False, progress: bool = False, graph: Optional[Graph] = None,
              **opts) -> BackendResult:
-    """Run one backend record; the result is labelled with the record's name."""
+    """Run one backend record, refused first where it cannot run (chunked callers check once: run_checked)."""
     why = spec.unavailable()
     if why:
         raise BackendError(f"{spec.name} cannot run here: {why}")
+    check_runs([spec], graph if graph is not None else bundle.graph)
+    return run_checked(spec, bundle, xq, record_spikes, record_potentials, progress, graph, **opts)
+
+
+def run_checked(spec: BackendSpec, bundle: Bundle, xq: np.ndarray, record_spikes: bool = True,
+                record_potentials: bool = False, progress: bool = False, graph: Optional[Graph] = None,
+                **opts) -> BackendResult:
+    """run_spec without its refusal checks: for a caller that ran check_runs on the network once."""
     if record_potentials and not spec.reports_potentials:
         raise BackendError(f"{spec.name} cannot report membrane potentials")
     g = graph if graph is not None else bundle.graph
-    why = spec.refuses(g) or mode_refusal(spec, g)
-    if why:
-        raise BackendError(f"{spec.name} cannot run this network: {why}")
     r = spec.runner(bundle, g, xq, record_spikes, record_potentials, progress, **opts)
     r.info.setdefault("implementation", r.backend)
     r.backend = spec.name

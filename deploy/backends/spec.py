@@ -12,6 +12,7 @@ from typing import Callable, Optional
 
 from saf.export.ir import declared_mode, modes_text
 from saf.export.proof.certificate import CurrentRegister
+from saf.train.io import counts
 
 
 STOCK_REGISTER = CurrentRegister(24, 6)   # Lava's stock LIF: u += a_in << 6, wrapping at 24 bits
@@ -87,9 +88,22 @@ def get_backend(name: str) -> BackendSpec:
 
 
 def check_count(flag: str, value, minimum: int = 1) -> None:
-    """Count flags and arguments: one line naming the flag when the value is below its minimum."""
-    if value is not None and value < minimum:
-        raise BackendError(f"{flag} must be >= {minimum}, got {value}")
+    """Count flags and arguments (train/io/counts.check_count), refused as a BackendError."""
+    counts.check_count(flag, value, minimum, BackendError)
+
+
+def refusal(spec: BackendSpec, graph) -> str:
+    """Why `spec` cannot run `graph` (its own refusal or a layer's mode it cannot run); "" when it can."""
+    return spec.refuses(graph) or mode_refusal(spec, graph)
+
+
+def check_runs(specs: list, graph, flag: str = "") -> None:
+    """Refuse, in one line and before anything runs, a backend that cannot run `graph` (checked once per
+    run, not per chunk: deploy/verify/stream.py). flag: the flag that named the list, if any."""
+    for s in specs:
+        why = refusal(s, graph)
+        if why:
+            raise BackendError(f"{flag + ': ' if flag else ''}{s.name} cannot run this network: {why}")
 
 
 def resolve_backends(names, flag: str = "--backends") -> list:
@@ -139,12 +153,12 @@ def with_fallbacks(specs: list, graph, flag: str = "--backends") -> tuple:
     one line when fewer than two distinct integer backends remain."""
     out, notes = [], []
     for s in specs:
-        why = s.refuses(graph) or mode_refusal(s, graph)
+        why = refusal(s, graph)
         if not why:
             out.append(s)
             continue
         alt = BACKENDS.get(s.fallback) if s.fallback else None
-        if alt is not None and not (alt.refuses(graph) or mode_refusal(alt, graph)) and alt not in out \
+        if alt is not None and not refusal(alt, graph) and alt not in out \
                 and alt not in specs:
             out.append(alt)
             notes.append(f"{s.name} replaced by {alt.name} ({alt.description}) in the default backends: "

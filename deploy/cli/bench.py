@@ -8,6 +8,7 @@ from pathlib import Path
 from saf.train.bench.cost import SMALL, BenchError, FULL
 from saf.train.methods.registry import METHODS
 from saf.train.io.outdir import OutputError, check_file_target
+from saf.train.io.counts import check_count
 
 USER_ERRORS = (BenchError, OutputError)
 
@@ -150,12 +151,9 @@ def cmd_bench_infer(a) -> int:
     import saf.deploy.bench.infer as bi
     from saf.deploy.bench.infer import bench_infer, format_bench_infer
 
-    if a.limit is not None and a.limit < 1:
-        raise BenchError(f"--limit must be >= 1, got {a.limit}")
-    if a.repeats < 1:
-        raise BenchError(f"--repeats must be >= 1, got {a.repeats}")
-    if a.lava_limit < 1:
-        raise BenchError(f"--lava-limit must be >= 1, got {a.lava_limit}")
+    check_count("--limit", a.limit, 1, BenchError)
+    check_count("--repeats", a.repeats, 1, BenchError)
+    check_count("--lava-limit", a.lava_limit, 1, BenchError)
     if a.out:
         check_file_target(a.out, "--out")
     if a.peers:
@@ -182,8 +180,7 @@ def cmd_bench_infer(a) -> int:
 def _bench_peers(a) -> int:
     from saf.deploy.bench.peers import bench_peers, format_peers
 
-    if a.threads < 1:
-        raise BenchError(f"--threads must be >= 1, got {a.threads}")
+    check_count("--threads", a.threads, 1, BenchError)
     if a.backends is not None:
         raise BenchError("--backends: not with --peers (the peers are emulator, onnx, torch-lif, snntorch)")
     r = bench_peers(a.bundle, data=a.data, limit=a.limit, repeats=a.repeats, data_root=a.data_root, threads=a.threads)

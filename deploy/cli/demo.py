@@ -17,6 +17,7 @@ from saf.train.io.outdir import OutputError, OutputKind, Staged, check_target
 
 from saf.deploy.backends.registry import require_lava
 from saf.deploy.verify.report_io import VERIFY_DIR
+from saf.train.io.counts import check_count
 
 MARKER = ".saf-demo"
 MARKER_TEXT = "saf demo output: written by `saf demo`; `saf demo --force` may replace this folder\n"
@@ -64,10 +65,8 @@ class _StepFailed(Exception):
 
 def run_demo(out: Path, epochs: int = 8, lava_limit: int = 50, force: bool = False) -> int:
     out = Path(out).absolute()
-    if epochs < 1:
-        raise OutputError(f"--epochs must be >= 1, got {epochs}")
-    if lava_limit < 1:
-        raise OutputError(f"--lava-limit must be >= 1, got {lava_limit}")
+    check_count("--epochs", epochs, 1, OutputError)
+    check_count("--lava-limit", lava_limit, 1, OutputError)
     check_target(out, (DEMO_DIR,), force)
     require_lava("saf demo")
     t0 = time.perf_counter()

@@ -14,8 +14,9 @@ from saf.deploy.backends.registry import BACKENDS, FAULTS, LAVA_BACKENDS, Backen
 from saf.deploy.backends.spec import check_count
 from saf.deploy.verify.golden import GoldenError
 from saf.deploy.verify.report_io import FUZZ_FAILURE
+from saf.deploy.verify.plan import DEFAULT_BACKENDS as DEFAULT_BACKEND_LIST
 from saf.deploy.verify.stream import DEFAULT_CHUNK
-from saf.deploy.inputs import load_inputs, load_npy_inputs
+from saf.deploy.inputs import load_inputs
 
 USER_ERRORS = (BundleError, DatasetError, BackendError, GoldenError, OutputError)
 
@@ -26,7 +27,7 @@ def _data_args(p, limit_help: str) -> None:
     p.add_argument("--limit", type=int, default=None, help=limit_help)
 
 
-DEFAULT_BACKENDS = "saf-int,emulator,onnx,lava"   # lava: Lava's stock LIF model (lava-own where it refuses)
+DEFAULT_BACKENDS = ",".join(DEFAULT_BACKEND_LIST)   # lava: Lava's stock LIF model (lava-own where it refuses)
 
 
 def parse_dt_exps(text: str) -> tuple:
@@ -159,71 +160,21 @@ def cmd_run(a) -> int:
 
 
 def cmd_verify(a) -> int:
-    from saf.deploy.verify import format_report, verify
+    from saf.deploy.verify import format_report
+    from saf.deploy.verify.options import VerifyOptions
     from saf.deploy.verify.report_io import check_outputs, write_outputs
+    from saf.deploy.verify_run import InputChoice, verify_bundle
 
-    from saf.deploy.backends.spec import mode_refusal, resolve_backends, with_fallbacks
-
-    backends = (a.backends or DEFAULT_BACKENDS).split(",")
-    specs = resolve_backends(backends)             # names, duplicates, >= 2 distinct integer backends
-    ks = parse_dt_exps(a.dt_exps)
-    check_count("--lava-limit", a.lava_limit)
-    check_count("--limit", a.limit)
-    check_count("--chunk", a.chunk)
-    check_count("--seed", a.seed, 0)
-    if a.fuzz:
-        check_count("--fuzz", a.fuzz)
-    if a.update_golden and not a.golden:
-        raise BackendError("--update-golden needs --golden DIR")
-    if not (0 <= a.mismatch_bound <= 1):
-        raise BackendError(f"--mismatch-bound must be in [0, 1], got {a.mismatch_bound}")
-    if a.inputs and (a.data or a.limit):
-        raise BackendError("--inputs replaces the dataset: drop --data/--limit")
-    if LAVA_BACKENDS & set(backends):
-        require_lava("--backends")
+    opts = VerifyOptions(lava_limit=a.lava_limit, fault=a.inject_fault, golden_dir=a.golden,
+                         update_golden=a.update_golden, mismatch_bound=a.mismatch_bound,
+                         progress=not a.no_progress, fuzz=a.fuzz, seed=a.seed, fp_ks=parse_dt_exps(a.dt_exps),
+                         allow_untested_ties=a.allow_untested_ties, chunk=a.chunk)
     out = Path(a.out) if a.out else Path(str(Path(a.bundle)).rstrip("/") + "-verify")
     check_outputs(out, a.report)
-    b = Bundle.load(a.bundle)
-    notes = []
-    if a.backends is None:       # the default list: lava -> lava-own where the stock model refuses, said so
-        from saf.deploy.verify.approx import is_approximate
-        if is_approximate(b) and any(s.name == "saf-int" for s in specs):
-            specs = [s for s in specs if s.name != "saf-int"]
-            notes.append("saf-int left out of the default backends: the bundle is approximate (--approximate, NOT "
-                         "EXACT): the SAF form is measured against the float model below instead of compared spike "
-                         "for spike")
-        specs, more = with_fallbacks(specs, b.graph)
-        notes += more
-        if b.graph.meta.get("trained_on_grid"):      # a grid-trained run: the trained model joins the proof
-            from saf.deploy.backends.spec import BACKENDS
-            specs.append(BACKENDS["trained"])
-            notes.append("trained added to the default backends: the bundle is a grid-trained run's integer network, "
-                         "so its own torch forward is compared spike for spike")
-    else:                        # an explicit list: a backend that cannot run this network, before any runs
-        for s in specs:
-            why = s.refuses(b.graph) or mode_refusal(s, b.graph)
-            if why:
-                raise BackendError(f"--backends: {s.name} cannot run this network: {why}")
-    for n in notes:
+    rep = verify_bundle(a.bundle, a.backends.split(",") if a.backends is not None else None,
+                        InputChoice(a.inputs, a.data, a.data_root, a.limit), opts)
+    for n in rep.notes:
         print(f"note: {n}")
-    from saf.deploy.verify.fp_dt import is_fp_bundle, load_fp_inputs
-    fp_times = None
-    if a.inputs:
-        xq, y, name = load_npy_inputs(b, a.inputs), None, a.inputs
-    elif is_fp_bundle(b):
-        xq, y, name, fp_times = load_fp_inputs(b, a.data, a.data_root, a.limit)
-    else:
-        xq, y, name = load_inputs(b, a.data, a.data_root, a.limit)
-    if a.fuzz:
-        from saf.deploy.verify.fuzz_inputs import min_fuzz
-        check_count("--fuzz", a.fuzz, min_fuzz(b.graph))
-    rep = verify(b, xq, y, specs, lava_limit=a.lava_limit, fault=a.inject_fault, golden_dir=a.golden,
-                 update_golden=a.update_golden, mismatch_bound=a.mismatch_bound,
-                 progress=not a.no_progress, dataset=name, fuzz=a.fuzz, seed=a.seed,
-                 fp_times=fp_times, fp_ks=ks, allow_untested_ties=a.allow_untested_ties,
-                 chunk=a.chunk)
-    rep.notes = notes
-    out = Path(a.out) if a.out else Path(str(Path(a.bundle)).rstrip("/") + "-verify")
     extra = _fuzz_failure(rep.fuzz, a, out) if rep.fuzz is not None else {}
     if rep.fp:
         from saf.deploy.verify.fp_dt import FP_TABLE_PNG, plot_fp_table

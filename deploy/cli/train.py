@@ -28,6 +28,7 @@ from saf.train.run.config import OPTIMIZERS, ConfigError, check_config, flag, re
 from saf.train.spec import BUILTIN, SpecError, load_spec, with_neuron
 from saf.train.run.fit import done_text, fit_and_report, fit_into
 from saf.train.run.trainer import TrainConfig, TrainingError, check_method_modes
+from saf.train.io.counts import check_count
 
 USER_ERRORS = (CheckpointError, ConfigError, DatasetError, DistributedError, OutputError, SpecError, TrainingError,
                FPError, SimulationError)
@@ -84,7 +85,8 @@ def register(sub) -> None:
     p.add_argument("--weight-decay", type=float, help=f"default {d.weight_decay}")
     p.add_argument("--mse-weight", type=float, help=f"a in (1-a) CE + a MSE (default {d.mse_weight})")
     p.add_argument("--surrogate", choices=tuple(SURROGATES), help=f"default {d.surrogate}")
-    p.add_argument("--alpha", type=float, help=f"surrogate slope (sigmoid) or half-width (rect) (default {d.alpha})")
+    p.add_argument("--surrogate-slope", "--alpha", dest="surrogate_slope", type=float,
+                   help=f"surrogate slope (sigmoid) or half-width (rect) (default {d.surrogate_slope})")
     p.add_argument("--dsr-alpha", type=float,
                    help=f"--method dsr: fire at alpha*V_th, subtract V_th (alpha in (0, 1]; default {d.dsr_alpha})")
     p.add_argument("--dsr-readout", choices=DSR_READOUTS,
@@ -264,8 +266,7 @@ def eval_checkpoint(path, dataset=None, data_root=None, T=None) -> dict:
     from saf.train.data import load_dataset
     from saf.train.evaluate import evaluate, float_form
 
-    if T is not None and T < 1:
-        raise ConfigError(f"--T must be >= 1, got {T}")
+    check_count("--T", T, 1, ConfigError)
     net, spec, cfg = load_model(path)
     T = int(T or spec.get("T") or cfg.get("T", 6))
     data = load_dataset(dataset or cfg.get("dataset", "digits"), data_root or cfg.get("data_root"), T=T,

@@ -15,13 +15,14 @@ from saf.train.run.fit import fit_and_report
 
 
 # `saf train` flags that have no meaning for FP (continuous time, its own neuron and loss): refused
-NOT_FOR_FP = ("T", "lam", "theta", "optimizer", "momentum", "weight_decay", "mse_weight", "surrogate", "alpha",
+NOT_FOR_FP = ("T", "lam", "theta", "optimizer", "momentum", "weight_decay", "mse_weight", "surrogate", "surrogate_slope",
               "dsr_alpha", "dsr_readout", "ide_solver", "ide_max_iter", "ide_tol", "encoder", "encoder_seed",
               "bin_by")
 
 
 def _flag(name: str) -> str:
-    return "--T" if name == "T" else "--" + name.replace("_", "-")
+    from saf.train.run.config import flag
+    return flag(name)
 
 
 def plan_fp(a) -> FPTrainConfig:

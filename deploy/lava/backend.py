@@ -18,6 +18,7 @@ from saf.export.ir import Graph
 from saf.deploy.lava.graph import build_lava_network
 from saf.deploy.lava.model_listing import describe_part
 from saf.export.result import BackendResult
+from saf.train.io.counts import check_count
 
 TAGS = ("fixed_pt", "floating_pt")
 
@@ -84,8 +85,7 @@ def run_lava(graph: Graph, xq: np.ndarray, record_spikes: bool = True, progress:
     """
     if tag not in TAGS:
         raise ValueError(f"tag must be one of {TAGS}, got {tag!r}")
-    if int(chunk_samples) < 1:
-        raise ValueError(f"chunk_samples must be >= 1, got {chunk_samples}")
+    check_count("chunk_samples", int(chunk_samples))
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
 

@@ -43,6 +43,7 @@ def _let_lava_choose_fork() -> None:
 
 _let_lava_choose_fork()
 from saf.deploy.lava.procs import ConvSyn, DenseSyn, GradedSource, Integrator, SoftResetLIF, SumPool  # noqa: E402
+from saf.train.io.counts import check_count  # noqa: E402
 
 WEIGHT_MAX = 255          # Loihi: 8-bit magnitude + sign
 
@@ -128,8 +129,7 @@ def validate_graph(graph: Graph) -> None:
     layers = graph.layers
     if not layers or layers[-1].kind != "readout" or any(l.kind == "readout" for l in layers[:-1]):
         raise ValueError("graph must end with exactly one readout layer")
-    if int(graph.T) < 1:
-        raise ValueError(f"graph.T must be >= 1, got {graph.T}")
+    check_count("graph.T", int(graph.T))
     if not 0 <= int(graph.decay) <= 4096:
         raise ValueError(f"graph.decay must be a 12-bit decay in [0, 4096], got {graph.decay}")
     for l in graph.spiking_layers:

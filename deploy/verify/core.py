@@ -13,7 +13,7 @@ Which pairs must match exactly (decided from the backends' records, deploy/backe
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
@@ -21,12 +21,13 @@ import numpy as np
 from saf.export.proof.certificate import certify, target_registers
 from saf.export.ir import modes_text
 
-from saf.deploy.backends.spec import BackendError, BackendSpec, as_specs, check_count
+from saf.deploy.backends.spec import BackendError, BackendSpec, as_specs
 from saf.deploy.backends.registry import Bundle, fault_backend
 from saf.deploy.verify.compare import accuracy
 from saf.deploy.verify.pairs import exact_pair_failure, format_pairs
-from saf.deploy.verify.stream import check_chunk, run_compare
-from saf.deploy.verify.fuzz import verdict
+from saf.deploy.verify.stream import run_compare
+from saf.deploy.verify.fuzz import check_fuzz, verdict
+from saf.deploy.verify.options import VerifyOptions
 from saf.deploy.verify.golden import compare_golden, golden_record, read_golden, write_golden
 from saf.deploy.lava.model_listing import format_models
 
@@ -93,22 +94,19 @@ def grid_rows_of(bundle: Bundle) -> tuple:
 
 
 def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backends: list,
-           lava_limit: int = 50, fault: Optional[str] = None, golden_dir=None, update_golden: bool = False,
-           mismatch_bound: float = 0.01, progress: bool = False, dataset: str = "", fuzz: int = 0,
-           seed: int = 0, fp_times: Optional[np.ndarray] = None, fp_ks: tuple = (),
-           allow_untested_ties: bool = False, chunk: Optional[int] = None) -> VerifyReport:
+           options: Optional[VerifyOptions] = None, fp_times: Optional[np.ndarray] = None,
+           **kw) -> VerifyReport:
     """backends: names (checked: >= 2 distinct integer backends) or BackendSpec records.
-    fp_times (FP bundles): the samples' input spike times, for the dt table over fp_ks.
+    options: a VerifyOptions record, or its fields as keywords (lava_limit=, fault=, golden_dir=, ...); either
+    way it checks itself once, here or where the CLI made it.
+    fp_times (FP bundles): the samples' input spike times, for the dt table over options.fp_ks.
     With fuzz, a layer where no input reached a threshold tie leaves the report not ok (the summary reads
     "PASS (ties not reached in: ...)") unless allow_untested_ties.
-    chunk: samples run and compared at a time (None: stream.DEFAULT_CHUNK); the report does not depend on it."""
-    check_count("--lava-limit", int(lava_limit))          # the CLI's rules, whichever entry point calls
-    check_count("--fuzz", int(fuzz), 0)
-    check_count("--seed", int(seed), 0)
-    chunk = check_chunk(chunk)
-    if not (0 <= mismatch_bound <= 1):
-        raise BackendError(f"--mismatch-bound must be in [0, 1], got {mismatch_bound}")
-    specs = backend_specs(backends, fault)
+    chunk: samples run and compared at a time; the report does not depend on it."""
+    o = replace(options, **kw) if options is not None else VerifyOptions(**kw)
+    specs = backend_specs(backends, o.fault)
+    if o.fuzz:
+        check_fuzz(bundle.graph, int(o.fuzz))          # before anything runs
     g = bundle.graph
     extra = grid_rows_of(bundle)
     cert = certify(g, conventions={s.name: s.convention for s in specs if s.integer},
@@ -116,66 +114,87 @@ def verify(bundle: Bundle, xq: np.ndarray, labels: Optional[np.ndarray], backend
                                                         if s.current_register is not None}}, extra=extra)
     stored = bundle.manifest.get("certificate", {}).get("exact")
     exported = certify(g, extra=extra).exact if cert.exact != stored else cert.exact   # export's own conventions
-    names = [l.name for l in g.spiking_layers]
     saf_exact = cert.saf_form            # the pairs' "exact": the SAF form (saf-int) equals the LIF forms
-    results, pairs, fails = run_compare(bundle, xq, specs, lava_limit, saf_exact, mismatch_bound, chunk, progress,
-                                        hashes=golden_dir is not None)
+    results, pairs, fails = run_compare(bundle, xq, specs, o, saf_exact, hashes=o.golden_dir is not None)
     rep = VerifyReport(bundle=str(bundle.path), certificate=cert.to_dict(),
                        certificate_matches_manifest=(stored is None or stored == exported),
                        samples={k: int(len(r.readout)) for k, r in results.items()},
                        accuracy={k: accuracy(r, labels) for k, r in results.items()} if labels is not None else {},
                        firing_rates={k: r.rates() for k, r in results.items()},
-                       seconds={k: r.seconds for k, r in results.items()}, chunk=chunk,
+                       seconds={k: r.seconds for k, r in results.items()}, chunk=o.chunk,
                        backends={s.name: describe(s) for s in specs},
-                       mismatch_bound=mismatch_bound, layer_names=names, fault=fault,
-                       models={k: r.info["models"] for k, r in results.items() if "models" in r.info})
+                       mismatch_bound=o.mismatch_bound, layer_names=[l.name for l in g.spiking_layers],
+                       fault=o.fault, models={k: r.info["models"] for k, r in results.items() if "models" in r.info})
     if not rep.certificate_matches_manifest:
         rep.failures.append(f"the manifest's certificate says exact={stored}, re-derived exact={exported}")
     rep.pairs = pairs
     rep.failures += fails
-    given = specs[:-1] if fault else specs             # an injected fault's backend proves nothing
+    given = specs[:-1] if o.fault else specs           # an injected fault's backend proves nothing
     names_given = {s.name for s in given}
     why = exact_pair_failure([p for p in rep.pairs if {p["a"], p["b"]} <= names_given], given, saf_exact, g)
     if why:
         rep.failures.append(why)
-    from saf.deploy.verify.approx import approx_section, is_approximate
+    _float_to_quantized(rep, bundle, results, labels)
+    _golden(rep, o, results, specs, xq)
+    _fuzz(rep, o, bundle, specs, saf_exact, xq)
+    if fp_times is not None and o.fp_ks:
+        from saf.deploy.verify.fp_dt import fp_section
+        rep.fp = fp_section(bundle, fp_times, labels, o.fp_ks)
+        if rep.fp["source_mismatch"]:
+            rep.failures.append(f"FP source: {rep.fp['source_mismatch']}")
+    _approximate(rep, bundle, cert, results, specs, xq, labels, o.chunk)
+    rep.ok = not rep.failures and (not rep.untied or rep.allow_untested_ties)
+    rep.peak_rss_mib = peak_rss_mib()
+    return rep
+
+
+def _float_to_quantized(rep: VerifyReport, bundle: Bundle, results: dict, labels) -> None:
+    """The float -> quantized accuracy change, where saf-float and saf-int both ran on labelled inputs."""
+    from saf.deploy.verify.approx import is_approximate
     if "saf-float" in results and "saf-int" in results and labels is not None and not is_approximate(bundle):
         n = min(len(results["saf-float"].readout), len(results["saf-int"].readout))
         fa, qa = accuracy(results["saf-float"], labels[:n]), accuracy(results["saf-int"], labels[:n])
         rep.float_to_quantized = {"float_accuracy": fa, "quantized_accuracy": qa, "change": qa - fa, "samples": n,
                                   "prediction_agreement": float((results["saf-float"].predictions[:n]
                                                                  == results["saf-int"].predictions[:n]).mean())}
+
+
+def _golden(rep: VerifyReport, o: VerifyOptions, results: dict, specs: list, xq: np.ndarray) -> None:
+    """Every integer backend against the golden results (written first with update_golden)."""
+    if o.golden_dir is None:
+        return
     ints = [s.name for s in specs if s.integer]
-    if golden_dir is not None:
-        ref = results.get("saf-int") or results[ints[0]]
-        if update_golden:
-            write_golden(golden_dir, golden_record(ref, dataset, xq))
-        gold = read_golden(golden_dir)
-        for k in ints:
-            d = compare_golden(gold, results[k], xq)  # each backend's inputs (a subset too) and every spike
-            rep.golden.append(d)
-            if not d["ok"]:
-                rep.failures.append(f"golden drift ({k}): {d['reason']}")
-    if fuzz:
-        from saf.deploy.verify.fuzz import fuzz_verify
-        rep.fuzz = fuzz_verify(bundle, specs, int(fuzz), int(seed), lava_limit, saf_exact, mismatch_bound, xq)
-        rep.failures += [f"fuzz: {f}" for f in rep.fuzz["failures"]]
-        from saf.deploy.verify.fuzz import untied_layers
-        rep.untied, rep.allow_untested_ties = untied_layers(rep.fuzz), bool(allow_untested_ties)
-    if fp_times is not None and fp_ks:
-        from saf.deploy.verify.fp_dt import fp_section
-        rep.fp = fp_section(bundle, fp_times, labels, fp_ks)
-        if rep.fp["source_mismatch"]:
-            rep.failures.append(f"FP source: {rep.fp['source_mismatch']}")
+    ref = results.get("saf-int") or results[ints[0]]
+    if o.update_golden:
+        write_golden(o.golden_dir, golden_record(ref, o.dataset, xq))
+    gold = read_golden(o.golden_dir)
+    for k in ints:
+        d = compare_golden(gold, results[k], xq)  # each backend's inputs (a subset too) and every spike
+        rep.golden.append(d)
+        if not d["ok"]:
+            rep.failures.append(f"golden drift ({k}): {d['reason']}")
+
+
+def _fuzz(rep: VerifyReport, o: VerifyOptions, bundle: Bundle, specs: list, saf_exact: bool,
+          xq: np.ndarray) -> None:
+    if not o.fuzz:
+        return
+    from saf.deploy.verify.fuzz import fuzz_verify, untied_layers
+    rep.fuzz = fuzz_verify(bundle, specs, int(o.fuzz), int(o.seed), o.lava_limit, saf_exact, o.mismatch_bound, xq)
+    rep.failures += [f"fuzz: {f}" for f in rep.fuzz["failures"]]
+    rep.untied, rep.allow_untested_ties = untied_layers(rep.fuzz), bool(o.allow_untested_ties)
+
+
+def _approximate(rep: VerifyReport, bundle: Bundle, cert, results: dict, specs: list, xq: np.ndarray, labels,
+                 chunk: int) -> None:
+    """Export's drift table (NOT EXACT bundles) and an approximate bundle's agreement with the float model."""
+    from saf.deploy.verify.approx import approx_section, is_approximate
     if "drift" in bundle.manifest or "exact_advice" in bundle.manifest:
         rep.export_drift = {k: bundle.manifest.get(k) for k in ("drift", "exact_advice")}
     if is_approximate(bundle):
         rep.approximate = approx_section(bundle, xq, labels, results, specs, chunk)
         if cert.exact:                 # an approximate bundle the certificate calls exact: never
             rep.failures.append("the bundle says it was exported --approximate, yet its certificate re-derives exact")
-    rep.ok = not rep.failures and (not rep.untied or rep.allow_untested_ties)
-    rep.peak_rss_mib = peak_rss_mib()
-    return rep
 
 
 def peak_rss_mib() -> float:

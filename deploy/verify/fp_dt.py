@@ -35,12 +35,12 @@ def is_fp_bundle(bundle) -> bool:
 def load_fp_inputs(bundle, data, root, limit) -> tuple:
     """(frames int64 [N, T, n_in], labels, dataset name, spike times [N, n_in]) of the test split."""
     from saf.train.data import DatasetError, load_dataset
+    from saf.train.io.counts import check_count
 
     name = data or bundle.dataset
     if not name:
         raise DatasetError(f"{bundle.path}: the bundle names no training dataset; pass --data NAME")
-    if limit is not None and limit < 1:
-        raise DatasetError(f"--limit must be >= 1, got {limit}")
+    check_count("--limit", limit, 1, DatasetError)
     ds = load_dataset(name, root)
     x, y = ds.x_test.numpy(), ds.y_test.numpy()
     if limit:

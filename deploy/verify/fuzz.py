@@ -23,15 +23,20 @@ def _failing_sample(pairs: list):
     return None
 
 
+def check_fuzz(g, n: int) -> None:
+    """Refuse a fuzz count below what this network's constructed inputs need (fuzz_inputs.min_fuzz)."""
+    if n < min_fuzz(g):
+        raise BackendError(f"--fuzz must be >= {min_fuzz(g)} on this bundle (two constructed tie and two "
+                           f"near-bound inputs per spiking layer, plus one of each random class), got {n}")
+
+
 def fuzz_verify(bundle, specs: list, n: int, seed: int, lava_limit: int, exact: bool, mismatch_bound: float,
                 dataset_xq: np.ndarray) -> dict:
     from saf.deploy.verify.pairs import compare_all, run_all
 
     g = bundle.graph
     specs = as_specs(specs, "fuzz backends")      # the rules verify applies (spec.check_specs)
-    if n < min_fuzz(g):
-        raise BackendError(f"--fuzz must be >= {min_fuzz(g)} on this bundle (two constructed tie and two "
-                           f"near-bound inputs per spiking layer, plus one of each random class), got {n}")
+    check_fuzz(g, n)
     fz = make_fuzz_inputs(g, n, seed)
     results, seconds = run_all(bundle, fz.xq, specs, lava_limit, progress=False)
     pairs, failures = compare_all(bundle, fz.xq, results, specs, exact, mismatch_bound)

@@ -78,20 +78,21 @@ def _own_potential(spec: BackendSpec, r, bundle: Bundle, xq: np.ndarray, f: dict
 def compare_all(bundle: Bundle, xq: np.ndarray, results: dict, specs: list, exact: bool,
                 mismatch_bound: float) -> tuple:
     """(pairs, failures) over every pair of integer backends, on whole runs (verify streams: stream.py)."""
-    names = [l.name for l in bundle.graph.spiking_layers]
     pairs, failures = [], []
     for sa, sb in itertools.combinations([s for s in specs if s.integer], 2):
-        p = compare_chunk(bundle, xq, results[sa.name], results[sb.name], sa, sb, names, 0, need_first=True)
+        p = compare_chunk(bundle, xq, results[sa.name], results[sb.name], sa, sb, 0, need_first=True)
         p, why = finish_pair(p, sa, sb, exact, mismatch_bound, bundle.graph)
         pairs.append(p)
         failures += [why] if why else []
     return pairs, failures
 
 
-def compare_chunk(bundle: Bundle, xq: np.ndarray, ra, rb, sa: BackendSpec, sb: BackendSpec, names: list,
-                  offset: int, need_first: bool) -> dict:
-    """One pair on one chunk xq (ra, rb: the two runs on it); sample indices in the result are global
-    (chunk-local + offset). need_first: look up each side's own potential at the first spike mismatch."""
+def compare_chunk(bundle: Bundle, xq: np.ndarray, ra, rb, sa: BackendSpec, sb: BackendSpec, offset: int,
+                  need_first: bool) -> dict:
+    """One pair on one chunk xq (ra, rb: the two runs on it), every spiking layer of the bundle's graph;
+    sample indices in the result are global (chunk-local + offset). need_first: look up each side's own
+    potential at the first spike mismatch."""
+    names = [l.name for l in bundle.graph.spiking_layers]
     p = compare_pair(ra, rb, names)
     if p.get("shape_error"):
         return p

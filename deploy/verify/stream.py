@@ -12,8 +12,8 @@ from typing import Optional
 
 import numpy as np
 
-from saf.deploy.backends.registry import Bundle, run_spec
-from saf.deploy.backends.spec import BackendError
+from saf.deploy.backends.registry import Bundle, check_runs, run_checked
+from saf.deploy.backends.spec import BackendError, check_count
 from saf.deploy.verify.compare import spike_hashes
 from saf.deploy.verify.pairs import POTENTIAL_BUDGET, compare_chunk, finish_pair, merge_pair
 
@@ -60,27 +60,30 @@ class Streamed:
 def check_chunk(chunk) -> int:
     if chunk is None:
         return DEFAULT_CHUNK
-    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)):
         raise BackendError(f"--chunk must be an integer >= 1, got {chunk!r}")
+    check_count("--chunk", chunk)
     return int(chunk)
 
 
 def _run(spec, bundle: Bundle, x: np.ndarray, start: int, k: int, progress: bool):
     """One backend on one chunk; potentials on the chunk's samples below k (the whole run's budget)."""
     if k >= start + len(x):
-        return run_spec(spec, bundle, x, record_spikes=True, record_potentials=True, progress=progress)
-    r = run_spec(spec, bundle, x, record_spikes=True, record_potentials=False, progress=progress)
+        return run_checked(spec, bundle, x, record_spikes=True, record_potentials=True, progress=progress)
+    r = run_checked(spec, bundle, x, record_spikes=True, record_potentials=False, progress=progress)
     if start < k:
-        r.potentials = run_spec(spec, bundle, x[:k - start], record_spikes=False, record_potentials=True).potentials
+        r.potentials = run_checked(spec, bundle, x[:k - start], record_spikes=False,
+                                   record_potentials=True).potentials
     return r
 
 
-def run_compare(bundle: Bundle, xq: np.ndarray, specs: list, lava_limit: int, exact: bool, mismatch_bound: float,
-                chunk: int, progress: bool = False, hashes: bool = False) -> tuple:
+def run_compare(bundle: Bundle, xq: np.ndarray, specs: list, o, exact: bool, hashes: bool = False) -> tuple:
     """({backend: Streamed}, pairs, failures): every backend and every pair of integer backends over xq,
-    chunk samples at a time. The pairs and failures are those pairs.compare_all gives on whole runs."""
+    o.chunk samples at a time (o: verify's options.VerifyOptions: lava_limit, mismatch_bound, chunk,
+    progress). The pairs and failures are those pairs.compare_all gives on whole runs."""
+    lava_limit, mismatch_bound, chunk, progress = o.lava_limit, o.mismatch_bound, o.chunk, o.progress
     g = bundle.graph
-    names = [l.name for l in g.spiking_layers]
+    check_runs(specs, g)                            # refusals once, before the first chunk runs
     per_sample = g.T * sum(l.n_out for l in g.spiking_layers)
     ns, ks = {}, {}
     for spec in specs:
@@ -104,8 +107,8 @@ def run_compare(bundle: Bundle, xq: np.ndarray, specs: list, lava_limit: int, ex
             for sb in ints[i + 1:]:
                 if sa.name in res and sb.name in res:
                     key = (sa.name, sb.name)
-                    p = compare_chunk(bundle, xq[start:start + chunk], res[sa.name], res[sb.name], sa, sb, names,
-                                      start, need_first=key not in acc or not _has_spike_first(acc[key]))
+                    p = compare_chunk(bundle, xq[start:start + chunk], res[sa.name], res[sb.name], sa, sb, start,
+                                      need_first=key not in acc or not _has_spike_first(acc[key]))
                     acc[key] = merge_pair(acc.get(key), p)
         del res                                     # the chunk's spike trains go
     pairs, failures = [], []

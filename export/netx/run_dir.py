@@ -17,6 +17,7 @@ from saf.export.bundle.store import BUNDLE_DIR, NETX_SOURCE_FILE, ONNX_FILE, wri
 from saf.export.netx.errors import NetxError
 from saf.export.netx.to_graph import netx_graph
 from saf.train.io.outdir import OutputKind, Staged, check_target
+from saf.train.io.counts import check_count
 
 RUN_FILE = "netx.json"
 RUN_FORMAT = "saf-netx-import"
@@ -41,8 +42,7 @@ def is_netx_run(path) -> bool:
 def write_netx_run(model, out, T: int, dataset: Optional[str] = None, force: bool = False):
     """(run path, graph): the file checked (the whole IR built) before anything is written."""
     model = Path(model)
-    if T < 1:
-        raise NetxError(f"--T must be >= 1, got {T}")
+    check_count("--T", T, 1, NetxError)
     check_target(out, (NETX_RUN,), force)
     data = model.read_bytes()
     g = netx_graph(model, T, dataset=dataset)

@@ -32,7 +32,9 @@ from saf.train.neuron_modes import COMPARE_GT, RESET_ZERO
 FRAC_BITS = 6                 # Lava's LIF: activation, bias and threshold all << 6
 
 
-def _spiking(name, kind, w, b, in_shape, out_shape, nrn, stride=1, padding=0) -> Layer:
+def _spiking(name, kind, w, b, shapes: tuple, nrn, stride=1, padding=0) -> Layer:
+    """A spiking IR layer with Lava's LIF semantics; shapes: (in_shape, out_shape)."""
+    in_shape, out_shape = shapes
     return Layer(name=name, kind=kind, weight=np.asarray(w, np.int64), bias=np.asarray(b, np.int64),
                  in_shape=tuple(in_shape), out_shape=tuple(out_shape), threshold=int(nrn.vth), stride=stride,
                  padding=padding, frac_bits=FRAC_BITS, du=int(nrn.du), reset=RESET_ZERO, compare=COMPARE_GT)
@@ -41,10 +43,10 @@ def _spiking(name, kind, w, b, in_shape, out_shape, nrn, stride=1, padding=0) ->
 def _input_layer(L: NetxLayer, shape: tuple) -> Layer:
     n = int(np.prod(shape))
     if len(shape) == 1:
-        return _spiking("input", "dense", np.eye(n, dtype=np.int64), np.full(n, L.in_bias), shape, shape, L.neuron)
+        return _spiking("input", "dense", np.eye(n, dtype=np.int64), np.full(n, L.in_bias), (shape, shape), L.neuron)
     c = shape[0]
     w = np.eye(c, dtype=np.int64).reshape(c, c, 1, 1)
-    return _spiking("input", "conv", w, np.full(c, L.in_bias), shape, shape, L.neuron)
+    return _spiking("input", "conv", w, np.full(c, L.in_bias), (shape, shape), L.neuron)
 
 
 def _dense(path, L: NetxLayer, shape: tuple, last: bool):
@@ -76,7 +78,7 @@ def _dense(path, L: NetxLayer, shape: tuple, last: bool):
                             f"every step) has no saf readout")
         return Layer(name=f"layer{L.index}", kind="readout", weight=w, bias=b, in_shape=(n_in,), out_shape=(n_out,),
                      frac_bits=FRAC_BITS), None
-    return _spiking(f"layer{L.index}", "dense", w, b, (n_in,), (n_out,), L.neuron), rec
+    return _spiking(f"layer{L.index}", "dense", w, b, ((n_in,), (n_out,)), L.neuron), rec
 
 
 def _conv(path, L: NetxLayer, shape: tuple) -> Layer:
@@ -95,7 +97,7 @@ def _conv(path, L: NetxLayer, shape: tuple) -> Layer:
     b = np.zeros(out[0], np.int64) if L.bias is None else L.bias
     if b.shape != (out[0],):
         raise NetxError(f"{path}: {L.where}: bias {list(b.shape)} does not match {out[0]} channels")
-    return _spiking(f"layer{L.index}", "conv", w, b, shape, out, L.neuron, s, p)
+    return _spiking(f"layer{L.index}", "conv", w, b, (shape, out), L.neuron, s, p)
 
 
 def _walk(path, recs: list) -> tuple:

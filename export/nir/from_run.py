@@ -106,7 +106,7 @@ def dsr_scales(net, spec: dict, n_synapses: int) -> tuple:
         return None, None, None
     V = [float(v) for v in net.thresholds().detach().float().cpu()]
     carry = [1.0] + V[:n_synapses - 2] + [1.0 if net.spiking_output else V[-1]]
-    return [float(net.alpha) * v for v in V], V, carry
+    return [float(net.dsr_alpha) * v for v in V], V, carry
 
 
 def run_graph(net, spec: dict, config: dict, dt: float = DT):

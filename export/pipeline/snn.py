@@ -25,6 +25,7 @@ from saf.export.pipeline.fit import (APPROX_FRAC_BITS, CAL_SAMPLES, ExportError,
                                      needs_search, refusal, search)
 from saf.export.quantize import input_quantization
 from saf.export.resources import check_resources
+from saf.train.io.counts import check_count
 
 
 def _accuracy_report(net, graph: Graph, data, T: int, limit: Optional[int], approximate: bool = False,
@@ -78,11 +79,9 @@ def _source(checkpoint, random_model: Optional[str], seed: int):
 
 def check_options(T, calibrate_data, calibrate_limit, input_scale, input_bits, input_signed) -> None:
     """Every numeric option in range, and none given where it would be silently ignored."""
-    if T is not None and T < 1:
-        raise ExportError(f"--T must be >= 1, got {T}")
+    check_count("--T", T, 1, ExportError)
     if calibrate_limit is not None:
-        if calibrate_limit < 1:
-            raise ExportError(f"--calibrate-limit must be >= 1, got {calibrate_limit}")
+        check_count("--calibrate-limit", calibrate_limit, 1, ExportError)
         if not calibrate_data:
             raise ExportError("--calibrate-limit applies to --calibrate-data's accuracy report: give --calibrate-data NAME")
     if input_scale is None:
@@ -140,8 +139,7 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
         trained = copy.deepcopy(net)
     net = net.double()
     T = int(T if T is not None else (spec.get("T") or cfg.get("T", 6)))
-    if T < 1:
-        raise ExportError(f"--T must be >= 1, got {T}")
+    check_count("--T", T, 1, ExportError)
     data = None
     coding = InputCoding.from_config(cfg)             # the encoder / binning the model was trained with
     dataset = calibrate_data or (None if input_scale is not None else cfg.get("dataset"))
@@ -166,7 +164,7 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
                 readout=net.readout_kind.name,
                 train_config={k: cfg.get(k) for k in ("method", "dataset", "lam", "theta", "T", "epochs", "seed")})
     src = Source(layers, feedback, target, T, net.lam, net.theta, net.readout_kind.leaks_with_lam,
-                 net.alpha if is_dsr else 1.0, meta, {fl.name: fl.pool for fl in layers if fl.pool > 1}, sum_pool,
+                 net.dsr_alpha if is_dsr else 1.0, meta, {fl.name: fl.pool for fl in layers if fl.pool > 1}, sum_pool,
                  coding.to_dict() if data is not None and data.time_steps is not None else None,
                  spec.get("name", "network"), synapse_words)
     chosen, fit = _grid_or_fit(trained, ckpt_bytes, prov, src, first, peak, net, data, approximate,

@@ -254,8 +254,8 @@ def certify(graph: Graph, conventions: dict = None, registers: dict = None, extr
                                       graph.layer_input_max(i), graph.input_signed and i == 0)
             drive = initial_drive_max(layer.full_bias(), layer.full_initial_current(), F) \
                 if layer.has_initial_current else None
-            v = two_state_bound(syn, int(np.abs(layer.bias).max(initial=0)), F, int(layer.du), D, T, int(layer.v0),
-                                owed_subtraction(layer), drive)
+            v = two_state_bound(syn, int(np.abs(layer.bias).max(initial=0)), F, int(layer.du), D, T,
+                                abs(int(layer.v0)) + owed_subtraction(layer), drive)
         else:
             v = state_bound(cur, F, D, T, int(layer.v0), owed_subtraction(layer))
         th = int(layer.threshold) << F

@@ -106,9 +106,10 @@ def initial_drive_max(bias_full, u0_full, frac_bits: int) -> int:
 
 
 def two_state_bound(syn_bound: int, bias_max: int, frac_bits: int, du: int, decay: int, T: int,
-                    v0: int = 0, owed: int = 0, drive: int = None) -> int:
+                    carried: int = 0, drive: int = None) -> int:
     """Worst-case |V| of a two-state layer: fed by U (current_state_bound) plus |B| << F each step, or, with an
-    initial current, plus `drive` (initial_drive_max) instead of |B| << F."""
+    initial current, plus `drive` (initial_drive_max) instead of |B| << F; plus `carried` = |v0| + the owed
+    subtraction (owed_subtraction), what V holds besides its input."""
     extra = (abs(int(bias_max)) << int(frac_bits)) if drive is None else int(drive)
     u = current_state_bound(syn_bound, frac_bits, du, T) + extra
-    return _ceil(Fraction(u) * decay_geometric_sum(DECAY_ONE - int(decay), T)) + abs(int(v0)) + int(owed)
+    return _ceil(Fraction(u) * decay_geometric_sum(DECAY_ONE - int(decay), T)) + int(carried)

@@ -31,7 +31,7 @@ def make(name, lam, surrogate="sigmoid", seed=0, n=16):
     spec = copy.deepcopy(SPECS[name])
     spec["neuron"] = {"lam": lam, "theta": 1.0}
     torch.manual_seed(seed)
-    net = SpikingNet(spec, surrogate=surrogate, alpha=4.0 if surrogate == "sigmoid" else 1.0).double()
+    net = SpikingNet(spec, surrogate=surrogate, surrogate_slope=4.0 if surrogate == "sigmoid" else 1.0).double()
     g = torch.Generator().manual_seed(seed + 100)
     with torch.no_grad():        # perturb the sWS gains so they are not all 1 (their grads differ)
         for mod in list(net.blocks) + list(net.fb):

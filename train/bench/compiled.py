@@ -14,11 +14,11 @@ from saf.train.bench.measure import sync, time_round
 
 
 # ------------------------------------------------------------------ torch.compile experiment
-def _saf_reference(U, a_prev, lam, theta, surrogate, alpha):
+def _saf_reference(U, a_prev, lam, theta, surrogate, surrogate_slope):
     """The SAF neuron step written as plain tensor ops (what torch.compile gets to fuse)."""
     from saf.train.functional.neuron import saf_step
     from saf.train.functional.surrogate import spike
-    return saf_step(U, a_prev, lam, theta, functools.partial(spike, surrogate=surrogate, alpha=alpha))
+    return saf_step(U, a_prev, lam, theta, functools.partial(spike, surrogate=surrogate, slope=surrogate_slope))
 
 
 @contextlib.contextmanager
@@ -78,9 +78,9 @@ def _compile_run(rec, net, batch, T, ms, opt, loss_fn, device, steps, log) -> di
         a = torch.rand(shape, generator=g).to(device)
         t0 = time.perf_counter()
         cstep = torch.compile(_saf_reference, dynamic=True)
-        out_c = cstep(U, a, net.lam, net.theta, net.surrogate, net.alpha)
+        out_c = cstep(U, a, net.lam, net.theta, net.surrogate, net.surrogate_slope)
         (gc_,) = torch.autograd.grad(out_c.sum(), U)
-        out_e = saf_step_fused(U, a, net.lam, net.theta, net.surrogate, net.alpha)
+        out_e = saf_step_fused(U, a, net.lam, net.theta, net.surrogate, net.surrogate_slope)
         (ge_,) = torch.autograd.grad(out_e.sum(), U)
         rec["bit_exact_saf_step"] = bool(torch.equal(out_c, out_e) and torch.equal(gc_, ge_))
         eager = {m: [] for m in ms}

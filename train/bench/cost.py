@@ -35,6 +35,7 @@ from saf.train.bench.measure import device_name, time_round, measure_memory
 from saf.train.bench.compiled import compile_experiment, want_compile
 from saf.train.bench.ratios import compute_checks, compute_ratios
 from saf.train.bench.profile import PROFILE_METHODS, format_profile, profile_train
+from saf.train.io.counts import check_count
 
 
 class BenchError(ValueError):
@@ -185,8 +186,7 @@ def bench_train(model: Optional[str] = None, batch: Optional[int] = None, Ts: Op
     methods = parse_methods(methods)
     steps = int(steps if steps is not None else preset["steps"])
     warmup = int(warmup if warmup is not None else preset["warmup"])
-    if batch < 1:
-        raise BenchError(f"--batch must be >= 1, got {batch}")
+    check_count("--batch", batch, 1, BenchError)
     if steps < 1 or warmup < 0:
         raise BenchError(f"need --steps >= 1 and --warmup >= 0, got {steps} and {warmup}")
     if compile not in ("off", "on", "auto"):

@@ -5,6 +5,8 @@ from typing import Iterator, Optional, Tuple
 
 import torch
 
+from saf.train.io.counts import check_count
+
 
 def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,
             generator: Optional[torch.Generator] = None,
@@ -14,8 +16,7 @@ def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = F
     With shuffle=True the order is a permutation drawn from `generator` (same generator state,
     same order); the last batch may be smaller unless drop_last=True.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_count("batch_size", batch_size)
     n = int(x.shape[0])
     if int(y.shape[0]) != n:
         raise ValueError(f"x has {n} samples but y has {int(y.shape[0])}")

@@ -82,7 +82,7 @@ class _SAFStep(torch.autograd.Function):
     surrogate. a[t-1] is a constant here (SAF carries it detached), so it gets no gradient."""
 
     @staticmethod
-    def forward(ctx, U, a_prev, lam, theta, surrogate, alpha):
+    def forward(ctx, U, a_prev, lam, theta, surrogate, surrogate_slope):
         if a_prev is None:
             x = torch.sub(U, theta)
             a = (x >= 0).to(U.dtype)
@@ -93,24 +93,24 @@ class _SAFStep(torch.autograd.Function):
             torch.sub(U, x, out=x)                    # U - theta * (la + 1)
             a.add_(x >= 0)                            # la + H(x)
         ctx.save_for_backward(x)
-        ctx.surrogate, ctx.alpha = surrogate, alpha
+        ctx.surrogate, ctx.surrogate_slope = surrogate, surrogate_slope
         return a
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return surrogate_grad(x, grad, ctx.surrogate, ctx.alpha), None, None, None, None, None
+        return surrogate_grad(x, grad, ctx.surrogate, ctx.surrogate_slope), None, None, None, None, None
 
 
 def saf_step_fused(U: torch.Tensor, a_prev: Optional[torch.Tensor], lam: float, theta: float,
-                   surrogate: str = "sigmoid", alpha: float = 4.0) -> torch.Tensor:
-    """`saf_step` with `spike(., surrogate, alpha)`, bit for bit, in fewer passes and buffers (what
+                   surrogate: str = "sigmoid", surrogate_slope: float = 4.0) -> torch.Tensor:
+    """`saf_step` with `spike(., surrogate, surrogate_slope)`, bit for bit, in fewer passes and buffers (what
     SpikingNet trains with). Falls back to `saf_step` when a[t-1] itself needs a gradient."""
     if a_prev is not None and a_prev.requires_grad and torch.is_grad_enabled():
-        return saf_step(U, a_prev, lam, theta, lambda v: spike(v, surrogate, alpha))
+        return saf_step(U, a_prev, lam, theta, lambda v: spike(v, surrogate, surrogate_slope))
     if U.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
         raise TypeError(f"saf_step_fused needs a floating-point U, got {U.dtype}")
-    return _SAFStep.apply(U, a_prev, lam, theta, surrogate, alpha)
+    return _SAFStep.apply(U, a_prev, lam, theta, surrogate, surrogate_slope)
 
 
 def saf_spikes(a: torch.Tensor, a_prev: Optional[torch.Tensor], lam: float) -> torch.Tensor:

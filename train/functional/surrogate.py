@@ -12,13 +12,13 @@ import torch
 SURROGATES = ("sigmoid", "rect")
 
 
-def sigmoid_surrogate_grad(x: torch.Tensor, grad: torch.Tensor, alpha: float) -> torch.Tensor:
-    """grad * (alpha * sg * (1 - sg)) with sg = sigmoid(alpha * x), bit for bit, in two buffers
+def sigmoid_surrogate_grad(x: torch.Tensor, grad: torch.Tensor, slope: float) -> torch.Tensor:
+    """grad * (slope * sg * (1 - sg)) with sg = sigmoid(slope * x), bit for bit, in two buffers
     instead of six (the same ops in the same order, done in place; multiplication commutes exactly)."""
-    sg = torch.mul(x, alpha)
+    sg = torch.mul(x, slope)
     sg.sigmoid_()
     one_minus = torch.rsub(sg, 1.0)
-    sg.mul_(alpha)
+    sg.mul_(slope)
     sg.mul_(one_minus)
     if sg.shape == grad.shape:
         return sg.mul_(grad)
@@ -29,28 +29,28 @@ def rect_surrogate_grad(x: torch.Tensor, grad: torch.Tensor, width: float) -> to
     return grad * (x.abs() < width).to(grad.dtype)
 
 
-def surrogate_grad(x: torch.Tensor, grad: torch.Tensor, surrogate: str, alpha: float) -> torch.Tensor:
+def surrogate_grad(x: torch.Tensor, grad: torch.Tensor, surrogate: str, slope: float) -> torch.Tensor:
     """d spike(x) / dx applied to the incoming gradient (the backward of `spike`)."""
     if surrogate == "sigmoid":
-        return sigmoid_surrogate_grad(x, grad, alpha)
+        return sigmoid_surrogate_grad(x, grad, slope)
     if surrogate == "rect":
-        return rect_surrogate_grad(x, grad, alpha)
+        return rect_surrogate_grad(x, grad, slope)
     raise ValueError(f"unknown surrogate {surrogate!r} (known: {', '.join(SURROGATES)})")
 
 
 class _SigmoidSpike(torch.autograd.Function):
-    """H(x) forward; d/dx = alpha * sig(alpha x) * (1 - sig(alpha x)) backward."""
+    """H(x) forward; d/dx = slope * sig(slope x) * (1 - sig(slope x)) backward."""
 
     @staticmethod
-    def forward(ctx, x, alpha, strict=False):
+    def forward(ctx, x, slope, strict=False):
         ctx.save_for_backward(x)
-        ctx.alpha = alpha
+        ctx.slope = slope
         return heaviside(x, strict)
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return sigmoid_surrogate_grad(x, grad, ctx.alpha), None, None
+        return sigmoid_surrogate_grad(x, grad, ctx.slope), None, None
 
 
 class _RectSpike(torch.autograd.Function):
@@ -68,15 +68,15 @@ class _RectSpike(torch.autograd.Function):
         return rect_surrogate_grad(x, grad, ctx.width), None, None
 
 
-def spike(x: torch.Tensor, surrogate: str = "sigmoid", alpha: float = 4.0, strict: bool = False) -> torch.Tensor:
+def spike(x: torch.Tensor, surrogate: str = "sigmoid", slope: float = 4.0, strict: bool = False) -> torch.Tensor:
     """Heaviside step of x (fires at x == 0; not with strict=True) with the chosen surrogate gradient.
 
-    sigmoid: alpha is the slope (paper default 4). rect: alpha is the half-width of the window.
+    sigmoid: slope is the surrogate's slope (paper default 4). rect: it is the half-width of the window.
     """
     if surrogate == "sigmoid":
-        return _SigmoidSpike.apply(x, alpha, strict)
+        return _SigmoidSpike.apply(x, slope, strict)
     if surrogate == "rect":
-        return _RectSpike.apply(x, alpha, strict)
+        return _RectSpike.apply(x, slope, strict)
     raise ValueError(f"unknown surrogate {surrogate!r} (known: {', '.join(SURROGATES)})")
 
 

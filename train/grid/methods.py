@@ -17,19 +17,21 @@ from saf.train.online import backward_and_update, online_steps
 GRID_METHODS = ("saf-e", "saf-f", "ottt-o", "ottt-a", "bptt")
 
 
-def _per_step(net, grid, xq, y, T, method, optimizer, loss_fn, after_backward, update) -> dict:
+def _per_step(net, xq, T, method, optimizer, loss_of, after_backward, update) -> dict:
+    grid = net.grid
+
     def step(st):
         wq = grid_weights(net, grid)                  # the weights as updated by the previous step
         o, _, st = grid_step(net, grid, xq, st, "trace", wq)
         return o, st
 
-    total, loss_sum, st = online_steps(step, init_state(net), T, method, optimizer, loss_fn, y, after_backward,
+    total, loss_sum, st = online_steps(step, init_state(net), T, method, optimizer, loss_of, after_backward,
                                        update)
     return {"loss": loss_sum, "logits": total, "state_bytes": state_bytes(st)}
 
 
-def _saf_f(net, grid, xq, y, T, optimizer, loss_fn, after_backward, update) -> dict:
-    st = init_state(net)
+def _saf_f(net, xq, T, optimizer, loss_of, after_backward, update) -> dict:
+    grid, st = net.grid, init_state(net)
     with torch.no_grad():
         wq = grid_weights(net, grid)
         for _ in range(T - 1):
@@ -40,17 +42,17 @@ def _saf_f(net, grid, xq, y, T, optimizer, loss_fn, after_backward, update) -> d
     ro, (W, B), lg = net.readout, wq[-1], grid.layers[-1]
     path = (synapse_value(ro, W, st.ahat[-1], lg.gain) + bias_view(ro, B) * cT) / (lg.scale * cT)
     logits = replace(logits_of(grid, R) / cT, path)
-    loss = loss_fn(logits, y)
+    loss = loss_of(logits)
     backward_and_update(loss, optimizer, after_backward, update, T)
     return {"loss": float(loss.detach()), "logits": logits.detach(), "state_bytes": state_bytes(st)}
 
 
-def _bptt(net, grid, xq, y, T, optimizer, loss_fn, after_backward, update) -> dict:
-    st, total, loss = init_state(net), 0.0, 0.0
+def _bptt(net, xq, T, optimizer, loss_of, after_backward, update) -> dict:
+    grid, st, total, loss = net.grid, init_state(net), 0.0, 0.0
     wq = grid_weights(net, grid)
     for _ in range(T):
         o, _, st = grid_step(net, grid, xq, st, "bptt", wq)
-        loss = loss + loss_fn(o, y) / T
+        loss = loss + loss_of(o) / T
         total = total + o.detach()
     backward_and_update(loss, optimizer, after_backward, update, T)
     return {"loss": float(loss.detach()), "logits": total, "state_bytes": state_bytes(st)}
@@ -70,8 +72,11 @@ def grid_train_batch(net, x, y, T: int, method: str, optimizer, loss_fn, after_b
             optimizer.step()
 
     xq = quantize(grid, x)
+
+    def loss_of(logits):
+        return loss_fn(logits, y)
     if method in ("saf-e", "ottt-o", "ottt-a"):
-        return _per_step(net, grid, xq, y, T, method, optimizer, loss_fn, after_backward, update)
+        return _per_step(net, xq, T, method, optimizer, loss_of, after_backward, update)
     if method == "saf-f":
-        return _saf_f(net, grid, xq, y, T, optimizer, loss_fn, after_backward, update)
-    return _bptt(net, grid, xq, y, T, optimizer, loss_fn, after_backward, update)
+        return _saf_f(net, xq, T, optimizer, loss_of, after_backward, update)
+    return _bptt(net, xq, T, optimizer, loss_of, after_backward, update)

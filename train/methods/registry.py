@@ -81,7 +81,8 @@ def train_batch(net, x: torch.Tensor, y: torch.Tensor, T: int, method: str, opti
             return net.saf_step(x, st) if method == "saf-e" else net.lif_step(x, st, "trace")
 
         st = net.init_saf() if method == "saf-e" else net.init_lif()
-        total, loss_sum, st = online_steps(step, st, T, method, optimizer, loss_fn, y, after_backward, update)
+        total, loss_sum, st = online_steps(step, st, T, method, optimizer, lambda o: loss_fn(o, y), after_backward,
+                                           update)
         return {"loss": loss_sum, "logits": total, "state_bytes": state_bytes(st)}
     if method == "saf-f":
         st = net.init_saf()

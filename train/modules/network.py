@@ -60,13 +60,13 @@ class Record:
 
 
 class SpikingNet(nn.Module):
-    def __init__(self, spec: dict, surrogate: str = "sigmoid", alpha: float = 4.0, readout: Readout = SUM):
+    def __init__(self, spec: dict, surrogate: str = "sigmoid", surrogate_slope: float = 4.0, readout: Readout = SUM):
         super().__init__()
         self.spec = spec
         self.readout_kind = readout             # the readout the loss sees (train/readout.py)
         self.plan = plan(spec)
         self.lam, self.theta = neuron_params(spec)
-        self.surrogate, self.alpha = surrogate, alpha
+        self.surrogate, self.surrogate_slope = surrogate, surrogate_slope
         ws = bool(spec.get("weight_standardization", True))
         gamma = float(spec.get("gamma", 2.0))
         blocks = []
@@ -101,7 +101,7 @@ class SpikingNet(nn.Module):
         return len(self.blocks)
 
     def spike_fn(self, x, strict: bool = False):
-        return spike(x, self.surrogate, self.alpha, strict)
+        return spike(x, self.surrogate, self.surrogate_slope, strict)
 
     def _layer_spike_fn(self, l: int):
         if self.modes[l].compare == COMPARE_GT:
@@ -169,7 +169,7 @@ class SpikingNet(nn.Module):
                 if st.a[src] is not None:                    # W_b a_src[t-1]
                     U = U + self.fb[k](st.a[src], wf[k])
             a_prev = st.a[l]
-            a = saf_step_fused(U, a_prev, lam, theta, self.surrogate, self.alpha)
+            a = saf_step_fused(U, a_prev, lam, theta, self.surrogate, self.surrogate_slope)
             if record is not None:
                 with torch.no_grad():
                     record.spikes.append(saf_spikes(a, a_prev, lam).detach())

@@ -32,8 +32,11 @@ class ConfigError(ValueError):
     """A training flag out of range or in conflict with the run being resumed (one line)."""
 
 
+FLAG_NAMES = {"T": "--T", "surrogate_slope": "--surrogate-slope/--alpha"}   # a field's flag where not --field-name
+
+
 def flag(name: str) -> str:
-    return "--T" if name == "T" else "--" + name.replace("_", "-")
+    return FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
 
 
 def _finite(v) -> bool:
@@ -62,7 +65,7 @@ RULES = (
     Rule("momentum", lambda v: _finite(v) and 0 <= v < 1, "in [0, 1)"),
     Rule("weight_decay", lambda v: _finite(v) and v >= 0, "a number >= 0"),
     Rule("mse_weight", lambda v: _finite(v) and 0 <= v <= 1, "in [0, 1]"),
-    Rule("alpha", lambda v: _finite(v) and v > 0, "a positive number"),
+    Rule("surrogate_slope", lambda v: _finite(v) and v > 0, "a positive number"),
     Rule("method", lambda v: v in METHODS, "", METHODS + CONTINUOUS_METHODS),   # fp is routed before (train/methods/fp/train.py)
     Rule("optimizer", lambda v: v in OPTIMIZERS, "", OPTIMIZERS),
     Rule("surrogate", lambda v: v in SURROGATES, "", tuple(SURROGATES)),

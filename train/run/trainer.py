@@ -25,6 +25,7 @@ from saf.train.modules.network import SpikingNet
 from saf.train.io.outdir import make_dirs, remove_made
 from saf.train.neuron_modes import method_refusal
 from saf.train.spec import layer_modes, layer_syn_decays, load_spec, with_neuron
+from saf.train.io.counts import check_count
 
 
 class TrainingError(Exception):
@@ -53,7 +54,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     mse_weight: float = 0.05
     surrogate: str = "sigmoid"
-    alpha: float = 4.0
+    surrogate_slope: float = 4.0     # --surrogate-slope (--alpha); stored as "alpha" before
     seed: int = 0
     device: str = "auto"
     limit_train: Optional[int] = None
@@ -118,7 +119,7 @@ def build(cfg: TrainConfig, spec: Optional[dict] = None):
     if cfg.method == "dsr":
         from saf.train.methods.dsr.net import DSRNet, dsr_spec
         return DSRNet(dsr_spec(spec, cfg.dsr_alpha, cfg.dsr_readout))
-    return SpikingNet(spec, surrogate=cfg.surrogate, alpha=cfg.alpha, readout=readout_for(cfg.method, spec["neuron"]["lam"]))
+    return SpikingNet(spec, surrogate=cfg.surrogate, surrogate_slope=cfg.surrogate_slope, readout=readout_for(cfg.method, spec["neuron"]["lam"]))
 
 
 def ide_solver_config(cfg: TrainConfig) -> SolverConfig:
@@ -137,8 +138,7 @@ class Trainer:
             raise TrainingError(f"--method: {e}") from None
         if cfg.surrogate not in SURROGATES:
             raise TrainingError(f"--surrogate: unknown surrogate {cfg.surrogate!r} (known: {', '.join(SURROGATES)})")
-        if cfg.T < 1:
-            raise TrainingError(f"--T must be >= 1, got {cfg.T}")
+        check_count("--T", cfg.T, 1, TrainingError)
         if cfg.method == "dsr" and ddp is not None:
             raise TrainingError("--method dsr does not support --ddp yet")
         self.ide_solver = ide_solver_config(cfg)

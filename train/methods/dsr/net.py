@@ -35,11 +35,11 @@ READOUT_CHOICES = ("spike", "linear")
 VTH_MIN = 0.01                    # DSR's lower bound on a threshold (IF; the authors' code)
 
 
-def dsr_spec(spec: dict, alpha: float = 1.0, readout: str = "spike") -> dict:
+def dsr_spec(spec: dict, dsr_alpha: float = 1.0, readout: str = "spike") -> dict:
     """The spec DSR trains: spec["dsr"] set, and for a spiking output one more linear spiking layer
     of num_classes neurons (its spike counts are the logits; the readout after it is the identity)."""
-    if not (0.0 < float(alpha) <= 1.0):
-        raise SpecError(f"--dsr-alpha must be in (0, 1], got {alpha}")
+    if not (0.0 < float(dsr_alpha) <= 1.0):
+        raise SpecError(f"--dsr-alpha must be in (0, 1], got {dsr_alpha}")
     if readout not in READOUT_CHOICES:
         raise SpecError(f"--dsr-readout must be one of {', '.join(READOUT_CHOICES)}, got {readout!r}")
     if spec.get("feedback"):
@@ -52,7 +52,7 @@ def dsr_spec(spec: dict, alpha: float = 1.0, readout: str = "spike") -> dict:
         if len(p.layers[-2].out_shape) != 1:
             spec["layers"].append({"type": "flatten"})
         spec["layers"].append({"type": "linear", "out": int(spec["num_classes"])})
-    spec["dsr"] = {"alpha": float(alpha), "readout": readout, "vth_min": VTH_MIN}
+    spec["dsr"] = {"alpha": float(dsr_alpha), "readout": readout, "vth_min": VTH_MIN}
     return spec
 
 
@@ -65,7 +65,7 @@ class DSRNet(nn.Module):
         self.plan = plan(spec)
         self.lam, theta = neuron_params(spec)
         d = spec["dsr"]
-        self.alpha, self.vth_min = float(d.get("alpha", 1.0)), float(d.get("vth_min", VTH_MIN))
+        self.dsr_alpha, self.vth_min = float(d.get("alpha", 1.0)), float(d.get("vth_min", VTH_MIN))
         self.spiking_output = d.get("readout", "spike") == "spike"
         self.readout_kind = readout or (SPIKE_COUNT if self.spiking_output else LEAKY_SUM)
         self.theta = 1.0                 # every threshold is folded to 1 at export (fold_dsr)
@@ -123,7 +123,7 @@ class DSRNet(nn.Module):
             inp = x[:, t] if varying else x
             for l, blk in enumerate(self.blocks):
                 cur = blk(inp, ws[l]) + blk.bias_term(1.0)
-                u[l], s[l] = neuron_step(cur, u[l], s[l], self.lam, V[l], self.alpha)
+                u[l], s[l] = neuron_step(cur, u[l], s[l], self.lam, V[l], self.dsr_alpha)
                 acc[l] = s[l] if acc[l] is None else self.lam * acc[l] + s[l]
                 if rec is not None:
                     rec.spikes.append(s[l].clone())
