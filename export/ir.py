@@ -76,7 +76,7 @@ import numpy as np
 from saf.hw_targets.words import check_words
 from saf.train.grid.rules import (DECAY_BITS, DECAY_ONE, STATE_BITS, STATE_MAX,  # noqa: F401
                                   quantize_input_values, trunc_decay_int)
-from saf.train.neuron_modes import ALL_MODES, DEFAULT_COMPARE, DEFAULT_MODE, DEFAULT_RESET, NeuronMode
+from saf.core.neuron_modes import ALL_MODES, DEFAULT_COMPARE, DEFAULT_MODE, DEFAULT_RESET, NeuronMode
 
 # STATE_BITS, STATE_MAX, DECAY_BITS, DECAY_ONE: defined once in train/grid/rules.py (the grid-trained forward
 # uses them too), re-exported here for every importer of the IR.

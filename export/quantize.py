@@ -70,7 +70,7 @@ from saf.hw_targets.rules import bias_grid, bias_limits
 from saf.hw_targets.words import check_words, words_max
 
 from saf.train.grid.rules import round_to
-from saf.train.neuron_modes import RESET_SUBTRACT_UNDECAYED
+from saf.core.neuron_modes import RESET_SUBTRACT_UNDECAYED
 from saf.export.fold.snn import FloatLayer
 from saf.export.ir import (DU_NONE, STATE_MAX, Feedback, Graph, Layer, current_decay_bits, decay_for, du_for,
                            dyadic_exponent)

@@ -14,7 +14,7 @@ from saf.deploy.main import main
 from saf.deploy.verify import format_report, verify
 from saf.export.proof.certificate import certify, convention_check
 from saf.export.ir import IR_CONVENTION, Convention
-from saf.train.neuron_modes import ALL_MODES
+from saf.core.neuron_modes import ALL_MODES
 from saf.export.synthetic import random_graph
 
 

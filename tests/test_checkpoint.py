@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 import saf.train.checkpoint as ckpt
 from saf.train.checkpoint import CHECKPOINT, FORMAT, CheckpointError, load_model, load_resume, read_checkpoint, save_checkpoint, save_resume
-from saf.train.io.files import atomic_write
+from saf.core.files import atomic_write
 from saf.train.modules.network import SpikingNet
 from saf.train.spec import builtin_spec, with_neuron
 

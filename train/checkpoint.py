@@ -13,8 +13,8 @@ from typing import Optional
 import torch
 from safetensors.torch import load as load_bytes, save_file
 
-from saf.train.io.files import atomic_write, header_metadata
-from saf.train.io.outdir import OutputKind
+from saf.core.files import atomic_write, header_metadata
+from saf.core.outdir import OutputKind
 from saf.train.methods.fp.net import FP_METHOD
 from saf.train.readout import ReadoutError, readout_from_json
 from saf.train.spec import SpecError, plan
@@ -57,7 +57,7 @@ def read_saf_file(p: Path, load, data: Optional[bytes] = None) -> tuple:
     return meta, tensors
 
 
-# A training run directory: what `saf train --force` may replace (train/io/outdir.py).
+# A training run directory: what `saf train --force` may replace (core/outdir.py).
 RUN_DIR = OutputKind("saf training run", CHECKPOINT, is_saf_checkpoint, (CHECKPOINT, BEST, RESUME, METRICS, CURVES))
 
 

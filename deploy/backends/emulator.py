@@ -40,7 +40,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from saf.export.ir import DECAY_ONE, STATE_BITS, STATE_MAX, Graph
-from saf.train.neuron_modes import (ALL_MODES, COMPARE_GE, COMPARE_GT, RESET_SUBTRACT, RESET_SUBTRACT_UNDECAYED,
+from saf.core.neuron_modes import (ALL_MODES, COMPARE_GE, COMPARE_GT, RESET_SUBTRACT, RESET_SUBTRACT_UNDECAYED,
                                     RESET_ZERO, RESETS)
 
 from saf.export.result import BackendResult

@@ -41,7 +41,7 @@ from saf.deploy.backends.spec import (BACKENDS, STOCK_REGISTER, BackendError, Ba
 from saf.deploy.backends.emulator import MODES as EMULATOR_MODES
 from saf.deploy.backends.trained import run_trained, trained_refuses
 from saf.export.result import BackendResult
-from saf.train.neuron_modes import ALL_MODES, RESET_SUBTRACT_UNDECAYED
+from saf.core.neuron_modes import ALL_MODES, RESET_SUBTRACT_UNDECAYED
 
 FAULTS = {
     "lsb": "one weight of the first layer changed by one LSB",

@@ -8,7 +8,7 @@ from saf.hw_targets.base import TargetError
 from saf.hw_targets.words import WEIGHT_WORDS
 from saf.train.checkpoint import CheckpointError
 from saf.train.data import DatasetError
-from saf.train.io.outdir import OutputError
+from saf.core.outdir import OutputError
 from saf.train.spec import SpecError
 
 from saf.export.bundle.store import BundleError, read_manifest

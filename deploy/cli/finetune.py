@@ -9,8 +9,8 @@ from pathlib import Path
 
 from saf.train.checkpoint import RUN_DIR, CheckpointError, is_fp_checkpoint, load_model
 from saf.train.grid.record import GRID_TARGETS
-from saf.train.io.outdir import check_target
-from saf.train.neuron_modes import method_refusal
+from saf.core.outdir import check_target
+from saf.core.neuron_modes import method_refusal
 from saf.train.run.config import ConfigError, check_config
 from saf.train.run.trainer import TrainConfig
 from saf.train.spec import layer_modes, layer_syn_decays

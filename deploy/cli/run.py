@@ -8,7 +8,7 @@ import numpy as np
 
 from saf.export.bundle.store import BundleError
 from saf.train.data import DatasetError
-from saf.train.io.outdir import OutputError, check_file_target
+from saf.core.outdir import OutputError, check_file_target
 
 from saf.deploy.backends.registry import BACKENDS, FAULTS, LAVA_BACKENDS, BackendError, Bundle, require_lava
 from saf.deploy.backends.spec import check_count

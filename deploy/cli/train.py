@@ -23,7 +23,7 @@ from saf.train.methods.fp.train import FPError
 from saf.train.methods.fp.specs import FP_SPECS
 from saf.train.methods.fp.sim import SimulationError
 from saf.train.methods.registry import CONTINUOUS_METHODS, METHODS
-from saf.train.io.outdir import OutputError, check_target
+from saf.core.outdir import OutputError, check_target
 from saf.train.run.config import OPTIMIZERS, ConfigError, check_config, flag, resumed_config
 from saf.train.spec import BUILTIN, SpecError, load_spec, with_neuron
 from saf.train.run.fit import done_text, fit_and_report, fit_into
@@ -275,7 +275,7 @@ def eval_checkpoint(path, dataset=None, data_root=None, T=None) -> dict:
                            f"classes, the checkpoint {path} takes {list(spec['input_shape'])} in "
                            f"{spec['num_classes']} classes")
     lif = evaluate(net, data.x_test, data.y_test, T, "lif")
-    # a network with non-default reset/compare modes has no SAF form (train/neuron_modes.py): LIF only
+    # a network with non-default reset/compare modes has no SAF form (core/neuron_modes.py): LIF only
     saf = evaluate(net, data.x_test, data.y_test, T, "saf") if float_form(net) == "saf" else None
     agree = None if saf is None else float((saf["predictions"] == lif["predictions"]).float().mean())
     return {"checkpoint": str(path), "dataset": data.name, "T": T, "n": len(data.y_test),
@@ -314,7 +314,7 @@ def cmd_eval(a) -> int:
                  f"(leak {r['readout_leak']:g} per step, as trained)",
                  f"  LIF form accuracy  {r['lif_accuracy']:.4f}"]
         lines[1:1] = [f"  SAF form accuracy  {r['saf_accuracy']:.4f}"] if r["saf_accuracy"] is not None else \
-            ["  SAF form           none: a layer's reset/compare is not the SAF form's (train/neuron_modes.py)"]
+            ["  SAF form           none: a layer's reset/compare is not the SAF form's (core/neuron_modes.py)"]
         if r.get("grid"):
             lines.append(f"  trained on the {r['grid']} grid: both forms are its integer network, the deployed accuracy")
         if r["prediction_agreement"] is not None:

@@ -34,7 +34,7 @@ def _hashes(r) -> list:
 
 
 def write_golden(directory, record: dict) -> Path:
-    from saf.train.io.files import atomic_write
+    from saf.core.files import atomic_write
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)

@@ -53,7 +53,7 @@ def run_config(imp: Imported) -> dict:
 def write_run(imp: Imported, out, force: bool = False) -> Path:
     """model.safetensors of `imp` in run directory `out` (atomically)."""
     from saf.train.checkpoint import CHECKPOINT, RUN_DIR, save_checkpoint
-    from saf.train.io.outdir import Staged
+    from saf.core.outdir import Staged
 
     net = imported_net(imp)
     with Staged(out, (RUN_DIR,), force) as tmp:

@@ -22,7 +22,7 @@ import numpy as np
 from saf.export.nir.errors import NirError
 from saf.export.nir.graph import F32_MAX, NEURONS, READOUTS, SYNAPSES, Chain, kind
 from saf.export.nir.neurons import readout as readout_neuron, spiking
-from saf.train.neuron_modes import COMPARE_GE, COMPARE_GT, RESET_ZERO, RESETS, SYN_DECAY_KEY
+from saf.core.neuron_modes import COMPARE_GE, COMPARE_GT, RESET_ZERO, RESETS, SYN_DECAY_KEY
 
 COMPARES = {"gt": COMPARE_GT, "ge": COMPARE_GE}     # --compare flag word -> the mode (train/neuron_modes.py)
 SAF_META = "saf"                     # graph metadata key of a NIR file this toolchain wrote (from_run.py)

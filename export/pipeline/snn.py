@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from saf.hw_targets.report import format_pool_comparison, pool_comparison
-from saf.train.io.outdir import check_target
+from saf.core.outdir import check_target
 
 from saf.export.bundle.store import BUNDLE_DIR, ONNX_FILE, SOURCE_FILE, write_bundle
 from saf.export.fold.snn import fold_network

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from saf.export.ir import DECAY_ONE, STATE_MAX, Graph
-from saf.train.neuron_modes import ALL_MODES, RESET_SUBTRACT_UNDECAYED
+from saf.core.neuron_modes import ALL_MODES, RESET_SUBTRACT_UNDECAYED
 
 # What the ONNX model computes at a tie and on a spike (onnx_model._lif_step builds each layer's own compare
 # and reset, every combination); declared here, without importing onnx, for the certificate's convention row

@@ -89,7 +89,7 @@ import numpy as np
 
 from saf.export.ir import DU_NONE, DECAY_ONE, Graph, dyadic_exponent
 from saf.export.result import BackendResult
-from saf.train.neuron_modes import ALL_MODES, COMPARE_GT, RESET_SUBTRACT_UNDECAYED, RESET_ZERO
+from saf.core.neuron_modes import ALL_MODES, COMPARE_GT, RESET_SUBTRACT_UNDECAYED, RESET_ZERO
 
 INT64_SAFE = 1 << 62
 # Every layer's own compare and reset (above), every combination: what this form declares for the

@@ -22,8 +22,8 @@ from saf.train.functional.loss import ce_mse_loss
 from saf.train.functional.surrogate import SURROGATES
 from saf.train.methods.registry import check_method, readout_for, train_batch
 from saf.train.modules.network import SpikingNet
-from saf.train.io.outdir import make_dirs, remove_made
-from saf.train.neuron_modes import method_refusal
+from saf.core.outdir import make_dirs, remove_made
+from saf.core.neuron_modes import method_refusal
 from saf.train.spec import layer_modes, layer_syn_decays, load_spec, with_neuron
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from saf.train.checkpoint import FORMAT, CheckpointError, read_saf_file, resolve
-from saf.train.io.files import atomic_write
+from saf.core.files import atomic_write
 from saf.train.methods.fp.net import FP_METHOD, FPNet, FPParams, LatencyCode
 from saf.train.readout import FIRST_SPIKE
 

@@ -36,7 +36,7 @@ from saf.train.methods.fp.grad import build_system, grad_adjoint, grad_forward, 
 from saf.train.methods.fp.kernel import h, near_equal
 from saf.train.methods.fp.loss import first_spike_loss
 from saf.train.methods.fp.sim import simulate_batch
-from saf.train.io.outdir import make_dirs, remove_made
+from saf.core.outdir import make_dirs, remove_made
 
 
 class FPError(ValueError):
