@@ -10,5 +10,9 @@ class SafError(Exception):
     exit_code = 2
 
     def one_line(self) -> str:
-        """The message on one line (a path or a library's message may carry newlines)."""
-        return " ".join(str(self).split("\n")).strip() or type(self).__name__
+        return one_line(self)
+
+
+def one_line(e: BaseException) -> str:
+    """An error message on one line (a path or a library's message may carry newlines)."""
+    return " ".join(str(e).split("\n")).strip() or type(e).__name__

@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from saf.core.files import current_umask
+from saf.core.errors import SafError
 
 TMP_TAG = ".saf-tmp-"
 OLD_TAG = ".saf-old-"
 
 
-class OutputError(Exception):
+class OutputError(SafError):
     """An output path saf will not write or replace; the message names the path and the reason."""
 
 

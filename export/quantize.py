@@ -75,11 +75,12 @@ from saf.export.fold.snn import FloatLayer
 from saf.export.ir import (DU_NONE, STATE_MAX, Feedback, Graph, Layer, current_decay_bits, decay_for, du_for,
                            dyadic_exponent)
 from saf.export.proof.state_bound import geometric_sum, layer_current_bound, state_bound, two_state_bound
+from saf.core.errors import SafError
 
 MIN_WEIGHT_LEVELS = 16     # do not lower a layer's weight precision below this many levels
 
 
-class QuantizeError(ValueError):
+class QuantizeError(SafError, ValueError):
     """The network cannot be represented on the target; the message names the layer."""
 
 

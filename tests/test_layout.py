@@ -4,6 +4,7 @@ folders stay readable. Each graph check is shown to fail on an injected circle o
 from __future__ import annotations
 
 import ast
+import builtins
 import subprocess
 import sys
 from pathlib import Path
@@ -143,6 +144,48 @@ def test_the_graph_checks_catch_an_injected_circle_and_upward_import():
     faulty["saf.core.outdir"] = (is_pkg, text + "\ndef _g():\n    from saf.train.spec import SpecError\n")
     assert upward_imports(faulty) == ["saf.core.outdir imports ['train']", "saf.export.ir imports ['deploy']",
                                       "saf.train.spec imports ['deploy']"]
+
+
+def errors_outside_the_base(sources: dict) -> list:
+    """'module.Class' for every exception class the product defines that does not derive from SafError
+    (core/errors.py). Bases are followed by name through the product's own classes; a base from outside
+    is an exception when it is one of Python's Exception classes or its name ends in Error/Exception
+    (pickle.UnpicklingError). KeyboardInterrupt's subclasses (a signal, not an error) are no Exception."""
+    bases, defined = {}, []
+    for mod, (_, src) in sorted(sources.items()):
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, ast.ClassDef):
+                bases.setdefault(node.name, []).extend(ast.unparse(b).split(".")[-1] for b in node.bases)
+                defined.append((mod, node.name))
+
+    def derives(name: str, test, seen=frozenset()) -> bool:
+        if test(name):
+            return True
+        return name in bases and name not in seen and any(derives(b, test, seen | {name}) for b in bases[name])
+
+    def outside_exception(name: str) -> bool:
+        obj = getattr(builtins, name, None)
+        if isinstance(obj, type):
+            return issubclass(obj, Exception)
+        return name not in bases and name.endswith(("Error", "Exception"))
+
+    return [f"{mod}.{name}" for mod, name in defined
+            if derives(name, outside_exception) and not derives(name, lambda n: n == "SafError")]
+
+
+def test_every_error_class_derives_from_saferror():
+    assert errors_outside_the_base(project_sources()) == []
+
+
+def test_the_error_check_catches_an_injected_class():
+    faulty = dict(project_sources())
+    is_pkg, text = faulty["saf.export.ir"]
+    faulty["saf.export.ir"] = (is_pkg, text + "\nclass LayerKindError(ValueError):\n    pass\n"
+                               "\nclass Late(LayerKindError):\n    pass\n")
+    is_pkg, text = faulty["saf.train.data.safe_pickle"]
+    faulty["saf.train.data.safe_pickle"] = (is_pkg, text + "\nclass Refused(pickle.UnpicklingError):\n    pass\n")
+    assert errors_outside_the_base(faulty) == ["saf.export.ir.LayerKindError", "saf.export.ir.Late",
+                                               "saf.train.data.safe_pickle.Refused"]
 
 
 def test_only_the_lava_backend_imports_lava():

@@ -18,6 +18,7 @@ from saf.core.outdir import OutputKind
 from saf.train.methods.fp.net import FP_METHOD
 from saf.train.readout import ReadoutError, readout_from_json
 from saf.train.spec import SpecError, plan
+from saf.core.errors import SafError
 
 FORMAT = "saf-checkpoint-1"
 CHECKPOINT = "model.safetensors"
@@ -28,7 +29,7 @@ METRICS = "metrics.jsonl"
 CURVES = "curves.png"
 
 
-class CheckpointError(Exception):
+class CheckpointError(SafError):
     """A checkpoint that cannot be used; the message names the file and the problem."""
 
 

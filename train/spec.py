@@ -29,12 +29,13 @@ from typing import Optional
 from saf.train.methods.ide.specs import IDE_SPECS
 from saf.core.neuron_modes import (DEFAULT_COMPARE, DEFAULT_RESET, SYN_DECAY_KEY, NeuronMode, mode_problem,
                                     syn_decay_problem)
+from saf.core.errors import SafError
 
 SPIKING = ("conv", "linear")
 GLUE = ("avgpool", "gap", "flatten")
 
 
-class SpecError(ValueError):
+class SpecError(SafError, ValueError):
     """An invalid model spec; the message says which field is wrong."""
 
 

@@ -12,12 +12,13 @@ from typing import Callable, Optional
 
 from saf.export.ir import declared_mode, modes_text
 from saf.export.proof.certificate import CurrentRegister
+from saf.core.errors import SafError
 
 
 STOCK_REGISTER = CurrentRegister(24, 6)   # Lava's stock LIF: u += a_in << 6, wrapping at 24 bits
 
 
-class BackendError(ValueError):
+class BackendError(SafError, ValueError):
     """A backend cannot run on this bundle, or a backend list is unusable (one clear line)."""
 
 

@@ -7,9 +7,7 @@ from pathlib import Path
 
 from saf.train.bench.cost import SMALL, BenchError, FULL
 from saf.train.methods.registry import METHODS
-from saf.core.outdir import OutputError, check_file_target
-
-USER_ERRORS = (BenchError, OutputError)
+from saf.core.outdir import check_file_target
 
 
 def register(sub) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from saf.export.bundle.store import BUNDLE_DIR
 from saf.train.checkpoint import RUN_DIR
+from saf.core.errors import SafError
 from saf.core.outdir import OutputError, OutputKind, Staged, check_target
 
 from saf.deploy.backends.registry import require_lava
@@ -57,9 +58,12 @@ def _steps(epochs: int, lava_limit: int) -> list:
     ]
 
 
-class _StepFailed(Exception):
+class _StepFailed(SafError):
+    """A demo step's command failed (it printed its own error); the demo exits with its code."""
+
     def __init__(self, rc: int):
-        self.rc = rc
+        super().__init__(f"a demo step exited with {rc}")
+        self.rc = self.exit_code = rc
 
 
 def run_demo(out: Path, epochs: int = 8, lava_limit: int = 50, force: bool = False) -> int:

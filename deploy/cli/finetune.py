@@ -15,9 +15,8 @@ from saf.train.run.config import ConfigError, check_config
 from saf.train.run.trainer import TrainConfig
 from saf.train.spec import layer_modes, layer_syn_decays
 
-from saf.deploy.cli.train import USER_ERRORS as TRAIN_ERRORS, add_checkpoint_choice, add_data_args, pick_checkpoint
+from saf.deploy.cli.train import add_checkpoint_choice, add_data_args, pick_checkpoint
 
-USER_ERRORS = TRAIN_ERRORS
 FINETUNE_LR = 0.01               # a converged model: a tenth of TrainConfig's from-scratch rate
 
 

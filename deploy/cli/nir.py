@@ -1,14 +1,11 @@
 """`saf import MODEL.nir --out RUN`: a NIR graph as a run directory (export/nir/, docs/nir.md)."""
 from __future__ import annotations
 
-from saf.export.netx.errors import NetxError
 from saf.export.nir.errors import NirError
 from saf.export.nir.spiking_out import READOUT_CHOICES
 from saf.export.nir.to_run import COMPARES, CURRENT_ORDERS, DEFAULTS, Options
 from saf.core.neuron_modes import RESETS
-from saf.core.outdir import OutputError
 
-USER_ERRORS = (NirError, NetxError, OutputError)
 FP_OWN = ("--dt", "--T", "--reset", "--compare", "--encoder", "--dataset", "--input-shape")   # an FP file's own
 
 

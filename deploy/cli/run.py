@@ -6,18 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
-from saf.export.bundle.store import BundleError
 from saf.train.data import DatasetError
-from saf.core.outdir import OutputError, check_file_target
+from saf.core.outdir import check_file_target
 
 from saf.deploy.backends.registry import BACKENDS, FAULTS, LAVA_BACKENDS, BackendError, Bundle, require_lava
 from saf.deploy.backends.spec import check_count
-from saf.deploy.verify.golden import GoldenError
 from saf.deploy.verify.report_io import FUZZ_FAILURE
 from saf.deploy.verify.stream import DEFAULT_CHUNK
 from saf.deploy.inputs import load_inputs, load_npy_inputs
-
-USER_ERRORS = (BundleError, DatasetError, BackendError, GoldenError, OutputError)
 
 
 def _data_args(p, limit_help: str) -> None:

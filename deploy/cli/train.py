@@ -9,7 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Optional
 
-from saf.train.checkpoint import BEST, CHECKPOINT, CHECKPOINT_CHOICES, RUN_DIR, CheckpointError, choose_checkpoint
+from saf.train.checkpoint import BEST, CHECKPOINT, CHECKPOINT_CHOICES, RUN_DIR, choose_checkpoint
 from saf.train.data import DATASETS, DatasetError
 from saf.train.data.coding import InputCoding
 from saf.train.data.encoders import ENCODERS
@@ -19,9 +19,7 @@ from saf.train.data.events.binning import BIN_MODES
 from saf.train.run.distributed import DistributedError
 from saf.train.functional.surrogate import SURROGATES
 from saf.train.methods.ide.solver import SOLVERS
-from saf.train.methods.fp.train import FPError
 from saf.train.methods.fp.specs import FP_SPECS
-from saf.train.methods.fp.sim import SimulationError
 from saf.train.methods.registry import CONTINUOUS_METHODS, METHODS
 from saf.core.outdir import OutputError, check_target
 from saf.train.run.config import OPTIMIZERS, ConfigError, check_config, flag, resumed_config
@@ -29,8 +27,6 @@ from saf.train.spec import BUILTIN, SpecError, load_spec, with_neuron
 from saf.train.run.fit import done_text, fit_and_report, fit_into
 from saf.train.run.trainer import TrainConfig, TrainingError, check_method_modes
 
-USER_ERRORS = (CheckpointError, ConfigError, DatasetError, DistributedError, OutputError, SpecError, TrainingError,
-               FPError, SimulationError)
 CONFIG_FIELDS = tuple(f.name for f in fields(TrainConfig))
 
 

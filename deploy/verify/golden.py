@@ -11,12 +11,13 @@ import numpy as np
 
 from saf.deploy.verify.compare import sample_hashes, spike_hashes
 from saf.export.result import BackendResult
+from saf.core.errors import SafError
 
 GOLDEN_FILE = "golden.json"
 GOLDEN_VERSION = 2     # 1: per-step spike counts and one hash of all inputs (neuron swaps and subsets unchecked)
 
 
-class GoldenError(ValueError):
+class GoldenError(SafError, ValueError):
     """Golden outputs missing or unreadable (one line)."""
 
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import pytest
 
+from saf.core.errors import SafError
 
-class FidelityError(AssertionError):
+
+class FidelityError(SafError, AssertionError):
     pass
 
 

@@ -27,9 +27,10 @@ import torch
 from saf.train.modules.synapse import apply_glue
 from saf.train.functional.neuron import lif_potential
 from saf.core.neuron_modes import DEFAULT_COMPARE, DEFAULT_RESET
+from saf.core.errors import SafError
 
 
-class FoldError(ValueError):
+class FoldError(SafError, ValueError):
     """A network that cannot be folded exactly; the message names the layer."""
 
 

@@ -35,9 +35,10 @@ from saf.train.bench.measure import device_name, time_round, measure_memory
 from saf.train.bench.compiled import compile_experiment, want_compile
 from saf.train.bench.ratios import compute_checks, compute_ratios
 from saf.train.bench.profile import PROFILE_METHODS, format_profile, profile_train
+from saf.core.errors import SafError
 
 
-class BenchError(ValueError):
+class BenchError(SafError, ValueError):
     """Bad benchmark input (unknown method/model, bad T list, bad device); one clear line."""
 
 

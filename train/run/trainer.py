@@ -25,9 +25,10 @@ from saf.train.modules.network import SpikingNet
 from saf.core.outdir import make_dirs, remove_made
 from saf.core.neuron_modes import method_refusal
 from saf.train.spec import layer_modes, layer_syn_decays, load_spec, with_neuron
+from saf.core.errors import SafError
 
 
-class TrainingError(Exception):
+class TrainingError(SafError):
     """Training cannot go on (NaN loss, bad config); one clear line."""
 
 

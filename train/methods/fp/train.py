@@ -37,9 +37,10 @@ from saf.train.methods.fp.kernel import h, near_equal
 from saf.train.methods.fp.loss import first_spike_loss
 from saf.train.methods.fp.sim import simulate_batch
 from saf.core.outdir import make_dirs, remove_made
+from saf.core.errors import SafError
 
 
-class FPError(ValueError):
+class FPError(SafError, ValueError):
     """An FP run that cannot start or go on (one line)."""
 
 
