@@ -21,7 +21,7 @@ from saf.export.synthetic import random_graph
 
 @pytest.fixture(scope="module")
 def demo(golden_demo_bundle):
-    from saf.deploy.inputs import load_inputs
+    from saf.deploy.verify.inputs import load_inputs
     return golden_demo_bundle, load_inputs(golden_demo_bundle, "digits", None, 40)[0]
 
 

@@ -150,7 +150,7 @@ def _saf_int_equal(g, x):
 
 
 def _nets(golden_demo_bundle):
-    from saf.deploy.inputs import load_inputs
+    from saf.deploy.verify.inputs import load_inputs
     from test_sum_pool import _inputs, _pooled_graph
     b = golden_demo_bundle
     yield b.graph, load_inputs(b, "digits", None, 60)[0]          # conv, conv, sum-pooled dense
@@ -206,10 +206,10 @@ def test_saf_int_comparison_catches_a_dropped_conv_tap(golden_demo_bundle, monke
 
 def test_int64_sums_and_saturation_equal_the_step_schedule():
     """Weights large enough that the first layer's sums take the int64 kernels and states saturate."""
-    from saf.deploy.backends.emulator import _Plan
+    from saf.deploy.backends.emulator import EmulatorPlan
     from saf.deploy.backends.emulator_layers import _stages
     g = random_graph("dense", T=6, lam=0.5, seed=2, wmax=1 << 22)
-    assert _stages(g, _Plan(g, 0))[0].wint.dtype == np.int64
+    assert _stages(g, EmulatorPlan(g, 0))[0].wint.dtype == np.int64
     a, b = _both(g, random_inputs(g, 23, seed=2))
     _same(a, b)
     assert sum(b.info["saturated"].values()) > 0

@@ -1,6 +1,9 @@
 """Project rules checked mechanically: core is the floor (imports nothing of saf), imports flow
-core <- train <- export <- deploy with hw_targets a leaf above core only; no import circles between modules; only deploy/lava/ imports lava; modules stay small and
-folders stay readable. Each graph check is shown to fail on an injected circle or upward import."""
+core <- train <- export <- deploy with hw_targets a leaf above core only; inside every folder of a
+package the parts import one way too (no circle between them), and no module imports another's
+_private name; no import circles between modules; every exception class derives from SafError; only
+deploy/lava/ imports lava; modules stay small and folders stay readable. Each check is shown to fail
+on an injected case."""
 from __future__ import annotations
 
 import ast
@@ -112,6 +115,63 @@ def upward_imports(sources: dict) -> list:
     return bad
 
 
+def _segments(module: str, is_package: bool) -> tuple:
+    """A module's place in the folder tree: saf.deploy.bench.readme -> (saf, deploy, bench, readme); a
+    package's face (its __init__.py) is the part "__init__" of its own folder."""
+    return tuple(module.split(".")) + (("__init__",) if is_package else ())
+
+
+def part_edges(sources: dict) -> dict:
+    """{folder: {(part, part): [module -> module, ...]}} for every import between two modules of one
+    package: the folder is the deepest folder holding both, a part is what sits directly in it (a module,
+    or a subfolder standing for everything under it)."""
+    out = {}
+    for a, targets in module_graph(sources).items():
+        sa = _segments(a, sources[a][0])
+        for b in targets:
+            sb = _segments(b, sources[b][0])
+            k = next(i for i, (x, y) in enumerate(zip(sa, sb)) if x != y)
+            if k < 2:                      # between packages: the package rule (upward_imports) applies
+                continue
+            out.setdefault(".".join(sa[:k]), {}).setdefault((sa[k], sb[k]), []).append(f"{a} -> {b}")
+    return out
+
+
+def upward_inside_packages(sources: dict) -> list:
+    """Inside every folder of a package the parts must have a ranking: their import graph has no circle
+    (deploy's cli above bench above verify above backends, train's run above methods above checkpoint and
+    spec, ...). An import is upward when it closes a circle between parts; each is listed as
+    'folder: part -> part (module -> module)'."""
+    bad = []
+    for folder, edges in sorted(part_edges(sources).items()):
+        graph = {}
+        for x, y in edges:
+            graph.setdefault(x, set()).add(y)
+            graph.setdefault(y, set())
+        for circle in circles(graph):
+            bad += [f"{folder}: {x} -> {y} ({', '.join(sorted(edges[x, y]))})"
+                    for (x, y) in sorted(edges) if x in circle and y in circle]
+    return bad
+
+
+def private_imports(sources: dict) -> list:
+    """'module imports name from module' for every `_private` name (one underscore, not a dunder) that a
+    module imports from another module of the product (a relative import included)."""
+    bad = []
+    for mod, (is_pkg, src) in sorted(sources.items()):
+        here = mod.split(".") if is_pkg else mod.split(".")[:-1]
+        for node in ast.walk(ast.parse(src)):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            base = node.module or ""
+            if node.level:
+                base = ".".join(here[:len(here) - node.level + 1] + ([node.module] if node.module else []))
+            if base != mod and _package_of(base) in PACKAGES:
+                bad += [f"{mod} imports {a.name} from {base}" for a in node.names
+                        if a.name.startswith("_") and not a.name.startswith("__")]
+    return bad
+
+
 def test_import_direction():
     assert upward_imports(project_sources()) == []
 
@@ -186,6 +246,34 @@ def test_the_error_check_catches_an_injected_class():
     faulty["saf.train.data.safe_pickle"] = (is_pkg, text + "\nclass Refused(pickle.UnpicklingError):\n    pass\n")
     assert errors_outside_the_base(faulty) == ["saf.export.ir.LayerKindError", "saf.export.ir.Late",
                                                "saf.train.data.safe_pickle.Refused"]
+
+
+def test_no_upward_imports_inside_packages():
+    assert upward_inside_packages(project_sources()) == []
+
+
+def test_no_private_names_imported_across_modules():
+    assert private_imports(project_sources()) == []
+
+
+def test_the_inside_checks_catch_an_injected_upward_import_and_private_name():
+    faulty = dict(project_sources())
+    # backends is below bench (bench/infer.py runs the backends): backends importing bench closes a circle
+    is_pkg, text = faulty["saf.deploy.backends.registry"]
+    faulty["saf.deploy.backends.registry"] = (is_pkg, text + "\nfrom saf.deploy.bench.peak import PEAK_FRACTION_GOAL\n")
+    # one folder deeper: FP's simulator importing its trainer, lazily
+    is_pkg, text = faulty["saf.train.methods.fp.sim"]
+    faulty["saf.train.methods.fp.sim"] = (is_pkg, text + "\ndef _t():\n    from . import train\n")
+    bad = upward_inside_packages(faulty)
+    assert "saf.deploy: backends -> bench (saf.deploy.backends.registry -> saf.deploy.bench.peak)" in bad, bad
+    assert "saf.train.methods.fp: sim -> train (saf.train.methods.fp.sim -> saf.train.methods.fp.train)" in bad, bad
+    assert all(b.startswith(("saf.deploy: ", "saf.train.methods.fp: ")) for b in bad), bad
+    # a private name, absolute and relative
+    is_pkg, text = faulty["saf.export.pipeline.grid"]
+    faulty["saf.export.pipeline.grid"] = (is_pkg, text + "\nfrom saf.export.quantize import _spiking_layer\n"
+                                          "from ..ir import _private_helper, __all__\n")
+    assert private_imports(faulty) == ["saf.export.pipeline.grid imports _spiking_layer from saf.export.quantize",
+                                       "saf.export.pipeline.grid imports _private_helper from saf.export.ir"]
 
 
 def test_only_the_lava_backend_imports_lava():

@@ -26,7 +26,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-from saf.train.methods.ide.specs import IDE_SPECS
 from saf.core.neuron_modes import (DEFAULT_COMPARE, DEFAULT_RESET, SYN_DECAY_KEY, NeuronMode, mode_problem,
                                     syn_decay_problem)
 from saf.core.errors import SafError
@@ -347,7 +346,10 @@ BUILTIN = {
 }
 
 
-BUILTIN.update(IDE_SPECS)
+def register_specs(specs: dict) -> None:
+    """A training method's own built-in nets, added when the method's package is imported (IDE's feedback
+    nets: train/methods/ide/specs.py; train/__init__.py imports it), so this module imports no method."""
+    BUILTIN.update(specs)
 
 
 def builtin_spec(name: str) -> dict:

@@ -9,7 +9,7 @@ precomputed index (im2col) and does one matmul per step. What is constant is com
 batch: the first layer's current W x_q + B and its shifted u (the input is constant over the T
 steps). A sum-pooled layer (Layer.in_pool = k) sums its input over k x k blocks first (integer
 counts; its synapse's exact-dtype bound is k^2 times larger). The neuron state runs in float64 holding exact integers while the plan's state bound allows
-(_Plan.state_dtype; every operation, the truncating decay included, is then exact), else in int64.
+(EmulatorPlan.state_dtype; every operation, the truncating decay included, is then exact), else in int64.
 
 Every spiking layer runs its own compare and reset (Layer.compare, Layer.reset; export/ir.py).
 `emulate` takes fault-injection options so the verifier's tests can show each fault is caught:
@@ -181,7 +181,7 @@ def _limit(v: np.ndarray, overflow: str) -> tuple:
     return out, int(np.count_nonzero(out != v)), int(np.abs(out).max(initial=0))
 
 
-class _Plan:
+class EmulatorPlan:
     """Per-graph precomputation: synapses with exact dtypes, full biases, feedback wiring."""
 
     def __init__(self, graph: Graph, x_max: int = 0):
@@ -245,7 +245,7 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = None, reset: str = None,
             current_decay: bool = True, first_spike: bool = True, initial_current: bool = True,
             readout_delay: int = 0, record_spikes: bool = True,
             record_potentials: bool = False, batch_size: int = 512,
-            progress: bool = False, plan: _Plan = None, layer_schedule: bool = True) -> BackendResult:
+            progress: bool = False, plan: EmulatorPlan = None, layer_schedule: bool = True) -> BackendResult:
     """Run the integer LIF form on xq [N, *input_shape] (constant) or [N, T, *input_shape] (frame x[t]
     at step t); the keyword options inject faults. A feed-forward graph with no fault runs layer by
     layer (emulator_layers.py) unless layer_schedule=False (the step-by-step schedule below)."""
@@ -265,7 +265,7 @@ def emulate(graph: Graph, xq: np.ndarray, *, tie: str = None, reset: str = None,
     xq = frames[:, 0]
     x_abs = int(np.abs(frames if varying else xq).max(initial=0))
     if plan is None or x_abs > plan.x_max:      # inputs beyond input_bits: re-derive exact dtypes
-        plan = _Plan(graph, x_abs)
+        plan = EmulatorPlan(graph, x_abs)
     T, sp = graph.T, plan.spiking
     ro = graph.readout
     ro_decay = int(ro.decay) if readout_leak else 0

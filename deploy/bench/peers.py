@@ -166,7 +166,7 @@ def bench_peers(bundle_path, data=None, limit=None, repeats: int = 3, data_root=
     import torch
 
     from saf.deploy.backends.registry import BackendError, Bundle, get_backend, run_spec
-    from saf.deploy.inputs import load_inputs
+    from saf.deploy.verify.inputs import load_inputs
     from saf.export.bundle.store import SOURCE_FILE
     from saf.train.checkpoint import load_model
 

@@ -200,7 +200,20 @@ def cmd_bench_readme(a) -> int:
     only = [n.strip() for n in a.only.split(",") if n.strip()] if a.only is not None else None
     if only is not None and not only:
         raise BenchError("--only: empty list of claim names")
-    rows = bench_readme(a.table or TABLE, only=only, include_slow=a.all,
+    rows = bench_readme(_run_saf, a.table or TABLE, only=only, include_slow=a.all,
                         log=lambda line: print(line, file=sys.stderr, flush=True))
     print(json.dumps(rows, indent=2, default=str) if a.json else format_readme_rows(rows))
     return 0 if all(r["ok"] for r in rows) else 1
+
+
+def _run_saf(argv: tuple) -> tuple:
+    """(exit code, stdout) of one saf command run in this process (what `saf bench readme` re-runs)."""
+    import contextlib
+    import io
+
+    from saf.deploy.cli.main import main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(list(argv))
+    return rc, buf.getvalue()

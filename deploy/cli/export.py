@@ -62,7 +62,7 @@ def cmd_export(a) -> int:
 
     if not a.checkpoint and not a.random_model:
         raise ExportError("give a CHECKPOINT (model.safetensors or run directory) or --random-model NAME")
-    from saf.train.checkpoint import is_fp_checkpoint
+    from saf.train.methods.fp.checkpoint import is_fp_checkpoint
 
     from saf.export.netx.run_dir import is_netx_run
 

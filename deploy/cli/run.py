@@ -13,7 +13,7 @@ from saf.deploy.backends.registry import BACKENDS, FAULTS, LAVA_BACKENDS, Backen
 from saf.deploy.backends.spec import check_count
 from saf.deploy.verify.report_io import FUZZ_FAILURE
 from saf.deploy.verify.stream import DEFAULT_CHUNK
-from saf.deploy.inputs import load_inputs, load_npy_inputs
+from saf.deploy.verify.inputs import load_inputs, load_npy_inputs
 
 
 def _data_args(p, limit_help: str) -> None:

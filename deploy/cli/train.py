@@ -197,7 +197,7 @@ def cmd_train(a) -> int:
     out = Path(a.out)
     data = data_for(cfg, load_dataset)
     tr = Trainer(cfg, out, data, progress=not a.no_progress, resume=a.resume, spec=spec,
-                 grid_calibrate=_grid_calibrate if cfg.deploy_target else None)
+                 grid_calibrate=grid_calibrate if cfg.deploy_target else None)
     if cfg.deploy_target:                   # refused before any epoch runs
         from dataclasses import asdict
         from saf.export.pipeline.grid import grid_refusal
@@ -210,7 +210,7 @@ def cmd_train(a) -> int:
     return 0
 
 
-def _grid_calibrate(net, cfg: dict, data):
+def grid_calibrate(net, cfg: dict, data):
     """The run's grid from the export quantizer (export/pipeline/grid.py); a refusal is one line."""
     from saf.export.pipeline.grid import calibrate_grid
     from saf.export.pipeline.fit import ExportError
@@ -299,7 +299,7 @@ def pick_checkpoint(a, quiet: bool = False) -> Path:
 
 
 def cmd_eval(a) -> int:
-    from saf.train.checkpoint import is_fp_checkpoint
+    from saf.train.methods.fp.checkpoint import is_fp_checkpoint
     path = pick_checkpoint(a, quiet=a.json)
     if is_fp_checkpoint(path):
         from saf.deploy.cli.train_fp import eval_fp_lines

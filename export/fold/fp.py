@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from saf.export.ir import DECAY_ONE, DU_NONE, STATE_MAX, Graph, Layer
-from saf.export.quantize import weight_grid
+from saf.export.weight_grid import weight_grid
 from saf.export.proof.state_bound import current_state_bound, layer_current_bound
 from saf.core.errors import SafError
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from saf.train.modules.synapse import apply_glue
+from saf.train.functional.glue import apply_glue
 from saf.train.functional.neuron import lif_potential
 from saf.core.neuron_modes import DEFAULT_COMPARE, DEFAULT_RESET
 from saf.core.errors import SafError

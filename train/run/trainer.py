@@ -310,5 +310,5 @@ class Trainer:
         save_resume(self.out / RESUME, {"model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
                                         "scheduler": self.sched.state_dict(), "generator": self.gen.get_state(),
                                         "torch_rng": torch.get_rng_state(), "epoch": epoch})
-        from saf.train.run.plots import plot_curves
+        from saf.train.plots import plot_curves
         write_run_logs(self.out, self.metrics, plot_curves)

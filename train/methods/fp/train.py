@@ -283,8 +283,8 @@ class FPTrainer:
 
 
 def plot_fp_curves(metrics: list, path: Path) -> None:
-    """The run's curves (train/run/plots.py) with FP's guards as the third panel."""
-    from saf.train.run.plots import plot_curves
+    """The run's curves (train/plots.py) with FP's guards as the third panel."""
+    from saf.train.plots import plot_curves
     guards = [("silent outputs", [m["silent_outputs"] for m in metrics]),
               ("grazing crossings", [m["grazing"] for m in metrics])]
     plot_curves(metrics, path, loss_title="first-spike loss", acc_title="accuracy (earliest output spike)",
