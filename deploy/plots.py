@@ -14,7 +14,7 @@ def _plt():
 
 
 def _save(fig, path: Path) -> None:
-    from saf.train.io.files import atomic_write
+    from saf.core.files import atomic_write
     atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Optional
 
 from saf.deploy.backends.registry import LAVA_BACKENDS, Bundle, require_lava
-from saf.deploy.inputs import choose_inputs
+from saf.deploy.verify.inputs import choose_inputs
 from saf.deploy.verify import VerifyReport, verify
 from saf.deploy.verify.options import VerifyOptions
 from saf.deploy.verify.plan import DEFAULT_BACKENDS, plan_backends

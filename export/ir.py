@@ -14,7 +14,7 @@ firing, which fires at alpha*TH by starting at (1-alpha)*TH << F, docs/design.md
     s[t]  = V[t] >= (TH << F)                      (fire at equality: the default compare)
     V'[t] = V[t] - s[t] * (TH << F)                (subtractive reset, leak after reset: the default)
 
-Per-layer modes (Layer.reset, Layer.compare; train/neuron_modes.py, the one list of allowed values; a
+Per-layer modes (Layer.reset, Layer.compare; core/neuron_modes.py, the one list of allowed values; a
 manifest without them means the defaults above). compare ">" fires on s[t] = V[t] > (TH << F) (no
 conversion to >= with TH + 1: TH << F is kept as stated). reset:
     "subtract"            as above
@@ -76,7 +76,7 @@ import numpy as np
 from saf.hw_targets.words import check_words
 from saf.train.grid.rules import (DECAY_BITS, DECAY_ONE, STATE_BITS, STATE_MAX,  # noqa: F401
                                   quantize_input_values, trunc_decay_int)
-from saf.train.neuron_modes import ALL_MODES, DEFAULT_COMPARE, DEFAULT_MODE, DEFAULT_RESET, NeuronMode
+from saf.core.neuron_modes import ALL_MODES, DEFAULT_COMPARE, DEFAULT_MODE, DEFAULT_RESET, NeuronMode
 
 # STATE_BITS, STATE_MAX, DECAY_BITS, DECAY_ONE: defined once in train/grid/rules.py (the grid-trained forward
 # uses them too), re-exported here for every importer of the IR.
@@ -144,7 +144,7 @@ class Layer:
     du: int = 4095                # spiking only: Lava's 12-bit current decay (U *= (4095-du)/4096); 4095 = none
     u0: Optional[np.ndarray] = None  # two-state only: initial current U[0] (int64, state units, shaped like bias)
     first_spike: bool = False     # readout only: R[k] = T + 1 - first step with (W s_N + B)[k] > 0 (0: never)
-    reset: str = DEFAULT_RESET    # spiking only: "subtract" | "subtract-undecayed" | "zero" (train/neuron_modes.py)
+    reset: str = DEFAULT_RESET    # spiking only: "subtract" | "subtract-undecayed" | "zero" (core/neuron_modes.py)
     compare: str = DEFAULT_COMPARE  # spiking only: ">=" | ">"
     weight_words: int = 1         # synapse words per weight into this layer (feed-forward and feedback):
                                   # 2 = W split hi * 2^7 + lo on Loihi 2 (hw_targets/words.py); the math is W

@@ -8,12 +8,13 @@ import json
 import numpy as np
 
 from saf.export.ir import DECAY_ONE, Graph
+from saf.core.errors import SafError
 
 
 META_FINGERPRINT = "saf.graph_sha256"
 
 
-class OnnxExportError(ValueError):
+class OnnxExportError(SafError, ValueError):
     """The graph cannot be exported: the message names the layer and what is wrong."""
 
 

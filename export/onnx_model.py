@@ -25,7 +25,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from saf.export.ir import DECAY_BITS, DECAY_ONE, DU_NONE, STATE_MAX, Graph
-from saf.train.neuron_modes import RESET_SUBTRACT, RESET_SUBTRACT_UNDECAYED
+from saf.core.neuron_modes import RESET_SUBTRACT, RESET_SUBTRACT_UNDECAYED
 from saf.export.proof.onnx_exact import check_exact, feedback_quantity, onnx_exactness, readout_sum_quantity, synapse_dtypes
 from saf.export.onnx_check import META_FINGERPRINT, OnnxExportError, validate_graph, graph_fingerprint
 

@@ -67,21 +67,17 @@ from typing import Optional
 import numpy as np
 
 from saf.hw_targets.rules import bias_grid, bias_limits
-from saf.hw_targets.words import check_words, words_max
 
 from saf.train.grid.rules import round_to
-from saf.train.neuron_modes import RESET_SUBTRACT_UNDECAYED
+from saf.core.neuron_modes import RESET_SUBTRACT_UNDECAYED
 from saf.export.fold.snn import FloatLayer
 from saf.export.ir import (DU_NONE, STATE_MAX, Feedback, Graph, Layer, current_decay_bits, decay_for, du_for,
                            dyadic_exponent)
 from saf.export.proof.state_bound import geometric_sum, layer_current_bound, state_bound, two_state_bound
-from saf.train.io.counts import check_count
+from saf.core.counts import check_count
+from saf.export.weight_grid import QuantizeError, weight_grid
 
 MIN_WEIGHT_LEVELS = 16     # do not lower a layer's weight precision below this many levels
-
-
-class QuantizeError(ValueError):
-    """The network cannot be represented on the target; the message names the layer."""
 
 
 @dataclass
@@ -95,22 +91,6 @@ class QuantizeReport:
     def to_dict(self) -> dict:
         return {"input_scale": self.input_scale, "input_bits": self.input_bits,
                 "input_exact": self.input_exact, "frac_bits": self.frac_bits, "layers": self.layers}
-
-
-def weight_grid(target, words: int = 1) -> tuple:
-    """(largest integer weight, step) the target's synapses hold for mixed-sign weights, in `words` synapse
-    words per weight (hw_targets/words.py: two words W = hi * 2^7 + lo, even words: max 32,766, step 2)."""
-    words = check_words(words)
-    if words > target.weight_words_max:
-        raise QuantizeError(f"{target.name} holds {target.weight_words_max} synapse word(s) per weight, not {words}")
-    wmax = target.weight_magnitude_max
-    if wmax is None:                       # ONNX: any integer; keep 8-bit weights like the chip
-        return 127, 1
-    bits = target.weight_bits
-    if bits:
-        step = max(1, (wmax + 1) >> (bits - 1))   # Loihi 8-bit incl. sign: step 2, max 254
-        return words_max(words, (wmax // step) * step), step
-    return words_max(words, wmax), 1
 
 
 def input_quantization(x_max: float, x_min: float, dataset_scale, bits_max: int = 8) -> tuple:

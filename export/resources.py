@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from saf.export.ir import Graph
-from saf.train.neuron_modes import COMPARE_GE, RESET_ZERO
+from saf.core.neuron_modes import COMPARE_GE, RESET_ZERO
 from saf.export.proof.state_bound import (initial_drive_max, layer_current_bound, owed_subtraction, state_bound,
                                           two_state_bound)
 

@@ -14,8 +14,10 @@ from typing import Optional
 
 import numpy as np
 
+from saf.core.errors import SafError
 
-class TargetError(ValueError):
+
+class TargetError(SafError, ValueError):
     """A target name or description a user gave cannot be used."""
 
 

@@ -14,14 +14,14 @@ from saf.deploy.main import main
 from saf.deploy.verify import format_report, verify
 from saf.export.proof.certificate import certify, convention_check
 from saf.export.ir import IR_CONVENTION, Convention
-from saf.train.neuron_modes import ALL_MODES
+from saf.core.neuron_modes import ALL_MODES
 from saf.export.synthetic import random_graph
 
 
 
 @pytest.fixture(scope="module")
 def demo(golden_demo_bundle):
-    from saf.deploy.inputs import load_inputs
+    from saf.deploy.verify.inputs import load_inputs
     return golden_demo_bundle, load_inputs(golden_demo_bundle, "digits", None, 40)[0]
 
 

@@ -269,6 +269,22 @@ def test_fault_the_battery_catches(ws, tmp_path, capsys, monkeypatch, effect, ne
         check_bad_input(ws, tmp_path, capsys, monkeypatch, argv, users_folder(), ["replaces only"])
 
 
+def test_any_saferror_from_a_command_is_one_line_exit_2(capsys, monkeypatch):
+    """main catches the one base class (core/errors.py), so an error class no command listed before
+    (GridError, raised deep in the library) is still one line and exit 2, not an internal error."""
+    import saf.deploy.cli.train as tcli
+    from saf.train.grid.record import GridError
+
+    def refuse(a):
+        raise GridError("grid.json: first line\nsecond line")
+
+    monkeypatch.setattr(tcli, "plan_run", refuse)
+    capsys.readouterr()
+    rc = main(["train", *TINY, "--out", "unused"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err == "saf train: error: grid.json: first line second line\n", (rc, err)
+
+
 # ------------------------------------------------------------------------ unwritable places
 # Root writes anywhere: as root the command runs without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH (dropped
 # from the bounding set before exec), so the kernel's own permission check applies. No mock.

@@ -47,7 +47,7 @@ def test_snntorch_rebuild_predicts_as_the_torch_lif_form_and_a_wrong_one_is_caug
     (a wrong rebuild) does not."""
     b = golden_demo_bundle
     net = _float_net(b)
-    from saf.deploy.inputs import load_inputs
+    from saf.deploy.verify.inputs import load_inputs
     xq, _, _ = load_inputs(b, None, None, 60)
     x = torch.from_numpy(np.asarray(xq, np.float32) / np.float32(b.graph.input_scale))
     T = b.graph.T

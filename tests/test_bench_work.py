@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as Fn
 
 from saf.deploy.backends.registry import run_backend
-from saf.deploy.bench.peak import dense_equivalent_macs, matmul_peak_gflops, onnx_macs
-from saf.deploy.inputs import load_inputs
+from saf.deploy.backends.work import dense_equivalent_macs, onnx_macs
+from saf.deploy.bench.peak import matmul_peak_gflops
+from saf.deploy.verify.inputs import load_inputs
 from saf.deploy.main import main
 
 

@@ -19,7 +19,7 @@ from saf.deploy.main import main
 from saf.train.checkpoint import BEST, CHECKPOINT, RUN_DIR, best_of, choose_checkpoint
 from saf.train.data import Dataset
 from saf.train.data.validation import hold_out, split_indices
-from saf.train.io.files import file_sha256
+from saf.core.files import file_sha256
 
 torch.set_num_threads(1)
 TINY = ["--model", "mlp-digits", "--dataset", "digits", "--limit-train", "200", "--batch-size", "50",

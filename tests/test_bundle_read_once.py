@@ -67,7 +67,7 @@ def test_files_swapped_after_the_check_do_not_run(demo, tmp_path):
     copy = tmp_path / "b"
     shutil.copytree(demo, copy)
     b = Bundle.load(copy)
-    from saf.deploy.inputs import load_inputs
+    from saf.deploy.verify.inputs import load_inputs
     xq = load_inputs(b, "digits", None, 12)[0]
     before = {n: run_backend(n, b, xq) for n in ("onnx", "saf-float")}
     (copy / ONNX_FILE).write_bytes(b"not an onnx model")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 import saf.train.checkpoint as ckpt
 from saf.train.checkpoint import CHECKPOINT, FORMAT, CheckpointError, load_model, load_resume, read_checkpoint, save_checkpoint, save_resume
-from saf.train.io.files import atomic_write
+from saf.core.files import atomic_write
 from saf.train.modules.network import SpikingNet
 from saf.train.spec import builtin_spec, with_neuron
 
@@ -274,3 +276,29 @@ def test_an_old_config_key_loads_under_its_new_name(tmp_path):
     assert upgraded_config({"alpha": 1.0, "surrogate_slope": 2.0}) == {"surrogate_slope": 2.0}
     names = {f.name for f in fields(TrainConfig)}
     assert "surrogate_slope" in names and "alpha" not in names
+
+
+def test_methods_register_their_specs_networks_and_formats(tmp_path):
+    """checkpoint.py and spec.py import no method: IDE's built-in specs, DSR's network and FP's checkpoint
+    format are registered when saf.train is imported, so a process importing only those modules has them,
+    and load_model still refuses an FP checkpoint with the same line."""
+    import numpy as np
+    from saf.train.methods.fp.checkpoint import save_fp_checkpoint
+    from saf.train.methods.fp.net import FPNet, FPParams, LatencyCode
+
+    rng = np.random.default_rng(0)
+    net = FPNet(FPParams(0.999, 1.0, 1.0, 2.0, 6.0), [rng.normal(1.5, 0.8, (5, 3)), rng.normal(2, 0.1, (3, 5))],
+                LatencyCode((0.0, -1.0), (1.0, 2.0), 0.15, 2.0, (0.9,)))
+    p = tmp_path / "fp.safetensors"
+    save_fp_checkpoint(p, net, {"dataset": "yinyang", "model": "fp-yinyang", "seed": 3})
+    code = ("from saf.train.checkpoint import CheckpointError, load_model\n"
+            "from saf.train.networks import network_builder\n"
+            "from saf.train.spec import builtin_spec\n"
+            "assert builtin_spec('ide-digits')['name'] == 'ide-digits'\n"
+            "assert network_builder({'dsr': {}}) is not None and network_builder({}) is None\n"
+            f"try:\n    load_model({str(p)!r})\nexcept CheckpointError as e:\n    print(e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == (f"{p}: an FP checkpoint (--method fp) holds a continuous-time network: load it "
+                                f"with saf.train.methods.fp.checkpoint.load_fp_checkpoint")
+

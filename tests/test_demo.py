@@ -22,7 +22,7 @@ def test_demo_pipeline_end_to_end(tmp_path):
 
     # Everything the demo wrote is recognised as a demo output (so `saf demo --force` can replace it)...
     from saf.deploy.cli.demo import DEMO_DIR
-    from saf.train.io.outdir import why_not_ours
+    from saf.core.outdir import why_not_ours
     assert why_not_ours(out, DEMO_DIR) is None
     # ...and a --force demo that fails part-way leaves it exactly as it was, with nothing beside it.
     before = {str(q.relative_to(tmp_path)): (None if q.is_dir() else q.read_bytes()) for q in tmp_path.rglob("*")}

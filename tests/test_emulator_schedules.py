@@ -150,7 +150,7 @@ def _saf_int_equal(g, x):
 
 
 def _nets(golden_demo_bundle):
-    from saf.deploy.inputs import load_inputs
+    from saf.deploy.verify.inputs import load_inputs
     b = golden_demo_bundle
     yield b.graph, load_inputs(b, "digits", None, 60)[0]          # conv, conv, sum-pooled dense
     for arch in ("dense", "conv"):

@@ -88,7 +88,7 @@ def test_default_flag_export_fits_exactly_and_verifies(big_bias, tmp_path, capsy
     assert all(c["exact"] is False or c["accuracy"] is not None for c in m["fit"]["candidates"])
     assert m["fit"]["accuracy"] == max(c["accuracy"] for c in m["fit"]["candidates"] if c["exact"])
     b = Bundle.load(out)
-    from saf.deploy.inputs import load_inputs
+    from saf.deploy.verify.inputs import load_inputs
     xq, y, _ = load_inputs(b, None, None, 120)
     rep = verify(b, xq, y, ["saf-int", "emulator", "onnx"])
     assert rep.ok and rep.certificate["exact"] and rep.approximate is None
@@ -177,7 +177,7 @@ def test_t16_approximate_is_not_exact_everywhere_and_verify_measures_it(t16, cap
     assert re.search(r"same prediction \d+\.\d+%; accuracy float 0\.\d+ -> deployed 0\.\d+ \([+-]0\.\d+\)", table)
     # the integer LIF forms must still agree exactly: an injected fault fails verify on this bundle
     b = Bundle.load(out)
-    from saf.deploy.inputs import load_inputs
+    from saf.deploy.verify.inputs import load_inputs
     xq, y, _ = load_inputs(b, None, None, 40)
     assert not verify(b, xq, y, ["emulator", "onnx"], fault="tie").ok
     # the table measures: the deployed form's own spikes against the float model's (computed here

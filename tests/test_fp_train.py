@@ -12,7 +12,7 @@ from saf.train.checkpoint import CheckpointError, load_model
 from saf.train.data import load_dataset
 from saf.train.methods.fp.train import Adam, batch_gradient, config_for, evaluate_fp
 from saf.train.methods.fp.net import FPNet, FPParams, LatencyCode
-from saf.train.checkpoint import is_fp_checkpoint
+from saf.train.methods.fp.checkpoint import is_fp_checkpoint
 from saf.train.methods.fp.checkpoint import load_fp_checkpoint, save_fp_checkpoint
 from saf.train.methods.fp.specs import FP_SPECS
 from saf.train.data.yinyang import generate, yinyang_class

@@ -159,7 +159,7 @@ def test_eval_accuracy_is_the_deployed_accuracy(grid_run_dir, digits):
 
 
 def _tampered(src: Path, dst: Path, key: str, delta) -> Path:
-    from saf.train.io.files import header_metadata
+    from saf.core.files import header_metadata
     t = load_file(str(src))
     t[key] = t[key].clone()
     flat = t[key].view(-1)

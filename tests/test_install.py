@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("train", "export", "deploy", "hw_targets")
+PACKAGES = ("core", "train", "export", "deploy", "hw_targets")
 PROBE = """
 import importlib, json, sys
 out = {}

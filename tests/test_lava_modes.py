@@ -21,7 +21,7 @@ from saf.deploy.verify import verify  # noqa: E402
 from saf.deploy.backends.spec import resolve_backends, with_fallbacks  # noqa: E402
 from saf.deploy.cli.run import DEFAULT_BACKENDS  # noqa: E402
 from saf.export.synthetic import random_graph, random_inputs  # noqa: E402
-from saf.train.neuron_modes import ALL_MODES, NeuronMode  # noqa: E402
+from saf.core.neuron_modes import ALL_MODES, NeuronMode  # noqa: E402
 
 
 def _check(g, x, res):

@@ -1,18 +1,22 @@
-"""Project rules checked mechanically: imports flow train <- export <- deploy with hw_targets a
-leaf; no import circles between modules; only deploy/lava/ imports lava; modules stay small and
-folders stay readable; tests and docs/measure scripts edit no sys.path, tests use no private saf name and
-share code only through tests/saf_test_helpers, measurement scripts import no test. Each check is shown to
-fail on an injected case (a circle, an upward import, injected sources)."""
+"""Project rules checked mechanically: core is the floor (imports nothing of saf), imports flow
+core <- train <- export <- deploy with hw_targets a leaf above core only; inside every folder of a
+package the parts import one way too (no circle between them), and no module imports another's
+_private name; no import circles between modules; every exception class derives from SafError; only
+deploy/lava/ imports lava; modules stay small and folders stay readable; tests and docs/measure scripts edit
+no sys.path, tests use no private saf name and share code only through tests/saf_test_helpers, measurement
+scripts import no test. Each check is shown to fail on an injected case."""
 from __future__ import annotations
 
 import ast
+import builtins
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("train", "export", "hw_targets", "deploy")
-FORBIDDEN = {"train": {"export", "deploy", "hw_targets"}, "hw_targets": {"train", "export", "deploy", "torch"},
+PACKAGES = ("core", "train", "export", "hw_targets", "deploy")
+FORBIDDEN = {"core": {"train", "export", "deploy", "hw_targets", "torch"},
+             "train": {"export", "deploy", "hw_targets"}, "hw_targets": {"train", "export", "deploy", "torch"},
              "export": {"deploy"}}
 LAVA_OK = ("deploy/lava/",)
 MODULE_LINES_MAX = 400       # a project module (tests: 600)
@@ -102,13 +106,70 @@ def circles(graph: dict) -> list:
 
 
 def upward_imports(sources: dict) -> list:
-    """'module imports [packages]' for every import that flows against train <- export <- deploy or
-    out of the leaf hw_targets (third-party torch included for hw_targets)."""
+    """'module imports [packages]' for every import that flows against core <- train <- export <- deploy,
+    out of the floor core or out of the leaf hw_targets (which may import core only; torch is refused to both)."""
     bad = []
     for mod, (is_pkg, src) in sorted(sources.items()):
         hit = {_package_of(n) for n in _imported_names(mod, is_pkg, src)} & FORBIDDEN.get(_package_of(mod), set())
         if hit:
             bad.append(f"{mod} imports {sorted(hit)}")
+    return bad
+
+
+def _segments(module: str, is_package: bool) -> tuple:
+    """A module's place in the folder tree: saf.deploy.bench.readme -> (saf, deploy, bench, readme); a
+    package's face (its __init__.py) is the part "__init__" of its own folder."""
+    return tuple(module.split(".")) + (("__init__",) if is_package else ())
+
+
+def part_edges(sources: dict) -> dict:
+    """{folder: {(part, part): [module -> module, ...]}} for every import between two modules of one
+    package: the folder is the deepest folder holding both, a part is what sits directly in it (a module,
+    or a subfolder standing for everything under it)."""
+    out = {}
+    for a, targets in module_graph(sources).items():
+        sa = _segments(a, sources[a][0])
+        for b in targets:
+            sb = _segments(b, sources[b][0])
+            k = next(i for i, (x, y) in enumerate(zip(sa, sb)) if x != y)
+            if k < 2:                      # between packages: the package rule (upward_imports) applies
+                continue
+            out.setdefault(".".join(sa[:k]), {}).setdefault((sa[k], sb[k]), []).append(f"{a} -> {b}")
+    return out
+
+
+def upward_inside_packages(sources: dict) -> list:
+    """Inside every folder of a package the parts must have a ranking: their import graph has no circle
+    (deploy's cli above bench above verify above backends, train's run above methods above checkpoint and
+    spec, ...). An import is upward when it closes a circle between parts; each is listed as
+    'folder: part -> part (module -> module)'."""
+    bad = []
+    for folder, edges in sorted(part_edges(sources).items()):
+        graph = {}
+        for x, y in edges:
+            graph.setdefault(x, set()).add(y)
+            graph.setdefault(y, set())
+        for circle in circles(graph):
+            bad += [f"{folder}: {x} -> {y} ({', '.join(sorted(edges[x, y]))})"
+                    for (x, y) in sorted(edges) if x in circle and y in circle]
+    return bad
+
+
+def private_imports(sources: dict) -> list:
+    """'module imports name from module' for every `_private` name (one underscore, not a dunder) that a
+    module imports from another module of the product (a relative import included)."""
+    bad = []
+    for mod, (is_pkg, src) in sorted(sources.items()):
+        here = mod.split(".") if is_pkg else mod.split(".")[:-1]
+        for node in ast.walk(ast.parse(src)):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            base = node.module or ""
+            if node.level:
+                base = ".".join(here[:len(here) - node.level + 1] + ([node.module] if node.module else []))
+            if base != mod and _package_of(base) in PACKAGES:
+                bad += [f"{mod} imports {a.name} from {base}" for a in node.names
+                        if a.name.startswith("_") and not a.name.startswith("__")]
     return bad
 
 
@@ -139,7 +200,81 @@ def test_the_graph_checks_catch_an_injected_circle_and_upward_import():
     faulty["saf.train.spec"] = (is_pkg, text + "\nfrom ..deploy.cli import main\n")
     is_pkg, text = faulty["saf.export.ir"]
     faulty["saf.export.ir"] = (is_pkg, text + "\ndef _f():\n    import saf.deploy.stats\n")
-    assert upward_imports(faulty) == ["saf.export.ir imports ['deploy']", "saf.train.spec imports ['deploy']"]
+    # the floor importing a package above it, lazily inside a function
+    is_pkg, text = faulty["saf.core.outdir"]
+    faulty["saf.core.outdir"] = (is_pkg, text + "\ndef _g():\n    from saf.train.spec import SpecError\n")
+    assert upward_imports(faulty) == ["saf.core.outdir imports ['train']", "saf.export.ir imports ['deploy']",
+                                      "saf.train.spec imports ['deploy']"]
+
+
+def errors_outside_the_base(sources: dict) -> list:
+    """'module.Class' for every exception class the product defines that does not derive from SafError
+    (core/errors.py). Bases are followed by name through the product's own classes; a base from outside
+    is an exception when it is one of Python's Exception classes or its name ends in Error/Exception
+    (pickle.UnpicklingError). KeyboardInterrupt's subclasses (a signal, not an error) are no Exception."""
+    bases, defined = {}, []
+    for mod, (_, src) in sorted(sources.items()):
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, ast.ClassDef):
+                bases.setdefault(node.name, []).extend(ast.unparse(b).split(".")[-1] for b in node.bases)
+                defined.append((mod, node.name))
+
+    def derives(name: str, test, seen=frozenset()) -> bool:
+        if test(name):
+            return True
+        return name in bases and name not in seen and any(derives(b, test, seen | {name}) for b in bases[name])
+
+    def outside_exception(name: str) -> bool:
+        obj = getattr(builtins, name, None)
+        if isinstance(obj, type):
+            return issubclass(obj, Exception)
+        return name not in bases and name.endswith(("Error", "Exception"))
+
+    return [f"{mod}.{name}" for mod, name in defined
+            if derives(name, outside_exception) and not derives(name, lambda n: n == "SafError")]
+
+
+def test_every_error_class_derives_from_saferror():
+    assert errors_outside_the_base(project_sources()) == []
+
+
+def test_the_error_check_catches_an_injected_class():
+    faulty = dict(project_sources())
+    is_pkg, text = faulty["saf.export.ir"]
+    faulty["saf.export.ir"] = (is_pkg, text + "\nclass LayerKindError(ValueError):\n    pass\n"
+                               "\nclass Late(LayerKindError):\n    pass\n")
+    is_pkg, text = faulty["saf.train.data.safe_pickle"]
+    faulty["saf.train.data.safe_pickle"] = (is_pkg, text + "\nclass Refused(pickle.UnpicklingError):\n    pass\n")
+    assert errors_outside_the_base(faulty) == ["saf.export.ir.LayerKindError", "saf.export.ir.Late",
+                                               "saf.train.data.safe_pickle.Refused"]
+
+
+def test_no_upward_imports_inside_packages():
+    assert upward_inside_packages(project_sources()) == []
+
+
+def test_no_private_names_imported_across_modules():
+    assert private_imports(project_sources()) == []
+
+
+def test_the_inside_checks_catch_an_injected_upward_import_and_private_name():
+    faulty = dict(project_sources())
+    # backends is below bench (bench/infer.py runs the backends): backends importing bench closes a circle
+    is_pkg, text = faulty["saf.deploy.backends.registry"]
+    faulty["saf.deploy.backends.registry"] = (is_pkg, text + "\nfrom saf.deploy.bench.peak import PEAK_FRACTION_GOAL\n")
+    # one folder deeper: FP's simulator importing its trainer, lazily
+    is_pkg, text = faulty["saf.train.methods.fp.sim"]
+    faulty["saf.train.methods.fp.sim"] = (is_pkg, text + "\ndef _t():\n    from . import train\n")
+    bad = upward_inside_packages(faulty)
+    assert "saf.deploy: backends -> bench (saf.deploy.backends.registry -> saf.deploy.bench.peak)" in bad, bad
+    assert "saf.train.methods.fp: sim -> train (saf.train.methods.fp.sim -> saf.train.methods.fp.train)" in bad, bad
+    assert all(b.startswith(("saf.deploy: ", "saf.train.methods.fp: ")) for b in bad), bad
+    # a private name, absolute and relative
+    is_pkg, text = faulty["saf.export.pipeline.grid"]
+    faulty["saf.export.pipeline.grid"] = (is_pkg, text + "\nfrom saf.export.quantize import _spiking_layer\n"
+                                          "from ..ir import _private_helper, __all__\n")
+    assert private_imports(faulty) == ["saf.export.pipeline.grid imports _spiking_layer from saf.export.quantize",
+                                       "saf.export.pipeline.grid imports _private_helper from saf.export.ir"]
 
 
 def test_only_the_lava_backend_imports_lava():

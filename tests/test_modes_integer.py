@@ -1,4 +1,4 @@
-"""Per-layer reset / compare modes (train/neuron_modes.py) through the integer forms and the proof.
+"""Per-layer reset / compare modes (core/neuron_modes.py) through the integer forms and the proof.
 
 Every mode x compare, on dense, conv and recurrent (src == dst) layers: saf-int (the accumulated-charge
 formulation), the emulator (both schedules), ONNX (onnxruntime) each equal the literal spec oracle
@@ -27,7 +27,7 @@ from saf.export.onnx_model import build_onnx_model  # noqa: E402
 from saf.export.proof.certificate import certify, convention_check  # noqa: E402
 from saf.export.proof.saf_int import run_saf_int  # noqa: E402
 from saf.export.synthetic import random_graph, random_inputs  # noqa: E402
-from saf.train.neuron_modes import ALL_MODES, NeuronMode  # noqa: E402
+from saf.core.neuron_modes import ALL_MODES, NeuronMode  # noqa: E402
 
 def _same(a, b) -> bool:
     return all(np.array_equal(x, y) for x, y in zip(a, b)) and len(a) == len(b)

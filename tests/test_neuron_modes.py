@@ -1,4 +1,4 @@
-"""Per-layer reset / compare modes (train/neuron_modes.py) in the spec, the float LIF form and training.
+"""Per-layer reset / compare modes (core/neuron_modes.py) in the spec, the float LIF form and training.
 
 The float LIF form of SpikingNet is checked against a plain loop written here (numpy float64, explicit
 reset rules, no call into train/), per mode x compare, on dense, conv and a recurrent (src == dst) layer."""
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from saf.train.modules.network import SpikingNet
-from saf.train.neuron_modes import ALL_MODES, COMPARES, RESETS, NeuronMode, method_refusal
+from saf.core.neuron_modes import ALL_MODES, COMPARES, RESETS, NeuronMode, method_refusal
 from saf.train.spec import SpecError, layer_modes, plan
 
 DENSE = {"input_shape": [6], "num_classes": 3, "weight_standardization": False,

@@ -236,7 +236,7 @@ def test_approximate_table_of_an_imported_zero_reset_net_measures_lif_float(tmp_
     table compares the deployed form with lif-float, row by row what onnx vs lif-float gives here; it said 'not
     measured' before. Fault: deployed spikes flipped in conv1 lower conv1's agreement."""
     from saf.deploy.backends.registry import BACKENDS, Bundle, run_backend
-    from saf.deploy.inputs import load_inputs
+    from saf.deploy.verify.inputs import load_inputs
     from saf.deploy.verify import verify
     from saf.deploy.verify.approx import approx_section
     path, run, out = tmp_path / "z.nir", tmp_path / "run", tmp_path / "bundle"

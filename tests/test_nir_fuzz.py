@@ -34,7 +34,8 @@ def _tree(d: Path) -> dict:
 
 
 def _loads(run: Path) -> None:
-    from saf.train.checkpoint import is_fp_checkpoint, load_model
+    from saf.train.checkpoint import load_model
+    from saf.train.methods.fp.checkpoint import is_fp_checkpoint
     if is_fp_checkpoint(run):
         from saf.train.methods.fp.checkpoint import load_fp_checkpoint
         load_fp_checkpoint(run / "model.safetensors")

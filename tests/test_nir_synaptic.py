@@ -130,7 +130,7 @@ def test_spec_refuses_a_bad_synaptic_decay_in_one_line(bad):
 
 
 def test_saf_and_ottt_refuse_a_synaptic_current():
-    from saf.train.neuron_modes import DEFAULT_MODE, method_refusal
+    from saf.core.neuron_modes import DEFAULT_MODE, method_refusal
     assert "synaptic current" in method_refusal("saf", [DEFAULT_MODE], [0.5])
     assert "synaptic current" in method_refusal("ottt", [DEFAULT_MODE], [0.5])
     assert method_refusal("bptt", [DEFAULT_MODE], [0.5]) == "" and method_refusal("saf", [DEFAULT_MODE], [0.0]) == ""

@@ -1,4 +1,4 @@
-"""train/io/outdir.py, the one helper every output directory goes through: what --force may replace
+"""core/outdir.py, the one helper every output directory goes through: what --force may replace
 (a saf output recognised by its marker's content and holding nothing saf did not write), and the
 staged swap (built beside the old one, swapped in on success, old state intact on any failure,
 SIGINT/SIGTERM handled only after the swap itself). Each check is shown to fail on the fault it guards."""
@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import saf.train.io.outdir as od
+import saf.core.outdir as od
 from saf.deploy.cli.demo import DEMO_DIR, MARKER, MARKER_TEXT
 from saf.export.bundle.store import BUNDLE_DIR
 from saf.train.checkpoint import RUN_DIR, save_checkpoint
 from saf.train.modules.network import SpikingNet
-from saf.train.io.outdir import OutputError, Staged, check_target, make_dirs, remove_made, why_not_ours
+from saf.core.outdir import OutputError, Staged, check_target, make_dirs, remove_made, why_not_ours
 from saf.train.spec import load_spec, with_neuron
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from saf.deploy.backends.registry import Bundle
-from saf.deploy.bench.peak import dense_equivalent_macs, matmul_peak_gflops, peak_fraction
+from saf.deploy.backends.work import dense_equivalent_macs
+from saf.deploy.bench.peak import matmul_peak_gflops, peak_fraction
 from saf.deploy.main import main
 from saf.hw_targets.energy import FIGURES, LayerActivity, estimate
 

@@ -13,7 +13,7 @@ import saf.deploy.backends.emulator_kernels as kernels
 import saf.export.proof.saf_int_layer as layer_mod
 import saf.export.proof.saf_int_linear as linear_mod
 from saf.deploy.backends.registry import Bundle
-from saf.deploy.inputs import load_inputs
+from saf.deploy.verify.inputs import load_inputs
 from saf.deploy.verify import verify
 from saf.export.proof.saf_int import run_saf_int
 from saf.export.proof.saf_int_linear import FLOAT32_EXACT, ExactLinear, sum_pool

@@ -1,6 +1,6 @@
 """Commands do library work once (issue 30, item 3): verify's options check themselves where the record is
 made (deploy/verify/options.py), the backend policy and refusals live in the library (deploy/verify/plan.py)
-and a backend's refusal is checked once per run, not once per chunk; one count check (train/io/counts.py)."""
+and a backend's refusal is checked once per run, not once per chunk; one count check (core/counts.py)."""
 from __future__ import annotations
 
 import dataclasses
@@ -14,7 +14,7 @@ from saf.deploy.verify.options import VerifyOptions
 from saf.deploy.verify.plan import plan_backends
 from saf.export.synthetic import random_graph, random_inputs
 from saf.train.data import DatasetError
-from saf.train.io.counts import check_count
+from saf.core.counts import check_count
 
 
 def test_check_count_names_the_flag_and_raises_the_callers_error():

@@ -73,7 +73,7 @@ def test_one_lsb_in_a_deep_layer_is_caught_there(demo_bundle):
     b = Bundle.load(demo_bundle)
     import copy
 
-    from saf.deploy.inputs import load_inputs
+    from saf.deploy.verify.inputs import load_inputs
     from saf.deploy.backends.emulator import emulate
     xq, y, _ = load_inputs(b, "digits", None, 120)
     good = emulate(b.graph, xq, record_potentials=True)

@@ -13,7 +13,7 @@ import pytest
 import saf.deploy.verify.pairs as pairs_mod
 import saf.deploy.verify.stream as stream
 from saf.deploy.backends.registry import BACKENDS, Bundle, fault_backend, run_spec
-from saf.deploy.inputs import load_inputs
+from saf.deploy.verify.inputs import load_inputs
 from saf.deploy.main import main
 from saf.deploy.verify import verify
 

@@ -13,11 +13,12 @@ from typing import Optional
 import torch
 from safetensors.torch import load as load_bytes, save_file
 
-from saf.train.io.files import atomic_write, header_metadata
-from saf.train.io.outdir import OutputKind
-from saf.train.methods.fp.net import FP_METHOD
+from saf.core.files import atomic_write, header_metadata
+from saf.core.outdir import OutputKind
+from saf.train.networks import OWN_FORMATS, network_builder
 from saf.train.readout import ReadoutError, readout_from_json
 from saf.train.spec import SpecError, plan
+from saf.core.errors import SafError
 
 FORMAT = "saf-checkpoint-1"
 CHECKPOINT = "model.safetensors"
@@ -28,7 +29,7 @@ METRICS = "metrics.jsonl"
 CURVES = "curves.png"
 
 
-class CheckpointError(Exception):
+class CheckpointError(SafError):
     """A checkpoint that cannot be used; the message names the file and the problem."""
 
 
@@ -57,7 +58,7 @@ def read_saf_file(p: Path, load, data: Optional[bytes] = None) -> tuple:
     return meta, tensors
 
 
-# A training run directory: what `saf train --force` may replace (train/io/outdir.py).
+# A training run directory: what `saf train --force` may replace (core/outdir.py).
 RUN_DIR = OutputKind("saf training run", CHECKPOINT, is_saf_checkpoint, (CHECKPOINT, BEST, RESUME, METRICS, CURVES))
 
 
@@ -83,17 +84,18 @@ def write_run_logs(out: Path, metrics: list, plot) -> None:
         pass
 
 
-def is_fp_checkpoint(path) -> bool:
-    """A saf checkpoint (file or run directory) whose config says method 'fp' (header only)."""
+def checkpoint_method(path) -> Optional[str]:
+    """The training method a saf checkpoint's config names (file, run directory or the file's bytes;
+    header only), None when it is no readable saf checkpoint."""
     try:
         p = path
         if not isinstance(path, (bytes, bytearray)):     # a path, or the file's bytes already read
             p = Path(path)
             p = p / CHECKPOINT if p.is_dir() else p
         meta = header_metadata(p)
-        return meta.get("format") == FORMAT and json.loads(meta.get("config", "{}")).get("method") == FP_METHOD
+        return json.loads(meta.get("config", "{}")).get("method") if meta.get("format") == FORMAT else None
     except (OSError, ValueError, struct.error, AttributeError, TypeError):
-        return False
+        return None
 
 
 def resolve(path) -> Path:
@@ -199,15 +201,15 @@ def load_model(path, device: str = "cpu", data: Optional[bytes] = None):
     from saf.train.modules.network import SpikingNet
 
     p = resolve(path) if data is None else Path(path)
-    if is_fp_checkpoint(p if data is None else data):
-        raise CheckpointError(f"{p}: an FP checkpoint (--method fp) holds a continuous-time network: load it "
-                              f"with saf.train.methods.fp.checkpoint.load_fp_checkpoint")
+    method = checkpoint_method(p if data is None else data)
+    if method in OWN_FORMATS:          # a method's own network (FP's), registered in train/networks.py
+        raise CheckpointError(f"{p}: {OWN_FORMATS[method]}")
     tensors, spec, config, readout = read_checkpoint(p, with_readout=True, data=data)
     from saf.train.grid.store import GRID_KEY, split_grid
     tensors, _ = split_grid(tensors)
-    if "dsr" in spec:                  # --method dsr (train/methods/dsr/net.py)
-        from saf.train.methods.dsr.net import DSRNet
-        net = DSRNet(spec, readout=readout)
+    build = network_builder(spec)      # --method dsr's network (train/methods/dsr/__init__.py)
+    if build is not None:
+        net = build(spec, readout)
     else:
         net = SpikingNet(spec, surrogate=config.get("surrogate", "sigmoid"),
                          surrogate_slope=float(config.get("surrogate_slope", 4.0)),

@@ -6,7 +6,7 @@ import torch
 
 def float_form(net) -> str:
     """The float form that evaluates `net`: its SAF form, or the LIF form when a layer has a non-default
-    reset or compare (train/neuron_modes.py: no SAF form exists for it). Nets without modes (DSR) say "saf"."""
+    reset or compare (core/neuron_modes.py: no SAF form exists for it). Nets without modes (DSR) say "saf"."""
     return getattr(net, "float_form", "saf")
 
 

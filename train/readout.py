@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+from saf.core.errors import SafError
 
-class ReadoutError(ValueError):
+
+class ReadoutError(SafError, ValueError):
     """A readout record that cannot be used."""
 
 

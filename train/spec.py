@@ -11,7 +11,7 @@ layer `src` back into spiking layer `dst` (dst <= src), indices counted over spi
      "feedback": [{"src": 1, "dst": 0, "kernel": 3, "padding": 1}]}
 
 A spiking layer may carry "reset" ("subtract" | "subtract-undecayed" | "zero") and "compare" (">=" | ">"):
-its neuron modes (train/neuron_modes.py, the one list of allowed values; absent: subtract, >=), and
+its neuron modes (core/neuron_modes.py, the one list of allowed values; absent: subtract, >=), and
 "alpha" (0 <= alpha < 1): a synaptic current decaying by alpha per step (snnTorch's Synaptic; absent: none).
 
 A feedback edge may carry "norm": "spectral" (IDE, docs/methods.md#ide-spectral-normalisation: W = clamp(g, -1, 1) V / sigma(V)) and,
@@ -26,15 +26,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-from saf.train.methods.ide.specs import IDE_SPECS
-from saf.train.neuron_modes import (DEFAULT_COMPARE, DEFAULT_RESET, SYN_DECAY_KEY, NeuronMode, mode_problem,
+from saf.core.neuron_modes import (DEFAULT_COMPARE, DEFAULT_RESET, SYN_DECAY_KEY, NeuronMode, mode_problem,
                                     syn_decay_problem)
+from saf.core.errors import SafError
 
 SPIKING = ("conv", "linear")
 GLUE = ("avgpool", "gap", "flatten")
 
 
-class SpecError(ValueError):
+class SpecError(SafError, ValueError):
     """An invalid model spec; the message says which field is wrong."""
 
 
@@ -50,7 +50,7 @@ class LayerPlan:
     stride: int = 1
     padding: int = 0
     raw_in_shape: tuple = ()     # shape before the glue (the previous layer's output)
-    reset: str = DEFAULT_RESET   # spiking only: train/neuron_modes.py
+    reset: str = DEFAULT_RESET   # spiking only: core/neuron_modes.py
     compare: str = DEFAULT_COMPARE
     syn_decay: float = 0.0       # spiking only: the synaptic current's per-step factor (0: no current state)
 
@@ -83,7 +83,7 @@ class Plan:
 
 MAX_DIM = 1 << 20                   # any one size, channel count or kernel in a spec
 MAX_PARAMETERS = 1 << 31            # weights in the whole network (8 GiB of float32)
-MODE_KEYS = {"reset", "compare", SYN_DECAY_KEY}   # optional on spiking layers (train/neuron_modes.py)
+MODE_KEYS = {"reset", "compare", SYN_DECAY_KEY}   # optional on spiking layers (core/neuron_modes.py)
 LAYER_KEYS = {"conv": {"type", "out", "kernel", "stride", "padding"} | MODE_KEYS, "linear": {"type", "out"} | MODE_KEYS,
               "avgpool": {"type", "kernel"}, "gap": {"type"}, "flatten": {"type"}}
 FEEDBACK_KEYS = {"src", "dst", "kernel", "padding", "norm", "transposed", "stride", "output_padding"}
@@ -346,7 +346,10 @@ BUILTIN = {
 }
 
 
-BUILTIN.update(IDE_SPECS)
+def register_specs(specs: dict) -> None:
+    """A training method's own built-in nets, added when the method's package is imported (IDE's feedback
+    nets: train/methods/ide/specs.py; train/__init__.py imports it), so this module imports no method."""
+    BUILTIN.update(specs)
 
 
 def builtin_spec(name: str) -> dict:

@@ -9,7 +9,7 @@ precomputed index (im2col) and does one matmul per step. What is constant is com
 batch: the first layer's current W x_q + B and its shifted u (the input is constant over the T
 steps). A sum-pooled layer (Layer.in_pool = k) sums its input over k x k blocks first (integer
 counts; its synapse's exact-dtype bound is k^2 times larger). The neuron state runs in float64 holding exact integers while the plan's state bound allows
-(_Plan.state_dtype; every operation, the truncating decay included, is then exact), else in int64.
+(EmulatorPlan.state_dtype; every operation, the truncating decay included, is then exact), else in int64.
 
 Every spiking layer runs its own compare and reset (Layer.compare, Layer.reset; export/ir.py).
 `emulate` takes fault-injection options so the verifier's tests can show each fault is caught:
@@ -42,7 +42,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from saf.export.ir import DECAY_ONE, STATE_BITS, STATE_MAX, Graph
-from saf.train.neuron_modes import (ALL_MODES, COMPARE_GE, COMPARE_GT, RESET_SUBTRACT, RESET_SUBTRACT_UNDECAYED,
+from saf.core.neuron_modes import (ALL_MODES, COMPARE_GE, COMPARE_GT, RESET_SUBTRACT, RESET_SUBTRACT_UNDECAYED,
                                     RESET_ZERO)
 
 from saf.export.result import BackendResult
@@ -184,7 +184,7 @@ def _limit(v: np.ndarray, overflow: str) -> tuple:
     return out, int(np.count_nonzero(out != v)), int(np.abs(out).max(initial=0))
 
 
-class _Plan:
+class EmulatorPlan:
     """Per-graph precomputation: synapses with exact dtypes, full biases, feedback wiring."""
 
     def __init__(self, graph: Graph, x_max: int = 0):
@@ -238,7 +238,7 @@ def _reset(layer, reset) -> str:
     return RESET_SWAP[layer.reset] if reset == "swap" else reset
 
 
-def emulate(graph: Graph, xq: np.ndarray, options: Optional[EmulatorOptions] = None, plan: _Plan = None,
+def emulate(graph: Graph, xq: np.ndarray, options: Optional[EmulatorOptions] = None, plan: EmulatorPlan = None,
             **kw) -> BackendResult:
     """Run the integer LIF form on xq [N, *input_shape] (constant) or [N, T, *input_shape] (frame x[t]
     at step t). options: an EmulatorOptions record or its fields as keywords; the fault fields inject
@@ -252,7 +252,7 @@ def emulate(graph: Graph, xq: np.ndarray, options: Optional[EmulatorOptions] = N
     n = frames.shape[0]
     x_abs = int(np.abs(frames if varying else frames[:, 0]).max(initial=0))
     if plan is None or x_abs > plan.x_max:      # inputs beyond input_bits: re-derive exact dtypes
-        plan = _Plan(graph, x_abs)
+        plan = EmulatorPlan(graph, x_abs)
     T, sp = graph.T, plan.spiking
     out = {"readout": np.zeros((n, graph.readout.n_out), dtype=np.int64),
            "spikes": [np.zeros((n, T, l.n_out), dtype=bool) for l in sp] if o.record_spikes else None,
@@ -282,7 +282,7 @@ class _StepMajor:
     """One batch of samples run step by step, every layer at each step (feedback edges, delays and the
     fault options need it): V, the carried currents U and the spike history between steps."""
 
-    def __init__(self, graph: Graph, plan: _Plan, o: EmulatorOptions, frames: np.ndarray, varying: bool):
+    def __init__(self, graph: Graph, plan: EmulatorPlan, o: EmulatorOptions, frames: np.ndarray, varying: bool):
         self.g, self.plan, self.o, self.varying = graph, plan, o, varying
         sp, sdt, T = plan.spiking, plan.state_dtype, graph.T
         b = frames.shape[0]

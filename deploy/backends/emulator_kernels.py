@@ -218,7 +218,7 @@ def conv_runs(tab: np.ndarray, kh: int, kw: int, C: int, Co: int) -> ConvRuns:
     return ConvRuns(i64(ptr), i64(wofs), i64(oofs), i64(rlen), (tab >= 0).sum(axis=1).astype(np.int64), kw * Co)
 
 
-# reset codes of the neuron loop (train/neuron_modes.py's names, as numba wants ints)
+# reset codes of the neuron loop (core/neuron_modes.py's names, as numba wants ints)
 RESET_CODES = {"subtract": 0, "subtract-undecayed": 1, "zero": 2}
 
 

@@ -20,7 +20,7 @@ from typing import Optional
 import numpy as np
 
 from saf.export.ir import Graph
-from saf.train.neuron_modes import COMPARE_GT
+from saf.core.neuron_modes import COMPARE_GT
 
 import saf.deploy.backends.emulator_kernels as kernels
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Optional
 
-from saf.train.neuron_modes import RESETS
+from saf.core.neuron_modes import RESETS
 
 
 @dataclass(frozen=True)

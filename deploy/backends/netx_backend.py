@@ -9,7 +9,7 @@ import numpy as np
 from saf.deploy.backends.spec import STOCK_REGISTER, BackendSpec, Form, register
 from saf.export.bundle.store import NETX_SOURCE_FILE
 from saf.export.ir import Graph
-from saf.train.neuron_modes import COMPARE_GT, RESET_ZERO, NeuronMode
+from saf.core.neuron_modes import COMPARE_GT, RESET_ZERO, NeuronMode
 
 ZERO_GT = NeuronMode(COMPARE_GT, RESET_ZERO)    # Lava's stock LIF as netx builds it: v > vth << 6, v = 0 after a spike
 

@@ -15,7 +15,7 @@ from saf.export.onnx_model import META_SPIKES
 
 from saf.export.result import BackendResult
 from saf.deploy.backends.spec import BackendError
-from saf.train.io.counts import check_count
+from saf.core.counts import check_count
 
 
 def _session(model, providers) -> ort.InferenceSession:

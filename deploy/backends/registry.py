@@ -40,8 +40,9 @@ from saf.deploy.backends.spec import (BACKENDS, STOCK_REGISTER, BackendError, Ba
                                       check_runs, mode_refusal, register)
 from saf.deploy.backends.emulator import MODES as EMULATOR_MODES
 from saf.deploy.backends.trained import run_trained, trained_refuses
+from saf.deploy.backends.work import onnx_macs
 from saf.export.result import BackendResult
-from saf.train.neuron_modes import ALL_MODES, RESET_SUBTRACT_UNDECAYED
+from saf.core.neuron_modes import ALL_MODES, RESET_SUBTRACT_UNDECAYED
 
 FAULTS = {
     "lsb": "one weight of the first layer changed by one LSB",
@@ -210,11 +211,11 @@ def _run_saf_int(bundle, g, xq, record_spikes, record_potentials, progress, **op
 
 
 def _run_emulator(bundle, g, xq, record_spikes, record_potentials, progress, **opts):
-    from saf.deploy.backends.emulator import _Plan, emulate
+    from saf.deploy.backends.emulator import EmulatorPlan, emulate
     own = g is bundle.graph
     plan = bundle.cache.get("emulator_plan") if own else None
     if plan is None:                           # unrolled synapses: built once per bundle
-        plan = _Plan(g, 0)
+        plan = EmulatorPlan(g, 0)
         if own:
             bundle.cache["emulator_plan"] = plan
     return emulate(g, xq, record_spikes=record_spikes, record_potentials=record_potentials, plan=plan)
@@ -229,11 +230,6 @@ def _run_onnx(bundle, g, xq, record_spikes, record_potentials, progress, provide
 def _run_onnx_cuda(bundle, g, xq, record_spikes, record_potentials, progress, **opts):
     return _run_onnx(bundle, g, xq, record_spikes, record_potentials, progress,
                      providers=["CUDAExecutionProvider"], require="CUDAExecutionProvider", **opts)
-
-
-def _onnx_macs(g: Graph) -> int:
-    from saf.deploy.bench.peak import onnx_macs
-    return onnx_macs(g)
 
 
 def _cuda_missing() -> str:
@@ -316,9 +312,9 @@ register(BackendSpec("saf-int", Form.SAF, True, _run_saf_int, SAF_INT_MODES,
 register(BackendSpec("emulator", Form.LIF, True, _run_emulator, EMULATOR_MODES,
                      description="numpy emulator of the integer LIF form"))
 register(BackendSpec("onnx", Form.LIF, False, _run_onnx, ONNX_MODES,
-                     description="onnxruntime, CPU provider", work=_onnx_macs))
+                     description="onnxruntime, CPU provider", work=onnx_macs))
 register(BackendSpec("onnx-cuda", Form.LIF, False, _run_onnx_cuda, ONNX_MODES,
-                     covered=False, unavailable=_cuda_missing, work=_onnx_macs,
+                     covered=False, unavailable=_cuda_missing, work=onnx_macs,
                      description="onnxruntime, CUDA provider (not covered by the certificate)"))
 register(BackendSpec("lava", Form.LIF, False, _run_lava_stock, STOCK_MODES, subset=True,
                      refuses=stock_refuses, current_register=STOCK_REGISTER, fallback="lava-own",

@@ -12,13 +12,14 @@ from typing import Callable, Optional
 
 from saf.export.ir import declared_mode, modes_text
 from saf.export.proof.certificate import CurrentRegister
-from saf.train.io import counts
+from saf.core import counts
+from saf.core.errors import SafError
 
 
 STOCK_REGISTER = CurrentRegister(24, 6)   # Lava's stock LIF: u += a_in << 6, wrapping at 24 bits
 
 
-class BackendError(ValueError):
+class BackendError(SafError, ValueError):
     """A backend cannot run on this bundle, or a backend list is unusable (one clear line)."""
 
 
@@ -88,7 +89,7 @@ def get_backend(name: str) -> BackendSpec:
 
 
 def check_count(flag: str, value, minimum: int = 1) -> None:
-    """Count flags and arguments (train/io/counts.check_count), refused as a BackendError."""
+    """Count flags and arguments (core/counts.check_count), refused as a BackendError."""
     counts.check_count(flag, value, minimum, BackendError)
 
 

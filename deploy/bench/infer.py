@@ -19,8 +19,9 @@ def bench_infer(bundle_path, data=None, limit=None, backends=DEFAULT_BACKENDS, l
     on the test inputs; every
     backend's predictions must agree with the emulator's on the samples it ran (else flagged)."""
     from saf.deploy.backends.registry import Bundle, get_backend, run_spec
-    from saf.deploy.bench.peak import PEAK_FRACTION_GOAL, dense_equivalent_macs, matmul_peak_gflops, peak_fraction
-    from saf.deploy.inputs import load_inputs
+    from saf.deploy.backends.work import dense_equivalent_macs
+    from saf.deploy.bench.peak import PEAK_FRACTION_GOAL, matmul_peak_gflops, peak_fraction
+    from saf.deploy.verify.inputs import load_inputs
 
     b = Bundle.load(bundle_path)
     xq, y, name = load_inputs(b, data, data_root, limit)

@@ -1,14 +1,13 @@
 """What `saf bench infer` compares throughput against: this machine's float32 matmul peak, measured
 in the same run with every installed library (numpy's BLAS, torch's), the best kept; the multiply-adds
 one inference executes on a backend (counted by the backend itself where it skips work, e.g. the
-event-driven emulator, else its declared work model, BackendSpec.work); and the dense-equivalent work."""
+event-driven emulator, else its declared work model, BackendSpec.work); and the dense-equivalent work
+(both work models: deploy/backends/work.py)."""
 from __future__ import annotations
 
 import time
 
 import numpy as np
-
-from saf.export.ir import Graph
 
 # The >= 30% of peak goal of issue 16 for the emulator and ONNX on the demo bundle: reported, not asserted.
 PEAK_FRACTION_GOAL = 0.30
@@ -52,28 +51,6 @@ def matmul_peak_gflops(n: int = 1024, seconds: float = 1.0, min_reps: int = 5) -
         reps = r if not reps else min(reps, r)
     lib = max(by, key=by.get)
     return {"gflops": by[lib], "library": lib, "by_library": by, "n": n, "reps": reps, "dtype": "float32"}
-
-
-def dense_equivalent_macs(graph: Graph) -> int:
-    """Multiply-adds per sample of the network computed densely at every step: each layer's outputs
-    times its fan-in (a conv's full kernel C_in*kh*kw), plus every feedback edge, times T."""
-    per_step = sum(int(l.n_out) * int(l.fan_in) for l in graph.layers)
-    for f in graph.feedback:
-        dst = graph.spiking_layers[f.dst]
-        fan = int(np.prod(f.weight.shape[1:]))
-        per_step += int(dst.n_out) * fan
-    return per_step * int(graph.T)
-
-
-def onnx_macs(graph: Graph) -> int:
-    """Multiply-adds per sample the ONNX model executes (export/onnx_model.py): every synapse densely at
-    every step (a conv as im2col, padding taps included), except the first layer's current, computed
-    once per sample when the input is constant over the T steps."""
-    macs = dense_equivalent_macs(graph)
-    if not graph.input_time_varying:
-        first = graph.layers[0]
-        macs -= (int(graph.T) - 1) * int(first.n_out) * int(first.fan_in)
-    return macs
 
 
 def peak_fraction(samples_per_s: float, macs_per_sample: int, peak_gflops: float) -> float:

@@ -8,7 +8,7 @@ process, on the same inputs, the same T and the same number of threads:
   snntorch   the same float weights in snnTorch 1.0, each spiking layer rebuilt with its own modes (below),
              when snntorch is importable
 
-Each spiking layer in snnTorch's own neuron, threshold = theta, beta = lam (train/neuron_modes.py for the modes):
+Each spiking layer in snnTorch's own neuron, threshold = theta, beta = lam (core/neuron_modes.py for the modes):
   exact (the same float network, up to float rounding), compare ">" only:
     reset zero                  Leaky(reset_mechanism="zero"): u[t] = lam u[t-1] (1 - s[t-1]) + I[t]
     reset subtract-undecayed    Leaky("subtract"): u[t] = lam u[t-1] - theta s[t-1] + I[t]; with a synaptic
@@ -166,7 +166,7 @@ def bench_peers(bundle_path, data=None, limit=None, repeats: int = 3, data_root=
     import torch
 
     from saf.deploy.backends.registry import BackendError, Bundle, get_backend, run_spec
-    from saf.deploy.inputs import load_inputs
+    from saf.deploy.verify.inputs import load_inputs
     from saf.export.bundle.store import SOURCE_FILE
     from saf.train.checkpoint import load_model
 

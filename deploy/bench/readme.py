@@ -9,8 +9,6 @@ match exactly). `{work}` in a command is a fresh temporary folder, removed after
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import shutil
@@ -94,19 +92,10 @@ def differs(got, want, tol: float) -> bool:
     return not abs(float(got) - float(want)) <= tol
 
 
-def _run_saf(argv: tuple) -> tuple:
-    """(exit code, stdout) of one saf command run in this process."""
-    from saf.deploy.cli.main import main
-
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        rc = main(list(argv))
-    return rc, buf.getvalue()
-
-
-def bench_readme(table=TABLE, only: Optional[list] = None, include_slow: bool = False,
-                 log: Callable[[str], None] = print, run=_run_saf) -> list:
-    """One row per claim run: name, recorded, measured, tolerance, ok (and why not)."""
+def bench_readme(run: Callable, table=TABLE, only: Optional[list] = None, include_slow: bool = False,
+                 log: Callable[[str], None] = print) -> list:
+    """One row per claim run: name, recorded, measured, tolerance, ok (and why not). `run(argv)` gives
+    (exit code, stdout) of one saf command (the CLI passes its own dispatcher: bench sits below cli)."""
     claims = load_table(table)
     if only:
         unknown = [n for n in only if n not in {c.name for c in claims}]

@@ -7,10 +7,8 @@ from pathlib import Path
 
 from saf.train.bench.cost import SMALL, BenchError, FULL
 from saf.train.methods.registry import METHODS
-from saf.train.io.outdir import OutputError, check_file_target
-from saf.train.io.counts import check_count
-
-USER_ERRORS = (BenchError, OutputError)
+from saf.core.counts import check_count
+from saf.core.outdir import check_file_target
 
 
 def register(sub) -> None:
@@ -148,7 +146,6 @@ def _bench_train_profile(a, Ts, log) -> int:
 
 
 def cmd_bench_infer(a) -> int:
-    import saf.deploy.bench.infer as bi
     from saf.deploy.bench.infer import bench_infer, format_bench_infer
 
     check_count("--limit", a.limit, 1, BenchError)
@@ -199,7 +196,20 @@ def cmd_bench_readme(a) -> int:
     only = [n.strip() for n in a.only.split(",") if n.strip()] if a.only is not None else None
     if only is not None and not only:
         raise BenchError("--only: empty list of claim names")
-    rows = bench_readme(a.table or TABLE, only=only, include_slow=a.all,
+    rows = bench_readme(_run_saf, a.table or TABLE, only=only, include_slow=a.all,
                         log=lambda line: print(line, file=sys.stderr, flush=True))
     print(json.dumps(rows, indent=2, default=str) if a.json else format_readme_rows(rows))
     return 0 if all(r["ok"] for r in rows) else 1
+
+
+def _run_saf(argv: tuple) -> tuple:
+    """(exit code, stdout) of one saf command run in this process (what `saf bench readme` re-runs)."""
+    import contextlib
+    import io
+
+    from saf.deploy.cli.main import main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(list(argv))
+    return rc, buf.getvalue()

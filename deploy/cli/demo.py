@@ -1,7 +1,7 @@
 """`saf demo` (what `make demo` runs): the whole pipeline on the embedded digits dataset, as the
 same `saf` commands a user would type, each printed before it runs.
 
-The demo folder is built beside --out (a temporary sibling, train/io/outdir.py) with the commands
+The demo folder is built beside --out (a temporary sibling, core/outdir.py) with the commands
 run inside it, and swapped in only when every step has succeeded: a failed or interrupted demo
 leaves an earlier demo output as it was, and --force replaces only a folder that holds a demo's
 marker file and nothing but what the demo writes."""
@@ -13,11 +13,12 @@ from pathlib import Path
 
 from saf.export.bundle.store import BUNDLE_DIR
 from saf.train.checkpoint import RUN_DIR
-from saf.train.io.outdir import OutputError, OutputKind, Staged, check_target
+from saf.core.errors import SafError
+from saf.core.outdir import OutputError, OutputKind, Staged, check_target
 
 from saf.deploy.backends.registry import require_lava
 from saf.deploy.verify.report_io import VERIFY_DIR
-from saf.train.io.counts import check_count
+from saf.core.counts import check_count
 
 MARKER = ".saf-demo"
 MARKER_TEXT = "saf demo output: written by `saf demo`; `saf demo --force` may replace this folder\n"
@@ -31,7 +32,7 @@ def _is_marker(path: Path) -> bool:
         return False
 
 
-# A demo output folder: what `saf demo --force` may replace (train/io/outdir.py).
+# A demo output folder: what `saf demo --force` may replace (core/outdir.py).
 DEMO_DIR = OutputKind("saf demo output", MARKER, _is_marker, (MARKER, RASTER),
                       children=(("run", RUN_DIR), ("bundle-loihi", BUNDLE_DIR), ("bundle-onnx", BUNDLE_DIR),
                                 ("verify", VERIFY_DIR)))
@@ -58,9 +59,12 @@ def _steps(epochs: int, lava_limit: int) -> list:
     ]
 
 
-class _StepFailed(Exception):
+class _StepFailed(SafError):
+    """A demo step's command failed (it printed its own error); the demo exits with its code."""
+
     def __init__(self, rc: int):
-        self.rc = rc
+        super().__init__(f"a demo step exited with {rc}")
+        self.rc = self.exit_code = rc
 
 
 def run_demo(out: Path, epochs: int = 8, lava_limit: int = 50, force: bool = False) -> int:

@@ -4,24 +4,12 @@ from __future__ import annotations
 import json
 
 from saf.deploy.cli.train import add_checkpoint_choice, pick_checkpoint
-from saf.hw_targets.base import TargetError
 from saf.hw_targets.words import WEIGHT_WORDS
-from saf.train.checkpoint import CheckpointError
-from saf.train.data import DatasetError
-from saf.train.io.outdir import OutputError
-from saf.train.spec import SpecError
 
-from saf.export.bundle.store import BundleError, read_manifest
-from saf.export.netx.errors import NetxError
-from saf.export.nir.errors import NirError
-from saf.export.fold.snn import FoldError
-from saf.export.onnx_check import OnnxExportError
+from saf.export.bundle.store import read_manifest
 from saf.export.pipeline.fit import format_fit
 from saf.export.pipeline.snn import ExportError
-from saf.export.quantize import QuantizeError
 
-USER_ERRORS = (NirError, NetxError, BundleError, ExportError, FoldError, OnnxExportError, QuantizeError, TargetError,
-               CheckpointError, DatasetError, OutputError, SpecError)
 TARGET_NAMES = ("loihi", "loihi2", "loihi1", "onnx", "nir", "netx")
 WORDS_HINT_BELOW = 0.99          # export's own same-prediction rate under which the --synapse-words 2 hint shows
 
@@ -74,7 +62,7 @@ def cmd_export(a) -> int:
 
     if not a.checkpoint and not a.random_model:
         raise ExportError("give a CHECKPOINT (model.safetensors or run directory) or --random-model NAME")
-    from saf.train.checkpoint import is_fp_checkpoint
+    from saf.train.methods.fp.checkpoint import is_fp_checkpoint
 
     from saf.export.netx.run_dir import is_netx_run
 

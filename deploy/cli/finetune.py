@@ -7,17 +7,17 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
-from saf.train.checkpoint import RUN_DIR, CheckpointError, is_fp_checkpoint, load_model
+from saf.train.checkpoint import RUN_DIR, CheckpointError, load_model
+from saf.train.methods.fp.checkpoint import is_fp_checkpoint
 from saf.train.grid.record import GRID_TARGETS
-from saf.train.io.outdir import check_target
-from saf.train.neuron_modes import method_refusal
+from saf.core.outdir import check_target
+from saf.core.neuron_modes import method_refusal
 from saf.train.run.config import ConfigError, check_config
 from saf.train.run.trainer import TrainConfig
 from saf.train.spec import layer_modes, layer_syn_decays
 
-from saf.deploy.cli.train import USER_ERRORS as TRAIN_ERRORS, add_checkpoint_choice, add_data_args, pick_checkpoint
+from saf.deploy.cli.train import add_checkpoint_choice, add_data_args, pick_checkpoint
 
-USER_ERRORS = TRAIN_ERRORS
 FINETUNE_LR = 0.01               # a converged model: a tenth of TrainConfig's from-scratch rate
 
 
@@ -65,7 +65,7 @@ def cmd_finetune(a) -> int:
     from saf.train.run.fit import fit_and_report
     from saf.train.run.trainer import Trainer
 
-    from saf.deploy.cli.train import _grid_calibrate, data_for
+    from saf.deploy.cli.train import grid_calibrate, data_for
     from saf.export.pipeline.grid import grid_refusal
 
     path = pick_checkpoint(a)
@@ -79,7 +79,7 @@ def cmd_finetune(a) -> int:
     check_target(out, (RUN_DIR,), a.force)
     replacing = out.is_dir() and any(out.iterdir())
     data = data_for(cfg, load_dataset)
-    tr = Trainer(cfg, out, data, progress=not a.no_progress, spec=spec, grid_calibrate=_grid_calibrate)
+    tr = Trainer(cfg, out, data, progress=not a.no_progress, spec=spec, grid_calibrate=grid_calibrate)
     tr.net.load_state_dict(net.state_dict())
     tr.net.readout_kind = net.readout_kind            # the readout the run was trained (or imported) with
     why = grid_refusal(tr.net, {**stored, "method": cfg.method})

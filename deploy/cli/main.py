@@ -1,5 +1,6 @@
 """`saf`: one small dispatcher over the packages' own subcommands (deploy/cli/train.py, deploy/cli/export.py,
-deploy/cli/run.py). User errors print one line and exit 2; never a traceback (SAF_DEBUG=1 shows it)."""
+deploy/cli/run.py). User errors (core/errors.py SafError, and a missing file) print one line and exit 2;
+never a traceback (SAF_DEBUG=1 shows it)."""
 from __future__ import annotations
 
 import argparse
@@ -8,8 +9,9 @@ import os
 import signal
 import sys
 
-# (module, attribute with the user-error exception types); imported lazily so `saf train` never
-# imports Lava and `saf --help` stays fast.
+from saf.core.errors import SafError, one_line
+
+# the subcommands' modules, imported lazily so `saf train` never imports Lava and `saf --help` stays fast
 CLI_MODULES = ("saf.deploy.cli.train", "saf.deploy.cli.export", "saf.deploy.cli.run", "saf.deploy.cli.bench",
                "saf.deploy.cli.nir", "saf.deploy.cli.finetune")
 
@@ -23,7 +25,7 @@ def _on_sigterm(signum, frame):
     raise Terminated()
 
 
-class _UsageError(Exception):
+class _UsageError(SafError):
     pass
 
 
@@ -50,15 +52,13 @@ def main(argv=None) -> int:
     parser = _Parser(prog="saf", description="Spike Accumulation Forwarding toolchain: "
                                      "train SNNs, export to Loihi (Lava) / ONNX, verify fidelity.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    user_errors: tuple = (FileNotFoundError,)
     for m in mods:
         m.register(sub)
-        user_errors += tuple(getattr(m, "USER_ERRORS", ()))
     try:
         args = parser.parse_args(argv)
     except _UsageError as e:
-        print(_one_line(e), file=sys.stderr)
-        return 2
+        print(e.one_line(), file=sys.stderr)
+        return e.exit_code
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -68,8 +68,11 @@ def main(argv=None) -> int:
         old_handler = None
     try:
         return int(args.func(args) or 0)
-    except user_errors as e:
-        print(f"saf {args.command}: error: {_one_line(e)}", file=sys.stderr)
+    except SafError as e:
+        print(f"saf {args.command}: error: {e.one_line()}", file=sys.stderr)
+        return e.exit_code
+    except FileNotFoundError as e:
+        print(f"saf {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
     except Terminated:
         print(f"saf {args.command}: terminated (SIGTERM)", file=sys.stderr)
@@ -80,17 +83,12 @@ def main(argv=None) -> int:
     except Exception as e:  # noqa: BLE001 - the CLI never shows a traceback unless asked
         if os.environ.get("SAF_DEBUG"):
             raise
-        print(f"saf {args.command}: internal error: {type(e).__name__}: {_one_line(e)} (set SAF_DEBUG=1 for a "
+        print(f"saf {args.command}: internal error: {type(e).__name__}: {one_line(e)} (set SAF_DEBUG=1 for a "
               f"traceback)", file=sys.stderr)
         return 1
     finally:
         if old_handler is not None:
             signal.signal(signal.SIGTERM, old_handler)
-
-
-def _one_line(e: BaseException) -> str:
-    """An error message on one line (a path or a library's message may carry newlines)."""
-    return " ".join(str(e).split("\n")).strip() or type(e).__name__
 
 
 if __name__ == "__main__":

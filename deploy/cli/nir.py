@@ -1,14 +1,11 @@
 """`saf import MODEL.nir --out RUN`: a NIR graph as a run directory (export/nir/, docs/nir.md)."""
 from __future__ import annotations
 
-from saf.export.netx.errors import NetxError
 from saf.export.nir.errors import NirError
 from saf.export.nir.spiking_out import READOUT_CHOICES
 from saf.export.nir.to_run import COMPARES, CURRENT_ORDERS, DEFAULTS, Options
-from saf.train.neuron_modes import RESETS
-from saf.train.io.outdir import OutputError
+from saf.core.neuron_modes import RESETS
 
-USER_ERRORS = (NirError, NetxError, OutputError)
 FP_OWN = ("--dt", "--T", "--reset", "--compare", "--encoder", "--dataset", "--input-shape")   # an FP file's own
 
 
@@ -66,7 +63,7 @@ def cmd_import(a) -> int:
     from saf.export.nir.to_run import build
     from saf.train.checkpoint import RUN_DIR
     from saf.train.data.encoders import ENCODERS
-    from saf.train.io.outdir import check_target
+    from saf.core.outdir import check_target
 
     if (a.format or _detected(a.model)) == "netx":
         if a.readout is not None:

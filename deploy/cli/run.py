@@ -6,19 +6,15 @@ from pathlib import Path
 
 import numpy as np
 
-from saf.export.bundle.store import BundleError
 from saf.train.data import DatasetError
-from saf.train.io.outdir import OutputError, check_file_target
+from saf.core.outdir import check_file_target
 
 from saf.deploy.backends.registry import BACKENDS, FAULTS, LAVA_BACKENDS, BackendError, Bundle, require_lava
 from saf.deploy.backends.spec import check_count
-from saf.deploy.verify.golden import GoldenError
 from saf.deploy.verify.report_io import FUZZ_FAILURE
 from saf.deploy.verify.plan import DEFAULT_BACKENDS as DEFAULT_BACKEND_LIST
 from saf.deploy.verify.stream import DEFAULT_CHUNK
-from saf.deploy.inputs import load_inputs
-
-USER_ERRORS = (BundleError, DatasetError, BackendError, GoldenError, OutputError)
+from saf.deploy.verify.inputs import load_inputs
 
 
 def _data_args(p, limit_help: str) -> None:

@@ -9,7 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Optional
 
-from saf.train.checkpoint import BEST, CHECKPOINT, CHECKPOINT_CHOICES, RUN_DIR, CheckpointError, choose_checkpoint
+from saf.train.checkpoint import BEST, CHECKPOINT, CHECKPOINT_CHOICES, RUN_DIR, choose_checkpoint
 from saf.train.data import DATASETS, DatasetError
 from saf.train.data.coding import InputCoding
 from saf.train.data.encoders import ENCODERS
@@ -19,19 +19,15 @@ from saf.train.data.events.binning import BIN_MODES
 from saf.train.run.distributed import DistributedError
 from saf.train.functional.surrogate import SURROGATES
 from saf.train.methods.ide.solver import SOLVERS
-from saf.train.methods.fp.train import FPError
 from saf.train.methods.fp.specs import FP_SPECS
-from saf.train.methods.fp.sim import SimulationError
 from saf.train.methods.registry import CONTINUOUS_METHODS, METHODS
-from saf.train.io.outdir import OutputError, check_target
+from saf.core.outdir import OutputError, check_target
 from saf.train.run.config import OPTIMIZERS, ConfigError, check_config, flag, resumed_config
 from saf.train.spec import BUILTIN, SpecError, load_spec, with_neuron
 from saf.train.run.fit import done_text, fit_and_report, fit_into
 from saf.train.run.trainer import TrainConfig, TrainingError, check_method_modes
-from saf.train.io.counts import check_count
+from saf.core.counts import check_count
 
-USER_ERRORS = (CheckpointError, ConfigError, DatasetError, DistributedError, OutputError, SpecError, TrainingError,
-               FPError, SimulationError)
 CONFIG_FIELDS = tuple(f.name for f in fields(TrainConfig))
 
 
@@ -203,7 +199,7 @@ def cmd_train(a) -> int:
     out = Path(a.out)
     data = data_for(cfg, load_dataset)
     tr = Trainer(cfg, out, data, progress=not a.no_progress, resume=a.resume, spec=spec,
-                 grid_calibrate=_grid_calibrate if cfg.deploy_target else None)
+                 grid_calibrate=grid_calibrate if cfg.deploy_target else None)
     if cfg.deploy_target:                   # refused before any epoch runs
         from dataclasses import asdict
         from saf.export.pipeline.grid import grid_refusal
@@ -216,7 +212,7 @@ def cmd_train(a) -> int:
     return 0
 
 
-def _grid_calibrate(net, cfg: dict, data):
+def grid_calibrate(net, cfg: dict, data):
     """The run's grid from the export quantizer (export/pipeline/grid.py); a refusal is one line."""
     from saf.export.pipeline.grid import calibrate_grid
     from saf.export.pipeline.fit import ExportError
@@ -276,7 +272,7 @@ def eval_checkpoint(path, dataset=None, data_root=None, T=None) -> dict:
                            f"classes, the checkpoint {path} takes {list(spec['input_shape'])} in "
                            f"{spec['num_classes']} classes")
     lif = evaluate(net, data.x_test, data.y_test, T, "lif")
-    # a network with non-default reset/compare modes has no SAF form (train/neuron_modes.py): LIF only
+    # a network with non-default reset/compare modes has no SAF form (core/neuron_modes.py): LIF only
     saf = evaluate(net, data.x_test, data.y_test, T, "saf") if float_form(net) == "saf" else None
     agree = None if saf is None else float((saf["predictions"] == lif["predictions"]).float().mean())
     return {"checkpoint": str(path), "dataset": data.name, "T": T, "n": len(data.y_test),
@@ -304,7 +300,7 @@ def pick_checkpoint(a, quiet: bool = False) -> Path:
 
 
 def cmd_eval(a) -> int:
-    from saf.train.checkpoint import is_fp_checkpoint
+    from saf.train.methods.fp.checkpoint import is_fp_checkpoint
     path = pick_checkpoint(a, quiet=a.json)
     if is_fp_checkpoint(path):
         from saf.deploy.cli.train_fp import eval_fp_lines
@@ -315,7 +311,7 @@ def cmd_eval(a) -> int:
                  f"(leak {r['readout_leak']:g} per step, as trained)",
                  f"  LIF form accuracy  {r['lif_accuracy']:.4f}"]
         lines[1:1] = [f"  SAF form accuracy  {r['saf_accuracy']:.4f}"] if r["saf_accuracy"] is not None else \
-            ["  SAF form           none: a layer's reset/compare is not the SAF form's (train/neuron_modes.py)"]
+            ["  SAF form           none: a layer's reset/compare is not the SAF form's (core/neuron_modes.py)"]
         if r.get("grid"):
             lines.append(f"  trained on the {r['grid']} grid: both forms are its integer network, the deployed accuracy")
         if r["prediction_agreement"] is not None:

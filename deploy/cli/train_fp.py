@@ -8,7 +8,7 @@ from pathlib import Path
 from saf.train.checkpoint import RUN_DIR
 from saf.train.data import load_dataset
 from saf.train.data.validation import VAL_FRACTION_WANT, valid_fraction
-from saf.train.io.outdir import check_target
+from saf.core.outdir import check_target
 from saf.train.methods.fp.specs import FP_SPECS
 from saf.train.methods.fp.train import FPTrainConfig, FPTrainer, config_for, eval_fp
 from saf.train.run.fit import fit_and_report

@@ -18,7 +18,7 @@ from saf.export.ir import Graph
 from saf.deploy.lava.graph import build_lava_network
 from saf.deploy.lava.model_listing import describe_part
 from saf.export.result import BackendResult
-from saf.train.io.counts import check_count
+from saf.core.counts import check_count
 
 TAGS = ("fixed_pt", "floating_pt")
 

@@ -29,7 +29,7 @@ from saf.export.ir import Graph
 from saf.hw_targets.words import WORD_SHIFT, split_words
 
 
-def _let_lava_choose_fork() -> None:
+def let_lava_choose_fork() -> None:
     """Lava's message infrastructure calls multiprocessing.set_start_method('fork') at import and
     fails with "context has already been set" if anything before it (e.g. tqdm's multiprocessing
     lock) fixed the start method. Clear it so Lava's import can set the method it needs."""
@@ -41,9 +41,9 @@ def _let_lava_choose_fork() -> None:
         mp.set_start_method(None, force=True)
 
 
-_let_lava_choose_fork()
+let_lava_choose_fork()
 from saf.deploy.lava.procs import ConvSyn, DenseSyn, GradedSource, Integrator, SoftResetLIF, SumPool  # noqa: E402
-from saf.train.io.counts import check_count  # noqa: E402
+from saf.core.counts import check_count  # noqa: E402
 
 WEIGHT_MAX = 255          # Loihi: 8-bit magnitude + sign
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from saf.deploy.lava.graph import _let_lava_choose_fork  # noqa: F401 - Lava's fork start method first
+from saf.deploy.lava.graph import let_lava_choose_fork  # noqa: F401 - Lava's fork start method first
 from saf.export.ir import Graph
 from saf.export.result import BackendResult
 

@@ -51,12 +51,13 @@ from saf.deploy.lava.procs.stock_lif import MODELS, OVERRIDDEN, PySoftResetLifBi
 from saf.deploy.lava.procs.tap import SpikeTap
 from saf.deploy.lava.model_listing import describe_part
 from saf.export.result import BackendResult
+from saf.core.errors import SafError
 
 VTH_MAX = (1 << 17) - 1            # lava LIF: vth is an unsigned 17-bit mantissa
 MAX_BUFFER = 1 << 25               # input RingBuffer elements (N * T * n_in) held in memory
 
 
-class StockModelError(ValueError):
+class StockModelError(SafError, ValueError):
     """The graph cannot run on Lava's stock models as it is (one line naming the layer)."""
 
 

@@ -26,13 +26,14 @@ import numpy as np
 from lava.utils.weightutils import SignMode, clip_weights, truncate_weights
 
 from saf.hw_targets.words import WORD_SHIFT, split_words
+from saf.core.errors import SafError
 
 WEIGHT_BITS = 8                   # Loihi's synapse word (num_weight_bits)
 BIAS_MANT_MIN, BIAS_MANT_MAX = -4096, 4095     # lava LIF: bias_mant is a signed 13-bit integer
 ACT_SHIFT = 6                     # lava LIF: act_shift = vth_shift = 6 (the stock neuron's F)
 
 
-class EncodingError(ValueError):
+class EncodingError(SafError, ValueError):
     """An IR value the stock Lava Processes cannot hold exactly (one line naming the layer)."""
 
 

@@ -35,7 +35,7 @@ def is_fp_bundle(bundle) -> bool:
 def load_fp_inputs(bundle, data, root, limit) -> tuple:
     """(frames int64 [N, T, n_in], labels, dataset name, spike times [N, n_in]) of the test split."""
     from saf.train.data import DatasetError, load_dataset
-    from saf.train.io.counts import check_count
+    from saf.core.counts import check_count
 
     name = data or bundle.dataset
     if not name:

@@ -20,7 +20,7 @@ import numpy as np
 
 from saf.export.ir import STATE_MAX, Graph
 
-from saf.deploy.backends.emulator import _Plan, emulate
+from saf.deploy.backends.emulator import EmulatorPlan, emulate
 
 CLASSES = ("tie", "bound", "uniform", "sparse", "extreme")
 PER_LAYER = 2                           # constructed inputs kept per layer and class
@@ -102,7 +102,7 @@ def first_layer_extremes(g: Graph) -> np.ndarray:
     return np.repeat(x[:, None], g.T, axis=1) if g.input_time_varying else x
 
 
-def _potentials(g: Graph, x: np.ndarray, plan: _Plan, layer: int) -> np.ndarray:
+def _potentials(g: Graph, x: np.ndarray, plan: EmulatorPlan, layer: int) -> np.ndarray:
     return emulate(g, x, record_spikes=False, record_potentials=True, plan=plan).potentials[layer]
 
 
@@ -124,7 +124,7 @@ def _mutate(x: np.ndarray, rng, lo: int, hi: int) -> np.ndarray:
     return flat.reshape(x.shape)
 
 
-def hill_climb(g: Graph, plan: _Plan, seeds: np.ndarray, kind: str, layer: int, rng,
+def hill_climb(g: Graph, plan: EmulatorPlan, seeds: np.ndarray, kind: str, layer: int, rng,
                rounds: int = ROUNDS) -> tuple:
     """(population sorted best first, scores) after up to `rounds` rounds of elitist mutation."""
     lo, hi = input_range(g)
@@ -151,7 +151,7 @@ def make_fuzz_inputs(g: Graph, n: int, seed: int) -> FuzzSet:
     if n < min_fuzz(g):
         raise ValueError(f"need at least {min_fuzz(g)} fuzz inputs for {len(g.spiking_layers)} spiking layers")
     rng = np.random.default_rng(seed)
-    plan = _Plan(g, 0)
+    plan = EmulatorPlan(g, 0)
     pool = np.concatenate([_random(k, g, 3 * POP, rng) for k in ("uniform", "sparse", "extreme")])
     xs, classes, search = [], [], []
     for li, lay in enumerate(g.spiking_layers):
@@ -179,7 +179,7 @@ def make_fuzz_inputs(g: Graph, n: int, seed: int) -> FuzzSet:
 def layer_stats(g: Graph, xq: np.ndarray, classes=None, batch: int = 256) -> list:
     """Per spiking layer, from the emulator's potentials: ties (V == TH<<F), states near the bound
     (|V| >= NEAR_BOUND), max |V| and its fraction of 2^23 - 1; ties per input class when given."""
-    plan = _Plan(g, 0)
+    plan = EmulatorPlan(g, 0)
     sp = g.spiking_layers
     out = [{"layer": l.name, "ties": 0, "near_bound": 0, "max_abs_v": 0, "ties_by_class": {}} for l in sp]
     cls = np.asarray(classes) if classes is not None else None

@@ -11,12 +11,13 @@ import numpy as np
 
 from saf.deploy.verify.compare import sample_hashes, spike_hashes
 from saf.export.result import BackendResult
+from saf.core.errors import SafError
 
 GOLDEN_FILE = "golden.json"
 GOLDEN_VERSION = 2     # 1: per-step spike counts and one hash of all inputs (neuron swaps and subsets unchecked)
 
 
-class GoldenError(ValueError):
+class GoldenError(SafError, ValueError):
     """Golden outputs missing or unreadable (one line)."""
 
 
@@ -34,7 +35,7 @@ def _hashes(r) -> list:
 
 
 def write_golden(directory, record: dict) -> Path:
-    from saf.train.io.files import atomic_write
+    from saf.core.files import atomic_write
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import pytest
 
+from saf.core.errors import SafError
 
-class FidelityError(AssertionError):
+
+class FidelityError(SafError, AssertionError):
     pass
 
 
@@ -24,7 +26,7 @@ def check_fidelity(bundle, data=None, limit=None, backends=("saf-int", "emulator
     """Run `saf verify` in-process; return the VerifyReport, raise FidelityError on any failure."""
     from saf.deploy.backends.registry import Bundle
     from saf.deploy.backends.spec import as_specs, check_count
-    from saf.deploy.inputs import load_inputs
+    from saf.deploy.verify.inputs import load_inputs
     from saf.deploy.verify import format_report, verify
 
     as_specs(backends, "backends")             # verify's rules, checked before any data is loaded

@@ -1,5 +1,5 @@
 """Write a VerifyReport: verify.json + summary.txt in a directory built beside the old one and swapped
-in when complete (train/io/outdir.py), optional Markdown report with PNGs."""
+in when complete (core/outdir.py), optional Markdown report with PNGs."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-from saf.train.io.outdir import OutputKind, Staged, check_file_target, check_target
+from saf.core.outdir import OutputKind, Staged, check_file_target, check_target
 
 VERIFY_JSON = "verify.json"
 SUMMARY = "summary.txt"
@@ -66,7 +66,7 @@ def write_outputs(rep, text: str, out: Path, report_md=None, extra: Optional[dic
 
 
 def write_markdown(rep, path: Path) -> None:
-    from saf.train.io.files import atomic_write
+    from saf.core.files import atomic_write
 
     from saf.deploy.plots import plot_rates
     from saf.deploy.verify.fuzz import verdict

@@ -30,10 +30,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def old_module(rev: str) -> types.ModuleType:
     src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:export/proof/saf_int.py"], check=True,
                          capture_output=True, text=True).stdout
-    for where in ("saf.train.neuron_modes", "saf.core.neuron_modes"):     # the module may have moved since
+    for where in ("saf.core.neuron_modes", "saf.core.neuron_modes"):     # the module may have moved since
         try:
             importlib.import_module(where)
-            src = src.replace("saf.train.neuron_modes", where)
+            src = src.replace("saf.core.neuron_modes", where)
             break
         except ImportError:
             continue
@@ -79,7 +79,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
     from saf.deploy.backends.registry import Bundle
-    from saf.deploy.inputs import load_inputs
+    from saf.deploy.verify.inputs import load_inputs
     from saf.export.synthetic import random_graph, random_inputs
     old = old_module(a.rev)
     b = Bundle.load(a.bundle)

@@ -15,7 +15,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from saf.train.io.files import file_sha256
+from saf.core.files import file_sha256
 
 from saf.export.bundle.error import BundleError
 

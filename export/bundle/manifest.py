@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from saf.hw_targets.words import WEIGHT_WORDS
-from saf.train.neuron_modes import mode_problem
+from saf.core.neuron_modes import mode_problem
 
 from saf.export.bundle.auth import MANIFEST_HASH_KEY
 from saf.export.bundle.error import BundleError

@@ -1,6 +1,6 @@
 """Bundle on disk: one directory with manifest.json, weights.npz and model.onnx.
 
-Written to a temporary sibling directory and swapped into place only when complete (train/io/outdir.py),
+Written to a temporary sibling directory and swapped into place only when complete (core/outdir.py),
 so a failed export leaves nothing behind and `--force` replaces only a saf bundle. Authenticated
 (export/bundle/auth.py): every file's sha256 and the manifest's own canonical digest are in the
 manifest; loading checks the schema (export/bundle/manifest.py), the manifest digest and every file,
@@ -15,11 +15,11 @@ from typing import Optional
 
 import numpy as np
 
-from saf.train.io.outdir import OutputKind, Staged
+from saf.core.outdir import OutputKind, Staged
 
 from saf.export.bundle.auth import check_files, check_manifest, seal
 from saf.export.bundle.error import BundleError
-from saf.train.neuron_modes import DEFAULT_COMPARE, DEFAULT_RESET
+from saf.core.neuron_modes import DEFAULT_COMPARE, DEFAULT_RESET
 
 from saf.export.ir import DU_NONE, Feedback, Graph, Layer
 from saf.export.bundle.manifest import validate_manifest
@@ -41,7 +41,7 @@ def _is_saf_manifest(path: Path) -> bool:
     return isinstance(m, dict) and "format_version" in m and isinstance(m.get("files"), dict)
 
 
-# A bundle directory: what `saf export --force` may replace (train/io/outdir.py).
+# A bundle directory: what `saf export --force` may replace (core/outdir.py).
 BUNDLE_DIR = OutputKind("saf bundle", MANIFEST, _is_saf_manifest, (MANIFEST, WEIGHTS, ONNX_FILE, SOURCE_FILE,
                                                                        FP_SOURCE_FILE, NETX_SOURCE_FILE))
 
@@ -64,7 +64,7 @@ def _layer_meta(l: Layer) -> dict:
     if not l.spiking and l.first_spike:
         d["first_spike"] = True            # first-spike readout (FP); omitted when False
     if l.spiking and l.reset != DEFAULT_RESET:
-        d["reset"] = l.reset               # per-layer reset mode (train/neuron_modes.py); omitted at the default
+        d["reset"] = l.reset               # per-layer reset mode (core/neuron_modes.py); omitted at the default
     if l.spiking and l.compare != DEFAULT_COMPARE:
         d["compare"] = l.compare           # per-layer compare; omitted at the default (>=)
     if int(l.weight_words) != 1:

@@ -39,8 +39,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from saf.export.ir import DECAY_ONE, DU_NONE, STATE_MAX, Graph, Layer
-from saf.export.quantize import weight_grid
+from saf.export.weight_grid import weight_grid
 from saf.export.proof.state_bound import current_state_bound, layer_current_bound
+from saf.core.errors import SafError
 
 # dt = t_max / 2^8: on the default fp-iris run (seed 0, 93.3 % continuous) k = 8 is the smallest k from
 # which every integer prediction equals the continuous model's (README's FP table); verify's table shows
@@ -51,7 +52,7 @@ FRAC_BITS = 6                    # Lava's fixed activation / threshold shift
 THRESHOLD_MAX = (1 << 17) - 1    # Loihi's threshold mantissa
 
 
-class FoldFPError(ValueError):
+class FoldFPError(SafError, ValueError):
     """The FP network cannot be discretized as asked (one line)."""
 
 

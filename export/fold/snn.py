@@ -24,12 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from saf.train.modules.synapse import apply_glue
+from saf.train.functional.glue import apply_glue
 from saf.train.functional.neuron import lif_potential
-from saf.train.neuron_modes import DEFAULT_COMPARE, DEFAULT_RESET
+from saf.core.neuron_modes import DEFAULT_COMPARE, DEFAULT_RESET
+from saf.core.errors import SafError
 
 
-class FoldError(ValueError):
+class FoldError(SafError, ValueError):
     """A network that cannot be folded exactly; the message names the layer."""
 
 
@@ -44,7 +45,7 @@ class FloatLayer:
     stride: int = 1
     padding: int = 0
     pool: int = 1              # k: an AvgPool(k) (or GAP over k x k) was folded in (sum_pool.py can undo it)
-    reset: str = DEFAULT_RESET     # the spec's per-layer modes (train/neuron_modes.py), carried into the IR
+    reset: str = DEFAULT_RESET     # the spec's per-layer modes (core/neuron_modes.py), carried into the IR
     compare: str = DEFAULT_COMPARE
     syn_decay: float = 0.0         # the spec's synaptic current decay "alpha" (0: none), the IR's Layer.du
 

@@ -27,11 +27,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from saf.export.ir import Graph, Layer
+from saf.core.errors import SafError
 
 MODES = ("auto", "on", "off")
 
 
-class SumPoolError(ValueError):
+class SumPoolError(SafError, ValueError):
     """A layer cannot be written in sum-pool form exactly (the message names it and why)."""
 
 

@@ -16,8 +16,8 @@ from typing import Optional
 from saf.export.bundle.store import BUNDLE_DIR, NETX_SOURCE_FILE, ONNX_FILE, write_bundle
 from saf.export.netx.errors import NetxError
 from saf.export.netx.to_graph import netx_graph
-from saf.train.io.outdir import OutputKind, Staged, check_target
-from saf.train.io.counts import check_count
+from saf.core.counts import check_count
+from saf.core.outdir import OutputKind, Staged, check_target
 
 RUN_FILE = "netx.json"
 RUN_FORMAT = "saf-netx-import"

@@ -27,7 +27,7 @@ from saf.export.ir import DECAY_ONE, Feedback, Graph, Layer
 from saf.export.netx.errors import NetxError
 from saf.export.netx.read import NetxLayer, read_netx
 from saf.export.netx.weights import effective_dense
-from saf.train.neuron_modes import COMPARE_GT, RESET_ZERO
+from saf.core.neuron_modes import COMPARE_GT, RESET_ZERO
 
 FRAC_BITS = 6                 # Lava's LIF: activation, bias and threshold all << 6
 

@@ -24,7 +24,7 @@ from saf.export.ir import Graph
 from saf.export.netx.errors import NetxError
 from saf.export.netx.read import SAF_INPUT
 from saf.export.netx.weights import effective_dense
-from saf.train.neuron_modes import COMPARE_GT, RESET_ZERO
+from saf.core.neuron_modes import COMPARE_GT, RESET_ZERO
 
 FRAC_BITS = 6
 TRAIN_HINT = "train with --method bptt and per-layer reset: zero, compare: '>' (Lava's LIF), or export --target loihi"

@@ -18,7 +18,7 @@ from saf.export.nir.errors import NirError
 from saf.export.nir.from_run import RESET_BY
 from saf.export.nir.graph import Chain
 from saf.export.nir.to_run import COMPARES, Imported, Options, assumed_options, float32_tensors, saf_meta, sha256, walk
-from saf.train.neuron_modes import COMPARE_GE, RESET_SUBTRACT
+from saf.core.neuron_modes import COMPARE_GE, RESET_SUBTRACT
 from saf.train.readout import LEAKY_SUM, SPIKE_COUNT
 
 DSR_KEY = "dsr"                      # graph metadata `saf` entry of a DSR run (spec["dsr"]: alpha, readout, vth_min)

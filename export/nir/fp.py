@@ -108,7 +108,7 @@ def fp_net(ch: Chain):
 def write_fp_run(ch: Chain, out, force: bool = False) -> Path:
     """The FP checkpoint of `ch` as run directory `out` (atomically)."""
     from saf.train.checkpoint import CHECKPOINT, RUN_DIR
-    from saf.train.io.outdir import Staged
+    from saf.core.outdir import Staged
     from saf.train.methods.fp.checkpoint import save_fp_checkpoint
 
     net, config = fp_net(ch)

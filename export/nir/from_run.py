@@ -187,9 +187,10 @@ def write_nir(checkpoint, out, force: bool = False) -> dict:
 
     import nir
 
-    from saf.train.checkpoint import CheckpointError, is_fp_checkpoint, load_model
-    from saf.train.io.files import atomic_write
-    from saf.train.io.outdir import OutputError, check_file_target
+    from saf.train.checkpoint import CheckpointError, load_model
+    from saf.train.methods.fp.checkpoint import is_fp_checkpoint
+    from saf.core.files import atomic_write
+    from saf.core.outdir import OutputError, check_file_target
 
     out = check_file_target(out, "--out")
     if out.exists() and not force:

@@ -1,6 +1,6 @@
 """Write an imported NIR network (to_run.py) as a run directory: model.safetensors with the spec, a
 training config (method bptt: the float LIF form is BPTT's, which honours every reset and compare
-mode; method dsr for a DSR run saf wrote, export/nir/dsr.py) and the readout, built beside --out and swapped in only when complete (train/io/outdir.py)."""
+mode; method dsr for a DSR run saf wrote, export/nir/dsr.py) and the readout, built beside --out and swapped in only when complete (core/outdir.py)."""
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -53,7 +53,7 @@ def run_config(imp: Imported) -> dict:
 def write_run(imp: Imported, out, force: bool = False) -> Path:
     """model.safetensors of `imp` in run directory `out` (atomically)."""
     from saf.train.checkpoint import CHECKPOINT, RUN_DIR, save_checkpoint
-    from saf.train.io.outdir import Staged
+    from saf.core.outdir import Staged
 
     net = imported_net(imp)
     with Staged(out, (RUN_DIR,), force) as tmp:

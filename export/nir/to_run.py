@@ -2,7 +2,7 @@
 `saf eval`, `saf export` and `saf verify` accept like a trained run.
 
 Spiking layer = synapse (Affine, Linear or Conv2d; a Scale after it folds in) + neuron (IF, LIF,
-CubaLIF: a current that decays is the layer's synaptic decay "alpha", train/neuron_modes.py); glue
+CubaLIF: a current that decays is the layer's synaptic decay "alpha", core/neuron_modes.py); glue
 (AvgPool2d, SumPool2d, Flatten) between layers; the readout = the last synapse, summed
 over the T steps (the synapse alone, or I) or leaking with the network's lam (LI). Each layer's input
 gain g and its threshold are folded into its synapse so that every layer shares one threshold:
@@ -22,9 +22,9 @@ import numpy as np
 from saf.export.nir.errors import NirError
 from saf.export.nir.graph import F32_MAX, NEURONS, READOUTS, SYNAPSES, Chain, kind
 from saf.export.nir.neurons import readout as readout_neuron, spiking
-from saf.train.neuron_modes import COMPARE_GE, COMPARE_GT, RESET_ZERO, RESETS, SYN_DECAY_KEY
+from saf.core.neuron_modes import COMPARE_GE, COMPARE_GT, RESET_ZERO, RESETS, SYN_DECAY_KEY
 
-COMPARES = {"gt": COMPARE_GT, "ge": COMPARE_GE}     # --compare flag word -> the mode (train/neuron_modes.py)
+COMPARES = {"gt": COMPARE_GT, "ge": COMPARE_GE}     # --compare flag word -> the mode (core/neuron_modes.py)
 SAF_META = "saf"                     # graph metadata key of a NIR file this toolchain wrote (from_run.py)
 FORMAT = "saf-nir-1"                 # its graph metadata "format" (from_run.py, fp.py write it)
 # --current-order: which current a CubaLIF's potential adds at step t. "snntorch": syn[t], the current that

@@ -34,6 +34,7 @@ from saf.export.ir import DECAY_ONE, decay_for, dyadic_exponent
 from saf.export.proof.certificate import certify
 from saf.export.quantize import QuantizeError, quantize
 from saf.export.resources import check_resources
+from saf.core.errors import SafError
 
 CAL_SAMPLES = 512          # training samples that score each candidate of the search
 INPUT_BITS_TRIED = 5       # input quantizations searched below the calibrated one (one bit fewer each)
@@ -47,7 +48,7 @@ NUMERIC_RULES = frozenset({"bias", "threshold", "current", "state_bound", "grade
                            "weight_magnitude", "weight_precision", "quantize"})
 
 
-class ExportError(ValueError):
+class ExportError(SafError, ValueError):
     """The export cannot go on; one clear line naming the file or layer. `rules`: the hardware rules
     (and "resources") behind a refusal by check_fit."""
 

@@ -12,7 +12,7 @@ import hashlib
 import time
 from pathlib import Path
 
-from saf.train.io.outdir import check_target
+from saf.core.outdir import check_target
 
 from saf.export.bundle.store import BUNDLE_DIR, FP_SOURCE_FILE, ONNX_FILE, write_bundle
 from saf.export.proof.certificate import certify

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from saf.hw_targets.report import format_pool_comparison, pool_comparison
-from saf.train.io.outdir import check_target
+from saf.core.outdir import check_target
 
 from saf.export.bundle.store import BUNDLE_DIR, ONNX_FILE, SOURCE_FILE, write_bundle
 from saf.export.fold.snn import fold_network
@@ -25,7 +25,7 @@ from saf.export.pipeline.fit import (APPROX_FRAC_BITS, CAL_SAMPLES, ExportError,
                                      needs_search, refusal, search)
 from saf.export.quantize import input_quantization
 from saf.export.resources import check_resources
-from saf.train.io.counts import check_count
+from saf.core.counts import check_count
 
 
 def _accuracy_report(net, graph: Graph, data, T: int, limit: Optional[int], approximate: bool = False,

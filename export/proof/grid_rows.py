@@ -29,7 +29,7 @@ import numpy as np
 from saf.export.ir import STATE_MAX, Graph, trunc_decay
 from saf.export.proof.certificate import GRID_ROWS, Check  # noqa: F401 (GRID_ROWS: the rows made here)
 from saf.export.proof.state_bound import layer_current_bound, state_bound
-from saf.train.neuron_modes import RESET_SUBTRACT_UNDECAYED
+from saf.core.neuron_modes import RESET_SUBTRACT_UNDECAYED
 
 INT64_MAX = (1 << 63) - 1
 

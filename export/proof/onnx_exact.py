@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from saf.export.ir import DECAY_ONE, STATE_MAX, Graph
-from saf.train.neuron_modes import ALL_MODES, RESET_SUBTRACT_UNDECAYED
+from saf.core.neuron_modes import ALL_MODES, RESET_SUBTRACT_UNDECAYED
+from saf.core.errors import SafError
 
 # What the ONNX model computes at a tie and on a spike (onnx_model._lif_step builds each layer's own compare
 # and reset, every combination); declared here, without importing onnx, for the certificate's convention row
@@ -40,7 +41,7 @@ FLOAT32_EXACT = 1 << 24
 INT64_MAX = (1 << 63) - 1
 
 
-class OnnxExactnessError(ValueError):
+class OnnxExactnessError(SafError, ValueError):
     """The ONNX model cannot compute this graph exactly; the message names the layer and quantity."""
 
 

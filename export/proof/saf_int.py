@@ -101,7 +101,7 @@ from saf.export.ir import DECAY_ONE, Graph, dyadic_exponent
 from saf.export.proof.saf_int_layer import Arith, LayerState, current_ratio, exact_div
 from saf.export.proof.saf_int_linear import ExactLinear, layer_linear
 from saf.export.result import BackendResult
-from saf.train.neuron_modes import ALL_MODES, RESET_ZERO
+from saf.core.neuron_modes import ALL_MODES, RESET_ZERO
 
 INT64_SAFE = 1 << 62
 BATCH_BYTES = 1 << 27          # samples per batch: about this many bytes of accumulations per layer

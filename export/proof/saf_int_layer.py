@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 
 from saf.export.ir import DECAY_ONE, DU_NONE
-from saf.train.neuron_modes import COMPARE_GT, RESET_SUBTRACT_UNDECAYED, RESET_ZERO
+from saf.core.neuron_modes import COMPARE_GT, RESET_SUBTRACT_UNDECAYED, RESET_ZERO
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from saf.train.neuron_modes import RESET_SUBTRACT_UNDECAYED
+from saf.core.neuron_modes import RESET_SUBTRACT_UNDECAYED
 
 from saf.export.ir import DECAY_ONE, DU_NONE
 

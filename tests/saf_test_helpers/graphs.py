@@ -11,7 +11,7 @@ from saf.export.bundle.store import write_bundle
 from saf.export.ir import Feedback, Graph, Layer
 from saf.export.onnx_model import save_onnx_model
 from saf.export.proof.certificate import certify
-from saf.train.neuron_modes import ALL_MODES, NeuronMode
+from saf.core.neuron_modes import ALL_MODES, NeuronMode
 
 IDS = [f"{m.reset}{m.compare}" for m in ALL_MODES]
 

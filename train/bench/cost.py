@@ -35,10 +35,11 @@ from saf.train.bench.measure import device_name, time_round, measure_memory
 from saf.train.bench.compiled import compile_experiment, want_compile
 from saf.train.bench.ratios import compute_checks, compute_ratios
 from saf.train.bench.profile import PROFILE_METHODS, format_profile, profile_train
-from saf.train.io.counts import check_count
+from saf.core.counts import check_count
+from saf.core.errors import SafError
 
 
-class BenchError(ValueError):
+class BenchError(SafError, ValueError):
     """Bad benchmark input (unknown method/model, bad T list, bad device); one clear line."""
 
 

@@ -116,7 +116,7 @@ class _CPUAllocPeak:
 
 
 @contextlib.contextmanager
-def _quiet_profiler():
+def quiet_profiler():
     """The Kineto profiler prints start/stop lines on stderr (fd 2); hide them during the block."""
     try:
         fd = os.dup(2)
@@ -156,7 +156,7 @@ def measure_memory(net, x, y, T: int, method: str, opt, loss_fn, device: str) ->
     flops = _flop_counter()
     rss_ok = (not cuda) and _reset_rss_peak()
     alloc = _CPUAllocPeak() if not cuda else contextlib.nullcontext()
-    quiet = _quiet_profiler() if not cuda else contextlib.nullcontext()
+    quiet = quiet_profiler() if not cuda else contextlib.nullcontext()
 
     def after_backward(_t):
         meter.graph_freed()

@@ -124,8 +124,8 @@ def phase_probes(net, opt, probes: _Probes):
 def _top_ops(net, x, y, T, method, opt, loss_fn, n: int = 10) -> list:
     from torch.profiler import ProfilerActivity, profile
 
-    from saf.train.bench.measure import _quiet_profiler
-    with _quiet_profiler(), profile(activities=[ProfilerActivity.CPU]) as prof:
+    from saf.train.bench.measure import quiet_profiler
+    with quiet_profiler(), profile(activities=[ProfilerActivity.CPU]) as prof:
         train_batch(net, x, y, T, method, opt, loss_fn)
     rows = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:n]
     return [{"op": e.key, "calls": int(e.count), "self_cpu_ms": round(e.self_cpu_time_total / 1e3, 3)} for e in rows]

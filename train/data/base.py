@@ -6,8 +6,10 @@ from typing import Callable, Optional
 
 import torch
 
+from saf.core.errors import SafError
 
-class DatasetError(Exception):
+
+class DatasetError(SafError):
     """A dataset cannot be loaded; the message is one line naming the path (or dataset) and the fault."""
 
 

@@ -5,7 +5,7 @@ from typing import Iterator, Optional, Tuple
 
 import torch
 
-from saf.train.io.counts import check_count
+from saf.core.counts import check_count
 
 
 def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,

@@ -15,6 +15,8 @@ import pickle
 
 import numpy as np
 
+from saf.core.errors import SafError
+
 _RECONSTRUCT = np.zeros(0).__reduce__()[0]  # numpy's own _reconstruct, whatever its module
 
 
@@ -39,7 +41,7 @@ _ALLOWED = {
 }
 
 
-class RefusedGlobal(pickle.UnpicklingError):
+class RefusedGlobal(SafError, pickle.UnpicklingError):
     """The pickle names a global outside the allow-list."""
 
     def __init__(self, module: str, name: str):

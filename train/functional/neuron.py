@@ -14,7 +14,7 @@ from typing import Callable, Optional
 import torch
 
 from saf.train.functional.surrogate import spike, surrogate_grad
-from saf.train.neuron_modes import RESET_SUBTRACT, RESET_SUBTRACT_UNDECAYED, RESET_ZERO, RESETS
+from saf.core.neuron_modes import RESET_SUBTRACT, RESET_SUBTRACT_UNDECAYED, RESET_ZERO, RESETS
 
 SpikeFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -46,7 +46,7 @@ def lif_potential(current: torch.Tensor, u_prev: Optional[torch.Tensor], s_prev:
                   lam: float, theta: float, reset: str = RESET_SUBTRACT) -> torch.Tensor:
     """u[t] of one LIF step from u[t-1] (before its reset), s[t-1] and the current I[t].
 
-    reset (train/neuron_modes.py): "subtract" u = lam (u' - theta s') + I (the default), "subtract-undecayed"
+    reset (core/neuron_modes.py): "subtract" u = lam (u' - theta s') + I (the default), "subtract-undecayed"
     u = lam u' - theta s' + I, "zero" u = lam u' (1 - s') + I."""
     if u_prev is None:
         return current

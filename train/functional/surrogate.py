@@ -2,7 +2,7 @@
 
 Convention for the whole toolchain: fire at equality, H(x) = 1 if x >= 0 (as the reference OTTT
 code). Integer backends compare `v >= TH`, which on a strict-`>` machine is `v > TH - 1`. A layer whose
-spec says "compare": ">" (train/neuron_modes.py) fires strictly, H(x) = 1 if x > 0 (`strict=True`); the
+spec says "compare": ">" (core/neuron_modes.py) fires strictly, H(x) = 1 if x > 0 (`strict=True`); the
 surrogate gradient is the same function of x either way.
 """
 from __future__ import annotations

@@ -25,8 +25,8 @@ import torch.nn.functional as Fn
 from saf.train.functional.neuron import bias_coeff, trace_step
 from saf.train.functional.replace import replace
 from saf.train.grid.rules import DECAY_ONE, quantize_input_values, rint, round_to, saturate, trunc_decay_int
-from saf.train.modules.synapse import apply_glue
-from saf.train.neuron_modes import RESET_SUBTRACT, RESET_SUBTRACT_UNDECAYED, RESET_ZERO
+from saf.train.functional.glue import apply_glue
+from saf.core.neuron_modes import RESET_SUBTRACT, RESET_SUBTRACT_UNDECAYED, RESET_ZERO
 
 
 @dataclass

@@ -12,11 +12,12 @@ from dataclasses import asdict, dataclass
 from typing import Optional
 
 from saf.train.grid.rules import DECAY_ONE, STATE_BITS
+from saf.core.errors import SafError
 
 GRID_TARGETS = ("loihi", "onnx")        # --deploy-target values
 
 
-class GridError(ValueError):
+class GridError(SafError, ValueError):
     """A grid record that cannot be used; one line naming the field."""
 
 

@@ -22,7 +22,7 @@ from saf.train.functional.neuron import bias_coeff, lif_step, saf_potential, saf
 from saf.train.functional.replace import replace
 from saf.train.functional.surrogate import spike
 from saf.train.readout import SUM, Readout
-from saf.train.neuron_modes import COMPARE_GT
+from saf.core.neuron_modes import COMPARE_GT
 from saf.train.spec import neuron_params, plan
 from saf.train.modules.spectral import SpectralSynapse
 from saf.train.modules.synapse import Synapse
@@ -80,7 +80,7 @@ class SpikingNet(nn.Module):
         self.readout = blocks[-1]
         self.fb = nn.ModuleList(_feedback_synapse(f, self.plan, ws, gamma) for f in self.plan.feedback)
         self.fb_edges = [(f.src, f.dst) for f in self.plan.feedback]
-        self.modes = [lp.mode for lp in self.plan.layers[:-1]]   # per spiking layer (train/neuron_modes.py)
+        self.modes = [lp.mode for lp in self.plan.layers[:-1]]   # per spiking layer (core/neuron_modes.py)
         self.syn_decays = [lp.syn_decay for lp in self.plan.layers[:-1]]  # 0: no synaptic current state
         self.grid = None    # a GridSpec (train/grid/record.py): forward = the target's integer network (issue 28)
 

@@ -16,7 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from saf.train.modules.synapse import Synapse, apply_glue
+from saf.train.functional.glue import apply_glue
+from saf.train.modules.synapse import Synapse
 
 INIT_ITERATIONS = 10
 

@@ -8,18 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from saf.train.functional.glue import apply_glue
 from saf.train.functional.ws import scaled_ws
-
-
-def apply_glue(x: torch.Tensor, pre: list) -> torch.Tensor:
-    for op in pre:
-        if op[0] == "avgpool":
-            x = F.avg_pool2d(x, op[1])
-        elif op[0] == "gap":
-            x = x.mean(dim=(2, 3))
-        elif op[0] == "flatten":
-            x = x.flatten(1)
-    return x
 
 
 class Synapse(nn.Module):

@@ -22,13 +22,14 @@ from saf.train.methods.ide.solver import SOLVERS
 from saf.train.functional.surrogate import SURROGATES
 from saf.train.methods.registry import CONTINUOUS_METHODS, METHODS
 from saf.train.run.trainer import TrainConfig
+from saf.core.errors import SafError
 
 RESUME_MAY_CHANGE = ("epochs", "device", "data_root")
 OPTIMIZERS = ("sgd", "adam")
 SEED_MAX = 2 ** 32 - 1                      # numpy's seed range
 
 
-class ConfigError(ValueError):
+class ConfigError(SafError, ValueError):
     """A training flag out of range or in conflict with the run being resumed (one line)."""
 
 

@@ -28,8 +28,10 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from saf.core.errors import SafError
 
-class DistributedError(RuntimeError):
+
+class DistributedError(SafError, RuntimeError):
     """DDP cannot be set up (not under torchrun, bad batch size for the world size, ...); one line."""
 
 

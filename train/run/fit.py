@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from saf.train.checkpoint import BEST, CHECKPOINT, RUN_DIR, best_of
-from saf.train.io.outdir import Staged
+from saf.core.outdir import Staged
 from saf.train.run.trainer import NonFiniteError, TrainingError
 
 

@@ -22,13 +22,14 @@ from saf.train.functional.loss import ce_mse_loss
 from saf.train.functional.surrogate import SURROGATES
 from saf.train.methods.registry import check_method, readout_for, train_batch
 from saf.train.modules.network import SpikingNet
-from saf.train.io.outdir import make_dirs, remove_made
-from saf.train.neuron_modes import method_refusal
+from saf.core.outdir import make_dirs, remove_made
+from saf.core.neuron_modes import method_refusal
 from saf.train.spec import layer_modes, layer_syn_decays, load_spec, with_neuron
-from saf.train.io.counts import check_count
+from saf.core.counts import check_count
+from saf.core.errors import SafError
 
 
-class TrainingError(Exception):
+class TrainingError(SafError):
     """Training cannot go on (NaN loss, bad config); one clear line."""
 
 
@@ -309,5 +310,5 @@ class Trainer:
         save_resume(self.out / RESUME, {"model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
                                         "scheduler": self.sched.state_dict(), "generator": self.gen.get_state(),
                                         "torch_rng": torch.get_rng_state(), "epoch": epoch})
-        from saf.train.run.plots import plot_curves
+        from saf.train.plots import plot_curves
         write_run_logs(self.out, self.metrics, plot_curves)

@@ -45,7 +45,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from saf.deploy.lava.procs.phase import AbstractPhasedModel
-from saf.train.neuron_modes import COMPARE_GE, COMPARE_GT, RESET_SUBTRACT, RESET_ZERO, NeuronMode
+from saf.core.neuron_modes import COMPARE_GE, COMPARE_GT, RESET_SUBTRACT, RESET_ZERO, NeuronMode
 
 STATE_MAX = (1 << 23) - 1
 

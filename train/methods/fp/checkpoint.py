@@ -8,10 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
-from saf.train.checkpoint import FORMAT, CheckpointError, read_saf_file, resolve
-from saf.train.io.files import atomic_write
-from saf.train.methods.fp.net import FP_METHOD, FPNet, FPParams, LatencyCode
+from saf.train.checkpoint import FORMAT, CheckpointError, checkpoint_method, read_saf_file, resolve
+from saf.core.files import atomic_write
+from saf.train.methods.fp import FP_METHOD
+from saf.train.methods.fp.net import FPNet, FPParams, LatencyCode
 from saf.train.readout import FIRST_SPIKE
+
+
+def is_fp_checkpoint(path) -> bool:
+    """A saf checkpoint (file, run directory or the file's bytes) whose config says method 'fp' (header only)."""
+    return checkpoint_method(path) == FP_METHOD
 
 
 def _tensor_name(l: int) -> str:

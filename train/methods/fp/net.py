@@ -14,8 +14,6 @@ import numpy as np
 
 from saf.train.methods.fp.sim import simulate, simulate_batch
 
-FP_METHOD = "fp"
-
 
 @dataclass(frozen=True)
 class FPParams:

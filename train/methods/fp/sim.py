@@ -19,12 +19,13 @@ from __future__ import annotations
 import numpy as np
 
 from saf.train.methods.fp.kernel import critical_time, propagate
+from saf.core.errors import SafError
 
 MAX_SPIKES_PER_NEURON = 10_000      # per sample: a runaway (theta tiny, huge weights) is an error, not a hang
 NEWTON_ITERS = 100
 
 
-class SimulationError(RuntimeError):
+class SimulationError(SafError, RuntimeError):
     """The event simulation cannot proceed (a neuron fires without bound)."""
 
 

@@ -36,10 +36,11 @@ from saf.train.methods.fp.grad import build_system, grad_adjoint, grad_forward, 
 from saf.train.methods.fp.kernel import h, near_equal
 from saf.train.methods.fp.loss import first_spike_loss
 from saf.train.methods.fp.sim import simulate_batch
-from saf.train.io.outdir import make_dirs, remove_made
+from saf.core.outdir import make_dirs, remove_made
+from saf.core.errors import SafError
 
 
-class FPError(ValueError):
+class FPError(SafError, ValueError):
     """An FP run that cannot start or go on (one line)."""
 
 
@@ -282,8 +283,8 @@ class FPTrainer:
 
 
 def plot_fp_curves(metrics: list, path: Path) -> None:
-    """The run's curves (train/run/plots.py) with FP's guards as the third panel."""
-    from saf.train.run.plots import plot_curves
+    """The run's curves (train/plots.py) with FP's guards as the third panel."""
+    from saf.train.plots import plot_curves
     guards = [("silent outputs", [m["silent_outputs"] for m in metrics]),
               ("grazing crossings", [m["grazing"] for m in metrics])]
     plot_curves(metrics, path, loss_title="first-spike loss", acc_title="accuracy (earliest output spike)",

@@ -14,6 +14,8 @@ this project's scaled weight standardization where the paper has BatchNorm, and 
 """
 from __future__ import annotations
 
+from saf.train.spec import register_specs
+
 IDE_NEURON = {"theta": 2.0}
 
 
@@ -49,3 +51,5 @@ IDE_SPECS = {
     "ide-alexnetf-cifar": _cifar_f((96, 256, 384, 384, 256)),
     "ide-cifarnetf-cifar": _cifar_f((128, 256, 512, 1024, 512)),
 }
+
+register_specs(IDE_SPECS)

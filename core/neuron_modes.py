@@ -2,7 +2,7 @@
 
 The one definition of the allowed values; spec (train/spec.py), the float LIF form (train/functional/
 neuron.py), the IR (export/ir.py `Layer.reset` / `Layer.compare`, `Convention`) and every backend import
-them from here (hw_targets, a leaf, gets plain strings). Plain Python, no torch, so the IR can import it.
+them from here (hw_targets gets plain strings). Plain Python, no torch, so the IR can import it.
 
 reset (s[t-1] is the previous step's spike, lam the leak, I[t] the input current):
     "subtract"            u[t] = lam * (u[t-1] - theta * s[t-1]) + I[t]   the toolchain's (SAF paper Eq. 1):

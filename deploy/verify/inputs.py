@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from saf.train.data import DatasetError
-from saf.train.io.counts import check_count
+from saf.core.counts import check_count
 
 from saf.deploy.backends.registry import Bundle
 

@@ -10,7 +10,7 @@ that decides what `--force` may replace and how a directory is replaced.
   itself are handled once it is done, so it completes or never starts. (SIGKILL cannot be caught: it may leave the hidden
   temporary sibling behind, never a damaged old output.)
 
-Lives in train/ because train, export and deploy all use it (imports flow train <- export <- deploy).
+Lives in core/, the floor every package may import, because train, export and deploy all use it.
 """
 from __future__ import annotations
 
@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from saf.train.io.files import current_umask
+from saf.core.files import current_umask
+from saf.core.errors import SafError
 
 TMP_TAG = ".saf-tmp-"
 OLD_TAG = ".saf-old-"
 
 
-class OutputError(Exception):
+class OutputError(SafError):
     """An output path saf will not write or replace; the message names the path and the reason."""
 
 
