@@ -15,13 +15,14 @@ from saf.export.bundle.store import BundleError, read_manifest
 from saf.export.netx.errors import NetxError
 from saf.export.nir.errors import NirError
 from saf.export.fold.snn import FoldError
+from saf.export.ir import IRError
 from saf.export.onnx_check import OnnxExportError
 from saf.export.pipeline.fit import format_fit
 from saf.export.pipeline.snn import ExportError
 from saf.export.quantize import QuantizeError
 
-USER_ERRORS = (NirError, NetxError, BundleError, ExportError, FoldError, OnnxExportError, QuantizeError, TargetError,
-               CheckpointError, DatasetError, OutputError, SpecError)
+USER_ERRORS = (NirError, NetxError, BundleError, ExportError, FoldError, IRError, OnnxExportError, QuantizeError,
+               TargetError, CheckpointError, DatasetError, OutputError, SpecError)
 TARGET_NAMES = ("loihi", "loihi2", "loihi1", "onnx", "nir", "netx")
 WORDS_HINT_BELOW = 0.99          # export's own same-prediction rate under which the --synapse-words 2 hint shows
 
