@@ -1,6 +1,7 @@
 """Graph IR: the integer network that every deployed form (Lava, ONNX, emulator) runs.
 
-Numpy only (no torch), so deploy backends can load it without the training stack.
+Numpy only (no torch), so deploy backends can load it without the training stack. Every record checks itself
+where it is made and Graph.validate() checks how they join (export/ir_check.py: IRError, one line).
 
 Integer LIF semantics (the single definition every backend implements; DESIGN.md sec. 1 and 3).
 For a spiking layer with integer weights W, bias B, threshold TH, fractional bits F and
