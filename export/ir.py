@@ -1,6 +1,7 @@
 """Graph IR: the integer network that every deployed form (Lava, ONNX, emulator) runs.
 
-Numpy only (no torch), so deploy backends can load it without the training stack.
+Numpy only (no torch), so deploy backends can load it without the training stack. Every record checks itself
+where it is made and Graph.validate() checks how they join (export/ir_check.py: IRError, one line).
 
 Integer LIF semantics (the single definition every backend implements; docs/design.md#the-integer-network-ir).
 For a spiking layer with integer weights W, bias B, threshold TH, fractional bits F and
@@ -73,6 +74,8 @@ from typing import Optional
 
 import numpy as np
 
+from saf.export.ir_check import (Compare, IRError, LAYER_KINDS, LayerKind, Reset, SynapseKind,  # noqa: F401
+                                  check_feedback, check_graph, check_layer)
 from saf.hw_targets.words import check_words
 from saf.train.grid.rules import (DECAY_BITS, DECAY_ONE, STATE_BITS, STATE_MAX,  # noqa: F401
                                   quantize_input_values, trunc_decay_int)
@@ -114,7 +117,7 @@ def modes_text(declared) -> str:
 class Layer:
     """One synaptic connection plus the neurons it drives."""
     name: str
-    kind: str                     # "dense" | "conv" | "readout" (readout is dense into integrators)
+    kind: LayerKind               # "dense" | "conv" | "readout" (readout is dense into integrators)
     weight: np.ndarray            # int64
     bias: np.ndarray              # int64, one per output channel (conv) or neuron (dense)
     in_shape: tuple               # (C, H, W) or (N,)
@@ -128,6 +131,13 @@ class Layer:
     v0: int = 0                   # spiking only: initial potential V'[0] in state units (<< F); 0 = none
     in_pool: int = 1              # k > 1: the input (C, H, W) is first sum-pooled k x k (integer counts,
                                   # 0..k^2 for spikes), then weight applies to the pooled (C, H/k, W/k)
+    du: int = 4095                # spiking only: Lava's 12-bit current decay (U *= (4095-du)/4096); 4095 = none
+    u0: Optional[np.ndarray] = None  # two-state only: initial current U[0] (int64, state units, shaped like bias)
+    first_spike: bool = False     # readout only: R[k] = T + 1 - first step with (W s_N + B)[k] > 0 (0: never)
+    reset: Reset = DEFAULT_RESET  # spiking only: "subtract" | "subtract-undecayed" | "zero" (core/neuron_modes.py)
+    compare: Compare = DEFAULT_COMPARE  # spiking only: ">=" | ">"
+    weight_words: int = 1         # synapse words per weight into this layer (feed-forward and feedback):
+                                  # 2 = W split hi * 2^7 + lo on Loihi 2 (hw_targets/words.py); the math is W
 
     @property
     def syn_in_shape(self) -> tuple:
@@ -141,13 +151,6 @@ class Layer:
     def pool_input(self, x: np.ndarray) -> np.ndarray:
         """x [..., n_in] (flattened in_shape) -> what the weight reads, [..., prod(syn_in_shape)]."""
         return sum_pool(x, self.in_shape, int(self.in_pool)) if int(self.in_pool) > 1 else x
-    du: int = 4095                # spiking only: Lava's 12-bit current decay (U *= (4095-du)/4096); 4095 = none
-    u0: Optional[np.ndarray] = None  # two-state only: initial current U[0] (int64, state units, shaped like bias)
-    first_spike: bool = False     # readout only: R[k] = T + 1 - first step with (W s_N + B)[k] > 0 (0: never)
-    reset: str = DEFAULT_RESET    # spiking only: "subtract" | "subtract-undecayed" | "zero" (core/neuron_modes.py)
-    compare: str = DEFAULT_COMPARE  # spiking only: ">=" | ">"
-    weight_words: int = 1         # synapse words per weight into this layer (feed-forward and feedback):
-                                  # 2 = W split hi * 2^7 + lo on Loihi 2 (hw_targets/words.py); the math is W
 
     @property
     def mode(self) -> NeuronMode:
@@ -155,8 +158,12 @@ class Layer:
         return NeuronMode(self.compare, self.reset)
 
     def __post_init__(self):
-        NeuronMode(self.compare, self.reset)   # an unknown reset or compare is refused where the layer is made
-        self.weight_words = check_words(self.weight_words)
+        """Refuse (IRError, one line) a malformed layer where it is made: export/ir_check.py."""
+        try:
+            self.weight_words = check_words(self.weight_words)
+        except ValueError as e:
+            raise IRError(f"layer {self.name!r}: {e}") from None
+        check_layer(self)
 
     @property
     def spiking(self) -> bool:
@@ -214,10 +221,13 @@ class Feedback:
     """A delayed connection from spiking layer `src` back to layer `dst` (dst <= src)."""
     src: int
     dst: int
-    kind: str                     # "dense" | "conv"
+    kind: SynapseKind             # "dense" | "conv"
     weight: np.ndarray            # int64; maps src's output shape to dst's output shape
     stride: int = 1
     padding: int = 0
+
+    def __post_init__(self):
+        check_feedback(self)      # its shapes against the layers it joins: Graph.validate
 
 
 @dataclass
@@ -234,6 +244,14 @@ class Graph:
     target: str = "loihi2"
     input_time_varying: bool = False               # trained on x[t] frames (events, encoded trains)
     meta: dict = field(default_factory=dict)       # provenance: checkpoint hash, spec, ...
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse (IRError, one line naming the layer or edge) a graph no form can run: every record again
+        (a field may have changed since it was made), the layer chain's shapes and the feedback edges."""
+        check_graph(self)
 
     @property
     def lam_q(self) -> float:

@@ -27,7 +27,7 @@ from onnx import TensorProto, helper, numpy_helper
 from saf.export.ir import DECAY_BITS, DECAY_ONE, DU_NONE, STATE_MAX, Graph
 from saf.core.neuron_modes import RESET_SUBTRACT, RESET_SUBTRACT_UNDECAYED
 from saf.export.proof.onnx_exact import check_exact, feedback_quantity, onnx_exactness, readout_sum_quantity, synapse_dtypes
-from saf.export.onnx_check import META_FINGERPRINT, OnnxExportError, validate_graph, graph_fingerprint
+from saf.export.onnx_check import META_FINGERPRINT, OnnxExportError, graph_fingerprint
 
 OPSET = 17
 IR_VERSION = 8          # onnx IR 8 pairs with opset 17 and loads in onnxruntime >= 1.10
@@ -215,9 +215,9 @@ def _readout(b: _Builder, graph: Graph, stack: str, dtype: str) -> None:
 
 
 def build_onnx_model(graph: Graph, spikes: bool = True) -> onnx.ModelProto:
-    """The ONNX model of `graph` (contract in the module docstring). Raises OnnxExportError for a
+    """The ONNX model of `graph` (contract in the module docstring). Raises IRError (export/ir.py) for a
     malformed graph and OnnxExactnessError when some intermediate cannot be held exactly."""
-    validate_graph(graph)
+    graph.validate()
     items = onnx_exactness(graph)
     check_exact(items)
     dtypes = synapse_dtypes(items)

@@ -17,7 +17,7 @@ import saf.export.proof.onnx_exact as onnx_exact  # noqa: E402
 from saf.deploy.backends.emulator import emulate  # noqa: E402
 from saf.deploy.backends.onnx_runner import run_onnx  # noqa: E402
 from saf.export.bundle.error import BundleError  # noqa: E402
-from saf.export.ir import STATE_MAX, Feedback, Graph, Layer, decay_for  # noqa: E402
+from saf.export.ir import STATE_MAX, Feedback, Graph, IRError, Layer, decay_for  # noqa: E402
 from saf.export.proof.onnx_exact import OnnxExactnessError, onnx_exactness  # noqa: E402
 from saf.export.onnx_model import (META_FINGERPRINT, OnnxExportError, build_onnx_model,  # noqa: E402
                                save_onnx_model)
@@ -286,21 +286,22 @@ def test_refuses_what_no_dtype_holds(tmp_path, change, layer, quantity):
 
 
 def test_malformed_graphs_rejected():
+    """Structure is the IR's own check (Graph.validate, tests/test_ir_check.py), run before any ONNX is built."""
     g = random_graph("dense", T=3)
     g.layers[1].name = g.layers[0].name
-    with pytest.raises(OnnxExportError, match="unique"):
+    with pytest.raises(IRError, match="unique"):
         build_onnx_model(g)
     g = random_graph("conv", T=3)
     g.layers[1].out_shape = (8, 3, 3)
-    with pytest.raises(OnnxExportError, match="conv1"):
+    with pytest.raises(IRError, match="conv1"):
         build_onnx_model(g)
     g = random_graph("dense", T=3)
     g.layers[0].weight = g.layers[0].weight.astype(np.float32)
-    with pytest.raises(OnnxExportError, match="integers"):
+    with pytest.raises(IRError, match="integers"):
         build_onnx_model(g)
     g = random_graph("dense", T=3, feedback=True)
     g.feedback[0].dst = 2
-    with pytest.raises(OnnxExportError, match="feedback"):
+    with pytest.raises(IRError, match="feedback"):
         build_onnx_model(g)
 
 

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 from saf.export.nir.errors import NirError
 from saf.export.nir.spiking_out import READOUT_CHOICES
-from saf.export.nir.to_run import COMPARES, CURRENT_ORDERS, DEFAULTS, Options
+from saf.export.nir.conventions import COMPARE_OF_FLAG, CURRENT_ORDERS, DEFAULTS, Options
 from saf.core.neuron_modes import RESETS
-
-FP_OWN = ("--dt", "--T", "--reset", "--compare", "--encoder", "--dataset", "--input-shape")   # an FP file's own
 
 
 def register(sub) -> None:
@@ -22,7 +20,7 @@ def register(sub) -> None:
     p.add_argument("--T", type=int, help=f"time steps per sample (default {DEFAULTS.T})")
     p.add_argument("--reset", choices=RESETS, help="zero (NIR's v_reset; default), subtract (saf: lam (v - theta s)), "
                    "subtract-undecayed (snnTorch's Leaky subtract: lam v - theta s)")
-    p.add_argument("--compare", choices=tuple(COMPARES), help="gt: fire on v > theta (NIR, default); ge: v >= theta")
+    p.add_argument("--compare", choices=tuple(COMPARE_OF_FLAG), help="gt: fire on v > theta (NIR, default); ge: v >= theta")
     p.add_argument("--encoder", help=f"input coding (default {DEFAULTS.encoder}: the image every step)")
     p.add_argument("--dataset", help=f"dataset saf eval/export use (default {DEFAULTS.dataset})")
     p.add_argument("--input-shape", help="C,H,W: the images a flat Input (e.g. Norse's [64]) reads, flattened in "
@@ -56,11 +54,8 @@ def _detected(path) -> str:
 
 
 def cmd_import(a) -> int:
-    from saf.export.nir.dsr import build_dsr, is_dsr
-    from saf.export.nir.fp import is_fp, write_fp_run
-    from saf.export.nir.graph import chain, read_graph
-    from saf.export.nir.run_dir import write_run
-    from saf.export.nir.to_run import build
+    from saf.export.nir import import_nir
+    from saf.export.nir.entry import FP
     from saf.train.checkpoint import RUN_DIR
     from saf.train.data.encoders import ENCODERS
     from saf.core.outdir import check_target
@@ -73,31 +68,21 @@ def cmd_import(a) -> int:
     if a.encoder is not None and a.encoder not in ENCODERS:
         raise NirError(f"--encoder {a.encoder}: expected one of {', '.join(ENCODERS)}")
     check_target(a.out, (RUN_DIR,), a.force)
-    ch = chain(a.model, read_graph(a.model))
-    if a.readout is not None and is_fp(ch):
-        raise NirError("--readout: an FP file saf wrote carries its first-spike readout")
-    if is_fp(ch):                                   # an FP run saf wrote: its checkpoint again (export/nir/fp.py)
-        given = [f for f in FP_OWN if getattr(a, f.lstrip("-").replace("-", "_")) is not None]
-        if given:
-            raise NirError(f"{given[0]}: {a.model} is an FP network saf wrote; its time grid, neuron, input code and "
-                           f"dataset are the file's own (graph metadata 'saf'): give none of {', '.join(FP_OWN)}")
-        path = write_fp_run(ch, a.out, a.force)
+    opts = Options(a.dt, a.T, a.reset, a.compare, a.encoder, a.dataset, a.current_order)
+    res = import_nir(a.model, opts, _shape_flag(a.input_shape), a.readout)
+    if res.kind == FP:
+        path = res.write(a.out, a.force)
         print(f"imported {a.model}: an FP network (CubaLIF, first-spike readout); run {path}")
         return 0
-    opts = Options(a.dt, a.T, a.reset, a.compare, a.encoder, a.dataset, a.current_order)
-    shape = _shape_flag(a.input_shape)
-    if is_dsr(ch) and (shape is not None or a.readout is not None):
-        raise NirError(f"{'--input-shape' if shape is not None else '--readout'}: a DSR file saf wrote carries its "
-                       f"input shape and readout")
-    imp = build_dsr(ch, opts) if is_dsr(ch) else build(ch, opts, shape, a.readout)
+    imp = res.imported
     if imp.assumed:
         print(f"assumed: {'; '.join(imp.assumed)}")
     if a.readout is not None:
         from saf.export.nir.spiking_out import stated
-        print(f"readout: {stated(ch, a.readout)}")
-    path = write_run(imp, a.out, a.force)
+        print(f"readout: {stated(res.chain, a.readout)}")
+    path = res.write(a.out, a.force)
     s = imp.spec
     print(f"imported {a.model}: {sum(1 for l in s['layers'] if l['type'] in ('linear', 'conv'))} spiking layers, lam {s['neuron']['lam']:g}, "
-          f"theta {s['neuron']['theta']:g}, reset {imp.options.reset}, compare {COMPARES[imp.options.compare]}, "
+          f"theta {s['neuron']['theta']:g}, reset {imp.options.reset}, compare {COMPARE_OF_FLAG[imp.options.compare]}, "
           f"{'DSR (alpha ' + format(s['dsr']['alpha'], 'g') + ') ' if 'dsr' in s else ''}readout {imp.readout}, T {s['T']}, {len(s.get('feedback', []))} recurrent; run {path}")
     return 0

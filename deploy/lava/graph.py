@@ -125,49 +125,13 @@ def _check_weights(name: str, w: np.ndarray, words: int = 1) -> list:
 
 
 def validate_graph(graph: Graph) -> None:
-    """Raise ValueError (one line, naming the layer) for graphs the Lava backend cannot run."""
-    layers = graph.layers
-    if not layers or layers[-1].kind != "readout" or any(l.kind == "readout" for l in layers[:-1]):
-        raise ValueError("graph must end with exactly one readout layer")
-    check_count("graph.T", int(graph.T))
-    if not 0 <= int(graph.decay) <= 4096:
-        raise ValueError(f"graph.decay must be a 12-bit decay in [0, 4096], got {graph.decay}")
-    for l in graph.spiking_layers:
-        if not 0 <= int(l.du) <= 4095:
-            raise ValueError(f"layer {l.name}: du must be a 12-bit current decay in [0, 4095], got {l.du}")
-    n_prev = int(np.prod(graph.input_shape))
-    for l in layers:
-        if l.kind not in ("dense", "conv", "readout"):
-            raise ValueError(f"layer {l.name}: unsupported kind {l.kind!r}")
-        if l.n_in != n_prev:
-            raise ValueError(f"layer {l.name}: expects {l.n_in} inputs, previous layer has {n_prev}")
+    """Raise (one line, naming the layer) for graphs the Lava backend cannot run: a malformed graph (IRError,
+    Graph.validate), then weights beyond what Loihi's synapses hold (ValueError)."""
+    graph.validate()
+    for l in graph.layers:
         _check_weights(f"layer {l.name}", l.weight, l.weight_words)
-        k = int(l.in_pool)
-        if k < 1 or (k > 1 and (len(l.in_shape) != 3 or l.in_shape[1] % k or l.in_shape[2] % k)):
-            raise ValueError(f"layer {l.name}: sum pool {k} does not divide its input {tuple(l.in_shape)}")
-        if l.kind == "conv":
-            out = ConvSyn.output_shape(tuple(l.syn_in_shape), l.weight.shape, l.stride, l.padding)
-            if tuple(out) != tuple(l.out_shape):
-                raise ValueError(f"layer {l.name}: conv gives {out}, IR says {tuple(l.out_shape)}")
-        elif l.weight.shape != (l.n_out, int(np.prod(l.syn_in_shape))):
-            raise ValueError(f"layer {l.name}: weight shape {l.weight.shape} != "
-                             f"{(l.n_out, int(np.prod(l.syn_in_shape)))}")
-        n_prev = l.n_out
-    n_sp = len(layers) - 1
     for fb in graph.feedback:
-        if not 0 <= fb.dst <= fb.src < n_sp:
-            raise ValueError(f"feedback {fb.src}->{fb.dst}: needs 0 <= dst <= src < {n_sp} "
-                             "(spiking layer indices)")
-        src, dst = layers[fb.src], layers[fb.dst]
-        _check_weights(f"feedback {fb.src}->{fb.dst}", fb.weight, dst.weight_words)
-        if fb.kind == "conv":
-            out = ConvSyn.output_shape(tuple(src.out_shape), fb.weight.shape, fb.stride, fb.padding)
-            ok = tuple(out) == tuple(dst.out_shape)
-        else:
-            ok = fb.kind == "dense" and fb.weight.shape == (dst.n_out, src.n_out)
-        if not ok:
-            raise ValueError(f"feedback {fb.src}->{fb.dst}: {fb.kind} weight {fb.weight.shape} does "
-                             f"not map {tuple(src.out_shape)} to {tuple(dst.out_shape)}")
+        _check_weights(f"feedback {fb.src}->{fb.dst}", fb.weight, graph.layers[fb.dst].weight_words)
 
 
 def validate_input(graph: Graph, xq: np.ndarray) -> np.ndarray:

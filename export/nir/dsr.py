@@ -14,18 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
+from saf.export.nir.conventions import COMPARE_OF_FLAG, DSR_KEY, RESET_BY, Options
 from saf.export.nir.errors import NirError
-from saf.export.nir.from_run import RESET_BY
 from saf.export.nir.graph import Chain
-from saf.export.nir.to_run import COMPARES, Imported, Options, assumed_options, float32_tensors, saf_meta, sha256, walk
+from saf.export.nir.to_run import Imported, assumed_options, float32_tensors, sha256, walk
 from saf.core.neuron_modes import COMPARE_GE, RESET_SUBTRACT
 from saf.train.readout import LEAKY_SUM, SPIKE_COUNT
 
-DSR_KEY = "dsr"                      # graph metadata `saf` entry of a DSR run (spec["dsr"]: alpha, readout, vth_min)
 
-
-def is_dsr(ch: Chain) -> bool:
-    return DSR_KEY in saf_meta(ch)
+def is_dsr(meta: dict) -> bool:
+    """A DSR run saf wrote, by its graph metadata `saf` (meta.saf_meta)."""
+    return DSR_KEY in meta
 
 
 def _reset_by(ch: Chain, node_name: str, alpha: float, theta: float) -> float:
@@ -42,16 +41,16 @@ def _reset_by(ch: Chain, node_name: str, alpha: float, theta: float) -> float:
     return v
 
 
-def build_dsr(ch: Chain, given: Options) -> Imported:
-    """The Imported DSR network of chain `ch` (a file whose `saf` metadata has a `dsr` entry)."""
-    opts, assumed = assumed_options(ch, given)
-    d = saf_meta(ch)[DSR_KEY]
+def build_dsr(ch: Chain, meta: dict, given: Options) -> Imported:
+    """The Imported DSR network of chain `ch` (a file whose `saf` metadata `meta` has a `dsr` entry)."""
+    opts, assumed = assumed_options(ch, meta, given)
+    d = meta[DSR_KEY]
     alpha = d.get("alpha") if isinstance(d, dict) else None
     if not isinstance(alpha, (int, float)) or not 0 < alpha <= 1 or d.get("readout") not in ("spike", "linear"):
         raise NirError(f"{ch.path}: graph metadata 'saf' entry '{DSR_KEY}' {d} needs alpha in (0, 1] and readout "
                        f"spike or linear")
     d = dict(d)
-    if (opts.reset, COMPARES[opts.compare]) != (RESET_SUBTRACT, COMPARE_GE):
+    if (opts.reset, COMPARE_OF_FLAG[opts.compare]) != (RESET_SUBTRACT, COMPARE_GE):
         raise NirError(f"{ch.path}: a DSR network subtracts its threshold and fires at >=; --reset {opts.reset} "
                        f"--compare {opts.compare} is not that neuron")
     g = walk(ch, float(opts.dt))

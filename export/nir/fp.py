@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from saf.export.nir.conventions import FLAG_OF_COMPARE, FORMAT, FP_METHOD, SAF_META
 from saf.export.nir.errors import NirError
 from saf.export.nir.graph import Chain, kind
-from saf.export.nir.to_run import SAF_META, saf_meta
+from saf.core.neuron_modes import COMPARE_GE, RESET_SUBTRACT
 
-FP = "fp"
 DISCRETE = ("export/fold/fp.py at dt = t_max / 2^k (saf export --dt-exp k): U[t] = trunc0(U (4095 - du) / 4096) + "
             "W_q s, V[t] = trunc0(V (4096 - D) / 4096) + U[t], fire V >= TH, V -= TH; du = 4095 - round(4096 "
             "e^(-alpha dt)), D = round(4096 (1 - e^(-beta dt))), W_q = round(W h(dt) S); readout: first spike step, "
@@ -51,14 +51,16 @@ def fp_graph(net, config: dict):
         chain += [f"layer{l}_syn", f"layer{l}_neuron"]
     nodes["output"] = nir.Output(output_type={"output": np.array([net.sizes[-1]])})
     chain.append("output")
-    meta = {"format": "saf-nir-1", "method": FP, "readout": "first_spike", "reset": "subtract", "compare": "ge",
+    meta = {"format": FORMAT, "method": FP_METHOD, "readout": "first_spike", "reset": RESET_SUBTRACT,
+            "compare": FLAG_OF_COMPARE[COMPARE_GE],
             "dataset": config.get("dataset"), "fp_params": asdict(p), "fp_code": asdict(net.code),
             "discrete": DISCRETE, "config": config}
     return nir.NIRGraph(nodes=nodes, edges=list(zip(chain[:-1], chain[1:])), metadata={SAF_META: json.dumps(meta)})
 
 
-def is_fp(ch: Chain) -> bool:
-    return saf_meta(ch).get("method") == FP
+def is_fp(meta: dict) -> bool:
+    """An FP run saf wrote, by its graph metadata `saf` (meta.saf_meta)."""
+    return meta.get("method") == FP_METHOD
 
 
 def _check(path, name: str, node, attr: str, want: float) -> None:
@@ -68,11 +70,11 @@ def _check(path, name: str, node, attr: str, want: float) -> None:
                        f"parameters in the graph metadata give ({want!r})")
 
 
-def fp_net(ch: Chain):
-    """(FPNet, config) of a chain that fp_graph wrote; NirError (one line) where it is not that graph."""
+def fp_net(ch: Chain, meta: dict):
+    """(FPNet, config) of a chain that fp_graph wrote, its saf metadata `meta`; NirError (one line) where it is
+    not that graph."""
     from saf.train.methods.fp.net import FPNet, FPParams, LatencyCode
 
-    meta = saf_meta(ch)
     try:
         p = FPParams(**meta["fp_params"]).check()
         c = meta["fp_code"]
@@ -105,13 +107,12 @@ def fp_net(ch: Chain):
     return net, config
 
 
-def write_fp_run(ch: Chain, out, force: bool = False) -> Path:
-    """The FP checkpoint of `ch` as run directory `out` (atomically)."""
+def write_fp_run(net, config: dict, out, force: bool = False) -> Path:
+    """The FP checkpoint of (net, config) (fp_net) as run directory `out` (atomically)."""
     from saf.train.checkpoint import CHECKPOINT, RUN_DIR
     from saf.core.outdir import Staged
     from saf.train.methods.fp.checkpoint import save_fp_checkpoint
 
-    net, config = fp_net(ch)
     with Staged(out, (RUN_DIR,), force) as tmp:
         save_fp_checkpoint(Path(tmp) / CHECKPOINT, net, config)
     return Path(out) / CHECKPOINT

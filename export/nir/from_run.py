@@ -26,12 +26,9 @@ import json
 
 import numpy as np
 
+from saf.export.nir.conventions import DEFAULTS, DSR_KEY, FLAG_OF_COMPARE, FORMAT, RESET_BY, SAF_META
 from saf.export.nir.errors import NirError
-from saf.export.nir.to_run import COMPARES, FORMAT, SAF_META
 from saf.train.readout import COUNT, FIRST_SPIKE
-
-DT = 1e-4
-RESET_BY = "saf_reset_by"            # node metadata: what a DSR neuron's reset subtracts (its V^l)
 
 
 def _full(shape, v, dtype=np.float32) -> np.ndarray:
@@ -102,14 +99,14 @@ def dsr_scales(net, spec: dict, n_synapses: int) -> tuple:
     weights) of a DSR run, (None, None, None) for any other: layer l fires at alpha V^l and subtracts V^l;
     its spikes carry V^l into synapse l+1 (V^0 = 1 for the input); a spiking output layer's identity
     readout counts spikes (factor 1), a linear readout sees V^N s^N (export/fold/dsr.py)."""
-    if "dsr" not in spec:
+    if DSR_KEY not in spec:
         return None, None, None
     V = [float(v) for v in net.thresholds().detach().float().cpu()]
     carry = [1.0] + V[:n_synapses - 2] + [1.0 if net.spiking_output else V[-1]]
     return [float(net.dsr_alpha) * v for v in V], V, carry
 
 
-def run_graph(net, spec: dict, config: dict, dt: float = DT):
+def run_graph(net, spec: dict, config: dict, dt: float = DEFAULTS.dt):
     """The NIRGraph of a loaded SpikingNet (train/checkpoint.load_model) with its spec and config."""
     import nir
     import torch
@@ -170,13 +167,12 @@ def run_graph(net, spec: dict, config: dict, dt: float = DT):
                          bias=np.zeros(w.shape[0], np.float32)))
         nodes[f"feedback{k}"] = fb
         edges += [(neuron_names[f.src], f"feedback{k}"), (f"feedback{k}", neuron_names[f.dst])]
-    gate = {v: k for k, v in COMPARES.items()}
-    meta = {"format": FORMAT, "dt": dt, "T": int(spec.get("T") or config.get("T", 6)), "reset": reset,
-            "compare": gate[compare], "encoder": config.get("encoder") or "constant",
-            "dataset": config.get("dataset") or "digits", "readout": net.readout_kind.name,
+    meta = {"format": FORMAT, "dt": dt, "T": int(spec.get("T") or config.get("T", DEFAULTS.T)), "reset": reset,
+            "compare": FLAG_OF_COMPARE[compare], "encoder": config.get("encoder") or DEFAULTS.encoder,
+            "dataset": config.get("dataset") or DEFAULTS.dataset, "readout": net.readout_kind.name,
             "lam": lam, "theta": theta, "method": config.get("method")}
-    if "dsr" in spec:
-        meta["dsr"] = spec["dsr"]
+    if DSR_KEY in spec:
+        meta[DSR_KEY] = spec[DSR_KEY]
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata={SAF_META: json.dumps(meta)})
 
 

@@ -22,40 +22,8 @@ import numpy as np
 from saf.export.nir.errors import NirError
 from saf.export.nir.graph import F32_MAX, NEURONS, READOUTS, SYNAPSES, Chain, kind
 from saf.export.nir.neurons import readout as readout_neuron, spiking
-from saf.core.neuron_modes import COMPARE_GE, COMPARE_GT, RESET_ZERO, RESETS, SYN_DECAY_KEY
-
-COMPARES = {"gt": COMPARE_GT, "ge": COMPARE_GE}     # --compare flag word -> the mode (core/neuron_modes.py)
-SAF_META = "saf"                     # graph metadata key of a NIR file this toolchain wrote (from_run.py)
-FORMAT = "saf-nir-1"                 # its graph metadata "format" (from_run.py, fp.py write it)
-# --current-order: which current a CubaLIF's potential adds at step t. "snntorch": syn[t], the current that
-# already holds step t's input (snnTorch's Synaptic, Norse's LIFCell: lif_feed_forward_step adds the input to i
-# before v integrates it, and saf's two-state layer, export/ir.py). "nir": syn[t-1] (forward Euler of NIR's
-# equations, both states stepping from t-1): the input reaches v one step later, a delay saf's layer has not.
-CURRENT_ORDERS = ("snntorch", "nir")
-
-
-@dataclass
-class Options:
-    """What a NIR file cannot carry (docs/nir.md: defaults per source). None: from the file's saf
-    metadata when it has it, else the default, and the import says what it assumed."""
-    dt: float = None
-    T: int = None
-    reset: str = None
-    compare: str = None
-    encoder: str = None
-    dataset: str = None
-    current_order: str = None
-
-
-DEFAULTS = Options(dt=1e-4, T=6, reset=RESET_ZERO, compare="gt", encoder="constant", dataset="digits",
-                   current_order="snntorch")
-WHY = {"dt": "snnTorch's export_to_nir writes dt = 1e-4", "T": "NIR has no T",
-       "reset": "NIR's v_reset; snnTorch's Leaky(reset_mechanism='subtract') is --reset subtract-undecayed",
-       "compare": "NIR fires on v > v_threshold", "encoder": "the image as a constant current every step",
-       "dataset": "saf eval/export read its test set",
-       "current_order": "a CubaLIF's v[t] adds the current syn[t] that holds step t's input, as snnTorch's Synaptic "
-                        "and Norse's LIFCell compute; NIR's Euler form adds syn[t-1]: --current-order nir"}
-
+from saf.export.nir.conventions import COMPARE_OF_FLAG, CURRENT_ORDERS, DEFAULTS, SAF_META, WHY, Options
+from saf.core.neuron_modes import RESETS, SYN_DECAY_KEY
 
 @dataclass
 class Imported:
@@ -197,50 +165,9 @@ def sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def saf_meta(ch: Chain) -> dict:
-    """The graph metadata `saf` of a file saf export wrote (from_run.py), {} for any other."""
-    import json
-    if SAF_META not in ch.metadata:
-        return {}
-    try:
-        meta = json.loads(str(ch.metadata[SAF_META]))
-    except ValueError:
-        meta = None
-    if not isinstance(meta, dict):
-        raise NirError(f"{ch.path}: graph metadata '{SAF_META}' is not a JSON object")
-    for key, v in meta.items():
-        allowed = _meta_problem(key, v)
-        if allowed:
-            raise NirError(f"{ch.path}: graph metadata '{SAF_META}' key '{key}' is {v!r}; allowed: {allowed}")
-    return meta
-
-
-def _meta_problem(key: str, v) -> str:
-    """'' when value `v` of saf metadata key `key` (from_run.py, fp.py) is one saf reads, else the allowed values.
-    The entries dsr.py and fp.py read whole (dsr, fp_params, fp_code, discrete, config) are checked there."""
-    from saf.train.data.encoders import ENCODERS
-    from saf.train.data.registry import DATASETS
-    from saf.train.methods.registry import CONTINUOUS_METHODS, METHODS
-    from saf.train.readout import READOUTS as RUN_READOUTS
-
-    num = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    words = {"reset": RESETS, "compare": tuple(COMPARES), "encoder": ENCODERS, "readout": tuple(RUN_READOUTS),
-             "current_order": CURRENT_ORDERS, "dataset": DATASETS, "method": METHODS + CONTINUOUS_METHODS}
-    if key in words:
-        optional = key in ("dataset", "method")          # from_run.py writes the run config's, which may be None
-        ok = v in words[key] or (optional and v is None)
-        return "" if ok else ", ".join(words[key]) + (" or null" if optional else "")
-    checks = {"format": (v == FORMAT, repr(FORMAT)), "dt": (num and v > 0, "a positive finite number"),
-              "T": (num and isinstance(v, int) and v >= 1, "an integer >= 1"),
-              "lam": (num and 0 < v <= 1, "a number in (0, 1]"), "theta": (num and v > 0, "a positive number")}
-    ok, allowed = checks.get(key, (True, ""))
-    return "" if ok else allowed
-
-
-def assumed_options(ch: Chain, given: Options) -> tuple:
-    """(options, clauses saying what was assumed): a flag given wins, then the file's saf metadata
-    (from_run.py), then DEFAULTS. A bad value is refused naming where it came from (the flag, or the file)."""
-    meta = saf_meta(ch)
+def assumed_options(ch: Chain, meta: dict, given: Options) -> tuple:
+    """(options, clauses saying what was assumed): a flag given wins, then the file's saf metadata `meta`
+    (meta.saf_meta), then DEFAULTS. A bad value is refused naming where it came from (the flag, or the file)."""
     out, assumed, where = Options(), [], {}
     cuba = [name for name, n in ch.nodes if kind(n) in ("CubaLIF", "CubaLI")]
     for f in asdict(DEFAULTS):
@@ -263,7 +190,7 @@ def assumed_options(ch: Chain, given: Options) -> tuple:
                        f"(snnTorch's Synaptic, Norse's LIFCell)")
     if out.reset not in RESETS:
         raise NirError(f"{where['reset']} {out.reset!r}: expected one of {', '.join(RESETS)}")
-    if not isinstance(out.compare, str) or out.compare not in COMPARES:
+    if not isinstance(out.compare, str) or out.compare not in COMPARE_OF_FLAG:
         raise NirError(f"{where['compare']} {out.compare!r}: expected gt (v > theta, NIR) or ge (v >= theta)")
     if isinstance(out.T, bool) or not (isinstance(out.T, int) and out.T >= 1):
         raise NirError(f"{where['T']} {out.T!r}: must be an integer >= 1")
@@ -303,16 +230,17 @@ def image_shape(ch: Chain, layers: list, flat: tuple, dataset: str, given: Optio
                    f"flattened in C order, as x.flatten(1))")
 
 
-def build(ch: Chain, given: Options, input_shape: Optional[tuple] = None, readout_choice: Optional[str] = None) -> Imported:
-    """The Imported network of chain `ch` (spec validated by the caller's SpikingNet); input_shape: the
-    images a flat Input reads (image_shape); readout_choice: --readout of a graph ending in a spiking node
-    (spiking_out.py; None: count)."""
+def build(ch: Chain, meta: dict, given: Options, input_shape: Optional[tuple] = None,
+          readout_choice: Optional[str] = None) -> Imported:
+    """The Imported network of chain `ch` whose saf metadata is `meta` (spec validated by the caller's
+    SpikingNet); input_shape: the images a flat Input reads (image_shape); readout_choice: --readout of a
+    graph ending in a spiking node (spiking_out.py; None: count)."""
     from saf.export.nir.spiking_out import check_choice, spiking_output
 
-    opts, assumed = assumed_options(ch, given)
+    opts, assumed = assumed_options(ch, meta, given)
     g = walk(ch, float(opts.dt))
     check_choice(ch, g, readout_choice)
-    counted, clause = spiking_output(ch, g, readout_choice, saf_meta(ch)) if g["readout"] is None else ("", "")
+    counted, clause = spiking_output(ch, g, readout_choice, meta) if g["readout"] is None else ("", "")
     spiking_layers = [l for l in g["layers"] if "neuron" in l]
     n0 = spiking_layers[0]["neuron"]
     lam, theta = n0.lam, n0.theta
@@ -343,7 +271,7 @@ def build(ch: Chain, given: Options, input_shape: Optional[tuple] = None, readou
         tensors[f"blocks.{i}.weight"] = l["w"] * c
         tensors[f"blocks.{i}.bias"] = l["b"] * c
         spec_layers.append({k: v for k, v in l.items() if k not in ("w", "b", "neuron", "name")}
-                           | {"reset": opts.reset, "compare": COMPARES[opts.compare]}
+                           | {"reset": opts.reset, "compare": COMPARE_OF_FLAG[opts.compare]}
                            | ({SYN_DECAY_KEY: l["neuron"].syn} if l["neuron"].syn else {}))
     gr = rn.gain if rn is not None else 1.0
     tensors["readout.weight"], tensors["readout.bias"] = ro["w"] * gr, ro["b"] * gr
