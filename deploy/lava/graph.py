@@ -43,7 +43,6 @@ def let_lava_choose_fork() -> None:
 
 let_lava_choose_fork()
 from saf.deploy.lava.procs import ConvSyn, DenseSyn, GradedSource, Integrator, SoftResetLIF, SumPool  # noqa: E402
-from saf.core.counts import check_count  # noqa: E402
 
 WEIGHT_MAX = 255          # Loihi: 8-bit magnitude + sign
 
