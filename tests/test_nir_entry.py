@@ -9,7 +9,7 @@ import nir
 import pytest
 
 import saf.export.nir.meta as meta_mod
-from nir_mutants import fp_graph, hand_built
+from saf_test_helpers.nir_mutants import fp_graph, hand_built
 from saf.export.nir import NirError, import_nir
 from saf.export.nir.conventions import COMPARE_OF_FLAG, DEFAULTS, DSR_KEY, FLAG_OF_COMPARE, SAF_META, Options
 from saf.export.nir.entry import DSR, FP, PLAIN
