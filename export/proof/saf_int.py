@@ -84,7 +84,10 @@ How it is computed (the algebra above, batched over samples, no per-sample loop)
 exact float BLAS (saf_int_linear.py): float32 when the layer's largest row L1 norm times the derived bound on
 |S a_in| (x_max C[T] on layer 1, C[T] elsewhere, the readout's T or C[T]) is below 2^24, float64 limbs of
 |S a_in| below 2^53 / R otherwise, recombined in int64 or Python ints; the data is checked against the bound.
-Layer 1 on constant input uses W (S x c[t]) = C[t] (W x), one product. Without feedback the schedule is
+Layer 1 on constant input uses W (S x c[t]) = C[t] (W x), one product. A convolution is one 2-D GEMM on
+im2col rows read as a strided view of the channels-last input. The elementwise recurrences run in int32 when
+the run's bound is below 2^30 (half the memory traffic of int64; the linear maps refuse an int32 input whose
+bound could pass 2^31). Without feedback the schedule is
 layer-major: a layer's recurrences (saf_int_layer.py) run over all T steps, then the next layer's W takes every
 step's accumulations in one product; with feedback (a_src[t-1] enters at t) it is step-major.
 """
