@@ -308,7 +308,7 @@ def _net(graph: Graph, x_max: int) -> tuple:
     S, C = _scale(graph, q), [0]
     for _ in range(int(graph.T)):
         C.append((p * C[-1]) // q + S)
-    dt = np.int32 if bound < INT32_SAFE else np.int64 if bound < INT64_SAFE else object
+    dt = object if bound >= INT64_SAFE else np.int32 if bound < INT32_SAFE else np.int64
     ar = Arith(p, q, S, int(graph.T), E, max(int(l.frac_bits) for l in sp), dt)
     a_max = [x_max * C[-1]] + [C[-1]] * (len(sp) - 1)                # |S a_in| per layer (module docstring)
     a_max.append(C[-1] if graph.readout.decay else int(graph.T))     # the readout reads A_N, or spike counts
