@@ -315,7 +315,7 @@ def _net(graph: Graph, x_max: int) -> tuple:
     return _Net(graph, ar, lin, fb, a_max, C[1:], not graph.feedback), bound
 
 
-def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_size: int = 256,
+def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_size: int = 1024,
                 record_potentials: bool = False) -> BackendResult:
     """The SAF form in exact integer arithmetic on xq [N, *input_shape] or, one frame per step,
     [N, T, *input_shape] (backend "saf-int")."""
