@@ -98,6 +98,15 @@ def test_sum_pool_and_bound_guard():
         lin(np.array([[0, 0, 9, 0]], dtype=np.int64), 1 << 62)
 
 
+
+@pytest.mark.parametrize("k,shape", [(1, (2, 3, 5)), (3, (2, 6, 9)), (4, (1, 8, 4))])
+def test_sum_pool_every_k(k, shape):
+    """The separable sum (W neighbours, then rows) equals the k x k block sum by its definition, for every k."""
+    c, h, w = shape
+    a = np.random.default_rng(k).integers(-50, 50, (3, c * h * w), dtype=np.int64)
+    ref = a.reshape(3, c, h // k, k, w // k, k).sum(axis=(3, 5)).reshape(3, -1)
+    assert np.array_equal(sum_pool(a, shape, k), ref)
+
 def test_saf_int_modules_import_no_other_form():
     """saf-int's own modules import nothing from deploy (the emulator, ONNX, Lava)."""
     for name in ("saf_int.py", "saf_int_linear.py", "saf_int_layer.py"):
