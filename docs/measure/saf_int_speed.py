@@ -30,10 +30,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def old_module(rev: str) -> types.ModuleType:
     src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:export/proof/saf_int.py"], check=True,
                          capture_output=True, text=True).stdout
-    for where in ("saf.core.neuron_modes", "saf.core.neuron_modes"):     # the module may have moved since
+    for where in ("saf.train.neuron_modes", "saf.core.neuron_modes"):     # the module may have moved since
         try:
             importlib.import_module(where)
-            src = src.replace("saf.core.neuron_modes", where)
+            src = src.replace("saf.train" + ".neuron_modes", where)       # split: bulk import rewrites skip it
             break
         except ImportError:
             continue
