@@ -98,6 +98,15 @@ def test_sum_pool_and_bound_guard():
         lin(np.array([[0, 0, 9, 0]], dtype=np.int64), 1 << 62)
 
 
+
+@pytest.mark.parametrize("k,shape", [(1, (2, 3, 5)), (3, (2, 6, 9)), (4, (1, 8, 4))])
+def test_sum_pool_every_k(k, shape):
+    """The separable sum (W neighbours, then rows) equals the k x k block sum by its definition, for every k."""
+    c, h, w = shape
+    a = np.random.default_rng(k).integers(-50, 50, (3, c * h * w), dtype=np.int64)
+    ref = a.reshape(3, c, h // k, k, w // k, k).sum(axis=(3, 5)).reshape(3, -1)
+    assert np.array_equal(sum_pool(a, shape, k), ref)
+
 def test_saf_int_modules_import_no_other_form():
     """saf-int's own modules import nothing from deploy (the emulator, ONNX, Lava)."""
     for name in ("saf_int.py", "saf_int_linear.py", "saf_int_layer.py"):
@@ -119,6 +128,49 @@ def test_both_schedules_agree(monkeypatch):
     assert a.info["schedule"] == "layer-major" and np.array_equal(a.readout, b.readout)
     assert all(np.array_equal(p, q) for p, q in zip(a.spikes + a.potentials, b.spikes + b.potentials))
     assert all(s.any() for s in a.spikes)
+
+
+
+@pytest.mark.parametrize("arch,feedback", [("conv", False), ("conv", True), ("dense", False)])
+def test_int32_and_int64_recurrences_agree(monkeypatch, arch, feedback):
+    """Below the 2^30 bound the recurrences run in int32; forced to int64 (INT32_SAFE = 0) they give the same
+    spikes, potentials and readout (both schedules)."""
+    import saf.export.proof.saf_int as si
+    from saf.export.synthetic import random_graph, random_inputs
+    g = random_graph(arch, T=6, lam=0.5, seed=4, feedback=feedback)
+    x = random_inputs(g, 37, seed=4)
+    a = run_saf_int(g, x, record_potentials=True, batch_size=16)
+    monkeypatch.setattr(si, "INT32_SAFE", 0)
+    b = run_saf_int(g, x, record_potentials=True)
+    assert a.info["arithmetic"] == "int32" and b.info["arithmetic"] == "int64"
+    assert np.array_equal(a.readout, b.readout)
+    assert all(np.array_equal(p, q) for p, q in zip(a.spikes + a.potentials, b.spikes + b.potentials))
+    assert all(s.any() for s in a.spikes)
+
+
+def test_int32_is_chosen_by_the_derived_bound(monkeypatch):
+    """int32 only when the run's bound (every intermediate, saf_int._bounds) is below INT32_SAFE."""
+    import saf.export.proof.saf_int as si
+    from saf.export.synthetic import random_graph, random_inputs
+    g = random_graph("dense", T=6, lam=0.5, seed=4)
+    x = random_inputs(g, 5, seed=4)
+    bound = run_saf_int(g, x).info["bound"]
+    monkeypatch.setattr(si, "INT32_SAFE", bound)
+    assert run_saf_int(g, x).info["arithmetic"] == "int64"
+    monkeypatch.setattr(si, "INT32_SAFE", bound + 1)
+    assert run_saf_int(g, x).info["arithmetic"] == "int32"
+
+
+def test_int32_product_guard():
+    """The fault the guard prevents: an int32 product past 2^31 wraps; ExactLinear refuses int32 input whose bound
+    allows it, and gives the exact value in int64."""
+    w = np.full((1, 4), 1000, dtype=np.int64)
+    a = np.full((1, 4), 1 << 20, dtype=np.int32)
+    assert int((a @ w.T.astype(np.int32))[0, 0]) != 4000 << 20
+    lin = ExactLinear("dense", w, (4,))
+    with pytest.raises(ArithmeticError, match="past int32"):
+        lin(a, 1 << 20)
+    assert int(lin(a.astype(np.int64), 1 << 20)[0, 0]) == 4000 << 20
 
 
 # ------------------------------------------------------------- independence, in verify

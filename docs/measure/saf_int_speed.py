@@ -2,7 +2,7 @@
 
 Run from the worktree root (the package `saf` importable), single-threaded so both forms get one core:
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1 PYTHONPATH=<dir holding saf> \
-        python docs/measure/saf_int_speed.py BUNDLE [--rev REV] [--limit N] [--repeats R]
+        python docs/measure/saf_int_speed.py BUNDLE [--rev REV] [--limit N] [--repeats R] [--data NAME] [--data-root DIR]
 It loads export/proof/saf_int.py as it was at REV (default e344d7e, the last commit with the int64 / Python-int
 matmul form) from git into its own module, then times the old and the current run_saf_int alternately (one
 untimed warm-up each, the median of R runs, spikes recorded as verify records them) on:
@@ -30,10 +30,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def old_module(rev: str) -> types.ModuleType:
     src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:export/proof/saf_int.py"], check=True,
                          capture_output=True, text=True).stdout
-    for where in ("saf.core.neuron_modes", "saf.core.neuron_modes"):     # the module may have moved since
+    for where in ("saf.train.neuron_modes", "saf.core.neuron_modes"):     # the module may have moved since
         try:
             importlib.import_module(where)
-            src = src.replace("saf.core.neuron_modes", where)
+            src = src.replace("saf.train" + ".neuron_modes", where)       # split: bulk import rewrites skip it
             break
         except ImportError:
             continue
@@ -77,6 +77,8 @@ def main() -> None:
     ap.add_argument("--rev", default="e344d7e")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--data", default=None, help="the dataset when the bundle names none (--random-model)")
+    ap.add_argument("--data-root", default=None, help="where the bundle's dataset lies (MNIST IDX files, ...)")
     a = ap.parse_args()
     from saf.deploy.backends.registry import Bundle
     from saf.deploy.verify.inputs import load_inputs
@@ -85,7 +87,7 @@ def main() -> None:
     b = Bundle.load(a.bundle)
     print(f"{'net':<32} {'samples':>6} {'old/s':>9} {'new/s':>9} {'ratio':>7} {'old/cpu-s':>9} {'new/cpu-s':>9} "
           f"{'ratio':>7} {'emulator/s':>9}   (samples per wall-clock second, per CPU second)")
-    compare(f"bundle {Path(a.bundle).name}", b.graph, load_inputs(b, None, None, a.limit)[0], old, a.repeats)
+    compare(f"bundle {Path(a.bundle).name}", b.graph, load_inputs(b, a.data, a.data_root, a.limit)[0], old, a.repeats)
     g = random_graph("conv", T=8, lam=0.9, seed=3)
     compare("synthetic conv, lam 0.9, T 8", g, random_inputs(g, 64, seed=1), old, a.repeats)
     g = random_graph("conv", T=6, lam=0.5, seed=3, input_shape=(1, 28, 28))

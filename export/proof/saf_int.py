@@ -70,7 +70,7 @@ the spikes are exactly those of the real-valued SAF form with lam = lam_q.
 No overflow. `_bounds` bounds every intermediate in Python ints: |a| <= c[T] <= T, so |A| <= C[T];
 |SU| <= (max_row sum |W| * max|a_in| + max|B| + max_row sum |W_fb|) * C[T] (|a_in| <= max|x_q| C[T]
 on layer 1, C[T] elsewhere); the threshold term TH * (p A / q + S) <= TH * (C[T] + S); the leak
-product p * A <= p * C[T]; potentials SU << F. If the largest is below 2^62 we compute in int64
+product p * A <= p * C[T]; potentials SU << F. If the largest is below 2^30 we compute in int32, below 2^62 in int64
 (this holds for dyadic lam on the usual T: S = 2^(k(T-1))), else in Python ints (object arrays),
 which cannot overflow (the non-dyadic case: S = 2048^(T-1) for lam_q = 1843/2048 already exceeds
 2^62 at T = 7).
@@ -84,7 +84,10 @@ How it is computed (the algebra above, batched over samples, no per-sample loop)
 exact float BLAS (saf_int_linear.py): float32 when the layer's largest row L1 norm times the derived bound on
 |S a_in| (x_max C[T] on layer 1, C[T] elsewhere, the readout's T or C[T]) is below 2^24, float64 limbs of
 |S a_in| below 2^53 / R otherwise, recombined in int64 or Python ints; the data is checked against the bound.
-Layer 1 on constant input uses W (S x c[t]) = C[t] (W x), one product. Without feedback the schedule is
+Layer 1 on constant input uses W (S x c[t]) = C[t] (W x), one product. A convolution is one 2-D GEMM on
+im2col rows read as a strided view of the channels-last input. The elementwise recurrences run in int32 when
+the run's bound is below 2^30 (half the memory traffic of int64; the linear maps refuse an int32 input whose
+bound could pass 2^31). Without feedback the schedule is
 layer-major: a layer's recurrences (saf_int_layer.py) run over all T steps, then the next layer's W takes every
 step's accumulations in one product; with feedback (a_src[t-1] enters at t) it is step-major.
 """
@@ -104,6 +107,7 @@ from saf.export.result import BackendResult
 from saf.core.neuron_modes import ALL_MODES, RESET_ZERO
 
 INT64_SAFE = 1 << 62
+INT32_SAFE = 1 << 30           # below this bound the recurrences run in int32 (half the memory traffic)
 BATCH_BYTES = 1 << 27          # samples per batch: about this many bytes of accumulations per layer
 # Every layer's own compare and reset (above), every combination: what this form declares for the
 # certificate's convention row.
@@ -276,7 +280,8 @@ def _readout(net: _Net, last: LayerState, counts: np.ndarray, out: _Out, sl: sli
     if not ro.decay:
         out.readout[sl] = net.lin[-1](counts, net.a_max[-1]) + ar.T * ro.full_bias()
         return
-    num = (net.lin[-1](last.A, net.C[-1]) + bias * net.C[-1]) * (1 << ro.readout_shift)
+    wide = np.int64 if ar.dt is not object else object               # the shift may pass int32
+    num = (net.lin[-1](last.A, net.C[-1]).astype(wide) + bias.astype(wide) * net.C[-1]) * (1 << ro.readout_shift)
     val = num // ar.S
     out.ro_exact = out.ro_exact and not np.any(val * ar.S != num)
     out.readout[sl] = np.asarray(val, dtype=np.int64)
@@ -303,13 +308,14 @@ def _net(graph: Graph, x_max: int) -> tuple:
     S, C = _scale(graph, q), [0]
     for _ in range(int(graph.T)):
         C.append((p * C[-1]) // q + S)
-    ar = Arith(p, q, S, int(graph.T), E, max(int(l.frac_bits) for l in sp), np.int64 if bound < INT64_SAFE else object)
+    dt = object if bound >= INT64_SAFE else np.int32 if bound < INT32_SAFE else np.int64
+    ar = Arith(p, q, S, int(graph.T), E, max(int(l.frac_bits) for l in sp), dt)
     a_max = [x_max * C[-1]] + [C[-1]] * (len(sp) - 1)                # |S a_in| per layer (module docstring)
     a_max.append(C[-1] if graph.readout.decay else int(graph.T))     # the readout reads A_N, or spike counts
     return _Net(graph, ar, lin, fb, a_max, C[1:], not graph.feedback), bound
 
 
-def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_size: int = 256,
+def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_size: int = 1024,
                 record_potentials: bool = False) -> BackendResult:
     """The SAF form in exact integer arithmetic on xq [N, *input_shape] or, one frame per step,
     [N, T, *input_shape] (backend "saf-int")."""
@@ -330,7 +336,7 @@ def run_saf_int(graph: Graph, xq: np.ndarray, record_spikes: bool = True, batch_
         last, counts = run(net, frames[sl], varying, out, sl)
         _readout(net, last, counts, out, sl)
     info = {"lam_q": (net.ar.p, net.ar.q), "dyadic_k": dyadic_exponent(graph.lam_q), "scale": net.ar.S,
-            "bound": bound, "arithmetic": "int64" if net.ar.dt is np.int64 else "python-int",
+            "bound": bound, "arithmetic": "python-int" if net.ar.dt is object else np.dtype(net.ar.dt).name,
             "potentials_exact": out.pots_exact if out.pots is not None else None,
             "readout_leak": int(graph.readout.decay), "readout_exact": out.ro_exact,
             "schedule": "layer-major" if net.layer_major else "step-major",

@@ -20,7 +20,7 @@ from saf.core.neuron_modes import COMPARE_GT, RESET_SUBTRACT_UNDECAYED, RESET_ZE
 @dataclass(frozen=True)
 class Arith:
     """The exact arithmetic of one run: lam = p / q, the scale S, T, the v0 factor E, the largest frac_bits,
-    and the array dtype (int64, or object for Python ints)."""
+    and the array dtype (int32 or int64, or object for Python ints)."""
     p: int
     q: int
     S: int
@@ -39,7 +39,7 @@ def current_ratio(layer) -> tuple:
 
 def exact_div(num, d: int, what: str, t: int):
     """num // d, which the scale makes exact (raises otherwise: a bug)."""
-    if num.dtype == np.int64 and d & (d - 1) == 0:             # a power of two: a shift, the low bits 0
+    if num.dtype != object and d & (d - 1) == 0:             # a power of two: a shift, the low bits 0
         if num.size and int(np.bitwise_or.reduce(num, axis=None)) & (d - 1):
             raise ArithmeticError(f"{what} at t={t + 1} (bug)")
         return num >> (d.bit_length() - 1)
@@ -84,7 +84,7 @@ class LayerState:
         self.lam_a = self.A                                  # S lam a[t-1] of the last step
         self.u = None                                        # S u[t] of the last step
         bias = layer.full_bias()
-        self.bias = bias.astype(object) if ar.dt is object else bias
+        self.bias = bias.astype(ar.dt)
         self.has_bias = bool(np.any(bias))
         self.ratio = current_ratio(layer) if layer.two_state else None
 
@@ -102,12 +102,12 @@ class LayerState:
         su = su + self.bias * C if self.has_bias else su
         v0t = v0_term(self.layer, t + 1, ar)
         if v0t:
-            su = su + (v0t if ar.dt is object else np.int64(v0t))
+            su = su + (v0t if ar.dt is object else ar.dt(v0t))
         return su
 
     def step(self, t: int, su_syn: np.ndarray, C: int, into: Optional[np.ndarray] = None) -> np.ndarray:
         """Advance to step t (0-based) given S U_syn[t] and C = S c[t]; returns the spikes H [b, n_out].
-        into: where to write the new accumulation S a[t] (int64 [b, n_out]; default a new array)."""
+        into: where to write the new accumulation S a[t] ([b, n_out] of the run's dtype; default a new array)."""
         layer, ar = self.layer, self.ar
         SU = self._input(t, su_syn, C)
         lam_a = exact_div(self.A if ar.p == 1 else ar.p * self.A, ar.q, f"{layer.name}: inexact leak", t)
@@ -122,14 +122,14 @@ class LayerState:
         else:
             given = th * lam_a                               # S TH lam a[t-1]
         self.u = SU - given                                  # S u[t]; fire on S (u - TH) > 0 or >= 0
-        th_s = th * ar.S if ar.dt is object else np.int64(th * ar.S)
+        th_s = th * ar.S if ar.dt is object else ar.dt(th * ar.S)
         H = np.asarray(self.u > th_s if layer.compare == COMPARE_GT else self.u >= th_s, dtype=bool)
         if layer.reset == RESET_ZERO:
             self.U_old, self.H_old = SU, H
         if ar.dt is object:
             self.lam_a, self.A = lam_a, lam_a + H.astype(object) * ar.S
         else:
-            self.lam_a, self.A = lam_a, np.add(lam_a, H * ar.S, out=into)
+            self.lam_a, self.A = lam_a, np.add(lam_a, np.multiply(H, ar.S, dtype=ar.dt), out=into)
         return H
 
     def spike_count(self) -> np.ndarray:
@@ -142,6 +142,7 @@ class LayerState:
 
     def potential(self) -> tuple:
         """The last step's u in LIF state units, (S u) 2^F / S floored, int64; and whether it was exact."""
-        num = self.u * (1 << int(self.layer.frac_bits))
+        u = self.u if self.ar.dt is object else self.u.astype(np.int64)
+        num = u * (1 << int(self.layer.frac_bits))
         val = num // self.ar.S
         return np.asarray(val, dtype=np.int64), not np.any(val * self.ar.S != num)

@@ -17,25 +17,25 @@ pooled input), so the bound is k^2 a_max.
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 FLOAT64_EXACT = 1 << 53
 FLOAT32_EXACT = 1 << 24
-INT64_LIMIT = 1 << 63
 IM2COL_BYTES = 1 << 25          # im2col rows are built this many bytes at a time
 
 
 def _conv_cols(a: np.ndarray, in_shape: tuple, kh: int, kw: int, stride: int, pad: int, dtype) -> np.ndarray:
-    """a [R, C*H*W] (any integer or float dtype) -> im2col [R, kh*kw*C, Ho*Wo] in dtype (padding reads 0)."""
+    """a [R, C*H*W] (any integer or float dtype) -> im2col rows [R*Ho*Wo, kh*kw*C] in dtype (padding reads 0).
+    The input is laid out channels-last once, so each window row (kw pixels times C channels) is one contiguous
+    run: the rows are a strided view of it, copied once by the reshape."""
     c, h, w = (int(d) for d in in_shape)
     r = a.shape[0]
-    x = np.zeros((r, c, h + 2 * pad, w + 2 * pad), dtype=dtype)
-    x[:, :, pad:pad + h, pad:pad + w] = a.reshape(r, c, h, w)
+    x = np.zeros((r, h + 2 * pad, w + 2 * pad, c), dtype=dtype)
+    x[:, pad:pad + h, pad:pad + w] = a.reshape(r, c, h, w).transpose(0, 2, 3, 1)
     ho, wo = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
-    cols = np.empty((r, kh, kw, c, ho, wo), dtype=dtype)
-    for i in range(kh):
-        for j in range(kw):
-            cols[:, i, j] = x[:, :, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
-    return cols.reshape(r, kh * kw * c, ho * wo)
+    sr, sh, sw, sc = x.strides
+    view = as_strided(x, (r, ho, wo, kh, kw * c), (sr, sh * stride, sw * stride, sh, sc), writeable=False)
+    return view.reshape(r * ho * wo, kh * kw * c)
 
 
 def _limbs(a: np.ndarray, a_max: int, m: int) -> list:
@@ -80,24 +80,25 @@ class ExactLinear:
         per_row = max(1, IM2COL_BYTES // (wk.itemsize * max(1, int(np.prod(self.in_shape))) * kh * kw))
         outs = []
         for s in range(0, x.shape[0], per_row):
-            cols = _conv_cols(x[s:s + per_row], self.in_shape, kh, kw, self.stride, self.pad, wk.dtype)
-            outs.append(np.matmul(wk, cols).reshape(cols.shape[0], -1))   # r, Co, P: the [Co, H, W] order
+            r = min(per_row, x.shape[0] - s)
+            y = _conv_cols(x[s:s + per_row], self.in_shape, kh, kw, self.stride, self.pad, wk.dtype) @ wk.T
+            outs.append(y.reshape(r, -1, wk.shape[0]).transpose(0, 2, 1).reshape(r, -1))   # the [Co, H, W] order
         return np.concatenate(outs, axis=0) if len(outs) > 1 else outs[0]
 
     def __call__(self, a: np.ndarray, a_max: int) -> np.ndarray:
-        """W a for |a| <= a_max (checked), in a's dtype (int64 or object)."""
+        """W a for |a| <= a_max (checked), in a's dtype (int32, int64 or object)."""
         a_max = int(a_max)
         if a.size and max(int(a.max()), -int(a.min())) > a_max:
             raise ArithmeticError(f"an accumulation exceeds its derived bound {a_max} (bug)")
-        if a.dtype != object and self.row_abs * a_max >= INT64_LIMIT:
-            raise ArithmeticError(f"W a may reach {self.row_abs * a_max}, past int64: needs Python ints (bug)")
+        if a.dtype != object and self.row_abs * a_max > np.iinfo(a.dtype).max:
+            raise ArithmeticError(f"W a may reach {self.row_abs * a_max}, past {a.dtype}: needs wider ints (bug)")
         if self.limb_count(a_max) == 0:
             y = self._float(a if a.dtype != object else a.astype(np.int64), self.w32)
-            return y.astype(np.int64) if a.dtype != object else y.astype(np.int64).astype(object)
+            return y.astype(a.dtype) if a.dtype != object else y.astype(np.int64).astype(object)
         limbs = _limbs(a, a_max, self.m)
         y = self._float(limbs[0], self.w64)
         if len(limbs) == 1:
-            return y.astype(np.int64) if a.dtype != object else y.astype(np.int64).astype(object)
+            return y.astype(a.dtype) if a.dtype != object else y.astype(np.int64).astype(object)
         out = y.astype(np.int64).astype(a.dtype)
         for i, limb in enumerate(limbs[1:], start=1):
             part = self._float(limb, self.w64).astype(np.int64)
@@ -106,16 +107,19 @@ class ExactLinear:
 
 
 def sum_pool(a: np.ndarray, in_shape: tuple, k: int) -> np.ndarray:
-    """a [R, C*H*W] summed over k x k blocks -> [R, C*(H/k)*(W/k)], as k^2 strided adds (exact integers)."""
+    """a [R, C*H*W] summed over k x k blocks -> [R, C*(H/k)*(W/k)] (exact integers): the k neighbours along W
+    first (adjacent in memory), then the k rows of the halved image, 2 (k - 1) adds in all."""
     c, h, w = (int(d) for d in in_shape)
     if h % k or w % k:
         raise ValueError(f"sum pool {k}x{k} needs H and W divisible by {k}, got {h}x{w}")
-    x = a.reshape(a.shape[0], c, h // k, k, w // k, k)
-    out = x[:, :, :, 0, :, 0].copy()
-    for i in range(k):
-        for j in range(k):
-            if i or j:
-                out += x[:, :, :, i, :, j]
+    x = a.reshape(-1, k)                                         # k neighbours along W
+    cols = x[:, 0] + x[:, 1] if k > 1 else x[:, 0].copy()
+    for j in range(2, k):
+        cols += x[:, j]
+    y = cols.reshape(-1, k, w // k)                              # k rows of the W-summed image
+    out = y[:, 0] + y[:, 1] if k > 1 else y[:, 0].copy()
+    for i in range(2, k):
+        out += y[:, i]
     return out.reshape(a.shape[0], -1)
 
 
