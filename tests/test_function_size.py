@@ -14,8 +14,7 @@ EXEMPT = ("deploy/lava/procs/", "deploy/backends/emulator_kernels.py")
 PENDING = {
     "deploy/backends/emulator_layers.py:emulate_layers", "deploy/backends/onnx_runner.py:run_onnx",
     "deploy/backends/registry.py:run_backend", "deploy/bench/peers.py:bench_peers",
-    "export/nir/from_run.py:_neuron", "export/onnx_model.py:_synapse",
-    "export/onnx_model.py:build_onnx_model", "export/pipeline/grid.py:grid_attempt",
+    "export/nir/from_run.py:_neuron", "export/pipeline/grid.py:grid_attempt",
     "export/pipeline/snn.py:export_checkpoint", "export/pipeline/snn.py:_grid_or_fit",
     "export/proof/certificate.py:certify",
     "export/quantize.py:_spiking_layer", "export/quantize.py:quantize",
