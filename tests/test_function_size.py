@@ -14,8 +14,8 @@ EXEMPT = ("deploy/lava/procs/", "deploy/backends/emulator_kernels.py")
 PENDING = {
     "deploy/backends/emulator_layers.py:emulate_layers", "deploy/backends/onnx_runner.py:run_onnx",
     "deploy/backends/registry.py:run_backend", "deploy/bench/peers.py:bench_peers",
-    "export/nir/from_run.py:_neuron", "export/pipeline/grid.py:grid_attempt",
-    "export/pipeline/snn.py:export_checkpoint", "export/pipeline/snn.py:_grid_or_fit",
+    "export/nir/from_run.py:_neuron",
+    "export/pipeline/snn.py:export_checkpoint",
     "export/quantize.py:_spiking_layer", "export/quantize.py:quantize",
     "export/synthetic.py:random_graph", "train/bench/compiled.py:compile_experiment",
     "train/bench/compiled.py:_compile_run", "train/bench/cost.py:bench_train_profile", "train/bench/cost.py:bench_train",
