@@ -17,9 +17,9 @@ PENDING = {
     "export/nir/from_run.py:_neuron",
     "export/pipeline/snn.py:export_checkpoint",
     "export/quantize.py:_spiking_layer", "export/quantize.py:quantize",
-    "export/synthetic.py:random_graph", "train/bench/compiled.py:compile_experiment",
-    "train/bench/compiled.py:_compile_run", "train/bench/cost.py:bench_train_profile", "train/bench/cost.py:bench_train",
-    "train/bench/measure.py:time_round", "train/bench/profile.py:profile_train", "train/grid/methods.py:grid_train_batch",
+    "export/synthetic.py:random_graph",
+    "train/bench/cost.py:bench_train_profile", "train/bench/cost.py:bench_train",
+    "train/bench/profile.py:profile_train", "train/grid/methods.py:grid_train_batch",
     "train/methods/ide/implicit.py:train_batch_ide", "train/methods/registry.py:train_batch",
     "train/modules/synapse.py:__init__", "train/run/trainer.py:__init__",
 }
