@@ -158,7 +158,8 @@ def bench_train_profile(model: Optional[str] = None, batch: Optional[int] = None
     device = resolve_device(device)
     net, x, y = _setup(_spec(model, lam, theta), batch, seed, device)
     t0 = time.perf_counter()
-    r = profile_train(net, x, y, T, methods, steps, warmup, ops=ops, lr=lr, log=log)
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
+    r = profile_train(BenchStep(net, (x, y), T, opt, ce_mse_loss, device), methods, steps, warmup, ops=ops, log=log)
     r["config"] = {"model": model, "batch": batch, "T": T, "methods": list(methods), "steps": steps,
                    "warmup": warmup, "lam": lam, "seed": seed, "optimizer": f"SGD(lr={lr}, momentum=0.9)"}
     r["env"] = _env(device, net)
