@@ -12,7 +12,7 @@ PRODUCT = ("core", "train", "export", "hw_targets", "deploy")     # the product'
 MAX_LINES, MAX_PARAMS = 80, 8
 EXEMPT = ("deploy/lava/procs/", "deploy/backends/emulator_kernels.py")
 PENDING = {
-    "deploy/backends/emulator_layers.py:emulate_layers", "deploy/backends/onnx_runner.py:run_onnx",
+    "deploy/backends/onnx_runner.py:run_onnx",
     "deploy/backends/registry.py:run_backend", "deploy/bench/peers.py:bench_peers",
     "export/nir/from_run.py:_neuron",
     "export/pipeline/snn.py:export_checkpoint",
