@@ -19,8 +19,7 @@ PENDING = {
     "export/quantize.py:_spiking_layer", "export/quantize.py:quantize",
     "export/synthetic.py:random_graph",
     "train/bench/cost.py:bench_train_profile", "train/bench/cost.py:bench_train",
-    "train/grid/methods.py:grid_train_batch",
-    "train/methods/ide/implicit.py:train_batch_ide", "train/methods/registry.py:train_batch",
+    "train/methods/registry.py:train_batch",
     "train/modules/synapse.py:__init__", "train/run/trainer.py:__init__",
 }
 
