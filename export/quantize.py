@@ -130,10 +130,32 @@ def alpha_threshold(th: int, dsr_alpha: Fraction, k: Optional[int], name: str) -
                         f"2^{k or 0} for dsr_alpha = {dsr_alpha}")
 
 
-def _spiking_layer(i, fl: FloatLayer, fbs: list, theta: float, wmax: int, step: int, in_scale: float,
-                   x_max: int, F: int, geo: float, th_max, in_signed: bool,
-                   dsr_alpha: Fraction = Fraction(1), k: Optional[int] = 0, D: int = 0, target=None,
-                   du: int = DU_NONE, T: int = 1, fine: bool = False, bias_step: int = 1) -> tuple:
+@dataclass(frozen=True)
+class _NetGrid:
+    """What every spiking layer's quantization shares (made in quantize): threshold theta, weight grid (wmax,
+    step; fine: two synapse words), input (scale, largest |x_q|, signedness), F, the leak (geo = sum of the
+    decays over T, k, D), the target and its threshold ceiling th_max, T, and DSR's firing fraction."""
+    theta: float
+    wmax: int
+    step: int
+    in_scale: float
+    x_max: int
+    F: int
+    geo: float
+    th_max: Optional[int]
+    in_signed: bool
+    dsr_alpha: Fraction
+    k: Optional[int]
+    D: int
+    target: object
+    T: int
+    fine: bool
+
+
+def _spiking_layer(i, fl: FloatLayer, fbs: list, g: _NetGrid, du: int = DU_NONE, bias_step: int = 1) -> tuple:
+    theta, wmax, step, in_scale, x_max, F = g.theta, g.wmax, g.step, g.in_scale, g.x_max, g.F
+    geo, th_max, in_signed, dsr_alpha, k, D = g.geo, g.th_max, g.in_signed, g.dsr_alpha, g.k, g.D
+    target, T, fine = g.target, g.T, g.fine
     w_eff = fl.weight / in_scale if i == 0 else fl.weight
     m = max([float(np.abs(w_eff).max(initial=0.0))] + [float(np.abs(f.weight).max(initial=0.0)) for f in fbs])
     if m == 0:
@@ -287,13 +309,12 @@ def quantize(layers: list, feedback: list, *, T: int, lam: float, theta: float, 
     th_max = target.threshold_mantissa_max
     out, rep = [], QuantizeReport(input_scale, input_bits, input_exact, F)
     fb_q = [None] * len(feedback)
+    net_grid = _NetGrid(theta, wmax, step, input_scale, x_max, F, geo, th_max, input_signed, dsr_alpha_q, k, D, target,
+                        T, weight_words > 1)
     for i, fl in enumerate(layers[:n_sp]):
         fbs = [(j, f) for j, f in enumerate(feedback) if f.dst == i]
         fl_q, bias_step = _synaptic_bias(fl, dus[i], F, k, T, dsr_alpha_q)
-        W, B, FW, th, s, lowered, v0, fit = _spiking_layer(i, fl_q, [f for _, f in fbs], theta, wmax, step,
-                                                           input_scale, x_max, F, geo, th_max, input_signed,
-                                                           dsr_alpha_q, k, D, target, dus[i], T, weight_words > 1,
-                                                           bias_step)
+        W, B, FW, th, s, lowered, v0, fit = _spiking_layer(i, fl_q, [f for _, f in fbs], net_grid, dus[i], bias_step)
         u0 = -(B << F) if fl_q is not fl else None      # the bias inside the current (module docstring)
         for (j, f), w in zip(fbs, FW):
             fb_q[j] = Feedback(src=f.src, dst=f.dst, kind=f.kind, weight=w, stride=f.stride, padding=f.padding)

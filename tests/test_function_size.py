@@ -16,7 +16,7 @@ PENDING = {
     "deploy/backends/registry.py:run_backend", "deploy/bench/peers.py:bench_peers",
     "export/nir/from_run.py:_neuron",
     "export/pipeline/snn.py:export_checkpoint",
-    "export/quantize.py:_spiking_layer", "export/quantize.py:quantize",
+    "export/quantize.py:quantize",
     "export/synthetic.py:random_graph",
     "train/bench/cost.py:bench_train_profile", "train/bench/cost.py:bench_train",
     "train/methods/registry.py:train_batch",
