@@ -13,7 +13,7 @@ MAX_LINES, MAX_PARAMS = 80, 8
 EXEMPT = ("deploy/lava/procs/", "deploy/backends/emulator_kernels.py")
 PENDING = {
     "deploy/backends/onnx_runner.py:run_onnx",
-    "deploy/backends/registry.py:run_backend", "deploy/bench/peers.py:bench_peers",
+    "deploy/backends/registry.py:run_backend",
     "export/nir/from_run.py:_neuron",
     "export/pipeline/snn.py:export_checkpoint",
     "export/quantize.py:quantize",
