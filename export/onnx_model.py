@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -81,9 +82,21 @@ class _Builder:
         return self.op("Cast", [x], to=to)
 
 
-def _synapse(b: _Builder, key, x: str, kind: str, w: np.ndarray, in_shape: tuple, out_shape: tuple,
-             stride: int, pad: int, dtype: str) -> str:
+@dataclass(frozen=True)
+class _Conn:
+    """One synapse's wiring: kind ("dense"/"conv"), integer weights, the shapes it maps, conv stride/padding."""
+    kind: str
+    w: np.ndarray
+    in_shape: tuple
+    out_shape: tuple
+    stride: int = 1
+    pad: int = 0
+
+
+def _synapse(b: _Builder, key, x: str, conn: _Conn, dtype: str) -> str:
     """float32 x [M, n_in] -> exact int64 synaptic sums [M, n_out] (dtype: float32 or int64 path)."""
+    kind, w, in_shape, out_shape, stride, pad = (conn.kind, conn.w, conn.in_shape, conn.out_shape, conn.stride,
+                                                 conn.pad)
     n_out = int(np.prod(out_shape))
     if kind != "conv":
         if dtype == "float32":
@@ -127,8 +140,8 @@ def _sum_pool(b: _Builder, x: str, layer) -> str:
 
 def _layer_synapse(b: _Builder, key, x: str, layer, kind: str, dtype: str) -> str:
     """A layer's synapse on its (sum-pooled, when Layer.in_pool > 1) input."""
-    return _synapse(b, key, _sum_pool(b, x, layer), kind, layer.weight, tuple(layer.syn_in_shape),
-                    tuple(layer.out_shape), layer.stride, layer.padding, dtype)
+    conn = _Conn(kind, layer.weight, tuple(layer.syn_in_shape), tuple(layer.out_shape), layer.stride, layer.padding)
+    return _synapse(b, key, _sum_pool(b, x, layer), conn, dtype)
 
 
 def _decay(b: _Builder, v: str, m: int) -> str:
@@ -188,8 +201,8 @@ def _readout(b: _Builder, graph: Graph, stack: str, dtype: str) -> None:
     ro, T = graph.readout, int(graph.T)
     if ro.first_spike:                 # R = T + 1 - first step (1-based) with W s[t] + B > 0, else 0
         flat = b.op("Reshape", [stack, b.i64([-1, ro.n_in])])
-        drive = b.op("Reshape", [_synapse(b, ("ro",), flat, "dense", ro.weight, tuple(ro.in_shape),
-                                          tuple(ro.out_shape), 1, 0, dtype), b.i64([T, -1, ro.n_out])])
+        conn = _Conn("dense", ro.weight, tuple(ro.in_shape), tuple(ro.out_shape))
+        drive = b.op("Reshape", [_synapse(b, ("ro",), flat, conn, dtype), b.i64([T, -1, ro.n_out])])
         drive = b.op("Add", [drive, b.tensor(("bias", "ro"), np.asarray(ro.bias, dtype=np.int64), "b")])
         on = b.cast(b.op("Greater", [drive, b.i64(0)]), TensorProto.INT32)          # [T, N, n]
         first = b.op("ArgMax", [on], axis=0, keepdims=0, select_last_index=0)         # first step, 0-based
@@ -259,14 +272,8 @@ def build_onnx_model(graph: Graph, spikes: bool = True) -> onnx.ModelProto:
                     cur = b.op("Add", [syn(l, spikes_f(l - 1, t, s_bool)),
                                        b.tensor(("bias", l), layer.full_bias(), "b")])
                 for k, fb in enumerate(graph.feedback):
-                    if fb.dst != l or t == 0:
-                        continue
-                    src = spiking[fb.src]
-                    q = feedback_quantity(graph, k)
-                    fsum = _synapse(b, ("fb", k), spikes_f(fb.src, t - 1, s_bool), fb.kind, fb.weight,
-                                    tuple(src.out_shape), tuple(layer.out_shape), fb.stride, fb.padding,
-                                    dtypes[(layer.name, q)])
-                    cur = b.op("Add", [cur, fsum])
+                    if fb.dst == l and t > 0:
+                        cur = b.op("Add", [cur, _feedback(b, graph, k, spikes_f(fb.src, t - 1, s_bool), dtypes)])
                 shifted = None
                 if layer.two_state:
                     ustate[l], shifted = _current_step(b, cur, b.tensor(("bias", l), layer.full_bias(), "b"),
@@ -282,7 +289,20 @@ def build_onnx_model(graph: Graph, spikes: bool = True) -> onnx.ModelProto:
             stack = out
         stack = b.cast(stack, TensorProto.FLOAT)
     _readout(b, graph, stack, dtypes[(graph.readout.name, readout_sum_quantity(graph))])
-    ro = graph.readout
+    return _model(b, graph, outputs, dtypes, spikes)
+
+
+def _feedback(b: _Builder, graph: Graph, k: int, x: str, dtypes: dict) -> str:
+    """Feedback edge k's synaptic sums from its source's previous-step float32 spikes x."""
+    fb, spiking = graph.feedback[k], graph.spiking_layers
+    dst = spiking[fb.dst]
+    conn = _Conn(fb.kind, fb.weight, tuple(spiking[fb.src].out_shape), tuple(dst.out_shape), fb.stride, fb.padding)
+    return _synapse(b, ("fb", k), x, conn, dtypes[(dst.name, feedback_quantity(graph, k))])
+
+
+def _model(b: _Builder, graph: Graph, outputs: list, dtypes: dict, spikes: bool) -> onnx.ModelProto:
+    """The built nodes as an ONNX model: inputs/outputs, opset, producer and the saf metadata."""
+    ro, T = graph.readout, int(graph.T)
     outputs.insert(0, helper.make_tensor_value_info("readout", TensorProto.INT64, ["N", ro.n_out]))
     x_info = helper.make_tensor_value_info("x", TensorProto.FLOAT, [T, "N", *graph.input_shape])
     g = helper.make_graph(b.nodes, "saf_integer_lif", [x_info], outputs, b.inits)

@@ -111,29 +111,51 @@ def _round_to(a: np.ndarray, step: int) -> np.ndarray:
     return round_to(a, step).astype(np.int64)
 
 
-def alpha_shift(th: int, alpha: Fraction, k: Optional[int]) -> Optional[int]:
-    """c = (1 - alpha) TH when it is an integer multiple of 2^k (k None: non-dyadic lam, any
+def alpha_shift(th: int, dsr_alpha: Fraction, k: Optional[int]) -> Optional[int]:
+    """c = (1 - dsr_alpha) TH when it is an integer multiple of 2^k (k None: non-dyadic lam, any
     integer), else None."""
-    c = (1 - alpha) * th
+    c = (1 - dsr_alpha) * th
     if c.denominator != 1:
         return None
     return int(c) if k is None or int(c) % (1 << k) == 0 else None
 
 
-def alpha_threshold(th: int, alpha: Fraction, k: Optional[int], name: str) -> tuple:
+def alpha_threshold(th: int, dsr_alpha: Fraction, k: Optional[int], name: str) -> tuple:
     """(TH', c): the largest TH' <= th with alpha_shift defined."""
     for t in range(th, 0, -1):
-        c = alpha_shift(t, alpha, k)
+        c = alpha_shift(t, dsr_alpha, k)
         if c is not None:
             return t, c
-    raise QuantizeError(f"layer {name}: no integer threshold <= {th} makes (1 - alpha) TH a multiple of "
-                        f"2^{k or 0} for alpha = {alpha}")
+    raise QuantizeError(f"layer {name}: no integer threshold <= {th} makes (1 - dsr_alpha) TH a multiple of "
+                        f"2^{k or 0} for dsr_alpha = {dsr_alpha}")
 
 
-def _spiking_layer(i, fl: FloatLayer, fbs: list, theta: float, wmax: int, step: int, in_scale: float,
-                   x_max: int, F: int, geo: float, th_max, in_signed: bool,
-                   alpha: Fraction = Fraction(1), k: Optional[int] = 0, D: int = 0, target=None,
-                   du: int = DU_NONE, T: int = 1, fine: bool = False, bias_step: int = 1) -> tuple:
+@dataclass(frozen=True)
+class _NetGrid:
+    """What every spiking layer's quantization shares (made in quantize): threshold theta, weight grid (wmax,
+    step; fine: two synapse words), input (scale, largest |x_q|, signedness), F, the leak (geo = sum of the
+    decays over T, k, D), the target and its threshold ceiling th_max, T, and DSR's firing fraction."""
+    theta: float
+    wmax: int
+    step: int
+    in_scale: float
+    x_max: int
+    F: int
+    geo: float
+    th_max: Optional[int]
+    in_signed: bool
+    dsr_alpha: Fraction
+    k: Optional[int]
+    D: int
+    target: object
+    T: int
+    fine: bool
+
+
+def _spiking_layer(i, fl: FloatLayer, fbs: list, g: _NetGrid, du: int = DU_NONE, bias_step: int = 1) -> tuple:
+    theta, wmax, step, in_scale, x_max, F = g.theta, g.wmax, g.step, g.in_scale, g.x_max, g.F
+    geo, th_max, in_signed, dsr_alpha, k, D = g.geo, g.th_max, g.in_signed, g.dsr_alpha, g.k, g.D
+    target, T, fine = g.target, g.T, g.fine
     w_eff = fl.weight / in_scale if i == 0 else fl.weight
     m = max([float(np.abs(w_eff).max(initial=0.0))] + [float(np.abs(f.weight).max(initial=0.0)) for f in fbs])
     if m == 0:
@@ -154,8 +176,8 @@ def _spiking_layer(i, fl: FloatLayer, fbs: list, theta: float, wmax: int, step: 
                                 f"(max |w| = {m:.3g}, |bias| {b_max:.3g}); the integer threshold would be 0")
         while True:
             c = 0
-            if alpha != 1:
-                th, c = alpha_threshold(th, alpha, k, fl.name)
+            if dsr_alpha != 1:
+                th, c = alpha_threshold(th, dsr_alpha, k, fl.name)
             s = th / theta
             B = np.rint(fl.bias * s).astype(np.int64) if bias_step == 1 else _round_to(fl.bias * s, bias_step)
             if c:                               # (1 - lam) c per step: c - c / 2^k (IF: 0)
@@ -233,16 +255,16 @@ def _layer_du(fl: FloatLayer) -> int:
     return du
 
 
-def _synaptic_bias(fl: FloatLayer, du: int, F: int, k: Optional[int], T: int, alpha_fire: Fraction) -> tuple:
+def _synaptic_bias(fl: FloatLayer, du: int, F: int, k: Optional[int], T: int, dsr_alpha: Fraction) -> tuple:
     """(the float layer to quantize, its bias grid 2^g) of a spiking layer: a bias inside the synaptic current
     becomes the V bias c = b / (1 - alpha) on the grid 2^g of the module docstring (u0 = -(B << F) follows from
     the quantized B); any other layer is returned unchanged with grid 1."""
     if du == DU_NONE or not np.any(np.asarray(fl.bias) != 0):
         return fl, 1
     a = float(fl.syn_decay)
-    if alpha_fire != 1:
-        raise QuantizeError(f"layer {fl.name}: a bias inside the synaptic current (alpha = {a:g}) with alpha firing "
-                            f"(alpha = {float(alpha_fire):g}) has no exact form: the firing shift adds its own bias "
+    if dsr_alpha != 1:
+        raise QuantizeError(f"layer {fl.name}: a bias inside the synaptic current (alpha = {a:g}) with DSR firing "
+                            f"(dsr_alpha = {float(dsr_alpha):g}) has no exact form: the firing shift adds its own bias "
                             f"that the initial current would not cancel")
     j = current_decay_bits(du)
     G = max(j * T, j + (k or 0) * (T - 1))
@@ -251,16 +273,17 @@ def _synaptic_bias(fl: FloatLayer, du: int, F: int, k: Optional[int], T: int, al
 
 def quantize(layers: list, feedback: list, *, T: int, lam: float, theta: float, target,
              input_scale: float, input_bits: int, input_signed: bool, input_exact: bool,
-             meta: dict = None, readout_leaks: bool = False, alpha: float = 1.0,
+             meta: dict = None, readout_leaks: bool = False, dsr_alpha: float = 1.0,
              frac_bits: Optional[int] = None, weight_words: int = 1) -> tuple:
     """(Graph, QuantizeReport) of the folded float network on `target` (an hw_targets.Target).
     weight_words: synapse words per weight of every layer (weight_grid; 2 only where the target holds it).
     readout_leaks: the trained readout is sum_t lam^(T-t) o[t] (SAF-F), deployed leaking with D.
-    alpha: fire at alpha*theta (DSR), deployed as an initial potential plus bias (module docstring).
+    dsr_alpha: DSR's firing fraction: fire at dsr_alpha*theta, deployed as an initial potential plus bias
+    (module docstring, "alpha firing").
     frac_bits: F chosen by the caller (export --approximate), instead of the exact-leak F."""
-    alpha_q = Fraction(alpha).limit_denominator(1 << 12)
-    if not (0 < alpha_q <= 1):
-        raise QuantizeError(f"alpha must be in (0, 1], got {alpha}")
+    dsr_alpha_q = Fraction(dsr_alpha).limit_denominator(1 << 12)
+    if not (0 < dsr_alpha_q <= 1):
+        raise QuantizeError(f"dsr_alpha must be in (0, 1], got {dsr_alpha}")
     check_count("T", T, 1, QuantizeError)
     if not (0 < lam <= 1):
         raise QuantizeError(f"lam must be in (0, 1], got {lam}")
@@ -286,13 +309,12 @@ def quantize(layers: list, feedback: list, *, T: int, lam: float, theta: float, 
     th_max = target.threshold_mantissa_max
     out, rep = [], QuantizeReport(input_scale, input_bits, input_exact, F)
     fb_q = [None] * len(feedback)
+    net_grid = _NetGrid(theta, wmax, step, input_scale, x_max, F, geo, th_max, input_signed, dsr_alpha_q, k, D, target,
+                        T, weight_words > 1)
     for i, fl in enumerate(layers[:n_sp]):
         fbs = [(j, f) for j, f in enumerate(feedback) if f.dst == i]
-        fl_q, bias_step = _synaptic_bias(fl, dus[i], F, k, T, alpha_q)
-        W, B, FW, th, s, lowered, v0, fit = _spiking_layer(i, fl_q, [f for _, f in fbs], theta, wmax, step,
-                                                           input_scale, x_max, F, geo, th_max, input_signed,
-                                                           alpha_q, k, D, target, dus[i], T, weight_words > 1,
-                                                           bias_step)
+        fl_q, bias_step = _synaptic_bias(fl, dus[i], F, k, T, dsr_alpha_q)
+        W, B, FW, th, s, lowered, v0, fit = _spiking_layer(i, fl_q, [f for _, f in fbs], net_grid, dus[i], bias_step)
         u0 = -(B << F) if fl_q is not fl else None      # the bias inside the current (module docstring)
         for (j, f), w in zip(fbs, FW):
             fb_q[j] = Feedback(src=f.src, dst=f.dst, kind=f.kind, weight=w, stride=f.stride, padding=f.padding)

@@ -172,7 +172,7 @@ def _quantize(layers, alpha_fire: float = 1.0):
     from saf.export.quantize import quantize
     from saf.hw_targets import get_target
     return quantize(layers, [], T=4, lam=0.5, theta=1.0, target=get_target("loihi2"), input_scale=16.0,
-                    input_bits=5, input_signed=False, input_exact=True, alpha=alpha_fire)
+                    input_bits=5, input_signed=False, input_exact=True, dsr_alpha=alpha_fire)
 
 
 def test_quantizer_puts_the_synaptic_bias_on_its_exact_grid():

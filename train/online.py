@@ -2,7 +2,17 @@
 step, its loss, backward and (except OTTT_A, which accumulates over the T steps) an optimizer step per time step."""
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+
+@dataclass(frozen=True)
+class Update:
+    """How one minibatch updates the network: its optimizer, the hook after_backward(t) called after each
+    backward (None: none), and whether the optimizer steps (False: gradients only)."""
+    optimizer: object
+    after_backward: Optional[Callable] = None
+    step_optimizer: bool = True
 
 
 def online_steps(step: Callable, st, T: int, method: str, optimizer, loss_of: Callable, after_backward,

@@ -262,9 +262,7 @@ def emulate(graph: Graph, xq: np.ndarray, options: Optional[EmulatorOptions] = N
     for start in range(0, n, o.batch_size):
         sl = slice(start, min(n, start + o.batch_size))
         if layer_major:       # feed-forward, correct semantics: one matmul per layer for all T steps
-            emulator_layers.emulate_layers(graph, frames, varying, plan, record_spikes=o.record_spikes,
-                                           record_potentials=o.record_potentials, batch_size=o.batch_size,
-                                           sl=sl, out=out)
+            emulator_layers.emulate_layers(graph, frames, varying, plan, sl=sl, out=out)
         else:
             _StepMajor(graph, plan, o, frames[sl], varying).run(sl, out)
         if o.progress:

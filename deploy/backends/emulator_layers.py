@@ -134,9 +134,9 @@ def _to_ir(a: np.ndarray, shape: tuple) -> np.ndarray:
     return a.reshape(a.shape[0], a.shape[1], h * w, c).transpose(0, 1, 3, 2).reshape(a.shape[0], a.shape[1], -1)
 
 
-def emulate_layers(graph: Graph, frames: np.ndarray, varying: bool, plan, *, record_spikes: bool,
-                   record_potentials: bool, batch_size: int, sl: slice, out: dict) -> None:
-    """Fill out["readout"][sl] (and spikes/potentials/sat/vmax) for the samples sl of frames [N, T, n_in]."""
+def emulate_layers(graph: Graph, frames: np.ndarray, varying: bool, plan, *, sl: slice, out: dict) -> None:
+    """Fill out["readout"][sl] (and spikes/potentials/sat/vmax) for the samples sl of frames [N, T, n_in].
+    Spikes and potentials are recorded where out holds their arrays (not None)."""
     stages = getattr(plan, "layer_major_stages", None)
     if stages is None:
         stages = plan.layer_major_stages = _stages(graph, plan)

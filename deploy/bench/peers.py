@@ -165,7 +165,7 @@ def bench_peers(bundle_path, data=None, limit=None, repeats: int = 3, data_root=
                 peers=PEERS) -> dict:
     import torch
 
-    from saf.deploy.backends.registry import BackendError, Bundle, get_backend, run_spec
+    from saf.deploy.backends.registry import BackendError, Bundle
     from saf.deploy.verify.inputs import load_inputs
     from saf.export.bundle.store import SOURCE_FILE
     from saf.train.checkpoint import load_model
@@ -195,44 +195,8 @@ def bench_peers(bundle_path, data=None, limit=None, repeats: int = 3, data_root=
     net, _, _ = load_model(f"{b.path}/{SOURCE_FILE}", data=b.file_bytes(SOURCE_FILE, BackendError))
     net = net.float().eval()
     x = torch.from_numpy(np.asarray(xq, np.float32) / np.float32(g.input_scale))
-    runs, notes, rebuilt = {}, {}, {}
-    for p in peers:
-        if p in ("emulator", "onnx"):
-            spec = get_backend(p)
-            why = spec.unavailable() or spec.refuses(g)
-            if why:
-                notes[p] = why
-                continue
-            runs[p] = (lambda s: (lambda: run_spec(s, b, xq, record_spikes=False).readout))(spec)
-        elif p == "torch-lif":
-            runs[p] = lambda: _chunks(lambda c: net.infer(c, T, "lif")[0], x)
-        elif p == "snntorch":
-            mod, why = _snntorch()
-            if mod is None:
-                notes[p] = why
-                continue
-            try:
-                sn = SnnTorchNet(net)
-            except ValueError as e:
-                notes[p] = str(e)
-                continue
-            rebuilt[p] = "exact" if sn.exact else "approximate"
-            runs[p] = lambda: _chunks(lambda c: sn(c, T), x)
-        else:
-            raise BackendError(f"unknown peer {p!r} (known: {', '.join(PEERS)})")
-    out = {p: None for p in runs}
-    for p, fn in runs.items():                       # warm-up: compiled kernels, sessions, thread pools
-        pin()
-        out[p] = np.asarray(fn())
-    times = {p: [] for p in runs}
-    order = list(runs)
-    for r in range(repeats):
-        k = r % len(order)
-        for p in order[k:] + order[:k]:
-            pin()
-            t0 = time.perf_counter()
-            runs[p]()
-            times[p].append(time.perf_counter() - t0)
+    runs, notes, rebuilt = _peer_runs(peers, b, net, x, xq)
+    out, times = _time_runs(runs, repeats, pin)
     ref = out["emulator"].argmax(1) if "emulator" in out else None
     rows = []
     for p in peers:
@@ -254,6 +218,60 @@ def bench_peers(bundle_path, data=None, limit=None, repeats: int = 3, data_root=
                                                                       "numba": _numba_threads(),
                                                                       "onnxruntime": "its default (physical cores)"},
             "rows": rows}
+
+
+def _peer_runs(peers, b, net, x, xq) -> tuple:
+    """(runs, notes, rebuilt): peer -> a call running it on all inputs; peer -> why it does not run;
+    peer -> "exact"/"approximate" for the snnTorch rebuild. b: the Bundle, net: its float source model,
+    x: the float inputs, xq: the quantized ones."""
+    from saf.deploy.backends.registry import BackendError, get_backend, run_spec
+
+    T = b.graph.T
+    runs, notes, rebuilt = {}, {}, {}
+    for p in peers:
+        if p in ("emulator", "onnx"):
+            spec = get_backend(p)
+            why = spec.unavailable() or spec.refuses(b.graph)
+            if why:
+                notes[p] = why
+                continue
+            runs[p] = (lambda s: (lambda: run_spec(s, b, xq, record_spikes=False).readout))(spec)
+        elif p == "torch-lif":
+            runs[p] = lambda: _chunks(lambda c: net.infer(c, T, "lif")[0], x)
+        elif p == "snntorch":
+            mod, why = _snntorch()
+            if mod is None:
+                notes[p] = why
+                continue
+            try:
+                sn = SnnTorchNet(net)
+            except ValueError as e:
+                notes[p] = str(e)
+                continue
+            rebuilt[p] = "exact" if sn.exact else "approximate"
+            runs[p] = lambda: _chunks(lambda c: sn(c, T), x)
+        else:
+            raise BackendError(f"unknown peer {p!r} (known: {', '.join(PEERS)})")
+    return runs, notes, rebuilt
+
+
+def _time_runs(runs: dict, repeats: int, pin) -> tuple:
+    """(outputs, seconds): one warm-up call per peer, then `repeats` timed rounds in rotating order, pin()
+    setting the thread counts before every call."""
+    out = {p: None for p in runs}
+    for p, fn in runs.items():                       # warm-up: compiled kernels, sessions, thread pools
+        pin()
+        out[p] = np.asarray(fn())
+    times = {p: [] for p in runs}
+    order = list(runs)
+    for r in range(repeats):
+        k = r % len(order)
+        for p in order[k:] + order[:k]:
+            pin()
+            t0 = time.perf_counter()
+            runs[p]()
+            times[p].append(time.perf_counter() - t0)
+    return out, times
 
 
 def _numba_threads():

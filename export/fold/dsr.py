@@ -9,7 +9,7 @@ it is the standard neuron with threshold 1 and
 binary spikes in and out (docs/methods.md#dsr-deployment items 1-2). The quantizer then gives each layer its own
 integer threshold (its scale is relative to the threshold). A linear readout sees V^N s^N: its
 weights take the factor V^N. A spiking output layer keeps the identity readout (spike counts).
-Alpha firing is not folded here: quantize(alpha=...) deploys it as an initial potential (+ bias).
+Alpha firing is not folded here: quantize(dsr_alpha=...) deploys it as an initial potential (+ bias).
 """
 from __future__ import annotations
 

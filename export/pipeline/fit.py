@@ -105,7 +105,7 @@ class Source:
     lam: float
     theta: float
     readout_leaks: bool
-    alpha: float
+    dsr_alpha: float               # DSR's firing fraction (fire at dsr_alpha * theta); 1.0 for other methods
     meta: dict
     pools: dict                    # layer name -> folded AvgPool size
     sum_pool: str
@@ -158,7 +158,7 @@ def build(src: Source, quant: InputQuant, T: Optional[int] = None, lam: Optional
         g, a.qrep = quantize(src.layers, src.feedback, T=T, lam=src.lam if lam is None else lam, theta=src.theta,
                              target=src.target, input_scale=quant.scale, input_bits=quant.bits,
                              input_signed=quant.signed, input_exact=quant.exact, meta=meta,
-                             readout_leaks=src.readout_leaks, alpha=src.alpha, frac_bits=frac_bits,
+                             readout_leaks=src.readout_leaks, dsr_alpha=src.dsr_alpha, frac_bits=frac_bits,
                              weight_words=src.weight_words)
         if src.time_varying is not None:       # trained on x[t]: deploy feeds the same trains
             g.input_time_varying = True

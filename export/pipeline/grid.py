@@ -169,10 +169,11 @@ def stored_grid(ckpt_bytes, net, where: str):
         raise ExportError(str(e)) from None
 
 
-def grid_attempt(net, ckpt_bytes: bytes, where: str, target, meta: dict, name: str, refused_flags: list,
-                 pools: dict = None, sum_pool: str = "auto"):
+def grid_attempt(net, ckpt_bytes: bytes, where: str, src, refused_flags: list):
     """The export of a grid-trained checkpoint as a fit.Attempt (no search, no rounding), or None when the
-    checkpoint is not grid-trained. refused_flags: the options given that would re-quantize (one line)."""
+    checkpoint is not grid-trained. src: the fit.Source (target, meta, name, pools, sum_pool are read);
+    refused_flags: the options given that would re-quantize (one line)."""
+    target, meta, name = src.target, src.meta, src.name
     from saf.export.fold.sum_pool import choose_pools
     from saf.export.pipeline.fit import Attempt, InputQuant, check_fit
     from saf.export.proof.certificate import certify
@@ -195,7 +196,7 @@ def grid_attempt(net, ckpt_bytes: bytes, where: str, target, meta: dict, name: s
                               "bias_max": int(np.abs(l.bias).max(initial=0)), "from": "checkpoint grid"}
                              for l in graph.layers])
     a.folded = graph
-    a.graph, a.pool_choice = choose_pools(graph, pools or {}, target, sum_pool)
+    a.graph, a.pool_choice = choose_pools(graph, src.pools or {}, target, src.sum_pool)
     a.cert = certify(a.graph, extra=(row, *forward_rows(net, grid, a.graph)))
     a.resources, a.advisories = check_fit(a.graph, target, name)
     return a

@@ -167,10 +167,11 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
                  net.dsr_alpha if is_dsr else 1.0, meta, {fl.name: fl.pool for fl in layers if fl.pool > 1}, sum_pool,
                  coding.to_dict() if data is not None and data.time_steps is not None else None,
                  spec.get("name", "network"), synapse_words)
-    chosen, fit = _grid_or_fit(trained, ckpt_bytes, prov, src, first, peak, net, data, approximate,
-                               dict(T=T if T != int(net.grid.T) else None, **{"--input-scale": input_scale,
-                                    "--synapse-words": synapse_words if synapse_words != 1 else None,
-                                    "--approximate": approximate or None}) if trained is not None else {})
+    chosen, fit = _fit(src, first, peak, net, data, approximate) if trained is None else \
+        _grid(trained, ckpt_bytes, prov["checkpoint"], src,
+              dict(T=T if T != int(net.grid.T) else None, **{"--input-scale": input_scale,
+                   "--synapse-words": synapse_words if synapse_words != 1 else None,
+                   "--approximate": approximate or None}))
     graph, qrep, folded, pool_choice = chosen.graph, chosen.qrep, chosen.folded, chosen.pool_choice
     cert, resources, advisories = chosen.cert, chosen.resources, chosen.advisories
     extra = {"certificate": cert.to_dict(), "resources": resources.to_dict(), "advisories": advisories,
@@ -210,15 +211,12 @@ def export_checkpoint(checkpoint, target_name: str, out, calibrate_data: Optiona
     return extra
 
 
-def _grid_or_fit(trained, ckpt_bytes, prov, src: Source, first, peak, net, data, approximate, flags: dict) -> tuple:
-    """A grid-trained checkpoint's own integer network (export/pipeline/grid.py: no search, no rounding), or _fit."""
-    if trained is None:
-        return _fit(src, first, peak, net, data, approximate)
+def _grid(trained, ckpt_bytes, where: str, src: Source, flags: dict) -> tuple:
+    """A grid-trained checkpoint's own integer network (export/pipeline/grid.py: no search, no rounding)."""
     from saf.export.pipeline.grid import grid_attempt
 
     given = [k if k.startswith("--") else "--T" for k, v in flags.items() if v is not None]
-    a = grid_attempt(trained, ckpt_bytes, prov["checkpoint"], src.target, src.meta, src.name, given, src.pools,
-                     src.sum_pool)
+    a = grid_attempt(trained, ckpt_bytes, where, src, given)
     return a, {"grid": {"target": trained.grid.target, "frac_bits": int(trained.grid.frac_bits),
                         "input_scale": trained.grid.input_scale, "input_bits": int(trained.grid.input_bits)}}
 

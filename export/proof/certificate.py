@@ -247,17 +247,7 @@ def certify(graph: Graph, conventions: dict = None, registers: dict = None, extr
             checks.append(Check("frac_bits", layer.name, F >= need,
                                 f"F = {F} {'>=' if F >= need else '<'} k(T-1) = {k}*{T - 1} = {need}"
                                 + ("" if F >= need else ": the last decays drop bits")))
-        cur = layer_current_bound(layer.weight, layer.bias, [f.weight for f in graph.feedback_into(i)],
-                                  graph.layer_input_max(i), graph.input_signed and i == 0)
-        if layer.two_state:
-            syn = layer_current_bound(layer.weight, np.zeros(1, np.int64), [f.weight for f in graph.feedback_into(i)],
-                                      graph.layer_input_max(i), graph.input_signed and i == 0)
-            drive = initial_drive_max(layer.full_bias(), layer.full_initial_current(), F) \
-                if layer.has_initial_current else None
-            v = two_state_bound(syn, int(np.abs(layer.bias).max(initial=0)), F, int(layer.du), D, T,
-                                abs(int(layer.v0)) + owed_subtraction(layer), drive)
-        else:
-            v = state_bound(cur, F, D, T, int(layer.v0), owed_subtraction(layer))
+        v = _state_bound(graph, i)
         th = int(layer.threshold) << F
         if int(layer.v0) and k is not None:
             checks.append(initial_potential_check(layer, k, T))
@@ -282,16 +272,7 @@ def certify(graph: Graph, conventions: dict = None, registers: dict = None, extr
         checks.append(Check("state_24bit", layer.name, (0 < th <= STATE_MAX) if grid else ok, detail))
         for reg, who in regs:
             checks.append(current_register_check(graph, i, reg, who))
-    ro = graph.readout
-    D_r, F_r = int(ro.decay), ro.readout_shift
-    if ro.first_spike:                 # R = T + 1 - first step: in [0, T] by construction, nothing to check
-        info.append(f"first-spike readout {ro.name}: R = T + 1 - first spike step, in [0, T = {T}] (no bound to check)")
-    else:
-        r = state_bound(layer_current_bound(ro.weight, ro.bias, in_max=ro.pool_gain), F_r, D_r, T)
-        checks.append(Check("readout", ro.name, r <= STATE_MAX,
-                            f"worst |R[T]| = {r:,} {'<=' if r <= STATE_MAX else '>'} 2^23-1"))
-    if D_r:
-        checks.append(_readout_leak(D_r, D, F_r, T, ro.name))
+    _readout_rows(graph, checks, info)
     if conventions is None:          # export's own forms; saf-int has no form of an FP network
         conventions = {n: c for n, c in export_conventions().items() if saf or n != "saf-int"}
     checks.append(convention_check(conventions, graph))
@@ -304,6 +285,36 @@ def certify(graph: Graph, conventions: dict = None, registers: dict = None, extr
         info.extend(notes)
     return Certificate(all(c.ok for c in checks), checks, info, saf_form=saf_form and all(c.ok for c in checks),
                        grid=grid)
+
+
+def _state_bound(graph: Graph, i: int) -> int:
+    """Worst |V| of spiking layer i over the T steps (two-state layers: through their current register)."""
+    layer, T, D = graph.spiking_layers[i], int(graph.T), int(graph.decay)
+    F = int(layer.frac_bits)
+    fb = [f.weight for f in graph.feedback_into(i)]
+    signed = graph.input_signed and i == 0
+    if not layer.two_state:
+        cur = layer_current_bound(layer.weight, layer.bias, fb, graph.layer_input_max(i), signed)
+        return state_bound(cur, F, D, T, int(layer.v0), owed_subtraction(layer))
+    syn = layer_current_bound(layer.weight, np.zeros(1, np.int64), fb, graph.layer_input_max(i), signed)
+    drive = initial_drive_max(layer.full_bias(), layer.full_initial_current(), F) \
+        if layer.has_initial_current else None
+    return two_state_bound(syn, int(np.abs(layer.bias).max(initial=0)), F, int(layer.du), D, T,
+                           abs(int(layer.v0)) + owed_subtraction(layer), drive)
+
+
+def _readout_rows(graph: Graph, checks: list, info: list) -> None:
+    """The readout's bound row (or, first-spike, a note) and its leak row when it decays, appended in place."""
+    ro, T, D = graph.readout, int(graph.T), int(graph.decay)
+    D_r, F_r = int(ro.decay), ro.readout_shift
+    if ro.first_spike:                 # R = T + 1 - first step: in [0, T] by construction, nothing to check
+        info.append(f"first-spike readout {ro.name}: R = T + 1 - first spike step, in [0, T = {T}] (no bound to check)")
+    else:
+        r = state_bound(layer_current_bound(ro.weight, ro.bias, in_max=ro.pool_gain), F_r, D_r, T)
+        checks.append(Check("readout", ro.name, r <= STATE_MAX,
+                            f"worst |R[T]| = {r:,} {'<=' if r <= STATE_MAX else '>'} 2^23-1"))
+    if D_r:
+        checks.append(_readout_leak(D_r, D, F_r, T, ro.name))
 
 
 def _grid_statement(checks: list) -> tuple:

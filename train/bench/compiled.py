@@ -10,7 +10,7 @@ import time
 import torch
 
 from saf.train.methods.registry import train_batch
-from saf.train.bench.measure import sync, time_round
+from saf.train.bench.measure import BenchStep, sync, time_round
 
 
 # ------------------------------------------------------------------ torch.compile experiment
@@ -39,15 +39,15 @@ def compiled_neurons(enabled: bool = True):
             setattr(netmod, name, fn)
 
 
-def compile_experiment(net, batch, T, methods, opt, loss_fn, device, steps, log) -> dict:
+def compile_experiment(step: BenchStep, methods, steps: int, log) -> dict:
+    """The record of the torch.compile experiment on `step` (one minibatch per method, `steps` rounds)."""
     rec = {"tried": True, "what": "torch.compile(dynamic=True) of the elementwise neuron steps "
            "(SAF: the plain-op saf_step in place of saf_step_fused; LIF: lif_step, used by OTTT/BPTT; "
            "surrogate included), forward and backward; the table above stays eager",
-           "T": T, "ok": False, "error": None}
+           "T": step.T, "ok": False, "error": None}
     if not hasattr(torch, "compile"):
         rec.update(tried=False, error="torch.compile not available")
         return rec
-    x, y = batch
     ms = [m for m in methods]
     ind_cfg, threads = None, None
     try:
@@ -60,15 +60,15 @@ def compile_experiment(net, batch, T, methods, opt, loss_fn, device, steps, log)
     level = cpp_log.level
     cpp_log.setLevel(logging.ERROR)
     try:
-        return _compile_run(rec, net, batch, T, ms, opt, loss_fn, device, steps, log)
+        return _compile_run(rec, step, ms, steps, log)
     finally:
         cpp_log.setLevel(level)
         if ind_cfg is not None:
             ind_cfg.compile_threads = threads
 
 
-def _compile_run(rec, net, batch, T, ms, opt, loss_fn, device, steps, log) -> dict:
-    x, y = batch
+def _compile_run(rec: dict, step: BenchStep, ms: list, steps: int, log) -> dict:
+    net, (x, y), T, opt, loss_fn, device = step.net, step.batch, step.T, step.opt, step.loss_fn, step.device
     try:
         # exactness of the compiled SAF step against the eager one on the first layer's shape
         from saf.train.functional.neuron import saf_step_fused
@@ -90,15 +90,15 @@ def _compile_run(rec, net, batch, T, ms, opt, loss_fn, device, steps, log) -> di
                 train_batch(net, x, y, T, m, opt, loss_fn)
             sync(device)
             rec["compile_s"] = round(time.perf_counter() - t0, 2)
-            time_round(net, batch, T, ms, opt, loss_fn, device, {m: [] for m in ms}, {m: [] for m in ms}, 0)
-        time_round(net, batch, T, ms, opt, loss_fn, device, {m: [] for m in ms}, {m: [] for m in ms}, 0)
+            time_round(step, ms, {m: [] for m in ms}, {m: [] for m in ms}, 0)
+        time_round(step, ms, {m: [] for m in ms}, {m: [] for m in ms}, 0)
         eager_cpu = {m: [] for m in ms}
         comp_cpu = {m: [] for m in ms}
         for r in range(steps):                             # eager and compiled back to back per method
             for m in ms[r % len(ms):] + ms[:r % len(ms)]:
-                time_round(net, batch, T, [m], opt, loss_fn, device, eager, eager_cpu, 0)
+                time_round(step, [m], eager, eager_cpu, 0)
                 with compiled_neurons(True):
-                    time_round(net, batch, T, [m], opt, loss_fn, device, comp, comp_cpu, 0)
+                    time_round(step, [m], comp, comp_cpu, 0)
         med = lambda d: {m: statistics.median(v) for m, v in d.items()}  # noqa: E731
         rec.update(eager_s=med(eager), compiled_s=med(comp), eager_cpu_s=med(eager_cpu), compiled_cpu_s=med(comp_cpu))
         rec["speedup"] = {m: rec["eager_s"][m] / rec["compiled_s"][m] for m in ms}

@@ -31,7 +31,7 @@ from saf.train.functional.loss import ce_mse_loss
 from saf.train.methods.registry import METHODS, train_batch
 from saf.train.modules.network import SpikingNet
 from saf.train.spec import BUILTIN, SpecError, load_spec, with_neuron
-from saf.train.bench.measure import device_name, time_round, measure_memory
+from saf.train.bench.measure import BenchStep, device_name, time_round, measure_memory
 from saf.train.bench.compiled import compile_experiment, want_compile
 from saf.train.bench.ratios import compute_checks, compute_ratios
 from saf.train.bench.profile import PROFILE_METHODS, format_profile, profile_train
@@ -158,7 +158,8 @@ def bench_train_profile(model: Optional[str] = None, batch: Optional[int] = None
     device = resolve_device(device)
     net, x, y = _setup(_spec(model, lam, theta), batch, seed, device)
     t0 = time.perf_counter()
-    r = profile_train(net, x, y, T, methods, steps, warmup, ops=ops, lr=lr, log=log)
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
+    r = profile_train(BenchStep(net, (x, y), T, opt, ce_mse_loss, device), methods, steps, warmup, ops=ops, log=log)
     r["config"] = {"model": model, "batch": batch, "T": T, "methods": list(methods), "steps": steps,
                    "warmup": warmup, "lam": lam, "seed": seed, "optimizer": f"SGD(lr={lr}, momentum=0.9)"}
     r["env"] = _env(device, net)
@@ -208,7 +209,7 @@ def bench_train(model: Optional[str] = None, batch: Optional[int] = None, Ts: Op
             for _ in range(warmup):
                 train_batch(net, x, y, T, m, opt, loss_fn)
         for r in range(steps):
-            time_round(net, (x, y), T, methods, opt, loss_fn, device, times, cpu_times, r)
+            time_round(BenchStep(net, (x, y), T, opt, loss_fn, device), methods, times, cpu_times, r)
         for m in methods:
             mem = measure_memory(net, x, y, T, m, opt, loss_fn, device)
             row = {"method": m, "T": T, "time_s": statistics.median(times[m]), "times_s": times[m],
@@ -224,7 +225,8 @@ def bench_train(model: Optional[str] = None, batch: Optional[int] = None, Ts: Op
         if log:
             log(f"torch.compile experiment at T={Tc} ...")
         cm = [m for m in methods if m != "bptt"] if small else list(methods)   # --small: the paper's four
-        compile_rec = compile_experiment(net, (x, y), Tc, cm or list(methods), opt, loss_fn, device, steps, log)
+        compile_rec = compile_experiment(BenchStep(net, (x, y), Tc, opt, loss_fn, device), cm or list(methods),
+                                         steps, log)
         compile_rec["mode"] = compile
 
     out = {

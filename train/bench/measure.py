@@ -8,6 +8,7 @@ import time
 import gc
 import os
 import platform
+from dataclasses import dataclass
 from typing import Iterable, Optional
 
 import torch
@@ -16,15 +17,28 @@ from saf.train.memory import SavedTensorMeter
 from saf.train.methods.registry import train_batch
 
 
-def time_round(net, batches, T, methods, opt, loss_fn, device, times, cpu_times, order_shift: int):
+@dataclass(frozen=True)
+class BenchStep:
+    """What one timed training minibatch runs on: the network, its batch (x, y), T, optimizer, loss, device."""
+    net: object
+    batch: tuple
+    T: int
+    opt: object
+    loss_fn: object
+    device: object
+
+
+def time_round(step: BenchStep, methods, times: dict, cpu_times: dict, order_shift: int) -> None:
+    """One minibatch per method (the order rotated by order_shift), its wall and CPU seconds appended to
+    times[m] and cpu_times[m]."""
     ms = list(methods)
     k = order_shift % len(ms)
     for m in ms[k:] + ms[:k]:
-        x, y = batches
-        sync(device)
+        x, y = step.batch
+        sync(step.device)
         w0, c0 = time.perf_counter(), time.process_time()
-        train_batch(net, x, y, T, m, opt, loss_fn)
-        sync(device)
+        train_batch(step.net, x, y, step.T, m, step.opt, step.loss_fn)
+        sync(step.device)
         times[m].append(time.perf_counter() - w0)
         cpu_times[m].append(time.process_time() - c0)
 

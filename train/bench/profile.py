@@ -29,7 +29,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from saf.train.functional.loss import ce_mse_loss
+from saf.train.bench.measure import BenchStep
 from saf.train.memory import SavedTensorMeter
 from saf.train.methods.registry import train_batch
 
@@ -131,12 +131,11 @@ def _top_ops(net, x, y, T, method, opt, loss_fn, n: int = 10) -> list:
     return [{"op": e.key, "calls": int(e.count), "self_cpu_ms": round(e.self_cpu_time_total / 1e3, 3)} for e in rows]
 
 
-def profile_train(net, x, y, T: int = 6, methods: Sequence[str] = PROFILE_METHODS, repeats: int = 3,
-                  warmup: int = 1, ops: bool = True, lr: float = 1e-3, log=None) -> dict:
-    """Per-phase time and saved bytes of each method on one minibatch (x, y) of `net` (see the module
-    docstring). Returns a JSON-able dict."""
-    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
-    loss_fn = ce_mse_loss
+def profile_train(step: BenchStep, methods: Sequence[str] = PROFILE_METHODS, repeats: int = 3,
+                  warmup: int = 1, ops: bool = True, log=None) -> dict:
+    """Per-phase time and saved bytes of each method on the minibatch step.batch of step.net, trained with
+    step.opt and step.loss_fn (see the module docstring). Returns a JSON-able dict."""
+    net, (x, y), T, opt, loss_fn = step.net, step.batch, step.T, step.opt, step.loss_fn
     probes = _Probes()
     ms = list(methods)
     for m in ms:

@@ -12,7 +12,7 @@ from saf.train.functional.neuron import bias_coeff
 from saf.train.functional.replace import replace
 from saf.train.grid.forward import bias_view, grid_step, grid_weights, init_state, logits_of, quantize, synapse_value
 from saf.train.memory import state_bytes
-from saf.train.online import backward_and_update, online_steps
+from saf.train.online import Update, backward_and_update, online_steps
 
 GRID_METHODS = ("saf-e", "saf-f", "ottt-o", "ottt-a", "bptt")
 
@@ -58,9 +58,9 @@ def _bptt(net, xq, T, optimizer, loss_of, after_backward, update) -> dict:
     return {"loss": float(loss.detach()), "logits": total, "state_bytes": state_bytes(st)}
 
 
-def grid_train_batch(net, x, y, T: int, method: str, optimizer, loss_fn, after_backward=None,
-                     step_optimizer: bool = True) -> dict:
+def grid_train_batch(net, x, y, T: int, method: str, loss_fn, upd: Update) -> dict:
     """train_batch on the net's grid (net.grid): same return value."""
+    optimizer, after_backward, step_optimizer = upd.optimizer, upd.after_backward, upd.step_optimizer
     grid = net.grid
     if method not in GRID_METHODS:
         raise ValueError(f"--method {method} has no grid forward (grid methods: {', '.join(GRID_METHODS)})")

@@ -23,7 +23,7 @@ from saf.train.methods.ide.solver import SolverConfig
 from saf.train.functional.neuron import bias_coeff
 from saf.train.methods.ide.implicit import train_batch_ide
 from saf.train.memory import state_bytes
-from saf.train.online import backward_and_update, online_steps
+from saf.train.online import Update, backward_and_update, online_steps
 from saf.train.readout import LEAKY_SUM, SPIKE_COUNT, SUM, Readout
 
 METHODS = ("saf-e", "saf-f", "ottt-o", "ottt-a", "bptt", "dsr", "ide")
@@ -62,14 +62,14 @@ def train_batch(net, x: torch.Tensor, y: torch.Tensor, T: int, method: str, opti
     check_method(method)
     if getattr(net, "grid", None) is not None:      # on the deployment grid (train/grid/, issue 28)
         from saf.train.grid.methods import grid_train_batch
-        return grid_train_batch(net, x, y, T, method, optimizer, loss_fn, after_backward, step_optimizer)
+        return grid_train_batch(net, x, y, T, method, loss_fn, Update(optimizer, after_backward, step_optimizer))
     if method == "dsr":
         from saf.train.methods.dsr.net import dsr_train_batch
         return dsr_train_batch(net, x, y, T, optimizer, loss_fn, after_backward, step_optimizer)
     if net.training:                         # spectrally normalised feedback: one power iteration
         net.power_iterate()                  # (a DDPNet forwards both names to its SpikingNet)
     if method == "ide":
-        return train_batch_ide(net, x, y, T, optimizer, loss_fn, ide_solver, after_backward, step_optimizer)
+        return train_batch_ide(net, x, y, T, loss_fn, Update(optimizer, after_backward, step_optimizer), ide_solver)
 
     def update():
         if step_optimizer:

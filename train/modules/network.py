@@ -25,14 +25,14 @@ from saf.train.readout import SUM, Readout
 from saf.core.neuron_modes import COMPARE_GT
 from saf.train.spec import neuron_params, plan
 from saf.train.modules.spectral import SpectralSynapse
-from saf.train.modules.synapse import Synapse
+from saf.train.modules.synapse import Synapse, Wiring
 
 
 def _feedback_synapse(f, plan, ws: bool, gamma: float):
     n_src, n_dst = plan.layers[f.src].out, plan.layers[f.dst].out
     if f.norm == "spectral":
         return SpectralSynapse(f.kind, n_src, n_dst, f.kernel, f.padding, f.transposed, f.stride, f.output_padding)
-    return Synapse(f.kind, n_src, n_dst, f.kernel, 1, f.padding, (), ws=ws, gamma=gamma, bias=False)
+    return Synapse(Wiring(f.kind, n_src, n_dst, f.kernel, 1, f.padding), (), ws=ws, gamma=gamma, bias=False)
 
 
 @dataclass
@@ -74,7 +74,7 @@ class SpikingNet(nn.Module):
             n_in = lp.in_shape[0]
             kind = "conv" if lp.kind == "conv" else "linear"
             is_ro = lp.kind == "readout"
-            blocks.append(Synapse(kind, n_in, lp.out, lp.kernel, lp.stride, lp.padding, lp.pre,
+            blocks.append(Synapse(Wiring(kind, n_in, lp.out, lp.kernel, lp.stride, lp.padding), lp.pre,
                                   ws=ws and not is_ro, gamma=gamma))
         self.blocks = nn.ModuleList(blocks[:-1])
         self.readout = blocks[-1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -12,13 +13,25 @@ from saf.train.functional.glue import apply_glue
 from saf.train.functional.ws import scaled_ws
 
 
+@dataclass(frozen=True)
+class Wiring:
+    """A synapse's shape: kind ("conv" or "linear"), input channels/features, outputs, conv kernel/stride/padding."""
+    kind: str
+    n_in: int
+    n_out: int
+    kernel: int = 1
+    stride: int = 1
+    padding: int = 0
+
+
 class Synapse(nn.Module):
     """W applied to (glued) input. Bias is held here but added by the caller (the SAF form scales
     it by c[t]); `effective_weight()` is what the network computes with and what export folds."""
 
-    def __init__(self, kind: str, n_in: int, n_out: int, kernel: int = 1, stride: int = 1,
-                 padding: int = 0, pre: list = (), ws: bool = True, gamma: float = 1.0, bias: bool = True):
+    def __init__(self, wiring: Wiring, pre: list = (), ws: bool = True, gamma: float = 1.0, bias: bool = True):
         super().__init__()
+        kind, n_in, n_out, kernel = wiring.kind, wiring.n_in, wiring.n_out, wiring.kernel
+        stride, padding = wiring.stride, wiring.padding
         self.kind, self.stride, self.padding, self.pre = kind, stride, padding, list(pre)
         self.ws, self.gamma = ws, gamma
         shape = (n_out, n_in, kernel, kernel) if kind == "conv" else (n_out, n_in)

@@ -27,7 +27,7 @@ from saf.train.methods.dsr.functional import clamp_map, neuron_step
 from saf.train.functional.neuron import bias_coeff, train_rate
 from saf.train.functional.replace import replace
 from saf.train.modules.network import Record
-from saf.train.modules.synapse import Synapse
+from saf.train.modules.synapse import Synapse, Wiring
 from saf.train.readout import LEAKY_SUM, SPIKE_COUNT, Readout
 from saf.train.spec import SpecError, neuron_params, plan
 
@@ -73,8 +73,8 @@ class DSRNet(nn.Module):
         if shared is not None:
             blocks = list(shared.blocks) + [shared.readout]
         else:
-            blocks = [Synapse("conv" if lp.kind == "conv" else "linear", lp.in_shape[0], lp.out, lp.kernel,
-                              lp.stride, lp.padding, lp.pre, ws=ws and lp.kind != "readout", gamma=gamma)
+            blocks = [Synapse(Wiring("conv" if lp.kind == "conv" else "linear", lp.in_shape[0], lp.out, lp.kernel,
+                                     lp.stride, lp.padding), lp.pre, ws=ws and lp.kind != "readout", gamma=gamma)
                       for lp in self.plan.layers]
         self.blocks = nn.ModuleList(blocks[:-1])
         self.readout = blocks[-1]

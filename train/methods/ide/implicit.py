@@ -23,6 +23,7 @@ import torch
 from saf.train.methods.ide.solver import SolverConfig, solve
 from saf.train.functional.neuron import bias_coeff, train_rate
 from saf.train.memory import state_bytes
+from saf.train.online import Update
 
 
 @torch.no_grad()
@@ -95,11 +96,11 @@ def implicit_backward(net, x: torch.Tensor, z: list, g_last: torch.Tensor, solve
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def train_batch_ide(net, x: torch.Tensor, y: torch.Tensor, T: int, optimizer, loss_fn: LossFn,
-                    solver: Optional[SolverConfig] = None, after_backward=None,
-                    step_optimizer: bool = True) -> dict:
+def train_batch_ide(net, x: torch.Tensor, y: torch.Tensor, T: int, loss_fn: LossFn, upd: Update,
+                    solver: Optional[SolverConfig] = None) -> dict:
     """One IDE minibatch (module docstring) on a SpikingNet (not DDP-wrapped: the trainer refuses
     --ddp with IDE). Returns {"loss", "logits", "state_bytes", "solver"}."""
+    optimizer, after_backward, step_optimizer = upd.optimizer, upd.after_backward, upd.step_optimizer
     solver = solver or SolverConfig()                 # (train_batch did this batch's power iteration)
     z, st = snn_rates(net, x, T)
     z_last = z[-1].detach().requires_grad_(True)
