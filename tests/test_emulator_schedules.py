@@ -15,6 +15,7 @@ from saf.export.synthetic import random_graph, random_inputs, random_trains
 
 from saf_test_helpers.reference_lif import reference_batch
 from saf_test_helpers.graphs import pooled_graph, pooled_inputs
+from saf_test_helpers.faults import dropping_last_conv_tap
 
 
 def _both(g, x):
@@ -188,14 +189,7 @@ def test_saf_int_comparison_catches_one_flipped_spike(golden_demo_bundle, monkey
 
 def test_saf_int_comparison_catches_a_dropped_conv_tap(golden_demo_bundle, monkeypatch):
     """Fault: the last tap of every input pixel's last run dropped from the conv kernels' runs."""
-    real = kernels.conv_runs
-
-    def drop_last(*args):
-        runs = real(*args)
-        rlen = runs.rlen.copy()
-        last = runs.ptr[1:][runs.ptr[1:] > runs.ptr[:-1]] - 1
-        rlen[last] -= args[-1]                                  # one tap = Co outputs
-        return runs._replace(rlen=rlen)
+    drop_last = dropping_last_conv_tap(kernels.conv_runs)
 
     g, x = next(_nets(golden_demo_bundle))
     monkeypatch.setattr(kernels, "conv_runs", drop_last)

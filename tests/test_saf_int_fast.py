@@ -17,6 +17,7 @@ from saf.deploy.verify.inputs import load_inputs
 from saf.deploy.verify import verify
 from saf.export.proof.saf_int import run_saf_int
 from saf.export.proof.saf_int_linear import FLOAT32_EXACT, ExactLinear, sum_pool
+from saf_test_helpers.faults import dropping_last_conv_tap
 
 PROOF = Path(linear_mod.__file__).parent
 
@@ -208,14 +209,7 @@ def test_verify_catches_one_flipped_spike_in_the_emulator_kernel(demo, monkeypat
 
 def test_verify_catches_a_dropped_conv_tap_in_the_emulator_kernel(demo, monkeypatch):
     b, x = demo
-    real = kernels.conv_runs
-
-    def drop_last(*args):
-        runs = real(*args)
-        rlen = runs.rlen.copy()
-        last = runs.ptr[1:][runs.ptr[1:] > runs.ptr[:-1]] - 1
-        rlen[last] -= args[-1]                                       # one tap = Co outputs
-        return runs._replace(rlen=rlen)
+    drop_last = dropping_last_conv_tap(kernels.conv_runs)
 
     monkeypatch.setattr(kernels, "conv_runs", drop_last)
     rep, p = _pair(b, x)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+from leak_export import run, train      # the sibling script (a script's folder is on its path)
 
 
 def build_net(beta: float, seed: int = 0) -> nn.Sequential:
@@ -36,25 +37,6 @@ def build_net(beta: float, seed: int = 0) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(1, 16, 3, stride=2, padding=1), leaky((16, 14, 14)),
                          nn.Conv2d(16, 32, 3, stride=2, padding=1), leaky((32, 7, 7)), nn.Flatten(),
                          nn.Linear(32 * 7 * 7, 10))
-
-
-def run(net: nn.Sequential, x: torch.Tensor, T: int) -> torch.Tensor:
-    from snntorch import utils
-    utils.reset(net)
-    return sum(net(x) for _ in range(T))
-
-
-def train(net: nn.Sequential, data, T: int) -> None:
-    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
-    g = torch.Generator().manual_seed(0)
-    x, y = data.x_train.float(), data.y_train
-    perm = torch.randperm(len(y), generator=g)
-    for i in range(0, len(y), 128):
-        idx = perm[i:i + 128]
-        loss = nn.functional.cross_entropy(run(net, x[idx], T) / T, y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
 
 
 def main() -> None:
@@ -79,7 +61,7 @@ def main() -> None:
     if net_file.exists():
         net.load_state_dict(torch.load(net_file, weights_only=True))
     else:
-        train(net, data, a.T)
+        train(net, data, len(data.y_train), a.T, batch=128)
         torch.save(net.state_dict(), net_file)
     xt, yt = data.x_test.float(), data.y_test
     with torch.no_grad():

@@ -49,13 +49,14 @@ def run(net: nn.Sequential, x: torch.Tensor, T: int) -> torch.Tensor:
     return sum(net(x) for _ in range(T))
 
 
-def train(net: nn.Sequential, data, n: int, T: int) -> None:
+def train(net: nn.Sequential, data, n: int, T: int, batch: int = 64) -> None:
+    """One pass over n training images (seeded order), BPTT through snnTorch, Adam 2e-3."""
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     g = torch.Generator().manual_seed(0)
     perm = torch.randperm(len(data.y_train), generator=g)[:n]
     x, y = data.x_train.float(), data.y_train
-    for i in range(0, n, 64):
-        idx = perm[i:i + 64]
+    for i in range(0, n, batch):
+        idx = perm[i:i + batch]
         loss = nn.functional.cross_entropy(run(net, x[idx], T) / T, y[idx])
         opt.zero_grad()
         loss.backward()
