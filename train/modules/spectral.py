@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from saf.train.functional.glue import apply_glue
-from saf.train.modules.synapse import Synapse
+from saf.train.modules.synapse import Synapse, Wiring
 
 INIT_ITERATIONS = 10
 
@@ -31,7 +31,7 @@ class SpectralSynapse(Synapse):
 
     def __init__(self, kind: str, n_in: int, n_out: int, kernel: int = 1, padding: int = 0,
                  transposed: bool = False, stride: int = 1, output_padding: int = 0):
-        super().__init__(kind, n_in, n_out, kernel, 1, padding, (), ws=False, bias=False)
+        super().__init__(Wiring(kind, n_in, n_out, kernel, 1, padding), (), ws=False, bias=False)
         self.transposed, self.t_stride, self.output_padding = transposed, stride, output_padding
         if transposed:                                   # ConvTranspose2d's layout [in, out, k, k]
             self.weight = nn.Parameter(self.weight.detach().transpose(0, 1).contiguous())
