@@ -12,7 +12,6 @@ from typing import Callable, Optional
 
 from saf.export.ir import declared_mode, modes_text
 from saf.export.proof.certificate import CurrentRegister
-from saf.core import counts
 from saf.core.errors import SafError
 
 
@@ -86,11 +85,6 @@ def get_backend(name: str) -> BackendSpec:
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r} (known: {', '.join(BACKENDS)})")
     return BACKENDS[name]
-
-
-def check_count(flag: str, value, minimum: int = 1) -> None:
-    """Count flags and arguments (core/counts.check_count), refused as a BackendError."""
-    counts.check_count(flag, value, minimum, BackendError)
 
 
 def refusal(spec: BackendSpec, graph) -> str:

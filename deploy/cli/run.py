@@ -10,7 +10,7 @@ from saf.train.data import DatasetError
 from saf.core.outdir import check_file_target
 
 from saf.deploy.backends.registry import BACKENDS, FAULTS, LAVA_BACKENDS, BackendError, Bundle, require_lava
-from saf.deploy.backends.spec import check_count
+from saf.core.counts import check_count
 from saf.deploy.verify.report_io import FUZZ_FAILURE
 from saf.deploy.verify.plan import DEFAULT_BACKENDS as DEFAULT_BACKEND_LIST
 from saf.deploy.verify.stream import DEFAULT_CHUNK
@@ -105,8 +105,8 @@ def register(sub) -> None:
 def cmd_run(a) -> int:
     from saf.deploy.stats import run_stats
 
-    check_count("--limit", a.limit)
-    check_count("--sample", a.sample, 0)
+    check_count("--limit", a.limit, 1, BackendError)
+    check_count("--sample", a.sample, 0, BackendError)
     if a.raster:
         check_file_target(a.raster, "--raster")
     if a.backend in LAVA_BACKENDS:
@@ -209,7 +209,7 @@ def _fuzz_failure(fz: dict, a, out: Path) -> dict:
 
 
 def cmd_demo(a) -> int:
-    check_count("--lava-limit", a.lava_limit)
-    check_count("--epochs", a.epochs)
+    check_count("--lava-limit", a.lava_limit, 1, BackendError)
+    check_count("--epochs", a.epochs, 1, BackendError)
     from saf.deploy.cli.demo import run_demo
     return run_demo(Path(a.out), epochs=a.epochs, lava_limit=a.lava_limit, force=a.force)

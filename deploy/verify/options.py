@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from saf.deploy.backends.spec import BackendError, check_count
+from saf.core.counts import check_count
+from saf.deploy.backends.spec import BackendError
 from saf.deploy.verify.stream import check_chunk
 
 
@@ -25,9 +26,9 @@ class VerifyOptions:
     chunk: Optional[int] = None        # samples run and compared at a time (None: stream.DEFAULT_CHUNK)
 
     def __post_init__(self):
-        check_count("--lava-limit", int(self.lava_limit))
-        check_count("--fuzz", int(self.fuzz), 0)
-        check_count("--seed", int(self.seed), 0)
+        check_count("--lava-limit", int(self.lava_limit), 1, BackendError)
+        check_count("--fuzz", int(self.fuzz), 0, BackendError)
+        check_count("--seed", int(self.seed), 0, BackendError)
         object.__setattr__(self, "chunk", check_chunk(self.chunk))
         if not (0 <= self.mismatch_bound <= 1):
             raise BackendError(f"--mismatch-bound must be in [0, 1], got {self.mismatch_bound}")

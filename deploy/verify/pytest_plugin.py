@@ -25,12 +25,13 @@ def check_fidelity(bundle, data=None, limit=None, backends=("saf-int", "emulator
                    golden=None, update_golden=False, lava_limit=50, data_root=None):
     """Run `saf verify` in-process; return the VerifyReport, raise FidelityError on any failure."""
     from saf.deploy.backends.registry import Bundle
-    from saf.deploy.backends.spec import as_specs, check_count
+    from saf.core.counts import check_count
+    from saf.deploy.backends.spec import BackendError, as_specs
     from saf.deploy.verify.inputs import load_inputs
     from saf.deploy.verify import format_report, verify
 
     as_specs(backends, "backends")             # verify's rules, checked before any data is loaded
-    check_count("limit", limit)
+    check_count("limit", limit, 1, BackendError)
     b = Bundle.load(bundle)
     xq, y, name = load_inputs(b, data, data_root, limit)
     rep = verify(b, xq, y, list(backends), lava_limit=lava_limit, golden_dir=golden,

@@ -13,7 +13,8 @@ from typing import Optional
 import numpy as np
 
 from saf.deploy.backends.registry import Bundle, check_runs, run_checked
-from saf.deploy.backends.spec import BackendError, check_count
+from saf.core.counts import check_count
+from saf.deploy.backends.spec import BackendError
 from saf.deploy.verify.compare import spike_hashes
 from saf.deploy.verify.pairs import POTENTIAL_BUDGET, compare_chunk, finish_pair, merge_pair
 
@@ -62,7 +63,7 @@ def check_chunk(chunk) -> int:
         return DEFAULT_CHUNK
     if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)):
         raise BackendError(f"--chunk must be an integer >= 1, got {chunk!r}")
-    check_count("--chunk", chunk)
+    check_count("--chunk", chunk, 1, BackendError)
     return int(chunk)
 
 
